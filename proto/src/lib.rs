@@ -1,0 +1,19 @@
+//! The D-Bus contract of twofactor: names, the login step type, account
+//! status, error names and (with the `zbus` feature) typed proxies and
+//! errors. A change to the contract is a change to this crate.
+//!
+//! The interfaces are also written down as introspection XML in
+//! `proto/interfaces/`; a test compares the daemon's served interfaces with
+//! those files.
+
+pub mod names;
+pub mod step;
+pub mod types;
+
+#[cfg(feature = "zbus")]
+pub mod error;
+#[cfg(feature = "zbus")]
+pub mod proxy;
+
+pub use step::{Action, MessageKind, Step, WireStep};
+pub use types::AccountStatus;
