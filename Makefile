@@ -1,0 +1,143 @@
+# twofactor — build, test and install.
+#
+#   make                 release build (cargo build --release --workspace)
+#   make test            build everything, then run every test (what CI runs)
+#   make demo            try it locally without touching /etc or PAM (scripts/demo)
+#   make lint            cargo fmt --check + clippy -D warnings
+#   sudo make install    install the release build (run `make` first, as yourself)
+#   sudo make uninstall  remove what install put there (keeps config and state)
+#
+# Install locations (override on the command line, e.g. `make install
+# DESTDIR=/tmp/stage PREFIX=/usr/local`):
+#   PREFIX=/usr           binaries under $(PREFIX)/sbin and $(PREFIX)/bin,
+#                         D-Bus files under $(PREFIX)/share/dbus-1
+#   SYSCONFDIR=/etc       twofactor/twofactord.toml and pam.d/twofactor-reauth
+#   LOCALSTATEDIR=/var    lib/twofactor (the database, 0700)
+#   PAMDIR                where libpam looks for modules; not under PREFIX,
+#                         because libpam only looks in its own directory
+#                         (Debian: /lib/<multiarch>/security)
+#   SYSTEMDUNITDIR=/lib/systemd/system
+#   DESTDIR               staging root, prepended to every path (packaging)
+
+SHELL := /bin/sh
+
+CARGO ?= cargo
+# --locked: build exactly the dependency versions in Cargo.lock.
+CARGO_LOCKED := $(if $(wildcard Cargo.lock),--locked,)
+# Where cargo puts its output; follows CARGO_TARGET_DIR like cargo does.
+TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),target)
+RELEASE_DIR := $(TARGET_DIR)/release
+
+PREFIX ?= /usr
+BINDIR ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+DATADIR ?= $(PREFIX)/share
+DOCDIR ?= $(DATADIR)/doc/twofactor
+DBUSSYSTEMDIR ?= $(DATADIR)/dbus-1/system.d
+DBUSSERVICEDIR ?= $(DATADIR)/dbus-1/system-services
+SYSCONFDIR ?= /etc
+LOCALSTATEDIR ?= /var
+STATEDIR ?= $(LOCALSTATEDIR)/lib/twofactor
+SYSTEMDUNITDIR ?= /lib/systemd/system
+MULTIARCH ?= $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch 2>/dev/null)
+PAMDIR ?= $(if $(MULTIARCH),/lib/$(MULTIARCH)/security,/lib/security)
+
+INSTALL ?= install
+
+# Built files and where they go.
+DAEMON_BIN := $(RELEASE_DIR)/twofactord
+CTL_BIN := $(RELEASE_DIR)/twofactorctl
+PAM_SO := $(RELEASE_DIR)/libpam_twofactor.so
+DOCS := README.md $(wildcard docs/*.md)
+
+.PHONY: all build test lint demo install uninstall clean help
+
+all: build
+
+build:
+	$(CARGO) build --release --workspace $(CARGO_LOCKED)
+
+# The integration tests run the built binaries (twofactord, twofactorctl,
+# pam_twofactor.so, pam-harness) from target/debug, so build all of them
+# first; then check that the shipped config is one the daemon accepts.
+test:
+	$(CARGO) build --workspace --all-targets $(CARGO_LOCKED)
+	$(TARGET_DIR)/debug/twofactord --check-config --config config/twofactord.toml
+	$(CARGO) test --workspace $(CARGO_LOCKED)
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets $(CARGO_LOCKED) -- -D warnings
+
+demo:
+	scripts/demo
+
+help:
+	@sed -n '3,9p' Makefile
+
+# install does not run cargo: `sudo make install` usually runs as root with a
+# PATH that has no cargo, and should not rebuild as root. Build first.
+install:
+	@for f in $(DAEMON_BIN) $(CTL_BIN) $(PAM_SO); do \
+	  if [ ! -f "$$f" ]; then \
+	    echo "make install: $$f is missing; run 'make' first (as yourself, not root)" >&2; \
+	    exit 1; \
+	  fi; \
+	done
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(PAMDIR) \
+	  $(DESTDIR)$(DBUSSYSTEMDIR) $(DESTDIR)$(DBUSSERVICEDIR) $(DESTDIR)$(SYSTEMDUNITDIR) \
+	  $(DESTDIR)$(SYSCONFDIR)/twofactor $(DESTDIR)$(SYSCONFDIR)/pam.d $(DESTDIR)$(DOCDIR)
+	$(INSTALL) -m 0755 $(DAEMON_BIN) $(DESTDIR)$(SBINDIR)/twofactord
+	$(INSTALL) -m 0755 $(CTL_BIN) $(DESTDIR)$(BINDIR)/twofactorctl
+	$(INSTALL) -m 0644 $(PAM_SO) $(DESTDIR)$(PAMDIR)/pam_twofactor.so
+	$(INSTALL) -m 0644 config/dbus/org.twofactor.Daemon1.conf $(DESTDIR)$(DBUSSYSTEMDIR)/org.twofactor.Daemon1.conf
+	sed 's|/usr/sbin/twofactord|$(SBINDIR)/twofactord|g' config/dbus/org.twofactor.Daemon1.service \
+	  > $(DESTDIR)$(DBUSSERVICEDIR)/org.twofactor.Daemon1.service
+	chmod 0644 $(DESTDIR)$(DBUSSERVICEDIR)/org.twofactor.Daemon1.service
+	sed -e 's|/usr/sbin/twofactord|$(SBINDIR)/twofactord|g' \
+	    -e 's|/usr/share/doc/twofactor|$(DOCDIR)|g' config/systemd/twofactord.service \
+	  > $(DESTDIR)$(SYSTEMDUNITDIR)/twofactord.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/twofactord.service
+	$(INSTALL) -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
+# Files in SYSCONFDIR belong to the administrator once installed: never
+# overwrite them (the package manager handles conffile upgrades).
+	@for pair in config/twofactord.toml:$(SYSCONFDIR)/twofactor/twofactord.toml \
+	             config/pam.d/twofactor-reauth:$(SYSCONFDIR)/pam.d/twofactor-reauth; do \
+	  src=$${pair%%:*}; dst=$(DESTDIR)$${pair#*:}; \
+	  if [ -e "$$dst" ]; then \
+	    echo "keeping existing $$dst (the shipped version is $$src)"; \
+	  else \
+	    echo "$(INSTALL) -m 0644 $$src $$dst"; \
+	    $(INSTALL) -m 0644 "$$src" "$$dst" || exit 1; \
+	  fi; \
+	done
+	$(INSTALL) -d -m 0700 $(DESTDIR)$(STATEDIR)
+	@echo
+	@echo "Installed. Next: start the daemon (systemctl daemon-reload; systemctl enable --now twofactord,"
+	@echo "or '$(SBINDIR)/twofactord --foreground' without systemd), reload the system bus"
+	@echo "(systemctl reload dbus), then add pam_twofactor.so to a PAM service: see README.md."
+	@echo "Keep a root shell open while you change PAM."
+
+# uninstall keeps $(SYSCONFDIR)/twofactor, $(SYSCONFDIR)/pam.d/twofactor-reauth
+# and $(STATEDIR) (the enrolled secrets). It refuses while a PAM service still
+# uses the module: libpam fails a stack whose module is missing, which would
+# lock everyone out of that service. FORCE=1 overrides.
+uninstall:
+	@users=$$(grep -ls '^[^#]*pam_twofactor\.so' $(DESTDIR)$(SYSCONFDIR)/pam.d/* 2>/dev/null || true); \
+	if [ -n "$$users" ] && [ "$(FORCE)" != 1 ]; then \
+	  echo "make uninstall: these PAM services still use pam_twofactor.so:" >&2; \
+	  echo "$$users" | sed 's/^/  /' >&2; \
+	  echo "remove it from them first (or run with FORCE=1 to lock yourself out)" >&2; \
+	  exit 1; \
+	fi
+	rm -f $(DESTDIR)$(SBINDIR)/twofactord $(DESTDIR)$(BINDIR)/twofactorctl \
+	  $(DESTDIR)$(PAMDIR)/pam_twofactor.so \
+	  $(DESTDIR)$(DBUSSYSTEMDIR)/org.twofactor.Daemon1.conf \
+	  $(DESTDIR)$(DBUSSERVICEDIR)/org.twofactor.Daemon1.service \
+	  $(DESTDIR)$(SYSTEMDUNITDIR)/twofactord.service
+	rm -f $(addprefix $(DESTDIR)$(DOCDIR)/,$(notdir $(DOCS)))
+	rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null || true
+	@echo "kept: $(DESTDIR)$(SYSCONFDIR)/twofactor, $(DESTDIR)$(SYSCONFDIR)/pam.d/twofactor-reauth, $(DESTDIR)$(STATEDIR)"
+
+clean:
+	$(CARGO) clean
