@@ -1,1 +1,159 @@
-//! test fixtures
+//! Fixtures for the end-to-end tests of twofactor: a private system-like
+//! `dbus-daemon` with the shipped policy, the real `twofactord` on a
+//! temporary store, real local users, the built `twofactorctl`, the built
+//! `pam_twofactor.so` under real libpam (through `pam-harness`), a real
+//! `sshd` and `sudo`, and TOTP codes computed independently by `oathtool`.
+//!
+//! Every fixture cleans up after itself on `Drop` (also when a test panics):
+//! processes are killed by pid, users removed by their own names, files in
+//! `/etc` removed.
+
+pub mod bus;
+pub mod ctl;
+pub mod daemon;
+pub mod etc;
+pub mod pam;
+pub mod proc;
+pub mod sshd;
+pub mod syslog;
+pub mod totp;
+pub mod users;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+pub use bus::PrivateBus;
+pub use ctl::Ctl;
+pub use daemon::{Daemon, DaemonConfig};
+pub use pam::{PamRun, PamService};
+pub use users::TestUser;
+
+/// Environment variable that turns "skipped, needs root" into a failure (CI).
+pub const REQUIRE_ROOT_ENV: &str = "TWOFACTOR_REQUIRE_ROOT";
+
+/// The prompt the daemon asks for a code with.
+pub const CODE_PROMPT: &str = "Verification code: ";
+/// The refusal for a wrong, replayed or unknown-user code.
+pub const INVALID_CODE: &str = "Invalid verification code.";
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no arguments and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Tests that need root call this first and return when it gives false:
+/// without root they are skipped, unless `TWOFACTOR_REQUIRE_ROOT=1`, where
+/// running without root is a failure.
+pub fn root_or_skip(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    if std::env::var(REQUIRE_ROOT_ENV).as_deref() == Ok("1") {
+        panic!("{test} needs root, and {REQUIRE_ROOT_ENV}=1 says root is required");
+    }
+    eprintln!("SKIPPED (needs root): {test}");
+    false
+}
+
+/// `if !need_root!() { return; }` with the test's name in the message.
+#[macro_export]
+macro_rules! need_root {
+    () => {
+        $crate::root_or_skip(module_path!())
+    };
+}
+
+/// The repository's root (the workspace).
+pub fn repo_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| manifest.to_path_buf())
+}
+
+/// The cargo profile directory the running test was built in
+/// (`target/<profile>/deps/<test>` -> `target/<profile>`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().expect("test binary has a directory");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().expect("deps has a parent").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+/// A built program or library of the workspace, by file name.
+pub fn built(name: &str) -> PathBuf {
+    let p = target_dir().join(name);
+    if !p.exists() {
+        panic!(
+            "{name} is not built (looked for {}): build the whole workspace first — run `make test` \
+             (cargo build --workspace --all-targets && cargo test --workspace)",
+            p.display()
+        );
+    }
+    p
+}
+
+pub fn twofactord_bin() -> PathBuf {
+    built("twofactord")
+}
+pub fn twofactorctl_bin() -> PathBuf {
+    built("twofactorctl")
+}
+pub fn pam_harness_bin() -> PathBuf {
+    built("pam-harness")
+}
+pub fn pam_module_so() -> PathBuf {
+    built("libpam_twofactor.so")
+}
+
+/// A temporary directory that every user can enter (sockets, PAM files and
+/// home directories inside are used by the test users too).
+pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("create a temporary directory");
+    set_mode(dir.path(), 0o755);
+    dir
+}
+
+pub fn set_mode(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
+}
+
+pub fn write_file(path: &Path, contents: impl AsRef<[u8]>, mode: u32) {
+    std::fs::write(path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    set_mode(path, mode);
+}
+
+/// A process-unique number, for unique names.
+pub fn unique() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    NEXT.fetch_add(1, Ordering::SeqCst)
+}
+
+/// Random bytes from the OS, as lowercase hex.
+pub fn random_hex(bytes: usize) -> String {
+    use std::io::Read;
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .expect("read /dev/urandom");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The machine's host name (what the daemon puts in `user@host`).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// A PATH for child programs.
+pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

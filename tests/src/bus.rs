@@ -1,0 +1,182 @@
+//! A private `dbus-daemon` configured like Debian's system bus (default deny
+//! for method calls, EXTERNAL auth only) that includes the repository's real
+//! policy file `config/dbus/org.twofactor.Daemon1.conf`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::proc::{self, Finished};
+
+pub struct PrivateBus {
+    dir: tempfile::TempDir,
+    address: String,
+    child: Child,
+}
+
+/// The shipped policy of the daemon's bus name.
+pub fn shipped_policy() -> PathBuf {
+    let p = crate::repo_root().join("config/dbus/org.twofactor.Daemon1.conf");
+    assert!(p.exists(), "missing shipped D-Bus policy {}", p.display());
+    p
+}
+
+fn bus_config(socket: &Path, policy: &Path) -> String {
+    format!(
+        r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <auth>EXTERNAL</auth>
+  <listen>unix:path={socket}</listen>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus"
+           send_interface="org.freedesktop.DBus" />
+    <allow send_destination="org.freedesktop.DBus"
+           send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus"
+           send_interface="org.freedesktop.DBus.Properties"/>
+    <deny send_destination="org.freedesktop.DBus"
+          send_interface="org.freedesktop.DBus"
+          send_member="UpdateActivationEnvironment"/>
+    <deny send_destination="org.freedesktop.DBus"
+          send_interface="org.freedesktop.DBus.Debug.Stats"/>
+  </policy>
+  <include>{policy}</include>
+</busconfig>
+"#,
+        socket = socket.display(),
+        policy = policy.display()
+    )
+}
+
+impl PrivateBus {
+    pub fn start() -> PrivateBus {
+        let dir = crate::temp_dir("tft-bus-");
+        let socket = dir.path().join("bus");
+        let conf = dir.path().join("bus.conf");
+        crate::write_file(&conf, bus_config(&socket, &shipped_policy()), 0o644);
+        let log = std::fs::File::create(dir.path().join("bus.log")).expect("bus log");
+        let mut child = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", conf.display()))
+            .arg("--nofork")
+            .arg("--nopidfile")
+            .arg("--print-address=1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start dbus-daemon (is the dbus package installed?)");
+        let stdout = child.stdout.take().expect("piped stdout");
+        // The first line is the address; reading it means the bus listens.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let address = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) if !line.trim().is_empty() => line.trim().to_string(),
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("dbus-daemon printed no address ({other:?})");
+            }
+        };
+        PrivateBus {
+            dir,
+            address,
+            child,
+        }
+    }
+
+    /// The bus address as dbus-daemon printed it (`unix:path=...,guid=...`).
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The address without the guid, as an admin would write it.
+    pub fn plain_address(&self) -> String {
+        format!("unix:path={}", self.socket().display())
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("bus")
+    }
+
+    /// Runs `dbus-send --print-reply` on this bus as root.
+    pub fn send(&self, dest: &str, path: &str, method: &str, args: &[&str]) -> Finished {
+        self.send_as(None, dest, path, method, args)
+    }
+
+    /// Runs `dbus-send --print-reply` on this bus, as `uid:gid` if given.
+    pub fn send_as(
+        &self,
+        as_user: Option<(u32, u32)>,
+        dest: &str,
+        path: &str,
+        method: &str,
+        args: &[&str],
+    ) -> Finished {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new("dbus-send");
+        cmd.env_clear()
+            .env("PATH", crate::PATH)
+            .arg(format!("--bus={}", self.address))
+            .arg("--print-reply")
+            .arg("--reply-timeout=20000")
+            .arg(format!("--dest={dest}"))
+            .arg(path)
+            .arg(method)
+            .args(args);
+        if let Some((uid, gid)) = as_user {
+            // std drops supplementary groups when root sets a uid.
+            cmd.uid(uid).gid(gid);
+        }
+        proc::run(&mut cmd, b"", Duration::from_secs(30))
+    }
+
+    /// Whether a bus name has an owner right now.
+    pub fn has_owner(&self, name: &str) -> bool {
+        let out = self.send(
+            "org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus.NameHasOwner",
+            &[&format!("string:{name}")],
+        );
+        assert!(out.success(), "NameHasOwner failed: {}", out.describe());
+        out.stdout().contains("boolean true")
+    }
+
+    /// Waits until `name` has an owner (`true`) or none (`false`).
+    pub fn wait_owner(&self, name: &str, owned: bool, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.has_owner(name) == owned {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for PrivateBus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

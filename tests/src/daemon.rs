@@ -1,0 +1,281 @@
+//! The real `twofactord` on a private bus and a temporary store, with its
+//! password re-check (`twofactor-reauth`) run through Debian's libpam-wrapper
+//! from a private PAM service directory, so the machine's /etc/pam.d is
+//! never read for it.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::bus::PrivateBus;
+use crate::proc;
+
+pub const BUS_NAME: &str = "org.twofactor.Daemon1";
+pub const OBJECT_PATH: &str = "/org/twofactor/Daemon1";
+pub const PAM_WRAPPER_LIB: &str = "/usr/lib/x86_64-linux-gnu/libpam_wrapper.so";
+
+/// The settings of the test's twofactord.toml.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Empty: the daemon uses the host name.
+    pub issuer: String,
+    pub skew_steps: u32,
+    pub max_failures: u32,
+    pub lockout_seconds: u64,
+    pub max_lockout_seconds: u64,
+    pub session_timeout_seconds: u64,
+}
+
+impl Default for DaemonConfig {
+    /// The defaults of the design, except that failures lock out only after
+    /// many attempts (tests about lockouts set their own small values).
+    fn default() -> Self {
+        DaemonConfig {
+            issuer: String::new(),
+            skew_steps: 1,
+            max_failures: 100,
+            lockout_seconds: 2,
+            max_lockout_seconds: 4,
+            session_timeout_seconds: 300,
+        }
+    }
+}
+
+impl DaemonConfig {
+    pub fn to_toml(&self, state_dir: &Path) -> String {
+        format!(
+            "state_dir = {state:?}\n\
+             issuer = {issuer:?}\n\
+             reauth_service = \"twofactor-reauth\"\n\
+             \n[totp]\nskew_steps = {skew}\n\
+             \n[limits]\nmax_failures = {mf}\nlockout_seconds = {ls}\nmax_lockout_seconds = {mls}\n\
+             \n[login]\nsession_timeout_seconds = {st}\n",
+            state = state_dir.display().to_string(),
+            issuer = self.issuer,
+            skew = self.skew_steps,
+            mf = self.max_failures,
+            ls = self.lockout_seconds,
+            mls = self.max_lockout_seconds,
+            st = self.session_timeout_seconds,
+        )
+    }
+}
+
+pub struct Daemon {
+    dir: tempfile::TempDir,
+    bus_address: String,
+    child: Option<Child>,
+    /// How long to wait for the bus name at start.
+    pub start_timeout: Duration,
+}
+
+/// The reauth PAM service the daemon's libpam reads (through pam_wrapper):
+/// the repository's own file, or pam_unix only if it does not exist yet.
+fn reauth_service_text() -> String {
+    let shipped = crate::repo_root().join("config/pam.d/twofactor-reauth");
+    std::fs::read_to_string(shipped)
+        .unwrap_or_else(|_| "auth required pam_unix.so\naccount required pam_unix.so\n".into())
+}
+
+impl Daemon {
+    /// Starts twofactord on `bus` with `config`; returns when it owns its
+    /// bus name.
+    pub fn start(bus: &PrivateBus, config: &DaemonConfig) -> Daemon {
+        let dir = crate::temp_dir("tft-daemon-");
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).expect("create state dir");
+        crate::set_mode(&state, 0o700);
+        let pamdir = dir.path().join("pam.d");
+        std::fs::create_dir(&pamdir).expect("create pam dir");
+        crate::write_file(
+            &pamdir.join("twofactor-reauth"),
+            reauth_service_text(),
+            0o644,
+        );
+        crate::write_file(
+            &dir.path().join("twofactord.toml"),
+            config.to_toml(&state),
+            0o644,
+        );
+        let mut d = Daemon {
+            dir,
+            bus_address: bus.address().to_string(),
+            child: None,
+            start_timeout: Duration::from_secs(30),
+        };
+        d.launch(bus);
+        d
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("twofactord.toml")
+    }
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("twofactord.log")
+    }
+
+    /// Everything the daemon wrote to stderr (all its runs).
+    pub fn log(&self) -> String {
+        std::fs::read(self.log_path())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    fn launch(&mut self, bus: &PrivateBus) {
+        assert!(self.child.is_none(), "daemon already running");
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("open daemon log");
+        let child = Command::new(crate::twofactord_bin())
+            .arg("--foreground")
+            .arg("--config")
+            .arg(self.config_path())
+            .arg("--bus")
+            .arg(&self.bus_address)
+            .arg("--log-stderr")
+            .env_clear()
+            .env("PATH", crate::PATH)
+            .env("LD_PRELOAD", PAM_WRAPPER_LIB)
+            .env("PAM_WRAPPER", "1")
+            .env("PAM_WRAPPER_SERVICE_DIR", self.dir.path().join("pam.d"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("start twofactord");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + self.start_timeout;
+        loop {
+            if bus.has_owner(BUS_NAME) {
+                return;
+            }
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    self.child = None;
+                    panic!(
+                        "twofactord exited before taking its bus name ({status}).\n--- its stderr ---\n{}",
+                        self.log()
+                    );
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                self.kill();
+                panic!(
+                    "twofactord did not own {BUS_NAME} within {:?}.\n--- its stderr ---\n{}",
+                    self.start_timeout,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn end(&mut self, sig: i32, bus: Option<&PrivateBus>) {
+        if let Some(mut c) = self.child.take() {
+            proc::signal(c.id(), sig);
+            if proc::wait_timeout(&mut c, Duration::from_secs(15)).is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!(
+                    "twofactord did not exit within 15 s of signal {sig}; killed.\n{}",
+                    self.log()
+                );
+            }
+        }
+        if let Some(bus) = bus {
+            assert!(
+                bus.wait_owner(BUS_NAME, false, Duration::from_secs(10)),
+                "{BUS_NAME} still owned after the daemon exited"
+            );
+        }
+    }
+
+    /// Stops the daemon the normal way (SIGTERM) and waits until its bus name
+    /// is gone.
+    pub fn stop(&mut self, bus: &PrivateBus) {
+        self.end(libc::SIGTERM, Some(bus));
+    }
+
+    /// Kills the daemon with SIGKILL (no chance to clean up) and waits until
+    /// its bus name is gone.
+    pub fn kill_hard(&mut self, bus: &PrivateBus) {
+        self.end(libc::SIGKILL, Some(bus));
+    }
+
+    fn kill(&mut self) {
+        self.end(libc::SIGKILL, None);
+    }
+
+    /// Starts the daemon again on the same config and state.
+    pub fn restart(&mut self, bus: &PrivateBus) {
+        if self.child.is_some() {
+            self.stop(bus);
+        }
+        self.launch(bus);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A private bus with a daemon on it: what most tests need.
+pub struct Env {
+    // Field order: the daemon is dropped before its bus.
+    pub daemon: Daemon,
+    pub bus: PrivateBus,
+}
+
+impl Env {
+    pub fn start(config: &DaemonConfig) -> Env {
+        let bus = PrivateBus::start();
+        let daemon = Daemon::start(&bus, config);
+        Env { daemon, bus }
+    }
+
+    pub fn with_defaults() -> Env {
+        Env::start(&DaemonConfig::default())
+    }
+
+    pub fn ctl(&self) -> crate::Ctl {
+        crate::Ctl::new(self.bus.address())
+    }
+
+    /// A PAM service using the module with `bus=` this bus, plus `extra`
+    /// module arguments.
+    pub fn pam(&self, extra: &str) -> crate::PamService {
+        crate::PamService::for_bus(&self.bus.plain_address(), extra)
+    }
+
+    pub fn stop_daemon(&mut self) {
+        self.daemon.stop(&self.bus);
+    }
+    pub fn kill_daemon(&mut self) {
+        self.daemon.kill_hard(&self.bus);
+    }
+    pub fn restart_daemon(&mut self) {
+        self.daemon.restart(&self.bus);
+    }
+}

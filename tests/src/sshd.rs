@@ -1,0 +1,334 @@
+//! A real OpenSSH server on a loopback port with its own PAM service, driven
+//! by the real OpenSSH client; and a sudo set-up with its own PAM service.
+//!
+//! OpenSSH names its PAM service after its program name, so a copy of
+//! /usr/sbin/sshd called `sshd-twofactor-test-<pid>-<n>` uses
+//! `/etc/pam.d/sshd-twofactor-test-<pid>-<n>`; the machine's own sshd PAM
+//! stack is never touched. Everything put into /etc is removed on Drop.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::etc::EtcFile;
+use crate::proc::{self, Finished};
+use crate::users::TestUser;
+
+pub const SSH_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// PAM service text: pam_unix for the password, then the module with
+/// `module_args`.
+pub fn pam_stack(module_args: &str) -> String {
+    format!(
+        "auth required pam_unix.so\n\
+         auth required {} {module_args}\n\
+         account required pam_unix.so\n\
+         session required pam_permit.so\n\
+         password required pam_deny.so\n",
+        crate::pam_module_so().display()
+    )
+}
+
+pub struct Sshd {
+    // Field order: sshd is killed before the PAM file is removed.
+    child: Option<Child>,
+    pub port: u16,
+    pub service: String,
+    _pam: EtcFile,
+    dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr").port()
+}
+
+impl Sshd {
+    /// Starts sshd with the module's `module_args` (e.g. `bus=ADDR`).
+    pub fn start(module_args: &str) -> Sshd {
+        let service = format!(
+            "sshd-twofactor-test-{}-{}",
+            std::process::id(),
+            crate::unique()
+        );
+        let dir = crate::temp_dir("tft-sshd-");
+        let pam = EtcFile::create(
+            format!("/etc/pam.d/{service}"),
+            &pam_stack(module_args),
+            0o644,
+        );
+        let program = dir.path().join(&service);
+        std::fs::copy("/usr/sbin/sshd", &program).expect("copy /usr/sbin/sshd");
+        crate::set_mode(&program, 0o755);
+        std::fs::create_dir_all("/run/sshd").expect("mkdir /run/sshd (privilege separation)");
+        let key = dir.path().join("hostkey");
+        let out = proc::run(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(&key),
+            b"",
+            Duration::from_secs(30),
+        );
+        assert!(out.success(), "ssh-keygen: {}", out.describe());
+        let conf = dir.path().join("sshd_config");
+        crate::write_file(
+            &conf,
+            format!(
+                "ListenAddress 127.0.0.1\n\
+                 HostKey {key}\n\
+                 PidFile {pid}\n\
+                 UsePAM yes\n\
+                 KbdInteractiveAuthentication yes\n\
+                 PasswordAuthentication no\n\
+                 PubkeyAuthentication no\n\
+                 AuthenticationMethods keyboard-interactive\n\
+                 PermitRootLogin no\n\
+                 StrictModes no\n\
+                 UseDNS no\n\
+                 LoginGraceTime 60\n\
+                 MaxAuthTries 3\n\
+                 LogLevel VERBOSE\n",
+                key = key.display(),
+                pid = dir.path().join("sshd.pid").display()
+            ),
+            0o644,
+        );
+        let log = std::fs::File::create(dir.path().join("sshd.log")).expect("sshd log");
+        let mut last_err = String::new();
+        // A port found free can be taken by someone else before sshd binds it:
+        // try a few.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = Command::new(&program)
+                .arg("-D")
+                .arg("-e")
+                .arg("-f")
+                .arg(&conf)
+                .arg("-p")
+                .arg(port.to_string())
+                .env_clear()
+                .env("PATH", crate::PATH)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("dup"))
+                .stderr(log.try_clone().expect("dup"))
+                .spawn()
+                .expect("start sshd copy");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    last_err = format!(
+                        "sshd exited ({status}): {}",
+                        std::fs::read_to_string(dir.path().join("sshd.log")).unwrap_or_default()
+                    );
+                    break;
+                }
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    return Sshd {
+                        child: Some(child),
+                        port,
+                        service,
+                        _pam: pam,
+                        dir,
+                    };
+                }
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    last_err = "sshd did not listen within 20 s".into();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        panic!("could not start sshd: {last_err}");
+    }
+
+    /// What sshd logged (stderr, -e).
+    pub fn log(&self) -> String {
+        std::fs::read(self.dir.path().join("sshd.log"))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Logs in as `user` with the real ssh client, keyboard-interactive,
+    /// answering "Password" prompts with `password` and "Verification code"
+    /// prompts with `code` (both handed over in files, never argv), and runs
+    /// `echo LOGGED-IN`.
+    pub fn ssh(&self, user: &TestUser, password: &str, code: &str) -> Finished {
+        let client = self.dir.path().join(format!("client-{}", crate::unique()));
+        std::fs::create_dir(&client).expect("client dir");
+        crate::set_mode(&client, 0o700);
+        let pw = client.join("password");
+        let cf = client.join("code");
+        crate::write_file(&pw, format!("{password}\n"), 0o600);
+        crate::write_file(&cf, format!("{code}\n"), 0o600);
+        let askpass = client.join("askpass");
+        crate::write_file(
+            &askpass,
+            format!(
+                "#!/bin/sh\n\
+                 echo \"$1\" >> '{log}'\n\
+                 case \"$1\" in\n\
+                 *[Vv]erification*) exec cat '{code}' ;;\n\
+                 *[Pp]assword*) exec cat '{pw}' ;;\n\
+                 *) exit 1 ;;\n\
+                 esac\n",
+                log = client.join("prompts").display(),
+                code = cf.display(),
+                pw = pw.display()
+            ),
+            0o700,
+        );
+        let home = client.join("home");
+        std::fs::create_dir(&home).expect("client home");
+        let mut cmd = Command::new("setsid");
+        cmd.arg("-w")
+            .arg("ssh")
+            .args(["-F", "/dev/null", "-n", "-T"])
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args([
+                "-o",
+                "PreferredAuthentications=keyboard-interactive",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "GlobalKnownHostsFile=/dev/null",
+                "-o",
+                "NumberOfPasswordPrompts=1",
+                "-o",
+                "BatchMode=no",
+                "-o",
+                "ConnectTimeout=20",
+                "-l",
+            ])
+            .arg(&user.name)
+            .arg("127.0.0.1")
+            .arg("echo LOGGED-IN")
+            .env_clear()
+            .env("PATH", crate::PATH)
+            .env("HOME", &home)
+            .env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", ":0");
+        proc::run(&mut cmd, b"", SSH_TIMEOUT)
+    }
+
+    /// The prompts the askpass program was asked, all clients so far.
+    pub fn asked_prompts(&self) -> String {
+        let mut all = String::new();
+        if let Ok(rd) = std::fs::read_dir(self.dir.path()) {
+            let mut dirs: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+            dirs.sort();
+            for d in dirs {
+                if let Ok(t) = std::fs::read_to_string(d.join("prompts")) {
+                    all.push_str(&t);
+                }
+            }
+        }
+        all
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `sudo` for one user with its own PAM service:
+/// /etc/sudoers.d/tft-test-<pid>-<n> and /etc/pam.d/sudo-twofactor-test-<pid>-<n>.
+pub struct SudoSetup {
+    // Field order: sudoers (which names the service) goes first.
+    _sudoers: EtcFile,
+    _pam: EtcFile,
+    pub service: String,
+    user: String,
+}
+
+impl SudoSetup {
+    pub fn new(user: &TestUser, module_args: &str) -> SudoSetup {
+        let n = format!("{}-{}", std::process::id(), crate::unique());
+        let service = format!("sudo-twofactor-test-{n}");
+        let pam = EtcFile::create(
+            format!("/etc/pam.d/{service}"),
+            &pam_stack(module_args),
+            0o644,
+        );
+        let text = format!(
+            "Defaults:{u} pam_service={service}\n\
+             Defaults:{u} lecture=never\n\
+             Defaults:{u} timestamp_timeout=0\n\
+             Defaults:{u} !mail_badpass\n\
+             Defaults:{u} passwd_tries=1\n\
+             {u} ALL=(ALL) ALL\n",
+            u = user.name
+        );
+        // A broken file in sudoers.d breaks sudo for everybody: check first.
+        let scratch = crate::temp_dir("tft-sudoers-");
+        let check = scratch.path().join("sudoers");
+        crate::write_file(&check, &text, 0o440);
+        let out = proc::run(
+            Command::new("visudo").arg("-cf").arg(&check),
+            b"",
+            Duration::from_secs(20),
+        );
+        assert!(
+            out.success(),
+            "visudo rejects the test sudoers: {}",
+            out.describe()
+        );
+        // No dot in the name: sudo ignores files in sudoers.d with a dot.
+        let sudoers = EtcFile::create(format!("/etc/sudoers.d/tft-test-{n}"), &text, 0o440);
+        SudoSetup {
+            _sudoers: sudoers,
+            _pam: pam,
+            service,
+            user: user.name.clone(),
+        }
+    }
+
+    /// `sudo -S -k true` as `user` with `env`, typing `password` then `code`.
+    pub fn run(
+        &self,
+        user: &TestUser,
+        env: &[(&str, &str)],
+        password: &str,
+        code: &str,
+    ) -> Finished {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new("setsid");
+        cmd.arg("-w")
+            .arg("sudo")
+            .args(["-S", "-k", "true"])
+            .env_clear()
+            .env("PATH", crate::PATH)
+            .env("HOME", user.home())
+            .env("USER", &user.name)
+            .env("LOGNAME", &user.name)
+            .uid(user.uid)
+            .gid(user.gid);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        proc::run(
+            &mut cmd,
+            format!("{password}\n{code}\n").as_bytes(),
+            Duration::from_secs(60),
+        )
+    }
+}
+
+impl Drop for SudoSetup {
+    fn drop(&mut self) {
+        // sudo's time stamp of the user, if any was made.
+        let _ = std::fs::remove_file(format!("/run/sudo/ts/{}", self.user));
+    }
+}

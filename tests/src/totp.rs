@@ -1,0 +1,113 @@
+//! TOTP codes computed independently of the project, by Debian's `oathtool`.
+
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::proc;
+
+pub const STEP: i64 = 30;
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+}
+
+/// The 6-digit code of `secret` (base32, spaces allowed) at unix time `at`
+/// (now if `None`), from `oathtool --totp -b - [-N @T]` with the secret on
+/// stdin (never on argv, even in tests).
+pub fn oathtool(secret: &str, at: Option<i64>) -> String {
+    let compact: String = secret.chars().filter(|c| !c.is_whitespace()).collect();
+    let mut cmd = Command::new("oathtool");
+    cmd.arg("--totp").arg("-b").arg("-");
+    if let Some(t) = at {
+        cmd.arg("-N").arg(format!("@{t}"));
+    }
+    let out = proc::run(
+        &mut cmd,
+        format!("{compact}\n").as_bytes(),
+        Duration::from_secs(10),
+    );
+    assert!(out.success(), "oathtool failed: {}", out.describe());
+    let code = out.stdout().trim().to_string();
+    assert!(
+        code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()),
+        "oathtool printed {code:?}"
+    );
+    code
+}
+
+/// The code of the current step.
+pub fn code_now(secret: &str) -> String {
+    oathtool(secret, None)
+}
+
+/// The code `steps` steps away from now (negative: earlier).
+pub fn code_at_step_offset(secret: &str, steps: i64) -> String {
+    oathtool(secret, Some(now() + steps * STEP))
+}
+
+/// Seconds left in the current 30 s step.
+pub fn seconds_left_in_step() -> i64 {
+    STEP - now().rem_euclid(STEP)
+}
+
+/// If fewer than `secs` seconds are left in the current step, waits for the
+/// next step, so that a test that needs "this step" or "the step before"
+/// does not cross a step boundary halfway.
+pub fn ensure_step_margin(secs: i64) {
+    assert!(secs < STEP - 2, "a margin of {secs} s cannot be had");
+    let left = seconds_left_in_step();
+    if left < secs {
+        std::thread::sleep(Duration::from_millis((left as u64) * 1000 + 300));
+    }
+}
+
+/// Decodes RFC 4648 base32 (no padding needed, case-insensitive, spaces
+/// ignored). `None` if a character is not base32.
+pub fn base32_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut acc: u64 = 0;
+    let mut bits = 0u32;
+    for c in s.chars().filter(|c| !c.is_whitespace() && *c != '=') {
+        let v = match c.to_ascii_uppercase() {
+            c @ 'A'..='Z' => c as u64 - 'A' as u64,
+            c @ '2'..='7' => c as u64 - '2' as u64 + 26,
+            _ => return None,
+        };
+        acc = (acc << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// A code different from `code` (for "wrong code" tests).
+pub fn wrong_code(code: &str) -> String {
+    code.bytes()
+        .map(|b| char::from(b'0' + (b - b'0' + 5) % 10))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base32_rfc4648_vectors() {
+        assert_eq!(base32_decode("MZXW6YTBOI======").unwrap(), b"foobar");
+        assert_eq!(base32_decode("mzxw 6ytb oi").unwrap(), b"foobar");
+        assert!(base32_decode("MZ1W").is_none());
+    }
+
+    #[test]
+    fn wrong_code_differs_in_every_digit() {
+        let w = wrong_code("012345");
+        assert_eq!(w, "567890");
+    }
+}

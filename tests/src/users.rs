@@ -1,0 +1,127 @@
+//! Real local users, made with useradd and removed with userdel by their
+//! own names on Drop.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::proc::{self, Finished};
+
+/// useradd/userdel/chpasswd lock /etc/passwd; one at a time in this process,
+/// and retried while another process holds the lock.
+static USER_DB: Mutex<()> = Mutex::new(());
+
+fn run_locked(cmd: &[&str], input: &[u8]) -> Finished {
+    let _guard = USER_DB.lock().unwrap_or_else(|p| p.into_inner());
+    let mut last = None;
+    for _ in 0..50 {
+        let out = proc::run(
+            Command::new(cmd[0])
+                .args(&cmd[1..])
+                .env("PATH", crate::PATH),
+            input,
+            Duration::from_secs(30),
+        );
+        // 10: cannot lock the password file (another process has it);
+        // 8 (userdel): a process of the user is still ending.
+        if out.success() || !matches!(out.status.code(), Some(10) | Some(8)) {
+            return out;
+        }
+        last = Some(out);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    last.expect("at least one attempt")
+}
+
+pub struct TestUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    password: String,
+    home: tempfile::TempDir,
+}
+
+impl TestUser {
+    /// A new user `tft<pid>x<n>` with a random password and a home directory
+    /// in a temporary directory.
+    pub fn new() -> TestUser {
+        let name = format!("tft{}x{}", std::process::id(), crate::unique());
+        assert!(name.len() <= 32);
+        let password = format!("Pw-{}-{}", crate::random_hex(8), crate::unique());
+        let base = crate::temp_dir("tft-home-");
+        let home = base.path().join(&name);
+        let home_s = home.display().to_string();
+        let out = run_locked(
+            &["useradd", "-M", "-N", "-s", "/bin/sh", "-d", &home_s, &name],
+            b"",
+        );
+        assert!(out.success(), "useradd {name} failed: {}", out.describe());
+        let mut user = TestUser {
+            name,
+            uid: 0,
+            gid: 0,
+            password,
+            home: base,
+        };
+        let (uid, gid) = lookup(&user.name).expect("new user is in the user database");
+        user.uid = uid;
+        user.gid = gid;
+        std::fs::create_dir(&home).expect("create home");
+        crate::set_mode(&home, 0o755);
+        let c_home = std::ffi::CString::new(home_s).expect("no NUL in path");
+        // SAFETY: chown(2) with a valid NUL-terminated path and plain ids.
+        let rc = unsafe { libc::chown(c_home.as_ptr(), uid, gid) };
+        assert_eq!(rc, 0, "chown home");
+        // The password goes through stdin, never argv.
+        let line = format!("{}:{}\n", user.name, user.password);
+        let out = run_locked(&["chpasswd"], line.as_bytes());
+        assert!(out.success(), "chpasswd failed: {}", out.stderr());
+        user
+    }
+
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.home.path().join(&self.name)
+    }
+
+    pub fn ids(&self) -> (u32, u32) {
+        (self.uid, self.gid)
+    }
+}
+
+/// uid and primary gid of a user, from `id` (goes through NSS).
+pub fn lookup(name: &str) -> Option<(u32, u32)> {
+    let get = |flag: &str| -> Option<u32> {
+        let out = proc::run(
+            Command::new("id").arg(flag).arg(name),
+            b"",
+            Duration::from_secs(10),
+        );
+        if !out.success() {
+            return None;
+        }
+        out.stdout().trim().parse().ok()
+    };
+    Some((get("-u")?, get("-g")?))
+}
+
+/// A name that no user has (for "unknown user" tests).
+pub fn unknown_user_name() -> String {
+    let name = format!("tftnouser{}x{}", std::process::id(), crate::unique());
+    assert!(lookup(&name).is_none(), "{name} unexpectedly exists");
+    name
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let out = run_locked(&["userdel", &self.name], b"");
+        if !out.success() {
+            eprintln!("warning: userdel {} failed: {}", self.name, out.stderr());
+        }
+        // The home directory goes with the TempDir.
+    }
+}
