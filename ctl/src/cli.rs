@@ -1,0 +1,216 @@
+//! The command line: clap definitions and the help texts, which are the
+//! reference documentation of `twofactorctl`.
+//!
+//! Each subcommand has its own `*Args` struct and a module in
+//! [`crate::commands`]. Commands planned in DESIGN.md (`backup-codes`,
+//! `prefer`, `devices`, `enable email`, `admin ...`) are added as new
+//! variants here and new modules there.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The exit status table, shared by every help page (a macro so it can be
+/// `concat!`-ed into the help literals).
+macro_rules! exit_status_help {
+    () => {
+        "Exit status:
+  0  success
+  1  refused by twofactord: wrong password or code, permission denied,
+     already or not enabled, too many attempts, invalid input
+  2  usage error: bad arguments, or missing or over-long input on stdin
+  3  twofactord is not running, the system bus is unavailable,
+     or the daemon did not answer in time
+  4  any other error (internal error in the daemon, I/O error)"
+    };
+}
+
+const LONG_ABOUT: &str = "\
+Manage two-factor authentication (2FA) for your own login.
+
+twofactorctl is a client of twofactord, the daemon that keeps all two-factor
+state and makes every decision; it never reads the database or the
+configuration itself. Changes that weaken security (turning a method off,
+a new secret) need your account password again, which twofactord checks.
+
+Questions are read from the terminal when stdin is one (the password with
+echo off). Otherwise each question takes the next line of stdin, so that
+scripts can answer them; prompts then go to stderr. A password is never
+taken from the command line or the environment.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "twofactorctl",
+    version,
+    about = "Manage two-factor authentication for your login (a client of twofactord)",
+    long_about = LONG_ABOUT,
+    after_help = exit_status_help!(),
+)]
+pub struct Cli {
+    /// Talk to twofactord on this D-Bus address instead of the system bus
+    /// (for tests and demos, e.g. unix:path=/tmp/bus). Without it the system
+    /// bus is used: $DBUS_SYSTEM_BUS_ADDRESS if set, else the standard
+    /// socket.
+    #[arg(long, global = true, value_name = "ADDRESS")]
+    pub bus: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the two-factor state of your account
+    #[command(
+        long_about = "Show the two-factor state of your account: active methods, preferred \
+                      and last used method, the last two-factor login (local time), failed \
+                      attempts and lockout, and whether an enrolment is pending.",
+        after_help = concat!(
+            "With --json, prints one JSON object with the fields user, methods, preferred,\n",
+            "last_method, last_login (Unix time, 0 = never), failures, locked_until (Unix\n",
+            "time, 0 = not locked) and enrolment_pending.\n\n",
+            exit_status_help!()
+        )
+    )]
+    Status(StatusArgs),
+
+    /// Turn on a second factor for your account
+    Enable(EnableArgs),
+
+    /// Turn off a second factor (asks for your password)
+    #[command(
+        long_about = "Turn off a second factor of your account. Asks for your account \
+                      password again (checked by twofactord). `app` removes the \
+                      authenticator app; `all` removes every method, which turns \
+                      two-factor authentication off for your account.",
+        after_help = concat!(
+            "Input when stdin is not a terminal: line 1 = the account password.\n",
+            "Output: what was removed, e.g. \"Removed: authenticator app.\"\n\n",
+            exit_status_help!()
+        )
+    )]
+    Disable(DisableArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the status as one JSON object (for scripts)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EnableArgs {
+    #[command(subcommand)]
+    pub method: EnableMethod,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnableMethod {
+    /// Set up an authenticator app (TOTP): password, QR code, confirm a code
+    #[command(
+        long_about = "Set up an authenticator app (TOTP, as in RFC 6238). Asks for your \
+                      account password, then shows a QR code to scan, the secret for manual \
+                      entry and the otpauth:// URI, then asks for a code from the app. The \
+                      app becomes active only when that code is right. A person at a \
+                      terminal gets 3 tries; a script gets one.",
+        after_help = concat!(
+            "Output (stdout), in order: the QR code, then the lines\n",
+            "  Secret: XXXX XXXX XXXX ...      (base32, groups of 4; remove the spaces)\n",
+            "  URI: otpauth://totp/...\n",
+            "then, after the code was accepted:\n",
+            "  Authenticator app enabled.\n\n",
+            "Input when stdin is not a terminal: line 1 = the account password,\n",
+            "line 2 = the code. The secret is printed (and stdout flushed) before the\n",
+            "code is read, so a script can compute the code from the Secret: line.\n",
+            "The secret and URI are printed only to stdout, never logged.\n\n",
+            exit_status_help!()
+        )
+    )]
+    App(EnableAppArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EnableAppArgs {}
+
+#[derive(Debug, Args)]
+pub struct DisableArgs {
+    /// What to turn off
+    #[arg(value_enum, value_name = "METHOD")]
+    pub method: DisableMethod,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DisableMethod {
+    /// The authenticator app
+    App,
+    /// Every method: two-factor authentication is then off for you
+    All,
+}
+
+impl DisableMethod {
+    /// The name `Account1.Disable` expects.
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            DisableMethod::App => twofactor_proto::types::method::APP,
+            DisableMethod::All => "all",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_the_commands() {
+        let cli = Cli::try_parse_from(["twofactorctl", "status", "--json"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Status(StatusArgs { json: true })
+        ));
+        assert!(cli.bus.is_none());
+
+        let cli = Cli::try_parse_from(["twofactorctl", "enable", "app", "--bus", "unix:path=/x"])
+            .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Enable(EnableArgs {
+                method: EnableMethod::App(_)
+            })
+        ));
+        assert_eq!(cli.bus.as_deref(), Some("unix:path=/x"));
+
+        let cli = Cli::try_parse_from(["twofactorctl", "--bus", "unix:path=/y", "disable", "all"])
+            .unwrap();
+        match cli.command {
+            Command::Disable(d) => assert_eq!(d.method.wire_name(), "all"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn usage_errors_exit_2() {
+        for args in [
+            &["twofactorctl"][..],
+            &["twofactorctl", "disable"],
+            &["twofactorctl", "disable", "sms"],
+            &["twofactorctl", "enable"],
+            &["twofactorctl", "status", "--password", "x"],
+        ] {
+            let err = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn help_documents_exit_codes() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("Exit status:"));
+        assert!(help.contains("3  twofactord is not running"));
+    }
+}

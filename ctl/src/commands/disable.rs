@@ -1,0 +1,150 @@
+//! `twofactorctl disable app|all`: turn methods off, after the account
+//! password is given again. What was removed is read back from the daemon
+//! (status before and after), not assumed.
+
+use std::io::Write;
+
+use twofactor_proto::names::MAX_PASSWORD_BYTES;
+use twofactor_proto::types::method;
+
+use super::{describe_all, write_failure};
+use crate::cli::{DisableArgs, DisableMethod};
+use crate::client::Account;
+use crate::error::Failure;
+use crate::input::Input;
+use crate::text::one_line;
+
+/// The line after everything was removed.
+pub const NOW_OFF: &str = "Two-factor authentication is now off for your account.";
+
+pub fn run(
+    account: &dyn Account,
+    input: &mut Input,
+    out: &mut dyn Write,
+    args: &DisableArgs,
+) -> Result<(), Failure> {
+    let before = account.status()?;
+    let user = one_line(&before.user);
+    {
+        let password = input.password(&format!("Password for {user}: "), MAX_PASSWORD_BYTES)?;
+        account.disable(args.method.wire_name(), &password)?;
+    }
+    // The change is made; if the status cannot be read back, say what was
+    // asked for instead of failing.
+    let after = account.status().ok();
+    let removed: Vec<String> = match &after {
+        Some(after) => before
+            .methods
+            .iter()
+            .filter(|m| !after.methods.contains(m))
+            .cloned()
+            .collect(),
+        None => match args.method {
+            DisableMethod::App => vec![method::APP.to_owned()],
+            DisableMethod::All => before.methods.clone(),
+        },
+    };
+    let mut text = String::new();
+    if removed.is_empty() {
+        text.push_str("Nothing was removed: no such method was active.\n");
+    } else {
+        text.push_str(&format!("Removed: {}.\n", describe_all(&removed)));
+    }
+    match after {
+        Some(after) if after.methods.is_empty() => text.push_str(&format!("{NOW_OFF}\n")),
+        Some(after) => text.push_str(&format!(
+            "Still active: {}.\n",
+            describe_all(&after.methods)
+        )),
+        None => {}
+    }
+    out.write_all(text.as_bytes()).map_err(write_failure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::fake::FakeAccount;
+    use crate::error::Reason;
+    use twofactor_proto::AccountStatus;
+
+    fn status(methods: &[&str]) -> AccountStatus {
+        AccountStatus {
+            user: "alice".into(),
+            methods: methods.iter().map(|m| m.to_string()).collect(),
+            ..AccountStatus::default()
+        }
+    }
+
+    fn run_with(
+        fake: &FakeAccount,
+        method: DisableMethod,
+        stdin: &[u8],
+    ) -> (Result<(), Failure>, String) {
+        let mut input = Input::scripted(stdin, false);
+        let mut out = Vec::new();
+        let r = run(fake, &mut input, &mut out, &DisableArgs { method });
+        (r, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn disable_app_reports_what_went() {
+        let f = FakeAccount::with_status(status(&["app"]));
+        f.disables.borrow_mut().push_back(Ok(()));
+        f.statuses.borrow_mut().push_back(Ok(status(&[])));
+        let (r, out) = run_with(&f, DisableMethod::App, b"secret pw\n");
+        r.unwrap();
+        assert_eq!(out, format!("Removed: authenticator app.\n{NOW_OFF}\n"));
+        assert_eq!(f.calls(), ["Status", "Disable(app,secret pw)", "Status"]);
+    }
+
+    #[test]
+    fn disable_all_sends_all() {
+        let f = FakeAccount::with_status(status(&["app"]));
+        f.disables.borrow_mut().push_back(Ok(()));
+        f.statuses.borrow_mut().push_back(Ok(status(&[])));
+        let (r, _) = run_with(&f, DisableMethod::All, b"pw\n");
+        r.unwrap();
+        assert_eq!(f.calls()[1], "Disable(all,pw)");
+    }
+
+    #[test]
+    fn other_methods_stay_listed() {
+        let f = FakeAccount::with_status(status(&["app", "email"]));
+        f.disables.borrow_mut().push_back(Ok(()));
+        f.statuses.borrow_mut().push_back(Ok(status(&["email"])));
+        let (r, out) = run_with(&f, DisableMethod::App, b"pw\n");
+        r.unwrap();
+        assert_eq!(out, "Removed: authenticator app.\nStill active: email.\n");
+    }
+
+    #[test]
+    fn status_unreadable_afterwards_still_reports() {
+        let f = FakeAccount::with_status(status(&["app"]));
+        f.disables.borrow_mut().push_back(Ok(()));
+        let (r, out) = run_with(&f, DisableMethod::App, b"pw\n");
+        r.unwrap();
+        assert_eq!(out, "Removed: authenticator app.\n");
+    }
+
+    #[test]
+    fn refusal_is_passed_on_and_nothing_printed() {
+        let f = FakeAccount::with_status(status(&["app"]));
+        f.disables
+            .borrow_mut()
+            .push_back(Err(Failure::new(Reason::BadPassword, "wrong password")));
+        let (r, out) = run_with(&f, DisableMethod::App, b"bad\n");
+        let err = r.unwrap_err();
+        assert_eq!((err.reason, err.exit_code()), (Reason::BadPassword, 1));
+        assert!(out.is_empty());
+        assert_eq!(f.calls().len(), 2);
+    }
+
+    #[test]
+    fn no_password_no_call() {
+        let f = FakeAccount::with_status(status(&["app"]));
+        let (r, _) = run_with(&f, DisableMethod::App, b"");
+        assert_eq!(r.unwrap_err().exit_code(), 2);
+        assert_eq!(f.calls(), ["Status"]);
+    }
+}

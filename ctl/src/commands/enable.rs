@@ -1,0 +1,373 @@
+//! `twofactorctl enable app`: set up an authenticator app.
+//!
+//! Flow: Status (is the daemon there, who am I) → password → EnrollApp →
+//! show QR code, `Secret:` and `URI:` lines (stdout, flushed) → read a code
+//! → ConfirmApp (3 tries at a terminal, 1 for a script) →
+//! "Authenticator app enabled.". Backup codes (issue 3) are shown after the
+//! confirmation, as a further step of this flow.
+
+use std::io::Write;
+
+use twofactor_proto::names::MAX_PASSWORD_BYTES;
+use twofactor_proto::types::{method, AppEnrolment};
+use zeroize::{Zeroize, Zeroizing};
+
+use super::write_failure;
+use crate::cli::EnableAppArgs;
+use crate::client::Account;
+use crate::error::{Failure, Reason};
+use crate::input::Input;
+use crate::qr;
+use crate::text::{one_line, token};
+
+/// Longest code line read; a TOTP code is 6 digits, perhaps with spaces.
+pub const MAX_CODE_BYTES: usize = 64;
+/// Tries for the confirmation code when a person is typing.
+pub const INTERACTIVE_TRIES: u32 = 3;
+
+/// The prompt for the confirmation code.
+pub const CODE_PROMPT: &str = "Code from the app: ";
+/// Start of the line with the secret (base32 in groups of 4).
+pub const SECRET_PREFIX: &str = "Secret: ";
+/// Start of the line with the otpauth URI.
+pub const URI_PREFIX: &str = "URI: ";
+/// The last line on success.
+pub const ENABLED: &str = "Authenticator app enabled.";
+
+/// The enrolment as returned by the daemon, wiped when dropped.
+struct Shown(AppEnrolment);
+
+impl Drop for Shown {
+    fn drop(&mut self) {
+        self.0.secret_base32.zeroize();
+        self.0.uri.zeroize();
+    }
+}
+
+pub fn app(
+    account: &dyn Account,
+    input: &mut Input,
+    out: &mut dyn Write,
+    _args: &EnableAppArgs,
+    style: qr::Style,
+) -> Result<(), Failure> {
+    let status = account.status()?;
+    if status.methods.iter().any(|m| m == method::APP) {
+        return Err(Failure::new(
+            Reason::AlreadyEnrolled,
+            "the authenticator app is already enabled for your account; to move it to a \
+             new device, run `twofactorctl disable app` first",
+        ));
+    }
+    let user = one_line(&status.user);
+    let enrolment = {
+        let password = input.password(&format!("Password for {user}: "), MAX_PASSWORD_BYTES)?;
+        Shown(account.enroll_app(&password)?)
+    };
+    show(out, &enrolment.0, style)?;
+    confirm(account, input, &enrolment.0.enrolment)?;
+    writeln!(out, "{ENABLED}").map_err(write_failure)?;
+    out.flush().map_err(write_failure)
+}
+
+/// Prints the QR code, the secret and the URI, then flushes stdout so that
+/// a script can read them before it answers the code question.
+fn show(out: &mut dyn Write, e: &AppEnrolment, style: qr::Style) -> Result<(), Failure> {
+    let uri = Zeroizing::new(token(&e.uri));
+    let secret = group4(&e.secret_base32);
+    let mut text = Zeroizing::new(String::new());
+    match qr::render(&uri, style) {
+        Some(image) => {
+            text.push_str("Scan this QR code with your authenticator app:\n\n");
+            text.push_str(&image);
+            text.push('\n');
+        }
+        None => text.push_str("(The URI is too long for a QR code; add the account by hand.)\n"),
+    }
+    text.push_str(&format!("Or add it by hand ({}):\n", totp_hint(&uri)));
+    text.push_str(&format!("{SECRET_PREFIX}{}\n", secret.as_str()));
+    text.push_str(&format!("{URI_PREFIX}{}\n\n", uri.as_str()));
+    out.write_all(text.as_bytes()).map_err(write_failure)?;
+    out.flush().map_err(write_failure)
+}
+
+/// Asks for codes until the daemon accepts one or the tries run out.
+fn confirm(account: &dyn Account, input: &mut Input, enrolment: &str) -> Result<(), Failure> {
+    let tries = if input.is_interactive() {
+        INTERACTIVE_TRIES
+    } else {
+        1
+    };
+    let mut attempt = 1;
+    loop {
+        let code = input.answer(CODE_PROMPT, "the code from the app", MAX_CODE_BYTES)?;
+        if code.is_empty() && input.is_interactive() {
+            input.tell("Type the 6-digit code your app shows for this account.")?;
+            continue;
+        }
+        match account.confirm_app(enrolment, &code) {
+            Ok(()) => return Ok(()),
+            Err(f) if matches!(f.reason, Reason::BadCode | Reason::InvalidInput) => {
+                if attempt >= tries {
+                    return Err(Failure::new(
+                        f.reason,
+                        format!(
+                            "{} The authenticator app was not enabled.",
+                            sentence(f.message())
+                        ),
+                    ));
+                }
+                let left = tries - attempt;
+                input.tell(&format!(
+                    "{} Try again ({left} {} left).",
+                    sentence(f.message()),
+                    if left == 1 { "try" } else { "tries" }
+                ))?;
+                attempt += 1;
+            }
+            Err(f) => return Err(f),
+        }
+    }
+}
+
+/// `text` with a capital first letter and a final full stop.
+fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    let mut s: String = match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    };
+    if !s.ends_with(['.', '!', '?']) {
+        s.push('.');
+    }
+    s
+}
+
+/// The base32 secret in groups of 4 characters separated by one space, for
+/// typing by hand. Only spaces are added: removing them gives the secret
+/// back.
+pub fn group4(secret: &str) -> Zeroizing<String> {
+    let clean = Zeroizing::new(token(secret));
+    let mut out = Zeroizing::new(String::with_capacity(clean.len() + clean.len() / 4));
+    for (i, c) in clean.chars().enumerate() {
+        if i > 0 && i % 4 == 0 {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// What to choose in an app when typing the secret by hand, read from the
+/// URI's parameters (RFC 6238 defaults when absent): e.g.
+/// `"Time based", SHA1, 6 digits, every 30 seconds`.
+pub fn totp_hint(uri: &str) -> String {
+    let (mut algorithm, mut digits, mut period) = ("SHA1", "6", "30");
+    let query = uri.split_once('?').map_or("", |(_, q)| q);
+    for pair in query.split('&') {
+        let Some((key, value)) = pair.split_once('=') else {
+            continue;
+        };
+        let plain = !value.is_empty()
+            && value.len() <= 10
+            && value.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !plain {
+            continue;
+        }
+        match key {
+            "algorithm" => algorithm = value,
+            "digits" if value.bytes().all(|b| b.is_ascii_digit()) => digits = value,
+            "period" if value.bytes().all(|b| b.is_ascii_digit()) => period = value,
+            _ => {}
+        }
+    }
+    format!("\"Time based\", {algorithm}, {digits} digits, every {period} seconds")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::fake::FakeAccount;
+    use twofactor_proto::AccountStatus;
+
+    const SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+    const URI: &str = "otpauth://totp/host:alice%40host?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=host&algorithm=SHA1&digits=6&period=30";
+
+    fn fake(enrolled: bool) -> FakeAccount {
+        let fake = FakeAccount::with_status(AccountStatus {
+            user: "alice".into(),
+            methods: if enrolled { vec!["app".into()] } else { vec![] },
+            ..AccountStatus::default()
+        });
+        *fake.enrolment.borrow_mut() = Some(Ok(AppEnrolment {
+            enrolment: "e1".into(),
+            secret_base32: SECRET.into(),
+            uri: URI.into(),
+        }));
+        fake
+    }
+
+    fn bad_code() -> Failure {
+        Failure::new(Reason::BadCode, "wrong code")
+    }
+
+    fn run(fake: &FakeAccount, stdin: &[u8], interactive: bool) -> (Result<(), Failure>, String) {
+        let mut input = Input::scripted(stdin, interactive);
+        let mut out = Vec::new();
+        let r = app(
+            fake,
+            &mut input,
+            &mut out,
+            &EnableAppArgs {},
+            qr::Style::DarkBackground,
+        );
+        (r, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn happy_path_prints_stable_lines() {
+        let f = fake(false);
+        f.confirms.borrow_mut().push_back(Ok(()));
+        let (r, out) = run(&f, b"pw 1\n123456\n", false);
+        r.unwrap();
+        let secret_line = out.lines().find(|l| l.starts_with(SECRET_PREFIX)).unwrap();
+        assert_eq!(
+            secret_line,
+            "Secret: JBSW Y3DP EHPK 3PXP JBSW Y3DP EHPK 3PXP"
+        );
+        assert_eq!(secret_line[SECRET_PREFIX.len()..].replace(' ', ""), SECRET);
+        let uri_line = out.lines().find(|l| l.starts_with(URI_PREFIX)).unwrap();
+        assert_eq!(&uri_line[URI_PREFIX.len()..], URI);
+        assert!(out.contains("\"Time based\""));
+        assert!(out.contains('\u{2588}'), "QR code drawn");
+        assert_eq!(out.lines().last(), Some(ENABLED));
+        assert_eq!(
+            f.calls(),
+            ["Status", "EnrollApp(pw 1)", "ConfirmApp(e1,123456)"]
+        );
+    }
+
+    #[test]
+    fn script_gets_one_try() {
+        let f = fake(false);
+        f.confirms.borrow_mut().push_back(Err(bad_code()));
+        f.confirms.borrow_mut().push_back(Ok(()));
+        let (r, out) = run(&f, b"pw\n000000\n123456\n", false);
+        let err = r.unwrap_err();
+        assert_eq!(err.exit_code(), 1);
+        assert_eq!(
+            err.message(),
+            "Wrong code. The authenticator app was not enabled."
+        );
+        assert!(!out.contains(ENABLED));
+        assert_eq!(f.calls().len(), 3);
+    }
+
+    #[test]
+    fn person_gets_three_tries() {
+        let f = fake(false);
+        f.confirms.borrow_mut().push_back(Err(bad_code()));
+        f.confirms.borrow_mut().push_back(Err(bad_code()));
+        f.confirms.borrow_mut().push_back(Ok(()));
+        let (r, out) = run(&f, b"pw\n1\n2\n3\n", true);
+        r.unwrap();
+        assert!(out.ends_with(&format!("{ENABLED}\n")));
+        assert_eq!(
+            f.calls()[2..],
+            ["ConfirmApp(e1,1)", "ConfirmApp(e1,2)", "ConfirmApp(e1,3)"]
+        );
+
+        let f = fake(false);
+        for _ in 0..3 {
+            f.confirms.borrow_mut().push_back(Err(bad_code()));
+        }
+        let (r, _) = run(&f, b"pw\n1\n2\n3\n4\n", true);
+        assert_eq!(r.unwrap_err().reason, Reason::BadCode);
+        assert_eq!(f.calls().len(), 5, "no fourth try");
+    }
+
+    #[test]
+    fn empty_answer_at_a_terminal_is_asked_again_without_a_try() {
+        let f = fake(false);
+        f.confirms.borrow_mut().push_back(Ok(()));
+        let (r, _) = run(&f, b"pw\n\n  \n123456\n", true);
+        r.unwrap();
+        assert_eq!(f.calls()[2..], ["ConfirmApp(e1,123456)"]);
+    }
+
+    #[test]
+    fn other_errors_end_at_once() {
+        let f = fake(false);
+        f.confirms
+            .borrow_mut()
+            .push_back(Err(Failure::new(Reason::RateLimited, "wait 60 seconds")));
+        let (r, _) = run(&f, b"pw\n1\n2\n", true);
+        assert_eq!(r.unwrap_err().reason, Reason::RateLimited);
+        assert_eq!(f.calls().len(), 3);
+    }
+
+    #[test]
+    fn wrong_password_shows_nothing_secret() {
+        let f = fake(false);
+        *f.enrolment.borrow_mut() = Some(Err(Failure::new(Reason::BadPassword, "wrong password")));
+        let (r, out) = run(&f, b"nope\n", false);
+        assert_eq!(r.unwrap_err().exit_code(), 1);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn already_enabled_is_refused_before_the_password() {
+        let f = fake(true);
+        let (r, out) = run(&f, b"pw\n", false);
+        let err = r.unwrap_err();
+        assert_eq!((err.reason, err.exit_code()), (Reason::AlreadyEnrolled, 1));
+        assert!(out.is_empty());
+        assert_eq!(f.calls(), ["Status"]);
+    }
+
+    #[test]
+    fn missing_code_is_usage() {
+        let f = fake(false);
+        let (r, out) = run(&f, b"pw\n", false);
+        assert_eq!(r.unwrap_err().exit_code(), 2);
+        // The secret was still shown before the code was asked.
+        assert!(out.contains(SECRET_PREFIX));
+    }
+
+    #[test]
+    fn grouping() {
+        assert_eq!(group4("").as_str(), "");
+        assert_eq!(group4("ABC").as_str(), "ABC");
+        assert_eq!(group4("ABCD").as_str(), "ABCD");
+        assert_eq!(group4("ABCDE").as_str(), "ABCD E");
+        assert_eq!(group4("ABCDEFGH").as_str(), "ABCD EFGH");
+        assert_eq!(group4(SECRET).replace(' ', ""), SECRET);
+        assert_eq!(group4("AB\nCD\x1bEF").as_str(), "ABCD EF");
+    }
+
+    #[test]
+    fn hint_reads_the_uri() {
+        assert_eq!(
+            totp_hint(URI),
+            "\"Time based\", SHA1, 6 digits, every 30 seconds"
+        );
+        assert_eq!(
+            totp_hint("otpauth://totp/x?secret=A&digits=8&period=60&algorithm=SHA256"),
+            "\"Time based\", SHA256, 8 digits, every 60 seconds"
+        );
+        assert_eq!(
+            totp_hint("otpauth://totp/x?digits=%1b&period=x"),
+            "\"Time based\", SHA1, 6 digits, every 30 seconds"
+        );
+    }
+
+    #[test]
+    fn sentences() {
+        assert_eq!(sentence("wrong code"), "Wrong code.");
+        assert_eq!(
+            sentence("Invalid verification code."),
+            "Invalid verification code."
+        );
+        assert_eq!(sentence(""), ".");
+    }
+}

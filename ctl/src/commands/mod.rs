@@ -1,0 +1,152 @@
+//! One module per subcommand. Each takes the daemon as an [`Account`], its
+//! questions from an [`Input`] and writes its output to a `Write`, so that
+//! the flow can be tested without a bus.
+
+pub mod disable;
+pub mod enable;
+pub mod status;
+
+use std::io::{self, Write};
+
+use twofactor_proto::types::method;
+
+use crate::cli::{Cli, Command, EnableMethod};
+use crate::client::Client;
+use crate::error::Failure;
+use crate::input::Input;
+use crate::qr;
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    let client = Client::connect(cli.bus.as_deref())?;
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let result = match cli.command {
+        Command::Status(args) => status::run(&client, &args, &mut out, now()),
+        Command::Enable(args) => match args.method {
+            EnableMethod::App(args) => {
+                let mut input = Input::from_stdin()?;
+                enable::app(
+                    &client,
+                    &mut input,
+                    &mut out,
+                    &args,
+                    qr::Style::for_stdout(),
+                )
+            }
+        },
+        Command::Disable(args) => {
+            let mut input = Input::from_stdin()?;
+            disable::run(&client, &mut input, &mut out, &args)
+        }
+    };
+    out.flush().map_err(write_failure)?;
+    result
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A method name as people read it.
+pub fn describe(name: &str) -> String {
+    match name {
+        method::APP => "authenticator app".to_owned(),
+        other => crate::text::one_line(other),
+    }
+}
+
+/// Methods as people read them, comma separated.
+pub fn describe_all(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|m| describe(m))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Writing to stdout failed (closed pipe, full disk).
+pub fn write_failure(err: io::Error) -> Failure {
+    Failure::io("writing the output", &err)
+}
+
+/// A scripted daemon for unit tests of the commands: canned answers and a
+/// record of the calls.
+#[cfg(test)]
+pub mod fake {
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+
+    use twofactor_proto::types::AppEnrolment;
+    use twofactor_proto::AccountStatus;
+
+    use crate::client::Account;
+    use crate::error::Failure;
+
+    #[derive(Default)]
+    pub struct FakeAccount {
+        pub statuses: RefCell<VecDeque<Result<AccountStatus, Failure>>>,
+        pub enrolment: RefCell<Option<Result<AppEnrolment, Failure>>>,
+        pub confirms: RefCell<VecDeque<Result<(), Failure>>>,
+        pub disables: RefCell<VecDeque<Result<(), Failure>>>,
+        /// Every call, with its arguments (passwords included, to check them).
+        pub calls: RefCell<Vec<String>>,
+    }
+
+    impl FakeAccount {
+        pub fn with_status(status: AccountStatus) -> Self {
+            let fake = FakeAccount::default();
+            fake.statuses.borrow_mut().push_back(Ok(status));
+            fake
+        }
+        pub fn calls(&self) -> Vec<String> {
+            self.calls.borrow().clone()
+        }
+    }
+
+    fn unscripted() -> Failure {
+        Failure::new(crate::error::Reason::Unexpected, "unscripted call")
+    }
+
+    impl Account for FakeAccount {
+        fn status(&self) -> Result<AccountStatus, Failure> {
+            self.calls.borrow_mut().push("Status".into());
+            self.statuses
+                .borrow_mut()
+                .pop_front()
+                .unwrap_or_else(|| Err(unscripted()))
+        }
+        fn enroll_app(&self, password: &[u8]) -> Result<AppEnrolment, Failure> {
+            self.calls
+                .borrow_mut()
+                .push(format!("EnrollApp({})", String::from_utf8_lossy(password)));
+            self.enrolment
+                .borrow_mut()
+                .take()
+                .unwrap_or_else(|| Err(unscripted()))
+        }
+        fn confirm_app(&self, enrolment: &str, code: &str) -> Result<(), Failure> {
+            self.calls
+                .borrow_mut()
+                .push(format!("ConfirmApp({enrolment},{code})"));
+            self.confirms
+                .borrow_mut()
+                .pop_front()
+                .unwrap_or_else(|| Err(unscripted()))
+        }
+        fn disable(&self, method: &str, password: &[u8]) -> Result<(), Failure> {
+            self.calls.borrow_mut().push(format!(
+                "Disable({method},{})",
+                String::from_utf8_lossy(password)
+            ));
+            self.disables
+                .borrow_mut()
+                .pop_front()
+                .unwrap_or_else(|| Err(unscripted()))
+        }
+    }
+}
