@@ -1,0 +1,373 @@
+//! `Account1`: a user about their own account. The account is always the
+//! caller's (from the bus credentials); changes that could weaken it need
+//! the account password again.
+
+use crate::accounts;
+use crate::audit::Event;
+use crate::core::{Caller, Core};
+use crate::random;
+use crate::ratelimit::{self, Gate};
+use crate::totp::{self, Confirm, Secret};
+use std::sync::Arc;
+use twofactor_proto::error::Error;
+use twofactor_proto::names::MAX_PASSWORD_BYTES;
+use twofactor_proto::types::{method, AppEnrolment};
+use twofactor_proto::AccountStatus;
+use zeroize::Zeroizing;
+
+pub struct Accounts {
+    core: Arc<Core>,
+}
+
+impl Accounts {
+    pub fn new(core: Arc<Core>) -> Self {
+        Accounts { core }
+    }
+
+    pub async fn status(&self, caller: &Caller) -> Result<AccountStatus, Error> {
+        let user = self.user_of(caller)?;
+        let now = self.core.clock.now();
+        self.core
+            .store
+            .run(move |c| accounts::status(c, &user, now))
+            .await
+            .map_err(|e| self.internal("status", &e.to_string()))
+    }
+
+    /// Checks the password, makes a new secret and keeps it pending until
+    /// [`Accounts::confirm_app`] sees a right code from the app.
+    pub async fn enroll_app(
+        &self,
+        caller: &Caller,
+        password: Vec<u8>,
+    ) -> Result<AppEnrolment, Error> {
+        let password = Zeroizing::new(password);
+        let user = self.user_of(caller)?;
+        self.reauth(&user, password, "enroll-app").await?;
+        let secret = Secret::generate(self.core.rng.as_ref())
+            .map_err(|e| self.internal("enroll-app", &e.to_string()))?;
+        let id = random::token(self.core.rng.as_ref())
+            .map_err(|e| self.internal("enroll-app", &e.to_string()))?;
+        let issuer = self.core.config.issuer_or_hostname();
+        let host = crate::config::hostname();
+        let enrolment = AppEnrolment {
+            enrolment: id.clone(),
+            secret_base32: secret.base32(),
+            uri: secret.uri(&issuer, &format!("{user}@{host}")),
+        };
+        let now = self.core.clock.now();
+        let u = user.clone();
+        self.core
+            .store
+            .run(move |c| {
+                accounts::ensure(c, &u, now)?;
+                totp::add_pending(c, &id, &u, &secret, now)
+            })
+            .await
+            .map_err(|e| self.internal("enroll-app", &e.to_string()))?;
+        self.core.audit.log(Event::EnrolStart {
+            user: &user,
+            method: method::APP,
+        });
+        Ok(enrolment)
+    }
+
+    pub async fn confirm_app(&self, caller: &Caller, id: &str, code: &str) -> Result<(), Error> {
+        let user = self.user_of(caller)?;
+        let code = totp::parse_code(code.as_bytes())
+            .map_err(|m| Error::InvalidInput(m.message().into()))?;
+        if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(not_pending());
+        }
+        let now = self.core.clock.now();
+        let skew = self.core.config.totp.skew_steps;
+        let (u, id) = (user.clone(), id.to_string());
+        let outcome = self
+            .core
+            .store
+            .run(move |c| totp::confirm_pending(c, &id, &u, &code, now, skew))
+            .await
+            .map_err(|e| self.internal("confirm-app", &e.to_string()))?;
+        match outcome {
+            Confirm::Activated => {
+                self.core.audit.log(Event::Enrol {
+                    user: &user,
+                    method: method::APP,
+                });
+                Ok(())
+            }
+            Confirm::WrongCode { dropped } => {
+                self.core.audit.log(Event::EnrolFailure {
+                    user: &user,
+                    method: method::APP,
+                    reason: if dropped {
+                        "wrong-code-dropped"
+                    } else {
+                        "wrong-code"
+                    },
+                });
+                Err(Error::BadCode(if dropped {
+                    "wrong code, too many times; start again with `twofactorctl enable app`".into()
+                } else {
+                    "wrong code; check the app's clock and try the current code".into()
+                }))
+            }
+            Confirm::NotFound => Err(not_pending()),
+        }
+    }
+
+    pub async fn disable(
+        &self,
+        caller: &Caller,
+        which: &str,
+        password: Vec<u8>,
+    ) -> Result<(), Error> {
+        let password = Zeroizing::new(password);
+        if which != method::APP && which != "all" {
+            return Err(Error::InvalidInput(format!(
+                "unknown method {:?}; use \"app\" or \"all\"",
+                which.chars().take(32).collect::<String>()
+            )));
+        }
+        let user = self.user_of(caller)?;
+        self.reauth(&user, password, "disable").await?;
+        let u = user.clone();
+        let removed = self
+            .core
+            .store
+            .run(move |c| totp::remove(c, &u))
+            .await
+            .map_err(|e| self.internal("disable", &e.to_string()))?;
+        if !removed {
+            return Err(Error::NotEnrolled(
+                "two-factor authentication is not enabled for your account".into(),
+            ));
+        }
+        self.core.audit.log(Event::Disable {
+            user: &user,
+            method: which,
+        });
+        Ok(())
+    }
+
+    fn user_of(&self, caller: &Caller) -> Result<String, Error> {
+        self.core.users.name_of(caller.uid).ok_or_else(|| {
+            Error::NotFound(format!(
+                "uid {} has no user name on this system",
+                caller.uid
+            ))
+        })
+    }
+
+    /// The account password, checked again through PAM. Wrong passwords
+    /// count toward the account's failure limit, checked first.
+    async fn reauth(
+        &self,
+        user: &str,
+        password: Zeroizing<Vec<u8>>,
+        action: &str,
+    ) -> Result<(), Error> {
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(Error::InvalidInput("the password is too long".into()));
+        }
+        let now = self.core.clock.now();
+        let u = user.to_string();
+        let gate = self
+            .core
+            .store
+            .run(move |c| ratelimit::gate(c, &u, now))
+            .await
+            .map_err(|e| self.internal(action, &e.to_string()))?;
+        if let Gate::Wait(s) = gate {
+            return Err(Error::RateLimited(format!(
+                "too many failed attempts; try again in {s} seconds"
+            )));
+        }
+        let _slot = self
+            .core
+            .reauth_slots
+            .acquire()
+            .await
+            .map_err(|e| self.internal(action, &e.to_string()))?;
+        let reauth = self.core.reauth.clone();
+        let u = user.to_string();
+        let checked = tokio::task::spawn_blocking(move || reauth.check(&u, &password))
+            .await
+            .map_err(|e| self.internal(action, &e.to_string()))?;
+        match checked {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                let limits = self.core.config.limits.clone();
+                let now = self.core.clock.now();
+                let u = user.to_string();
+                let lock = self
+                    .core
+                    .store
+                    .run(move |c| {
+                        accounts::ensure(c, &u, now)?;
+                        ratelimit::record_failure(c, &u, now, &limits)
+                    })
+                    .await
+                    .map_err(|e| self.internal(action, &e.to_string()))?;
+                self.core.audit.log(Event::ReauthFailure { user, action });
+                if let Some(seconds) = lock {
+                    self.core.audit.log(Event::Lockout { user, seconds });
+                }
+                Err(Error::BadPassword("wrong password".into()))
+            }
+            Err(e) => {
+                self.internal(action, &e.to_string());
+                Err(Error::Internal("the password could not be checked".into()))
+            }
+        }
+    }
+
+    fn internal(&self, context: &str, error: &str) -> Error {
+        self.core.audit.log(Event::Error { context, error });
+        Error::Internal("the daemon could not complete the request; nothing was changed".into())
+    }
+}
+
+fn not_pending() -> Error {
+    Error::NotFound(
+        "no app enrolment in progress (it expires after 10 minutes); run `twofactorctl enable app` again"
+            .into(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::Audit;
+    use crate::clock::{Clock, ManualClock};
+    use crate::config::Config;
+    use crate::random::OsRandom;
+    use crate::reauth::testing::FakeReauth;
+    use crate::store::Store;
+    use crate::users::testing::FakeUsers;
+
+    fn setup() -> (Accounts, ManualClock, tokio::runtime::Runtime, Arc<Audit>) {
+        let clock = ManualClock::at(1_700_000_000);
+        let audit = Arc::new(Audit::new(false, false));
+        let config = Config {
+            issuer: "Example".into(),
+            ..Config::default()
+        };
+        let core = Arc::new(Core::new(
+            config,
+            Store::open_in_memory().unwrap(),
+            Arc::new(clock.clone()),
+            Arc::new(OsRandom),
+            Arc::new(FakeUsers::new(&[("alice", 1000)])),
+            Arc::new(FakeReauth::new(&[("alice", "pw")])),
+            audit.clone(),
+        ));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        (Accounts::new(core), clock, rt, audit)
+    }
+
+    fn alice() -> Caller {
+        Caller {
+            uid: 1000,
+            bus_name: ":1.5".into(),
+        }
+    }
+
+    #[test]
+    fn enrol_confirm_disable() {
+        let (a, clock, rt, audit) = setup();
+        assert!(matches!(
+            rt.block_on(a.enroll_app(&alice(), b"nope".to_vec())),
+            Err(Error::BadPassword(_))
+        ));
+        let e = rt.block_on(a.enroll_app(&alice(), b"pw".to_vec())).unwrap();
+        assert!(e.uri.starts_with("otpauth://totp/Example:alice%40"));
+        assert!(e.uri.contains("issuer=Example"));
+        let status = rt.block_on(a.status(&alice())).unwrap();
+        assert!(status.methods.is_empty());
+        assert!(status.enrolment_pending);
+        // Confirm with a code computed from the returned secret.
+        let secret = totp_rs::Secret::Encoded(e.secret_base32.clone())
+            .to_bytes()
+            .unwrap();
+        assert_eq!(secret.len(), 20);
+        let secret = Secret::from_bytes(secret);
+        let wrong = if secret.code_at(clock.now(), 6) == "123456" {
+            "654321"
+        } else {
+            "123456"
+        };
+        assert!(matches!(
+            rt.block_on(a.confirm_app(&alice(), &e.enrolment, wrong)),
+            Err(Error::BadCode(_))
+        ));
+        rt.block_on(a.confirm_app(&alice(), &e.enrolment, &secret.code_at(clock.now(), 6)))
+            .unwrap();
+        let status = rt.block_on(a.status(&alice())).unwrap();
+        assert_eq!(status.methods, vec!["app".to_string()]);
+        assert!(!status.enrolment_pending);
+        // Disable needs the password.
+        assert!(matches!(
+            rt.block_on(a.disable(&alice(), "app", b"bad".to_vec())),
+            Err(Error::BadPassword(_))
+        ));
+        assert_eq!(rt.block_on(a.status(&alice())).unwrap().methods.len(), 1);
+        rt.block_on(a.disable(&alice(), "app", b"pw".to_vec()))
+            .unwrap();
+        assert!(rt.block_on(a.status(&alice())).unwrap().methods.is_empty());
+        // Nothing secret in the audit lines.
+        let lines = audit.captured.lock().unwrap().join("\n");
+        assert!(!lines.contains(&e.secret_base32));
+        assert!(!lines.contains("otpauth"));
+        assert!(!lines.contains("pw"));
+        assert!(lines.contains("enrol user=alice method=app"));
+    }
+
+    #[test]
+    fn wrong_passwords_are_limited() {
+        let (a, _clock, rt, _) = setup();
+        for _ in 0..5 {
+            assert!(matches!(
+                rt.block_on(a.enroll_app(&alice(), b"x".to_vec())),
+                Err(Error::BadPassword(_))
+            ));
+        }
+        // Now even the right password waits.
+        assert!(matches!(
+            rt.block_on(a.enroll_app(&alice(), b"pw".to_vec())),
+            Err(Error::RateLimited(_))
+        ));
+    }
+
+    #[test]
+    fn unknown_uid_and_bad_input() {
+        let (a, _clock, rt, _) = setup();
+        let ghost = Caller {
+            uid: 4242,
+            bus_name: ":1.6".into(),
+        };
+        assert!(matches!(
+            rt.block_on(a.status(&ghost)),
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(
+            rt.block_on(a.disable(&alice(), "phone", b"pw".to_vec())),
+            Err(Error::InvalidInput(_))
+        ));
+        assert!(matches!(
+            rt.block_on(a.confirm_app(&alice(), "nope", "123456")),
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(
+            rt.block_on(a.confirm_app(&alice(), &"0".repeat(32), "12345x")),
+            Err(Error::InvalidInput(_))
+        ));
+        assert!(matches!(
+            rt.block_on(a.disable(&alice(), "app", b"pw".to_vec())),
+            Err(Error::NotEnrolled(_))
+        ));
+    }
+}

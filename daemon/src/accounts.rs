@@ -1,0 +1,59 @@
+//! The `accounts` table: one row per user the daemon knows, with the login
+//! bookkeeping that is not specific to a method.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use twofactor_proto::AccountStatus;
+
+/// Creates the account row if missing.
+pub fn ensure(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO accounts(user, created) VALUES (?1, ?2) ON CONFLICT(user) DO NOTHING",
+        params![user, now],
+    )
+    .map(|_| ())
+}
+
+/// Records a successful second factor.
+pub fn record_login(conn: &Connection, user: &str, method: &str, now: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE accounts SET last_login = ?2, last_method = ?3 WHERE user = ?1",
+        params![user, now, method],
+    )
+    .map(|_| ())
+}
+
+/// The account as its owner (or an admin) sees it.
+pub fn status(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<AccountStatus> {
+    let mut status = conn
+        .query_row(
+            "SELECT preferred, last_method, last_login, failures, locked_until
+             FROM accounts WHERE user = ?1",
+            [user],
+            |r| {
+                Ok(AccountStatus {
+                    user: user.to_string(),
+                    preferred: r.get(0)?,
+                    last_method: r.get(1)?,
+                    last_login: r.get(2)?,
+                    failures: r.get(3)?,
+                    locked_until: r.get(4)?,
+                    ..AccountStatus::default()
+                })
+            },
+        )
+        .optional()?
+        .unwrap_or_else(|| AccountStatus {
+            user: user.to_string(),
+            ..AccountStatus::default()
+        });
+    if status.locked_until <= now {
+        status.locked_until = 0;
+    }
+    if crate::totp::is_enrolled(conn, user)? {
+        status
+            .methods
+            .push(twofactor_proto::types::method::APP.to_string());
+    }
+    status.enrolment_pending = crate::totp::has_pending(conn, user, now)?;
+    Ok(status)
+}

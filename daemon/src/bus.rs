@@ -1,0 +1,144 @@
+//! The D-Bus face of the daemon: `org.twofactor.Login1` and
+//! `org.twofactor.Account1` at `/org/twofactor/Daemon1`.
+//!
+//! Every call starts by asking the bus daemon for the caller's uid
+//! (`GetConnectionUnixUser` of the message's sender). Nothing the caller
+//! sends is trusted for identity; if the uid cannot be had, the call fails.
+
+use crate::account::Accounts;
+use crate::audit::Origin;
+use crate::core::Caller;
+use crate::login::Logins;
+use std::sync::Arc;
+use twofactor_proto::error::Error;
+use twofactor_proto::types::{AccountStatus, AppEnrolment};
+use twofactor_proto::WireStep;
+use zbus::message::Header;
+use zbus::Connection;
+
+async fn caller(conn: &Connection, header: &Header<'_>) -> Result<Caller, Error> {
+    let denied = || Error::PermissionDenied("the caller could not be identified".into());
+    let sender = header.sender().ok_or_else(denied)?.to_string();
+    let reply = conn
+        .call_method(
+            Some("org.freedesktop.DBus"),
+            "/org/freedesktop/DBus",
+            Some("org.freedesktop.DBus"),
+            "GetConnectionUnixUser",
+            &(sender.as_str(),),
+        )
+        .await
+        .map_err(|_| denied())?;
+    let uid: u32 = reply.body().deserialize().map_err(|_| denied())?;
+    Ok(Caller {
+        uid,
+        bus_name: sender,
+    })
+}
+
+pub struct LoginInterface {
+    pub logins: Arc<Logins>,
+}
+
+#[zbus::interface(name = "org.twofactor.Login1")]
+impl LoginInterface {
+    /// Starts a login; returns the session id and the first step.
+    async fn begin(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        user: String,
+        service: String,
+        rhost: String,
+        tty: String,
+    ) -> Result<(String, WireStep), Error> {
+        let caller = caller(conn, &header).await?;
+        let origin = Origin {
+            user,
+            service,
+            rhost,
+            tty,
+        };
+        let (id, step) = self.logins.begin(&caller, origin).await?;
+        Ok((id, step.to_wire()))
+    }
+
+    /// Answers the question of the last step; returns the next step.
+    async fn answer(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        session: String,
+        answer: Vec<u8>,
+    ) -> Result<WireStep, Error> {
+        let caller = caller(conn, &header).await?;
+        Ok(self
+            .logins
+            .answer(&caller, &session, answer)
+            .await?
+            .to_wire())
+    }
+
+    /// Forgets a login in progress.
+    async fn cancel(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        session: String,
+    ) -> Result<(), Error> {
+        let caller = caller(conn, &header).await?;
+        self.logins.cancel(&caller, &session)
+    }
+}
+
+pub struct AccountInterface {
+    pub accounts: Arc<Accounts>,
+}
+
+#[zbus::interface(name = "org.twofactor.Account1")]
+impl AccountInterface {
+    /// The caller's own account.
+    async fn status(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<AccountStatus, Error> {
+        let caller = caller(conn, &header).await?;
+        self.accounts.status(&caller).await
+    }
+
+    /// Starts enrolment of an authenticator app (needs the password).
+    async fn enroll_app(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        password: Vec<u8>,
+    ) -> Result<AppEnrolment, Error> {
+        let caller = caller(conn, &header).await?;
+        self.accounts.enroll_app(&caller, password).await
+    }
+
+    /// Activates the app with a code from it.
+    async fn confirm_app(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        enrolment: String,
+        code: String,
+    ) -> Result<(), Error> {
+        let caller = caller(conn, &header).await?;
+        self.accounts.confirm_app(&caller, &enrolment, &code).await
+    }
+
+    /// Removes a method, or all (needs the password).
+    async fn disable(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        method: String,
+        password: Vec<u8>,
+    ) -> Result<(), Error> {
+        let caller = caller(conn, &header).await?;
+        self.accounts.disable(&caller, &method, password).await
+    }
+}

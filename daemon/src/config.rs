@@ -1,0 +1,332 @@
+//! `/etc/twofactor/twofactord.toml`: parsing and validation.
+//!
+//! Unknown keys are errors, and every error names the file, the line and the
+//! key, so that a typo never silently turns a security setting off.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_PATH: &str = "/etc/twofactor/twofactord.toml";
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory holding the SQLite database (created 0700 if missing).
+    pub state_dir: PathBuf,
+    /// Issuer shown in the authenticator app; empty means the host name.
+    pub issuer: String,
+    /// PAM service used to check an account password again.
+    pub reauth_service: String,
+    pub totp: TotpConfig,
+    pub limits: LimitsConfig,
+    pub login: LoginConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TotpConfig {
+    /// Accepted clock skew in 30-second steps, each side.
+    pub skew_steps: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Failures (wrong codes, wrong passwords) before attempts must wait.
+    pub max_failures: u32,
+    /// First wait after `max_failures`; doubles with each further failure.
+    pub lockout_seconds: u32,
+    /// Longest wait.
+    pub max_lockout_seconds: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginConfig {
+    /// A login that is not answered within this time is forgotten.
+    pub session_timeout_seconds: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            state_dir: PathBuf::from("/var/lib/twofactor"),
+            issuer: String::new(),
+            reauth_service: "twofactor-reauth".into(),
+            totp: TotpConfig::default(),
+            limits: LimitsConfig::default(),
+            login: LoginConfig::default(),
+        }
+    }
+}
+
+impl Default for TotpConfig {
+    fn default() -> Self {
+        TotpConfig { skew_steps: 1 }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_failures: 5,
+            lockout_seconds: 60,
+            max_lockout_seconds: 3600,
+        }
+    }
+}
+
+impl Default for LoginConfig {
+    fn default() -> Self {
+        LoginConfig {
+            session_timeout_seconds: 300,
+        }
+    }
+}
+
+/// A configuration error, with where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Parse {
+        path: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}:{line}: key `{key}`: {message}")]
+    Invalid {
+        path: String,
+        line: usize,
+        key: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and validates a config file. A missing file at the default path
+    /// means the defaults; a missing file named explicitly is an error.
+    pub fn load(path: &Path, explicit: bool) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text, &shown),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                Ok(Config::default())
+            }
+            Err(source) => Err(ConfigError::Read {
+                path: shown,
+                source,
+            }),
+        }
+    }
+
+    pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
+            ConfigError::Parse {
+                path: path.to_string(),
+                line,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        config.validate(text, path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, text: &str, path: &str) -> Result<(), ConfigError> {
+        let invalid = |section: &str, key: &str, message: String| ConfigError::Invalid {
+            path: path.to_string(),
+            line: line_of_key(text, section, key),
+            key: if section.is_empty() {
+                key.to_string()
+            } else {
+                format!("{section}.{key}")
+            },
+            message,
+        };
+        if !self.state_dir.is_absolute() {
+            return Err(invalid("", "state_dir", "must be an absolute path".into()));
+        }
+        if self.issuer.contains(':') || self.issuer.chars().any(char::is_control) {
+            return Err(invalid(
+                "",
+                "issuer",
+                "must not contain ':' or control characters".into(),
+            ));
+        }
+        if self.reauth_service.is_empty()
+            || !self
+                .reauth_service
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(invalid(
+                "",
+                "reauth_service",
+                "must be a PAM service name (letters, digits, - _ .)".into(),
+            ));
+        }
+        if self.totp.skew_steps > 2 {
+            return Err(invalid(
+                "totp",
+                "skew_steps",
+                format!("{} is out of range 0..=2", self.totp.skew_steps),
+            ));
+        }
+        let l = &self.limits;
+        if !(1..=100).contains(&l.max_failures) {
+            return Err(invalid(
+                "limits",
+                "max_failures",
+                format!(
+                    "{} is out of range 1..=100 (failures are always limited)",
+                    l.max_failures
+                ),
+            ));
+        }
+        if !(1..=86_400).contains(&l.lockout_seconds) {
+            return Err(invalid(
+                "limits",
+                "lockout_seconds",
+                format!("{} is out of range 1..=86400", l.lockout_seconds),
+            ));
+        }
+        if l.max_lockout_seconds < l.lockout_seconds || l.max_lockout_seconds > 7 * 86_400 {
+            return Err(invalid(
+                "limits",
+                "max_lockout_seconds",
+                format!(
+                    "{} must be between lockout_seconds ({}) and 604800",
+                    l.max_lockout_seconds, l.lockout_seconds
+                ),
+            ));
+        }
+        if !(10..=3600).contains(&self.login.session_timeout_seconds) {
+            return Err(invalid(
+                "login",
+                "session_timeout_seconds",
+                format!(
+                    "{} is out of range 10..=3600",
+                    self.login.session_timeout_seconds
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The issuer to show in the app.
+    pub fn issuer_or_hostname(&self) -> String {
+        if !self.issuer.is_empty() {
+            return self.issuer.clone();
+        }
+        hostname().replace(':', "-")
+    }
+}
+
+/// The machine's host name ("localhost" if it has none).
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset.min(text.len()))
+        .map(|t| t.matches('\n').count() + 1)
+        .unwrap_or(0)
+}
+
+/// 1-based line on which `key` is set inside `[section]` ("" = top level);
+/// 0 if the key is not written (a default value).
+fn line_of_key(text: &str, section: &str, key: &str) -> usize {
+    let mut current = String::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if let Some(rest) = line.strip_prefix('[') {
+            current = rest.trim_end_matches(']').trim().to_string();
+            continue;
+        }
+        if current == section {
+            if let Some(rest) = line.strip_prefix(key) {
+                if rest.trim_start().starts_with('=') {
+                    return i + 1;
+                }
+            }
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_defaults() {
+        assert_eq!(Config::parse("", "t.toml").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let c = Config::parse(
+            "state_dir = \"/tmp/x\"\nissuer = \"Example\"\n[totp]\nskew_steps = 0\n\
+             [limits]\nmax_failures = 3\nlockout_seconds = 2\nmax_lockout_seconds = 4\n\
+             [login]\nsession_timeout_seconds = 60\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.limits.max_failures, 3);
+        assert_eq!(c.totp.skew_steps, 0);
+        assert_eq!(c.issuer_or_hostname(), "Example");
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let e = Config::parse("issuer = \"x\"\n[limits]\nmax_failure = 3\n", "/etc/t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/etc/t.toml:3:"), "{e}");
+        assert!(e.contains("max_failure"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_line() {
+        let e = Config::parse("\n[totp]\nskew_steps = \"one\"\n", "c")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c:3:"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_names_line_and_key() {
+        let e = Config::parse("[limits]\nmax_failures = 0\n", "c")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "c:2: key `limits.max_failures`: 0 is out of range 1..=100 (failures are always limited)"
+        );
+        let e = Config::parse("state_dir = \"rel\"\n", "c")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c:1: key `state_dir`"), "{e}");
+        let e = Config::parse("[totp]\nskew_steps = 3\n", "c")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("totp.skew_steps"), "{e}");
+    }
+
+    #[test]
+    fn missing_default_file_is_defaults_but_explicit_is_error() {
+        let p = Path::new("/nonexistent/twofactord.toml");
+        assert_eq!(Config::load(p, false).unwrap(), Config::default());
+        assert!(Config::load(p, true).is_err());
+    }
+}

@@ -1,0 +1,58 @@
+//! What every part of the daemon shares: configuration, the store, time,
+//! randomness, the user database, password checks and the audit log.
+
+use crate::audit::Audit;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::random::Random;
+use crate::reauth::Reauth;
+use crate::store::Store;
+use crate::users::Users;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// Password checks that may run at once (each holds a blocking thread and
+/// pam_unix delays failures).
+const REAUTH_SLOTS: usize = 4;
+
+pub struct Core {
+    pub config: Config,
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub rng: Arc<dyn Random>,
+    pub users: Arc<dyn Users>,
+    pub reauth: Arc<dyn Reauth>,
+    pub audit: Arc<Audit>,
+    pub reauth_slots: Semaphore,
+}
+
+impl Core {
+    pub fn new(
+        config: Config,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        rng: Arc<dyn Random>,
+        users: Arc<dyn Users>,
+        reauth: Arc<dyn Reauth>,
+        audit: Arc<Audit>,
+    ) -> Self {
+        Core {
+            config,
+            store,
+            clock,
+            rng,
+            users,
+            reauth,
+            audit,
+            reauth_slots: Semaphore::new(REAUTH_SLOTS),
+        }
+    }
+}
+
+/// Who called, as the bus says: the uid from the bus daemon's credentials
+/// and the caller's unique connection name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    pub bus_name: String,
+}

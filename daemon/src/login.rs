@@ -1,0 +1,641 @@
+//! The login state machine. The PAM module calls `Begin`, then `Answer` for
+//! every question, until a step is final (Accept or Deny). All decisions are
+//! made here; the module only renders steps.
+//!
+//! ```text
+//!   Begin ──▶ unknown user ─────────▶ AskCode{enrolled:false} ─▶ Deny (same words as a wrong code)
+//!        ├──▶ user with no method ──▶ Accept (2FA is optional)
+//!        └──▶ user with the app ────▶ AskCode{enrolled:true} ──▶ Accept | Deny
+//! ```
+//!
+//! Later methods (backup codes, email, enrolment at the prompt) are further
+//! phases of [`Phase`]; the module does not change.
+
+use crate::accounts;
+use crate::audit::{Event, Origin};
+use crate::core::{Caller, Core};
+use crate::random;
+use crate::ratelimit::{self, Gate};
+use crate::totp::{self, parse_code, Check};
+use crate::users::plausible_name;
+use rusqlite::Connection;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use twofactor_proto::error::Error;
+use twofactor_proto::types::method;
+use twofactor_proto::{Action, Step};
+use zeroize::Zeroizing;
+
+pub const PROMPT: &str = "Verification code: ";
+pub const INVALID: &str = "Invalid verification code.";
+pub const INTERNAL: &str = "Two-factor authentication failed (internal error); login refused.";
+
+/// Longest service, rhost or tty accepted from the module.
+const MAX_ITEM_LEN: usize = 1024;
+/// Logins in progress, in all.
+const MAX_SESSIONS: usize = 4096;
+/// Logins in progress for one bus connection.
+const MAX_SESSIONS_PER_CONNECTION: usize = 64;
+
+/// Where a login is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The prompt for a code was shown. `enrolled` is false for a user the
+    /// system does not know: the same question, and always a refusal.
+    AskCode { enrolled: bool },
+}
+
+struct Session {
+    owner: Caller,
+    origin: Origin,
+    phase: Phase,
+    expires: i64,
+}
+
+/// What checking an app code did, inside one transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Accepted,
+    Wrong { lock: Option<i64> },
+    Replayed { lock: Option<i64> },
+    Locked(i64),
+    NotEnrolled,
+}
+
+pub struct Logins {
+    core: Arc<Core>,
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+impl Logins {
+    pub fn new(core: Arc<Core>) -> Self {
+        Logins {
+            core,
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Starts a login. Returns the session id ("" when the step is final)
+    /// and the first step.
+    pub async fn begin(&self, caller: &Caller, origin: Origin) -> Result<(String, Step), Error> {
+        for (name, value) in [
+            ("service", &origin.service),
+            ("rhost", &origin.rhost),
+            ("tty", &origin.tty),
+        ] {
+            if value.len() > MAX_ITEM_LEN {
+                return Err(Error::InvalidInput(format!("{name} is too long")));
+            }
+        }
+        if origin.user.len() > MAX_ITEM_LEN {
+            return Err(Error::InvalidInput("user name is too long".into()));
+        }
+        self.authorize(caller, &origin.user)?;
+
+        let known = plausible_name(&origin.user) && self.core.users.uid_of(&origin.user).is_some();
+        let enrolled = if known {
+            let user = origin.user.clone();
+            self.core
+                .store
+                .run(move |c| totp::is_enrolled(c, &user))
+                .await
+                .map_err(|e| self.internal("login-begin", &e.to_string()))?
+        } else {
+            false
+        };
+        if known && !enrolled {
+            self.core
+                .audit
+                .log(Event::LoginNoMethod { origin: &origin });
+            return Ok((String::new(), Step::new(Action::Accept)));
+        }
+        let id = random::token(self.core.rng.as_ref())
+            .map_err(|e| self.internal("login-begin", &e.to_string()))?;
+        let now = self.core.clock.now();
+        let session = Session {
+            owner: caller.clone(),
+            origin,
+            phase: Phase::AskCode { enrolled },
+            expires: now + i64::from(self.core.config.login.session_timeout_seconds),
+        };
+        self.insert(id.clone(), session, now)?;
+        Ok((id, Step::new(Action::AskHidden(PROMPT.into()))))
+    }
+
+    /// Answers the question of a session's last step.
+    pub async fn answer(&self, caller: &Caller, id: &str, answer: Vec<u8>) -> Result<Step, Error> {
+        let answer = Zeroizing::new(answer);
+        let session = self.take(caller, id)?;
+        match session.phase {
+            Phase::AskCode { enrolled } => {
+                Ok(self.check_code(&session.origin, enrolled, &answer).await)
+            }
+        }
+    }
+
+    /// Forgets a session (the module's conversation failed).
+    pub fn cancel(&self, caller: &Caller, id: &str) -> Result<(), Error> {
+        self.take(caller, id).map(|_| ())
+    }
+
+    /// Drops sessions past their time.
+    pub fn expire(&self) {
+        let now = self.core.clock.now();
+        if let Ok(mut s) = self.sessions.lock() {
+            s.retain(|_, v| v.expires > now);
+        }
+    }
+
+    /// uid 0 may run a login for anyone; any other uid only for itself.
+    fn authorize(&self, caller: &Caller, user: &str) -> Result<(), Error> {
+        if caller.uid == 0 {
+            return Ok(());
+        }
+        match self.core.users.name_of(caller.uid) {
+            Some(name) if name == user => Ok(()),
+            _ => {
+                self.core.audit.log(Event::Denied {
+                    uid: caller.uid,
+                    action: "login-begin-other-user",
+                });
+                Err(Error::PermissionDenied(
+                    "only root may check the second factor of another user".into(),
+                ))
+            }
+        }
+    }
+
+    fn insert(&self, id: String, session: Session, now: i64) -> Result<(), Error> {
+        let mut sessions = self
+            .sessions
+            .lock()
+            .map_err(|_| Error::Internal("session table unavailable".into()))?;
+        if sessions.len() >= MAX_SESSIONS {
+            sessions.retain(|_, v| v.expires > now);
+        }
+        let mine = sessions
+            .values()
+            .filter(|s| s.owner.bus_name == session.owner.bus_name)
+            .count();
+        if sessions.len() >= MAX_SESSIONS || mine >= MAX_SESSIONS_PER_CONNECTION {
+            return Err(Error::RateLimited(
+                "too many logins in progress; try again later".into(),
+            ));
+        }
+        sessions.insert(id, session);
+        Ok(())
+    }
+
+    /// Removes and returns a live session of this caller. Another caller's
+    /// session is "not found", as is an expired one.
+    fn take(&self, caller: &Caller, id: &str) -> Result<Session, Error> {
+        let now = self.core.clock.now();
+        let mut sessions = self
+            .sessions
+            .lock()
+            .map_err(|_| Error::Internal("session table unavailable".into()))?;
+        let owned = sessions
+            .get(id)
+            .map(|s| s.owner == *caller && s.expires > now)
+            .unwrap_or(false);
+        if !owned {
+            return Err(Error::NotFound("no such login in progress".into()));
+        }
+        sessions
+            .remove(id)
+            .ok_or_else(|| Error::NotFound("no such login in progress".into()))
+    }
+
+    async fn check_code(&self, origin: &Origin, enrolled: bool, answer: &[u8]) -> Step {
+        let audit = &self.core.audit;
+        let code = match parse_code(answer) {
+            Ok(code) => code,
+            Err(malformed) => {
+                audit.log(Event::LoginFailure {
+                    origin,
+                    reason: "malformed",
+                });
+                return Step::new(Action::Deny).error(malformed.message());
+            }
+        };
+        if !enrolled {
+            audit.log(Event::LoginFailure {
+                origin,
+                reason: "unknown-user",
+            });
+            return Step::new(Action::Deny).error(INVALID);
+        }
+        let user = origin.user.clone();
+        let now = self.core.clock.now();
+        let skew = self.core.config.totp.skew_steps;
+        let limits = self.core.config.limits.clone();
+        let verdict = self
+            .core
+            .store
+            .run(move |c| verify_app_code(c, &user, &code, now, skew, &limits))
+            .await;
+        match verdict {
+            Ok(Verdict::Accepted) => {
+                audit.log(Event::LoginSuccess {
+                    origin,
+                    method: method::APP,
+                });
+                Step::new(Action::Accept)
+            }
+            Ok(Verdict::Wrong { lock }) | Ok(Verdict::Replayed { lock }) => {
+                let reason = if matches!(verdict, Ok(Verdict::Wrong { .. })) {
+                    "wrong-code"
+                } else {
+                    "replayed-code"
+                };
+                audit.log(Event::LoginFailure { origin, reason });
+                if let Some(seconds) = lock {
+                    audit.log(Event::Lockout {
+                        user: &origin.user,
+                        seconds,
+                    });
+                }
+                Step::new(Action::Deny).error(INVALID)
+            }
+            Ok(Verdict::Locked(wait)) => {
+                audit.log(Event::LoginFailure {
+                    origin,
+                    reason: "locked",
+                });
+                Step::new(Action::Deny).error(wait_message(wait))
+            }
+            Ok(Verdict::NotEnrolled) => {
+                audit.log(Event::LoginFailure {
+                    origin,
+                    reason: "no-method",
+                });
+                Step::new(Action::Deny).error(INVALID)
+            }
+            Err(e) => {
+                self.internal("login-answer", &e.to_string());
+                Step::new(Action::Deny).error(INTERNAL)
+            }
+        }
+    }
+
+    fn internal(&self, context: &str, error: &str) -> Error {
+        self.core.audit.log(Event::Error { context, error });
+        Error::Internal("the daemon could not complete the request; nothing was changed".into())
+    }
+}
+
+pub fn wait_message(seconds: i64) -> String {
+    format!("Too many failed attempts; try again in {seconds} seconds.")
+}
+
+/// Checks an app code and records the outcome, in one transaction: a
+/// locked account is refused unchecked; a right code for a new step is
+/// accepted and its step recorded, so the same code can never be accepted
+/// again, even by a login running at the same moment; anything else counts
+/// as a failure.
+fn verify_app_code(
+    c: &Connection,
+    user: &str,
+    code: &str,
+    now: i64,
+    skew: u32,
+    limits: &crate::config::LimitsConfig,
+) -> rusqlite::Result<Verdict> {
+    if let Gate::Wait(s) = ratelimit::gate(c, user, now)? {
+        return Ok(Verdict::Locked(s));
+    }
+    let Some((secret, last_step)) = totp::load(c, user)? else {
+        return Ok(Verdict::NotEnrolled);
+    };
+    Ok(match totp::check(&secret, code, now, skew, last_step) {
+        Check::Accepted(step) => {
+            totp::set_last_step(c, user, step)?;
+            ratelimit::record_success(c, user)?;
+            accounts::record_login(c, user, method::APP, now)?;
+            Verdict::Accepted
+        }
+        Check::Replayed => Verdict::Replayed {
+            lock: ratelimit::record_failure(c, user, now, limits)?,
+        },
+        Check::Wrong => Verdict::Wrong {
+            lock: ratelimit::record_failure(c, user, now, limits)?,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::Audit;
+    use crate::clock::{Clock, ManualClock};
+    use crate::config::Config;
+    use crate::random::OsRandom;
+    use crate::reauth::testing::FakeReauth;
+    use crate::store::Store;
+    use crate::totp::Secret;
+    use crate::users::testing::FakeUsers;
+
+    const T0: i64 = 1_700_000_010;
+
+    struct World {
+        logins: Logins,
+        core: Arc<Core>,
+        clock: ManualClock,
+        rt: tokio::runtime::Runtime,
+        secret: Secret,
+    }
+
+    fn root() -> Caller {
+        Caller {
+            uid: 0,
+            bus_name: ":1.1".into(),
+        }
+    }
+
+    fn origin(user: &str) -> Origin {
+        Origin {
+            user: user.into(),
+            service: "sshd".into(),
+            rhost: "192.0.2.1".into(),
+            tty: "ssh".into(),
+        }
+    }
+
+    /// alice (1000) has the app, bob (1001) has nothing.
+    fn world() -> World {
+        let mut config = Config::default();
+        config.limits.max_failures = 3;
+        config.limits.lockout_seconds = 30;
+        let clock = ManualClock::at(T0);
+        let core = Arc::new(Core::new(
+            config,
+            Store::open_in_memory().unwrap(),
+            Arc::new(clock.clone()),
+            Arc::new(OsRandom),
+            Arc::new(FakeUsers::new(&[("alice", 1000), ("bob", 1001)])),
+            Arc::new(FakeReauth::new(&[])),
+            Arc::new(Audit::new(false, false)),
+        ));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let secret = Secret::from_bytes(b"12345678901234567890".to_vec());
+        let bytes = secret.bytes().to_vec();
+        rt.block_on(core.store.run(move |c| {
+            accounts::ensure(c, "alice", 0)?;
+            totp::activate(c, "alice", &Secret::from_bytes(bytes), 0, 0)
+        }))
+        .unwrap();
+        World {
+            logins: Logins::new(core.clone()),
+            core,
+            clock,
+            rt,
+            secret,
+        }
+    }
+
+    impl World {
+        fn login(&self, caller: &Caller, user: &str, answer: &[u8]) -> Result<Step, Error> {
+            self.rt.block_on(async {
+                let (id, step) = self.logins.begin(caller, origin(user)).await?;
+                if step.is_final() {
+                    return Ok(step);
+                }
+                assert_eq!(step.action, Action::AskHidden(PROMPT.into()));
+                self.logins.answer(caller, &id, answer.to_vec()).await
+            })
+        }
+        fn code(&self, offset_steps: i64) -> String {
+            self.secret.code_at(self.clock.now() + offset_steps * 30, 6)
+        }
+        fn failures(&self) -> u32 {
+            self.rt
+                .block_on(self.core.store.run(|c| accounts::status(c, "alice", 0)))
+                .unwrap()
+                .failures
+        }
+    }
+
+    fn denied_with(step: &Step, text: &str) {
+        assert_eq!(step.action, Action::Deny);
+        assert!(
+            step.messages.iter().any(|(_, m)| m.contains(text)),
+            "{:?} should say {text:?}",
+            step.messages
+        );
+    }
+
+    #[test]
+    fn right_code_once_then_replay_refused() {
+        let w = world();
+        let code = w.code(0);
+        assert_eq!(
+            w.login(&root(), "alice", code.as_bytes()).unwrap().action,
+            Action::Accept
+        );
+        denied_with(
+            &w.login(&root(), "alice", code.as_bytes()).unwrap(),
+            INVALID,
+        );
+        // An earlier step is refused too once a later one was used.
+        denied_with(
+            &w.login(&root(), "alice", w.code(-1).as_bytes()).unwrap(),
+            INVALID,
+        );
+        assert_eq!(w.failures(), 2);
+    }
+
+    #[test]
+    fn skew_is_one_step() {
+        let w = world();
+        denied_with(
+            &w.login(&root(), "alice", w.code(-2).as_bytes()).unwrap(),
+            INVALID,
+        );
+        assert_eq!(
+            w.login(&root(), "alice", w.code(-1).as_bytes())
+                .unwrap()
+                .action,
+            Action::Accept
+        );
+    }
+
+    #[test]
+    fn malformed_answers_are_refused_without_counting() {
+        let w = world();
+        for bad in [
+            &b"12a456"[..],
+            b"",
+            b"+12345",
+            "１２３４５６".as_bytes(),
+            b"\xff\xfe",
+            &[b'1'; 10_000],
+        ] {
+            let step = w.login(&root(), "alice", bad).unwrap();
+            assert_eq!(step.action, Action::Deny);
+            assert!(!step.messages.is_empty());
+            assert!(!step.messages.iter().any(|(_, m)| m == INVALID));
+        }
+        assert_eq!(w.failures(), 0);
+    }
+
+    #[test]
+    fn user_without_method_passes_unknown_user_is_refused_like_wrong_code() {
+        let w = world();
+        let bob = w.login(&root(), "bob", b"").unwrap();
+        assert_eq!(bob.action, Action::Accept);
+        assert!(bob.messages.is_empty());
+        let unknown = w.login(&root(), "mallory", w.code(0).as_bytes()).unwrap();
+        let wrong = w.login(&root(), "alice", b"000000").unwrap();
+        // Same prompt (checked in login()) and same refusal.
+        let wrong = if w.code(0) == "000000" {
+            unknown.clone()
+        } else {
+            wrong
+        };
+        assert_eq!(unknown, wrong);
+    }
+
+    #[test]
+    fn lockout_waits_then_lets_in() {
+        let w = world();
+        let wrong = if w.code(0) == "111111" {
+            "222222"
+        } else {
+            "111111"
+        };
+        for _ in 0..3 {
+            denied_with(
+                &w.login(&root(), "alice", wrong.as_bytes()).unwrap(),
+                INVALID,
+            );
+        }
+        // Locked: even the right code is refused, with the wait.
+        denied_with(
+            &w.login(&root(), "alice", w.code(0).as_bytes()).unwrap(),
+            "try again in 30 seconds",
+        );
+        w.clock.advance(10);
+        denied_with(
+            &w.login(&root(), "alice", w.code(0).as_bytes()).unwrap(),
+            "try again in 20 seconds",
+        );
+        w.clock.advance(21);
+        assert_eq!(
+            w.login(&root(), "alice", w.code(0).as_bytes())
+                .unwrap()
+                .action,
+            Action::Accept
+        );
+        assert_eq!(w.failures(), 0);
+    }
+
+    #[test]
+    fn non_root_callers_only_for_themselves_and_sessions_are_bound() {
+        let w = world();
+        let alice = Caller {
+            uid: 1000,
+            bus_name: ":1.7".into(),
+        };
+        let bob = Caller {
+            uid: 1001,
+            bus_name: ":1.8".into(),
+        };
+        assert!(matches!(
+            w.login(&bob, "alice", b"123456"),
+            Err(Error::PermissionDenied(_))
+        ));
+        assert!(matches!(
+            w.login(
+                &Caller {
+                    uid: 4242,
+                    bus_name: ":1.9".into()
+                },
+                "alice",
+                b"1"
+            ),
+            Err(Error::PermissionDenied(_))
+        ));
+        assert_eq!(
+            w.login(&alice, "alice", w.code(0).as_bytes())
+                .unwrap()
+                .action,
+            Action::Accept
+        );
+        // A session cannot be answered from another connection.
+        w.clock.advance(30);
+        let (id, _) =
+            w.rt.block_on(w.logins.begin(&root(), origin("alice")))
+                .unwrap();
+        let other_root = Caller {
+            uid: 0,
+            bus_name: ":1.99".into(),
+        };
+        assert!(matches!(
+            w.rt.block_on(w.logins.answer(&other_root, &id, w.code(0).into_bytes())),
+            Err(Error::NotFound(_))
+        ));
+        // The owner still can, once; then the session is gone.
+        assert_eq!(
+            w.rt.block_on(w.logins.answer(&root(), &id, w.code(0).into_bytes()))
+                .unwrap()
+                .action,
+            Action::Accept
+        );
+        assert!(w
+            .rt
+            .block_on(w.logins.answer(&root(), &id, b"1".to_vec()))
+            .is_err());
+    }
+
+    #[test]
+    fn sessions_expire() {
+        let w = world();
+        let (id, _) =
+            w.rt.block_on(w.logins.begin(&root(), origin("alice")))
+                .unwrap();
+        w.clock.advance(301);
+        assert!(matches!(
+            w.rt.block_on(w.logins.answer(&root(), &id, w.code(0).into_bytes())),
+            Err(Error::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn concurrent_logins_with_one_code_accept_once() {
+        let w = world();
+        let code = w.code(0);
+        let logins = Arc::new(w.logins);
+        let results: Vec<Step> = w.rt.block_on(async {
+            let mut ids = Vec::new();
+            for i in 0..50 {
+                let c = Caller {
+                    uid: 0,
+                    bus_name: format!(":1.{i}"),
+                };
+                let (id, _) = logins.begin(&c, origin("alice")).await.unwrap();
+                ids.push((c, id));
+            }
+            let tasks: Vec<_> = ids
+                .into_iter()
+                .map(|(c, id)| {
+                    let l = logins.clone();
+                    let code = code.clone();
+                    tokio::spawn(async move { l.answer(&c, &id, code.into_bytes()).await.unwrap() })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap());
+            }
+            out
+        });
+        let accepted = results
+            .iter()
+            .filter(|s| s.action == Action::Accept)
+            .count();
+        assert_eq!(accepted, 1);
+    }
+}

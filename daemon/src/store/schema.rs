@@ -1,0 +1,38 @@
+//! The schema, as numbered migrations. `PRAGMA user_version` holds the number
+//! of migrations applied; each migration runs in its own transaction.
+//!
+//! Tables belong to the modules that use them: `accounts` (login, ratelimit,
+//! account), `totp` and `totp_pending` (totp, account).
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: accounts and the authenticator-app method.
+    "CREATE TABLE accounts (
+        user TEXT PRIMARY KEY NOT NULL,
+        created INTEGER NOT NULL,
+        preferred TEXT NOT NULL DEFAULT '',
+        last_method TEXT NOT NULL DEFAULT '',
+        last_login INTEGER NOT NULL DEFAULT 0,
+        failures INTEGER NOT NULL DEFAULT 0,
+        locked_until INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    CREATE TABLE totp (
+        user TEXT PRIMARY KEY NOT NULL REFERENCES accounts(user) ON DELETE CASCADE,
+        secret BLOB NOT NULL,
+        created INTEGER NOT NULL,
+        last_step INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE totp_pending (
+        id TEXT PRIMARY KEY NOT NULL,
+        user TEXT NOT NULL,
+        secret BLOB NOT NULL,
+        expires INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    CREATE INDEX totp_pending_user ON totp_pending(user);",
+];
+
+/// The version this build of the daemon writes.
+pub fn current_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
