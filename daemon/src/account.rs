@@ -241,27 +241,15 @@ mod tests {
     use crate::audit::Audit;
     use crate::clock::{Clock, ManualClock};
     use crate::config::Config;
-    use crate::random::OsRandom;
-    use crate::reauth::testing::FakeReauth;
-    use crate::store::Store;
-    use crate::users::testing::FakeUsers;
 
     fn setup() -> (Accounts, ManualClock, tokio::runtime::Runtime, Arc<Audit>) {
         let clock = ManualClock::at(1_700_000_000);
-        let audit = Arc::new(Audit::new(false, false));
         let config = Config {
             issuer: "Example".into(),
             ..Config::default()
         };
-        let core = Arc::new(Core::new(
-            config,
-            Store::open_in_memory().unwrap(),
-            Arc::new(clock.clone()),
-            Arc::new(OsRandom),
-            Arc::new(FakeUsers::new(&[("alice", 1000)])),
-            Arc::new(FakeReauth::new(&[("alice", "pw")])),
-            audit.clone(),
-        ));
+        let (core, audit) =
+            crate::core::testing::core(config, &clock, &[("alice", 1000)], &[("alice", "pw")]);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -142,3 +142,52 @@ impl AccountInterface {
         self.accounts.disable(&caller, &method, password).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::Config;
+    use zbus::object_server::Interface;
+
+    fn introspect(iface: &dyn Interface) -> String {
+        let mut xml = String::new();
+        iface.introspect_to_writer(&mut xml, 0);
+        xml
+    }
+
+    fn normalise(xml: &str) -> Vec<String> {
+        xml.lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty() && !l.starts_with("<!--"))
+            .collect()
+    }
+
+    /// The served interfaces are exactly the reviewed XML in proto/interfaces.
+    #[test]
+    fn served_interfaces_match_reviewed_xml() {
+        let clock = ManualClock::at(0);
+        let (core, _) = crate::core::testing::core(Config::default(), &clock, &[], &[]);
+        let login = LoginInterface {
+            logins: Arc::new(Logins::new(core.clone())),
+        };
+        let account = AccountInterface {
+            accounts: Arc::new(Accounts::new(core)),
+        };
+        for (served, file) in [
+            (introspect(&login), "org.twofactor.Login1.xml"),
+            (introspect(&account), "org.twofactor.Account1.xml"),
+        ] {
+            let path = format!("{}/../proto/interfaces/{file}", env!("CARGO_MANIFEST_DIR"));
+            if std::env::var_os("TWOFACTOR_WRITE_XML").is_some() {
+                std::fs::write(&path, &served).unwrap();
+            }
+            let reviewed = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(
+                normalise(&served),
+                normalise(&reviewed),
+                "{file} differs from the served interface"
+            );
+        }
+    }
+}

@@ -56,3 +56,33 @@ pub struct Caller {
     pub uid: u32,
     pub bus_name: String,
 }
+
+#[cfg(test)]
+pub mod testing {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::random::OsRandom;
+    use crate::reauth::testing::FakeReauth;
+    use crate::users::testing::FakeUsers;
+
+    /// A core on an in-memory store with the given users (name, uid) and
+    /// passwords (name, password); audit lines are captured, not logged.
+    pub fn core(
+        config: Config,
+        clock: &ManualClock,
+        users: &[(&str, u32)],
+        passwords: &[(&str, &str)],
+    ) -> (Arc<Core>, Arc<Audit>) {
+        let audit = Arc::new(Audit::new(false, false));
+        let core = Arc::new(Core::new(
+            config,
+            Store::open_in_memory().expect("in-memory store"),
+            Arc::new(clock.clone()),
+            Arc::new(OsRandom),
+            Arc::new(FakeUsers::new(users)),
+            Arc::new(FakeReauth::new(passwords)),
+            audit.clone(),
+        ));
+        (core, audit)
+    }
+}

@@ -326,14 +326,9 @@ fn verify_app_code(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::Audit;
     use crate::clock::{Clock, ManualClock};
     use crate::config::Config;
-    use crate::random::OsRandom;
-    use crate::reauth::testing::FakeReauth;
-    use crate::store::Store;
     use crate::totp::Secret;
-    use crate::users::testing::FakeUsers;
 
     const T0: i64 = 1_700_000_010;
 
@@ -367,15 +362,8 @@ mod tests {
         config.limits.max_failures = 3;
         config.limits.lockout_seconds = 30;
         let clock = ManualClock::at(T0);
-        let core = Arc::new(Core::new(
-            config,
-            Store::open_in_memory().unwrap(),
-            Arc::new(clock.clone()),
-            Arc::new(OsRandom),
-            Arc::new(FakeUsers::new(&[("alice", 1000), ("bob", 1001)])),
-            Arc::new(FakeReauth::new(&[])),
-            Arc::new(Audit::new(false, false)),
-        ));
+        let (core, _audit) =
+            crate::core::testing::core(config, &clock, &[("alice", 1000), ("bob", 1001)], &[]);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
