@@ -180,3 +180,85 @@ impl Drop for PrivateBus {
         let _ = self.child.wait();
     }
 }
+
+/// A sequence of D-Bus method calls made by a python3-dbus client (run as
+/// `as_user` if given), for tests that need more than dbus-send can do:
+/// several connections in one process, byte-array arguments that must not
+/// appear on a command line, results fed into later calls.
+///
+/// Each call is a JSON object `{"conn": N, "interface": I, "method": M,
+/// "signature": S, "args": [...]}`; an argument `{"bytes": "text"}` is sent
+/// as `ay` (UTF-8 of the text; `{"hex": "ff00"}` for raw bytes), and the
+/// string `"$0"` (`"$1"`, ...) is replaced by the first value returned by
+/// that earlier call. Returns one JSON value per call: `{"ok": [values]}` or
+/// `{"error": NAME, "message": TEXT}`.
+pub const PY_CLIENT: &str = r#"
+import sys, json, dbus
+req = json.load(sys.stdin)
+conns = {}
+results = []
+firsts = []
+def plain(v):
+    if isinstance(v, (dbus.Struct, dbus.Array, list, tuple)):
+        return [plain(x) for x in v]
+    if isinstance(v, dbus.Dictionary):
+        return {str(k): plain(x) for k, x in v.items()}
+    if isinstance(v, dbus.Boolean):
+        return bool(v)
+    if isinstance(v, (dbus.Byte, dbus.Int16, dbus.Int32, dbus.Int64, dbus.UInt16, dbus.UInt32, dbus.UInt64)):
+        return int(v)
+    if isinstance(v, (dbus.String, dbus.ObjectPath, dbus.Signature)):
+        return str(v)
+    return v
+for call in req["calls"]:
+    n = call.get("conn", 0)
+    if n not in conns:
+        conns[n] = dbus.bus.BusConnection(req["address"])
+    args = []
+    for a in call["args"]:
+        if isinstance(a, dict) and "bytes" in a:
+            args.append(dbus.ByteArray(a["bytes"].encode("utf-8")))
+        elif isinstance(a, dict) and "hex" in a:
+            args.append(dbus.ByteArray(bytes.fromhex(a["hex"])))
+        elif isinstance(a, str) and a.startswith("$") and a[1:].isdigit():
+            args.append(firsts[int(a[1:])])
+        else:
+            args.append(a)
+    try:
+        r = conns[n].call_blocking("org.twofactor.Daemon1", "/org/twofactor/Daemon1",
+                                   call["interface"], call["method"], call.get("signature", ""), args,
+                                   timeout=30)
+        if not isinstance(r, tuple):
+            r = (r,) if r is not None else ()
+        vals = [plain(x) for x in r]
+        results.append({"ok": vals})
+        firsts.append(vals[0] if vals else None)
+    except dbus.exceptions.DBusException as e:
+        results.append({"error": e.get_dbus_name(), "message": e.get_dbus_message()})
+        firsts.append(None)
+print(json.dumps(results))
+"#;
+
+impl PrivateBus {
+    /// Runs the calls of [`PY_CLIENT`] on this bus; see there.
+    pub fn py_calls(
+        &self,
+        as_user: Option<(u32, u32)>,
+        calls: serde_json::Value,
+    ) -> Vec<serde_json::Value> {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new("python3");
+        cmd.arg("-c")
+            .arg(PY_CLIENT)
+            .env_clear()
+            .env("PATH", crate::PATH);
+        if let Some((uid, gid)) = as_user {
+            cmd.uid(uid).gid(gid);
+        }
+        let input = serde_json::json!({"address": self.address, "calls": calls}).to_string();
+        let out = proc::run(&mut cmd, input.as_bytes(), Duration::from_secs(60));
+        assert!(out.success(), "python3-dbus client failed: {}", out.describe());
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
+            .unwrap_or_else(|e| panic!("python3-dbus client output ({e}): {}", out.describe()))
+    }
+}

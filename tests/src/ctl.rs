@@ -130,11 +130,17 @@ impl Ctl {
         }
     }
 
-    /// Enrols `user`'s authenticator app with the right password and the
+    /// Enrols `user`'s authenticator app with the right password and a
     /// right code (from oathtool); asserts that it worked and returns what
-    /// was shown.
+    /// was shown. The confirming code is the one of the *previous* step
+    /// (accepted within the ±1 step window): the daemon marks the step of the
+    /// confirming code as used, so this way the current code is still unused
+    /// and a test can log in with it at once.
     pub fn enroll_app(&self, user: &TestUser) -> Enrolment {
-        let e = self.enable_app_with(user, user.password(), totp::code_now);
+        let e = self.enable_app_with(user, user.password(), |secret| {
+            totp::ensure_step_margin(4);
+            totp::code_at_step_offset(secret, -1)
+        });
         let text = format!("{}{}", e.output.stdout(), e.output.stderr());
         assert!(
             e.output.success() && text.to_lowercase().contains("enabled"),

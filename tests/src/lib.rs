@@ -14,6 +14,8 @@ pub mod daemon;
 pub mod etc;
 pub mod pam;
 pub mod proc;
+pub mod qr;
+pub mod scenario;
 pub mod sshd;
 pub mod syslog;
 pub mod totp;
@@ -26,7 +28,9 @@ pub use bus::PrivateBus;
 pub use ctl::Ctl;
 pub use daemon::{Daemon, DaemonConfig};
 pub use pam::{PamRun, PamService};
+pub use scenario::Enrolled;
 pub use users::TestUser;
+pub use daemon::Env;
 
 /// Environment variable that turns "skipped, needs root" into a failure (CI).
 pub const REQUIRE_ROOT_ENV: &str = "TWOFACTOR_REQUIRE_ROOT";

@@ -1,0 +1,214 @@
+//! Who may call what: the caller's uid comes from the bus, root may run a
+//! login for anyone, other uids only for themselves, Account1 acts only on
+//! the caller, sessions belong to the connection that began them, and the
+//! module never takes a bus address from the environment.
+
+use serde_json::json;
+use twofactor_tests::pam::PamService;
+use twofactor_tests::{need_root, totp, Enrolled, Env, TestUser, CODE_PROMPT};
+
+fn begin(user: &str) -> serde_json::Value {
+    json!({"interface": "org.twofactor.Login1", "method": "Begin",
+           "signature": "ssss", "args": [user, "tft-access", "", ""]})
+}
+
+fn error_name(r: &serde_json::Value) -> &str {
+    r["error"].as_str().unwrap_or("")
+}
+
+/// A non-root uid may not run a login for another user (the other user has
+/// no method, so the daemon would have let the login pass at once).
+#[test]
+fn non_root_cannot_begin_login_for_another_user() {
+    if !need_root!() {
+        return;
+    }
+    let env = Env::with_defaults();
+    let a = TestUser::new();
+    let b = TestUser::new();
+    let r = env.bus.py_calls(Some(a.ids()), json!([begin(&b.name)]));
+    assert_eq!(error_name(&r[0]), "org.twofactor.Error.PermissionDenied", "{r:?}");
+    // Through the module as uid A for user B: refused, nothing asked.
+    let pam = env.pam("");
+    let run = pam.login(&b.name).as_user(a.uid, a.gid).run();
+    run.assert_result("PAM_AUTH_ERR").assert_no_prompt();
+    // Control: root may, and the same user B passes at once.
+    let r = env.bus.py_calls(None, json!([begin(&b.name)]));
+    assert!(r[0]["ok"].is_array(), "{r:?}");
+    assert_eq!(r[0]["ok"][1][1], 2, "root's Begin for B should Accept: {r:?}");
+    let log = env.daemon.log();
+    assert!(log.contains(&format!("denied uid={}", a.uid)), "denial not audited:\n{log}");
+}
+
+/// A screen locker runs as the user and checks that user's own code.
+#[test]
+fn non_root_may_log_in_itself() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::with_defaults();
+    let code = s.code_now();
+    let as_user = |answer: &str| {
+        s.pam
+            .login(&s.user.name)
+            .as_user(s.user.uid, s.user.gid)
+            .answer(answer)
+            .run()
+    };
+    as_user(&totp::wrong_code(&code))
+        .assert_result("PAM_AUTH_ERR")
+        .assert_asked_code();
+    as_user(&code)
+        .assert_result("PAM_SUCCESS")
+        .assert_asked_code();
+    // Directly on the bus too: Begin for oneself is allowed.
+    let r = s.env.bus.py_calls(Some(s.user.ids()), json!([begin(&s.user.name)]));
+    assert_eq!(r[0]["ok"][1][2], CODE_PROMPT, "{r:?}");
+}
+
+/// Account1 acts on the caller's own account, whoever the caller names.
+#[test]
+fn account_interface_acts_only_on_the_caller() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::with_defaults();
+    let b = TestUser::new();
+    let ctl = s.env.ctl();
+    let status_b = ctl.status_json(&b);
+    assert_eq!(status_b["user"], b.name.as_str(), "{status_b}");
+    assert_eq!(status_b["methods"], json!([]), "{status_b}");
+    assert_eq!(ctl.methods(&s.user), vec!["app".to_string()]);
+    // B turning off "app" with B's own password does not touch A.
+    let out = ctl.disable(&b, "app", b.password());
+    assert!(!out.success(), "{}", out.describe());
+    assert_eq!(ctl.methods(&s.user), vec!["app".to_string()]);
+    // On the bus: Status as B is B's, whatever else is going on.
+    let r = s.env.bus.py_calls(
+        Some(b.ids()),
+        json!([{"interface": "org.twofactor.Account1", "method": "Status", "args": []}]),
+    );
+    assert_eq!(r[0]["ok"][0][0], b.name.as_str(), "{r:?}");
+    assert_eq!(r[0]["ok"][0][1], json!([]), "{r:?}");
+    // B cannot disable A's method with A's password either: the daemon
+    // checks B's password for B's account.
+    let r = s.env.bus.py_calls(
+        Some(b.ids()),
+        json!([{"interface": "org.twofactor.Account1", "method": "Disable",
+                "signature": "say", "args": ["app", {"bytes": s.user.password()}]}]),
+    );
+    assert!(r[0]["error"].is_string(), "{r:?}");
+    assert_eq!(ctl.methods(&s.user), vec!["app".to_string()]);
+}
+
+/// A session belongs to the connection that began it: an answer from another
+/// connection (even by root, even with the right code) is not taken, and
+/// the code is not used up by it.
+#[test]
+fn session_is_bound_to_its_connection() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::with_defaults();
+    let code = s.code_now();
+    let answer = |conn: u32| {
+        json!({"conn": conn, "interface": "org.twofactor.Login1", "method": "Answer",
+               "signature": "say", "args": ["$0", {"bytes": code}]})
+    };
+    let r = s.env.bus.py_calls(None, json!([begin(&s.user.name), answer(1)]));
+    assert_eq!(r[0]["ok"][1][2], CODE_PROMPT, "{r:?}");
+    assert!(
+        r[1]["error"].is_string(),
+        "an answer from another connection was taken: {r:?}"
+    );
+    // The same connection may answer; the code is still unused.
+    let r = s.env.bus.py_calls(None, json!([begin(&s.user.name), answer(0)]));
+    assert_eq!(r[1]["ok"][0][1], 2, "the right code on the session's own connection: {r:?}");
+    // A session id that was never given out.
+    let r = s.env.bus.py_calls(
+        None,
+        json!([{"interface": "org.twofactor.Login1", "method": "Answer",
+                "signature": "say", "args": ["no-such-session", {"bytes": "123456"}]}]),
+    );
+    assert!(r[0]["error"].is_string(), "{r:?}");
+}
+
+/// The shipped bus policy lets users send only to the three interfaces (and
+/// Introspectable/Peer) of the daemon.
+#[test]
+fn bus_policy_blocks_other_interfaces() {
+    if !need_root!() {
+        return;
+    }
+    let env = Env::with_defaults();
+    let a = TestUser::new();
+    let out = env.bus.send_as(
+        Some(a.ids()),
+        "org.twofactor.Daemon1",
+        "/org/twofactor/Daemon1",
+        "org.freedesktop.DBus.Properties.GetAll",
+        &["string:org.twofactor.Login1"],
+    );
+    assert!(!out.success(), "{}", out.describe());
+    assert!(
+        out.stderr().contains("org.freedesktop.DBus.Error.AccessDenied"),
+        "{}",
+        out.describe()
+    );
+    let out = env.bus.send_as(
+        Some(a.ids()),
+        "org.twofactor.Daemon1",
+        "/org/twofactor/Daemon1",
+        "org.freedesktop.DBus.Peer.Ping",
+        &[],
+    );
+    assert!(out.success(), "Ping is allowed: {}", out.describe());
+}
+
+/// The module ignores DBUS_SYSTEM_BUS_ADDRESS (and the other bus variables):
+/// with a hostile address pointing at a bus where a daemon would let the
+/// user in, and no bus= argument, it goes to the fixed system socket (no
+/// system bus runs here), so the login is refused. The same daemon with an
+/// explicit bus= argument lets the user in (control).
+#[test]
+fn module_ignores_hostile_bus_environment() {
+    if !need_root!() {
+        return;
+    }
+    assert!(
+        !std::path::Path::new("/run/dbus/system_bus_socket").exists(),
+        "this test needs a machine without a running system bus"
+    );
+    let env = Env::with_defaults();
+    let user = TestUser::new();
+    let hostile = env.bus.address().to_string();
+    let no_bus_arg = PamService::with_args("tft-login", "");
+    for as_user in [None, Some(user.ids())] {
+        let mut login = no_bus_arg
+            .login(&user.name)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &hostile)
+            .env("DBUS_SESSION_BUS_ADDRESS", &hostile)
+            .env("DBUS_STARTER_ADDRESS", &hostile)
+            .env("DBUS_STARTER_BUS_TYPE", "system");
+        if let Some((uid, gid)) = as_user {
+            login = login.as_user(uid, gid);
+        }
+        let run = login.run();
+        assert_eq!(
+            run.result, "PAM_AUTHINFO_UNAVAIL",
+            "as {as_user:?}: the module followed the environment? {}",
+            run.describe()
+        );
+    }
+    let log = env.daemon.log();
+    assert!(
+        !log.contains(&format!("user={}", user.name)),
+        "the hostile bus's daemon was asked:\n{log}"
+    );
+    // Control: the same daemon, named on the PAM line, lets the user in.
+    env.pam("")
+        .login(&user.name)
+        .run()
+        .assert_result("PAM_SUCCESS");
+    assert!(env.daemon.log().contains(&format!("user={}", user.name)));
+}

@@ -1,0 +1,57 @@
+//! Concurrent logins for one user with one valid code: the code is accepted
+//! exactly once (the step is recorded in the transaction that accepts it).
+
+use std::sync::Barrier;
+
+use twofactor_tests::{need_root, DaemonConfig, Enrolled, INVALID_CODE};
+
+const LOGINS: usize = 50;
+
+#[test]
+fn fifty_concurrent_logins_one_code_one_success() {
+    if !need_root!() {
+        return;
+    }
+    // max_failures high enough that the 49 refusals do not lock the account
+    // before the one right answer is checked.
+    let s = Enrolled::new(&DaemonConfig {
+        max_failures: 100,
+        ..DaemonConfig::default()
+    });
+    // Enough of the step left for all logins to finish inside it (they would
+    // still be inside the ±1 window otherwise, but keep it simple).
+    twofactor_tests::totp::ensure_step_margin(15);
+    let code = twofactor_tests::totp::code_now(&s.secret);
+    let barrier = Barrier::new(LOGINS);
+    let runs: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..LOGINS)
+            .map(|_| {
+                let (s, code, barrier) = (&s, &code, &barrier);
+                scope.spawn(move || {
+                    barrier.wait();
+                    s.login(code)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("login thread"))
+            .collect()
+    });
+    let successes = runs.iter().filter(|r| r.result == "PAM_SUCCESS").count();
+    let refusals: Vec<_> = runs.iter().filter(|r| r.result != "PAM_SUCCESS").collect();
+    assert_eq!(
+        successes,
+        1,
+        "expected exactly one success out of {LOGINS}; results: {:?}",
+        runs.iter().map(|r| r.result.as_str()).collect::<Vec<_>>()
+    );
+    assert_eq!(refusals.len(), LOGINS - 1);
+    for r in refusals {
+        r.assert_result("PAM_AUTH_ERR").assert_errors(&[INVALID_CODE]);
+    }
+    // And the code stays used afterwards.
+    s.login(&code)
+        .assert_result("PAM_AUTH_ERR")
+        .assert_errors(&[INVALID_CODE]);
+}

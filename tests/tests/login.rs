@@ -1,0 +1,413 @@
+//! Logins through the built pam_twofactor.so under real libpam (pam-harness),
+//! against the real twofactord on a private bus. Codes come from oathtool.
+
+use std::time::Duration;
+
+use twofactor_tests::pam::PamService;
+use twofactor_tests::syslog::SyslogSink;
+use twofactor_tests::{
+    need_root, totp, users, DaemonConfig, Enrolled, Env, TestUser, INVALID_CODE,
+};
+
+/// Shown when an answer is not a 6-digit code (daemon/src/totp.rs).
+const NOT_SIX_DIGITS: &str = "A verification code is exactly 6 digits (0-9).";
+const EMPTY: &str = "No code was entered.";
+const TOO_LONG: &str = "That answer is too long; a code has 6 digits.";
+/// Shown by the module when the daemon cannot be reached.
+const UNAVAILABLE: &str = "Two-factor authentication is unavailable; login refused.";
+
+/// Parses "Too many failed attempts; try again in N seconds." -> N.
+fn lock_wait(errors: &[String]) -> Option<u64> {
+    let [e] = errors else { return None };
+    e.strip_prefix("Too many failed attempts; try again in ")?
+        .strip_suffix(" seconds.")?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn right_code_in_then_same_code_refused() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::with_defaults();
+    let code = s.code_now();
+    let first = s.pam.login(&s.user.name).rhost("192.0.2.7").answer(&code).run();
+    first
+        .assert_result("PAM_SUCCESS")
+        .assert_asked_code()
+        .assert_errors(&[]);
+    let again = s.login(&code);
+    again
+        .assert_result("PAM_AUTH_ERR")
+        .assert_asked_code()
+        .assert_errors(&[INVALID_CODE]);
+    assert_eq!(s.failures(), 1, "a replayed code counts as a failure");
+    let log = s.env.daemon.log();
+    assert!(
+        log.contains(&format!(
+            "login-success user={} service=tft-login rhost=192.0.2.7",
+            s.user.name
+        )),
+        "no audit line for the success:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("login-failure user={}", s.user.name))
+            && log.contains("reason=replayed-code"),
+        "no audit line for the replay:\n{log}"
+    );
+}
+
+#[test]
+fn code_with_spaces_is_accepted() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::with_defaults();
+    let code = s.code_now();
+    let spaced = format!("{} {}", &code[..3], &code[3..]);
+    s.login(&spaced).assert_result("PAM_SUCCESS");
+}
+
+#[test]
+fn code_of_next_step_is_accepted() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::with_defaults();
+    totp::ensure_step_margin(3);
+    let next = totp::code_at_step_offset(&s.secret, 1);
+    s.login(&next).assert_result("PAM_SUCCESS");
+    // ... and it used up the current step as well (no step before an
+    // accepted one is accepted again).
+    let now = totp::code_now(&s.secret);
+    s.login(&now)
+        .assert_result("PAM_AUTH_ERR")
+        .assert_errors(&[INVALID_CODE]);
+}
+
+/// ±1 step of skew: a code 2 steps old is refused even though its step was
+/// never used, and the code of the previous (unused) step is accepted. The
+/// test waits until two steps after the enrolment, so that both steps are
+/// later than the step the enrolment used.
+#[test]
+fn skew_window_is_one_step() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::with_defaults();
+    // The enrolment used the step before `enrol_step` (Ctl::enroll_app).
+    let enrol_step = totp::now().div_euclid(30);
+    while totp::now().div_euclid(30) < enrol_step + 2 {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    totp::ensure_step_margin(4);
+    let two_ago = totp::code_at_step_offset(&s.secret, -2);
+    let one_ago = totp::code_at_step_offset(&s.secret, -1);
+    let now = totp::code_now(&s.secret);
+    if two_ago == one_ago || two_ago == now {
+        eprintln!("codes of different steps coincide; cannot tell them apart this time");
+        return;
+    }
+    s.login(&two_ago)
+        .assert_result("PAM_AUTH_ERR")
+        .assert_errors(&[INVALID_CODE]);
+    s.login(&one_ago).assert_result("PAM_SUCCESS");
+}
+
+#[test]
+fn malformed_answers_refused_and_not_counted() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::with_defaults();
+    let long = "1".repeat(10_000);
+    let cases: Vec<(&[u8], &str)> = vec![
+        (b"12a456", NOT_SIX_DIGITS),
+        (b"abcdef", NOT_SIX_DIGITS),
+        (b"", EMPTY),
+        (b"   ", EMPTY),
+        (long.as_bytes(), TOO_LONG),
+        (b"+12345", NOT_SIX_DIGITS),
+        (b"+123456", NOT_SIX_DIGITS),
+        (b"12345", NOT_SIX_DIGITS),
+        (b"1234567", NOT_SIX_DIGITS),
+        ("１２３４５６".as_bytes(), NOT_SIX_DIGITS),
+        ("٠١٢٣٤٥".as_bytes(), NOT_SIX_DIGITS),
+        ("۱۲۳۴۵۶".as_bytes(), NOT_SIX_DIGITS),
+        (b"\xff\xfe123456", NOT_SIX_DIGITS),
+        (b"12\xc3\x28\x34\x35\x36", NOT_SIX_DIGITS),
+    ];
+    for (answer, message) in &cases {
+        let run = s.login(answer);
+        assert_eq!(
+            (run.result.as_str(), run.errors.clone()),
+            ("PAM_AUTH_ERR", vec![message.to_string()]),
+            "answer {:?}: {}",
+            String::from_utf8_lossy(&answer[..answer.len().min(40)]),
+            run.describe()
+        );
+        run.assert_asked_code();
+    }
+    assert_eq!(s.failures(), 0, "malformed answers must not count as failures");
+    // Nothing else changed either: the current code still works.
+    s.login(s.code_now()).assert_result("PAM_SUCCESS");
+}
+
+#[test]
+fn user_without_method_passes_without_prompt() {
+    if !need_root!() {
+        return;
+    }
+    let env = Env::with_defaults();
+    let user = TestUser::new();
+    let pam = env.pam("");
+    let run = pam.login(&user.name).run();
+    run.assert_result("PAM_SUCCESS")
+        .assert_no_prompt()
+        .assert_errors(&[]);
+    assert!(run.infos.is_empty(), "{}", run.describe());
+}
+
+/// A user the system does not know gets the same prompt and the same refusal
+/// as an enrolled user who types a wrong code.
+#[test]
+fn unknown_user_looks_like_enrolled_user_with_wrong_code() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::with_defaults();
+    let wrong = totp::wrong_code(&s.code_now());
+    let enrolled = s.login(&wrong);
+    let unknown_name = users::unknown_user_name();
+    let unknown = s.pam.login(&unknown_name).answer(&wrong).run();
+    enrolled
+        .assert_result("PAM_AUTH_ERR")
+        .assert_asked_code()
+        .assert_errors(&[INVALID_CODE]);
+    unknown
+        .assert_result("PAM_AUTH_ERR")
+        .assert_asked_code()
+        .assert_errors(&[INVALID_CODE]);
+    assert_eq!(enrolled.infos, unknown.infos);
+    // A right-looking code does not help an unknown user either.
+    let unknown = s.pam.login(&unknown_name).answer(s.code_now()).run();
+    unknown
+        .assert_result("PAM_AUTH_ERR")
+        .assert_errors(&[INVALID_CODE]);
+}
+
+/// Daemon not running: failmode=secure (the default) refuses, failmode=safe
+/// lets the login pass; both are logged to syslog (caught here through a
+/// private /dev/log).
+#[test]
+fn daemon_not_running_secure_refuses_safe_allows() {
+    if !need_root!() {
+        return;
+    }
+    let mut s = Enrolled::with_defaults();
+    s.env.stop_daemon();
+    let bus = s.env.bus.plain_address();
+    let missing = format!("unix:path={}/no-such-bus", s.env.daemon.state_dir().display());
+    for (where_, address) in [("bus up, no daemon", bus.as_str()), ("no bus", missing.as_str())] {
+        for (args, result) in [
+            ("", "PAM_AUTHINFO_UNAVAIL"),
+            ("failmode=secure", "PAM_AUTHINFO_UNAVAIL"),
+            ("failmode=safe", "PAM_SUCCESS"),
+        ] {
+            let pam = PamService::for_bus(address, args);
+            let sink = SyslogSink::new();
+            let run = pam
+                .login(&s.user.name)
+                .answer("123456")
+                .run_with_syslog(&sink);
+            let ctx = format!("{where_}, args {args:?}");
+            assert_eq!(run.result, result, "{ctx}: {}", run.describe());
+            run.assert_no_prompt();
+            let log = sink.text();
+            if result == "PAM_SUCCESS" {
+                run.assert_errors(&[]);
+                assert!(
+                    log.contains("pam_twofactor(tft-login:auth)")
+                        && log.contains("failmode=safe")
+                        && log.contains(&s.user.name),
+                    "{ctx}: failmode=safe pass not logged: {log:?}"
+                );
+            } else {
+                run.assert_errors(&[UNAVAILABLE]);
+                assert!(
+                    log.contains("pam_twofactor(tft-login:auth)")
+                        && log.contains("failmode=secure")
+                        && log.contains(&s.user.name),
+                    "{ctx}: refusal not logged: {log:?}"
+                );
+            }
+        }
+    }
+}
+
+/// The daemon dies (SIGKILL) after asking for the code: the answer cannot
+/// be checked, so the login is refused, even with failmode=safe. The code
+/// was not used up: after a restart on the same state it works.
+#[test]
+fn daemon_killed_mid_login_refuses() {
+    if !need_root!() {
+        return;
+    }
+    let mut s = Enrolled::with_defaults();
+    for args in ["", "failmode=safe"] {
+        let pam = s.env.pam(args);
+        let mut live = pam.login(&s.user.name).spawn();
+        assert_eq!(live.expect_prompt(), twofactor_tests::CODE_PROMPT);
+        s.env.kill_daemon();
+        live.answer(s.code_now());
+        let run = live.finish();
+        run.assert_result("PAM_AUTHINFO_UNAVAIL")
+            .assert_errors(&[UNAVAILABLE]);
+        s.env.restart_daemon();
+    }
+    s.login(s.code_now()).assert_result("PAM_SUCCESS");
+}
+
+/// A code accepted just before the daemon is killed stays used: the step was
+/// committed before the answer left the daemon.
+#[test]
+fn accepted_code_stays_used_after_sigkill() {
+    if !need_root!() {
+        return;
+    }
+    let mut s = Enrolled::with_defaults();
+    let code = s.code_now();
+    s.login(&code).assert_result("PAM_SUCCESS");
+    s.env.kill_daemon();
+    s.env.restart_daemon();
+    s.login(&code)
+        .assert_result("PAM_AUTH_ERR")
+        .assert_errors(&[INVALID_CODE]);
+    assert_eq!(s.env.ctl().methods(&s.user), vec!["app".to_string()]);
+}
+
+/// Unknown or malformed module arguments refuse the login (PAM_SERVICE_ERR)
+/// instead of being ignored, for a user the daemon would let in.
+#[test]
+fn bad_module_arguments_refuse() {
+    if !need_root!() {
+        return;
+    }
+    let env = Env::with_defaults();
+    let user = TestUser::new();
+    // Control: valid arguments let the user (no method) in.
+    env.pam("failmode=secure timeout=10")
+        .login(&user.name)
+        .run()
+        .assert_result("PAM_SUCCESS");
+    for args in [
+        "fialmode=safe",
+        "debug",
+        "failmode=maybe",
+        "failmode=",
+        "timeout=abc",
+        "timeout=-1",
+        "failmode=safe failmode=safe",
+        "bus=unix:path=/tmp/x",
+    ] {
+        let pam = env.pam(args);
+        let sink = SyslogSink::new();
+        let run = pam.login(&user.name).run_with_syslog(&sink);
+        assert_eq!(run.result, "PAM_SERVICE_ERR", "args {args:?}: {}", run.describe());
+        run.assert_no_prompt();
+        let log = sink.text();
+        assert!(
+            log.contains("pam_twofactor(tft-login:auth)"),
+            "args {args:?}: the refusal is not logged: {log:?}"
+        );
+    }
+}
+
+/// max_failures=3: three wrong codes, then even the right code waits, with
+/// the time left in the message; after the wait it works. Another user is
+/// not affected.
+#[test]
+fn lockout_after_max_failures() {
+    if !need_root!() {
+        return;
+    }
+    let config = DaemonConfig {
+        max_failures: 3,
+        lockout_seconds: 2,
+        max_lockout_seconds: 4,
+        ..DaemonConfig::default()
+    };
+    let s = Enrolled::new(&config);
+    let other = TestUser::new();
+    let other_secret = s.env.ctl().enroll_app(&other).compact_secret();
+    let wrong = totp::wrong_code(&s.code_now());
+    for i in 1..=3 {
+        s.login(&wrong)
+            .assert_result("PAM_AUTH_ERR")
+            .assert_errors(&[INVALID_CODE]);
+        assert_eq!(s.failures(), i);
+    }
+    let run = s.login(s.code_now());
+    run.assert_result("PAM_AUTH_ERR");
+    let wait = lock_wait(&run.errors)
+        .unwrap_or_else(|| panic!("no 'try again in N seconds' message: {}", run.describe()));
+    assert!((1..=4).contains(&wait), "wait {wait} s: {}", run.describe());
+    let status = s.env.ctl().status_json(&s.user);
+    assert!(status["locked_until"].as_i64().unwrap_or(0) > 0, "{status}");
+    // The other user logs in meanwhile.
+    totp::ensure_step_margin(3);
+    s.pam
+        .login(&other.name)
+        .answer(totp::code_now(&other_secret))
+        .run()
+        .assert_result("PAM_SUCCESS");
+    std::thread::sleep(Duration::from_secs(wait + 1));
+    s.login(s.code_now()).assert_result("PAM_SUCCESS");
+    assert_eq!(s.failures(), 0, "a success clears the failures");
+    assert!(
+        s.env.daemon.log().contains(&format!("lockout user={}", s.user.name)),
+        "lockout not audited:\n{}",
+        s.env.daemon.log()
+    );
+}
+
+/// Failures are counted per account, across services.
+#[test]
+fn failures_count_across_services() {
+    if !need_root!() {
+        return;
+    }
+    let config = DaemonConfig {
+        max_failures: 3,
+        lockout_seconds: 30,
+        max_lockout_seconds: 60,
+        ..DaemonConfig::default()
+    };
+    let s = Enrolled::new(&config);
+    let line = std::fs::read_to_string(s.pam.file()).expect("service file");
+    s.pam.add_service("tft-other", &line);
+    let wrong = totp::wrong_code(&s.code_now());
+    for service in ["tft-login", "tft-other", "tft-login"] {
+        s.pam
+            .login(&s.user.name)
+            .service(service)
+            .answer(&wrong)
+            .run()
+            .assert_result("PAM_AUTH_ERR")
+            .assert_errors(&[INVALID_CODE]);
+    }
+    assert_eq!(s.failures(), 3);
+    let run = s
+        .pam
+        .login(&s.user.name)
+        .service("tft-other")
+        .answer(s.code_now())
+        .run();
+    run.assert_result("PAM_AUTH_ERR");
+    assert!(
+        lock_wait(&run.errors).is_some(),
+        "expected the lockout message: {}",
+        run.describe()
+    );
+}

@@ -1,0 +1,102 @@
+//! The whole path with real OpenSSH: a test sshd on a loopback port whose
+//! PAM service asks pam_unix for the password and then pam_twofactor.so for
+//! the code; the real ssh client answers keyboard-interactive prompts
+//! through SSH_ASKPASS. Root only (sshd, real users).
+
+use twofactor_tests::sshd::Sshd;
+use twofactor_tests::{need_root, totp, Enrolled, Env, TestUser};
+
+fn logged_in(out: &twofactor_tests::proc::Finished) -> bool {
+    out.success() && out.stdout().lines().any(|l| l == "LOGGED-IN")
+}
+
+fn module_args(s: &Enrolled) -> String {
+    format!("bus={}", s.env.bus.plain_address())
+}
+
+#[test]
+fn ssh_right_code_in_wrong_code_out_replay_out() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::with_defaults();
+    let sshd = Sshd::start(&module_args(&s));
+    let code = s.code_now();
+
+    let wrong = sshd.ssh(&s.user, s.user.password(), &totp::wrong_code(&code));
+    assert!(!logged_in(&wrong), "wrong code let ssh in: {}", wrong.describe());
+    assert!(
+        sshd.asked_prompts().contains("Verification code:"),
+        "ssh was never asked for the code; prompts: {:?}\nsshd log:\n{}",
+        sshd.asked_prompts(),
+        sshd.log()
+    );
+
+    let right = sshd.ssh(&s.user, s.user.password(), &code);
+    assert!(
+        logged_in(&right),
+        "right password and code did not log in: {}\nsshd log:\n{}\ndaemon log:\n{}",
+        right.describe(),
+        sshd.log(),
+        s.env.daemon.log()
+    );
+
+    let replay = sshd.ssh(&s.user, s.user.password(), &code);
+    assert!(!logged_in(&replay), "replayed code let ssh in: {}", replay.describe());
+
+    let log = s.env.daemon.log();
+    assert!(
+        log.contains(&format!(
+            "login-success user={} service={} rhost=127.0.0.1",
+            s.user.name, sshd.service
+        )),
+        "no audit line with service and rhost:\n{log}"
+    );
+}
+
+/// The password is still checked: the right code with a wrong password is
+/// refused.
+#[test]
+fn ssh_wrong_password_right_code_out() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::with_defaults();
+    let sshd = Sshd::start(&module_args(&s));
+    let out = sshd.ssh(&s.user, &format!("{}x", s.user.password()), &s.code_now());
+    assert!(!logged_in(&out), "{}", out.describe());
+}
+
+#[test]
+fn ssh_daemon_stopped_out() {
+    if !need_root!() {
+        return;
+    }
+    let mut s = Enrolled::with_defaults();
+    let sshd = Sshd::start(&module_args(&s));
+    s.env.stop_daemon();
+    let out = sshd.ssh(&s.user, s.user.password(), &s.code_now());
+    assert!(
+        !logged_in(&out),
+        "daemon stopped, failmode=secure, yet ssh got in: {}",
+        out.describe()
+    );
+}
+
+/// A user without a method logs in with the password alone.
+#[test]
+fn ssh_user_without_method_needs_only_the_password() {
+    if !need_root!() {
+        return;
+    }
+    let env = Env::with_defaults();
+    let user = TestUser::new();
+    let sshd = Sshd::start(&format!("bus={}", env.bus.plain_address()));
+    let out = sshd.ssh(&user, user.password(), "000000");
+    assert!(logged_in(&out), "{}\nsshd log:\n{}", out.describe(), sshd.log());
+    assert!(
+        !sshd.asked_prompts().contains("Verification"),
+        "asked for a code: {:?}",
+        sshd.asked_prompts()
+    );
+}
