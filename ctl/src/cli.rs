@@ -33,8 +33,9 @@ a new secret) need your account password again, which twofactord checks.
 
 Questions are read from the terminal when stdin is one (the password with
 echo off). Otherwise each question takes the next line of stdin, so that
-scripts can answer them; prompts then go to stderr. A password is never
-taken from the command line or the environment.";
+scripts can answer them. Prompts and messages go to stderr (or the
+terminal), so stdout carries only the output. A password is never taken
+from the command line or the environment.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,9 +47,10 @@ taken from the command line or the environment.";
 )]
 pub struct Cli {
     /// Talk to twofactord on this D-Bus address instead of the system bus
-    /// (for tests and demos, e.g. unix:path=/tmp/bus). Without it the system
-    /// bus is used: $DBUS_SYSTEM_BUS_ADDRESS if set, else the standard
-    /// socket.
+    ///
+    /// For tests and demos, e.g. `--bus unix:path=/tmp/bus`. Without it
+    /// the system bus is used: $DBUS_SYSTEM_BUS_ADDRESS if set, else the
+    /// standard socket.
     #[arg(long, global = true, value_name = "ADDRESS")]
     pub bus: Option<String>,
 
@@ -60,8 +62,8 @@ pub struct Cli {
 pub enum Command {
     /// Show the two-factor state of your account
     #[command(
-        long_about = "Show the two-factor state of your account: active methods, preferred \
-                      and last used method, the last two-factor login (local time), failed \
+        long_about = "Show the two-factor state of your account: active methods, preferred\n\
+                      and last used method, the last two-factor login (local time), failed\n\
                       attempts and lockout, and whether an enrolment is pending.",
         after_help = concat!(
             "With --json, prints one JSON object with the fields user, methods, preferred,\n",
@@ -77,9 +79,9 @@ pub enum Command {
 
     /// Turn off a second factor (asks for your password)
     #[command(
-        long_about = "Turn off a second factor of your account. Asks for your account \
-                      password again (checked by twofactord). `app` removes the \
-                      authenticator app; `all` removes every method, which turns \
+        long_about = "Turn off a second factor of your account. Asks for your account\n\
+                      password again (checked by twofactord). `app` removes the\n\
+                      authenticator app; `all` removes every method, which turns\n\
                       two-factor authentication off for your account.",
         after_help = concat!(
             "Input when stdin is not a terminal: line 1 = the account password.\n",
@@ -107,11 +109,14 @@ pub struct EnableArgs {
 pub enum EnableMethod {
     /// Set up an authenticator app (TOTP): password, QR code, confirm a code
     #[command(
-        long_about = "Set up an authenticator app (TOTP, as in RFC 6238). Asks for your \
-                      account password, then shows a QR code to scan, the secret for manual \
-                      entry and the otpauth:// URI, then asks for a code from the app. The \
-                      app becomes active only when that code is right. A person at a \
-                      terminal gets 3 tries; a script gets one.",
+        long_about = "Set up an authenticator app (TOTP, as in RFC 6238). Asks for your\n\
+                      account password, then shows a QR code to scan, the secret for manual\n\
+                      entry and the otpauth:// URI, then asks for a code from the app. The\n\
+                      app becomes active only when that code is right. A person at a\n\
+                      terminal gets 3 tries; a script gets one.\n\n\
+                      On a terminal the QR code is drawn black on white; otherwise (or with\n\
+                      NO_COLOR set) it is drawn for a dark background, or for a light one\n\
+                      when COLORFGBG says so.",
         after_help = concat!(
             "Output (stdout), in order: the QR code, then the lines\n",
             "  Secret: XXXX XXXX XXXX ...      (base32, groups of 4; remove the spaces)\n",
