@@ -190,10 +190,11 @@ impl Drop for PrivateBus {
 /// "signature": S, "args": [...]}`; an argument `{"bytes": "text"}` is sent
 /// as `ay` (UTF-8 of the text; `{"hex": "ff00"}` for raw bytes), and the
 /// string `"$0"` (`"$1"`, ...) is replaced by the first value returned by
-/// that earlier call. Returns one JSON value per call: `{"ok": [values]}` or
-/// `{"error": NAME, "message": TEXT}`.
+/// that earlier call. Returns one JSON value per call: `{"ok": [values],
+/// "signature": SIG}` (the reply's body signature) or `{"error": NAME,
+/// "message": TEXT}`.
 pub const PY_CLIENT: &str = r#"
-import sys, json, dbus
+import sys, json, dbus, dbus.lowlevel
 req = json.load(sys.stdin)
 conns = {}
 results = []
@@ -225,13 +226,13 @@ for call in req["calls"]:
         else:
             args.append(a)
     try:
-        r = conns[n].call_blocking("org.twofactor.Daemon1", "/org/twofactor/Daemon1",
-                                   call["interface"], call["method"], call.get("signature", ""), args,
-                                   timeout=30)
-        if not isinstance(r, tuple):
-            r = (r,) if r is not None else ()
-        vals = [plain(x) for x in r]
-        results.append({"ok": vals})
+        msg = dbus.lowlevel.MethodCallMessage("org.twofactor.Daemon1", "/org/twofactor/Daemon1",
+                                              call["interface"], call["method"])
+        if args:
+            msg.append(signature=call.get("signature", ""), *args)
+        reply = conns[n].send_message_with_reply_and_block(msg, 30)
+        vals = [plain(x) for x in reply.get_args_list()]
+        results.append({"ok": vals, "signature": reply.get_signature() or ""})
         firsts.append(vals[0] if vals else None)
     except dbus.exceptions.DBusException as e:
         results.append({"error": e.get_dbus_name(), "message": e.get_dbus_message()})

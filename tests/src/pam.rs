@@ -232,6 +232,8 @@ pub struct PamRun {
     pub result: String,
     pub code: i64,
     pub output: Finished,
+    /// More to show when an assertion fails (module syslog, daemon log).
+    pub context: String,
 }
 
 impl PamRun {
@@ -243,6 +245,7 @@ impl PamRun {
             result: String::new(),
             code: -1,
             output,
+            context: String::new(),
         };
         let stdout = run.output.stdout();
         for line in stdout.lines() {
@@ -267,13 +270,14 @@ impl PamRun {
 
     pub fn describe(&self) -> String {
         format!(
-            "result {:?} (code {}), prompts {:?}, infos {:?}, errors {:?}\n{}",
+            "result {:?} (code {}), prompts {:?}, infos {:?}, errors {:?}\n{}\n{}",
             self.result,
             self.code,
             self.prompts,
             self.infos,
             self.errors,
-            self.output.describe()
+            self.output.describe(),
+            self.context
         )
     }
 

@@ -4,6 +4,7 @@
 
 use crate::daemon::{DaemonConfig, Env};
 use crate::pam::{PamRun, PamService};
+use crate::syslog::SyslogSink;
 use crate::totp;
 use crate::users::TestUser;
 
@@ -40,8 +41,21 @@ impl Enrolled {
     }
 
     /// A login of the enrolled user through the harness, answering `answer`.
+    /// The module's syslog lines and the daemon's log are kept in the
+    /// result, for failure messages.
     pub fn login(&self, answer: impl AsRef<[u8]>) -> PamRun {
-        self.pam.login(&self.user.name).answer(answer).run()
+        let sink = SyslogSink::new();
+        let mut run = self
+            .pam
+            .login(&self.user.name)
+            .answer(answer)
+            .run_with_syslog(&sink);
+        run.context = format!(
+            "--- module syslog ---\n{}\n--- daemon log ---\n{}",
+            sink.text(),
+            self.env.daemon.log()
+        );
+        run
     }
 
     /// `failures` from the user's own `twofactorctl status --json`.

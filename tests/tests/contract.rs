@@ -1,0 +1,108 @@
+//! The daemon's replies on the wire match the contract written down in
+//! proto/interfaces/*.xml (which the PAM module, a libdbus client, relies
+//! on): every method's reply body has exactly the signature of its out
+//! arguments.
+
+use serde_json::json;
+use twofactor_tests::{need_root, totp, Enrolled, TestUser};
+
+/// Out-argument signature of `method` in the contract XML of `interface`.
+fn contract_out(interface: &str, method: &str) -> String {
+    let path = twofactor_tests::repo_root().join(format!("proto/interfaces/{interface}.xml"));
+    let xml = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let start = xml
+        .find(&format!("<method name=\"{method}\">"))
+        .unwrap_or_else(|| panic!("{method} not in {}", path.display()));
+    let body = &xml[start..];
+    let body = &body[..body.find("</method>").unwrap_or(body.len())];
+    let mut sig = String::new();
+    for arg in body.split("<arg ").skip(1) {
+        let arg = &arg[..arg.find("/>").unwrap_or(arg.len())];
+        if arg.contains("direction=\"out\"") {
+            let t = arg.split("type=\"").nth(1).and_then(|t| t.split('"').next());
+            sig.push_str(t.unwrap_or_default());
+        }
+    }
+    sig
+}
+
+fn call(iface: &str, method: &str, signature: &str, args: serde_json::Value) -> serde_json::Value {
+    json!({"interface": iface, "method": method, "signature": signature, "args": args})
+}
+
+fn assert_signature(r: &serde_json::Value, iface: &str, method: &str) {
+    let expected = contract_out(iface, method);
+    assert!(r.get("ok").is_some(), "{iface}.{method} failed: {r}");
+    assert_eq!(
+        r["signature"].as_str().unwrap_or("?"),
+        expected,
+        "{iface}.{method}: reply body signature differs from the contract \
+         (proto/interfaces/{iface}.xml): {r}"
+    );
+}
+
+#[test]
+fn login1_replies_match_the_contract() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::with_defaults();
+    let l = "org.twofactor.Login1";
+    let wrong = totp::wrong_code(&s.code_now());
+    let r = s.env.bus.py_calls(
+        None,
+        json!([
+            call(l, "Begin", "ssss", json!([s.user.name, "tft-contract", "", ""])),
+            call(l, "Answer", "say", json!(["$0", {"bytes": wrong}])),
+            call(l, "Begin", "ssss", json!([s.user.name, "tft-contract", "", ""])),
+            call(l, "Cancel", "s", json!(["$2"])),
+        ]),
+    );
+    assert_signature(&r[0], l, "Begin");
+    assert_signature(&r[1], l, "Answer");
+    assert_signature(&r[3], l, "Cancel");
+}
+
+#[test]
+fn account1_replies_match_the_contract() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::with_defaults();
+    let a = "org.twofactor.Account1";
+    let r = s.env.bus.py_calls(Some(s.user.ids()), json!([call(a, "Status", "", json!([]))]));
+    assert_signature(&r[0], a, "Status");
+
+    let u = TestUser::new();
+    let r = s.env.bus.py_calls(
+        Some(u.ids()),
+        json!([call(a, "EnrollApp", "ay", json!([{"bytes": u.password()}]))]),
+    );
+    assert_signature(&r[0], a, "EnrollApp");
+    // Whatever the shape, find the enrolment id and the secret among the
+    // returned strings: the secret is the 32-character base32 one.
+    let flat: Vec<String> = r[0]["ok"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|v| match v {
+            serde_json::Value::Array(a) => a.clone(),
+            other => vec![other.clone()],
+        })
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    assert_eq!(flat.len(), 3, "{r:?}");
+    let (id, secret) = (&flat[0], &flat[1]);
+    totp::ensure_step_margin(3);
+    let code = totp::code_now(secret);
+    let r = s.env.bus.py_calls(
+        Some(u.ids()),
+        json!([
+            call(a, "ConfirmApp", "ss", json!([id, code])),
+            call(a, "Disable", "say", json!(["app", {"bytes": u.password()}])),
+        ]),
+    );
+    assert_signature(&r[0], a, "ConfirmApp");
+    assert_signature(&r[1], a, "Disable");
+}
