@@ -1,28 +1,14 @@
 //! twofactord: the root daemon that owns all two-factor state and makes
 //! every decision. See the README and docs/ for how it is run.
 
-mod account;
-mod accounts;
-mod audit;
-mod bus;
-mod clock;
-mod config;
-mod core;
-mod login;
-mod random;
-mod ratelimit;
-mod reauth;
-mod store;
-mod totp;
-mod users;
-
-use crate::audit::{Audit, Event};
-use crate::config::Config;
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use twofactor_proto::names::{BUS_NAME, OBJECT_PATH};
+use twofactord::audit::{Audit, Event};
+use twofactord::config::{self, Config};
+use twofactord::{account, bus, clock, core, login, random, reauth, store, users};
 
 /// The twofactor daemon: verifies second factors for pam_twofactor.so and
 /// serves twofactorctl, over the system D-Bus.

@@ -14,7 +14,8 @@ pub mod schema;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use tokio::sync::oneshot;
 
 /// Largest number of jobs committed together.
@@ -82,6 +83,7 @@ where
 #[derive(Clone)]
 pub struct Store {
     jobs: mpsc::Sender<Box<dyn Job>>,
+    commits: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -108,14 +110,16 @@ impl Store {
         configure(&conn)?;
         migrate(&mut conn)?;
         let (jobs, rx) = mpsc::channel::<Box<dyn Job>>();
+        let commits = Arc::new(AtomicU64::new(0));
+        let counter = commits.clone();
         std::thread::Builder::new()
             .name("twofactord-store".into())
-            .spawn(move || writer(conn, rx))
+            .spawn(move || writer(conn, rx, &counter))
             .map_err(|source| StoreError::Io {
                 path: PathBuf::from("<writer thread>"),
                 source,
             })?;
-        Ok(Store { jobs })
+        Ok(Store { jobs, commits })
     }
 
     /// Runs `f` in the writer, inside a transaction that is committed
@@ -139,6 +143,13 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Transactions committed so far (each may carry many jobs).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+}
+
 fn in_savepoint<R>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<R, rusqlite::Error>,
@@ -159,7 +170,7 @@ fn in_savepoint<R>(
 }
 
 /// The writer loop: take a batch, run it in one transaction, commit, answer.
-fn writer(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>) {
+fn writer(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, commits: &AtomicU64) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -177,6 +188,7 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>) {
         }
         let completions: Vec<Completion> = batch.into_iter().map(|job| job.run(&conn)).collect();
         let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        commits.fetch_add(1, Ordering::Relaxed);
         if commit.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }

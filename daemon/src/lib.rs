@@ -1,0 +1,18 @@
+//! twofactord as a library: the daemon's parts, one module per concept,
+//! each owning its tables and rules. `main.rs` wires them to the bus; tests
+//! and benchmarks use them directly.
+
+pub mod account;
+pub mod accounts;
+pub mod audit;
+pub mod bus;
+pub mod clock;
+pub mod config;
+pub mod core;
+pub mod login;
+pub mod random;
+pub mod ratelimit;
+pub mod reauth;
+pub mod store;
+pub mod totp;
+pub mod users;
