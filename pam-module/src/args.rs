@@ -1,0 +1,314 @@
+//! The module's arguments on its PAM line, parsed and validated.
+//!
+//! ```text
+//! auth required pam_twofactor.so [bus=ADDRESS] [failmode=secure|safe] [timeout=SECONDS]
+//! ```
+//!
+//! An unknown, repeated or malformed argument is an error: the hook logs it and
+//! refuses the login (`PAM_SERVICE_ERR`). It is never ignored, so a typo such
+//! as `failmode=safe ` or `fialmode=safe` cannot silently change behaviour.
+
+use std::fmt;
+use std::time::Duration;
+
+use twofactor_proto::names::SYSTEM_BUS_ADDRESS;
+
+/// Default D-Bus call timeout in seconds.
+pub const DEFAULT_TIMEOUT_SECONDS: u64 = 15;
+/// Largest accepted `timeout=` value in seconds.
+pub const MAX_TIMEOUT_SECONDS: u64 = 300;
+/// Longest accepted `bus=` address, a sanity bound.
+const MAX_BUS_ADDRESS_BYTES: usize = 1024;
+
+/// What to do when the daemon cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailMode {
+    /// Refuse the login (`PAM_AUTHINFO_UNAVAIL`). The default.
+    Secure,
+    /// Let the login pass this module (`PAM_SUCCESS`).
+    Safe,
+}
+
+impl FailMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            FailMode::Secure => "secure",
+            FailMode::Safe => "safe",
+        }
+    }
+}
+
+/// The validated arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Args {
+    /// D-Bus address to connect to; the system bus socket unless `bus=` is given.
+    pub bus: String,
+    pub failmode: FailMode,
+    /// Timeout of each D-Bus call.
+    pub timeout: Duration,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Args {
+            bus: SYSTEM_BUS_ADDRESS.to_string(),
+            failmode: FailMode::Secure,
+            timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECONDS),
+        }
+    }
+}
+
+/// Why the arguments were refused. The text names the argument so an
+/// administrator can fix the PAM line; arguments never carry secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgsError {
+    /// The argument is not valid UTF-8.
+    NotUtf8,
+    /// An argument this module does not know.
+    Unknown(String),
+    /// The same key given twice.
+    Repeated(&'static str),
+    /// A known key with a value that is not allowed.
+    BadValue { key: &'static str, value: String },
+}
+
+impl fmt::Display for ArgsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ArgsError::NotUtf8 => write!(f, "module argument is not valid UTF-8"),
+            ArgsError::Unknown(a) => write!(f, "unknown module argument {a:?}"),
+            ArgsError::Repeated(k) => write!(f, "module argument {k}= given more than once"),
+            ArgsError::BadValue { key, value } => {
+                let expected = match *key {
+                    "failmode" => "secure or safe",
+                    "timeout" => "whole seconds from 1 to 300",
+                    _ => "a non-empty D-Bus address",
+                };
+                write!(f, "bad value {value:?} for {key}= (expected {expected})")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ArgsError {}
+
+/// Parses the arguments as libpam hands them over.
+pub fn parse<'a, I>(raw: I) -> Result<Args, ArgsError>
+where
+    I: IntoIterator<Item = &'a [u8]>,
+{
+    let mut args = Args::default();
+    let mut seen_bus = false;
+    let mut seen_failmode = false;
+    let mut seen_timeout = false;
+
+    for bytes in raw {
+        let arg = std::str::from_utf8(bytes).map_err(|_| ArgsError::NotUtf8)?;
+        let Some((key, value)) = arg.split_once('=') else {
+            return Err(ArgsError::Unknown(arg.to_string()));
+        };
+        match key {
+            "bus" => {
+                mark(&mut seen_bus, "bus")?;
+                args.bus = parse_bus(value)?;
+            }
+            "failmode" => {
+                mark(&mut seen_failmode, "failmode")?;
+                args.failmode = parse_failmode(value)?;
+            }
+            "timeout" => {
+                mark(&mut seen_timeout, "timeout")?;
+                args.timeout = parse_timeout(value)?;
+            }
+            _ => return Err(ArgsError::Unknown(arg.to_string())),
+        }
+    }
+    Ok(args)
+}
+
+fn mark(seen: &mut bool, key: &'static str) -> Result<(), ArgsError> {
+    if *seen {
+        return Err(ArgsError::Repeated(key));
+    }
+    *seen = true;
+    Ok(())
+}
+
+fn bad(key: &'static str, value: &str) -> ArgsError {
+    ArgsError::BadValue {
+        key,
+        value: value.to_string(),
+    }
+}
+
+fn parse_bus(value: &str) -> Result<String, ArgsError> {
+    let ok = !value.is_empty()
+        && value.len() <= MAX_BUS_ADDRESS_BYTES
+        && value.contains(':')
+        && value.chars().all(|c| c.is_ascii_graphic());
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err(bad("bus", value))
+    }
+}
+
+fn parse_failmode(value: &str) -> Result<FailMode, ArgsError> {
+    match value {
+        "secure" => Ok(FailMode::Secure),
+        "safe" => Ok(FailMode::Safe),
+        _ => Err(bad("failmode", value)),
+    }
+}
+
+fn parse_timeout(value: &str) -> Result<Duration, ArgsError> {
+    // Plain decimal digits only: no sign, no spaces, no unit.
+    if value.is_empty() || value.len() > 3 || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad("timeout", value));
+    }
+    match value.parse::<u64>() {
+        Ok(secs) if (1..=MAX_TIMEOUT_SECONDS).contains(&secs) => Ok(Duration::from_secs(secs)),
+        _ => Err(bad("timeout", value)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Args, ArgsError> {
+        parse(args.iter().map(|a| a.as_bytes()))
+    }
+
+    #[test]
+    fn no_arguments_give_the_secure_defaults() {
+        let a = p(&[]);
+        assert_eq!(
+            a,
+            Ok(Args {
+                bus: "unix:path=/run/dbus/system_bus_socket".into(),
+                failmode: FailMode::Secure,
+                timeout: Duration::from_secs(15),
+            })
+        );
+    }
+
+    #[test]
+    fn all_arguments_are_read() {
+        let a = p(&["bus=unix:path=/tmp/x", "failmode=safe", "timeout=300"]);
+        assert_eq!(
+            a,
+            Ok(Args {
+                bus: "unix:path=/tmp/x".into(),
+                failmode: FailMode::Safe,
+                timeout: Duration::from_secs(300),
+            })
+        );
+        let a = p(&["failmode=secure", "timeout=1"]);
+        assert_eq!(a.as_ref().map(|a| a.failmode), Ok(FailMode::Secure));
+        assert_eq!(a.map(|a| a.timeout), Ok(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn unknown_arguments_are_refused() {
+        for bad in [
+            "debug",
+            "fialmode=safe",
+            "use_first_pass",
+            "",
+            "=",
+            "BUS=unix:path=/x",
+        ] {
+            assert!(
+                matches!(p(&[bad]), Err(ArgsError::Unknown(_))),
+                "{bad:?} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_failmode_is_refused() {
+        for bad in [
+            "failmode=",
+            "failmode=open",
+            "failmode=SAFE",
+            "failmode=safe ",
+            "failmode= safe",
+        ] {
+            assert!(
+                matches!(
+                    p(&[bad]),
+                    Err(ArgsError::BadValue {
+                        key: "failmode",
+                        ..
+                    })
+                ),
+                "{bad:?} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_timeout_is_refused() {
+        for bad in [
+            "timeout=0",
+            "timeout=abc",
+            "timeout=",
+            "timeout=301",
+            "timeout=-1",
+            "timeout=+5",
+            "timeout=1.5",
+            "timeout=15s",
+            "timeout= 15",
+            "timeout=99999999999999999999999",
+        ] {
+            assert!(
+                matches!(p(&[bad]), Err(ArgsError::BadValue { key: "timeout", .. })),
+                "{bad:?} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_bus_is_refused() {
+        for bad in ["bus=", "bus=nocolon", "bus=unix:path=/a b"] {
+            assert!(
+                matches!(p(&[bad]), Err(ArgsError::BadValue { key: "bus", .. })),
+                "{bad:?} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn repeated_arguments_are_refused() {
+        assert_eq!(
+            p(&["failmode=secure", "failmode=safe"]),
+            Err(ArgsError::Repeated("failmode"))
+        );
+        assert_eq!(
+            p(&["timeout=5", "timeout=5"]),
+            Err(ArgsError::Repeated("timeout"))
+        );
+        assert_eq!(
+            p(&["bus=unix:path=/a", "bus=unix:path=/b"]),
+            Err(ArgsError::Repeated("bus"))
+        );
+    }
+
+    #[test]
+    fn non_utf8_is_refused() {
+        let raw: [&[u8]; 1] = [b"failmode=\xffsafe"];
+        assert_eq!(parse(raw), Err(ArgsError::NotUtf8));
+    }
+
+    #[test]
+    fn errors_name_the_argument() {
+        let e = p(&["timeout=abc"]).err().map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("bad value \"abc\" for timeout= (expected whole seconds from 1 to 300)")
+        );
+        let e = p(&["frobnicate"]).err().map(|e| e.to_string());
+        assert_eq!(e.as_deref(), Some("unknown module argument \"frobnicate\""));
+    }
+}

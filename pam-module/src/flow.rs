@@ -1,0 +1,609 @@
+//! The login loop: ask the daemon, show what it says, ask what it asks, until
+//! it gives a verdict. All policy lives in the daemon; this loop only renders
+//! steps and maps the verdict to a PAM code.
+//!
+//! | outcome | PAM code |
+//! | --- | --- |
+//! | Accept | `PAM_SUCCESS` |
+//! | Deny (or an action this module does not know) | `PAM_AUTH_ERR` |
+//! | daemon unreachable at Begin, `failmode=secure` | `PAM_AUTHINFO_UNAVAIL`, with an error message |
+//! | daemon unreachable at Begin, `failmode=safe` | `PAM_SUCCESS` |
+//! | daemon unreachable after Begin (any failmode) | `PAM_AUTHINFO_UNAVAIL`, with an error message |
+//! | daemon error reply or unreadable reply | `PAM_AUTH_ERR` |
+//! | conversation failed | `PAM_CONV_ERR` (the session is cancelled) |
+//! | more than [`MAX_STEPS`] questions | `PAM_AUTH_ERR` (the session is cancelled) |
+//!
+//! `failmode=safe` only covers a daemon that cannot be reached when the login
+//! starts. Once the daemon has begun a session, losing it (a timeout, a crash)
+//! never lets the login pass: otherwise making the daemon slow in the middle of
+//! a login would be a way around the second factor.
+
+use pam::constants::PamResultCode;
+use twofactor_proto::{Action, MessageKind, Step};
+
+use crate::args::FailMode;
+use crate::conv::{ConvError, Conversation};
+use crate::daemon::{Daemon, DaemonError, LoginRequest};
+use crate::log::{Level, Log};
+
+/// Shown (as `PAM_ERROR_MSG`) when the login is refused because the daemon
+/// cannot be reached.
+pub const UNAVAILABLE_MESSAGE: &str = "Two-factor authentication is unavailable; login refused.";
+
+/// Most questions one login may ask. A daemon that asks more is broken; the
+/// login is refused rather than looping forever.
+pub const MAX_STEPS: usize = 64;
+
+/// How the loop behaves, from the module arguments and the PAM flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub failmode: FailMode,
+    /// `PAM_SILENT`: do not show info and error lines (questions are still
+    /// asked).
+    pub silent: bool,
+}
+
+/// Runs one login to its verdict.
+pub fn run(
+    daemon: &mut dyn Daemon,
+    conv: &mut dyn Conversation,
+    log: &mut dyn Log,
+    request: &LoginRequest,
+    settings: Settings,
+) -> PamResultCode {
+    let who = format!(
+        "user={} service={} rhost={} tty={}",
+        request.user, request.service, request.rhost, request.tty
+    );
+
+    let (session, mut step) = match daemon.begin(request) {
+        Ok(started) => started,
+        Err(DaemonError::Unavailable(e)) => {
+            return unavailable_at_start(conv, log, settings, &who, &e);
+        }
+        Err(DaemonError::Failed(e)) => {
+            log.log(
+                Level::Error,
+                &format!("twofactord refused to begin the login ({who}): {e}; login refused"),
+            );
+            return PamResultCode::PAM_AUTH_ERR;
+        }
+    };
+
+    for _ in 0..MAX_STEPS {
+        if let Err(e) = render(conv, &step, settings.silent) {
+            return conversation_failed(daemon, log, &session, &who, e);
+        }
+        let (prompt, echo) = match &step.action {
+            Action::Accept => return PamResultCode::PAM_SUCCESS,
+            Action::Deny => return PamResultCode::PAM_AUTH_ERR,
+            Action::AskHidden(p) => (p.as_str(), false),
+            Action::AskVisible(p) => (p.as_str(), true),
+        };
+        // The answer is wiped when it goes out of scope, at the end of this
+        // iteration.
+        let answer = match conv.ask(prompt, echo) {
+            Ok(a) => a,
+            Err(e) => return conversation_failed(daemon, log, &session, &who, e),
+        };
+        step = match daemon.answer(&session, &answer) {
+            Ok(next) => next,
+            Err(DaemonError::Unavailable(e)) => {
+                log.log(
+                    Level::Error,
+                    &format!("twofactord lost during the login ({who}): {e}; login refused"),
+                );
+                show_unavailable(conv, settings.silent);
+                return PamResultCode::PAM_AUTHINFO_UNAVAIL;
+            }
+            Err(DaemonError::Failed(e)) => {
+                log.log(
+                    Level::Error,
+                    &format!("twofactord failed the answer ({who}): {e}; login refused"),
+                );
+                cancel(daemon, log, &session);
+                return PamResultCode::PAM_AUTH_ERR;
+            }
+        };
+    }
+
+    log.log(
+        Level::Error,
+        &format!("twofactord asked more than {MAX_STEPS} questions ({who}); login refused"),
+    );
+    cancel(daemon, log, &session);
+    PamResultCode::PAM_AUTH_ERR
+}
+
+fn render(conv: &mut dyn Conversation, step: &Step, silent: bool) -> Result<(), ConvError> {
+    if silent {
+        return Ok(());
+    }
+    for (kind, text) in &step.messages {
+        match kind {
+            MessageKind::Info => conv.info(text)?,
+            MessageKind::Error => conv.error(text)?,
+        }
+    }
+    Ok(())
+}
+
+fn unavailable_at_start(
+    conv: &mut dyn Conversation,
+    log: &mut dyn Log,
+    settings: Settings,
+    who: &str,
+    error: &str,
+) -> PamResultCode {
+    match settings.failmode {
+        FailMode::Secure => {
+            log.log(
+                Level::Error,
+                &format!("twofactord unavailable ({who}): {error}; failmode=secure: login refused"),
+            );
+            show_unavailable(conv, settings.silent);
+            PamResultCode::PAM_AUTHINFO_UNAVAIL
+        }
+        FailMode::Safe => {
+            log.log(
+                Level::Warning,
+                &format!(
+                    "twofactord unavailable ({who}): {error}; failmode=safe: login allowed without a second factor"
+                ),
+            );
+            PamResultCode::PAM_SUCCESS
+        }
+    }
+}
+
+/// Best effort: the login is refused whether or not the user sees why.
+fn show_unavailable(conv: &mut dyn Conversation, silent: bool) {
+    if !silent {
+        let _ = conv.error(UNAVAILABLE_MESSAGE);
+    }
+}
+
+fn conversation_failed(
+    daemon: &mut dyn Daemon,
+    log: &mut dyn Log,
+    session: &str,
+    who: &str,
+    error: ConvError,
+) -> PamResultCode {
+    log.log(Level::Notice, &format!("{error} ({who}); login cancelled"));
+    cancel(daemon, log, session);
+    PamResultCode::PAM_CONV_ERR
+}
+
+/// Tells the daemon to forget the session; the verdict does not depend on it.
+fn cancel(daemon: &mut dyn Daemon, log: &mut dyn Log, session: &str) {
+    if let Err(e) = daemon.cancel(session) {
+        log.log(Level::Info, &format!("cancelling the login: {e}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+    use std::rc::Rc;
+
+    use zeroize::Zeroizing;
+
+    use super::*;
+    use crate::conv::Answer;
+
+    /// One thing the module is expected to do, with what the fake answers.
+    #[derive(Debug)]
+    enum Event {
+        Begin(Result<(String, Step), DaemonError>),
+        Answer(&'static str, Vec<u8>, Result<Step, DaemonError>),
+        Cancel(&'static str, Result<(), DaemonError>),
+        Info(&'static str),
+        Error(&'static str),
+        Ask(&'static str, bool, Result<Vec<u8>, ConvError>),
+    }
+
+    /// The script both fakes read from, so the order across daemon and
+    /// conversation is checked too. Anything off script is written down and
+    /// reported by [`Script::assert_done`].
+    #[derive(Clone)]
+    struct Script(Rc<RefCell<(VecDeque<Event>, Vec<String>)>>);
+
+    impl Script {
+        fn new(events: Vec<Event>) -> Self {
+            Script(Rc::new(RefCell::new((events.into(), Vec::new()))))
+        }
+        fn next(&self) -> Option<Event> {
+            self.0.borrow_mut().0.pop_front()
+        }
+        fn off_script(&self, what: String) {
+            self.0.borrow_mut().1.push(what);
+        }
+        fn assert_done(&self) {
+            let state = self.0.borrow();
+            assert!(state.1.is_empty(), "off script: {:?}", state.1);
+            assert!(state.0.is_empty(), "events not done: {:?}", state.0);
+        }
+    }
+
+    struct FakeDaemon {
+        script: Script,
+        request: LoginRequest,
+    }
+
+    impl Daemon for FakeDaemon {
+        fn begin(&mut self, r: &LoginRequest) -> Result<(String, Step), DaemonError> {
+            assert_eq!(r, &self.request);
+            match self.script.next() {
+                Some(Event::Begin(reply)) => reply,
+                other => {
+                    self.script.off_script(format!("Begin, expected {other:?}"));
+                    Err(DaemonError::Failed("off script".into()))
+                }
+            }
+        }
+        fn answer(&mut self, session: &str, answer: &[u8]) -> Result<Step, DaemonError> {
+            match self.script.next() {
+                Some(Event::Answer(s, a, reply)) if session == s && answer == a.as_slice() => reply,
+                other => {
+                    self.script.off_script(format!(
+                        "Answer({session:?}, {answer:?}), expected {other:?}"
+                    ));
+                    Err(DaemonError::Failed("off script".into()))
+                }
+            }
+        }
+        fn cancel(&mut self, session: &str) -> Result<(), DaemonError> {
+            match self.script.next() {
+                Some(Event::Cancel(s, reply)) if session == s => reply,
+                other => {
+                    self.script
+                        .off_script(format!("Cancel({session:?}), expected {other:?}"));
+                    Err(DaemonError::Failed("off script".into()))
+                }
+            }
+        }
+    }
+
+    struct FakeConv(Script);
+
+    impl Conversation for FakeConv {
+        fn info(&mut self, text: &str) -> Result<(), ConvError> {
+            match self.0.next() {
+                Some(Event::Info(t)) if text == t => Ok(()),
+                other => {
+                    self.0
+                        .off_script(format!("info {text:?}, expected {other:?}"));
+                    Err(ConvError(19))
+                }
+            }
+        }
+        fn error(&mut self, text: &str) -> Result<(), ConvError> {
+            match self.0.next() {
+                Some(Event::Error(t)) if text == t => Ok(()),
+                other => {
+                    self.0
+                        .off_script(format!("error {text:?}, expected {other:?}"));
+                    Err(ConvError(19))
+                }
+            }
+        }
+        fn ask(&mut self, prompt: &str, echo: bool) -> Result<Answer, ConvError> {
+            match self.0.next() {
+                Some(Event::Ask(p, e, reply)) if (prompt, echo) == (p, e) => {
+                    reply.map(Zeroizing::new)
+                }
+                other => {
+                    self.0
+                        .off_script(format!("ask {prompt:?} echo={echo}, expected {other:?}"));
+                    Err(ConvError(19))
+                }
+            }
+        }
+    }
+
+    #[derive(Default)]
+    struct FakeLog(Vec<(Level, String)>);
+
+    impl Log for FakeLog {
+        fn log(&mut self, level: Level, message: &str) {
+            self.0.push((level, message.to_string()));
+        }
+    }
+
+    fn request() -> LoginRequest {
+        LoginRequest {
+            user: "alice".into(),
+            service: "sshd".into(),
+            rhost: "127.0.0.1".into(),
+            tty: "ssh".into(),
+        }
+    }
+
+    const SECURE: Settings = Settings {
+        failmode: FailMode::Secure,
+        silent: false,
+    };
+    const SAFE: Settings = Settings {
+        failmode: FailMode::Safe,
+        silent: false,
+    };
+
+    fn ask_code() -> Step {
+        Step::new(Action::AskHidden("Verification code: ".into()))
+    }
+
+    /// Runs the loop against the script; returns the code and the log.
+    fn play(settings: Settings, events: Vec<Event>) -> (PamResultCode, FakeLog) {
+        let script = Script::new(events);
+        let mut daemon = FakeDaemon {
+            script: script.clone(),
+            request: request(),
+        };
+        let mut conv = FakeConv(script.clone());
+        let mut log = FakeLog::default();
+        let code = run(&mut daemon, &mut conv, &mut log, &request(), settings);
+        script.assert_done();
+        (code, log)
+    }
+
+    fn unavailable() -> DaemonError {
+        DaemonError::Unavailable(
+            "org.freedesktop.DBus.Error.ServiceUnknown: The name is not activatable".into(),
+        )
+    }
+
+    #[test]
+    fn right_code_is_accepted() {
+        let (code, log) = play(
+            SECURE,
+            vec![
+                Event::Begin(Ok(("s1".into(), ask_code()))),
+                Event::Ask("Verification code: ", false, Ok(b"123456".to_vec())),
+                Event::Answer("s1", b"123456".to_vec(), Ok(Step::new(Action::Accept))),
+            ],
+        );
+        assert_eq!(code, PamResultCode::PAM_SUCCESS);
+        assert!(log.0.is_empty());
+    }
+
+    #[test]
+    fn wrong_code_is_denied_with_the_daemons_message() {
+        let (code, log) = play(
+            SECURE,
+            vec![
+                Event::Begin(Ok((
+                    "s1".into(),
+                    ask_code().info("Enter the code from your app."),
+                ))),
+                Event::Info("Enter the code from your app."),
+                Event::Ask("Verification code: ", false, Ok(b"654321".to_vec())),
+                Event::Answer(
+                    "s1",
+                    b"654321".to_vec(),
+                    Ok(Step::new(Action::Deny).error("Invalid verification code.")),
+                ),
+                Event::Error("Invalid verification code."),
+            ],
+        );
+        assert_eq!(code, PamResultCode::PAM_AUTH_ERR);
+        assert!(log.0.iter().all(|(_, l)| !l.contains("654321")));
+    }
+
+    #[test]
+    fn user_without_method_is_accepted_without_question() {
+        let (code, _) = play(
+            SECURE,
+            vec![Event::Begin(Ok(("s1".into(), Step::new(Action::Accept))))],
+        );
+        assert_eq!(code, PamResultCode::PAM_SUCCESS);
+    }
+
+    #[test]
+    fn several_questions_and_echo_on() {
+        let (code, _) = play(
+            SECURE,
+            vec![
+                Event::Begin(Ok((
+                    "s9".into(),
+                    Step::new(Action::AskVisible("Method? ".into())),
+                ))),
+                Event::Ask("Method? ", true, Ok(b"app".to_vec())),
+                Event::Answer("s9", b"app".to_vec(), Ok(ask_code())),
+                Event::Ask("Verification code: ", false, Ok(b"000000".to_vec())),
+                Event::Answer(
+                    "s9",
+                    b"000000".to_vec(),
+                    Ok(Step::new(Action::Accept).info("Welcome.")),
+                ),
+                Event::Info("Welcome."),
+            ],
+        );
+        assert_eq!(code, PamResultCode::PAM_SUCCESS);
+    }
+
+    #[test]
+    fn answers_pass_as_raw_bytes() {
+        let raw = vec![0xff, 0xfe, b'1', 0x80];
+        let (code, _) = play(
+            SECURE,
+            vec![
+                Event::Begin(Ok(("s1".into(), ask_code()))),
+                Event::Ask("Verification code: ", false, Ok(raw.clone())),
+                Event::Answer("s1", raw, Ok(Step::new(Action::Deny))),
+            ],
+        );
+        assert_eq!(code, PamResultCode::PAM_AUTH_ERR);
+    }
+
+    #[test]
+    fn empty_answer_is_sent_as_empty() {
+        let (code, _) = play(
+            SECURE,
+            vec![
+                Event::Begin(Ok(("s1".into(), ask_code()))),
+                Event::Ask("Verification code: ", false, Ok(Vec::new())),
+                Event::Answer("s1", Vec::new(), Ok(Step::new(Action::Deny))),
+            ],
+        );
+        assert_eq!(code, PamResultCode::PAM_AUTH_ERR);
+    }
+
+    #[test]
+    fn unknown_action_from_the_wire_is_denied() {
+        let step = Step::from_wire(twofactor_proto::WireStep {
+            messages: vec![],
+            action: 42,
+            prompt: "x".into(),
+        });
+        let (code, _) = play(SECURE, vec![Event::Begin(Ok(("s1".into(), step)))]);
+        assert_eq!(code, PamResultCode::PAM_AUTH_ERR);
+    }
+
+    #[test]
+    fn conversation_failure_cancels() {
+        let (code, log) = play(
+            SECURE,
+            vec![
+                Event::Begin(Ok(("s1".into(), ask_code()))),
+                Event::Ask("Verification code: ", false, Err(ConvError(19))),
+                Event::Cancel("s1", Ok(())),
+            ],
+        );
+        assert_eq!(code, PamResultCode::PAM_CONV_ERR);
+        assert_eq!(log.0.len(), 1);
+    }
+
+    #[test]
+    fn failing_message_cancels_even_before_accept() {
+        struct BrokenInfo(Script);
+        impl Conversation for BrokenInfo {
+            fn info(&mut self, _: &str) -> Result<(), ConvError> {
+                Err(ConvError(19))
+            }
+            fn error(&mut self, t: &str) -> Result<(), ConvError> {
+                FakeConv(self.0.clone()).error(t)
+            }
+            fn ask(&mut self, p: &str, e: bool) -> Result<Answer, ConvError> {
+                FakeConv(self.0.clone()).ask(p, e)
+            }
+        }
+        let script = Script::new(vec![
+            Event::Begin(Ok(("s1".into(), Step::new(Action::Accept).info("hi")))),
+            Event::Cancel("s1", Err(DaemonError::Failed("gone".into()))),
+        ]);
+        let mut daemon = FakeDaemon {
+            script: script.clone(),
+            request: request(),
+        };
+        let mut log = FakeLog::default();
+        let code = run(
+            &mut daemon,
+            &mut BrokenInfo(script.clone()),
+            &mut log,
+            &request(),
+            SECURE,
+        );
+        script.assert_done();
+        assert_eq!(code, PamResultCode::PAM_CONV_ERR);
+    }
+
+    #[test]
+    fn unreachable_daemon_secure_refuses_with_message() {
+        let (code, log) = play(
+            SECURE,
+            vec![
+                Event::Begin(Err(unavailable())),
+                Event::Error(UNAVAILABLE_MESSAGE),
+            ],
+        );
+        assert_eq!(code, PamResultCode::PAM_AUTHINFO_UNAVAIL);
+        assert_eq!(log.0.len(), 1);
+        assert!(log.0.iter().any(|(level, l)| *level == Level::Error
+            && l.contains("failmode=secure")
+            && l.contains("user=alice")
+            && l.contains("ServiceUnknown")));
+    }
+
+    #[test]
+    fn unreachable_daemon_safe_allows_and_logs() {
+        let (code, log) = play(SAFE, vec![Event::Begin(Err(unavailable()))]);
+        assert_eq!(code, PamResultCode::PAM_SUCCESS);
+        assert!(log.0.iter().any(|(level, l)| *level == Level::Warning
+            && l.contains("failmode=safe")
+            && l.contains("user=alice")));
+    }
+
+    #[test]
+    fn daemon_lost_mid_login_refuses_even_when_safe() {
+        for settings in [SAFE, SECURE] {
+            let (code, log) = play(
+                settings,
+                vec![
+                    Event::Begin(Ok(("s1".into(), ask_code()))),
+                    Event::Ask("Verification code: ", false, Ok(b"123456".to_vec())),
+                    Event::Answer("s1", b"123456".to_vec(), Err(unavailable())),
+                    Event::Error(UNAVAILABLE_MESSAGE),
+                ],
+            );
+            assert_eq!(code, PamResultCode::PAM_AUTHINFO_UNAVAIL);
+            assert!(log.0.iter().all(|(_, l)| !l.contains("123456")));
+        }
+    }
+
+    #[test]
+    fn daemon_error_is_auth_err_not_failmode() {
+        let refused =
+            || DaemonError::Failed("org.twofactor.Error.PermissionDenied: not your account".into());
+        let (code, log) = play(SAFE, vec![Event::Begin(Err(refused()))]);
+        assert_eq!(code, PamResultCode::PAM_AUTH_ERR);
+        assert!(log.0.iter().any(|(_, l)| l.contains("PermissionDenied")));
+
+        let (code, _) = play(
+            SAFE,
+            vec![
+                Event::Begin(Ok(("s1".into(), ask_code()))),
+                Event::Ask("Verification code: ", false, Ok(b"1".to_vec())),
+                Event::Answer("s1", b"1".to_vec(), Err(refused())),
+                Event::Cancel("s1", Ok(())),
+            ],
+        );
+        assert_eq!(code, PamResultCode::PAM_AUTH_ERR);
+    }
+
+    #[test]
+    fn silent_hides_messages_but_still_asks() {
+        let silent = Settings {
+            failmode: FailMode::Secure,
+            silent: true,
+        };
+        let (code, _) = play(
+            silent,
+            vec![
+                Event::Begin(Ok(("s1".into(), ask_code().info("hidden")))),
+                Event::Ask("Verification code: ", false, Ok(b"1".to_vec())),
+                Event::Answer(
+                    "s1",
+                    b"1".to_vec(),
+                    Ok(Step::new(Action::Deny).error("also hidden")),
+                ),
+            ],
+        );
+        assert_eq!(code, PamResultCode::PAM_AUTH_ERR);
+        let (code, _) = play(silent, vec![Event::Begin(Err(unavailable()))]);
+        assert_eq!(code, PamResultCode::PAM_AUTHINFO_UNAVAIL);
+    }
+
+    #[test]
+    fn endless_questions_are_cut_off() {
+        let mut events = vec![Event::Begin(Ok(("s1".into(), ask_code())))];
+        for _ in 0..MAX_STEPS {
+            events.push(Event::Ask("Verification code: ", false, Ok(b"1".to_vec())));
+            events.push(Event::Answer("s1", b"1".to_vec(), Ok(ask_code())));
+        }
+        events.push(Event::Cancel("s1", Ok(())));
+        let (code, _) = play(SECURE, events);
+        assert_eq!(code, PamResultCode::PAM_AUTH_ERR);
+    }
+}

@@ -1,0 +1,135 @@
+//! The glue between libpam and the login loop: panic guard, module arguments,
+//! PAM items, and the real conversation, daemon and log.
+
+use std::ffi::CStr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use pam::constants::{PamFlag, PamResultCode, PAM_SILENT};
+use pam::items::{RHost, Service, Tty};
+use pam::module::PamHandle;
+
+use crate::args;
+use crate::conv::PamConversation;
+use crate::daemon::libdbus::BusDaemon;
+use crate::daemon::LoginRequest;
+use crate::flow::{self, Settings};
+use crate::log::{Level, Log, Syslog};
+
+/// Runs a hook; a panic becomes `PAM_SERVICE_ERR` instead of unwinding into
+/// libpam.
+pub fn guard<F: FnOnce() -> PamResultCode>(hook: F) -> PamResultCode {
+    match catch_unwind(AssertUnwindSafe(hook)) {
+        Ok(code) => code,
+        Err(payload) => {
+            // Dropping a panic payload can itself panic; leak it instead.
+            std::mem::forget(payload);
+            let logged = catch_unwind(|| {
+                Syslog::new("?", "auth").log(Level::Error, "internal error (panic); login refused");
+            });
+            if let Err(payload) = logged {
+                std::mem::forget(payload);
+            }
+            PamResultCode::PAM_SERVICE_ERR
+        }
+    }
+}
+
+/// `pam_sm_authenticate`.
+pub fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> PamResultCode {
+    let service = item(pamh.get_item::<Service>().map(|o| o.map(|s| s.0)));
+    let mut log = Syslog::new(&service, "auth");
+
+    let args = match args::parse(raw_args.iter().map(|a| a.to_bytes())) {
+        Ok(a) => a,
+        Err(e) => {
+            log.log(Level::Error, &format!("{e}; login refused"));
+            return PamResultCode::PAM_SERVICE_ERR;
+        }
+    };
+
+    let user = match pamh.get_user(None) {
+        Ok(u) if !u.is_empty() => u,
+        Ok(_) => {
+            log.log(Level::Error, "empty user name; login refused");
+            return PamResultCode::PAM_USER_UNKNOWN;
+        }
+        Err(code) => {
+            log.log(
+                Level::Error,
+                &format!("cannot get the user name ({code:?}); login refused"),
+            );
+            return refusal(code);
+        }
+    };
+
+    let request = LoginRequest {
+        user,
+        service,
+        rhost: item(pamh.get_item::<RHost>().map(|o| o.map(|s| s.0))),
+        tty: item(pamh.get_item::<Tty>().map(|o| o.map(|s| s.0))),
+    };
+    let settings = Settings {
+        failmode: args.failmode,
+        silent: flags & PAM_SILENT != 0,
+    };
+    let mut conv = PamConversation::new(pamh);
+    let mut daemon = BusDaemon::new(&args.bus, args.timeout);
+    flow::run(&mut daemon, &mut conv, &mut log, &request, settings)
+}
+
+/// A string item; unset (or unreadable) is empty. D-Bus strings are UTF-8, so
+/// other bytes are replaced.
+fn item<E>(value: Result<Option<&CStr>, E>) -> String {
+    match value {
+        Ok(Some(s)) => s.to_string_lossy().into_owned(),
+        _ => String::new(),
+    }
+}
+
+/// An error code from libpam, made sure not to be a success.
+fn refusal(code: PamResultCode) -> PamResultCode {
+    match code {
+        PamResultCode::PAM_SUCCESS | PamResultCode::PAM_IGNORE => PamResultCode::PAM_SERVICE_ERR,
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_service_err() {
+        let code = guard(|| {
+            let v: Vec<u8> = Vec::new();
+            // Out-of-bounds on purpose.
+            let i = v.len() + 1;
+            PamResultCode::try_from(i32::from(v[i])).unwrap_or(PamResultCode::PAM_SUCCESS)
+        });
+        assert_eq!(code, PamResultCode::PAM_SERVICE_ERR);
+    }
+
+    #[test]
+    fn hooks_pass_codes_through() {
+        assert_eq!(
+            guard(|| PamResultCode::PAM_IGNORE),
+            PamResultCode::PAM_IGNORE
+        );
+    }
+
+    #[test]
+    fn refusals_are_never_success() {
+        assert_eq!(
+            refusal(PamResultCode::PAM_SUCCESS),
+            PamResultCode::PAM_SERVICE_ERR
+        );
+        assert_eq!(
+            refusal(PamResultCode::PAM_IGNORE),
+            PamResultCode::PAM_SERVICE_ERR
+        );
+        assert_eq!(
+            refusal(PamResultCode::PAM_CONV_ERR),
+            PamResultCode::PAM_CONV_ERR
+        );
+    }
+}

@@ -1,0 +1,460 @@
+//! `pam-harness`: a small PAM client for the tests. It runs `pam_authenticate`
+//! for one service from a private configuration directory (so the machine's
+//! `/etc/pam.d` is never touched) and reports every conversation event as one
+//! JSON line on stdout.
+//!
+//! ```text
+//! pam-harness --confdir DIR --service NAME --user USER
+//!             [--rhost HOST] [--tty TTY] [--ruser USER]
+//!             [--answer-file FILE] [--silent]
+//! ```
+//!
+//! Answers are read one line per question, from stdin or from
+//! `--answer-file`, as raw bytes (not necessarily UTF-8); the trailing `\n` is
+//! removed, nothing else. Lines are read only when a question is asked, so a
+//! test can wait for a prompt before it writes the answer. A question with no
+//! line left fails the conversation (`PAM_CONV_ERR`).
+//!
+//! Output, one line per event, flushed at once:
+//!
+//! ```text
+//! {"event":"info","text":"..."}               PAM_TEXT_INFO
+//! {"event":"error","text":"..."}              PAM_ERROR_MSG
+//! {"event":"prompt","echo":false,"text":"..."} PAM_PROMPT_ECHO_OFF (echo true: ECHO_ON)
+//! {"event":"unsupported","style":N,"text":"..."} any other style (the conversation fails)
+//! {"event":"result","code":N,"name":"PAM_SUCCESS"}  once, at the end
+//! ```
+//!
+//! Exit status: 0 once `pam_authenticate` has run (whatever its result), 1 if
+//! `pam_start_confdir` or `pam_set_item` failed (a result line is printed
+//! with that code), 2 for a usage error.
+
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::process::ExitCode;
+use std::ptr;
+
+const PAM_SUCCESS: c_int = 0;
+const PAM_BUF_ERR: c_int = 5;
+const PAM_CONV_ERR: c_int = 19;
+
+const PAM_SILENT: c_int = 0x8000;
+
+const PAM_TTY: c_int = 3;
+const PAM_RHOST: c_int = 4;
+const PAM_RUSER: c_int = 8;
+
+const PAM_PROMPT_ECHO_OFF: c_int = 1;
+const PAM_PROMPT_ECHO_ON: c_int = 2;
+const PAM_ERROR_MSG: c_int = 3;
+const PAM_TEXT_INFO: c_int = 4;
+
+/// Names of the Linux-PAM return codes, by value (`_pam_types.h`).
+const CODE_NAMES: [&str; 32] = [
+    "PAM_SUCCESS",
+    "PAM_OPEN_ERR",
+    "PAM_SYMBOL_ERR",
+    "PAM_SERVICE_ERR",
+    "PAM_SYSTEM_ERR",
+    "PAM_BUF_ERR",
+    "PAM_PERM_DENIED",
+    "PAM_AUTH_ERR",
+    "PAM_CRED_INSUFFICIENT",
+    "PAM_AUTHINFO_UNAVAIL",
+    "PAM_USER_UNKNOWN",
+    "PAM_MAXTRIES",
+    "PAM_NEW_AUTHTOK_REQD",
+    "PAM_ACCT_EXPIRED",
+    "PAM_SESSION_ERR",
+    "PAM_CRED_UNAVAIL",
+    "PAM_CRED_EXPIRED",
+    "PAM_CRED_ERR",
+    "PAM_NO_MODULE_DATA",
+    "PAM_CONV_ERR",
+    "PAM_AUTHTOK_ERR",
+    "PAM_AUTHTOK_RECOVERY_ERR",
+    "PAM_AUTHTOK_LOCK_BUSY",
+    "PAM_AUTHTOK_DISABLE_AGING",
+    "PAM_TRY_AGAIN",
+    "PAM_IGNORE",
+    "PAM_ABORT",
+    "PAM_AUTHTOK_EXPIRED",
+    "PAM_MODULE_UNKNOWN",
+    "PAM_BAD_ITEM",
+    "PAM_CONV_AGAIN",
+    "PAM_INCOMPLETE",
+];
+
+#[repr(C)]
+struct PamMessage {
+    msg_style: c_int,
+    msg: *const c_char,
+}
+
+#[repr(C)]
+struct PamResponse {
+    resp: *mut c_char,
+    resp_retcode: c_int,
+}
+
+type ConvFn = extern "C" fn(
+    num_msg: c_int,
+    msg: *mut *const PamMessage,
+    resp: *mut *mut PamResponse,
+    appdata_ptr: *mut c_void,
+) -> c_int;
+
+#[repr(C)]
+struct PamConv {
+    conv: Option<ConvFn>,
+    appdata_ptr: *mut c_void,
+}
+
+/// Opaque `pam_handle_t`.
+#[repr(C)]
+struct PamHandle {
+    _private: [u8; 0],
+}
+
+#[link(name = "pam")]
+extern "C" {
+    fn pam_start_confdir(
+        service_name: *const c_char,
+        user: *const c_char,
+        pam_conversation: *const PamConv,
+        confdir: *const c_char,
+        pamh: *mut *mut PamHandle,
+    ) -> c_int;
+    fn pam_set_item(pamh: *mut PamHandle, item_type: c_int, item: *const c_void) -> c_int;
+    fn pam_authenticate(pamh: *mut PamHandle, flags: c_int) -> c_int;
+    fn pam_end(pamh: *mut PamHandle, pam_status: c_int) -> c_int;
+}
+
+struct Options {
+    confdir: CString,
+    service: CString,
+    user: CString,
+    rhost: Option<CString>,
+    tty: Option<CString>,
+    ruser: Option<CString>,
+    answer_file: Option<String>,
+    silent: bool,
+}
+
+const USAGE: &str = "usage: pam-harness --confdir DIR --service NAME --user USER \
+[--rhost HOST] [--tty TTY] [--ruser USER] [--answer-file FILE] [--silent]";
+
+fn parse_options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
+    let mut confdir = None;
+    let mut service = None;
+    let mut user = None;
+    let mut rhost = None;
+    let mut tty = None;
+    let mut ruser = None;
+    let mut answer_file = None;
+    let mut silent = false;
+    while let Some(flag) = args.next() {
+        if flag == "--silent" {
+            silent = true;
+            continue;
+        }
+        if flag == "--help" || flag == "-h" {
+            return Err(String::new());
+        }
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let slot = match flag.as_str() {
+            "--confdir" => &mut confdir,
+            "--service" => &mut service,
+            "--user" => &mut user,
+            "--rhost" | "--set-rhost" => &mut rhost,
+            "--tty" | "--set-tty" => &mut tty,
+            "--ruser" | "--set-ruser" => &mut ruser,
+            "--answer-file" => &mut answer_file,
+            _ => return Err(format!("unknown option {flag}")),
+        };
+        if slot.is_some() {
+            return Err(format!("{flag} given twice"));
+        }
+        *slot = Some(value);
+    }
+    let c = |name: &str, v: String| CString::new(v).map_err(|_| format!("{name} contains NUL"));
+    let required = |name: &str, v: Option<String>| {
+        v.ok_or_else(|| format!("{name} is required"))
+            .and_then(|v| c(name, v))
+    };
+    Ok(Options {
+        confdir: required("--confdir", confdir)?,
+        service: required("--service", service)?,
+        user: required("--user", user)?,
+        rhost: rhost.map(|v| c("--rhost", v)).transpose()?,
+        tty: tty.map(|v| c("--tty", v)).transpose()?,
+        ruser: ruser.map(|v| c("--ruser", v)).transpose()?,
+        answer_file,
+        silent,
+    })
+}
+
+/// What the conversation function works with (`appdata_ptr`).
+struct Session {
+    answers: Box<dyn BufRead>,
+}
+
+impl Session {
+    /// The next answer line without its `\n`; `None` when there is none left.
+    fn next_answer(&mut self) -> Option<Vec<u8>> {
+        let mut line = Vec::new();
+        match self.answers.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => {
+                if line.last() == Some(&b'\n') {
+                    line.pop();
+                }
+                Some(line)
+            }
+        }
+    }
+}
+
+fn emit(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+fn code_name(code: c_int) -> &'static str {
+    usize::try_from(code)
+        .ok()
+        .and_then(|i| CODE_NAMES.get(i).copied())
+        .unwrap_or("PAM_UNKNOWN")
+}
+
+fn emit_result(code: c_int) {
+    emit(&format!(
+        r#"{{"event":"result","code":{code},"name":{}}}"#,
+        json_str(code_name(code))
+    ));
+}
+
+/// Frees the responses filled in so far, wiping the answers first.
+///
+/// # Safety
+/// `replies` must come from `calloc(n, ..)` with every non-null `resp` from
+/// `malloc`.
+unsafe fn free_replies(replies: *mut PamResponse, n: usize) {
+    for i in 0..n {
+        // SAFETY: i < n, inside the calloc'ed array.
+        let r = unsafe { &mut *replies.add(i) };
+        if !r.resp.is_null() {
+            // SAFETY: resp is a NUL-terminated malloc'ed string we wrote.
+            let len = unsafe { libc::strlen(r.resp) };
+            // SAFETY: the string owns len bytes before its NUL.
+            unsafe { ptr::write_bytes(r.resp, 0, len) };
+            // SAFETY: malloc'ed by us, freed once.
+            unsafe { libc::free(r.resp.cast()) };
+            r.resp = ptr::null_mut();
+        }
+    }
+    // SAFETY: calloc'ed by us, freed once.
+    unsafe { libc::free(replies.cast()) };
+}
+
+/// Copies `bytes` into a new malloc'ed NUL-terminated string, as libpam frees
+/// responses with free(3).
+fn malloc_cstring(bytes: &[u8]) -> *mut c_char {
+    // SAFETY: plain allocation of len + 1 bytes; checked for null below.
+    let p = unsafe { libc::malloc(bytes.len() + 1) }.cast::<u8>();
+    if p.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: p has room for len + 1 bytes and does not overlap `bytes`.
+    unsafe {
+        ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
+        *p.add(bytes.len()) = 0;
+    }
+    p.cast()
+}
+
+extern "C" fn conversation(
+    num_msg: c_int,
+    msg: *mut *const PamMessage,
+    resp: *mut *mut PamResponse,
+    appdata_ptr: *mut c_void,
+) -> c_int {
+    // A panic must not unwind into libpam.
+    catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: libpam passes num_msg message pointers (Linux-PAM layout:
+        // an array of pointers), a place for the reply array, and our own
+        // appdata pointer, which points at the Session living in main.
+        unsafe { converse(num_msg, msg, resp, appdata_ptr) }
+    }))
+    .unwrap_or(PAM_CONV_ERR)
+}
+
+/// # Safety
+/// As libpam calls a conversation function: `msg` holds `num_msg` valid
+/// message pointers, `resp` is writable, `appdata` points at a live `Session`.
+unsafe fn converse(
+    num_msg: c_int,
+    msg: *mut *const PamMessage,
+    resp: *mut *mut PamResponse,
+    appdata: *mut c_void,
+) -> c_int {
+    let Ok(n) = usize::try_from(num_msg) else {
+        return PAM_CONV_ERR;
+    };
+    if n == 0 || msg.is_null() || resp.is_null() || appdata.is_null() {
+        return PAM_CONV_ERR;
+    }
+    // SAFETY: appdata is &mut Session from main, alive during pam_authenticate.
+    let session = unsafe { &mut *appdata.cast::<Session>() };
+    // SAFETY: zero-initialised array of n responses; checked for null.
+    let replies =
+        unsafe { libc::calloc(n, std::mem::size_of::<PamResponse>()) }.cast::<PamResponse>();
+    if replies.is_null() {
+        return PAM_BUF_ERR;
+    }
+    for i in 0..n {
+        // SAFETY: i < num_msg; each entry is a valid message pointer.
+        let m = unsafe { &**msg.add(i) };
+        let text = if m.msg.is_null() {
+            String::new()
+        } else {
+            // SAFETY: libpam's message text is a NUL-terminated string.
+            unsafe { CStr::from_ptr(m.msg) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        let answer = match m.msg_style {
+            PAM_TEXT_INFO => {
+                emit(&format!(r#"{{"event":"info","text":{}}}"#, json_str(&text)));
+                None
+            }
+            PAM_ERROR_MSG => {
+                emit(&format!(
+                    r#"{{"event":"error","text":{}}}"#,
+                    json_str(&text)
+                ));
+                None
+            }
+            PAM_PROMPT_ECHO_OFF | PAM_PROMPT_ECHO_ON => {
+                let echo = m.msg_style == PAM_PROMPT_ECHO_ON;
+                emit(&format!(
+                    r#"{{"event":"prompt","echo":{echo},"text":{}}}"#,
+                    json_str(&text)
+                ));
+                match session.next_answer() {
+                    Some(a) => Some(a),
+                    None => {
+                        // SAFETY: replies came from calloc above, with
+                        // malloc'ed answers only.
+                        unsafe { free_replies(replies, n) };
+                        return PAM_CONV_ERR;
+                    }
+                }
+            }
+            other => {
+                emit(&format!(
+                    r#"{{"event":"unsupported","style":{other},"text":{}}}"#,
+                    json_str(&text)
+                ));
+                // SAFETY: as above.
+                unsafe { free_replies(replies, n) };
+                return PAM_CONV_ERR;
+            }
+        };
+        if let Some(mut bytes) = answer {
+            let p = malloc_cstring(&bytes);
+            bytes.iter_mut().for_each(|b| *b = 0);
+            if p.is_null() {
+                // SAFETY: as above.
+                unsafe { free_replies(replies, n) };
+                return PAM_BUF_ERR;
+            }
+            // SAFETY: i < n, inside the calloc'ed array.
+            unsafe { (*replies.add(i)).resp = p };
+        }
+    }
+    // SAFETY: resp is writable (checked non-null); libpam takes ownership.
+    unsafe { *resp = replies };
+    PAM_SUCCESS
+}
+
+fn main() -> ExitCode {
+    let options = match parse_options(std::env::args().skip(1)) {
+        Ok(o) => o,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("pam-harness: {e}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let answers: Box<dyn BufRead> = match &options.answer_file {
+        Some(path) => match File::open(path) {
+            Ok(f) => Box::new(BufReader::new(f)),
+            Err(e) => {
+                eprintln!("pam-harness: cannot open {path}: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Box::new(BufReader::new(std::io::stdin())),
+    };
+    let mut session = Session { answers };
+    let conv = PamConv {
+        conv: Some(conversation),
+        appdata_ptr: (&mut session as *mut Session).cast(),
+    };
+
+    let mut pamh: *mut PamHandle = ptr::null_mut();
+    // SAFETY: all strings are NUL-terminated and outlive the handle; `conv`
+    // and `session` live until after pam_end; pamh is a valid out-pointer.
+    let rc = unsafe {
+        pam_start_confdir(
+            options.service.as_ptr(),
+            options.user.as_ptr(),
+            &conv,
+            options.confdir.as_ptr(),
+            &mut pamh,
+        )
+    };
+    if rc != PAM_SUCCESS || pamh.is_null() {
+        eprintln!("pam-harness: pam_start_confdir failed");
+        emit_result(rc);
+        return ExitCode::from(1);
+    }
+
+    for (item, value) in [
+        (PAM_RHOST, &options.rhost),
+        (PAM_TTY, &options.tty),
+        (PAM_RUSER, &options.ruser),
+    ] {
+        if let Some(v) = value {
+            // SAFETY: pamh is a live handle; libpam copies the string.
+            let rc = unsafe { pam_set_item(pamh, item, v.as_ptr().cast()) };
+            if rc != PAM_SUCCESS {
+                eprintln!("pam-harness: pam_set_item({item}) failed");
+                emit_result(rc);
+                // SAFETY: pamh is live and ended once.
+                unsafe { pam_end(pamh, rc) };
+                return ExitCode::from(1);
+            }
+        }
+    }
+
+    let flags = if options.silent { PAM_SILENT } else { 0 };
+    // SAFETY: pamh is a live handle; the conversation's appdata (session)
+    // is alive for the whole call.
+    let rc = unsafe { pam_authenticate(pamh, flags) };
+    emit_result(rc);
+    // SAFETY: pamh is live and ended once; nothing uses it afterwards.
+    unsafe { pam_end(pamh, rc) };
+    drop(session);
+    ExitCode::SUCCESS
+}
