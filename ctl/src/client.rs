@@ -28,7 +28,8 @@ pub const UNREACHABLE: &str = "twofactord is not running (or the system bus is u
 pub trait Account {
     fn status(&self) -> Result<AccountStatus, Failure>;
     fn enroll_app(&self, password: &[u8]) -> Result<AppEnrolment, Failure>;
-    fn confirm_app(&self, enrolment: &str, code: &str) -> Result<(), Failure>;
+    /// Activates the app; returns the new set of backup codes.
+    fn confirm_app(&self, enrolment: &str, code: &str) -> Result<Vec<String>, Failure>;
     fn disable(&self, method: &str, password: &[u8]) -> Result<(), Failure>;
 }
 
@@ -71,7 +72,7 @@ impl Account for Client {
     fn enroll_app(&self, password: &[u8]) -> Result<AppEnrolment, Failure> {
         self.proxy.enroll_app(password).map_err(map_error)
     }
-    fn confirm_app(&self, enrolment: &str, code: &str) -> Result<(), Failure> {
+    fn confirm_app(&self, enrolment: &str, code: &str) -> Result<Vec<String>, Failure> {
         self.proxy.confirm_app(enrolment, code).map_err(map_error)
     }
     fn disable(&self, method: &str, password: &[u8]) -> Result<(), Failure> {

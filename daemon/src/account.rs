@@ -4,6 +4,7 @@
 
 use crate::accounts;
 use crate::audit::Event;
+use crate::backup_codes::{self, Code};
 use crate::core::{Caller, Core};
 use crate::random;
 use crate::ratelimit::{self, Gate};
@@ -72,33 +73,131 @@ impl Accounts {
         Ok(enrolment)
     }
 
-    pub async fn confirm_app(&self, caller: &Caller, id: &str, code: &str) -> Result<(), Error> {
+    /// Activates the app if `code` is right for the pending secret, and
+    /// makes a new set of backup codes in the same transaction (the old
+    /// set, if any, stops working). Returns the codes, shown once.
+    pub async fn confirm_app(
+        &self,
+        caller: &Caller,
+        id: &str,
+        code: &str,
+    ) -> Result<Vec<String>, Error> {
         let user = self.user_of(caller)?;
-        let code = totp::parse_code(code.as_bytes())
-            .map_err(|m| Error::InvalidInput(m.message().into()))?;
+        let code = totp::parse_code(code.as_bytes()).map_err(|_| {
+            Error::InvalidInput("the confirmation code is the 6 digits the app shows".into())
+        })?;
         if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(not_pending());
         }
         let now = self.core.clock.now();
         let skew = self.core.config.totp.skew_steps;
-        let (u, id) = (user.clone(), id.to_string());
+        // Check first, so that a wrong code costs no hashing.
+        let (u, i, c) = (user.clone(), id.to_string(), code.clone());
+        let checked = self
+            .core
+            .store
+            .run(move |conn| totp::check_pending(conn, &i, &u, &c, now, skew))
+            .await
+            .map_err(|e| self.internal("confirm-app", &e.to_string()))?;
+        if checked != Confirm::Activated {
+            return Err(self.confirm_failed(&user, checked));
+        }
+        let (codes, hashed) = self.new_set("confirm-app").await?;
+        let (u, i) = (user.clone(), id.to_string());
         let outcome = self
             .core
             .store
-            .run(move |c| totp::confirm_pending(c, &id, &u, &code, now, skew))
+            .run(move |conn| {
+                let outcome = totp::confirm_pending(conn, &i, &u, &code, now, skew)?;
+                if outcome == Confirm::Activated {
+                    backup_codes::replace_set(conn, &u, &hashed, now)?;
+                }
+                Ok(outcome)
+            })
             .await
             .map_err(|e| self.internal("confirm-app", &e.to_string()))?;
-        match outcome {
-            Confirm::Activated => {
-                self.core.audit.log(Event::Enrol {
-                    user: &user,
-                    method: method::APP,
-                });
-                Ok(())
+        if outcome != Confirm::Activated {
+            return Err(self.confirm_failed(&user, outcome));
+        }
+        self.core.audit.log(Event::Enrol {
+            user: &user,
+            method: method::APP,
+        });
+        self.core.audit.log(Event::BackupCodesNew {
+            user: &user,
+            count: codes.len(),
+        });
+        Ok(codes.iter().map(Code::display).collect())
+    }
+
+    /// A new set of backup codes after the password; the old set stops
+    /// working in the same transaction.
+    pub async fn new_backup_codes(
+        &self,
+        caller: &Caller,
+        password: Vec<u8>,
+    ) -> Result<Vec<String>, Error> {
+        let password = Zeroizing::new(password);
+        let user = self.user_of(caller)?;
+        self.reauth(&user, password, "backup-codes").await?;
+        let (codes, hashed) = self.new_set("backup-codes").await?;
+        let now = self.core.clock.now();
+        let u = user.clone();
+        let replaced = self
+            .core
+            .store
+            .run(move |c| {
+                if !totp::is_enrolled(c, &u)? {
+                    return Ok(false);
+                }
+                backup_codes::replace_set(c, &u, &hashed, now)?;
+                Ok(true)
+            })
+            .await
+            .map_err(|e| self.internal("backup-codes", &e.to_string()))?;
+        if !replaced {
+            return Err(Error::NotEnrolled(
+                "backup codes need an active method first: run `twofactorctl enable app`".into(),
+            ));
+        }
+        self.core.audit.log(Event::BackupCodesNew {
+            user: &user,
+            count: codes.len(),
+        });
+        Ok(codes.iter().map(Code::display).collect())
+    }
+
+    /// Generates and hashes a set, off the async threads, a few at a time.
+    async fn new_set(&self, context: &str) -> Result<(Vec<Code>, Vec<(String, String)>), Error> {
+        let _slot = self
+            .core
+            .hash_slots
+            .acquire()
+            .await
+            .map_err(|e| self.internal(context, &e.to_string()))?;
+        let core = self.core.clone();
+        let made = tokio::task::spawn_blocking(move || {
+            let codes = backup_codes::generate_set(core.rng.as_ref()).map_err(|e| e.to_string())?;
+            let mut hashed = Vec::with_capacity(codes.len());
+            for code in &codes {
+                let hash = core
+                    .hasher
+                    .hash(code, core.rng.as_ref())
+                    .map_err(|e| e.to_string())?;
+                hashed.push((code.selector().to_string(), hash));
             }
+            Ok::<_, String>((codes, hashed))
+        })
+        .await
+        .map_err(|e| self.internal(context, &e.to_string()))?;
+        made.map_err(|e| self.internal(context, &e))
+    }
+
+    fn confirm_failed(&self, user: &str, outcome: Confirm) -> Error {
+        match outcome {
             Confirm::WrongCode { dropped } => {
                 self.core.audit.log(Event::EnrolFailure {
-                    user: &user,
+                    user,
                     method: method::APP,
                     reason: if dropped {
                         "wrong-code-dropped"
@@ -106,13 +205,13 @@ impl Accounts {
                         "wrong-code"
                     },
                 });
-                Err(Error::BadCode(if dropped {
+                Error::BadCode(if dropped {
                     "wrong code, too many times; start again with `twofactorctl enable app`".into()
                 } else {
                     "wrong code; check the app's clock and try the current code".into()
-                }))
+                })
             }
-            Confirm::NotFound => Err(not_pending()),
+            Confirm::NotFound | Confirm::Activated => not_pending(),
         }
     }
 
@@ -132,10 +231,16 @@ impl Accounts {
         let user = self.user_of(caller)?;
         self.reauth(&user, password, "disable").await?;
         let u = user.clone();
+        // With no method left, the backup codes go too: they are a fallback
+        // for a method, not a method.
         let removed = self
             .core
             .store
-            .run(move |c| totp::remove(c, &u))
+            .run(move |c| {
+                let removed = totp::remove(c, &u)?;
+                backup_codes::remove_all(c, &u)?;
+                Ok(removed)
+            })
             .await
             .map_err(|e| self.internal("disable", &e.to_string()))?;
         if !removed {
@@ -292,11 +397,24 @@ mod tests {
             rt.block_on(a.confirm_app(&alice(), &e.enrolment, wrong)),
             Err(Error::BadCode(_))
         ));
-        rt.block_on(a.confirm_app(&alice(), &e.enrolment, &secret.code_at(clock.now(), 6)))
+        let codes = rt
+            .block_on(a.confirm_app(&alice(), &e.enrolment, &secret.code_at(clock.now(), 6)))
             .unwrap();
+        assert_eq!(codes.len(), 10);
         let status = rt.block_on(a.status(&alice())).unwrap();
         assert_eq!(status.methods, vec!["app".to_string()]);
         assert!(!status.enrolment_pending);
+        assert_eq!(status.backup_codes_left, 10);
+        // A new set needs the password and replaces the old one.
+        assert!(matches!(
+            rt.block_on(a.new_backup_codes(&alice(), b"bad".to_vec())),
+            Err(Error::BadPassword(_))
+        ));
+        let fresh = rt
+            .block_on(a.new_backup_codes(&alice(), b"pw".to_vec()))
+            .unwrap();
+        assert_eq!(fresh.len(), 10);
+        assert!(fresh.iter().all(|c| !codes.contains(c)));
         // Disable needs the password.
         assert!(matches!(
             rt.block_on(a.disable(&alice(), "app", b"bad".to_vec())),
@@ -309,6 +427,9 @@ mod tests {
         // Nothing secret in the audit lines.
         let lines = audit.captured.lock().unwrap().join("\n");
         assert!(!lines.contains(&e.secret_base32));
+        for c in codes.iter().chain(&fresh) {
+            assert!(!lines.contains(c.as_str()));
+        }
         assert!(!lines.contains("otpauth"));
         assert!(!lines.contains("pw"));
         assert!(lines.contains("enrol user=alice method=app"));

@@ -55,5 +55,6 @@ pub fn status(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<Accou
             .push(twofactor_proto::types::method::APP.to_string());
     }
     status.enrolment_pending = crate::totp::has_pending(conn, user, now)?;
+    status.backup_codes_left = crate::backup_codes::remaining(conn, user)?.unwrap_or(0);
     Ok(status)
 }

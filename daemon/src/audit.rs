@@ -40,6 +40,14 @@ pub enum Event<'a> {
         user: &'a str,
         seconds: i64,
     },
+    BackupCodeUsed {
+        user: &'a str,
+        left: u32,
+    },
+    BackupCodesNew {
+        user: &'a str,
+        count: usize,
+    },
     EnrolStart {
         user: &'a str,
         method: &'a str,
@@ -112,6 +120,18 @@ impl Event<'_> {
                     .kv("user", user)
                     .kv("seconds", &seconds.to_string());
                 Level::Warning
+            }
+            Event::BackupCodeUsed { user, left } => {
+                line.event("backup-code-used")
+                    .kv("user", user)
+                    .kv("left", &left.to_string());
+                Level::Notice
+            }
+            Event::BackupCodesNew { user, count } => {
+                line.event("backup-codes-new")
+                    .kv("user", user)
+                    .kv("count", &count.to_string());
+                Level::Notice
             }
             Event::EnrolStart { user, method } => {
                 line.event("enrol-start")

@@ -118,16 +118,28 @@ impl AccountInterface {
         self.accounts.enroll_app(&caller, password).await
     }
 
-    /// Activates the app with a code from it.
+    /// Activates the app with a code from it; returns new backup codes.
     async fn confirm_app(
         &self,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
         enrolment: String,
         code: String,
-    ) -> Result<(), Error> {
+    ) -> Result<Vec<String>, Error> {
         let caller = caller(conn, &header).await?;
         self.accounts.confirm_app(&caller, &enrolment, &code).await
+    }
+
+    /// A new set of backup codes; the old set stops working (needs the
+    /// password and an active method).
+    async fn new_backup_codes(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        password: Vec<u8>,
+    ) -> Result<Vec<String>, Error> {
+        let caller = caller(conn, &header).await?;
+        self.accounts.new_backup_codes(&caller, password).await
     }
 
     /// Removes a method, or all (needs the password).

@@ -2,6 +2,7 @@
 //! randomness, the user database, password checks and the audit log.
 
 use crate::audit::Audit;
+use crate::backup_codes::Hasher;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::random::Random;
@@ -14,6 +15,8 @@ use tokio::sync::Semaphore;
 /// Password checks that may run at once (each holds a blocking thread and
 /// pam_unix delays failures).
 const REAUTH_SLOTS: usize = 4;
+/// argon2 computations that may run at once (19 MiB each).
+const HASH_SLOTS: usize = 2;
 
 pub struct Core {
     pub config: Config,
@@ -24,6 +27,8 @@ pub struct Core {
     pub reauth: Arc<dyn Reauth>,
     pub audit: Arc<Audit>,
     pub reauth_slots: Semaphore,
+    pub hasher: Hasher,
+    pub hash_slots: Semaphore,
 }
 
 impl Core {
@@ -45,6 +50,8 @@ impl Core {
             reauth,
             audit,
             reauth_slots: Semaphore::new(REAUTH_SLOTS),
+            hasher: Hasher::owasp(),
+            hash_slots: Semaphore::new(HASH_SLOTS),
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod account;
 pub mod accounts;
 pub mod audit;
+pub mod backup_codes;
 pub mod bus;
 pub mod clock;
 pub mod config;

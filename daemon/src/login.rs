@@ -8,20 +8,25 @@
 //!        └──▶ user with the app ────▶ AskCode{enrolled:true} ──▶ Accept | Deny
 //! ```
 //!
+//! At the code prompt, a 6-digit answer is an app code and a 12-letter
+//! answer a backup code; anything else is refused without counting.
+//!
 //! Later methods (backup codes, email, enrolment at the prompt) are further
 //! phases of [`Phase`]; the module does not change.
 
 use crate::accounts;
 use crate::audit::{Event, Origin};
+use crate::backup_codes::{self, Code};
 use crate::core::{Caller, Core};
 use crate::random;
 use crate::ratelimit::{self, Gate};
-use crate::totp::{self, parse_code, Check};
+use crate::totp::{self, Check, Malformed};
 use crate::users::plausible_name;
 use rusqlite::Connection;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use twofactor_proto::error::Error;
+use twofactor_proto::names::MAX_ANSWER_BYTES;
 use twofactor_proto::types::method;
 use twofactor_proto::{Action, Step};
 use zeroize::Zeroizing;
@@ -52,12 +57,38 @@ struct Session {
     expires: i64,
 }
 
+/// What an answer at the code prompt is.
+enum Attempt {
+    App(Zeroizing<String>),
+    Backup(Code),
+}
+
+/// Reads an answer at the code prompt.
+fn classify(answer: &[u8]) -> Result<Attempt, Malformed> {
+    if answer.len() > MAX_ANSWER_BYTES {
+        return Err(Malformed::TooLong);
+    }
+    let text = std::str::from_utf8(answer).map_err(|_| Malformed::NotUtf8)?;
+    match totp::parse_code(answer) {
+        Ok(code) => Ok(Attempt::App(code)),
+        Err(Malformed::NotSixDigits) => backup_codes::parse(text)
+            .map(Attempt::Backup)
+            .ok_or(Malformed::NotSixDigits),
+        Err(other) => Err(other),
+    }
+}
+
 /// What checking an app code did, inside one transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verdict {
-    Accepted,
-    Wrong { lock: Option<i64> },
-    Replayed { lock: Option<i64> },
+    /// Accepted; backup codes left, if the user has a set.
+    Accepted(Option<u32>),
+    Wrong {
+        lock: Option<i64>,
+    },
+    Replayed {
+        lock: Option<i64>,
+    },
     Locked(i64),
     NotEnrolled,
 }
@@ -208,8 +239,8 @@ impl Logins {
 
     async fn check_code(&self, origin: &Origin, enrolled: bool, answer: &[u8]) -> Step {
         let audit = &self.core.audit;
-        let code = match parse_code(answer) {
-            Ok(code) => code,
+        let attempt = match classify(answer) {
+            Ok(attempt) => attempt,
             Err(malformed) => {
                 audit.log(Event::LoginFailure {
                     origin,
@@ -225,6 +256,14 @@ impl Logins {
             });
             return Step::new(Action::Deny).error(INVALID);
         }
+        match attempt {
+            Attempt::App(code) => self.check_app_code(origin, code).await,
+            Attempt::Backup(code) => self.check_backup_code(origin, code).await,
+        }
+    }
+
+    async fn check_app_code(&self, origin: &Origin, code: Zeroizing<String>) -> Step {
+        let audit = &self.core.audit;
         let user = origin.user.clone();
         let now = self.core.clock.now();
         let skew = self.core.config.totp.skew_steps;
@@ -235,12 +274,12 @@ impl Logins {
             .run(move |c| verify_app_code(c, &user, &code, now, skew, &limits))
             .await;
         match verdict {
-            Ok(Verdict::Accepted) => {
+            Ok(Verdict::Accepted(left)) => {
                 audit.log(Event::LoginSuccess {
                     origin,
                     method: method::APP,
                 });
-                Step::new(Action::Accept)
+                accepted(left)
             }
             Ok(Verdict::Wrong { lock }) | Ok(Verdict::Replayed { lock }) => {
                 let reason = if matches!(verdict, Ok(Verdict::Wrong { .. })) {
@@ -248,29 +287,10 @@ impl Logins {
                 } else {
                     "replayed-code"
                 };
-                audit.log(Event::LoginFailure { origin, reason });
-                if let Some(seconds) = lock {
-                    audit.log(Event::Lockout {
-                        user: &origin.user,
-                        seconds,
-                    });
-                }
-                Step::new(Action::Deny).error(INVALID)
+                self.refused(origin, reason, lock)
             }
-            Ok(Verdict::Locked(wait)) => {
-                audit.log(Event::LoginFailure {
-                    origin,
-                    reason: "locked",
-                });
-                Step::new(Action::Deny).error(wait_message(wait))
-            }
-            Ok(Verdict::NotEnrolled) => {
-                audit.log(Event::LoginFailure {
-                    origin,
-                    reason: "no-method",
-                });
-                Step::new(Action::Deny).error(INVALID)
-            }
+            Ok(Verdict::Locked(wait)) => self.locked(origin, wait),
+            Ok(Verdict::NotEnrolled) => self.refused(origin, "no-method", None),
             Err(e) => {
                 self.internal("login-answer", &e.to_string());
                 Step::new(Action::Deny).error(INTERNAL)
@@ -278,9 +298,116 @@ impl Logins {
         }
     }
 
+    /// A backup code: find the one candidate by its selector (counting the
+    /// attempt as a failure first, behind the lock), verify it with one
+    /// argon2 computation outside the writer, then consume it; only one
+    /// concurrent login can consume a code.
+    async fn check_backup_code(&self, origin: &Origin, code: Code) -> Step {
+        let store = &self.core.store;
+        let now = self.core.clock.now();
+        let limits = self.core.config.limits.clone();
+        let (user, selector) = (origin.user.clone(), code.selector().to_string());
+        let found = store
+            .run(move |c| {
+                if let Gate::Wait(s) = ratelimit::gate(c, &user, now)? {
+                    return Ok(Err(Verdict::Locked(s)));
+                }
+                if !totp::is_enrolled(c, &user)? {
+                    return Ok(Err(Verdict::NotEnrolled));
+                }
+                let lock = ratelimit::record_failure(c, &user, now, &limits)?;
+                Ok(match backup_codes::candidate(c, &user, &selector)? {
+                    Some((id, hash)) => Ok((id, hash, lock)),
+                    None => Err(Verdict::Wrong { lock }),
+                })
+            })
+            .await;
+        let (id, hash, lock) = match found {
+            Ok(Ok(candidate)) => candidate,
+            Ok(Err(Verdict::Locked(wait))) => return self.locked(origin, wait),
+            Ok(Err(Verdict::Wrong { lock })) => {
+                return self.refused(origin, "wrong-backup-code", lock)
+            }
+            Ok(Err(_)) => return self.refused(origin, "no-method", None),
+            Err(e) => {
+                self.internal("login-backup", &e.to_string());
+                return Step::new(Action::Deny).error(INTERNAL);
+            }
+        };
+        let verified = match self.core.hash_slots.acquire().await {
+            Ok(_slot) => {
+                let core = self.core.clone();
+                tokio::task::spawn_blocking(move || core.hasher.verify(&code, &hash))
+                    .await
+                    .unwrap_or(false)
+            }
+            Err(_) => false,
+        };
+        if !verified {
+            return self.refused(origin, "wrong-backup-code", lock);
+        }
+        let user = origin.user.clone();
+        let consumed = store
+            .run(move |c| {
+                if !backup_codes::consume(c, id, now)? {
+                    return Ok(None);
+                }
+                ratelimit::record_success(c, &user)?;
+                accounts::record_login(c, &user, method::BACKUP_CODE, now)?;
+                backup_codes::remaining(c, &user)
+            })
+            .await;
+        match consumed {
+            Ok(Some(left)) => {
+                self.core.audit.log(Event::LoginSuccess {
+                    origin,
+                    method: method::BACKUP_CODE,
+                });
+                self.core.audit.log(Event::BackupCodeUsed {
+                    user: &origin.user,
+                    left,
+                });
+                accepted(Some(left))
+            }
+            Ok(None) => self.refused(origin, "replayed-backup-code", lock),
+            Err(e) => {
+                self.internal("login-backup", &e.to_string());
+                Step::new(Action::Deny).error(INTERNAL)
+            }
+        }
+    }
+
+    fn refused(&self, origin: &Origin, reason: &str, lock: Option<i64>) -> Step {
+        self.core.audit.log(Event::LoginFailure { origin, reason });
+        if let Some(seconds) = lock {
+            self.core.audit.log(Event::Lockout {
+                user: &origin.user,
+                seconds,
+            });
+        }
+        Step::new(Action::Deny).error(INVALID)
+    }
+
+    fn locked(&self, origin: &Origin, wait: i64) -> Step {
+        self.core.audit.log(Event::LoginFailure {
+            origin,
+            reason: "locked",
+        });
+        Step::new(Action::Deny).error(wait_message(wait))
+    }
+
     fn internal(&self, context: &str, error: &str) -> Error {
         self.core.audit.log(Event::Error { context, error });
         Error::Internal("the daemon could not complete the request; nothing was changed".into())
+    }
+}
+
+/// Accept, with a warning when few backup codes are left.
+fn accepted(backup_left: Option<u32>) -> Step {
+    let step = Step::new(Action::Accept);
+    match backup_left.and_then(backup_codes::low_warning) {
+        Some(warning) => step.info(warning),
+        None => step,
     }
 }
 
@@ -312,7 +439,7 @@ fn verify_app_code(
             totp::set_last_step(c, user, step)?;
             ratelimit::record_success(c, user)?;
             accounts::record_login(c, user, method::APP, now)?;
-            Verdict::Accepted
+            Verdict::Accepted(backup_codes::remaining(c, user)?)
         }
         Check::Replayed => Verdict::Replayed {
             lock: ratelimit::record_failure(c, user, now, limits)?,
@@ -403,6 +530,28 @@ mod tests {
                 .block_on(self.core.store.run(|c| accounts::status(c, "alice", 0)))
                 .unwrap()
                 .failures
+        }
+    }
+
+    impl World {
+        /// Gives alice a fresh set of backup codes; returns them as shown.
+        fn backup_set(&self) -> Vec<String> {
+            let codes = backup_codes::generate_set(&crate::random::OsRandom).unwrap();
+            let hashed: Vec<(String, String)> = codes
+                .iter()
+                .map(|c| {
+                    let h = self.core.hasher.hash(c, &crate::random::OsRandom).unwrap();
+                    (c.selector().to_string(), h)
+                })
+                .collect();
+            self.rt
+                .block_on(
+                    self.core
+                        .store
+                        .run(move |c| backup_codes::replace_set(c, "alice", &hashed, 0)),
+                )
+                .unwrap();
+            codes.iter().map(Code::display).collect()
         }
     }
 
@@ -624,6 +773,132 @@ mod tests {
             .iter()
             .filter(|s| s.action == Action::Accept)
             .count();
+        assert_eq!(accepted, 1);
+    }
+
+    #[test]
+    fn backup_code_once_any_case_and_separator() {
+        let w = world();
+        let codes = w.backup_set();
+        let shouted = codes[0].to_uppercase().replace('-', "");
+        let step = w.login(&root(), "alice", shouted.as_bytes()).unwrap();
+        assert_eq!(step.action, Action::Accept);
+        denied_with(
+            &w.login(&root(), "alice", codes[0].as_bytes()).unwrap(),
+            INVALID,
+        );
+        let spaced = codes[1].replace('-', " ");
+        assert_eq!(
+            w.login(&root(), "alice", spaced.as_bytes()).unwrap().action,
+            Action::Accept
+        );
+        let status =
+            w.rt.block_on(w.core.store.run(|c| accounts::status(c, "alice", 0)))
+                .unwrap();
+        assert_eq!(status.backup_codes_left, 8);
+        assert_eq!(status.last_method, method::BACKUP_CODE);
+        assert_eq!(status.failures, 0);
+    }
+
+    #[test]
+    fn new_set_voids_the_old_one() {
+        let w = world();
+        let old = w.backup_set();
+        let new = w.backup_set();
+        denied_with(
+            &w.login(&root(), "alice", old[0].as_bytes()).unwrap(),
+            INVALID,
+        );
+        assert_eq!(
+            w.login(&root(), "alice", new[0].as_bytes()).unwrap().action,
+            Action::Accept
+        );
+    }
+
+    #[test]
+    fn warns_when_two_or_fewer_left() {
+        let w = world();
+        let codes = w.backup_set();
+        for (i, code) in codes.iter().enumerate() {
+            let step = w.login(&root(), "alice", code.as_bytes()).unwrap();
+            assert_eq!(step.action, Action::Accept);
+            let left = 9 - i;
+            let warned = step.messages.iter().any(|(_, m)| m.contains("backup code"));
+            assert_eq!(warned, left <= 2, "{left} left: {:?}", step.messages);
+        }
+        // The app login warns too once none are left.
+        let step = w.login(&root(), "alice", w.code(0).as_bytes()).unwrap();
+        assert_eq!(step.action, Action::Accept);
+        assert!(step
+            .messages
+            .iter()
+            .any(|(_, m)| m.contains("no backup codes left")));
+    }
+
+    #[test]
+    fn wrong_backup_codes_cost_at_most_one_argon2_each_and_are_limited() {
+        let w = world();
+        let codes = w.backup_set();
+        let before = w.core.hasher.verifications();
+        // Random wrong codes: no selector matches, no argon2 at all.
+        denied_with(
+            &w.login(&root(), "alice", b"zzzz-zzzz-zzzz").unwrap(),
+            INVALID,
+        );
+        assert_eq!(w.core.hasher.verifications(), before);
+        // A right selector with a wrong rest: exactly one verification.
+        let forged = format!("{}-2222-2222", &codes[0][..4]);
+        denied_with(
+            &w.login(&root(), "alice", forged.as_bytes()).unwrap(),
+            INVALID,
+        );
+        assert_eq!(w.core.hasher.verifications(), before + 1);
+        // Third failure locks (max_failures = 3): no more hashing at all.
+        denied_with(
+            &w.login(&root(), "alice", forged.as_bytes()).unwrap(),
+            INVALID,
+        );
+        let locked_at = w.core.hasher.verifications();
+        for _ in 0..20 {
+            denied_with(
+                &w.login(&root(), "alice", forged.as_bytes()).unwrap(),
+                "try again in",
+            );
+        }
+        denied_with(
+            &w.login(&root(), "alice", codes[0].as_bytes()).unwrap(),
+            "try again in",
+        );
+        assert_eq!(w.core.hasher.verifications(), locked_at);
+    }
+
+    #[test]
+    fn concurrent_logins_with_one_backup_code_accept_once() {
+        let w = world();
+        let code = w.backup_set().remove(0);
+        let logins = Arc::new(w.logins);
+        let accepted = w.rt.block_on(async {
+            let mut tasks = Vec::new();
+            for i in 0..20 {
+                let c = Caller {
+                    uid: 0,
+                    bus_name: format!(":1.{i}"),
+                };
+                let (id, _) = logins.begin(&c, origin("alice")).await.unwrap();
+                let l = logins.clone();
+                let code = code.clone();
+                tasks.push(tokio::spawn(async move {
+                    l.answer(&c, &id, code.into_bytes()).await.unwrap()
+                }));
+            }
+            let mut n = 0;
+            for t in tasks {
+                if t.await.unwrap().action == Action::Accept {
+                    n += 1;
+                }
+            }
+            n
+        });
         assert_eq!(accepted, 1);
     }
 }

@@ -87,7 +87,7 @@ impl Malformed {
             Malformed::Empty => "No code was entered.",
             Malformed::TooLong => "That answer is too long; a code has 6 digits.",
             Malformed::NotUtf8 | Malformed::NotSixDigits => {
-                "A verification code is exactly 6 digits (0-9)."
+                "Type the 6-digit code from your app (0-9), or a backup code."
             }
         }
     }
@@ -230,6 +230,21 @@ pub enum Confirm {
     NotFound,
 }
 
+/// Checks a confirmation code against a pending enrolment without
+/// activating it (a wrong code still counts toward the enrolment's tries).
+pub fn check_pending(
+    conn: &Connection,
+    id: &str,
+    user: &str,
+    code: &str,
+    now: i64,
+    skew: u32,
+) -> rusqlite::Result<Confirm> {
+    confirm(conn, id, user, code, now, skew, false)
+}
+
+/// Checks a confirmation code and, if right, makes the pending secret the
+/// user's app secret.
 pub fn confirm_pending(
     conn: &Connection,
     id: &str,
@@ -237,6 +252,18 @@ pub fn confirm_pending(
     code: &str,
     now: i64,
     skew: u32,
+) -> rusqlite::Result<Confirm> {
+    confirm(conn, id, user, code, now, skew, true)
+}
+
+fn confirm(
+    conn: &Connection,
+    id: &str,
+    user: &str,
+    code: &str,
+    now: i64,
+    skew: u32,
+    activate_it: bool,
 ) -> rusqlite::Result<Confirm> {
     let row: Option<(Vec<u8>, i64)> = conn
         .query_row(
@@ -251,8 +278,10 @@ pub fn confirm_pending(
     let secret = Secret::from_bytes(bytes);
     match check(&secret, code, now, skew, -1) {
         Check::Accepted(step) => {
-            activate(conn, user, &secret, step, now)?;
-            conn.execute("DELETE FROM totp_pending WHERE user = ?1", [user])?;
+            if activate_it {
+                activate(conn, user, &secret, step, now)?;
+                conn.execute("DELETE FROM totp_pending WHERE user = ?1", [user])?;
+            }
             Ok(Confirm::Activated)
         }
         Check::Replayed | Check::Wrong => {

@@ -34,8 +34,12 @@ pub trait Account1 {
     /// Starts enrolment of an authenticator app; needs the account password.
     /// The method is active only after `ConfirmApp`.
     fn enroll_app(&self, password: &[u8]) -> zbus::Result<AppEnrolment>;
-    /// Confirms an enrolment with a code from the app.
-    fn confirm_app(&self, enrolment: &str, code: &str) -> zbus::Result<()>;
+    /// Confirms an enrolment with a code from the app. Returns a new set of
+    /// backup codes (shown once; any earlier set stops working).
+    fn confirm_app(&self, enrolment: &str, code: &str) -> zbus::Result<Vec<String>>;
+    /// A new set of backup codes; the old set stops working. Needs the
+    /// account password and an active method.
+    fn new_backup_codes(&self, password: &[u8]) -> zbus::Result<Vec<String>>;
     /// Removes a method (`app`, or `all`); needs the account password.
     fn disable(&self, method: &str, password: &[u8]) -> zbus::Result<()>;
 }

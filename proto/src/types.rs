@@ -9,10 +9,13 @@ use zbus::zvariant::Type;
 pub mod method {
     /// TOTP authenticator app.
     pub const APP: &str = "app";
+    /// A single-use backup code (recorded as the last method used; never
+    /// asked for first).
+    pub const BACKUP_CODE: &str = "backup-code";
 }
 
 /// What a user (or an admin) sees about one account.
-/// D-Bus signature `(sasssxuxb)`.
+/// D-Bus signature `(sasssxuxbu)`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "zbus", derive(Serialize, Deserialize, Type))]
 pub struct AccountStatus {
@@ -32,6 +35,8 @@ pub struct AccountStatus {
     pub locked_until: i64,
     /// True while an enrolment was started but not yet confirmed.
     pub enrolment_pending: bool,
+    /// Unused backup codes (never the codes themselves).
+    pub backup_codes_left: u32,
 }
 
 /// What `Account1.EnrollApp` returns: shown once to the user, never stored

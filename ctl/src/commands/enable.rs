@@ -65,8 +65,9 @@ pub fn app(
         Shown(account.enroll_app(&password)?)
     };
     show(out, &enrolment.0, style)?;
-    confirm(account, input, &enrolment.0.enrolment)?;
+    let codes = Zeroizing::new(confirm(account, input, &enrolment.0.enrolment)?);
     writeln!(out, "{ENABLED}").map_err(write_failure)?;
+    super::backup::show_codes(out, &codes)?;
     out.flush().map_err(write_failure)
 }
 
@@ -92,7 +93,11 @@ fn show(out: &mut dyn Write, e: &AppEnrolment, style: qr::Style) -> Result<(), F
 }
 
 /// Asks for codes until the daemon accepts one or the tries run out.
-fn confirm(account: &dyn Account, input: &mut Input, enrolment: &str) -> Result<(), Failure> {
+fn confirm(
+    account: &dyn Account,
+    input: &mut Input,
+    enrolment: &str,
+) -> Result<Vec<String>, Failure> {
     let tries = if input.is_interactive() {
         INTERACTIVE_TRIES
     } else {
@@ -106,7 +111,7 @@ fn confirm(account: &dyn Account, input: &mut Input, enrolment: &str) -> Result<
             continue;
         }
         match account.confirm_app(enrolment, &code) {
-            Ok(()) => return Ok(()),
+            Ok(codes) => return Ok(codes),
             Err(f) if matches!(f.reason, Reason::BadCode | Reason::InvalidInput) => {
                 if attempt >= tries {
                     return Err(Failure::new(
@@ -227,7 +232,9 @@ mod tests {
     #[test]
     fn happy_path_prints_stable_lines() {
         let f = fake(false);
-        f.confirms.borrow_mut().push_back(Ok(()));
+        f.confirms
+            .borrow_mut()
+            .push_back(Ok(vec!["abcd-efgh-jkmn".into()]));
         let (r, out) = run(&f, b"pw 1\n123456\n", false);
         r.unwrap();
         let secret_line = out.lines().find(|l| l.starts_with(SECRET_PREFIX)).unwrap();
@@ -251,7 +258,9 @@ mod tests {
     fn script_gets_one_try() {
         let f = fake(false);
         f.confirms.borrow_mut().push_back(Err(bad_code()));
-        f.confirms.borrow_mut().push_back(Ok(()));
+        f.confirms
+            .borrow_mut()
+            .push_back(Ok(vec!["abcd-efgh-jkmn".into()]));
         let (r, out) = run(&f, b"pw\n000000\n123456\n", false);
         let err = r.unwrap_err();
         assert_eq!(err.exit_code(), 1);
@@ -268,7 +277,9 @@ mod tests {
         let f = fake(false);
         f.confirms.borrow_mut().push_back(Err(bad_code()));
         f.confirms.borrow_mut().push_back(Err(bad_code()));
-        f.confirms.borrow_mut().push_back(Ok(()));
+        f.confirms
+            .borrow_mut()
+            .push_back(Ok(vec!["abcd-efgh-jkmn".into()]));
         let (r, out) = run(&f, b"pw\n1\n2\n3\n", true);
         r.unwrap();
         assert!(out.ends_with(&format!("{ENABLED}\n")));
@@ -289,7 +300,9 @@ mod tests {
     #[test]
     fn empty_answer_at_a_terminal_is_asked_again_without_a_try() {
         let f = fake(false);
-        f.confirms.borrow_mut().push_back(Ok(()));
+        f.confirms
+            .borrow_mut()
+            .push_back(Ok(vec!["abcd-efgh-jkmn".into()]));
         let (r, _) = run(&f, b"pw\n\n  \n123456\n", true);
         r.unwrap();
         assert_eq!(f.calls()[2..], ["ConfirmApp(e1,123456)"]);

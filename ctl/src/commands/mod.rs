@@ -2,6 +2,7 @@
 //! questions from an [`Input`] and writes its output to a `Write`, so that
 //! the flow can be tested without a bus.
 
+pub mod backup;
 pub mod disable;
 pub mod enable;
 pub mod status;
@@ -91,7 +92,7 @@ pub mod fake {
     pub struct FakeAccount {
         pub statuses: RefCell<VecDeque<Result<AccountStatus, Failure>>>,
         pub enrolment: RefCell<Option<Result<AppEnrolment, Failure>>>,
-        pub confirms: RefCell<VecDeque<Result<(), Failure>>>,
+        pub confirms: RefCell<VecDeque<Result<Vec<String>, Failure>>>,
         pub disables: RefCell<VecDeque<Result<(), Failure>>>,
         /// Every call, with its arguments (passwords included, to check them).
         pub calls: RefCell<Vec<String>>,
@@ -129,7 +130,7 @@ pub mod fake {
                 .take()
                 .unwrap_or_else(|| Err(unscripted()))
         }
-        fn confirm_app(&self, enrolment: &str, code: &str) -> Result<(), Failure> {
+        fn confirm_app(&self, enrolment: &str, code: &str) -> Result<Vec<String>, Failure> {
             self.calls
                 .borrow_mut()
                 .push(format!("ConfirmApp({enrolment},{code})"));

@@ -77,6 +77,7 @@ pub fn human(s: &AccountStatus, now: i64) -> String {
     let rows = [
         ("User", one_line(&s.user)),
         ("Methods", methods),
+        ("Backup codes left", s.backup_codes_left.to_string()),
         ("Preferred method", preferred),
         ("Last method used", last_method),
         ("Last 2FA login", last_login),
@@ -106,6 +107,7 @@ mod tests {
             failures: 2,
             locked_until: 0,
             enrolment_pending: false,
+            backup_codes_left: 7,
         }
     }
 

@@ -2,7 +2,8 @@
 //! of migrations applied; each migration runs in its own transaction.
 //!
 //! Tables belong to the modules that use them: `accounts` (login, ratelimit,
-//! account), `totp` and `totp_pending` (totp, account).
+//! account), `totp` and `totp_pending` (totp, account), `backup_codes`
+//! (backup_codes).
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
 pub const MIGRATIONS: &[&str] = &[
@@ -30,6 +31,16 @@ pub const MIGRATIONS: &[&str] = &[
         attempts INTEGER NOT NULL DEFAULT 0
     ) STRICT;
     CREATE INDEX totp_pending_user ON totp_pending(user);",
+    // 2: backup codes (selector in clear, argon2id hash of the whole code).
+    "CREATE TABLE backup_codes (
+        id INTEGER PRIMARY KEY,
+        user TEXT NOT NULL REFERENCES accounts(user) ON DELETE CASCADE,
+        selector TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        used_at INTEGER
+    ) STRICT;
+    CREATE INDEX backup_codes_lookup ON backup_codes(user, selector);",
 ];
 
 /// The version this build of the daemon writes.

@@ -1,0 +1,356 @@
+//! Backup codes: sets of ten single-use codes for when the phone is gone.
+//! Owns the `backup_codes` table.
+//!
+//! A code is 12 characters from a 31-letter alphabet without look-alikes
+//! (no 0/O, 1/l/I), shown as `abcd-efgh-jkmn`: 59 bits. It is typed at the
+//! same prompt as an app code; a 6-digit answer is always an app code, so
+//! the two can never be confused. Case and separators do not matter.
+//!
+//! Storage: the first group is a *selector* kept in clear to find the one
+//! candidate row; the whole code is kept only as an argon2id hash (OWASP's
+//! minimum: 19 MiB, t=2, p=1) with its own salt. An attempt therefore costs
+//! at most one argon2 verification (none when no selector matches), and a
+//! stolen database leaves 40 bits behind argon2 for each code.
+
+use crate::random::{Random, RandomError};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::sync::atomic::{AtomicU64, Ordering};
+use zeroize::Zeroizing;
+
+pub const SET_SIZE: usize = 10;
+pub const ALPHABET: &[u8; 31] = b"23456789abcdefghjkmnpqrstuvwxyz";
+pub const GROUP_LEN: usize = 4;
+pub const CODE_LEN: usize = 12;
+/// Login warns when this many or fewer codes are left.
+pub const WARN_AT: u32 = 2;
+
+/// One backup code, canonical form (12 lowercase characters). Wiped on
+/// drop; never printed by `Debug`.
+pub struct Code(Zeroizing<String>);
+
+impl Code {
+    /// `abcd-efgh-jkmn`.
+    pub fn display(&self) -> String {
+        self.0
+            .as_bytes()
+            .chunks(GROUP_LEN)
+            .map(|g| String::from_utf8_lossy(g).into_owned())
+            .collect::<Vec<_>>()
+            .join("-")
+    }
+    /// The first group, used to find the candidate row.
+    pub fn selector(&self) -> &str {
+        self.0.get(..GROUP_LEN).unwrap_or("")
+    }
+    fn secret(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Code(<redacted>)")
+    }
+}
+
+/// Reads an answer as a backup code: separators (space, `-`) and case are
+/// ignored; anything else must be 12 letters of the alphabet.
+pub fn parse(answer: &str) -> Option<Code> {
+    let canon: Zeroizing<String> = Zeroizing::new(
+        answer
+            .chars()
+            .filter(|c| *c != ' ' && *c != '-')
+            .map(|c| c.to_ascii_lowercase())
+            .collect(),
+    );
+    let ok = canon.len() == CODE_LEN && canon.bytes().all(|b| ALPHABET.contains(&b));
+    ok.then(|| Code(canon))
+}
+
+/// A new set of codes with distinct selectors.
+pub fn generate_set(rng: &dyn Random) -> Result<Vec<Code>, RandomError> {
+    let mut set: Vec<Code> = Vec::with_capacity(SET_SIZE);
+    while set.len() < SET_SIZE {
+        let code = generate_one(rng)?;
+        if !set.iter().any(|c| c.selector() == code.selector()) {
+            set.push(code);
+        }
+    }
+    Ok(set)
+}
+
+fn generate_one(rng: &dyn Random) -> Result<Code, RandomError> {
+    let mut out = Zeroizing::new(String::with_capacity(CODE_LEN));
+    let mut buf = Zeroizing::new([0u8; 32]);
+    while out.len() < CODE_LEN {
+        rng.fill(&mut buf[..])?;
+        // Rejection sampling: 248 = 8 * 31, so every letter is equally likely.
+        for b in buf.iter().filter(|b| **b < 248) {
+            if out.len() == CODE_LEN {
+                break;
+            }
+            out.push(char::from(ALPHABET[usize::from(*b % 31)]));
+        }
+    }
+    Ok(Code(out))
+}
+
+/// Hashes and checks codes, and counts verifications (the cost bound is
+/// tested, not assumed).
+pub struct Hasher {
+    params: Params,
+    verifications: AtomicU64,
+}
+
+impl Hasher {
+    /// OWASP's minimum for argon2id: 19 MiB, 2 passes, 1 lane.
+    pub fn owasp() -> Hasher {
+        Hasher::with_params(19 * 1024, 2, 1)
+    }
+
+    /// Other parameters (unit tests of logic that hash many codes).
+    pub fn with_params(m_kib: u32, t: u32, p: u32) -> Hasher {
+        let params = Params::new(m_kib, t, p, None).unwrap_or_default();
+        Hasher {
+            params,
+            verifications: AtomicU64::new(0),
+        }
+    }
+
+    fn argon2(&self) -> Argon2<'static> {
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
+    }
+
+    /// PHC string `$argon2id$v=19$m=19456,t=2,p=1$salt$hash`.
+    pub fn hash(&self, code: &Code, rng: &dyn Random) -> Result<String, HashError> {
+        let mut salt = [0u8; 16];
+        rng.fill(&mut salt).map_err(|e| HashError(e.to_string()))?;
+        let salt = SaltString::encode_b64(&salt).map_err(|e| HashError(e.to_string()))?;
+        self.argon2()
+            .hash_password(code.secret(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| HashError(e.to_string()))
+    }
+
+    /// One argon2 verification (parameters from the stored hash).
+    pub fn verify(&self, code: &Code, phc: &str) -> bool {
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        match PasswordHash::new(phc) {
+            Ok(hash) => Argon2::default()
+                .verify_password(code.secret(), &hash)
+                .is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("hashing failed: {0}")]
+pub struct HashError(String);
+
+/// Replaces the user's whole set (the old codes stop working at once).
+pub fn replace_set(
+    conn: &Connection,
+    user: &str,
+    hashed: &[(String, String)],
+    now: i64,
+) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM backup_codes WHERE user = ?1", [user])?;
+    let mut insert = conn.prepare(
+        "INSERT INTO backup_codes(user, selector, hash, created) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (selector, hash) in hashed {
+        insert.execute(params![user, selector, hash, now])?;
+    }
+    Ok(())
+}
+
+/// The unused code of this user with this selector, if any: (row id, hash).
+pub fn candidate(
+    conn: &Connection,
+    user: &str,
+    selector: &str,
+) -> rusqlite::Result<Option<(i64, String)>> {
+    conn.query_row(
+        "SELECT id, hash FROM backup_codes WHERE user = ?1 AND selector = ?2 AND used_at IS NULL",
+        params![user, selector],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+}
+
+/// Marks a code used. False if it was used meanwhile (by a concurrent
+/// login): only one consumer ever gets true.
+pub fn consume(conn: &Connection, id: i64, now: i64) -> rusqlite::Result<bool> {
+    Ok(conn.execute(
+        "UPDATE backup_codes SET used_at = ?2 WHERE id = ?1 AND used_at IS NULL",
+        params![id, now],
+    )? == 1)
+}
+
+/// Unused codes left; `None` if the user never had a set.
+pub fn remaining(conn: &Connection, user: &str) -> rusqlite::Result<Option<u32>> {
+    let (total, unused): (u32, u32) = conn.query_row(
+        "SELECT count(*), count(*) FILTER (WHERE used_at IS NULL) FROM backup_codes WHERE user = ?1",
+        [user],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok((total > 0).then_some(unused))
+}
+
+pub fn remove_all(conn: &Connection, user: &str) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM backup_codes WHERE user = ?1", [user])
+        .map(|_| ())
+}
+
+/// The warning shown at login when few codes are left.
+pub fn low_warning(left: u32) -> Option<String> {
+    match left {
+        0 => Some(
+            "You have no backup codes left. Run `twofactorctl backup-codes` for a new set.".into(),
+        ),
+        1 => Some(
+            "You have 1 backup code left. Run `twofactorctl backup-codes` for a new set.".into(),
+        ),
+        n if n <= WARN_AT => Some(format!(
+            "You have {n} backup codes left. Run `twofactorctl backup-codes` for a new set."
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::random::OsRandom;
+    use std::collections::HashSet;
+
+    #[test]
+    fn codes_use_the_alphabet_and_read_well() {
+        let set = generate_set(&OsRandom).unwrap();
+        assert_eq!(set.len(), SET_SIZE);
+        for c in &set {
+            let shown = c.display();
+            assert_eq!(shown.len(), 14);
+            assert_eq!(shown.matches('-').count(), 2);
+            assert!(shown
+                .bytes()
+                .filter(|b| *b != b'-')
+                .all(|b| ALPHABET.contains(&b)));
+            for bad in [b'0', b'o', b'1', b'l', b'i'] {
+                assert!(!shown.as_bytes().contains(&bad), "{shown}");
+            }
+        }
+        // At least 50 bits each.
+        let bits = (CODE_LEN as f64) * (ALPHABET.len() as f64).log2();
+        assert!(bits >= 50.0, "{bits}");
+        assert_eq!(format!("{:?}", set[0]), "Code(<redacted>)");
+    }
+
+    #[test]
+    fn unique_over_100k_sets() {
+        let mut seen = HashSet::new();
+        for _ in 0..100_000 {
+            let set = generate_set(&OsRandom).unwrap();
+            let selectors: HashSet<&str> = set.iter().map(|c| c.selector()).collect();
+            assert_eq!(selectors.len(), SET_SIZE, "selectors unique within a set");
+            for c in set {
+                assert!(seen.insert(c.0.to_string()), "duplicate code");
+            }
+        }
+        assert_eq!(seen.len(), 100_000 * SET_SIZE);
+    }
+
+    #[test]
+    fn letters_are_uniform_enough() {
+        let mut counts = [0u32; 31];
+        for _ in 0..2_000 {
+            for c in generate_set(&OsRandom).unwrap() {
+                for b in c.0.bytes() {
+                    counts[ALPHABET.iter().position(|a| *a == b).unwrap()] += 1;
+                }
+            }
+        }
+        let expected = 2_000.0 * 10.0 * 12.0 / 31.0;
+        for n in counts {
+            assert!(
+                (f64::from(n) - expected).abs() < expected * 0.1,
+                "{counts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn parse_ignores_case_and_separators_and_never_takes_six_digits() {
+        let c = parse("abcd-efgh-jkmn").unwrap();
+        assert_eq!(c.display(), "abcd-efgh-jkmn");
+        assert_eq!(parse("ABCDEFGHJKMN").unwrap().display(), "abcd-efgh-jkmn");
+        assert_eq!(
+            parse(" abcd efgh jkmn ").unwrap().display(),
+            "abcd-efgh-jkmn"
+        );
+        assert!(parse("123456").is_none());
+        assert!(parse("abcd-efgh-jkm").is_none());
+        assert!(parse("abcd-efgh-jkmno").is_none());
+        assert!(parse("abcd-efgh-jkm0").is_none());
+        assert!(parse("abcd-efgh-jkml").is_none());
+        assert!(parse("ａbcd-efgh-jkmn").is_none());
+    }
+
+    #[test]
+    fn hashes_are_argon2id_owasp_salted_and_verify() {
+        let h = Hasher::owasp();
+        let code = parse("abcd-efgh-jkmn").unwrap();
+        let a = h.hash(&code, &OsRandom).unwrap();
+        let b = h.hash(&code, &OsRandom).unwrap();
+        assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
+        assert_ne!(a, b, "each hash has its own salt");
+        assert!(!a.contains("abcd"));
+        assert!(h.verify(&code, &a));
+        assert!(!h.verify(&parse("abcd-efgh-jkmp").unwrap(), &a));
+        assert_eq!(h.verifications(), 2);
+    }
+
+    #[test]
+    fn consume_is_once() {
+        let c = Connection::open_in_memory().unwrap();
+        for m in crate::store::schema::MIGRATIONS {
+            c.execute_batch(m).unwrap();
+        }
+        c.execute("INSERT INTO accounts(user, created) VALUES ('u', 0)", [])
+            .unwrap();
+        replace_set(
+            &c,
+            "u",
+            &[("abcd".into(), "h1".into()), ("efgh".into(), "h2".into())],
+            0,
+        )
+        .unwrap();
+        assert_eq!(remaining(&c, "u").unwrap(), Some(2));
+        let (id, hash) = candidate(&c, "u", "abcd").unwrap().unwrap();
+        assert_eq!(hash, "h1");
+        assert!(consume(&c, id, 5).unwrap());
+        assert!(!consume(&c, id, 6).unwrap());
+        assert!(candidate(&c, "u", "abcd").unwrap().is_none());
+        assert_eq!(remaining(&c, "u").unwrap(), Some(1));
+        // A new set replaces the old one entirely.
+        replace_set(&c, "u", &[("jkmn".into(), "h3".into())], 9).unwrap();
+        assert!(candidate(&c, "u", "efgh").unwrap().is_none());
+        assert_eq!(remaining(&c, "u").unwrap(), Some(1));
+        assert_eq!(remaining(&c, "nobody").unwrap(), None);
+    }
+
+    #[test]
+    fn warnings() {
+        assert!(low_warning(3).is_none());
+        assert!(low_warning(2).unwrap().contains("2 backup codes left"));
+        assert!(low_warning(1).unwrap().contains("1 backup code left"));
+        assert!(low_warning(0).unwrap().contains("no backup codes left"));
+    }
+}
