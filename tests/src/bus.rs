@@ -258,7 +258,11 @@ impl PrivateBus {
         }
         let input = serde_json::json!({"address": self.address, "calls": calls}).to_string();
         let out = proc::run(&mut cmd, input.as_bytes(), Duration::from_secs(60));
-        assert!(out.success(), "python3-dbus client failed: {}", out.describe());
+        assert!(
+            out.success(),
+            "python3-dbus client failed: {}",
+            out.describe()
+        );
         serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
             .unwrap_or_else(|e| panic!("python3-dbus client output ({e}): {}", out.describe()))
     }

@@ -193,11 +193,13 @@ impl Daemon {
             if proc::wait_timeout(&mut c, Duration::from_secs(15)).is_none() {
                 let _ = c.kill();
                 let _ = c.wait();
+                remove_pam_wrapper_dirs(c.id());
                 panic!(
                     "twofactord did not exit within 15 s of signal {sig}; killed.\n{}",
                     self.log()
                 );
             }
+            remove_pam_wrapper_dirs(c.id());
         }
         if let Some(bus) = bus {
             assert!(
@@ -237,6 +239,30 @@ impl Drop for Daemon {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            remove_pam_wrapper_dirs(c.id());
+        }
+    }
+}
+
+/// libpam-wrapper keeps a copy of the service files in /tmp/pam.X with the
+/// pid of its process in a `pid` file and removes it at a normal exit only.
+/// Removes the ones of `pid` (a daemon of ours that has been reaped).
+fn remove_pam_wrapper_dirs(pid: u32) {
+    let Ok(entries) = std::fs::read_dir("/tmp") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let is_pwrap = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("pam.") && n.len() == 5);
+        if !is_pwrap {
+            continue;
+        }
+        let owner = std::fs::read_to_string(path.join("pid")).unwrap_or_default();
+        if owner.trim() == pid.to_string() {
+            let _ = std::fs::remove_dir_all(&path);
         }
     }
 }

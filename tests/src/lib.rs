@@ -26,11 +26,11 @@ use std::path::{Path, PathBuf};
 
 pub use bus::PrivateBus;
 pub use ctl::Ctl;
+pub use daemon::Env;
 pub use daemon::{Daemon, DaemonConfig};
 pub use pam::{PamRun, PamService};
 pub use scenario::Enrolled;
 pub use users::TestUser;
-pub use daemon::Env;
 
 /// Environment variable that turns "skipped, needs root" into a failure (CI).
 pub const REQUIRE_ROOT_ENV: &str = "TWOFACTOR_REQUIRE_ROOT";

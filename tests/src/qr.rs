@@ -79,8 +79,13 @@ pub fn decode(lines: &[String]) -> Option<String> {
                 && my - BORDER < height
                 && modules[my - BORDER][mx - BORDER];
             // The border is light (quiet zone) in either polarity.
-            let inside = mx >= BORDER && my >= BORDER && mx - BORDER < width && my - BORDER < height;
-            let dark = if inside { block == blocks_are_dark } else { false };
+            let inside =
+                mx >= BORDER && my >= BORDER && mx - BORDER < width && my - BORDER < height;
+            let dark = if inside {
+                block == blocks_are_dark
+            } else {
+                false
+            };
             if dark {
                 0
             } else {

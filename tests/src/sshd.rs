@@ -332,3 +332,50 @@ impl Drop for SudoSetup {
         let _ = std::fs::remove_file(format!("/run/sudo/ts/{}", self.user));
     }
 }
+
+/// `su USER -c 'echo SU-OK'` run by `user` (to their own account, so only
+/// their password is needed) with the PAM stack pam_unix + the module with
+/// `module_args`. su's PAM service name is fixed ("su"), so the test's
+/// stack is bind-mounted over /etc/pam.d/su inside a private mount namespace
+/// (`unshare -m`): the machine's own file is never changed and no other
+/// process sees the test's one. Unlike sudo, su runs PAM with the caller's
+/// environment as it is, which is what makes it the real test of a module
+/// that must ignore DBUS_SYSTEM_BUS_ADDRESS.
+pub fn su_as_user(
+    user: &TestUser,
+    module_args: &str,
+    env: &[(&str, &str)],
+    password: &str,
+    code: &str,
+) -> Finished {
+    let dir = crate::temp_dir("tft-su-");
+    let pam = dir.path().join("su");
+    crate::write_file(&pam, pam_stack(module_args), 0o644);
+    let mut inner = format!(
+        "exec setpriv --reuid={} --regid={} --clear-groups env -i PATH={} HOME={} USER={u} LOGNAME={u}",
+        user.uid,
+        user.gid,
+        crate::PATH,
+        user.home().display(),
+        u = user.name
+    );
+    for (k, v) in env {
+        assert!(
+            !k.contains(['\'', ' ']) && !v.contains(['\'', ' ']),
+            "no quotes or spaces in test environment values"
+        );
+        inner.push_str(&format!(" '{k}={v}'"));
+    }
+    inner.push_str(&format!(" su {} -c 'echo SU-OK'", user.name));
+    let script = format!("mount --bind \"$TFT_PAM\" /etc/pam.d/su && {inner}");
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env_clear()
+        .env("PATH", crate::PATH)
+        .env("TFT_PAM", &pam);
+    proc::run(
+        &mut cmd,
+        format!("{password}\n{code}\n").as_bytes(),
+        Duration::from_secs(60),
+    )
+}

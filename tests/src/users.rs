@@ -42,6 +42,8 @@ pub struct TestUser {
     home: tempfile::TempDir,
 }
 
+// `new()` creates a real user: an action, not a default value.
+#[allow(clippy::new_without_default)]
 impl TestUser {
     /// A new user `tft<pid>x<n>` with a random password and a home directory
     /// in a temporary directory.

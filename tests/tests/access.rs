@@ -27,7 +27,11 @@ fn non_root_cannot_begin_login_for_another_user() {
     let a = TestUser::new();
     let b = TestUser::new();
     let r = env.bus.py_calls(Some(a.ids()), json!([begin(&b.name)]));
-    assert_eq!(error_name(&r[0]), "org.twofactor.Error.PermissionDenied", "{r:?}");
+    assert_eq!(
+        error_name(&r[0]),
+        "org.twofactor.Error.PermissionDenied",
+        "{r:?}"
+    );
     // Through the module as uid A for user B: refused, nothing asked.
     let pam = env.pam("");
     let run = pam.login(&b.name).as_user(a.uid, a.gid).run();
@@ -35,9 +39,15 @@ fn non_root_cannot_begin_login_for_another_user() {
     // Control: root may, and the same user B passes at once.
     let r = env.bus.py_calls(None, json!([begin(&b.name)]));
     assert!(r[0]["ok"].is_array(), "{r:?}");
-    assert_eq!(r[0]["ok"][1][1], 2, "root's Begin for B should Accept: {r:?}");
+    assert_eq!(
+        r[0]["ok"][1][1], 2,
+        "root's Begin for B should Accept: {r:?}"
+    );
     let log = env.daemon.log();
-    assert!(log.contains(&format!("denied uid={}", a.uid)), "denial not audited:\n{log}");
+    assert!(
+        log.contains(&format!("denied uid={}", a.uid)),
+        "denial not audited:\n{log}"
+    );
 }
 
 /// A screen locker runs as the user and checks that user's own code.
@@ -62,7 +72,10 @@ fn non_root_may_log_in_itself() {
         .assert_result("PAM_SUCCESS")
         .assert_asked_code();
     // Directly on the bus too: Begin for oneself is allowed.
-    let r = s.env.bus.py_calls(Some(s.user.ids()), json!([begin(&s.user.name)]));
+    let r = s
+        .env
+        .bus
+        .py_calls(Some(s.user.ids()), json!([begin(&s.user.name)]));
     assert_eq!(r[0]["ok"][1][2], CODE_PROMPT, "{r:?}");
 }
 
@@ -115,15 +128,24 @@ fn session_is_bound_to_its_connection() {
         json!({"conn": conn, "interface": "org.twofactor.Login1", "method": "Answer",
                "signature": "say", "args": ["$0", {"bytes": code}]})
     };
-    let r = s.env.bus.py_calls(None, json!([begin(&s.user.name), answer(1)]));
+    let r = s
+        .env
+        .bus
+        .py_calls(None, json!([begin(&s.user.name), answer(1)]));
     assert_eq!(r[0]["ok"][1][2], CODE_PROMPT, "{r:?}");
     assert!(
         r[1]["error"].is_string(),
         "an answer from another connection was taken: {r:?}"
     );
     // The same connection may answer; the code is still unused.
-    let r = s.env.bus.py_calls(None, json!([begin(&s.user.name), answer(0)]));
-    assert_eq!(r[1]["ok"][0][1], 2, "the right code on the session's own connection: {r:?}");
+    let r = s
+        .env
+        .bus
+        .py_calls(None, json!([begin(&s.user.name), answer(0)]));
+    assert_eq!(
+        r[1]["ok"][0][1], 2,
+        "the right code on the session's own connection: {r:?}"
+    );
     // A session id that was never given out.
     let r = s.env.bus.py_calls(
         None,
@@ -151,7 +173,8 @@ fn bus_policy_blocks_other_interfaces() {
     );
     assert!(!out.success(), "{}", out.describe());
     assert!(
-        out.stderr().contains("org.freedesktop.DBus.Error.AccessDenied"),
+        out.stderr()
+            .contains("org.freedesktop.DBus.Error.AccessDenied"),
         "{}",
         out.describe()
     );
@@ -195,7 +218,8 @@ fn module_ignores_hostile_bus_environment() {
         }
         let run = login.run();
         assert_eq!(
-            run.result, "PAM_AUTHINFO_UNAVAIL",
+            run.result,
+            "PAM_AUTHINFO_UNAVAIL",
             "as {as_user:?}: the module followed the environment? {}",
             run.describe()
         );

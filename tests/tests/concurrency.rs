@@ -48,7 +48,8 @@ fn fifty_concurrent_logins_one_code_one_success() {
     );
     assert_eq!(refusals.len(), LOGINS - 1);
     for r in refusals {
-        r.assert_result("PAM_AUTH_ERR").assert_errors(&[INVALID_CODE]);
+        r.assert_result("PAM_AUTH_ERR")
+            .assert_errors(&[INVALID_CODE]);
     }
     // And the code stays used afterwards.
     s.login(&code)

@@ -9,8 +9,8 @@ use twofactor_tests::{need_root, totp, Enrolled, TestUser};
 /// Out-argument signature of `method` in the contract XML of `interface`.
 fn contract_out(interface: &str, method: &str) -> String {
     let path = twofactor_tests::repo_root().join(format!("proto/interfaces/{interface}.xml"));
-    let xml = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let xml =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let start = xml
         .find(&format!("<method name=\"{method}\">"))
         .unwrap_or_else(|| panic!("{method} not in {}", path.display()));
@@ -20,7 +20,10 @@ fn contract_out(interface: &str, method: &str) -> String {
     for arg in body.split("<arg ").skip(1) {
         let arg = &arg[..arg.find("/>").unwrap_or(arg.len())];
         if arg.contains("direction=\"out\"") {
-            let t = arg.split("type=\"").nth(1).and_then(|t| t.split('"').next());
+            let t = arg
+                .split("type=\"")
+                .nth(1)
+                .and_then(|t| t.split('"').next());
             sig.push_str(t.unwrap_or_default());
         }
     }
@@ -53,9 +56,19 @@ fn login1_replies_match_the_contract() {
     let r = s.env.bus.py_calls(
         None,
         json!([
-            call(l, "Begin", "ssss", json!([s.user.name, "tft-contract", "", ""])),
+            call(
+                l,
+                "Begin",
+                "ssss",
+                json!([s.user.name, "tft-contract", "", ""])
+            ),
             call(l, "Answer", "say", json!(["$0", {"bytes": wrong}])),
-            call(l, "Begin", "ssss", json!([s.user.name, "tft-contract", "", ""])),
+            call(
+                l,
+                "Begin",
+                "ssss",
+                json!([s.user.name, "tft-contract", "", ""])
+            ),
             call(l, "Cancel", "s", json!(["$2"])),
         ]),
     );
@@ -71,7 +84,10 @@ fn account1_replies_match_the_contract() {
     }
     let s = Enrolled::with_defaults();
     let a = "org.twofactor.Account1";
-    let r = s.env.bus.py_calls(Some(s.user.ids()), json!([call(a, "Status", "", json!([]))]));
+    let r = s.env.bus.py_calls(
+        Some(s.user.ids()),
+        json!([call(a, "Status", "", json!([]))]),
+    );
     assert_signature(&r[0], a, "Status");
 
     let u = TestUser::new();

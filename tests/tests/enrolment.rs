@@ -68,7 +68,12 @@ fn enable_app_shows_qr_secret_and_uri_then_logins_ask_for_the_code() {
             .find(|(key, _)| key == k)
             .map(|(_, v)| v.clone())
     };
-    assert_eq!(param("secret").as_deref(), Some(secret.as_str()), "{}", e.uri);
+    assert_eq!(
+        param("secret").as_deref(),
+        Some(secret.as_str()),
+        "{}",
+        e.uri
+    );
     assert_eq!(param("issuer").as_deref(), Some("TftIssuer"), "{}", e.uri);
     for (k, v) in [("algorithm", "SHA1"), ("digits", "6"), ("period", "30")] {
         if let Some(got) = param(k) {
@@ -131,8 +136,16 @@ fn default_issuer_is_the_host_name() {
     let user = TestUser::new();
     let e = env.ctl().enroll_app(&user);
     let params = qr::query_params(&e.uri);
-    let issuer = params.iter().find(|(k, _)| k == "issuer").map(|(_, v)| v.as_str());
-    assert_eq!(issuer, Some(twofactor_tests::hostname().as_str()), "{}", e.uri);
+    let issuer = params
+        .iter()
+        .find(|(k, _)| k == "issuer")
+        .map(|(_, v)| v.as_str());
+    assert_eq!(
+        issuer,
+        Some(twofactor_tests::hostname().as_str()),
+        "{}",
+        e.uri
+    );
 }
 
 #[test]
@@ -143,16 +156,29 @@ fn wrong_password_enrols_nothing() {
     let env = Env::with_defaults();
     let user = TestUser::new();
     let wrong = format!("{}x", user.password());
-    let out = env.ctl().run(&user, &["enable", "app"], format!("{wrong}\n000000\n").as_bytes());
+    let out = env.ctl().run(
+        &user,
+        &["enable", "app"],
+        format!("{wrong}\n000000\n").as_bytes(),
+    );
     assert_eq!(out.status.code(), Some(1), "{}", out.describe());
     let all = format!("{}{}", out.stdout(), out.stderr());
-    assert!(!all.contains("otpauth://") && !all.contains("Secret:"), "{all}");
-    assert!(all.to_lowercase().contains("password"), "the refusal should say why: {all}");
+    assert!(
+        !all.contains("otpauth://") && !all.contains("Secret:"),
+        "{all}"
+    );
+    assert!(
+        all.to_lowercase().contains("password"),
+        "the refusal should say why: {all}"
+    );
     no_method(&env, &user);
     let status = env.ctl().status_json(&user);
     assert_eq!(status["enrolment_pending"], false, "{status}");
     let log = env.daemon.log();
-    assert!(log.contains(&format!("user={}", user.name)) && log.contains("reauth-failure"), "{log}");
+    assert!(
+        log.contains(&format!("user={}", user.name)) && log.contains("reauth-failure"),
+        "{log}"
+    );
     assert_not_in_log(&log, &[("wrong password", wrong.as_str())]);
 }
 
@@ -200,10 +226,16 @@ fn disable_needs_the_password() {
     assert!(out.success(), "{}", out.describe());
     no_method(&env, &user);
     let log = env.daemon.log();
-    assert!(log.contains(&format!("disable user={} method=app", user.name)), "{log}");
+    assert!(
+        log.contains(&format!("disable user={} method=app", user.name)),
+        "{log}"
+    );
     assert_not_in_log(
         &log,
-        &[("password", user.password()), ("wrong password", wrong.as_str())],
+        &[
+            ("password", user.password()),
+            ("wrong password", wrong.as_str()),
+        ],
     );
 }
 

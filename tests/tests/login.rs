@@ -32,7 +32,12 @@ fn right_code_in_then_same_code_refused() {
     }
     let s = Enrolled::with_defaults();
     let code = s.code_now();
-    let first = s.pam.login(&s.user.name).rhost("192.0.2.7").answer(&code).run();
+    let first = s
+        .pam
+        .login(&s.user.name)
+        .rhost("192.0.2.7")
+        .answer(&code)
+        .run();
     first
         .assert_result("PAM_SUCCESS")
         .assert_asked_code()
@@ -149,7 +154,11 @@ fn malformed_answers_refused_and_not_counted() {
         );
         run.assert_asked_code();
     }
-    assert_eq!(s.failures(), 0, "malformed answers must not count as failures");
+    assert_eq!(
+        s.failures(),
+        0,
+        "malformed answers must not count as failures"
+    );
     // Nothing else changed either: the current code still works.
     s.login(s.code_now()).assert_result("PAM_SUCCESS");
 }
@@ -208,8 +217,14 @@ fn daemon_not_running_secure_refuses_safe_allows() {
     let mut s = Enrolled::with_defaults();
     s.env.stop_daemon();
     let bus = s.env.bus.plain_address();
-    let missing = format!("unix:path={}/no-such-bus", s.env.daemon.state_dir().display());
-    for (where_, address) in [("bus up, no daemon", bus.as_str()), ("no bus", missing.as_str())] {
+    let missing = format!(
+        "unix:path={}/no-such-bus",
+        s.env.daemon.state_dir().display()
+    );
+    for (where_, address) in [
+        ("bus up, no daemon", bus.as_str()),
+        ("no bus", missing.as_str()),
+    ] {
         for (args, result) in [
             ("", "PAM_AUTHINFO_UNAVAIL"),
             ("failmode=secure", "PAM_AUTHINFO_UNAVAIL"),
@@ -314,7 +329,12 @@ fn bad_module_arguments_refuse() {
         let pam = env.pam(args);
         let sink = SyslogSink::new();
         let run = pam.login(&user.name).run_with_syslog(&sink);
-        assert_eq!(run.result, "PAM_SERVICE_ERR", "args {args:?}: {}", run.describe());
+        assert_eq!(
+            run.result,
+            "PAM_SERVICE_ERR",
+            "args {args:?}: {}",
+            run.describe()
+        );
         run.assert_no_prompt();
         let log = sink.text();
         assert!(
@@ -366,7 +386,10 @@ fn lockout_after_max_failures() {
     s.login(s.code_now()).assert_result("PAM_SUCCESS");
     assert_eq!(s.failures(), 0, "a success clears the failures");
     assert!(
-        s.env.daemon.log().contains(&format!("lockout user={}", s.user.name)),
+        s.env
+            .daemon
+            .log()
+            .contains(&format!("lockout user={}", s.user.name)),
         "lockout not audited:\n{}",
         s.env.daemon.log()
     );

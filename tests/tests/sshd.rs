@@ -24,7 +24,11 @@ fn ssh_right_code_in_wrong_code_out_replay_out() {
     let code = s.code_now();
 
     let wrong = sshd.ssh(&s.user, s.user.password(), &totp::wrong_code(&code));
-    assert!(!logged_in(&wrong), "wrong code let ssh in: {}", wrong.describe());
+    assert!(
+        !logged_in(&wrong),
+        "wrong code let ssh in: {}",
+        wrong.describe()
+    );
     assert!(
         sshd.asked_prompts().contains("Verification code:"),
         "ssh was never asked for the code; prompts: {:?}\nsshd log:\n{}",
@@ -42,7 +46,11 @@ fn ssh_right_code_in_wrong_code_out_replay_out() {
     );
 
     let replay = sshd.ssh(&s.user, s.user.password(), &code);
-    assert!(!logged_in(&replay), "replayed code let ssh in: {}", replay.describe());
+    assert!(
+        !logged_in(&replay),
+        "replayed code let ssh in: {}",
+        replay.describe()
+    );
 
     let log = s.env.daemon.log();
     assert!(
@@ -93,7 +101,12 @@ fn ssh_user_without_method_needs_only_the_password() {
     let user = TestUser::new();
     let sshd = Sshd::start(&format!("bus={}", env.bus.plain_address()));
     let out = sshd.ssh(&user, user.password(), "000000");
-    assert!(logged_in(&out), "{}\nsshd log:\n{}", out.describe(), sshd.log());
+    assert!(
+        logged_in(&out),
+        "{}\nsshd log:\n{}",
+        out.describe(),
+        sshd.log()
+    );
     assert!(
         !sshd.asked_prompts().contains("Verification"),
         "asked for a code: {:?}",
