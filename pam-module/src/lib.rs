@@ -13,6 +13,20 @@
 //! `PAM_IGNORE`. Every hook runs inside `catch_unwind`: a panic becomes
 //! `PAM_SERVICE_ERR` and never unwinds into libpam.
 
+// The module runs inside sshd, su, sudo: no path of its own may panic.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
+
 pub mod args;
 pub mod conv;
 pub mod daemon;
