@@ -82,6 +82,14 @@ impl Daemon {
     /// Starts twofactord on `bus` with `config`; returns when it owns its
     /// bus name.
     pub fn start(bus: &PrivateBus, config: &DaemonConfig) -> Daemon {
+        let mut d = Daemon::prepare(config);
+        d.launch(bus);
+        d
+    }
+
+    /// Writes the config, the state directory (0700) and the PAM service
+    /// directory, without starting the daemon (see [`Daemon::try_launch`]).
+    pub fn prepare(config: &DaemonConfig) -> Daemon {
         let dir = crate::temp_dir("tft-daemon-");
         let state = dir.path().join("state");
         std::fs::create_dir(&state).expect("create state dir");
@@ -98,14 +106,31 @@ impl Daemon {
             config.to_toml(&state),
             0o644,
         );
-        let mut d = Daemon {
+        Daemon {
             dir,
-            bus_address: bus.address().to_string(),
+            bus_address: String::new(),
             child: None,
             start_timeout: Duration::from_secs(30),
-        };
-        d.launch(bus);
-        d
+        }
+    }
+
+    /// Replaces the config file with `text`.
+    pub fn write_config(&self, text: &str) {
+        crate::write_file(&self.config_path(), text, 0o644);
+    }
+
+    /// `twofactord --check-config --config <this daemon's config>`.
+    pub fn check_config(&self) -> proc::Finished {
+        proc::run(
+            Command::new(crate::twofactord_bin())
+                .arg("--check-config")
+                .arg("--config")
+                .arg(self.config_path())
+                .env_clear()
+                .env("PATH", crate::PATH),
+            b"",
+            Duration::from_secs(30),
+        )
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -137,7 +162,16 @@ impl Daemon {
     }
 
     fn launch(&mut self, bus: &PrivateBus) {
+        if let Err(e) = self.try_launch(bus) {
+            panic!("{e}");
+        }
+    }
+
+    /// Starts the daemon on `bus` and waits until it owns its name; `Err`
+    /// (with its stderr) if it exits first or takes too long.
+    pub fn try_launch(&mut self, bus: &PrivateBus) -> Result<(), String> {
         assert!(self.child.is_none(), "daemon already running");
+        self.bus_address = bus.address().to_string();
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -163,25 +197,27 @@ impl Daemon {
         self.child = Some(child);
         let deadline = std::time::Instant::now() + self.start_timeout;
         loop {
-            if bus.has_owner(BUS_NAME) {
-                return;
-            }
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
+                    let pid = c.id();
                     self.child = None;
-                    panic!(
+                    remove_pam_wrapper_dirs(pid);
+                    return Err(format!(
                         "twofactord exited before taking its bus name ({status}).\n--- its stderr ---\n{}",
                         self.log()
-                    );
+                    ));
                 }
+            }
+            if bus.has_owner(BUS_NAME) {
+                return Ok(());
             }
             if std::time::Instant::now() >= deadline {
                 self.kill();
-                panic!(
+                return Err(format!(
                     "twofactord did not own {BUS_NAME} within {:?}.\n--- its stderr ---\n{}",
                     self.start_timeout,
                     self.log()
-                );
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 pub use bus::PrivateBus;
 pub use ctl::Ctl;
 pub use daemon::Env;
-pub use daemon::{Daemon, DaemonConfig};
+pub use daemon::{Daemon, DaemonConfig, BUS_NAME};
 pub use pam::{PamRun, PamService};
 pub use scenario::Enrolled;
 pub use users::TestUser;
