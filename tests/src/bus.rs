@@ -53,6 +53,10 @@ fn bus_config(socket: &Path, policy: &Path) -> String {
     <deny send_destination="org.freedesktop.DBus"
           send_interface="org.freedesktop.DBus.Debug.Stats"/>
   </policy>
+  <policy user="root">
+    <allow send_destination="org.freedesktop.DBus"
+           send_interface="org.freedesktop.DBus.Monitoring"/>
+  </policy>
   <include>{policy}</include>
 </busconfig>
 "#,
@@ -265,5 +269,75 @@ impl PrivateBus {
         );
         serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
             .unwrap_or_else(|e| panic!("python3-dbus client output ({e}): {}", out.describe()))
+    }
+}
+
+/// `dbus-monitor` on a private bus (as root, through the Monitoring
+/// interface, as on Debian's system bus): everything sent on the bus, in
+/// dbus-monitor's text form.
+pub struct BusMonitor {
+    child: Child,
+    out: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl BusMonitor {
+    pub fn start(bus: &PrivateBus) -> BusMonitor {
+        let dir = crate::temp_dir("tft-monitor-");
+        let out = dir.path().join("monitor.txt");
+        let file = std::fs::File::create(&out).expect("monitor output");
+        let child = Command::new("dbus-monitor")
+            .arg("--address")
+            .arg(bus.address())
+            .arg("--monitor")
+            .env_clear()
+            .env("PATH", crate::PATH)
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dbus-monitor");
+        let m = BusMonitor {
+            child,
+            out,
+            _dir: dir,
+        };
+        // It is listening once it has printed its own NameAcquired/monitor
+        // notice.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while m.text().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        m
+    }
+
+    pub fn text(&self) -> String {
+        std::fs::read(&self.out)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The messages seen, each as its header line plus its argument lines.
+    pub fn messages(&self) -> Vec<String> {
+        let mut msgs: Vec<String> = Vec::new();
+        for line in self.text().lines() {
+            let starts = ["signal ", "method call ", "method return ", "error "]
+                .iter()
+                .any(|p| line.starts_with(p));
+            if starts || msgs.is_empty() {
+                msgs.push(line.to_string());
+            } else if let Some(last) = msgs.last_mut() {
+                last.push('\n');
+                last.push_str(line);
+            }
+        }
+        msgs
+    }
+}
+
+impl Drop for BusMonitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

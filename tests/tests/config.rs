@@ -27,7 +27,11 @@ fn bad_config_names_file_line_and_key() {
         ("[limits]\nmax_failures = 0\n", 2, "max_failures"),
         ("[limits]\nmax_failures = 101\n", 2, "max_failures"),
         ("\n\n[totp]\nskew_steps = 3\n", 4, "skew_steps"),
-        ("[login]\nsession_timeout_seconds = \"long\"\n", 2, "session_timeout_seconds"),
+        (
+            "[login]\nsession_timeout_seconds = \"long\"\n",
+            2,
+            "session_timeout_seconds",
+        ),
         ("colour = \"blue\"\n", 1, "colour"),
     ];
     let bus = PrivateBus::start();
@@ -69,7 +73,8 @@ fn state_is_private_and_in_wal_mode() {
     let mut d = Daemon::prepare(&DaemonConfig::default());
     let state = d.state_dir();
     std::fs::remove_dir(&state).expect("remove state dir");
-    d.try_launch(&bus).expect("daemon starts with a missing state dir");
+    d.try_launch(&bus)
+        .expect("daemon starts with a missing state dir");
     let meta = std::fs::metadata(&state).expect("state dir created");
     assert_eq!(meta.permissions().mode() & 0o7777, 0o700);
     assert_eq!(meta.uid(), 0);
@@ -103,7 +108,9 @@ fn open_state_dir_is_refused() {
     let mut d = Daemon::prepare(&DaemonConfig::default());
     twofactor_tests::set_mode(&d.state_dir(), 0o755);
     d.start_timeout = std::time::Duration::from_secs(10);
-    let err = d.try_launch(&bus).expect_err("started with a 0755 state dir");
+    let err = d
+        .try_launch(&bus)
+        .expect_err("started with a 0755 state dir");
     assert!(
         err.contains(&d.state_dir().display().to_string()) && err.contains("0700"),
         "{err}"
