@@ -434,3 +434,38 @@ fn failures_count_across_services() {
         run.describe()
     );
 }
+
+/// A login left unanswered for longer than session_timeout_seconds is
+/// forgotten: a late answer, even the right code, is refused, and the code is
+/// not used up by it.
+#[test]
+fn unanswered_login_times_out() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::new(&DaemonConfig {
+        session_timeout_seconds: 10,
+        ..DaemonConfig::default()
+    });
+    let mut live = s.pam.login(&s.user.name).spawn();
+    assert_eq!(live.expect_prompt(), twofactor_tests::CODE_PROMPT);
+    std::thread::sleep(Duration::from_secs(11));
+    live.answer(s.code_now());
+    let run = live.finish();
+    assert_ne!(run.result, "PAM_SUCCESS", "{}", run.describe());
+    run.assert_result("PAM_AUTH_ERR");
+    s.login(s.code_now()).assert_result("PAM_SUCCESS");
+}
+
+/// The conversation fails (the application cannot ask): PAM_CONV_ERR, never
+/// a success.
+#[test]
+fn failed_conversation_is_not_success() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::with_defaults();
+    let run = s.pam.login(&s.user.name).run();
+    run.assert_result("PAM_CONV_ERR").assert_asked_code();
+    assert_eq!(s.failures(), 0);
+}
