@@ -111,6 +111,7 @@ impl Accounts {
                 let outcome = totp::confirm_pending(conn, &i, &u, &code, now, skew)?;
                 if outcome == Confirm::Activated {
                     backup_codes::replace_set(conn, &u, &hashed, now)?;
+                    crate::recovery::remove(conn, &u)?;
                 }
                 Ok(outcome)
             })
@@ -167,30 +168,10 @@ impl Accounts {
         Ok(codes.iter().map(Code::display).collect())
     }
 
-    /// Generates and hashes a set, off the async threads, a few at a time.
     async fn new_set(&self, context: &str) -> Result<(Vec<Code>, Vec<(String, String)>), Error> {
-        let _slot = self
-            .core
-            .hash_slots
-            .acquire()
+        backup_codes::new_hashed_set(&self.core)
             .await
-            .map_err(|e| self.internal(context, &e.to_string()))?;
-        let core = self.core.clone();
-        let made = tokio::task::spawn_blocking(move || {
-            let codes = backup_codes::generate_set(core.rng.as_ref()).map_err(|e| e.to_string())?;
-            let mut hashed = Vec::with_capacity(codes.len());
-            for code in &codes {
-                let hash = core
-                    .hasher
-                    .hash(code, core.rng.as_ref())
-                    .map_err(|e| e.to_string())?;
-                hashed.push((code.selector().to_string(), hash));
-            }
-            Ok::<_, String>((codes, hashed))
-        })
-        .await
-        .map_err(|e| self.internal(context, &e.to_string()))?;
-        made.map_err(|e| self.internal(context, &e))
+            .map_err(|e| self.internal(context, &e))
     }
 
     fn confirm_failed(&self, user: &str, outcome: Confirm) -> Error {

@@ -40,6 +40,14 @@ pub enum Event<'a> {
         user: &'a str,
         seconds: i64,
     },
+    RecoveryCodeUsed {
+        origin: &'a Origin,
+    },
+    EnrolAtLogin {
+        origin: &'a Origin,
+        method: &'a str,
+        why: &'a str,
+    },
     BackupCodeUsed {
         user: &'a str,
         left: u32,
@@ -120,6 +128,22 @@ impl Event<'_> {
                     .kv("user", user)
                     .kv("seconds", &seconds.to_string());
                 Level::Warning
+            }
+            Event::RecoveryCodeUsed { origin } => {
+                line.event("recovery-code-used").origin(origin);
+                Level::Notice
+            }
+            Event::EnrolAtLogin {
+                origin,
+                method,
+                why,
+            } => {
+                line.event("enrol")
+                    .origin(origin)
+                    .kv("method", method)
+                    .kv("via", "login")
+                    .kv("why", why);
+                Level::Notice
             }
             Event::BackupCodeUsed { user, left } => {
                 line.event("backup-code-used")

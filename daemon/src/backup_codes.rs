@@ -23,6 +23,9 @@ pub const SET_SIZE: usize = 10;
 pub const ALPHABET: &[u8; 31] = b"23456789abcdefghjkmnpqrstuvwxyz";
 pub const GROUP_LEN: usize = 4;
 pub const CODE_LEN: usize = 12;
+/// Scratch codes imported from google-authenticator: 8 digits (never 6,
+/// so never taken for an app code).
+pub const SCRATCH_LEN: usize = 8;
 /// Login warns when this many or fewer codes are left.
 pub const WARN_AT: u32 = 2;
 
@@ -31,6 +34,10 @@ pub const WARN_AT: u32 = 2;
 pub struct Code(Zeroizing<String>);
 
 impl Code {
+    pub(crate) fn from_canonical(canon: Zeroizing<String>) -> Code {
+        Code(canon)
+    }
+
     /// `abcd-efgh-jkmn`.
     pub fn display(&self) -> String {
         self.0
@@ -65,8 +72,9 @@ pub fn parse(answer: &str) -> Option<Code> {
             .map(|c| c.to_ascii_lowercase())
             .collect(),
     );
-    let ok = canon.len() == CODE_LEN && canon.bytes().all(|b| ALPHABET.contains(&b));
-    ok.then(|| Code(canon))
+    let ours = canon.len() == CODE_LEN && canon.bytes().all(|b| ALPHABET.contains(&b));
+    let imported = canon.len() == SCRATCH_LEN && canon.bytes().all(|b| b.is_ascii_digit());
+    (ours || imported).then(|| Code(canon))
 }
 
 /// A new set of codes with distinct selectors.
@@ -82,13 +90,18 @@ pub fn generate_set(rng: &dyn Random) -> Result<Vec<Code>, RandomError> {
 }
 
 fn generate_one(rng: &dyn Random) -> Result<Code, RandomError> {
-    let mut out = Zeroizing::new(String::with_capacity(CODE_LEN));
+    random_code(rng, CODE_LEN)
+}
+
+/// `len` letters of the alphabet, uniformly.
+pub(crate) fn random_code(rng: &dyn Random, len: usize) -> Result<Code, RandomError> {
+    let mut out = Zeroizing::new(String::with_capacity(len));
     let mut buf = Zeroizing::new([0u8; 32]);
-    while out.len() < CODE_LEN {
+    while out.len() < len {
         rng.fill(&mut buf[..])?;
         // Rejection sampling: 248 = 8 * 31, so every letter is equally likely.
         for b in buf.iter().filter(|b| **b < 248) {
-            if out.len() == CODE_LEN {
+            if out.len() == len {
                 break;
             }
             out.push(char::from(ALPHABET[usize::from(*b % 31)]));
@@ -153,6 +166,29 @@ impl Hasher {
 #[derive(Debug, thiserror::Error)]
 #[error("hashing failed: {0}")]
 pub struct HashError(String);
+
+/// A new set with its (selector, hash) rows, hashed on a blocking thread,
+/// a few sets at a time.
+pub async fn new_hashed_set(
+    core: &std::sync::Arc<crate::core::Core>,
+) -> Result<(Vec<Code>, Vec<(String, String)>), String> {
+    let _slot = core.hash_slots.acquire().await.map_err(|e| e.to_string())?;
+    let core = core.clone();
+    tokio::task::spawn_blocking(move || {
+        let codes = generate_set(core.rng.as_ref()).map_err(|e| e.to_string())?;
+        let mut hashed = Vec::with_capacity(codes.len());
+        for code in &codes {
+            let hash = core
+                .hasher
+                .hash(code, core.rng.as_ref())
+                .map_err(|e| e.to_string())?;
+            hashed.push((code.selector().to_string(), hash));
+        }
+        Ok((codes, hashed))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
 
 /// Replaces the user's whole set (the old codes stop working at once).
 pub fn replace_set(
@@ -301,6 +337,9 @@ mod tests {
         assert!(parse("abcd-efgh-jkm0").is_none());
         assert!(parse("abcd-efgh-jkml").is_none());
         assert!(parse("ａbcd-efgh-jkmn").is_none());
+        // Imported google-authenticator scratch codes: 8 digits.
+        assert_eq!(parse("12345678").unwrap().selector(), "1234");
+        assert!(parse("1234567").is_none());
     }
 
     #[test]

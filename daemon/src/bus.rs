@@ -1,6 +1,10 @@
 //! The D-Bus face of the daemon: `org.twofactor.Login1` and
 //! `org.twofactor.Account1` at `/org/twofactor/Daemon1`.
 //!
+//! A method that returns one struct returns it as a 1-tuple: zbus sends a
+//! bare struct as its fields (several out arguments), which is not what
+//! the interface XML says.
+//!
 //! Every call starts by asking the bus daemon for the caller's uid
 //! (`GetConnectionUnixUser` of the message's sender). Nothing the caller
 //! sends is trusted for identity; if the uid cannot be had, the call fails.
@@ -70,13 +74,10 @@ impl LoginInterface {
         #[zbus(connection)] conn: &Connection,
         session: String,
         answer: Vec<u8>,
-    ) -> Result<WireStep, Error> {
+    ) -> Result<(WireStep,), Error> {
         let caller = caller(conn, &header).await?;
-        Ok(self
-            .logins
-            .answer(&caller, &session, answer)
-            .await?
-            .to_wire())
+        let step = self.logins.answer(&caller, &session, answer).await?;
+        Ok((step.to_wire(),))
     }
 
     /// Forgets a login in progress.
@@ -102,9 +103,9 @@ impl AccountInterface {
         &self,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
-    ) -> Result<AccountStatus, Error> {
+    ) -> Result<(AccountStatus,), Error> {
         let caller = caller(conn, &header).await?;
-        self.accounts.status(&caller).await
+        Ok((self.accounts.status(&caller).await?,))
     }
 
     /// Starts enrolment of an authenticator app (needs the password).
@@ -113,9 +114,9 @@ impl AccountInterface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
         password: Vec<u8>,
-    ) -> Result<AppEnrolment, Error> {
+    ) -> Result<(AppEnrolment,), Error> {
         let caller = caller(conn, &header).await?;
-        self.accounts.enroll_app(&caller, password).await
+        Ok((self.accounts.enroll_app(&caller, password).await?,))
     }
 
     /// Activates the app with a code from it; returns new backup codes.

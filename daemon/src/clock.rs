@@ -43,3 +43,36 @@ impl Clock for ManualClock {
         self.0.load(Ordering::SeqCst)
     }
 }
+
+/// The local calendar date (`YYYY-MM-DD`) of a Unix time, in the daemon's
+/// time zone (TZ, else /etc/localtime).
+pub fn local_date(t: i64) -> String {
+    let time: libc::time_t = t;
+    // SAFETY: tm is plain old data, fully written by localtime_r on
+    // success; localtime_r is the thread-safe variant and reads only `time`.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the duration of the call.
+    let ok = unsafe { !libc::localtime_r(&time, &mut tm).is_null() };
+    if !ok {
+        return "1970-01-01".into();
+    }
+    format!(
+        "{:04}-{:02}-{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn local_date_in_utc() {
+        // The test process may have any TZ; 12:00 UTC is the same date in
+        // every zone within ±11 h.
+        assert_eq!(
+            super::local_date(1_700_000_000 - 1_700_000_000 % 86_400 + 43_200),
+            "2023-11-14"
+        );
+    }
+}

@@ -17,9 +17,25 @@ pub struct Config {
     pub issuer: String,
     /// PAM service used to check an account password again.
     pub reauth_service: String,
+    /// Members of this group may use the admin commands (after their own
+    /// password, for every change). Empty: only root.
+    pub admin_group: String,
     pub totp: TotpConfig,
     pub limits: LimitsConfig,
     pub login: LoginConfig,
+    pub policy: PolicyConfig,
+}
+
+/// The initial mandatory policy: used only while the database holds no
+/// policy yet. Once an administrator sets the policy with `twofactorctl
+/// admin policy`, the database wins and these keys are ignored.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    pub mandatory: bool,
+    pub groups: Vec<String>,
+    /// `YYYY-MM-DD`, or empty.
+    pub from: String,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -53,9 +69,11 @@ impl Default for Config {
             state_dir: PathBuf::from("/var/lib/twofactor"),
             issuer: String::new(),
             reauth_service: "twofactor-reauth".into(),
+            admin_group: String::new(),
             totp: TotpConfig::default(),
             limits: LimitsConfig::default(),
             login: LoginConfig::default(),
+            policy: PolicyConfig::default(),
         }
     }
 }
@@ -170,6 +188,30 @@ impl Config {
                 "must be a PAM service name (letters, digits, - _ .)".into(),
             ));
         }
+        if !self.admin_group.is_empty() && !valid_group_name(&self.admin_group) {
+            return Err(invalid(
+                "",
+                "admin_group",
+                "is not a valid group name".into(),
+            ));
+        }
+        if let Some(bad) = self.policy.groups.iter().find(|g| !valid_group_name(g)) {
+            return Err(invalid(
+                "policy",
+                "groups",
+                format!(
+                    "{:?} is not a valid group name",
+                    bad.chars().take(64).collect::<String>()
+                ),
+            ));
+        }
+        if !self.policy.from.is_empty() && !valid_date(&self.policy.from) {
+            return Err(invalid(
+                "policy",
+                "from",
+                "must be a date written YYYY-MM-DD".into(),
+            ));
+        }
         if self.totp.skew_steps > 2 {
             return Err(invalid(
                 "totp",
@@ -225,6 +267,31 @@ impl Config {
         }
         hostname().replace(':', "-")
     }
+}
+
+/// A group name as useradd/groupadd accept it.
+pub fn valid_group_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-$".contains(&b))
+}
+
+/// `YYYY-MM-DD` with a plausible month and day.
+pub fn valid_date(text: &str) -> bool {
+    let b = text.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return false;
+    }
+    let num = |r: std::ops::Range<usize>| text.get(r).and_then(|t| t.parse::<u32>().ok());
+    let digits = b
+        .iter()
+        .enumerate()
+        .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    matches!((digits, num(0..4), num(5..7), num(8..10)),
+        (true, Some(y), Some(m), Some(d)) if (1970..=9999).contains(&y) && (1..=12).contains(&m) && (1..=31).contains(&d))
 }
 
 /// The machine's host name ("localhost" if it has none).
@@ -321,6 +388,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("totp.skew_steps"), "{e}");
+    }
+
+    #[test]
+    fn policy_and_admin_group() {
+        let c = Config::parse(
+            "admin_group = \"sudo\"\n[policy]\nmandatory = true\ngroups = [\"staff\", \"ops\"]\nfrom = \"2026-12-01\"\n",
+            "c",
+        )
+        .unwrap();
+        assert!(c.policy.mandatory);
+        assert_eq!(c.policy.groups, vec!["staff", "ops"]);
+        let e = Config::parse("[policy]\nfrom = \"2026-13-01\"\n", "c")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c:2: key `policy.from`"), "{e}");
+        let e = Config::parse("[policy]\ngroups = [\"a b\"]\n", "c")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("policy.groups"), "{e}");
+        assert!(valid_date("2026-01-31"));
+        assert!(!valid_date("2026-1-31"));
+        assert!(!valid_date("2026-01-3x"));
     }
 
     #[test]

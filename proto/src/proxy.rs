@@ -1,6 +1,6 @@
 //! zbus proxies for the three interfaces (async and blocking).
 
-use crate::types::{AccountStatus, AppEnrolment};
+use crate::types::{AccountStatus, AppEnrolment, ImportReport, Policy, Recovery, UserReport};
 use crate::WireStep;
 
 #[zbus::proxy(
@@ -42,4 +42,42 @@ pub trait Account1 {
     fn new_backup_codes(&self, password: &[u8]) -> zbus::Result<Vec<String>>;
     /// Removes a method (`app`, or `all`); needs the account password.
     fn disable(&self, method: &str, password: &[u8]) -> zbus::Result<()>;
+}
+
+/// Administrators: uid 0, or members of `admin_group` (who give their own
+/// password for every change; root passes an empty password).
+#[zbus::proxy(
+    interface = "org.twofactor.Admin1",
+    default_service = "org.twofactor.Daemon1",
+    default_path = "/org/twofactor/Daemon1"
+)]
+pub trait Admin1 {
+    /// The mandatory policy.
+    fn get_policy(&self) -> zbus::Result<Policy>;
+    /// Sets the mandatory policy (`from`: `YYYY-MM-DD` or empty).
+    fn set_policy(
+        &self,
+        mandatory: bool,
+        groups: Vec<String>,
+        from: &str,
+        password: &[u8],
+    ) -> zbus::Result<()>;
+    /// The system's human users and every user the daemon knows.
+    fn list_users(&self) -> zbus::Result<Vec<UserReport>>;
+    /// One user.
+    fn get_user(&self, user: &str) -> zbus::Result<UserReport>;
+    /// Removes the user's methods, backup codes and trusted state; returns a
+    /// single-use recovery code valid for 24 hours.
+    fn reset(&self, user: &str, password: &[u8]) -> zbus::Result<Recovery>;
+    /// Clears a lockout.
+    fn unlock(&self, user: &str, password: &[u8]) -> zbus::Result<()>;
+    /// Imports `~user/.google_authenticator` (or `path`).
+    fn import_google_authenticator(
+        &self,
+        user: &str,
+        path: &str,
+        password: &[u8],
+    ) -> zbus::Result<ImportReport>;
+    /// Imports the file of every user who has one.
+    fn import_google_authenticator_all(&self, password: &[u8]) -> zbus::Result<Vec<ImportReport>>;
 }

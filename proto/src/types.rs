@@ -12,6 +12,8 @@ pub mod method {
     /// A single-use backup code (recorded as the last method used; never
     /// asked for first).
     pub const BACKUP_CODE: &str = "backup-code";
+    /// A single-use recovery code from an administrator's reset.
+    pub const RECOVERY_CODE: &str = "recovery-code";
 }
 
 /// What a user (or an admin) sees about one account.
@@ -59,6 +61,82 @@ impl std::fmt::Debug for AppEnrolment {
             .field("enrolment", &self.enrolment)
             .field("secret_base32", &"<redacted>")
             .field("uri", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The mandatory-2FA policy. D-Bus signature `(bassx)`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "zbus", derive(Serialize, Deserialize, Type))]
+pub struct Policy {
+    /// 2FA is mandatory (for `groups`, or everyone if empty).
+    pub mandatory: bool,
+    /// Only members of these groups (empty: everyone).
+    pub groups: Vec<String>,
+    /// `YYYY-MM-DD` from which it is enforced (local time of the daemon);
+    /// before it, users without 2FA get a reminder. Empty: now.
+    pub from: String,
+    /// Who set it last (`config` for the initial value from the file).
+    pub updated_by: String,
+    /// When (Unix time; 0 = never set).
+    pub updated_at: i64,
+}
+
+/// One account as an administrator sees it.
+/// D-Bus signature `(suasussxxubbb)`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "zbus", derive(Serialize, Deserialize, Type))]
+pub struct UserReport {
+    pub user: String,
+    /// uid on this system (0 if the system no longer knows the user).
+    pub uid: u32,
+    /// Active methods, e.g. `["app"]`.
+    pub methods: Vec<String>,
+    pub backup_codes_left: u32,
+    pub preferred: String,
+    pub last_method: String,
+    /// Unix time of the last successful 2FA login (0: never).
+    pub last_login: i64,
+    /// Unix time until which logins wait (0: not locked).
+    pub locked_until: i64,
+    pub failures: u32,
+    /// The mandatory policy applies to this user now.
+    pub policy_applies: bool,
+    /// An unused, unexpired recovery code exists (after a reset).
+    pub recovery_pending: bool,
+    /// The system's user database knows this user.
+    pub known_to_system: bool,
+}
+
+/// What an import of a google-authenticator file did.
+/// D-Bus signature `(sbus)`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "zbus", derive(Serialize, Deserialize, Type))]
+pub struct ImportReport {
+    pub user: String,
+    /// The TOTP secret was imported.
+    pub imported: bool,
+    /// Scratch codes imported as backup codes.
+    pub scratch_codes: u32,
+    /// What was done or why not (no secret in it).
+    pub message: String,
+}
+
+/// A recovery code made by a reset: shown once to the administrator.
+/// D-Bus signature `(sx)`.
+#[derive(Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "zbus", derive(Serialize, Deserialize, Type))]
+pub struct Recovery {
+    pub code: String,
+    /// Unix time after which the code no longer works.
+    pub expires: i64,
+}
+
+impl std::fmt::Debug for Recovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recovery")
+            .field("code", &"<redacted>")
+            .field("expires", &self.expires)
             .finish()
     }
 }

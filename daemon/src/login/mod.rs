@@ -3,23 +3,32 @@
 //! made here; the module only renders steps.
 //!
 //! ```text
-//!   Begin ──▶ unknown user ─────────▶ AskCode{enrolled:false} ─▶ Deny (same words as a wrong code)
-//!        ├──▶ user with no method ──▶ Accept (2FA is optional)
-//!        └──▶ user with the app ────▶ AskCode{enrolled:true} ──▶ Accept | Deny
+//!   Begin ─▶ unknown user ─────────────▶ AskCode{enrolled:false} ─▶ Deny (same words as a wrong code)
+//!       ├─▶ no method, policy off ────▶ Accept (2FA is optional)
+//!       ├─▶ no method, policy announced ▶ Accept + reminder
+//!       ├─▶ no method, policy applies ─▶ EnrolCode ─▶ EnrolConfirm ─▶ Accept
+//!       └─▶ app, or a recovery code ──▶ AskCode{enrolled:true} ─▶ Accept | Deny
+//!                                          └─ recovery code ─▶ EnrolCode ─▶ …
 //! ```
 //!
-//! At the code prompt, a 6-digit answer is an app code and a 12-letter
-//! answer a backup code; anything else is refused without counting.
+//! At the code prompt, a 6-digit answer is an app code, a 12-letter (or an
+//! imported 8-digit) answer a backup code, a 16-letter answer a recovery
+//! code; anything else is refused without counting.
 //!
-//! Later methods (backup codes, email, enrolment at the prompt) are further
-//! phases of [`Phase`]; the module does not change.
+//! Later methods (email, trusted devices) are further phases of [`Phase`];
+//! the module does not change.
+
+mod enrol;
 
 use crate::accounts;
 use crate::audit::{Event, Origin};
 use crate::backup_codes::{self, Code};
+use crate::clock::local_date;
 use crate::core::{Caller, Core};
+use crate::policy::{self, Applies};
 use crate::random;
 use crate::ratelimit::{self, Gate};
+use crate::recovery;
 use crate::totp::{self, Check, Malformed};
 use crate::users::plausible_name;
 use rusqlite::Connection;
@@ -43,11 +52,28 @@ const MAX_SESSIONS: usize = 4096;
 const MAX_SESSIONS_PER_CONNECTION: usize = 64;
 
 /// Where a login is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// The prompt for a code was shown. `enrolled` is false for a user the
     /// system does not know: the same question, and always a refusal.
     AskCode { enrolled: bool },
+    /// Enrolment at the prompt: the secret was shown, a code is asked.
+    EnrolCode(enrol::Pending),
+    /// The code was right; backup codes were shown, confirmation asked.
+    EnrolConfirm(enrol::Confirming),
+}
+
+/// What an answer leads to: a final step, or a next phase of the same
+/// session with the step that asks its question.
+enum Next {
+    Done(Step),
+    Continue(Phase, Step),
+}
+
+/// What the daemon knows of a user when a login begins.
+struct Facts {
+    enrolled: bool,
+    recovery_pending: bool,
+    policy: twofactor_proto::types::Policy,
 }
 
 struct Session {
@@ -61,6 +87,7 @@ struct Session {
 enum Attempt {
     App(Zeroizing<String>),
     Backup(Code),
+    Recovery(Code),
 }
 
 /// Reads an answer at the code prompt.
@@ -73,6 +100,7 @@ fn classify(answer: &[u8]) -> Result<Attempt, Malformed> {
         Ok(code) => Ok(Attempt::App(code)),
         Err(Malformed::NotSixDigits) => backup_codes::parse(text)
             .map(Attempt::Backup)
+            .or_else(|| recovery::parse(text).map(Attempt::Recovery))
             .ok_or(Malformed::NotSixDigits),
         Err(other) => Err(other),
     }
@@ -124,42 +152,107 @@ impl Logins {
         self.authorize(caller, &origin.user)?;
 
         let known = plausible_name(&origin.user) && self.core.users.uid_of(&origin.user).is_some();
-        let enrolled = if known {
+        let now = self.core.clock.now();
+        let facts = if known {
             let user = origin.user.clone();
+            let initial = self.core.config.policy.clone();
             self.core
                 .store
-                .run(move |c| totp::is_enrolled(c, &user))
+                .run(move |c| {
+                    Ok(Facts {
+                        enrolled: totp::is_enrolled(c, &user)?,
+                        recovery_pending: recovery::pending(c, &user, now)?.is_some(),
+                        policy: policy::get(c, &initial)?,
+                    })
+                })
                 .await
                 .map_err(|e| self.internal("login-begin", &e.to_string()))?
         } else {
-            false
+            Facts {
+                enrolled: false,
+                recovery_pending: false,
+                policy: Default::default(),
+            }
         };
-        if known && !enrolled {
-            self.core
-                .audit
-                .log(Event::LoginNoMethod { origin: &origin });
-            return Ok((String::new(), Step::new(Action::Accept)));
-        }
+        let phase = if !known || facts.enrolled || facts.recovery_pending {
+            let step = Step::new(Action::AskHidden(PROMPT.into()));
+            (Phase::AskCode { enrolled: known }, step)
+        } else {
+            match self.policy_for(&origin.user, &facts.policy, now) {
+                Applies::No => {
+                    self.core
+                        .audit
+                        .log(Event::LoginNoMethod { origin: &origin });
+                    return Ok((String::new(), Step::new(Action::Accept)));
+                }
+                Applies::Announced(date) => {
+                    self.core
+                        .audit
+                        .log(Event::LoginNoMethod { origin: &origin });
+                    let step = Step::new(Action::Accept).info(enrol::reminder(&date));
+                    return Ok((String::new(), step));
+                }
+                Applies::Now => self.start_enrolment(&origin, enrol::Why::Policy)?,
+            }
+        };
         let id = random::token(self.core.rng.as_ref())
             .map_err(|e| self.internal("login-begin", &e.to_string()))?;
-        let now = self.core.clock.now();
+        let (phase, step) = phase;
         let session = Session {
             owner: caller.clone(),
             origin,
-            phase: Phase::AskCode { enrolled },
+            phase,
             expires: now + i64::from(self.core.config.login.session_timeout_seconds),
         };
         self.insert(id.clone(), session, now)?;
-        Ok((id, Step::new(Action::AskHidden(PROMPT.into()))))
+        Ok((id, step))
+    }
+
+    /// Whether the mandatory policy applies to `user` now.
+    pub fn policy_for(
+        &self,
+        user: &str,
+        policy: &twofactor_proto::types::Policy,
+        now: i64,
+    ) -> Applies {
+        if !policy.mandatory {
+            return Applies::No;
+        }
+        let groups = if policy.groups.is_empty() {
+            Vec::new()
+        } else {
+            self.core.users.groups_of(user)
+        };
+        policy::applies(policy, &groups, &local_date(now))
     }
 
     /// Answers the question of a session's last step.
     pub async fn answer(&self, caller: &Caller, id: &str, answer: Vec<u8>) -> Result<Step, Error> {
         let answer = Zeroizing::new(answer);
-        let session = self.take(caller, id)?;
-        match session.phase {
-            Phase::AskCode { enrolled } => {
-                Ok(self.check_code(&session.origin, enrolled, &answer).await)
+        let Session {
+            owner,
+            origin,
+            phase,
+            expires,
+        } = self.take(caller, id)?;
+        let next = match phase {
+            Phase::AskCode { enrolled } => self.check_code(&origin, enrolled, &answer).await,
+            Phase::EnrolCode(pending) => self.enrol_code(&origin, pending, &answer).await,
+            Phase::EnrolConfirm(confirming) => {
+                self.enrol_confirm(&origin, confirming, &answer).await
+            }
+        };
+        match next {
+            Next::Done(step) => Ok(step),
+            Next::Continue(phase, step) => {
+                let session = Session {
+                    owner,
+                    origin,
+                    phase,
+                    expires,
+                };
+                self.insert(id.to_string(), session, self.core.clock.now())?;
+                Ok(step)
             }
         }
     }
@@ -237,7 +330,7 @@ impl Logins {
             .ok_or_else(|| Error::NotFound("no such login in progress".into()))
     }
 
-    async fn check_code(&self, origin: &Origin, enrolled: bool, answer: &[u8]) -> Step {
+    async fn check_code(&self, origin: &Origin, enrolled: bool, answer: &[u8]) -> Next {
         let audit = &self.core.audit;
         let attempt = match classify(answer) {
             Ok(attempt) => attempt,
@@ -246,7 +339,7 @@ impl Logins {
                     origin,
                     reason: "malformed",
                 });
-                return Step::new(Action::Deny).error(malformed.message());
+                return Next::Done(Step::new(Action::Deny).error(malformed.message()));
             }
         };
         if !enrolled {
@@ -254,11 +347,12 @@ impl Logins {
                 origin,
                 reason: "unknown-user",
             });
-            return Step::new(Action::Deny).error(INVALID);
+            return Next::Done(Step::new(Action::Deny).error(INVALID));
         }
         match attempt {
-            Attempt::App(code) => self.check_app_code(origin, code).await,
-            Attempt::Backup(code) => self.check_backup_code(origin, code).await,
+            Attempt::App(code) => Next::Done(self.check_app_code(origin, code).await),
+            Attempt::Backup(code) => Next::Done(self.check_backup_code(origin, code).await),
+            Attempt::Recovery(code) => self.check_recovery_code(origin, code).await,
         }
     }
 
@@ -373,6 +467,80 @@ impl Logins {
             Err(e) => {
                 self.internal("login-backup", &e.to_string());
                 Step::new(Action::Deny).error(INTERNAL)
+            }
+        }
+    }
+
+    /// A recovery code from an administrator's reset: counted as a failure
+    /// first (behind the lock), verified with one argon2 computation,
+    /// consumed once; then the user must set up a new method before the
+    /// login completes.
+    async fn check_recovery_code(&self, origin: &Origin, code: Code) -> Next {
+        let store = &self.core.store;
+        let now = self.core.clock.now();
+        let limits = self.core.config.limits.clone();
+        let user = origin.user.clone();
+        let found = store
+            .run(move |c| {
+                if let Gate::Wait(s) = ratelimit::gate(c, &user, now)? {
+                    return Ok(Err(Verdict::Locked(s)));
+                }
+                accounts::ensure(c, &user, now)?;
+                let lock = ratelimit::record_failure(c, &user, now, &limits)?;
+                Ok(match recovery::pending(c, &user, now)? {
+                    Some(hash) => Ok((hash, lock)),
+                    None => Err(Verdict::Wrong { lock }),
+                })
+            })
+            .await;
+        let (hash, lock) = match found {
+            Ok(Ok(found)) => found,
+            Ok(Err(Verdict::Locked(wait))) => return Next::Done(self.locked(origin, wait)),
+            Ok(Err(Verdict::Wrong { lock })) => {
+                return Next::Done(self.refused(origin, "wrong-recovery-code", lock))
+            }
+            Ok(Err(_)) => return Next::Done(self.refused(origin, "wrong-recovery-code", None)),
+            Err(e) => {
+                self.internal("login-recovery", &e.to_string());
+                return Next::Done(Step::new(Action::Deny).error(INTERNAL));
+            }
+        };
+        let verified = {
+            let core = self.core.clone();
+            let h = hash.clone();
+            match self.core.hash_slots.acquire().await {
+                Ok(_slot) => tokio::task::spawn_blocking(move || core.hasher.verify(&code, &h))
+                    .await
+                    .unwrap_or(false),
+                Err(_) => false,
+            }
+        };
+        if !verified {
+            return Next::Done(self.refused(origin, "wrong-recovery-code", lock));
+        }
+        let user = origin.user.clone();
+        let consumed = store
+            .run(move |c| {
+                let used = recovery::consume(c, &user, &hash, now)?;
+                if used {
+                    ratelimit::record_success(c, &user)?;
+                    accounts::record_login(c, &user, method::RECOVERY_CODE, now)?;
+                }
+                Ok(used)
+            })
+            .await;
+        match consumed {
+            Ok(true) => {
+                self.core.audit.log(Event::RecoveryCodeUsed { origin });
+                match self.start_enrolment(origin, enrol::Why::Recovery) {
+                    Ok((phase, step)) => Next::Continue(phase, step),
+                    Err(_) => Next::Done(Step::new(Action::Deny).error(INTERNAL)),
+                }
+            }
+            Ok(false) => Next::Done(self.refused(origin, "replayed-recovery-code", lock)),
+            Err(e) => {
+                self.internal("login-recovery", &e.to_string());
+                Next::Done(Step::new(Action::Deny).error(INTERNAL))
             }
         }
     }

@@ -3,7 +3,7 @@
 //!
 //! Tables belong to the modules that use them: `accounts` (login, ratelimit,
 //! account), `totp` and `totp_pending` (totp, account), `backup_codes`
-//! (backup_codes).
+//! (backup_codes), `policy` (policy), `recovery_codes` (recovery).
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
 pub const MIGRATIONS: &[&str] = &[
@@ -41,6 +41,22 @@ pub const MIGRATIONS: &[&str] = &[
         used_at INTEGER
     ) STRICT;
     CREATE INDEX backup_codes_lookup ON backup_codes(user, selector);",
+    // 3: the mandatory policy (one row) and recovery codes from resets.
+    "CREATE TABLE policy (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        mandatory INTEGER NOT NULL,
+        groups TEXT NOT NULL,
+        from_date TEXT NOT NULL,
+        updated_by TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE recovery_codes (
+        user TEXT PRIMARY KEY NOT NULL,
+        hash TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        expires INTEGER NOT NULL,
+        created_by TEXT NOT NULL
+    ) STRICT;",
 ];
 
 /// The version this build of the daemon writes.

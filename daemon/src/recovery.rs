@@ -1,0 +1,121 @@
+//! Recovery codes from an administrator's reset: one per user, single use,
+//! valid 24 hours, bound to the user, stored only as an argon2id hash.
+//! Owns the `recovery_codes` table.
+//!
+//! A code is 16 characters of the backup-code alphabet (79 bits), shown as
+//! `abcd-efgh-jkmn-pqrs`; its length tells it apart from app codes (6
+//! digits) and backup codes (12 letters) at the same prompt.
+
+use crate::backup_codes::{Code, ALPHABET};
+use crate::random::{Random, RandomError};
+use rusqlite::{params, Connection, OptionalExtension};
+use zeroize::Zeroizing;
+
+pub const LEN: usize = 16;
+pub const VALID_SECONDS: i64 = 24 * 3600;
+
+/// Reads an answer as a recovery code (case and separators ignored).
+pub fn parse(answer: &str) -> Option<Code> {
+    let canon: Zeroizing<String> = Zeroizing::new(
+        answer
+            .chars()
+            .filter(|c| *c != ' ' && *c != '-')
+            .map(|c| c.to_ascii_lowercase())
+            .collect(),
+    );
+    (canon.len() == LEN && canon.bytes().all(|b| ALPHABET.contains(&b)))
+        .then(|| Code::from_canonical(canon))
+}
+
+pub fn generate(rng: &dyn Random) -> Result<Code, RandomError> {
+    crate::backup_codes::random_code(rng, LEN)
+}
+
+/// Stores a new code for the user; an earlier unused one is voided.
+pub fn replace(
+    conn: &Connection,
+    user: &str,
+    hash: &str,
+    now: i64,
+    by: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO recovery_codes(user, hash, created, expires, created_by) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(user) DO UPDATE SET hash = excluded.hash, created = excluded.created,
+             expires = excluded.expires, created_by = excluded.created_by",
+        params![user, hash, now, now + VALID_SECONDS, by],
+    )
+    .map(|_| ())
+}
+
+/// The user's unexpired code hash, if any.
+pub fn pending(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT hash FROM recovery_codes WHERE user = ?1 AND expires > ?2",
+        params![user, now],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+/// Uses the code with this hash: true for exactly one caller.
+pub fn consume(conn: &Connection, user: &str, hash: &str, now: i64) -> rusqlite::Result<bool> {
+    Ok(conn.execute(
+        "DELETE FROM recovery_codes WHERE user = ?1 AND hash = ?2 AND expires > ?3",
+        params![user, hash, now],
+    )? == 1)
+}
+
+pub fn remove(conn: &Connection, user: &str) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM recovery_codes WHERE user = ?1", [user])
+        .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::random::OsRandom;
+
+    #[test]
+    fn format_and_parse() {
+        let c = generate(&OsRandom).unwrap();
+        let shown = c.display();
+        assert_eq!(shown.len(), 19);
+        assert_eq!(parse(&shown.to_uppercase()).unwrap().display(), shown);
+        assert!(
+            parse("abcd-efgh-jkmn").is_none(),
+            "a backup code is not a recovery code"
+        );
+        assert!(
+            crate::backup_codes::parse(&shown).is_none(),
+            "and the reverse"
+        );
+        let bits = (LEN as f64) * (ALPHABET.len() as f64).log2();
+        assert!(bits >= 64.0);
+    }
+
+    #[test]
+    fn single_use_expiring_replaced() {
+        let c = Connection::open_in_memory().unwrap();
+        for m in crate::store::schema::MIGRATIONS {
+            c.execute_batch(m).unwrap();
+        }
+        c.execute("INSERT INTO accounts(user, created) VALUES ('u', 0)", [])
+            .unwrap();
+        replace(&c, "u", "h1", 100, "root").unwrap();
+        assert_eq!(pending(&c, "u", 100).unwrap().as_deref(), Some("h1"));
+        assert_eq!(
+            pending(&c, "u", 100 + VALID_SECONDS).unwrap(),
+            None,
+            "expired at 24 h"
+        );
+        assert!(!consume(&c, "u", "h1", 100 + VALID_SECONDS + 1).unwrap());
+        replace(&c, "u", "h2", 200, "root").unwrap();
+        assert!(
+            !consume(&c, "u", "h1", 201).unwrap(),
+            "the earlier code is void"
+        );
+        assert!(consume(&c, "u", "h2", 201).unwrap());
+        assert!(!consume(&c, "u", "h2", 202).unwrap(), "single use");
+    }
+}
