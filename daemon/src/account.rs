@@ -6,12 +6,11 @@ use crate::accounts;
 use crate::audit::Event;
 use crate::backup_codes::{self, Code};
 use crate::core::{Caller, Core};
+use crate::policy::{self, Applies};
 use crate::random;
-use crate::ratelimit::{self, Gate};
 use crate::totp::{self, Confirm, Secret};
 use std::sync::Arc;
 use twofactor_proto::error::Error;
-use twofactor_proto::names::MAX_PASSWORD_BYTES;
 use twofactor_proto::types::{method, AppEnrolment};
 use twofactor_proto::AccountStatus;
 use zeroize::Zeroizing;
@@ -210,6 +209,7 @@ impl Accounts {
             )));
         }
         let user = self.user_of(caller)?;
+        self.refuse_removing_last_method(&user).await?;
         self.reauth(&user, password, "disable").await?;
         let u = user.clone();
         // With no method left, the backup codes go too: they are a fallback
@@ -236,6 +236,33 @@ impl Accounts {
         Ok(())
     }
 
+    /// While the mandatory policy applies to the user, the last method
+    /// stays (every method removal leaves none today: the app is the only
+    /// method).
+    async fn refuse_removing_last_method(&self, user: &str) -> Result<(), Error> {
+        let now = self.core.clock.now();
+        let initial = self.core.config.policy.clone();
+        let u = user.to_string();
+        let (enrolled, policy) = self
+            .core
+            .store
+            .run(move |c| Ok((totp::is_enrolled(c, &u)?, policy::get(c, &initial)?)))
+            .await
+            .map_err(|e| self.internal("disable", &e.to_string()))?;
+        if enrolled
+            && policy::applies_to_user(self.core.users.as_ref(), user, &policy, now) == Applies::Now
+        {
+            return Err(Error::PermissionDenied(
+                "two-factor authentication is mandatory for your account, so its last method \
+                 cannot be removed. To move to a new phone, run `twofactorctl enable app` \
+                 again (the new app replaces the old one); if the phone is lost, log in \
+                 with a backup code or ask an administrator for a reset"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn user_of(&self, caller: &Caller) -> Result<String, Error> {
         self.core.users.name_of(caller.uid).ok_or_else(|| {
             Error::NotFound(format!(
@@ -245,72 +272,17 @@ impl Accounts {
         })
     }
 
-    /// The account password, checked again through PAM. Wrong passwords
-    /// count toward the account's failure limit, checked first.
     async fn reauth(
         &self,
         user: &str,
         password: Zeroizing<Vec<u8>>,
         action: &str,
     ) -> Result<(), Error> {
-        if password.len() > MAX_PASSWORD_BYTES {
-            return Err(Error::InvalidInput("the password is too long".into()));
-        }
-        let now = self.core.clock.now();
-        let u = user.to_string();
-        let gate = self
-            .core
-            .store
-            .run(move |c| ratelimit::gate(c, &u, now))
-            .await
-            .map_err(|e| self.internal(action, &e.to_string()))?;
-        if let Gate::Wait(s) = gate {
-            return Err(Error::RateLimited(format!(
-                "too many failed attempts; try again in {s} seconds"
-            )));
-        }
-        let _slot = self
-            .core
-            .reauth_slots
-            .acquire()
-            .await
-            .map_err(|e| self.internal(action, &e.to_string()))?;
-        let reauth = self.core.reauth.clone();
-        let u = user.to_string();
-        let checked = tokio::task::spawn_blocking(move || reauth.check(&u, &password))
-            .await
-            .map_err(|e| self.internal(action, &e.to_string()))?;
-        match checked {
-            Ok(true) => Ok(()),
-            Ok(false) => {
-                let limits = self.core.config.limits.clone();
-                let now = self.core.clock.now();
-                let u = user.to_string();
-                let lock = self
-                    .core
-                    .store
-                    .run(move |c| {
-                        accounts::ensure(c, &u, now)?;
-                        ratelimit::record_failure(c, &u, now, &limits)
-                    })
-                    .await
-                    .map_err(|e| self.internal(action, &e.to_string()))?;
-                self.core.audit.log(Event::ReauthFailure { user, action });
-                if let Some(seconds) = lock {
-                    self.core.audit.log(Event::Lockout { user, seconds });
-                }
-                Err(Error::BadPassword("wrong password".into()))
-            }
-            Err(e) => {
-                self.internal(action, &e.to_string());
-                Err(Error::Internal("the password could not be checked".into()))
-            }
-        }
+        self.core.check_password(user, password, action).await
     }
 
     fn internal(&self, context: &str, error: &str) -> Error {
-        self.core.audit.log(Event::Error { context, error });
-        Error::Internal("the daemon could not complete the request; nothing was changed".into())
+        self.core.internal(context, error)
     }
 }
 

@@ -40,6 +40,25 @@ pub enum Event<'a> {
         user: &'a str,
         seconds: i64,
     },
+    PolicySet {
+        by: &'a str,
+        mandatory: bool,
+        groups: &'a str,
+        from: &'a str,
+    },
+    Reset {
+        by: &'a str,
+        user: &'a str,
+    },
+    Unlock {
+        by: &'a str,
+        user: &'a str,
+    },
+    Import {
+        by: &'a str,
+        user: &'a str,
+        scratch_codes: u32,
+    },
     RecoveryCodeUsed {
         origin: &'a Origin,
     },
@@ -128,6 +147,38 @@ impl Event<'_> {
                     .kv("user", user)
                     .kv("seconds", &seconds.to_string());
                 Level::Warning
+            }
+            Event::PolicySet {
+                by,
+                mandatory,
+                groups,
+                from,
+            } => {
+                line.event("admin-policy")
+                    .kv("by", by)
+                    .kv("mandatory", if *mandatory { "on" } else { "off" })
+                    .kv("groups", groups)
+                    .kv("from", from);
+                Level::Notice
+            }
+            Event::Reset { by, user } => {
+                line.event("admin-reset").kv("by", by).kv("user", user);
+                Level::Notice
+            }
+            Event::Unlock { by, user } => {
+                line.event("admin-unlock").kv("by", by).kv("user", user);
+                Level::Notice
+            }
+            Event::Import {
+                by,
+                user,
+                scratch_codes,
+            } => {
+                line.event("admin-import")
+                    .kv("by", by)
+                    .kv("user", user)
+                    .kv("scratch_codes", &scratch_codes.to_string());
+                Level::Notice
             }
             Event::RecoveryCodeUsed { origin } => {
                 line.event("recovery-code-used").origin(origin);

@@ -31,6 +31,7 @@ pub const WARN_AT: u32 = 2;
 
 /// One backup code, canonical form (12 lowercase characters). Wiped on
 /// drop; never printed by `Debug`.
+#[derive(Clone)]
 pub struct Code(Zeroizing<String>);
 
 impl Code {

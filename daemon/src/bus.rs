@@ -10,12 +10,15 @@
 //! sends is trusted for identity; if the uid cannot be had, the call fails.
 
 use crate::account::Accounts;
+use crate::admin::Admin;
 use crate::audit::Origin;
 use crate::core::Caller;
 use crate::login::Logins;
 use std::sync::Arc;
 use twofactor_proto::error::Error;
-use twofactor_proto::types::{AccountStatus, AppEnrolment};
+use twofactor_proto::types::{
+    AccountStatus, AppEnrolment, ImportReport, Policy, Recovery, UserReport,
+};
 use twofactor_proto::WireStep;
 use zbus::message::Header;
 use zbus::Connection;
@@ -156,6 +159,113 @@ impl AccountInterface {
     }
 }
 
+pub struct AdminInterface {
+    pub admin: Arc<Admin>,
+}
+
+#[zbus::interface(name = "org.twofactor.Admin1")]
+impl AdminInterface {
+    /// The mandatory policy.
+    async fn get_policy(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(Policy,), Error> {
+        let caller = caller(conn, &header).await?;
+        Ok((self.admin.get_policy(&caller).await?,))
+    }
+
+    /// Sets the mandatory policy (from: YYYY-MM-DD or empty).
+    async fn set_policy(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        mandatory: bool,
+        groups: Vec<String>,
+        from: String,
+        password: Vec<u8>,
+    ) -> Result<(), Error> {
+        let caller = caller(conn, &header).await?;
+        self.admin
+            .set_policy(&caller, mandatory, groups, from, password)
+            .await
+    }
+
+    /// The system's human users and every user the daemon knows.
+    async fn list_users(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<Vec<UserReport>, Error> {
+        let caller = caller(conn, &header).await?;
+        self.admin.list_users(&caller).await
+    }
+
+    /// One user.
+    async fn get_user(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        user: String,
+    ) -> Result<(UserReport,), Error> {
+        let caller = caller(conn, &header).await?;
+        Ok((self.admin.get_user(&caller, &user).await?,))
+    }
+
+    /// Removes the user's methods; returns a 24-hour single-use recovery code.
+    async fn reset(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        user: String,
+        password: Vec<u8>,
+    ) -> Result<(Recovery,), Error> {
+        let caller = caller(conn, &header).await?;
+        Ok((self.admin.reset(&caller, &user, password).await?,))
+    }
+
+    /// Clears a lockout.
+    async fn unlock(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        user: String,
+        password: Vec<u8>,
+    ) -> Result<(), Error> {
+        let caller = caller(conn, &header).await?;
+        self.admin.unlock(&caller, &user, password).await
+    }
+
+    /// Imports ~user/.google_authenticator (or path).
+    async fn import_google_authenticator(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        user: String,
+        path: String,
+        password: Vec<u8>,
+    ) -> Result<(ImportReport,), Error> {
+        let caller = caller(conn, &header).await?;
+        Ok((self
+            .admin
+            .import_google_authenticator(&caller, &user, &path, password)
+            .await?,))
+    }
+
+    /// Imports the file of every user who has one.
+    async fn import_google_authenticator_all(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        password: Vec<u8>,
+    ) -> Result<Vec<ImportReport>, Error> {
+        let caller = caller(conn, &header).await?;
+        self.admin
+            .import_google_authenticator_all(&caller, password)
+            .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,11 +295,15 @@ mod tests {
             logins: Arc::new(Logins::new(core.clone())),
         };
         let account = AccountInterface {
-            accounts: Arc::new(Accounts::new(core)),
+            accounts: Arc::new(Accounts::new(core.clone())),
+        };
+        let admin = AdminInterface {
+            admin: Arc::new(Admin::new(core)),
         };
         for (served, file) in [
             (introspect(&login), "org.twofactor.Login1.xml"),
             (introspect(&account), "org.twofactor.Account1.xml"),
+            (introspect(&admin), "org.twofactor.Admin1.xml"),
         ] {
             let path = format!("{}/../proto/interfaces/{file}", env!("CARGO_MANIFEST_DIR"));
             if std::env::var_os("TWOFACTOR_WRITE_XML").is_some() {

@@ -1,16 +1,21 @@
 //! What every part of the daemon shares: configuration, the store, time,
 //! randomness, the user database, password checks and the audit log.
 
-use crate::audit::Audit;
+use crate::accounts;
+use crate::audit::{Audit, Event};
 use crate::backup_codes::Hasher;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::random::Random;
+use crate::ratelimit::{self, Gate};
 use crate::reauth::Reauth;
 use crate::store::Store;
 use crate::users::Users;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
+use twofactor_proto::error::Error;
+use twofactor_proto::names::MAX_PASSWORD_BYTES;
+use zeroize::Zeroizing;
 
 /// Password checks that may run at once (each holds a blocking thread and
 /// pam_unix delays failures).
@@ -53,6 +58,76 @@ impl Core {
             hasher: Hasher::owasp(),
             hash_slots: Semaphore::new(HASH_SLOTS),
         }
+    }
+}
+
+impl Core {
+    /// Checks `user`'s account password again through PAM
+    /// (`twofactor-reauth`). Wrong passwords count toward the account's
+    /// failure limit, which is checked first.
+    pub async fn check_password(
+        &self,
+        user: &str,
+        password: Zeroizing<Vec<u8>>,
+        action: &str,
+    ) -> Result<(), Error> {
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(Error::InvalidInput("the password is too long".into()));
+        }
+        let now = self.clock.now();
+        let u = user.to_string();
+        let gate = self
+            .store
+            .run(move |c| ratelimit::gate(c, &u, now))
+            .await
+            .map_err(|e| self.internal(action, &e.to_string()))?;
+        if let Gate::Wait(s) = gate {
+            return Err(Error::RateLimited(format!(
+                "too many failed attempts; try again in {s} seconds"
+            )));
+        }
+        let _slot = self
+            .reauth_slots
+            .acquire()
+            .await
+            .map_err(|e| self.internal(action, &e.to_string()))?;
+        let reauth = self.reauth.clone();
+        let u = user.to_string();
+        let checked = tokio::task::spawn_blocking(move || reauth.check(&u, &password))
+            .await
+            .map_err(|e| self.internal(action, &e.to_string()))?;
+        match checked {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                let limits = self.config.limits.clone();
+                let now = self.clock.now();
+                let u = user.to_string();
+                let lock = self
+                    .store
+                    .run(move |c| {
+                        accounts::ensure(c, &u, now)?;
+                        ratelimit::record_failure(c, &u, now, &limits)
+                    })
+                    .await
+                    .map_err(|e| self.internal(action, &e.to_string()))?;
+                self.audit.log(Event::ReauthFailure { user, action });
+                if let Some(seconds) = lock {
+                    self.audit.log(Event::Lockout { user, seconds });
+                }
+                Err(Error::BadPassword("wrong password".into()))
+            }
+            Err(e) => {
+                self.internal(action, &e.to_string());
+                Err(Error::Internal("the password could not be checked".into()))
+            }
+        }
+    }
+
+    /// Audits an internal failure and returns the error the caller sees
+    /// (which never carries the details).
+    pub fn internal(&self, context: &str, error: &str) -> Error {
+        self.audit.log(Event::Error { context, error });
+        Error::Internal("the daemon could not complete the request; nothing was changed".into())
     }
 }
 

@@ -4,12 +4,14 @@
 
 pub mod account;
 pub mod accounts;
+pub mod admin;
 pub mod audit;
 pub mod backup_codes;
 pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod core;
+pub mod google_auth;
 pub mod login;
 pub mod policy;
 pub mod qr;

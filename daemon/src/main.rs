@@ -8,7 +8,7 @@ use std::sync::Arc;
 use twofactor_proto::names::{BUS_NAME, OBJECT_PATH};
 use twofactord::audit::{Audit, Event};
 use twofactord::config::{self, Config};
-use twofactord::{account, bus, clock, core, login, random, reauth, store, users};
+use twofactord::{account, admin, bus, clock, core, login, random, reauth, store, users};
 
 /// The twofactor daemon: verifies second factors for pam_twofactor.so and
 /// serves twofactorctl, over the system D-Bus.
@@ -120,6 +120,7 @@ async fn serve(
     ));
     let logins = Arc::new(login::Logins::new(core.clone()));
     let accounts = Arc::new(account::Accounts::new(core.clone()));
+    let admin = Arc::new(admin::Admin::new(core.clone()));
 
     let builder = match &bus {
         Some(address) => zbus::connection::Builder::address(address.as_str()),
@@ -134,6 +135,7 @@ async fn serve(
             },
         )
         .and_then(|b| b.serve_at(OBJECT_PATH, bus::AccountInterface { accounts }))
+        .and_then(|b| b.serve_at(OBJECT_PATH, bus::AdminInterface { admin }))
         .and_then(|b| b.name(BUS_NAME))
         .map_err(|e| format!("cannot set up the bus connection: {e}"))?
         .build()

@@ -4,7 +4,9 @@
 //! The config file's `[policy]` seeds the table once, when it is empty;
 //! after that, `twofactorctl admin policy` is the only way to change it.
 
+use crate::clock::local_date;
 use crate::config::PolicyConfig;
+use crate::users::Users;
 use rusqlite::{params, Connection, OptionalExtension};
 use twofactor_proto::types::Policy;
 
@@ -69,6 +71,20 @@ fn split(groups: &str) -> Vec<String> {
         .filter(|g| !g.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+/// Whether the policy applies to `user` now (groups from the system, the
+/// date in the daemon's local time).
+pub fn applies_to_user(users: &dyn Users, user: &str, policy: &Policy, now: i64) -> Applies {
+    if !policy.mandatory {
+        return Applies::No;
+    }
+    let groups = if policy.groups.is_empty() {
+        Vec::new()
+    } else {
+        users.groups_of(user)
+    };
+    applies(policy, &groups, &local_date(now))
 }
 
 /// Applies `policy` to a user in `user_groups` on local date `today`.

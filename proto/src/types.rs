@@ -65,7 +65,7 @@ impl std::fmt::Debug for AppEnrolment {
     }
 }
 
-/// The mandatory-2FA policy. D-Bus signature `(bassx)`.
+/// The mandatory-2FA policy. D-Bus signature `(basssx)`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "zbus", derive(Serialize, Deserialize, Type))]
 pub struct Policy {

@@ -23,7 +23,6 @@ mod enrol;
 use crate::accounts;
 use crate::audit::{Event, Origin};
 use crate::backup_codes::{self, Code};
-use crate::clock::local_date;
 use crate::core::{Caller, Core};
 use crate::policy::{self, Applies};
 use crate::random;
@@ -209,21 +208,8 @@ impl Logins {
     }
 
     /// Whether the mandatory policy applies to `user` now.
-    pub fn policy_for(
-        &self,
-        user: &str,
-        policy: &twofactor_proto::types::Policy,
-        now: i64,
-    ) -> Applies {
-        if !policy.mandatory {
-            return Applies::No;
-        }
-        let groups = if policy.groups.is_empty() {
-            Vec::new()
-        } else {
-            self.core.users.groups_of(user)
-        };
-        policy::applies(policy, &groups, &local_date(now))
+    fn policy_for(&self, user: &str, policy: &twofactor_proto::types::Policy, now: i64) -> Applies {
+        policy::applies_to_user(self.core.users.as_ref(), user, policy, now)
     }
 
     /// Answers the question of a session's last step.
@@ -565,8 +551,7 @@ impl Logins {
     }
 
     fn internal(&self, context: &str, error: &str) -> Error {
-        self.core.audit.log(Event::Error { context, error });
-        Error::Internal("the daemon could not complete the request; nothing was changed".into())
+        self.core.internal(context, error)
     }
 }
 

@@ -1,0 +1,163 @@
+//! Reading `~/.google_authenticator` files (google-authenticator-libpam),
+//! for `twofactorctl admin import google-authenticator`.
+//!
+//! The file is: the base32 secret on the first line, option lines starting
+//! with `"` (`" TOTP_AUTH`, `" HOTP_COUNTER n`, `" RATE_LIMIT`, …), then
+//! 8-digit scratch codes, one per line. Only TOTP files are imported; the
+//! scratch codes become backup codes. The daemon reads the file as root, so
+//! it never follows a symlink, reads only a regular file owned by the user
+//! (or root), and never puts the file's content in an error message.
+
+use crate::backup_codes::{self, Code};
+use crate::totp::Secret;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+/// Largest file read.
+const MAX_BYTES: u64 = 64 * 1024;
+
+/// What a file holds.
+pub struct Parsed {
+    pub secret: Secret,
+    pub scratch: Vec<Code>,
+    /// Scratch lines that were not 8 digits.
+    pub skipped_lines: u32,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ImportError {
+    #[error("no file at {0}")]
+    Missing(String),
+    #[error("{0} is not a regular file owned by the user or root (symlinks are not followed)")]
+    Unsafe(String),
+    #[error("{0} could not be read: {1}")]
+    Unreadable(String, String),
+    #[error("{0} is an HOTP (counter-based) file; only TOTP (time-based) secrets can be imported. The user must enrol anew with `twofactorctl enable app`")]
+    Hotp(String),
+    #[error("{0} does not hold a valid base32 secret of at least 128 bits on its first line")]
+    BadSecret(String),
+}
+
+/// Opens and reads the file safely for a user with `uid`.
+pub fn read(path: &Path, uid: u32) -> Result<String, ImportError> {
+    let shown = path.display().to_string();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ImportError::Missing(shown.clone()),
+            _ if e.raw_os_error() == Some(libc::ELOOP) => ImportError::Unsafe(shown.clone()),
+            _ => ImportError::Unreadable(shown.clone(), e.kind().to_string()),
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| ImportError::Unreadable(shown.clone(), e.kind().to_string()))?;
+    if !meta.is_file() || (meta.uid() != uid && meta.uid() != 0) {
+        return Err(ImportError::Unsafe(shown));
+    }
+    let mut text = String::new();
+    file.take(MAX_BYTES)
+        .read_to_string(&mut text)
+        .map_err(|e| ImportError::Unreadable(shown.clone(), e.kind().to_string()))?;
+    Ok(text)
+}
+
+/// Parses the text of a file (`shown` names it in errors).
+pub fn parse(text: &str, shown: &str) -> Result<Parsed, ImportError> {
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or("").trim();
+    let mut scratch = Vec::new();
+    let mut skipped_lines = 0;
+    for line in lines {
+        let line = line.trim();
+        if let Some(option) = line.strip_prefix('"') {
+            if option.split_whitespace().next() == Some("HOTP_COUNTER") {
+                return Err(ImportError::Hotp(shown.to_string()));
+            }
+            continue;
+        }
+        if line.is_empty() {
+            continue;
+        }
+        let is_scratch =
+            line.len() == backup_codes::SCRATCH_LEN && line.bytes().all(|b| b.is_ascii_digit());
+        match backup_codes::parse(line).filter(|_| is_scratch) {
+            Some(code) => scratch.push(code),
+            None => skipped_lines += 1,
+        }
+    }
+    let bytes = totp_rs::Secret::Encoded(first.to_ascii_uppercase())
+        .to_bytes()
+        .map_err(|_| ImportError::BadSecret(shown.to_string()))?;
+    if bytes.len() < 16 {
+        return Err(ImportError::BadSecret(shown.to_string()));
+    }
+    Ok(Parsed {
+        secret: Secret::from_bytes(bytes),
+        scratch,
+        skipped_lines,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOTP_FILE: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n\" RATE_LIMIT 3 30\n\" WINDOW_SIZE 17\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n12345678\n87654321\n";
+
+    #[test]
+    fn totp_file_with_scratch_codes() {
+        let p = parse(TOTP_FILE, "f").unwrap();
+        assert_eq!(p.secret.bytes().len(), 20);
+        assert_eq!(p.scratch.len(), 2);
+        assert_eq!(p.scratch[0].display(), "1234-5678");
+        assert_eq!(p.skipped_lines, 0);
+    }
+
+    #[test]
+    fn hotp_and_bad_files_are_refused_without_their_content() {
+        let hotp = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n\" HOTP_COUNTER 1\n12345678\n";
+        assert_eq!(parse(hotp, "f").err(), Some(ImportError::Hotp("f".into())));
+        let e = parse("not base32 at all!\n", "f").err().unwrap();
+        assert_eq!(e, ImportError::BadSecret("f".into()));
+        assert!(!e.to_string().contains("base32 at all"));
+        assert!(parse("JBSWY3DP\n", "f").is_err(), "too short");
+        assert!(parse("", "f").is_err());
+    }
+
+    #[test]
+    fn odd_scratch_lines_are_skipped() {
+        let p = parse(
+            "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n1234\nabcdefgh\n11112222\n",
+            "f",
+        )
+        .unwrap();
+        assert_eq!(p.scratch.len(), 1);
+        assert_eq!(p.skipped_lines, 2);
+    }
+
+    #[test]
+    fn reads_only_safe_files() {
+        let dir = std::env::temp_dir().join(format!("tf-ga-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let f = dir.join("ga");
+        std::fs::write(&f, TOTP_FILE).unwrap();
+        let me = nix::unistd::geteuid().as_raw();
+        assert_eq!(read(&f, me).unwrap(), TOTP_FILE);
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&f, &link).unwrap();
+        assert!(matches!(read(&link, me), Err(ImportError::Unsafe(_))));
+        assert!(matches!(
+            read(&dir.join("none"), me),
+            Err(ImportError::Missing(_))
+        ));
+        assert!(matches!(
+            read(&dir, me),
+            Err(ImportError::Unsafe(_)) | Err(ImportError::Unreadable(..))
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
