@@ -2,9 +2,11 @@
 //! reference documentation of `twofactorctl`.
 //!
 //! Each subcommand has its own `*Args` struct and a module in
-//! [`crate::commands`]. Commands planned in DESIGN.md (`backup-codes`,
-//! `prefer`, `devices`, `enable email`, `admin ...`) are added as new
-//! variants here and new modules there.
+//! [`crate::commands`]. Commands planned in DESIGN.md (`prefer`, `devices`,
+//! `enable email`, `admin ...`) are added as new variants here and new
+//! modules there.
+
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -23,13 +25,43 @@ macro_rules! exit_status_help {
     };
 }
 
+/// How a set of backup codes is shown and saved, shared by `enable app` and
+/// `backup-codes` (a macro so it can be `concat!`-ed into the help literals).
+macro_rules! backup_codes_help {
+    () => {
+        "Backup codes: each of the ten codes lets you in once, typed at the login's
+code prompt instead of the app's code (with or without the \"-\", in any
+case). They are printed to stdout after the line
+  Backup codes (each works once; keep them somewhere safe, away from the phone):
+one per line, like abcd-efgh-jkmn, and are not shown again.
+
+Saving them: with --save FILE they are written to FILE, created by you with
+mode 0600 (readable only by you). An existing FILE is never replaced unless
+--force is given, and then only if it is a regular file of yours with no
+other hard link; a symbolic link is never followed, not even with --force.
+Without --save, a person at a terminal is asked
+  Save them to a file? Path (empty: no):
+(a leading ~/ means your home directory); a script is not asked. After
+saving, stdout gets the line \"Saved to /absolute/path (readable only by you).\"
+The file starts with comment lines (#) naming the account, the host and the
+local time the codes were made, then lists the codes one per line.
+
+A FILE that cannot be used (it exists without --force, is a link, a
+directory, someone else's file, or its directory does not exist or is not
+writable for you) is refused with exit status 2 before the password is asked. If saving fails after the
+codes were made, they are still printed and the exit status is 2 (refused
+file) or 4 (I/O error)."
+    };
+}
+
 const LONG_ABOUT: &str = "\
 Manage two-factor authentication (2FA) for your own login.
 
 twofactorctl is a client of twofactord, the daemon that keeps all two-factor
 state and makes every decision; it never reads the database or the
 configuration itself. Changes that weaken security (turning a method off,
-a new secret) need your account password again, which twofactord checks.
+a new secret, a new set of backup codes) need your account password again,
+which twofactord checks.
 
 Questions are read from the terminal when stdin is one (the password with
 echo off). Otherwise each question takes the next line of stdin, so that
@@ -62,13 +94,14 @@ pub struct Cli {
 pub enum Command {
     /// Show the two-factor state of your account
     #[command(
-        long_about = "Show the two-factor state of your account: active methods, preferred\n\
-                      and last used method, the last two-factor login (local time), failed\n\
-                      attempts and lockout, and whether an enrolment is pending.",
+        long_about = "Show the two-factor state of your account: active methods, how many\n\
+                      backup codes are left (never the codes), preferred and last used\n\
+                      method, the last two-factor login (local time), failed attempts and\n\
+                      lockout, and whether an enrolment is pending.",
         after_help = concat!(
             "With --json, prints one JSON object with the fields user, methods, preferred,\n",
             "last_method, last_login (Unix time, 0 = never), failures, locked_until (Unix\n",
-            "time, 0 = not locked) and enrolment_pending.\n\n",
+            "time, 0 = not locked), enrolment_pending and backup_codes_left.\n\n",
             exit_status_help!()
         )
     )]
@@ -90,6 +123,24 @@ pub enum Command {
         )
     )]
     Disable(DisableArgs),
+
+    /// Make a new set of backup codes; the old set stops working (asks for your password)
+    #[command(
+        name = "backup-codes",
+        long_about = "Make a new set of ten backup codes. The new set replaces the old one:\n\
+                      the unused codes you have now stop working at once. You are told how\n\
+                      many that are, then asked for your account password (checked by\n\
+                      twofactord), which confirms the change. Needs an active method\n\
+                      (`twofactorctl enable app`); without one it is refused (exit status\n\
+                      1) before the password is asked.",
+        after_help = concat!(
+            backup_codes_help!(),
+            "\n\n",
+            "Input when stdin is not a terminal: line 1 = the account password.\n\n",
+            exit_status_help!()
+        )
+    )]
+    BackupCodes(BackupCodesArgs),
 }
 
 #[derive(Debug, Args)]
@@ -113,7 +164,8 @@ pub enum EnableMethod {
                       account password, then shows a QR code to scan, the secret for manual\n\
                       entry and the otpauth:// URI, then asks for a code from the app. The\n\
                       app becomes active only when that code is right. A person at a\n\
-                      terminal gets 3 tries; a script gets one.\n\n\
+                      terminal gets 3 tries; a script gets one. Then ten backup codes are\n\
+                      shown, for logins without the phone, and can be saved to a file.\n\n\
                       On a terminal the QR code is drawn black on white; otherwise (or with\n\
                       NO_COLOR set) it is drawn for a dark background, or for a light one\n\
                       when COLORFGBG says so.",
@@ -122,11 +174,15 @@ pub enum EnableMethod {
             "  Secret: XXXX XXXX XXXX ...      (base32, groups of 4; remove the spaces)\n",
             "  URI: otpauth://totp/...\n",
             "then, after the code was accepted:\n",
-            "  Authenticator app enabled.\n\n",
+            "  Authenticator app enabled.\n",
+            "followed by an empty line and the first set of backup codes.\n\n",
+            backup_codes_help!(),
+            "\n\n",
             "Input when stdin is not a terminal: line 1 = the account password,\n",
-            "line 2 = the code. The secret is printed (and stdout flushed) before the\n",
-            "code is read, so a script can compute the code from the Secret: line.\n",
-            "The secret and URI are printed only to stdout, never logged.\n\n",
+            "line 2 = the code (nothing more is read). The secret is printed (and\n",
+            "stdout flushed) before the code is read, so a script can compute the\n",
+            "code from the Secret: line. The secret, URI and backup codes are printed\n",
+            "only to stdout (and the file of --save), never logged.\n\n",
             exit_status_help!()
         )
     )]
@@ -134,7 +190,31 @@ pub enum EnableMethod {
 }
 
 #[derive(Debug, Args)]
-pub struct EnableAppArgs {}
+pub struct EnableAppArgs {
+    #[command(flatten)]
+    pub save: SaveArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupCodesArgs {
+    #[command(flatten)]
+    pub save: SaveArgs,
+}
+
+/// Where to save a set of backup codes.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SaveArgs {
+    /// Also write the backup codes to FILE (mode 0600, never through a link)
+    ///
+    /// FILE is created by you, readable only by you. It must not exist
+    /// unless --force is given.
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+
+    /// Replace FILE of --save if it exists (only a regular file of yours)
+    #[arg(long, requires = "save")]
+    pub force: bool,
+}
 
 #[derive(Debug, Args)]
 pub struct DisableArgs {
@@ -196,6 +276,41 @@ mod tests {
             Command::Disable(d) => assert_eq!(d.method.wire_name(), "all"),
             other => panic!("{other:?}"),
         }
+
+        let cli = Cli::try_parse_from(["twofactorctl", "backup-codes"]).unwrap();
+        match cli.command {
+            Command::BackupCodes(b) => {
+                assert!(b.save.save.is_none());
+                assert!(!b.save.force);
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from([
+            "twofactorctl",
+            "backup-codes",
+            "--save",
+            "/tmp/codes",
+            "--force",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::BackupCodes(b) => {
+                assert_eq!(
+                    b.save.save.as_deref(),
+                    Some(std::path::Path::new("/tmp/codes"))
+                );
+                assert!(b.save.force);
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli =
+            Cli::try_parse_from(["twofactorctl", "enable", "app", "--save", "c.txt"]).unwrap();
+        match cli.command {
+            Command::Enable(EnableArgs {
+                method: EnableMethod::App(a),
+            }) => assert_eq!(a.save.save.as_deref(), Some(std::path::Path::new("c.txt"))),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -206,6 +321,11 @@ mod tests {
             &["twofactorctl", "disable", "sms"],
             &["twofactorctl", "enable"],
             &["twofactorctl", "status", "--password", "x"],
+            // --force only goes with --save.
+            &["twofactorctl", "backup-codes", "--force"],
+            &["twofactorctl", "enable", "app", "--force"],
+            &["twofactorctl", "backup-codes", "--save"],
+            &["twofactorctl", "backup-codes", "extra"],
         ] {
             let err = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}");
@@ -217,5 +337,34 @@ mod tests {
         let help = Cli::command().render_long_help().to_string();
         assert!(help.contains("Exit status:"));
         assert!(help.contains("3  twofactord is not running"));
+        assert!(help.contains("backup-codes"));
+    }
+
+    #[test]
+    fn help_documents_backup_codes() {
+        let mut cmd = Cli::command();
+        let status = cmd
+            .find_subcommand_mut("status")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(status.contains("backup_codes_left"), "{status}");
+        let backup = cmd
+            .find_subcommand_mut("backup-codes")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for needle in ["--save", "--force", "0600", "symbolic link", "Exit status:"] {
+            assert!(backup.contains(needle), "{needle}: {backup}");
+        }
+        let enable = cmd
+            .find_subcommand_mut("enable")
+            .unwrap()
+            .find_subcommand_mut("app")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(enable.contains("Save them to a file?"), "{enable}");
+        assert!(enable.contains("--save"));
     }
 }

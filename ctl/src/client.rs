@@ -30,6 +30,8 @@ pub trait Account {
     fn enroll_app(&self, password: &[u8]) -> Result<AppEnrolment, Failure>;
     /// Activates the app; returns the new set of backup codes.
     fn confirm_app(&self, enrolment: &str, code: &str) -> Result<Vec<String>, Failure>;
+    /// A new set of backup codes (the old set stops working).
+    fn new_backup_codes(&self, password: &[u8]) -> Result<Vec<String>, Failure>;
     fn disable(&self, method: &str, password: &[u8]) -> Result<(), Failure>;
 }
 
@@ -74,6 +76,9 @@ impl Account for Client {
     }
     fn confirm_app(&self, enrolment: &str, code: &str) -> Result<Vec<String>, Failure> {
         self.proxy.confirm_app(enrolment, code).map_err(map_error)
+    }
+    fn new_backup_codes(&self, password: &[u8]) -> Result<Vec<String>, Failure> {
+        self.proxy.new_backup_codes(password).map_err(map_error)
     }
     fn disable(&self, method: &str, password: &[u8]) -> Result<(), Failure> {
         self.proxy.disable(method, password).map_err(map_error)

@@ -108,6 +108,18 @@ impl Input {
         }
     }
 
+    /// Like [`Input::scripted`], but the prompts and messages are kept in
+    /// the returned buffer, in order.
+    #[cfg(test)]
+    pub fn scripted_seen(data: &[u8], interactive: bool) -> (Input, Seen) {
+        let seen = Seen::default();
+        let input = Input {
+            prompts: Box::new(seen.clone()),
+            ..Input::scripted(data, interactive)
+        };
+        (input, seen)
+    }
+
     /// A person is answering at a terminal.
     pub fn is_interactive(&self) -> bool {
         self.interactive
@@ -141,10 +153,26 @@ impl Input {
         what: &str,
         max: usize,
     ) -> Result<Zeroizing<String>, Failure> {
+        self.optional_answer(prompt, what, max)?
+            .ok_or_else(|| line_failure(LineError::Eof, what, max))
+    }
+
+    /// Like [`Input::answer`], for a question that may be left unanswered:
+    /// `None` when the input has ended (Ctrl-D at a terminal).
+    pub fn optional_answer(
+        &mut self,
+        prompt: &str,
+        what: &str,
+        max: usize,
+    ) -> Result<Option<Zeroizing<String>>, Failure> {
         self.prompt(prompt)?;
-        let line = read_line(&mut self.lines, max).map_err(|e| line_failure(e, what, max))?;
+        let line = match read_line(&mut self.lines, max) {
+            Ok(line) => line,
+            Err(LineError::Eof) => return Ok(None),
+            Err(e) => return Err(line_failure(e, what, max)),
+        };
         let text = String::from_utf8_lossy(&line);
-        Ok(Zeroizing::new(text.trim().to_owned()))
+        Ok(Some(Zeroizing::new(text.trim().to_owned())))
     }
 
     /// Tells the person something between questions (stderr), one line.
@@ -157,6 +185,29 @@ impl Input {
             .write_all(prompt.as_bytes())
             .and_then(|()| self.prompts.flush())
             .map_err(|e| Failure::io("writing a prompt", &e))
+    }
+}
+
+/// What a scripted [`Input`] showed on stderr (tests only).
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub struct Seen(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+
+#[cfg(test)]
+impl Seen {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.borrow()).into_owned()
+    }
+}
+
+#[cfg(test)]
+impl Write for Seen {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.borrow_mut().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -236,6 +287,21 @@ mod tests {
         let f = input.answer("Code: ", "the code", 64).unwrap_err();
         assert_eq!(f.exit_code(), 2);
         assert_eq!(f.message(), "no input: the code was expected on stdin");
+    }
+
+    #[test]
+    fn optional_answer_ends_quietly_at_eof() {
+        let (mut input, seen) = Input::scripted_seen(b" path \n", true);
+        let a = input.optional_answer("Path: ", "a path", 64).unwrap();
+        assert_eq!(a.as_deref().map(String::as_str), Some("path"));
+        assert!(input
+            .optional_answer("Path: ", "a path", 64)
+            .unwrap()
+            .is_none());
+        assert_eq!(seen.text(), "Path: Path: ");
+        let mut input = Input::scripted(b"123456789\n", true);
+        let f = input.optional_answer("Path: ", "a path", 4).unwrap_err();
+        assert_eq!(f.exit_code(), 2);
     }
 
     #[test]

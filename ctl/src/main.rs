@@ -6,6 +6,7 @@ mod commands;
 mod error;
 mod input;
 mod localtime;
+mod private_file;
 mod qr;
 mod text;
 

@@ -3,8 +3,10 @@
 //! Flow: Status (is the daemon there, who am I) → password → EnrollApp →
 //! show QR code, `Secret:` and `URI:` lines (stdout, flushed) → read a code
 //! → ConfirmApp (3 tries at a terminal, 1 for a script) →
-//! "Authenticator app enabled.". Backup codes (issue 3) are shown after the
-//! confirmation, as a further step of this flow.
+//! "Authenticator app enabled." → the first set of backup codes (made by
+//! the daemon with the confirmation) → saved to the `--save` FILE, or
+//! offered to be saved at a terminal (see [`super::backup`]). The `--save`
+//! FILE is looked at before the password, so a refusal changes nothing.
 
 use std::io::Write;
 
@@ -12,6 +14,7 @@ use twofactor_proto::names::MAX_PASSWORD_BYTES;
 use twofactor_proto::types::{method, AppEnrolment};
 use zeroize::{Zeroize, Zeroizing};
 
+use super::backup::{self, Here, Origin};
 use super::write_failure;
 use crate::cli::EnableAppArgs;
 use crate::client::Account;
@@ -48,8 +51,9 @@ pub fn app(
     account: &dyn Account,
     input: &mut Input,
     out: &mut dyn Write,
-    _args: &EnableAppArgs,
+    args: &EnableAppArgs,
     style: qr::Style,
+    here: &Here,
 ) -> Result<(), Failure> {
     let status = account.status()?;
     if status.methods.iter().any(|m| m == method::APP) {
@@ -59,6 +63,7 @@ pub fn app(
              new device, run `twofactorctl disable app` first",
         ));
     }
+    backup::check_save(&args.save)?;
     let user = one_line(&status.user);
     let enrolment = {
         let password = input.password(&format!("Password for {user}: "), MAX_PASSWORD_BYTES)?;
@@ -66,9 +71,35 @@ pub fn app(
     };
     show(out, &enrolment.0, style)?;
     let codes = Zeroizing::new(confirm(account, input, &enrolment.0.enrolment)?);
+    let made = (here.now)();
     writeln!(out, "{ENABLED}").map_err(write_failure)?;
-    super::backup::show_codes(out, &codes)?;
-    out.flush().map_err(write_failure)
+    if !codes.is_empty() {
+        writeln!(out).map_err(write_failure)?;
+        backup::show_codes(out, &codes)?;
+    }
+    out.flush().map_err(write_failure)?;
+    if codes.is_empty() {
+        // The daemon always makes a set; an older one might not.
+        return match args.save.save {
+            Some(_) => Err(Failure::new(
+                Reason::Unexpected,
+                "the authenticator app is enabled, but twofactord sent no backup codes; \
+                 nothing was saved",
+            )),
+            None => Ok(()),
+        };
+    }
+    let origin = Origin {
+        user: &user,
+        host: &here.host,
+        made,
+    };
+    backup::save(input, out, &args.save, &codes, &origin).map_err(|f| {
+        Failure::new(
+            f.reason,
+            format!("the authenticator app is enabled, but {}", f.message()),
+        )
+    })
 }
 
 /// Prints the QR code, the secret and the URI, then flushes stdout so that
@@ -192,7 +223,11 @@ pub fn totp_hint(uri: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::fake::FakeAccount;
+    use crate::cli::SaveArgs;
+    use crate::commands::backup::{CODES_HEADER, SAVED_PREFIX, SAVE_PROMPT};
+    use crate::commands::fake::{ten_codes, FakeAccount};
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
     use twofactor_proto::AccountStatus;
 
     const SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
@@ -216,25 +251,64 @@ mod tests {
         Failure::new(Reason::BadCode, "wrong code")
     }
 
+    const MADE: i64 = 1_700_000_000;
+
     fn run(fake: &FakeAccount, stdin: &[u8], interactive: bool) -> (Result<(), Failure>, String) {
-        let mut input = Input::scripted(stdin, interactive);
+        let (r, out, _) = run_saving(fake, stdin, interactive, SaveArgs::default());
+        (r, out)
+    }
+
+    /// Result, stdout and what was said on stderr.
+    fn run_saving(
+        fake: &FakeAccount,
+        stdin: &[u8],
+        interactive: bool,
+        save: SaveArgs,
+    ) -> (Result<(), Failure>, String, String) {
+        let (mut input, seen) = Input::scripted_seen(stdin, interactive);
         let mut out = Vec::new();
+        let here = Here {
+            host: "testhost".into(),
+            now: || MADE,
+        };
         let r = app(
             fake,
             &mut input,
             &mut out,
-            &EnableAppArgs {},
+            &EnableAppArgs { save },
             qr::Style::DarkBackground,
+            &here,
         );
-        (r, String::from_utf8(out).unwrap())
+        (r, String::from_utf8(out).unwrap(), seen.text())
+    }
+
+    fn save_to(path: &Path, force: bool) -> SaveArgs {
+        SaveArgs {
+            save: Some(path.to_path_buf()),
+            force,
+        }
+    }
+
+    /// The lines after "Authenticator app enabled.".
+    fn after_enabled(out: &str) -> Vec<&str> {
+        let lines: Vec<&str> = out.lines().collect();
+        let i = lines
+            .iter()
+            .position(|l| *l == ENABLED)
+            .unwrap_or_else(|| panic!("no {ENABLED:?} in {out}"));
+        lines[i + 1..].to_vec()
+    }
+
+    fn expected_codes_block() -> Vec<String> {
+        let mut v = vec![String::new(), CODES_HEADER.to_owned()];
+        v.extend(ten_codes());
+        v
     }
 
     #[test]
     fn happy_path_prints_stable_lines() {
         let f = fake(false);
-        f.confirms
-            .borrow_mut()
-            .push_back(Ok(vec!["abcd-efgh-jkmn".into()]));
+        f.confirms.borrow_mut().push_back(Ok(ten_codes()));
         let (r, out) = run(&f, b"pw 1\n123456\n", false);
         r.unwrap();
         let secret_line = out.lines().find(|l| l.starts_with(SECRET_PREFIX)).unwrap();
@@ -247,7 +321,9 @@ mod tests {
         assert_eq!(&uri_line[URI_PREFIX.len()..], URI);
         assert!(out.contains("\"Time based\""));
         assert!(out.contains('\u{2588}'), "QR code drawn");
-        assert_eq!(out.lines().last(), Some(ENABLED));
+        // After the confirmation: an empty line, the header, the ten codes
+        // one per line, and nothing more.
+        assert_eq!(after_enabled(&out), expected_codes_block());
         assert_eq!(
             f.calls(),
             ["Status", "EnrollApp(pw 1)", "ConfirmApp(e1,123456)"]
@@ -255,12 +331,127 @@ mod tests {
     }
 
     #[test]
+    fn a_script_is_not_asked_to_save() {
+        // The stdin protocol stays two lines: a third line is not read as a
+        // file name.
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("codes.txt");
+        let f = fake(false);
+        f.confirms.borrow_mut().push_back(Ok(ten_codes()));
+        let stdin = format!("pw\n123456\n{}\n", path.display());
+        let (r, out, said) = run_saving(&f, stdin.as_bytes(), false, SaveArgs::default());
+        r.unwrap();
+        assert!(!path.exists());
+        assert!(!said.contains(SAVE_PROMPT));
+        assert_eq!(after_enabled(&out), expected_codes_block());
+    }
+
+    #[test]
+    fn save_writes_the_codes_to_a_0600_file() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("codes.txt");
+        let f = fake(false);
+        f.confirms.borrow_mut().push_back(Ok(ten_codes()));
+        let (r, out, said) = run_saving(&f, b"pw\n123456\n", false, save_to(&path, false));
+        r.unwrap();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_file());
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("# twofactor backup codes\n# Account: alice\n# Host:    testhost\n")
+        );
+        assert!(text.contains(&crate::localtime::format(MADE)));
+        let codes: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .collect();
+        assert_eq!(codes, ten_codes());
+        let mut block = expected_codes_block();
+        block.push(format!(
+            "{SAVED_PREFIX}{} (readable only by you).",
+            path.display()
+        ));
+        assert_eq!(after_enabled(&out), block);
+        assert!(!said.contains(&ten_codes()[0]));
+    }
+
+    #[test]
+    fn existing_save_file_is_refused_before_the_password() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("codes.txt");
+        std::fs::write(&path, b"old").unwrap();
+        let f = fake(false);
+        let (r, out, _) = run_saving(&f, b"pw\n123456\n", false, save_to(&path, false));
+        let err = r.unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.message().contains("--force"), "{}", err.message());
+        assert!(err.message().contains(&path.display().to_string()));
+        assert_eq!(f.calls(), ["Status"]);
+        assert!(out.is_empty());
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+    }
+
+    #[test]
+    fn force_replaces_and_symlink_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("codes.txt");
+        std::fs::write(&path, b"old codes, a longer text than the header?").unwrap();
+        let f = fake(false);
+        f.confirms.borrow_mut().push_back(Ok(ten_codes()));
+        let (r, _, _) = run_saving(&f, b"pw\n123456\n", false, save_to(&path, true));
+        r.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# twofactor backup codes\n"));
+        assert!(!text.contains("old codes"));
+
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let f = fake(false);
+        let (r, _, _) = run_saving(&f, b"pw\n123456\n", false, save_to(&link, true));
+        let err = r.unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.message().contains("symbolic link"));
+        assert_eq!(f.calls(), ["Status"]);
+    }
+
+    #[test]
+    fn a_person_is_offered_to_save() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("codes.txt");
+        let f = fake(false);
+        f.confirms.borrow_mut().push_back(Ok(ten_codes()));
+        let stdin = format!("pw\n123456\n{}\n", path.display());
+        let (r, out, said) = run_saving(&f, stdin.as_bytes(), true, SaveArgs::default());
+        r.unwrap();
+        assert!(said.contains(SAVE_PROMPT));
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+        assert!(out.lines().last().unwrap().starts_with(SAVED_PREFIX));
+    }
+
+    #[test]
+    fn empty_set_with_save_says_the_app_is_enabled() {
+        // An (older) daemon that sends no codes: nothing to save, and the
+        // user is told that the app is on all the same.
+        let f = fake(false);
+        f.confirms.borrow_mut().push_back(Ok(vec![]));
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("codes.txt");
+        let (r, out, _) = run_saving(&f, b"pw\n123456\n", false, save_to(&path, false));
+        let err = r.unwrap_err();
+        assert!(err
+            .message()
+            .starts_with("the authenticator app is enabled, but"));
+        assert_eq!(out.lines().last(), Some(ENABLED));
+        assert!(!path.exists());
+    }
+
+    #[test]
     fn script_gets_one_try() {
         let f = fake(false);
         f.confirms.borrow_mut().push_back(Err(bad_code()));
-        f.confirms
-            .borrow_mut()
-            .push_back(Ok(vec!["abcd-efgh-jkmn".into()]));
+        f.confirms.borrow_mut().push_back(Ok(ten_codes()));
         let (r, out) = run(&f, b"pw\n000000\n123456\n", false);
         let err = r.unwrap_err();
         assert_eq!(err.exit_code(), 1);
@@ -277,12 +468,10 @@ mod tests {
         let f = fake(false);
         f.confirms.borrow_mut().push_back(Err(bad_code()));
         f.confirms.borrow_mut().push_back(Err(bad_code()));
-        f.confirms
-            .borrow_mut()
-            .push_back(Ok(vec!["abcd-efgh-jkmn".into()]));
+        f.confirms.borrow_mut().push_back(Ok(ten_codes()));
         let (r, out) = run(&f, b"pw\n1\n2\n3\n", true);
         r.unwrap();
-        assert!(out.ends_with(&format!("{ENABLED}\n")));
+        assert_eq!(after_enabled(&out), expected_codes_block());
         assert_eq!(
             f.calls()[2..],
             ["ConfirmApp(e1,1)", "ConfirmApp(e1,2)", "ConfirmApp(e1,3)"]
@@ -300,9 +489,7 @@ mod tests {
     #[test]
     fn empty_answer_at_a_terminal_is_asked_again_without_a_try() {
         let f = fake(false);
-        f.confirms
-            .borrow_mut()
-            .push_back(Ok(vec!["abcd-efgh-jkmn".into()]));
+        f.confirms.borrow_mut().push_back(Ok(ten_codes()));
         let (r, _) = run(&f, b"pw\n\n  \n123456\n", true);
         r.unwrap();
         assert_eq!(f.calls()[2..], ["ConfirmApp(e1,123456)"]);

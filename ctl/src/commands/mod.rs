@@ -16,6 +16,7 @@ use crate::client::Client;
 use crate::error::Failure;
 use crate::input::Input;
 use crate::qr;
+use backup::Here;
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), Failure> {
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                     &mut out,
                     &args,
                     qr::Style::for_stdout(),
+                    &Here::this_machine(),
                 )
             }
         },
@@ -40,13 +42,17 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let mut input = Input::from_stdin()?;
             disable::run(&client, &mut input, &mut out, &args)
         }
+        Command::BackupCodes(args) => {
+            let mut input = Input::from_stdin()?;
+            backup::run(&client, &mut input, &mut out, &args, &Here::this_machine())
+        }
     };
     out.flush().map_err(write_failure)?;
     result
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
-fn now() -> i64 {
+pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -93,6 +99,7 @@ pub mod fake {
         pub statuses: RefCell<VecDeque<Result<AccountStatus, Failure>>>,
         pub enrolment: RefCell<Option<Result<AppEnrolment, Failure>>>,
         pub confirms: RefCell<VecDeque<Result<Vec<String>, Failure>>>,
+        pub new_codes: RefCell<VecDeque<Result<Vec<String>, Failure>>>,
         pub disables: RefCell<VecDeque<Result<(), Failure>>>,
         /// Every call, with its arguments (passwords included, to check them).
         pub calls: RefCell<Vec<String>>,
@@ -107,6 +114,13 @@ pub mod fake {
         pub fn calls(&self) -> Vec<String> {
             self.calls.borrow().clone()
         }
+    }
+
+    /// A set of ten distinct codes in the daemon's display form.
+    pub fn ten_codes() -> Vec<String> {
+        (0..10)
+            .map(|i| format!("abc{}-efgh-jkm{}", (b'a' + i) as char, (b'p' + i) as char))
+            .collect()
     }
 
     fn unscripted() -> Failure {
@@ -135,6 +149,16 @@ pub mod fake {
                 .borrow_mut()
                 .push(format!("ConfirmApp({enrolment},{code})"));
             self.confirms
+                .borrow_mut()
+                .pop_front()
+                .unwrap_or_else(|| Err(unscripted()))
+        }
+        fn new_backup_codes(&self, password: &[u8]) -> Result<Vec<String>, Failure> {
+            self.calls.borrow_mut().push(format!(
+                "NewBackupCodes({})",
+                String::from_utf8_lossy(password)
+            ));
+            self.new_codes
                 .borrow_mut()
                 .pop_front()
                 .unwrap_or_else(|| Err(unscripted()))

@@ -132,7 +132,8 @@ mod tests {
         assert!(text.contains("Failed attempts:   2\n"));
         assert!(text.contains("Locked:            no\n"));
         assert!(text.contains("Pending enrolment: no\n"));
-        assert_eq!(text.lines().count(), 8);
+        assert!(text.contains("Backup codes left: 7\n"), "{text}");
+        assert_eq!(text.lines().count(), 9);
     }
 
     #[test]
@@ -148,6 +149,7 @@ mod tests {
         );
         assert!(text.contains("Preferred method:  not set\n"));
         assert!(text.contains("Last 2FA login:    never\n"));
+        assert!(text.contains("Backup codes left: 0\n"));
     }
 
     #[test]
@@ -179,7 +181,8 @@ mod tests {
         assert_eq!(v["failures"], 2);
         assert_eq!(v["locked_until"], 0);
         assert_eq!(v["enrolment_pending"], false);
-        assert_eq!(v.as_object().unwrap().len(), 8);
+        assert_eq!(v["backup_codes_left"], 7);
+        assert_eq!(v.as_object().unwrap().len(), 9);
     }
 
     #[test]
@@ -189,7 +192,7 @@ mod tests {
             ..AccountStatus::default()
         };
         let text = run_to_string(status, false, 0);
-        assert_eq!(text.lines().count(), 8);
+        assert_eq!(text.lines().count(), 9);
         assert!(!text.contains('\x1b'));
     }
 
