@@ -446,3 +446,419 @@ fn row(c: &Connection, user: &str, now: i64) -> rusqlite::Result<UserReport> {
         ..UserReport::default()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::account::Accounts;
+    use crate::audit::Origin;
+    use crate::clock::{Clock, ManualClock};
+    use crate::config::Config;
+    use crate::login::Logins;
+    use twofactor_proto::{Action, Step};
+
+    const T0: i64 = 1_767_268_800; // 2026-01-01 12:00 UTC
+
+    struct World {
+        admin: Admin,
+        logins: Logins,
+        accounts: Accounts,
+        clock: ManualClock,
+        rt: tokio::runtime::Runtime,
+        audit: Arc<crate::audit::Audit>,
+    }
+
+    fn world() -> World {
+        let clock = ManualClock::at(T0);
+        let config = Config {
+            admin_group: "staff".into(),
+            ..Config::default()
+        };
+        // FakeUsers: names starting with "staff" are in group "staff".
+        let (core, audit) = crate::core::testing::core(
+            config,
+            &clock,
+            &[("alice", 1000), ("bob", 1001), ("staffer", 1002)],
+            &[("alice", "pw-a"), ("staffer", "pw-s")],
+        );
+        World {
+            admin: Admin::new(core.clone()),
+            logins: Logins::new(core.clone()),
+            accounts: Accounts::new(core),
+            clock,
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            audit,
+        }
+    }
+
+    fn root() -> Caller {
+        Caller {
+            uid: 0,
+            bus_name: ":1.1".into(),
+        }
+    }
+    fn as_uid(uid: u32) -> Caller {
+        Caller {
+            uid,
+            bus_name: format!(":1.{uid}"),
+        }
+    }
+    fn origin(user: &str) -> Origin {
+        Origin {
+            user: user.into(),
+            service: "sshd".into(),
+            rhost: "192.0.2.7".into(),
+            tty: "ssh".into(),
+        }
+    }
+    fn texts(step: &Step) -> String {
+        step.messages
+            .iter()
+            .map(|(_, m)| m.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+    fn secret_of(step: &Step) -> crate::totp::Secret {
+        let text = texts(step);
+        let line = text.lines().find(|l| l.starts_with("Secret: ")).unwrap();
+        let b32: String = line["Secret: ".len()..].split_whitespace().collect();
+        crate::totp::Secret::from_bytes(totp_rs::Secret::Encoded(b32).to_bytes().unwrap())
+    }
+
+    impl World {
+        fn set_policy(&self, on: bool, groups: &[&str], from: &str) {
+            self.rt
+                .block_on(self.admin.set_policy(
+                    &root(),
+                    on,
+                    groups.iter().map(|g| g.to_string()).collect(),
+                    from.into(),
+                    Vec::new(),
+                ))
+                .unwrap();
+        }
+        fn begin(&self, user: &str) -> (String, Step) {
+            self.rt
+                .block_on(self.logins.begin(&root(), origin(user)))
+                .unwrap()
+        }
+        fn answer(&self, id: &str, a: &str) -> Step {
+            self.rt
+                .block_on(self.logins.answer(&root(), id, a.as_bytes().to_vec()))
+                .unwrap()
+        }
+        /// Walks an enrolment at the prompt to its end; returns the secret.
+        fn enrol_at_prompt(&self, id: &str, first: &Step) -> crate::totp::Secret {
+            assert_eq!(
+                first.action,
+                Action::AskVisible("Code from the app: ".into())
+            );
+            assert!(texts(first).contains("Scan this QR code"));
+            assert!(texts(first).contains("URI: otpauth://totp/"));
+            let secret = secret_of(first);
+            let codes = self.answer(id, &secret.code_at(self.clock.now(), 6));
+            assert_eq!(
+                codes.action,
+                Action::AskVisible("Type yes once you have saved them: ".into())
+            );
+            assert_eq!(
+                texts(&codes)
+                    .lines()
+                    .filter(|l| l.len() == 14 && l.matches('-').count() == 2)
+                    .count(),
+                10,
+                "{}",
+                texts(&codes)
+            );
+            let done = self.answer(id, "YES");
+            assert_eq!(done.action, Action::Accept, "{done:?}");
+            secret
+        }
+        fn methods(&self, uid: u32) -> (Vec<String>, u32) {
+            let s = self
+                .rt
+                .block_on(self.accounts.status(&as_uid(uid)))
+                .unwrap();
+            (s.methods, s.backup_codes_left)
+        }
+    }
+
+    #[test]
+    fn mandatory_policy_enrols_at_the_prompt() {
+        let w = world();
+        w.set_policy(true, &[], "");
+        let (id, first) = w.begin("alice");
+        let secret = w.enrol_at_prompt(&id, &first);
+        assert_eq!(w.methods(1000), (vec!["app".to_string()], 10));
+        // The next login asks for a code, and the confirming code is used.
+        let (id, step) = w.begin("alice");
+        assert_eq!(step.action, Action::AskHidden("Verification code: ".into()));
+        assert_eq!(
+            w.answer(&id, &secret.code_at(w.clock.now(), 6)).action,
+            Action::Deny
+        );
+        w.clock.advance(30);
+        let (id, _) = w.begin("alice");
+        assert_eq!(
+            w.answer(&id, &secret.code_at(w.clock.now(), 6)).action,
+            Action::Accept
+        );
+        // Turning the policy off removes nobody's method.
+        w.set_policy(false, &[], "");
+        assert_eq!(w.methods(1000).0, vec!["app".to_string()]);
+        let (_, step) = w.begin("alice");
+        assert_eq!(step.action, Action::AskHidden("Verification code: ".into()));
+        let lines = w.audit.captured.lock().unwrap().join("\n");
+        assert!(lines.contains("enrol user=alice service=sshd"), "{lines}");
+        assert!(lines.contains("via=login why=policy"), "{lines}");
+        assert!(
+            lines.contains("admin-policy by=root mandatory=on"),
+            "{lines}"
+        );
+    }
+
+    #[test]
+    fn wrong_codes_and_no_confirmation_store_nothing() {
+        let w = world();
+        w.set_policy(true, &[], "");
+        let (id, first) = w.begin("alice");
+        let again = w.answer(&id, "000000");
+        assert_eq!(
+            again.action,
+            Action::AskVisible("Code from the app: ".into())
+        );
+        assert!(texts(&again).contains("not the current code"));
+        w.answer(&id, "abc");
+        let denied = w.answer(&id, "111111");
+        assert_eq!(denied.action, Action::Deny);
+        assert_eq!(w.methods(1000), (vec![], 0));
+        // Right code but never "yes".
+        let (id, first2) = w.begin("alice");
+        assert_ne!(secret_of(&first).bytes(), secret_of(&first2).bytes());
+        let code = secret_of(&first2).code_at(w.clock.now(), 6);
+        w.answer(&id, &code);
+        w.answer(&id, "no");
+        w.answer(&id, "later");
+        assert_eq!(w.answer(&id, "nope").action, Action::Deny);
+        assert_eq!(w.methods(1000), (vec![], 0));
+    }
+
+    #[test]
+    fn groups_and_announced_date() {
+        let w = world();
+        w.set_policy(true, &["staff"], "");
+        let (id, step) = w.begin("bob");
+        assert!(id.is_empty());
+        assert_eq!(step.action, Action::Accept, "bob is not in staff");
+        let (_, step) = w.begin("staffer");
+        assert_eq!(
+            step.action,
+            Action::AskVisible("Code from the app: ".into())
+        );
+        w.set_policy(true, &[], "2026-02-01");
+        let (_, step) = w.begin("bob");
+        assert_eq!(step.action, Action::Accept);
+        assert!(texts(&step).contains("becomes mandatory for your account on 2026-02-01"));
+        w.clock.set(T0 + 31 * 86_400); // 2026-02-01 12:00 UTC
+        let (_, step) = w.begin("bob");
+        assert_eq!(
+            step.action,
+            Action::AskVisible("Code from the app: ".into())
+        );
+    }
+
+    #[test]
+    fn last_method_stays_while_the_policy_applies() {
+        let w = world();
+        w.set_policy(true, &[], "");
+        let (id, first) = w.begin("alice");
+        w.enrol_at_prompt(&id, &first);
+        for which in ["app", "all"] {
+            let e =
+                w.rt.block_on(w.accounts.disable(&as_uid(1000), which, b"pw-a".to_vec()))
+                    .unwrap_err();
+            assert!(
+                matches!(e, Error::PermissionDenied(ref m) if m.contains("mandatory")),
+                "{e:?}"
+            );
+        }
+        w.set_policy(false, &[], "");
+        w.rt.block_on(w.accounts.disable(&as_uid(1000), "app", b"pw-a".to_vec()))
+            .unwrap();
+    }
+
+    #[test]
+    fn reset_recovery_code_then_forced_enrolment() {
+        let w = world();
+        w.set_policy(true, &[], "");
+        let (id, first) = w.begin("alice");
+        w.enrol_at_prompt(&id, &first);
+        w.set_policy(false, &[], "");
+        let first_code =
+            w.rt.block_on(w.admin.reset(&root(), "alice", Vec::new()))
+                .unwrap();
+        let code =
+            w.rt.block_on(w.admin.reset(&root(), "alice", Vec::new()))
+                .unwrap();
+        assert_eq!(code.expires, w.clock.now() + 86_400);
+        assert_eq!(code.code.len(), 19);
+        assert_eq!(
+            w.methods(1000),
+            (vec![], 0),
+            "reset removes methods and backup codes"
+        );
+        // The earlier code is void; bob cannot use alice's code.
+        let (id, step) = w.begin("alice");
+        assert_eq!(
+            step.action,
+            Action::AskHidden("Verification code: ".into()),
+            "still asked after a reset"
+        );
+        assert_eq!(w.answer(&id, &first_code.code).action, Action::Deny);
+        let (id, _) = w.begin("bob");
+        assert!(id.is_empty(), "bob has nothing: no prompt");
+        // The right code leads to enrolment, whatever the policy says.
+        let (id, _) = w.begin("alice");
+        let step = w.answer(&id, &code.code.to_uppercase());
+        assert!(texts(&step).contains("Recovery code accepted"), "{step:?}");
+        w.enrol_at_prompt(&id, &step);
+        assert_eq!(w.methods(1000), (vec!["app".to_string()], 10));
+        // Used once.
+        let (id, _) = w.begin("alice");
+        assert_eq!(w.answer(&id, &code.code).action, Action::Deny);
+        let lines = w.audit.captured.lock().unwrap().join("\n");
+        assert!(lines.contains("admin-reset by=root user=alice"));
+        assert!(lines.contains("recovery-code-used user=alice"));
+        assert!(!lines.contains(&code.code));
+    }
+
+    #[test]
+    fn recovery_code_expires_after_24_hours() {
+        let w = world();
+        let code =
+            w.rt.block_on(w.admin.reset(&root(), "alice", Vec::new()))
+                .unwrap();
+        w.clock.advance(86_400 + 1);
+        let (id, step) = w.begin("alice");
+        assert!(
+            id.is_empty(),
+            "no method and no live code: no prompt ({step:?})"
+        );
+        w.clock.advance(-2);
+        let (id, _) = w.begin("alice");
+        assert_eq!(
+            w.answer(&id, &code.code).action,
+            Action::AskVisible("Code from the app: ".into())
+        );
+    }
+
+    #[test]
+    fn only_admins_and_non_root_admins_give_their_password() {
+        let w = world();
+        let bob = as_uid(1001);
+        let rt = &w.rt;
+        let denied =
+            |r: Result<(), Error>| assert!(matches!(r, Err(Error::PermissionDenied(_))), "{r:?}");
+        denied(rt.block_on(w.admin.get_policy(&bob)).map(|_| ()));
+        denied(
+            rt.block_on(
+                w.admin
+                    .set_policy(&bob, true, vec![], "".into(), b"x".to_vec()),
+            ),
+        );
+        denied(rt.block_on(w.admin.list_users(&bob)).map(|_| ()));
+        denied(rt.block_on(w.admin.get_user(&bob, "alice")).map(|_| ()));
+        denied(
+            rt.block_on(w.admin.reset(&bob, "alice", b"x".to_vec()))
+                .map(|_| ()),
+        );
+        denied(rt.block_on(w.admin.unlock(&bob, "alice", b"x".to_vec())));
+        denied(
+            rt.block_on(
+                w.admin
+                    .import_google_authenticator(&bob, "alice", "", b"x".to_vec()),
+            )
+            .map(|_| ()),
+        );
+        denied(
+            rt.block_on(w.admin.import_google_authenticator_all(&bob, b"x".to_vec()))
+                .map(|_| ()),
+        );
+        // staffer is in admin_group "staff": reads freely, changes with the password.
+        let staffer = as_uid(1002);
+        let users = rt.block_on(w.admin.list_users(&staffer)).unwrap();
+        assert_eq!(
+            users.iter().map(|u| u.user.as_str()).collect::<Vec<_>>(),
+            vec!["alice", "bob", "staffer"]
+        );
+        assert!(matches!(
+            rt.block_on(w.admin.reset(&staffer, "alice", b"wrong".to_vec())),
+            Err(Error::BadPassword(_))
+        ));
+        rt.block_on(w.admin.reset(&staffer, "alice", b"pw-s".to_vec()))
+            .unwrap();
+        let lines = w.audit.captured.lock().unwrap().join("\n");
+        assert!(
+            lines.contains("admin-reset by=staffer user=alice"),
+            "{lines}"
+        );
+        assert!(
+            lines.contains("denied uid=1001 action=admin-reset"),
+            "{lines}"
+        );
+    }
+
+    #[test]
+    fn users_report_and_unlock() {
+        let w = world();
+        w.set_policy(true, &["staff"], "");
+        let r = w.rt.block_on(w.admin.get_user(&root(), "staffer")).unwrap();
+        assert!(r.policy_applies);
+        assert!(r.known_to_system);
+        assert_eq!(r.uid, 1002);
+        let r = w.rt.block_on(w.admin.get_user(&root(), "bob")).unwrap();
+        assert!(!r.policy_applies);
+        assert!(matches!(
+            w.rt.block_on(w.admin.get_user(&root(), "nobody-here")),
+            Err(Error::NotFound(_))
+        ));
+        // Lock alice with wrong passwords, then unlock.
+        for _ in 0..5 {
+            let _ =
+                w.rt.block_on(w.accounts.enroll_app(&as_uid(1000), b"bad".to_vec()));
+        }
+        let r = w.rt.block_on(w.admin.get_user(&root(), "alice")).unwrap();
+        assert!(r.locked_until > w.clock.now());
+        w.rt.block_on(w.admin.unlock(&root(), "alice", Vec::new()))
+            .unwrap();
+        let r = w.rt.block_on(w.admin.get_user(&root(), "alice")).unwrap();
+        assert_eq!((r.locked_until, r.failures), (0, 0));
+    }
+
+    #[test]
+    fn bad_policy_input() {
+        let w = world();
+        for (groups, from) in [
+            (vec!["a b".to_string()], ""),
+            (vec![], "2026-13-01"),
+            (vec![], "tomorrow"),
+        ] {
+            assert!(matches!(
+                w.rt.block_on(
+                    w.admin
+                        .set_policy(&root(), true, groups, from.into(), Vec::new())
+                ),
+                Err(Error::InvalidInput(_))
+            ));
+        }
+        assert!(
+            !w.rt
+                .block_on(w.admin.get_policy(&root()))
+                .unwrap()
+                .mandatory
+        );
+    }
+}

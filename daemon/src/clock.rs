@@ -32,6 +32,9 @@ impl ManualClock {
     pub fn at(t: i64) -> Self {
         ManualClock(Arc::new(AtomicI64::new(t)))
     }
+    pub fn set(&self, t: i64) {
+        self.0.store(t, Ordering::SeqCst);
+    }
     pub fn advance(&self, secs: i64) {
         self.0.fetch_add(secs, Ordering::SeqCst);
     }
