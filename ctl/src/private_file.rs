@@ -131,7 +131,19 @@ pub fn check(path: &Path, replace: bool) -> Result<(), SaveError> {
                 _ => Err(SaveError::NoDirectory(dir)),
             }
         }
-        Err(e) => Err(SaveError::Io(e)),
+        Err(e) => Err(lookup_error(path, e)),
+    }
+}
+
+/// `lstat` failed for another reason than "not there".
+fn lookup_error(path: &Path, err: io::Error) -> SaveError {
+    match err.raw_os_error() {
+        // A directory on the way may not be searched: nothing can be
+        // created there either.
+        Some(libc::EACCES) => SaveError::NotWritable(directory_of(path)),
+        // A file name used as a directory on the way.
+        Some(libc::ENOTDIR) => SaveError::NoDirectory(directory_of(path)),
+        _ => SaveError::Io(err),
     }
 }
 
@@ -500,6 +512,20 @@ mod tests {
         assert!(err
             .describe(&path, true)
             .contains("may not create files in"));
+    }
+
+    #[test]
+    fn unsearchable_directory_is_a_refusal() {
+        let path = Path::new("/root/codes.txt");
+        let err = lookup_error(path, io::Error::from_raw_os_error(libc::EACCES));
+        assert!(matches!(&err, SaveError::NotWritable(d) if d == Path::new("/root")));
+        assert_eq!(err.reason().exit_code(), 2);
+        // A file on the way where a directory should be.
+        let d = dir();
+        let file = d.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        let err = check(&file.join("codes.txt"), false).unwrap_err();
+        assert!(matches!(err, SaveError::NoDirectory(_)), "{err:?}");
     }
 
     #[test]
