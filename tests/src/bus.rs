@@ -67,7 +67,7 @@ fn bus_config(socket: &Path, policy: &Path) -> String {
 
 impl PrivateBus {
     pub fn start() -> PrivateBus {
-        let dir = crate::temp_dir("tft-bus-");
+        let dir = crate::var_temp_dir("tft-bus-");
         let socket = dir.path().join("bus");
         let conf = dir.path().join("bus.conf");
         crate::write_file(&conf, bus_config(&socket, &shipped_policy()), 0o644);

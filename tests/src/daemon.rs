@@ -2,6 +2,14 @@
 //! password re-check (`twofactor-reauth`) run through Debian's libpam-wrapper
 //! from a private PAM service directory, so the machine's /etc/pam.d is
 //! never read for it.
+//!
+//! libpam-wrapper copies the service files into `/tmp/pam.X` (one letter,
+//! picked from the pid) at the first `pam_start`, and two processes that
+//! start at once can pick the same directory; when one exits it removes the
+//! directory under the other, whose next password check then fails. So, as
+//! root, each daemon runs in its own mount namespace with a private tmpfs on
+//! /tmp; everything it needs (config, state, PAM files, the bus socket) is
+//! under /var/tmp instead.
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -90,7 +98,7 @@ impl Daemon {
     /// Writes the config, the state directory (0700) and the PAM service
     /// directory, without starting the daemon (see [`Daemon::try_launch`]).
     pub fn prepare(config: &DaemonConfig) -> Daemon {
-        let dir = crate::temp_dir("tft-daemon-");
+        let dir = crate::var_temp_dir("tft-daemon-");
         let state = dir.path().join("state");
         std::fs::create_dir(&state).expect("create state dir");
         crate::set_mode(&state, 0o700);
@@ -177,23 +185,37 @@ impl Daemon {
             .append(true)
             .open(self.log_path())
             .expect("open daemon log");
-        let child = Command::new(crate::twofactord_bin())
-            .arg("--foreground")
+        let mut cmd = if crate::is_root() {
+            // unshare and sh exec in place: the child's pid is the daemon's.
+            let mut c = Command::new("unshare");
+            c.args(["--mount", "--propagation", "private", "sh", "-c"])
+                .arg(
+                    "mount -t tmpfs -o mode=1777 tft-private-tmp /tmp && \
+                     exec env LD_PRELOAD=\"$TFT_PRELOAD\" \"$@\"",
+                )
+                .arg("sh")
+                .arg(crate::twofactord_bin())
+                .env_clear()
+                .env("TFT_PRELOAD", PAM_WRAPPER_LIB);
+            c
+        } else {
+            let mut c = Command::new(crate::twofactord_bin());
+            c.env_clear().env("LD_PRELOAD", PAM_WRAPPER_LIB);
+            c
+        };
+        cmd.arg("--foreground")
             .arg("--config")
             .arg(self.config_path())
             .arg("--bus")
             .arg(&self.bus_address)
             .arg("--log-stderr")
-            .env_clear()
             .env("PATH", crate::PATH)
-            .env("LD_PRELOAD", PAM_WRAPPER_LIB)
             .env("PAM_WRAPPER", "1")
             .env("PAM_WRAPPER_SERVICE_DIR", self.dir.path().join("pam.d"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .expect("start twofactord");
+            .stderr(log);
+        let child = cmd.spawn().expect("start twofactord");
         self.child = Some(child);
         let deadline = std::time::Instant::now() + self.start_timeout;
         loop {

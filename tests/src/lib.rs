@@ -117,9 +117,19 @@ pub fn pam_module_so() -> PathBuf {
 /// A temporary directory that every user can enter (sockets, PAM files and
 /// home directories inside are used by the test users too).
 pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
+    temp_dir_in(&std::env::temp_dir(), prefix)
+}
+
+/// Like [`temp_dir`], under /var/tmp: for what the daemon must reach while
+/// its own /tmp is private (see [`daemon`]).
+pub fn var_temp_dir(prefix: &str) -> tempfile::TempDir {
+    temp_dir_in(Path::new("/var/tmp"), prefix)
+}
+
+fn temp_dir_in(base: &Path, prefix: &str) -> tempfile::TempDir {
     let dir = tempfile::Builder::new()
         .prefix(prefix)
-        .tempdir()
+        .tempdir_in(base)
         .expect("create a temporary directory");
     set_mode(dir.path(), 0o755);
     dir

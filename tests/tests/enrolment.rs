@@ -212,7 +212,13 @@ fn disable_needs_the_password() {
     let e = env.ctl().enroll_app(&user);
     let wrong = format!("x{}", user.password());
     let out = env.ctl().disable(&user, "app", &wrong);
-    assert_eq!(out.status.code(), Some(1), "{}", out.describe());
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\ndaemon log:\n{}",
+        out.describe(),
+        env.daemon.log()
+    );
     assert_eq!(env.ctl().methods(&user), vec!["app".to_string()]);
     // Still asks for a code.
     env.pam("")
