@@ -94,3 +94,21 @@ fn syslog_sink_catches_records() {
     );
     assert!(!std::path::Path::new("/dev/log").exists() || text.contains("hello"));
 }
+
+/// Programs run "as the user" really run with the user's ids only: no root
+/// group left over from the test process.
+#[test]
+fn commands_as_user_drop_root_groups() {
+    if !need_root!() {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let user = TestUser::new();
+    let mut cmd = std::process::Command::new("id");
+    cmd.uid(user.uid).gid(user.gid);
+    let out = twofactor_tests::proc::run(&mut cmd, b"", Duration::from_secs(10));
+    let text = out.stdout();
+    assert!(out.success(), "{}", out.describe());
+    assert!(text.contains(&format!("uid={}(", user.uid)), "{text}");
+    assert!(!text.contains("(root)"), "root ids left: {text}");
+}
