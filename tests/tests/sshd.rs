@@ -82,8 +82,14 @@ fn ssh_daemon_stopped_out() {
     }
     let mut s = Enrolled::with_defaults();
     let sshd = Sshd::start(&module_args(&s));
+    // Control: this sshd lets the user in while the daemon runs.
+    let code = s.code_now();
+    let out = sshd.ssh(&s.user, s.user.password(), &code);
+    assert!(logged_in(&out), "control login failed: {}", out.describe());
     s.env.stop_daemon();
-    let out = sshd.ssh(&s.user, s.user.password(), &s.code_now());
+    // The next step's code has not been used and would be accepted.
+    let next = totp::code_at_step_offset(&s.secret, 1);
+    let out = sshd.ssh(&s.user, s.user.password(), &next);
     assert!(
         !logged_in(&out),
         "daemon stopped, failmode=secure, yet ssh got in: {}",
