@@ -97,6 +97,33 @@ fn ssh_daemon_stopped_out() {
     );
 }
 
+/// failmode=safe: with the daemon stopped, the password alone lets the user
+/// in (the admin's choice), and no code is asked.
+#[test]
+fn ssh_daemon_stopped_failmode_safe_in() {
+    if !need_root!() {
+        return;
+    }
+    let mut s = Enrolled::with_defaults();
+    let sshd = Sshd::start(&format!("{} failmode=safe", module_args(&s)));
+    s.env.stop_daemon();
+    let out = sshd.ssh(&s.user, s.user.password(), "000000");
+    assert!(
+        logged_in(&out),
+        "{}\nsshd log:\n{}",
+        out.describe(),
+        sshd.log()
+    );
+    assert!(
+        !sshd.asked_prompts().contains("Verification"),
+        "asked for a code: {:?}",
+        sshd.asked_prompts()
+    );
+    // The password is still needed.
+    let out = sshd.ssh(&s.user, &format!("{}x", s.user.password()), "000000");
+    assert!(!logged_in(&out), "{}", out.describe());
+}
+
 /// A user without a method logs in with the password alone.
 #[test]
 fn ssh_user_without_method_needs_only_the_password() {
