@@ -58,6 +58,23 @@ impl Enrolled {
         run
     }
 
+    /// Asserts that the daemon's log holds none of the user's secrets (TOTP
+    /// secret, password) nor any of `also` (codes, answers used).
+    pub fn assert_log_clean(&self, also: &[&str]) {
+        let log = self.env.daemon.log();
+        let mut secrets = vec![
+            ("secret", self.secret.as_str()),
+            ("password", self.user.password()),
+        ];
+        secrets.extend(also.iter().map(|a| ("answer", *a)));
+        for (what, s) in secrets {
+            assert!(
+                !s.is_empty() && !log.contains(s),
+                "the daemon log contains a {what} ({s:?}):\n{log}"
+            );
+        }
+    }
+
     /// `failures` from the user's own `twofactorctl status --json`.
     pub fn failures(&self) -> u64 {
         self.env.ctl().failures(&self.user)

@@ -82,6 +82,7 @@ fn right_code_in_then_same_code_refused() {
             && log.contains("reason=replayed-code"),
         "no audit line for the replay:\n{log}"
     );
+    s.assert_log_clean(&[&code]);
 }
 
 #[test]
