@@ -236,3 +236,68 @@ fn module_ignores_hostile_bus_environment() {
         .assert_result("PAM_SUCCESS");
     assert!(env.daemon.log().contains(&format!("user={}", user.name)));
 }
+
+/// One unprivileged user cannot block everybody else's logins: a user who
+/// keeps many connections open, each with as many logins for themselves as
+/// the daemon lets one connection have, must not fill the daemon's table of
+/// logins in progress so that root's logins for other users (sshd, sudo)
+/// are refused.
+#[test]
+fn one_user_cannot_exhaust_logins_of_others() {
+    if !need_root!() {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let s = Enrolled::with_defaults();
+    let victim = TestUser::new();
+    let victim_secret = s.env.ctl().enroll_app(&victim).compact_secret();
+    // The attacker: 70 connections (the bus allows 256 per user) x 64
+    // Begins for themselves; prints a line when done and keeps the
+    // connections open until its stdin closes.
+    let script = r#"
+import sys, dbus, dbus.lowlevel
+addr, user = sys.argv[1], sys.argv[2]
+conns, ok, refused = [], 0, 0
+for c in range(70):
+    b = dbus.bus.BusConnection(addr)
+    conns.append(b)
+    for i in range(64):
+        m = dbus.lowlevel.MethodCallMessage("org.twofactor.Daemon1", "/org/twofactor/Daemon1",
+                                            "org.twofactor.Login1", "Begin")
+        m.append(user, "flood", "", "", signature="ssss")
+        try:
+            b.send_message_with_reply_and_block(m, 10)
+            ok += 1
+        except dbus.exceptions.DBusException:
+            refused += 1
+print("flooded", ok, refused, flush=True)
+sys.stdin.read()
+"#;
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg("-c")
+        .arg(script)
+        .arg(s.env.bus.address())
+        .arg(&s.user.name)
+        .env_clear()
+        .env("PATH", twofactor_tests::PATH)
+        .uid(s.user.uid)
+        .gid(s.user.gid);
+    let mut attacker = twofactor_tests::proc::Interactive::spawn(&mut cmd);
+    let line = attacker.expect_line(std::time::Duration::from_secs(240), |l| {
+        l.starts_with("flooded")
+    });
+    totp::ensure_step_margin(3);
+    let run = s
+        .pam
+        .login(&victim.name)
+        .answer(totp::code_now(&victim_secret))
+        .run();
+    attacker.kill();
+    assert_eq!(
+        run.result, "PAM_SUCCESS",
+        "after another user's flood ({line}), root's login for {} was refused: {}\ndaemon log tail:\n{}",
+        victim.name,
+        run.describe(),
+        s.env.daemon.log().lines().rev().take(5).collect::<Vec<_>>().join("\n")
+    );
+}
