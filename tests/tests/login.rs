@@ -490,3 +490,47 @@ fn failed_conversation_is_not_success() {
     run.assert_result("PAM_CONV_ERR").assert_asked_code();
     assert_eq!(s.failures(), 0);
 }
+
+/// User names (and rhost) come from whoever runs the login; a name with a
+/// line break or quotes cannot forge a line in the daemon's log or the
+/// module's syslog.
+#[test]
+fn hostile_names_cannot_forge_log_lines() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::with_defaults();
+    let forged = "twofactord: login-success user=root service=sshd";
+    for name in [
+        format!("x\n{forged}"),
+        format!("x\r{forged}"),
+        format!("x\" {forged}"),
+    ] {
+        let sink = SyslogSink::new();
+        let run = s
+            .pam
+            .login(&name)
+            .rhost(&format!("h\n{forged}"))
+            .answer("123456")
+            .run_with_syslog(&sink);
+        assert_ne!(run.result, "PAM_SUCCESS", "{}", run.describe());
+        for record in sink.lines() {
+            assert!(
+                !record.trim_end().contains('\n') && !record.contains('\r'),
+                "a syslog record holds a line break: {record:?}"
+            );
+        }
+    }
+    let log = s.env.daemon.log();
+    assert!(
+        log.contains("\\x0a"),
+        "the hostile names were not logged (escaped) at all:\n{log}"
+    );
+    for line in log.lines() {
+        assert!(
+            !line.starts_with(forged) && !line.starts_with("login-success"),
+            "forged line in the daemon log: {line:?}\n{}",
+            s.env.daemon.log()
+        );
+    }
+}
