@@ -1,0 +1,100 @@
+//! Bad input straight on the bus (not through the module or the CLI, which
+//! may filter it): oversized or odd arguments get a clear error and change
+//! nothing; the daemon keeps serving.
+
+use serde_json::json;
+use twofactor_tests::{need_root, Enrolled, CODE_PROMPT};
+
+fn call(iface: &str, method: &str, sig: &str, args: serde_json::Value) -> serde_json::Value {
+    json!({"interface": iface, "method": method, "signature": sig, "args": args})
+}
+
+#[test]
+fn oversized_and_odd_arguments_are_refused() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::with_defaults();
+    let l = "org.twofactor.Login1";
+    let a = "org.twofactor.Account1";
+    let big = "9".repeat(200_000);
+    let r = s.env.bus.py_calls(
+        None,
+        json!([
+            call(l, "Begin", "ssss", json!([big, "svc", "", ""])),
+            call(l, "Begin", "ssss", json!([s.user.name, big, "", ""])),
+            call(l, "Begin", "ssss", json!([s.user.name, "svc", big, ""])),
+            call(l, "Begin", "ssss", json!(["", "svc", "", ""])),
+            call(l, "Begin", "ssss", json!([s.user.name, "svc", "", ""])),
+            call(l, "Answer", "say", json!(["$4", {"bytes": big}])),
+            call(l, "Cancel", "s", json!([big])),
+        ]),
+    );
+    for (i, what) in [(0, "huge user"), (1, "huge service"), (2, "huge rhost")] {
+        assert_eq!(
+            r[i]["error"], "org.twofactor.Error.InvalidInput",
+            "{what}: {}",
+            r[i]
+        );
+    }
+    // An empty user name: refused one way or another, never accepted.
+    let empty = &r[3];
+    assert!(
+        empty["error"].is_string() || empty["ok"][1][1] != 2,
+        "empty user name accepted: {empty}"
+    );
+    // A huge answer is refused (Deny with a message), not counted.
+    assert_eq!(r[5]["ok"][0][1], 3, "huge answer: {}", r[5]);
+    assert!(r[6]["error"].is_string(), "{}", r[6]);
+    assert_eq!(s.failures(), 0);
+
+    let r = s.env.bus.py_calls(
+        Some(s.user.ids()),
+        json!([
+            call(a, "EnrollApp", "ay", json!([{"bytes": big}])),
+            call(a, "ConfirmApp", "ss", json!([big, "123456"])),
+            call(a, "Disable", "say", json!(["app", {"bytes": big}])),
+            call(
+                a,
+                "Disable",
+                "say",
+                json!([big, {"bytes": s.user.password()}])
+            ),
+            call(
+                a,
+                "Disable",
+                "say",
+                json!(["sms", {"bytes": s.user.password()}])
+            ),
+        ]),
+    );
+    for (i, what) in [
+        (0, "huge password"),
+        (1, "huge enrolment id"),
+        (2, "huge password"),
+        (3, "huge method"),
+        (4, "unknown method"),
+    ] {
+        assert!(r[i]["error"].is_string(), "{what}: {}", r[i]);
+    }
+    assert_eq!(
+        r[0]["error"], "org.twofactor.Error.InvalidInput",
+        "{}",
+        r[0]
+    );
+
+    // Nothing changed, and the daemon still works.
+    assert_eq!(s.env.ctl().methods(&s.user), vec!["app".to_string()]);
+    let run = s.login(s.code_now());
+    run.assert_result("PAM_SUCCESS");
+    let r = s.env.bus.py_calls(
+        None,
+        json!([call(
+            l,
+            "Begin",
+            "ssss",
+            json!([s.user.name, "svc", "", ""])
+        )]),
+    );
+    assert_eq!(r[0]["ok"][1][2], CODE_PROMPT, "{r:?}");
+}
