@@ -534,3 +534,43 @@ fn hostile_names_cannot_forge_log_lines() {
         );
     }
 }
+
+/// The wait doubles with each further failure and stops at
+/// max_lockout_seconds.
+#[test]
+fn lockout_doubles_up_to_the_cap() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::new(&DaemonConfig {
+        max_failures: 2,
+        lockout_seconds: 2,
+        max_lockout_seconds: 5,
+        ..DaemonConfig::default()
+    });
+    let wrong = || totp::wrong_code(&s.code_now());
+    let locked_for = || {
+        let run = s.login(s.code_now());
+        run.assert_result("PAM_AUTH_ERR");
+        lock_wait(&run.errors)
+            .unwrap_or_else(|| panic!("expected the lockout message: {}", run.describe()))
+    };
+    s.login(wrong()).assert_errors(&[INVALID_CODE]);
+    s.login(wrong()).assert_errors(&[INVALID_CODE]);
+    let first = locked_for();
+    assert!((1..=2).contains(&first), "first wait {first}");
+    std::thread::sleep(Duration::from_millis(first * 1000 + 500));
+    s.login(wrong()).assert_errors(&[INVALID_CODE]);
+    let second = locked_for();
+    assert!(
+        (3..=4).contains(&second),
+        "second wait {second} should be doubled (4)"
+    );
+    std::thread::sleep(Duration::from_millis(second * 1000 + 500));
+    s.login(wrong()).assert_errors(&[INVALID_CODE]);
+    let third = locked_for();
+    assert!(
+        (4..=5).contains(&third),
+        "third wait {third} should be capped at 5"
+    );
+}
