@@ -2,9 +2,9 @@
 //! reference documentation of `twofactorctl`.
 //!
 //! Each subcommand has its own `*Args` struct and a module in
-//! [`crate::commands`]. Commands planned in DESIGN.md (`prefer`, `devices`,
-//! `enable email`, `admin ...`) are added as new variants here and new
-//! modules there.
+//! [`crate::commands`] (`admin ...`: [`crate::commands::admin`]). Commands
+//! planned in DESIGN.md (`prefer`, `devices`, `enable email`) are added as
+//! new variants here and new modules there.
 
 use std::path::PathBuf;
 
@@ -17,7 +17,8 @@ macro_rules! exit_status_help {
         "Exit status:
   0  success
   1  refused by twofactord: wrong password or code, permission denied,
-     already or not enabled, too many attempts, invalid input
+     already or not enabled, too many attempts, invalid input, no such
+     user; or not done: a confirmation answered no, a user not imported
   2  usage error: bad arguments, or missing or over-long input on stdin
   3  twofactord is not running, the system bus is unavailable,
      or the daemon did not answer in time
@@ -54,8 +55,49 @@ file) or 4 (I/O error)."
     };
 }
 
+/// The exit status table of the `admin` commands.
+macro_rules! admin_exit_status_help {
+    () => {
+        "Exit status:
+  0  success
+  1  refused by twofactord: not an administrator, wrong password, no such
+     user, invalid input, too many attempts; or not done: the reset
+     question answered no, a user not imported
+  2  usage error: bad arguments (also --groups/--from, reset without --yes
+     when stdin is not a terminal), or missing or over-long input on stdin
+  3  twofactord is not running, the system bus is unavailable,
+     or the daemon did not answer in time
+  4  any other error (internal error in the daemon, I/O error)"
+    };
+}
+
+/// Who may use `admin` and how the password is asked, shared by the admin
+/// help pages.
+macro_rules! admin_input_help {
+    () => {
+        "Administrators are root and the members of twofactord's admin_group;
+twofactord decides, from the uid the bus reports. Reading needs no
+password. Every change needs your own account password again (checked by
+twofactord), except for root, who is not asked. Input: at a terminal the
+password is read with echo off; when stdin is not a terminal, line 1 of
+stdin is the password (nothing is read for root)."
+    };
+}
+
+/// What the lines of `admin user` and `admin users` mean.
+macro_rules! user_report_help {
+    () => {
+        "JSON fields (Unix times in seconds, 0 = never / not locked): user, uid
+(0 when unknown), methods, backup_codes_left, preferred, last_method,
+last_login, locked_until, failures, policy_applies (the mandatory policy
+applies now), recovery_pending (a reset's recovery code waits to be used),
+known_to_system (the system's user database has the user)."
+    };
+}
+
 const LONG_ABOUT: &str = "\
-Manage two-factor authentication (2FA) for your own login.
+Manage two-factor authentication (2FA) for your own login, and, for
+administrators (`twofactorctl admin`), for the users of this machine.
 
 twofactorctl is a client of twofactord, the daemon that keeps all two-factor
 state and makes every decision; it never reads the database or the
@@ -73,7 +115,7 @@ from the command line or the environment.";
 #[command(
     name = "twofactorctl",
     version,
-    about = "Manage two-factor authentication for your login (a client of twofactord)",
+    about = "Manage two-factor authentication for your login, or as an administrator (a client of twofactord)",
     long_about = LONG_ABOUT,
     after_help = exit_status_help!(),
 )]
@@ -115,7 +157,11 @@ pub enum Command {
         long_about = "Turn off a second factor of your account. Asks for your account\n\
                       password again (checked by twofactord). `app` removes the\n\
                       authenticator app; `all` removes every method, which turns\n\
-                      two-factor authentication off for your account.",
+                      two-factor authentication off for your account.\n\n\
+                      While an administrator's policy makes two-factor authentication\n\
+                      mandatory for you, the last method cannot be removed: twofactord\n\
+                      refuses (exit status 1) and says what to do instead (a new phone:\n\
+                      `twofactorctl enable app` again replaces the app).",
         after_help = concat!(
             "Input when stdin is not a terminal: line 1 = the account password.\n",
             "Output: what was removed, e.g. \"Removed: authenticator app.\"\n\n",
@@ -141,6 +187,292 @@ pub enum Command {
         )
     )]
     BackupCodes(BackupCodesArgs),
+
+    /// Administration: mandatory policy, users, reset, unlock, import (root or admin_group)
+    #[command(
+        subcommand_required = true,
+        long_about = concat!(
+            "Administer two-factor authentication for the users of this machine:\n",
+            "the mandatory policy, who has two-factor authentication, resets with a\n",
+            "one-time recovery code, lockouts, and importing google-authenticator\n",
+            "files. Every change is recorded by twofactord's audit log (who, what,\n",
+            "for whom).\n\n",
+            admin_input_help!()
+        ),
+        after_help = admin_exit_status_help!()
+    )]
+    Admin(AdminArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Show the mandatory policy, or set it with `mandatory on|off`
+    #[command(
+        args_conflicts_with_subcommands = true,
+        long_about = "Without a subcommand, show the mandatory policy: whether two-factor\n\
+                      authentication is mandatory, for whom (everyone, or the members of\n\
+                      some groups), from which date, and who set it when. \"the\n\
+                      configuration file\" means the initial value from twofactord.toml's\n\
+                      [policy] section is in force; the first `admin policy mandatory`\n\
+                      replaces it for good (the file's keys are then ignored).\n\n\
+                      While the policy applies to a user who has no method, their next\n\
+                      login enrols them at the prompt (QR code, code, backup codes) before\n\
+                      it completes; before the --from date they get a reminder and are\n\
+                      let in. A user it applies to cannot remove their last method.\n\
+                      Turning it off removes nobody's method: users who have one are\n\
+                      still asked for a code.",
+        after_help = concat!(
+            "Output: `Label: value` lines: Mandatory (on/off), Applies to (everyone,\n",
+            "or the groups), From (now, or the date), Set by (who and when, or the\n",
+            "configuration file).\n",
+            "With --json: one JSON object with the fields mandatory, groups (empty =\n",
+            "everyone), from (YYYY-MM-DD, empty = now), updated_by (\"config\" = the\n",
+            "configuration file), updated_at (Unix time, 0 = never).\n\n",
+            admin_input_help!(),
+            "\n\n",
+            admin_exit_status_help!()
+        )
+    )]
+    Policy(PolicyArgs),
+
+    /// List the users and their two-factor state
+    #[command(
+        long_about = "List the system's human users (uids in UID_MIN..UID_MAX of\n\
+                      /etc/login.defs) and every other user twofactord holds data for,\n\
+                      with their two-factor state. Needs no password.",
+        after_help = concat!(
+            "Columns: USER (marked * when the system no longer knows the user), UID,\n",
+            "2FA (methods, or -), BACKUP (backup codes left), PREFERRED, POLICY (the\n",
+            "mandatory policy applies now: yes/no), LAST 2FA LOGIN (local time, or\n",
+            "never), LOCKED (until when, or no), RECOVERY (a reset's recovery code\n",
+            "waits to be used: pending, or no).\n",
+            "With --json: one JSON array with an object per user.\n",
+            user_report_help!(),
+            "\n\n",
+            admin_exit_status_help!()
+        )
+    )]
+    Users(UsersArgs),
+
+    /// Show one user's two-factor state
+    #[command(
+        long_about = "Show the two-factor state of user NAME, as twofactord sees it.\n\
+                      Needs no password. A name neither the system nor twofactord knows\n\
+                      is refused (exit status 1).",
+        after_help = concat!(
+            "Output: `Label: value` lines: User, UID, Methods, Backup codes left,\n",
+            "Preferred method, Last method used, Last 2FA login, Failed attempts,\n",
+            "Locked, Policy applies, Recovery code.\n",
+            "With --json: one JSON object.\n",
+            user_report_help!(),
+            "\n\n",
+            admin_exit_status_help!()
+        )
+    )]
+    User(UserArgs),
+
+    /// Remove a user's two-factor methods and make a one-time recovery code
+    #[command(
+        long_about = "Reset the two-factor authentication of user NAME, who lost their\n\
+                      phone or their backup codes: removes their authenticator app, their\n\
+                      backup codes, their lockout and failed attempts, and voids an\n\
+                      earlier unused recovery code. Then prints a new recovery code that\n\
+                      works once, for 24 hours.\n\n\
+                      Give the code to NAME over a secure channel: in person, by phone\n\
+                      (once you recognise them), or by signed and encrypted mail. At\n\
+                      their next login they type it at the verification prompt; it lets\n\
+                      them in once, and they must then set up a new authenticator app\n\
+                      before that login completes. The code is shown only this once and\n\
+                      twofactord keeps only a hash of it.",
+        after_help = concat!(
+            "First, what will be removed is shown (stderr). At a terminal you are\n",
+            "then asked\n",
+            "  Reset two-factor authentication of NAME? [y/N]\n",
+            "(only y or yes goes on; anything else changes nothing, exit status 1).\n",
+            "--yes skips the question. When stdin is not a terminal, --yes is\n",
+            "required (exit status 2 without it, before anything is asked). Then\n",
+            "your password is asked, unless you are root.\n\n",
+            "Output (stdout):\n",
+            "  Two-factor authentication of NAME was reset.\n",
+            "  Recovery code: xxxx-xxxx-xxxx-xxxx\n",
+            "  Valid until:   YYYY-MM-DD HH:MM:SS ZONE (once)\n",
+            "then how to give it to NAME and what happens at their login.\n\n",
+            admin_input_help!(),
+            "\n\n",
+            admin_exit_status_help!()
+        )
+    )]
+    Reset(ResetArgs),
+
+    /// Clear a user's lockout after failed attempts
+    #[command(
+        long_about = "Clear the lockout of user NAME: their failed attempts are forgotten\n\
+                      and their next login is not delayed.",
+        after_help = concat!(
+            "Output (stdout): one line, \"Unlocked NAME: ...\".\n\n",
+            admin_input_help!(),
+            "\n\n",
+            admin_exit_status_help!()
+        )
+    )]
+    Unlock(UnlockArgs),
+
+    /// Import users' two-factor secrets from another tool
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Print the policy as one JSON object (for scripts)
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub change: Option<PolicyChange>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyChange {
+    /// Make two-factor authentication mandatory (on) or not (off)
+    #[command(
+        long_about = "Set the mandatory policy, then print what is now in force. Asks for\n\
+                      your password unless you are root. `on` without options: every user\n\
+                      must have two-factor authentication, from now on. `off`: nobody must\n\
+                      (the --groups and --from given are kept for a later `on`; without\n\
+                      them, none are kept).",
+        after_help = concat!(
+            "Checked before anything is asked (exit status 2): each name of --groups\n",
+            "must be a group of this system (letters, digits, . _ - $; not starting\n",
+            "with -), --from must be a real date written YYYY-MM-DD.\n\n",
+            admin_input_help!(),
+            "\n\n",
+            admin_exit_status_help!()
+        )
+    )]
+    Mandatory(MandatoryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MandatoryArgs {
+    /// on: two-factor authentication is mandatory; off: it is not
+    #[arg(value_enum, value_name = "on|off")]
+    pub state: OnOff,
+
+    /// Only for the members of these groups (comma separated; default: everyone)
+    #[arg(long, value_name = "G1,G2")]
+    pub groups: Option<String>,
+
+    /// Enforce from this day (local time; default: now)
+    ///
+    /// Until then, users without two-factor authentication get a reminder
+    /// at login and are let in.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub from: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Debug, Args)]
+pub struct UsersArgs {
+    /// Print the users as one JSON array (for scripts)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UserArgs {
+    /// The user's login name
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// Print the user as one JSON object (for scripts)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// The user's login name
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// Do not ask for confirmation (required when stdin is not a terminal)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// The user's login name
+    #[arg(value_name = "NAME")]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(subcommand)]
+    pub source: ImportSource,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportSource {
+    /// Import google-authenticator files (pam_google_authenticator.so)
+    #[command(
+        name = "google-authenticator",
+        long_about = "Import the TOTP secret and the scratch codes of google-authenticator\n\
+                      files (made by the `google-authenticator` tool for\n\
+                      pam_google_authenticator.so), so that users keep their app: the\n\
+                      secret becomes their authenticator app in twofactor and the 8-digit\n\
+                      scratch codes become backup codes. Codes of the current 30-second\n\
+                      step and before are not accepted afterwards (they may have been used\n\
+                      already).\n\n\
+                      twofactord reads the file itself, as root: it must be a regular\n\
+                      file (never a symbolic link) owned by the user or root. HOTP\n\
+                      (counter-based) files are refused; a user who already has an\n\
+                      authenticator app in twofactor is left as they are. The file is\n\
+                      neither changed nor removed.\n\n\
+                      NAME [FILE]: one user; FILE defaults to ~NAME/.google_authenticator\n\
+                      (a relative FILE is taken from the current directory). --all: every\n\
+                      human user of the system who has a ~/.google_authenticator file.",
+        after_help = concat!(
+            "Output (stdout): for each user a block of `Label: value` lines: User,\n",
+            "Imported (yes/no), Scratch codes (how many became backup codes), Message\n",
+            "(what was done, or why not); then a \"Summary:\" line; after a successful\n",
+            "import, how to switch the PAM line from pam_google_authenticator.so to\n",
+            "pam_twofactor.so. Exit status 0 when every user asked for was imported\n",
+            "(with --all, also when nobody has a file), 1 when one was not (the\n",
+            "Summary line and the error message name them).\n\n",
+            admin_input_help!(),
+            "\n\n",
+            admin_exit_status_help!()
+        )
+    )]
+    GoogleAuthenticator(GoogleAuthenticatorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GoogleAuthenticatorArgs {
+    /// The user whose file is imported
+    #[arg(value_name = "NAME", required_unless_present = "all")]
+    pub name: Option<String>,
+
+    /// The file to import (default: ~NAME/.google_authenticator)
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+
+    /// Import every human user who has a ~/.google_authenticator file
+    #[arg(long, conflicts_with_all = ["name", "file"])]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]
@@ -166,6 +498,10 @@ pub enum EnableMethod {
                       app becomes active only when that code is right. A person at a\n\
                       terminal gets 3 tries; a script gets one. Then ten backup codes are\n\
                       shown, for logins without the phone, and can be saved to a file.\n\n\
+                      When an app is already enabled (a new phone), the new app replaces\n\
+                      it only once its code is confirmed; until then the current app\n\
+                      keeps working. The confirmation also makes a new set of backup\n\
+                      codes, which voids the current set.\n\n\
                       On a terminal the QR code is drawn black on white; otherwise (or with\n\
                       NO_COLOR set) it is drawn for a dark background, or for a light one\n\
                       when COLORFGBG says so.",
@@ -310,6 +646,219 @@ mod tests {
                 method: EnableMethod::App(a),
             }) => assert_eq!(a.save.save.as_deref(), Some(std::path::Path::new("c.txt"))),
             other => panic!("{other:?}"),
+        }
+    }
+
+    fn admin(args: &[&str]) -> AdminCommand {
+        let mut all = vec!["twofactorctl", "admin"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all).unwrap().command {
+            Command::Admin(a) => a.command,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_the_admin_commands() {
+        match admin(&["policy"]) {
+            AdminCommand::Policy(p) => assert!(!p.json && p.change.is_none()),
+            other => panic!("{other:?}"),
+        }
+        match admin(&["policy", "--json"]) {
+            AdminCommand::Policy(p) => assert!(p.json),
+            other => panic!("{other:?}"),
+        }
+        match admin(&[
+            "policy",
+            "mandatory",
+            "on",
+            "--groups",
+            "staff,ops",
+            "--from",
+            "2026-12-01",
+        ]) {
+            AdminCommand::Policy(PolicyArgs {
+                change: Some(PolicyChange::Mandatory(m)),
+                ..
+            }) => {
+                assert_eq!(m.state, OnOff::On);
+                assert_eq!(m.groups.as_deref(), Some("staff,ops"));
+                assert_eq!(m.from.as_deref(), Some("2026-12-01"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match admin(&["policy", "mandatory", "off"]) {
+            AdminCommand::Policy(PolicyArgs {
+                change: Some(PolicyChange::Mandatory(m)),
+                ..
+            }) => assert_eq!((m.state, m.groups, m.from), (OnOff::Off, None, None)),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            admin(&["users", "--json"]),
+            AdminCommand::Users(UsersArgs { json: true })
+        ));
+        match admin(&["user", "alice", "--json"]) {
+            AdminCommand::User(u) => assert_eq!((u.name.as_str(), u.json), ("alice", true)),
+            other => panic!("{other:?}"),
+        }
+        match admin(&["reset", "alice"]) {
+            AdminCommand::Reset(r) => assert_eq!((r.name.as_str(), r.yes), ("alice", false)),
+            other => panic!("{other:?}"),
+        }
+        match admin(&["reset", "--yes", "alice"]) {
+            AdminCommand::Reset(r) => assert!(r.yes),
+            other => panic!("{other:?}"),
+        }
+        match admin(&["unlock", "alice"]) {
+            AdminCommand::Unlock(u) => assert_eq!(u.name, "alice"),
+            other => panic!("{other:?}"),
+        }
+        match admin(&["import", "google-authenticator", "alice", "/var/tmp/ga"]) {
+            AdminCommand::Import(ImportArgs {
+                source: ImportSource::GoogleAuthenticator(g),
+            }) => {
+                assert_eq!(g.name.as_deref(), Some("alice"));
+                assert_eq!(g.file.as_deref(), Some(std::path::Path::new("/var/tmp/ga")));
+                assert!(!g.all);
+            }
+            other => panic!("{other:?}"),
+        }
+        match admin(&["import", "google-authenticator", "--all"]) {
+            AdminCommand::Import(ImportArgs {
+                source: ImportSource::GoogleAuthenticator(g),
+            }) => assert!(g.all && g.name.is_none() && g.file.is_none()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn admin_usage_errors_exit_2() {
+        for args in [
+            &["twofactorctl", "admin"][..],
+            &["twofactorctl", "admin", "policy", "mandatory"],
+            &["twofactorctl", "admin", "policy", "mandatory", "maybe"],
+            // --json is for showing the policy only.
+            &[
+                "twofactorctl",
+                "admin",
+                "policy",
+                "--json",
+                "mandatory",
+                "on",
+            ],
+            &[
+                "twofactorctl",
+                "admin",
+                "policy",
+                "mandatory",
+                "on",
+                "--json",
+            ],
+            &[
+                "twofactorctl",
+                "admin",
+                "policy",
+                "mandatory",
+                "on",
+                "--from",
+            ],
+            &["twofactorctl", "admin", "user"],
+            &["twofactorctl", "admin", "reset"],
+            &["twofactorctl", "admin", "reset", "alice", "--password", "x"],
+            &["twofactorctl", "admin", "unlock"],
+            &["twofactorctl", "admin", "import"],
+            &["twofactorctl", "admin", "import", "google-authenticator"],
+            &[
+                "twofactorctl",
+                "admin",
+                "import",
+                "google-authenticator",
+                "alice",
+                "--all",
+            ],
+            &[
+                "twofactorctl",
+                "admin",
+                "import",
+                "google-authenticator",
+                "--all",
+                "f",
+            ],
+            &[
+                "twofactorctl",
+                "admin",
+                "import",
+                "google-authenticator",
+                "a",
+                "f",
+                "x",
+            ],
+        ] {
+            let err = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn admin_help_documents_the_input_rules() {
+        let mut cmd = Cli::command();
+        let admin = cmd.find_subcommand_mut("admin").unwrap();
+        let top = admin.render_long_help().to_string();
+        for needle in [
+            "admin_group",
+            "line 1 of",
+            "root, who is not asked",
+            "Exit status:",
+        ] {
+            assert!(top.contains(needle), "{needle}: {top}");
+        }
+        let reset = admin
+            .find_subcommand_mut("reset")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for needle in [
+            "--yes",
+            "[y/N]",
+            "24 hours",
+            "secure channel",
+            "not a terminal",
+            "Recovery code:",
+        ] {
+            assert!(reset.contains(needle), "{needle}: {reset}");
+        }
+        let import = admin
+            .find_subcommand_mut("import")
+            .unwrap()
+            .find_subcommand_mut("google-authenticator")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for needle in [
+            "--all",
+            "HOTP",
+            "pam_twofactor.so",
+            "Summary:",
+            "Exit status",
+        ] {
+            assert!(import.contains(needle), "{needle}: {import}");
+        }
+        let policy = admin
+            .find_subcommand_mut("policy")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for needle in ["configuration file", "--json", "updated_by"] {
+            assert!(policy.contains(needle), "{needle}: {policy}");
+        }
+        let users = admin
+            .find_subcommand_mut("users")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for needle in ["known_to_system", "RECOVERY", "marked *"] {
+            assert!(users.contains(needle), "{needle}: {users}");
         }
     }
 

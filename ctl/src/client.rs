@@ -1,15 +1,15 @@
 //! The connection to twofactord and the translation of bus errors into
 //! [`Failure`]s.
 //!
-//! The CLI only talks to `org.twofactor.Account1` through the proxy of the
-//! contract crate; everything the user sees about their account comes from
-//! the daemon.
+//! The CLI only talks to `org.twofactor.Account1` and `org.twofactor.Admin1`
+//! through the proxies of the contract crate; everything the user sees about
+//! an account comes from the daemon, which also decides who may do what.
 
 use std::time::Duration;
 
 use twofactor_proto::error::Error as DaemonError;
-use twofactor_proto::proxy::Account1ProxyBlocking;
-use twofactor_proto::types::AppEnrolment;
+use twofactor_proto::proxy::{Account1ProxyBlocking, Admin1ProxyBlocking};
+use twofactor_proto::types::{AppEnrolment, ImportReport, Policy, Recovery, UserReport};
 use twofactor_proto::AccountStatus;
 use zbus::blocking::connection::Builder;
 
@@ -35,10 +35,41 @@ pub trait Account {
     fn disable(&self, method: &str, password: &[u8]) -> Result<(), Failure>;
 }
 
+/// What the `admin` commands need from `org.twofactor.Admin1`. Implemented
+/// by [`Client`]; unit tests use a scripted stand-in. `password` is the
+/// caller's own account password: empty for root, whose password the
+/// daemon does not ask; reads need none.
+pub trait Admin {
+    fn get_policy(&self) -> Result<Policy, Failure>;
+    fn set_policy(
+        &self,
+        mandatory: bool,
+        groups: &[String],
+        from: &str,
+        password: &[u8],
+    ) -> Result<(), Failure>;
+    fn list_users(&self) -> Result<Vec<UserReport>, Failure>;
+    fn get_user(&self, user: &str) -> Result<UserReport, Failure>;
+    fn reset(&self, user: &str, password: &[u8]) -> Result<Recovery, Failure>;
+    fn unlock(&self, user: &str, password: &[u8]) -> Result<(), Failure>;
+    /// `path` empty: the user's `~/.google_authenticator`.
+    fn import_google_authenticator(
+        &self,
+        user: &str,
+        path: &str,
+        password: &[u8],
+    ) -> Result<ImportReport, Failure>;
+    fn import_google_authenticator_all(
+        &self,
+        password: &[u8],
+    ) -> Result<Vec<ImportReport>, Failure>;
+}
+
 /// A connection to twofactord on the system bus (or the bus given with
 /// `--bus`).
 pub struct Client {
     proxy: Account1ProxyBlocking<'static>,
+    admin: Admin1ProxyBlocking<'static>,
 }
 
 impl Client {
@@ -63,7 +94,11 @@ impl Client {
             .cache_properties(zbus::proxy::CacheProperties::No)
             .build()
             .map_err(map_error)?;
-        Ok(Client { proxy })
+        let admin = Admin1ProxyBlocking::builder(&connection)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .map_err(map_error)?;
+        Ok(Client { proxy, admin })
     }
 }
 
@@ -82,6 +117,53 @@ impl Account for Client {
     }
     fn disable(&self, method: &str, password: &[u8]) -> Result<(), Failure> {
         self.proxy.disable(method, password).map_err(map_error)
+    }
+}
+
+impl Admin for Client {
+    fn get_policy(&self) -> Result<Policy, Failure> {
+        self.admin.get_policy().map_err(map_error)
+    }
+    fn set_policy(
+        &self,
+        mandatory: bool,
+        groups: &[String],
+        from: &str,
+        password: &[u8],
+    ) -> Result<(), Failure> {
+        self.admin
+            .set_policy(mandatory, groups.to_vec(), from, password)
+            .map_err(map_error)
+    }
+    fn list_users(&self) -> Result<Vec<UserReport>, Failure> {
+        self.admin.list_users().map_err(map_error)
+    }
+    fn get_user(&self, user: &str) -> Result<UserReport, Failure> {
+        self.admin.get_user(user).map_err(map_error)
+    }
+    fn reset(&self, user: &str, password: &[u8]) -> Result<Recovery, Failure> {
+        self.admin.reset(user, password).map_err(map_error)
+    }
+    fn unlock(&self, user: &str, password: &[u8]) -> Result<(), Failure> {
+        self.admin.unlock(user, password).map_err(map_error)
+    }
+    fn import_google_authenticator(
+        &self,
+        user: &str,
+        path: &str,
+        password: &[u8],
+    ) -> Result<ImportReport, Failure> {
+        self.admin
+            .import_google_authenticator(user, path, password)
+            .map_err(map_error)
+    }
+    fn import_google_authenticator_all(
+        &self,
+        password: &[u8],
+    ) -> Result<Vec<ImportReport>, Failure> {
+        self.admin
+            .import_google_authenticator_all(password)
+            .map_err(map_error)
     }
 }
 

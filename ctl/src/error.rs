@@ -9,7 +9,9 @@ use std::fmt;
 /// Exit status when the command did what was asked.
 pub const EXIT_OK: u8 = 0;
 /// The daemon (or the bus policy) refused: wrong password or code,
-/// permission, already/not enrolled, rate limited, bad input.
+/// permission, already/not enrolled, rate limited, bad input; or the request
+/// was not (all) carried out: a confirmation answered no, a user not
+/// imported.
 pub const EXIT_REFUSED: u8 = 1;
 /// Wrong use of the command: bad arguments, missing or over-long input.
 pub const EXIT_USAGE: u8 = 2;
@@ -30,6 +32,11 @@ pub enum Reason {
     AlreadyEnrolled,
     NotEnrolled,
     RateLimited,
+    /// The person answered no to a confirmation question; nothing was done.
+    Declined,
+    /// Part of the request was refused (an import of several users); the
+    /// output says which part.
+    PartlyDone,
     /// The daemon reported an internal error; nothing was changed.
     Internal,
     /// No bus, no daemon owning the name, connection lost, or no answer.
@@ -53,7 +60,9 @@ impl Reason {
             | Reason::InvalidInput
             | Reason::AlreadyEnrolled
             | Reason::NotEnrolled
-            | Reason::RateLimited => EXIT_REFUSED,
+            | Reason::RateLimited
+            | Reason::Declined
+            | Reason::PartlyDone => EXIT_REFUSED,
             Reason::Usage => EXIT_USAGE,
             Reason::Unreachable => EXIT_UNREACHABLE,
             Reason::Internal | Reason::Io | Reason::Unexpected => EXIT_OTHER,
@@ -113,6 +122,8 @@ mod tests {
         assert_eq!(Reason::BadCode.exit_code(), 1);
         assert_eq!(Reason::PermissionDenied.exit_code(), 1);
         assert_eq!(Reason::RateLimited.exit_code(), 1);
+        assert_eq!(Reason::Declined.exit_code(), 1);
+        assert_eq!(Reason::PartlyDone.exit_code(), 1);
         assert_eq!(Reason::Usage.exit_code(), 2);
         assert_eq!(Reason::Unreachable.exit_code(), 3);
         assert_eq!(Reason::Internal.exit_code(), 4);

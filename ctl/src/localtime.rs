@@ -5,10 +5,16 @@
 /// (the `TZ` variable, else `/etc/localtime`). Falls back to the raw number
 /// if the C library cannot convert it.
 pub fn format(ts: i64) -> String {
-    local(ts).unwrap_or_else(|| format!("{ts} (Unix time)"))
+    local(ts, c"%Y-%m-%d %H:%M:%S %Z").unwrap_or_else(|| format!("{ts} (Unix time)"))
 }
 
-fn local(ts: i64) -> Option<String> {
+/// The local date of `ts` (Unix seconds) as `YYYY-MM-DD`, if the C library
+/// can convert it.
+pub fn date(ts: i64) -> Option<String> {
+    local(ts, c"%Y-%m-%d")
+}
+
+fn local(ts: i64, fmt: &std::ffi::CStr) -> Option<String> {
     // time_t is 64 bits here but 32 bits on some targets.
     #[allow(clippy::useless_conversion)]
     let t: libc::time_t = ts.try_into().ok()?;
@@ -24,7 +30,6 @@ fn local(ts: i64) -> Option<String> {
     // zero-initialised before, which is a valid `struct tm` anyway).
     let tm = unsafe { tm.assume_init() };
     let mut buf = [0u8; 128];
-    let fmt = c"%Y-%m-%d %H:%M:%S %Z";
     // SAFETY: `buf` is writable for `buf.len()` bytes, `fmt` is a
     // NUL-terminated string and `tm` is an initialised `struct tm`;
     // strftime writes at most `buf.len()` bytes and returns how many (0 if
@@ -65,6 +70,14 @@ mod tests {
         assert_eq!(bytes[10], b' ');
         assert_eq!(bytes[13], b':');
         assert_eq!(bytes[16], b':');
+    }
+
+    #[test]
+    fn dates_are_the_start_of_the_full_format() {
+        let d = date(1_700_000_000).unwrap();
+        assert_eq!(d.len(), 10);
+        assert!(format(1_700_000_000).starts_with(&d));
+        assert!(date(i64::MAX).is_none());
     }
 
     #[test]

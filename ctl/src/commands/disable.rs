@@ -141,6 +141,25 @@ mod tests {
     }
 
     #[test]
+    fn mandatory_policy_refusal_shows_the_daemons_explanation() {
+        const WHY: &str = "two-factor authentication is mandatory for your account, so its \
+                           last method cannot be removed. To move to a new phone, run \
+                           `twofactorctl enable app` again (the new app replaces the old one)";
+        for method in [DisableMethod::App, DisableMethod::All] {
+            let f = FakeAccount::with_status(status(&["app"]));
+            f.disables
+                .borrow_mut()
+                .push_back(Err(Failure::new(Reason::PermissionDenied, WHY)));
+            let (r, out) = run_with(&f, method, b"pw\n");
+            let err = r.unwrap_err();
+            assert_eq!((err.reason, err.exit_code()), (Reason::PermissionDenied, 1));
+            assert_eq!(err.message(), WHY);
+            assert!(out.is_empty(), "nothing claimed as removed: {out}");
+            assert_eq!(f.calls().len(), 2, "no status read-back");
+        }
+    }
+
+    #[test]
     fn no_password_no_call() {
         let f = FakeAccount::with_status(status(&["app"]));
         let (r, _) = run_with(&f, DisableMethod::App, b"");

@@ -1,6 +1,8 @@
 //! `twofactorctl enable app`: set up an authenticator app.
 //!
-//! Flow: Status (is the daemon there, who am I) → password → EnrollApp →
+//! Flow: Status (is the daemon there, who am I, is an app enabled already:
+//! then the user is told that the new app replaces it only once confirmed)
+//! → password → EnrollApp →
 //! show QR code, `Secret:` and `URI:` lines (stdout, flushed) → read a code
 //! → ConfirmApp (3 tries at a terminal, 1 for a script) →
 //! "Authenticator app enabled." → the first set of backup codes (made by
@@ -36,6 +38,16 @@ pub const SECRET_PREFIX: &str = "Secret: ";
 pub const URI_PREFIX: &str = "URI: ";
 /// The last line on success.
 pub const ENABLED: &str = "Authenticator app enabled.";
+/// Said (stderr) before the password when an app is already enabled.
+pub const REPLACING: [&str; 4] = [
+    "The authenticator app is already enabled for your account.",
+    "A new app (a new phone) replaces the current one once you confirm a code from",
+    "the new one; until then the current app keeps working. The confirmation also",
+    "makes a new set of backup codes, which voids your current set.",
+];
+/// Said (stderr) after a replacement was confirmed.
+pub const REPLACED: &str =
+    "The previous app no longer works: only the new app's codes are accepted now.";
 
 /// The enrolment as returned by the daemon, wiped when dropped.
 struct Shown(AppEnrolment);
@@ -56,23 +68,25 @@ pub fn app(
     here: &Here,
 ) -> Result<(), Failure> {
     let status = account.status()?;
-    if status.methods.iter().any(|m| m == method::APP) {
-        return Err(Failure::new(
-            Reason::AlreadyEnrolled,
-            "the authenticator app is already enabled for your account; to move it to a \
-             new device, run `twofactorctl disable app` first",
-        ));
-    }
+    let replacing = status.methods.iter().any(|m| m == method::APP);
     backup::check_save(&args.save)?;
+    if replacing {
+        for line in REPLACING {
+            input.tell(line)?;
+        }
+    }
     let user = one_line(&status.user);
     let enrolment = {
         let password = input.password(&format!("Password for {user}: "), MAX_PASSWORD_BYTES)?;
         Shown(account.enroll_app(&password)?)
     };
     show(out, &enrolment.0, style)?;
-    let codes = Zeroizing::new(confirm(account, input, &enrolment.0.enrolment)?);
+    let codes = Zeroizing::new(confirm(account, input, &enrolment.0.enrolment, replacing)?);
     let made = (here.now)();
     writeln!(out, "{ENABLED}").map_err(write_failure)?;
+    if replacing {
+        input.tell(REPLACED)?;
+    }
     if !codes.is_empty() {
         writeln!(out).map_err(write_failure)?;
         backup::show_codes(out, &codes)?;
@@ -128,7 +142,13 @@ fn confirm(
     account: &dyn Account,
     input: &mut Input,
     enrolment: &str,
+    replacing: bool,
 ) -> Result<Vec<String>, Failure> {
+    let not_done = if replacing {
+        "The new app was not enabled; the current one keeps working."
+    } else {
+        "The authenticator app was not enabled."
+    };
     let tries = if input.is_interactive() {
         INTERACTIVE_TRIES
     } else {
@@ -147,10 +167,7 @@ fn confirm(
                 if attempt >= tries {
                     return Err(Failure::new(
                         f.reason,
-                        format!(
-                            "{} The authenticator app was not enabled.",
-                            sentence(f.message())
-                        ),
+                        format!("{} {not_done}", sentence(f.message())),
                     ));
                 }
                 let left = tries - attempt;
@@ -516,13 +533,55 @@ mod tests {
     }
 
     #[test]
-    fn already_enabled_is_refused_before_the_password() {
+    fn an_enabled_app_is_replaced_after_a_notice() {
         let f = fake(true);
-        let (r, out) = run(&f, b"pw\n", false);
+        f.confirms.borrow_mut().push_back(Ok(ten_codes()));
+        let (r, out, said) = run_saving(&f, b"pw\n123456\n", false, SaveArgs::default());
+        r.unwrap();
+        assert_eq!(
+            f.calls(),
+            ["Status", "EnrollApp(pw)", "ConfirmApp(e1,123456)"]
+        );
+        // Told before the password: what replaces what, and when.
+        let notice = said
+            .find("already enabled for your account")
+            .unwrap_or_else(|| panic!("{said}"));
+        let prompt = said.find("Password for alice: ").expect("password asked");
+        assert!(notice < prompt, "{said}");
+        assert!(said.contains("once you confirm a code"));
+        assert!(said.contains("until then the current app keeps working"));
+        assert!(said.contains("voids your current set"));
+        assert!(said.contains(REPLACED));
+        // The usual output: the secret, then the new codes.
+        assert!(out.contains(SECRET_PREFIX));
+        assert_eq!(after_enabled(&out), expected_codes_block());
+    }
+
+    #[test]
+    fn a_failed_replacement_says_nothing_was_replaced() {
+        let f = fake(true);
+        f.confirms.borrow_mut().push_back(Err(bad_code()));
+        let (r, out, said) = run_saving(&f, b"pw\n000000\n", false, SaveArgs::default());
         let err = r.unwrap_err();
-        assert_eq!((err.reason, err.exit_code()), (Reason::AlreadyEnrolled, 1));
-        assert!(out.is_empty());
-        assert_eq!(f.calls(), ["Status"]);
+        assert_eq!(err.exit_code(), 1);
+        assert!(
+            err.message()
+                .ends_with("The new app was not enabled; the current one keeps working."),
+            "{}",
+            err.message()
+        );
+        assert!(!out.contains(ENABLED));
+        assert!(!said.contains(REPLACED));
+    }
+
+    #[test]
+    fn a_first_app_gets_no_notice() {
+        let f = fake(false);
+        f.confirms.borrow_mut().push_back(Ok(ten_codes()));
+        let (r, _, said) = run_saving(&f, b"pw\n123456\n", false, SaveArgs::default());
+        r.unwrap();
+        assert!(!said.contains("already enabled"), "{said}");
+        assert!(!said.contains(REPLACED));
     }
 
     #[test]

@@ -1,7 +1,12 @@
-//! One module per subcommand. Each takes the daemon as an [`Account`], its
-//! questions from an [`Input`] and writes its output to a `Write`, so that
-//! the flow can be tested without a bus.
+//! One module per subcommand. Each takes the daemon as an [`Account`] (the
+//! `admin` commands: an [`Admin`]), its questions from an [`Input`] and
+//! writes its output to a `Write`, so that the flow can be tested without a
+//! bus.
+//!
+//! [`Account`]: crate::client::Account
+//! [`Admin`]: crate::client::Admin
 
+pub mod admin;
 pub mod backup;
 pub mod disable;
 pub mod enable;
@@ -46,6 +51,13 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let mut input = Input::from_stdin()?;
             backup::run(&client, &mut input, &mut out, &args, &Here::this_machine())
         }
+        Command::Admin(args) => admin::run(
+            &client,
+            args.command,
+            &mut out,
+            &admin::Me::this_process(),
+            now(),
+        ),
     };
     out.flush().map_err(write_failure)?;
     result

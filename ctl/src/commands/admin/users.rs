@@ -1,0 +1,406 @@
+//! `twofactorctl admin users [--json]` and `admin user NAME [--json]`: the
+//! two-factor state of the system's users, as twofactord reports it.
+//! Reading needs no password.
+
+use std::io::Write;
+
+use twofactor_proto::types::UserReport;
+
+use super::{json_line, label_lines};
+use crate::client::Admin;
+use crate::commands::{describe, describe_all, write_failure};
+use crate::error::Failure;
+use crate::localtime;
+use crate::text::one_line;
+
+/// The column headers of `admin users`.
+pub const HEADERS: [&str; 9] = [
+    "USER",
+    "UID",
+    "2FA",
+    "BACKUP",
+    "PREFERRED",
+    "POLICY",
+    "LAST 2FA LOGIN",
+    "LOCKED",
+    "RECOVERY",
+];
+
+/// Appended to the name of a user the system no longer knows.
+pub const UNKNOWN_MARK: &str = "*";
+/// The footnote under the table when a user is marked.
+pub const UNKNOWN_NOTE: &str =
+    "* not a user of this system (any more); twofactord still holds data about them";
+
+pub fn list(admin: &dyn Admin, json: bool, out: &mut dyn Write, now: i64) -> Result<(), Failure> {
+    let reports = admin.list_users()?;
+    let text = if json {
+        json_line(serde_json::to_string(&reports), "the users")?
+    } else {
+        table(&reports, now)
+    };
+    out.write_all(text.as_bytes()).map_err(write_failure)
+}
+
+pub fn show(
+    admin: &dyn Admin,
+    name: &str,
+    json: bool,
+    out: &mut dyn Write,
+    now: i64,
+) -> Result<(), Failure> {
+    let report = admin.get_user(name)?;
+    let text = if json {
+        json_line(serde_json::to_string(&report), "the user")?
+    } else {
+        details(&report, now)
+    };
+    out.write_all(text.as_bytes()).map_err(write_failure)
+}
+
+/// The users as a table with a header line, columns separated by at least
+/// two spaces; a footnote when a user is not known to the system.
+pub fn table(reports: &[UserReport], now: i64) -> String {
+    let mut rows: Vec<Vec<String>> = vec![HEADERS.iter().map(|h| h.to_string()).collect()];
+    for r in reports {
+        let mut user = one_line(&r.user);
+        if !r.known_to_system {
+            user.push_str(UNKNOWN_MARK);
+        }
+        rows.push(vec![
+            user,
+            if r.known_to_system {
+                r.uid.to_string()
+            } else {
+                "-".to_owned()
+            },
+            if r.methods.is_empty() {
+                "-".to_owned()
+            } else {
+                one_line(&r.methods.join(","))
+            },
+            r.backup_codes_left.to_string(),
+            if r.preferred.is_empty() {
+                "-".to_owned()
+            } else {
+                one_line(&r.preferred)
+            },
+            yes_no(r.policy_applies).to_owned(),
+            last_login(r.last_login),
+            if r.locked_until > now {
+                format!("until {}", localtime::format(r.locked_until))
+            } else {
+                "no".to_owned()
+            },
+            if r.recovery_pending { "pending" } else { "no" }.to_owned(),
+        ]);
+    }
+    let mut widths = [0usize; HEADERS.len()];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut text = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            line.push_str(cell);
+            line.extend(std::iter::repeat_n(' ', w - cell.chars().count()));
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    if reports.iter().any(|r| !r.known_to_system) {
+        text.push_str(UNKNOWN_NOTE);
+        text.push('\n');
+    }
+    text
+}
+
+/// One user as aligned `Label: value` lines.
+pub fn details(r: &UserReport, now: i64) -> String {
+    let uid = if r.known_to_system {
+        r.uid.to_string()
+    } else {
+        "- (not a user of this system; twofactord still holds data about them)".to_owned()
+    };
+    let methods = if r.methods.is_empty() {
+        "none: two-factor authentication is off for this user".to_owned()
+    } else {
+        describe_all(&r.methods)
+    };
+    let preferred = if r.preferred.is_empty() {
+        "not set".to_owned()
+    } else {
+        describe(&r.preferred)
+    };
+    let last_method = if r.last_method.is_empty() {
+        "none yet".to_owned()
+    } else {
+        describe(&r.last_method)
+    };
+    let locked = if r.locked_until > now {
+        let wait = u64::try_from(r.locked_until.saturating_sub(now)).unwrap_or(0);
+        format!(
+            "yes, until {} (another {}); `twofactorctl admin unlock` clears it",
+            localtime::format(r.locked_until),
+            localtime::duration(wait)
+        )
+    } else {
+        "no".to_owned()
+    };
+    let recovery = if r.recovery_pending {
+        "pending: a reset's recovery code has not been used yet"
+    } else {
+        "none"
+    };
+    label_lines(&[
+        ("User", one_line(&r.user)),
+        ("UID", uid),
+        ("Methods", methods),
+        ("Backup codes left", r.backup_codes_left.to_string()),
+        ("Preferred method", preferred),
+        ("Last method used", last_method),
+        ("Last 2FA login", last_login(r.last_login)),
+        ("Failed attempts", r.failures.to_string()),
+        ("Locked", locked),
+        ("Policy applies", yes_no(r.policy_applies).to_owned()),
+        ("Recovery code", recovery.to_owned()),
+    ])
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+fn last_login(ts: i64) -> String {
+    if ts <= 0 {
+        "never".to_owned()
+    } else {
+        localtime::format(ts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::admin::fake::{denied, report, FakeAdmin};
+    use crate::error::Reason;
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn alice() -> UserReport {
+        UserReport {
+            methods: vec!["app".into()],
+            backup_codes_left: 7,
+            preferred: "app".into(),
+            last_method: "app".into(),
+            last_login: NOW - 3600,
+            failures: 3,
+            locked_until: NOW + 90,
+            policy_applies: true,
+            ..report("alice", 1000)
+        }
+    }
+
+    fn gone() -> UserReport {
+        UserReport {
+            user: "olduser".into(),
+            methods: vec!["app".into()],
+            last_login: NOW - 86_400,
+            recovery_pending: true,
+            ..UserReport::default()
+        }
+    }
+
+    fn listed(reports: Vec<UserReport>, json: bool) -> String {
+        let fake = FakeAdmin::default();
+        fake.user_lists.borrow_mut().push_back(Ok(reports));
+        let mut out = Vec::new();
+        list(&fake, json, &mut out, NOW).unwrap();
+        assert_eq!(fake.calls(), ["ListUsers"]);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// The cells of a table line (columns are separated by 2+ spaces; no
+    /// cell of these tests contains two spaces in a row).
+    fn cells(line: &str) -> Vec<String> {
+        line.split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn table_has_a_header_and_a_line_per_user() {
+        let text = listed(vec![alice(), report("bob", 1001), gone()], false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(cells(lines[0]), HEADERS, "{text}");
+        let a = cells(lines[1]);
+        assert_eq!(
+            a[..6],
+            ["alice", "1000", "app", "7", "app", "yes"],
+            "{text}"
+        );
+        assert_eq!(a[6], localtime::format(NOW - 3600));
+        assert_eq!(a[7], format!("until {}", localtime::format(NOW + 90)));
+        assert_eq!(a[8], "no");
+        let b = cells(lines[2]);
+        assert_eq!(
+            b,
+            ["bob", "1001", "-", "0", "-", "no", "never", "no", "no"],
+            "{text}"
+        );
+        let o = cells(lines[3]);
+        assert_eq!(o[..2], ["olduser*", "-"], "{text}");
+        assert_eq!(o[8], "pending");
+        assert_eq!(lines[4], UNKNOWN_NOTE);
+        assert_eq!(lines.len(), 5);
+        // Columns line up: each header starts where its cells start.
+        let col = lines[0].find("LAST 2FA LOGIN").unwrap();
+        assert_eq!(
+            &lines[1][col..col + 10],
+            &localtime::format(NOW - 3600)[..10]
+        );
+        assert_eq!(&lines[2][col..col + 5], "never");
+    }
+
+    #[test]
+    fn no_footnote_when_everyone_is_known() {
+        let text = listed(vec![report("bob", 1001)], false);
+        assert!(!text.contains(UNKNOWN_NOTE));
+        assert_eq!(text.lines().count(), 2);
+        assert!(!text.lines().any(|l| l.ends_with(' ')));
+    }
+
+    #[test]
+    fn a_lock_that_ran_out_is_no_lock() {
+        let r = UserReport {
+            locked_until: NOW,
+            ..alice()
+        };
+        let text = listed(vec![r], false);
+        assert_eq!(cells(text.lines().nth(1).unwrap())[7], "no");
+    }
+
+    #[test]
+    fn json_is_one_array_with_every_field() {
+        let text = listed(vec![alice(), gone()], true);
+        assert!(text.ends_with('\n'));
+        assert_eq!(text.lines().count(), 1);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let a = &v[0];
+        assert_eq!(a["user"], "alice");
+        assert_eq!(a["uid"], 1000);
+        assert_eq!(a["methods"], serde_json::json!(["app"]));
+        assert_eq!(a["backup_codes_left"], 7);
+        assert_eq!(a["preferred"], "app");
+        assert_eq!(a["last_method"], "app");
+        assert_eq!(a["last_login"], NOW - 3600);
+        assert_eq!(a["locked_until"], NOW + 90);
+        assert_eq!(a["failures"], 3);
+        assert_eq!(a["policy_applies"], true);
+        assert_eq!(a["recovery_pending"], false);
+        assert_eq!(a["known_to_system"], true);
+        assert_eq!(a.as_object().unwrap().len(), 12);
+        assert_eq!(v[1]["known_to_system"], false);
+        assert_eq!(v[1]["recovery_pending"], true);
+    }
+
+    #[test]
+    fn names_cannot_break_the_table() {
+        let text = listed(vec![report("eve\nalice  1000\x1b[2J", 1002)], false);
+        assert_eq!(text.lines().count(), 2);
+        assert!(!text.contains('\x1b'));
+    }
+
+    #[test]
+    fn one_user_in_label_lines() {
+        let fake = FakeAdmin::default();
+        fake.users.borrow_mut().push_back(Ok(alice()));
+        let mut out = Vec::new();
+        show(&fake, "alice", false, &mut out, NOW).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(fake.calls(), ["GetUser(alice)"]);
+        let labels: Vec<&str> = text.lines().map(|l| l.split(':').next().unwrap()).collect();
+        assert_eq!(
+            labels,
+            [
+                "User",
+                "UID",
+                "Methods",
+                "Backup codes left",
+                "Preferred method",
+                "Last method used",
+                "Last 2FA login",
+                "Failed attempts",
+                "Locked",
+                "Policy applies",
+                "Recovery code"
+            ]
+        );
+        assert!(text.contains("User:              alice\n"), "{text}");
+        assert!(text.contains("UID:               1000\n"));
+        assert!(text.contains("Methods:           authenticator app\n"));
+        assert!(text.contains("Backup codes left: 7\n"));
+        assert!(text.contains("Failed attempts:   3\n"));
+        assert!(text.contains("Locked:            yes, until "), "{text}");
+        assert!(text.contains("(another 1 min 30 s)"));
+        assert!(text.contains("Policy applies:    yes\n"));
+        assert!(text.contains("Recovery code:     none\n"));
+    }
+
+    #[test]
+    fn one_unknown_user_says_so() {
+        let fake = FakeAdmin::default();
+        fake.users.borrow_mut().push_back(Ok(gone()));
+        let mut out = Vec::new();
+        show(&fake, "olduser", false, &mut out, NOW).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("UID:               - (not a user of this system"));
+        assert!(text.contains("Recovery code:     pending"));
+        assert!(text.contains("Last 2FA login:    "));
+        assert!(text.contains("Locked:            no\n"));
+    }
+
+    #[test]
+    fn one_user_as_json() {
+        let fake = FakeAdmin::default();
+        fake.users.borrow_mut().push_back(Ok(alice()));
+        let mut out = Vec::new();
+        show(&fake, "alice", true, &mut out, NOW).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["user"], "alice");
+        assert_eq!(v["policy_applies"], true);
+        assert_eq!(v.as_object().unwrap().len(), 12);
+    }
+
+    #[test]
+    fn refusals_are_passed_on() {
+        let fake = FakeAdmin::default();
+        fake.user_lists.borrow_mut().push_back(Err(denied()));
+        let mut out = Vec::new();
+        let f = list(&fake, false, &mut out, NOW).unwrap_err();
+        assert_eq!((f.reason, f.exit_code()), (Reason::PermissionDenied, 1));
+        assert!(f.message().contains("administrators only"));
+        assert!(out.is_empty());
+
+        let fake = FakeAdmin::default();
+        fake.users.borrow_mut().push_back(Err(Failure::new(
+            Reason::NotFound,
+            "no user \"nobody\" on this system",
+        )));
+        let f = show(&fake, "nobody", true, &mut out, NOW).unwrap_err();
+        assert_eq!((f.reason, f.exit_code()), (Reason::NotFound, 1));
+        assert!(out.is_empty());
+    }
+}
