@@ -17,6 +17,19 @@ fn assert_not_in_log(log: &str, secrets: &[(&str, &str)]) {
 }
 
 fn no_method(env: &Env, user: &TestUser) {
+    let out = env.ctl().run(user, &["status"], b"");
+    assert!(out.success(), "{}", out.describe());
+    let methods_line = out
+        .stdout()
+        .lines()
+        .find(|l| l.starts_with("Methods:"))
+        .map(str::to_lowercase)
+        .unwrap_or_default();
+    assert!(
+        !methods_line.is_empty() && !methods_line.contains("app"),
+        "{}",
+        out.describe()
+    );
     let status = env.ctl().status_json(user);
     assert_eq!(status["user"], user.name.as_str(), "{status}");
     assert_eq!(status["methods"], serde_json::json!([]), "{status}");
@@ -107,6 +120,24 @@ fn enable_app_shows_qr_secret_and_uri_then_logins_ask_for_the_code() {
         .run()
         .assert_result("PAM_SUCCESS")
         .assert_asked_code();
+
+    // status remembers the login; the human form lists the method.
+    let status = env.ctl().status_json(&user);
+    assert_eq!(status["last_method"], "app", "{status}");
+    let last = status["last_login"].as_i64().unwrap_or(0);
+    assert!(
+        (totp::now() - last).abs() < 120,
+        "last_login {last}: {status}"
+    );
+    let out = env.ctl().run(&user, &["status"], b"");
+    assert!(out.success(), "{}", out.describe());
+    let methods_line = out
+        .stdout()
+        .lines()
+        .find(|l| l.starts_with("Methods:"))
+        .map(str::to_lowercase)
+        .unwrap_or_default();
+    assert!(methods_line.contains("app"), "{}", out.describe());
 
     let log = env.daemon.log();
     assert!(
