@@ -169,5 +169,55 @@ pub fn hostname() -> String {
         .unwrap_or_default()
 }
 
+/// Shell lines (for `unshare --mount --propagation private sh -c`) that
+/// give the program a system bus socket of the test's choosing, whatever
+/// the machine has: an empty tmpfs on /run/dbus (on /run if /run/dbus does
+/// not exist), and, if `$TFT_SYSTEM_BUS` is set, the fixed socket path
+/// /run/dbus/system_bus_socket as a symlink to that socket. Nothing outside
+/// the namespace changes.
+pub const FIXED_SYSTEM_BUS_SETUP: &str = r#"set -e
+if [ -d /run/dbus ]; then
+  mount -t tmpfs -o mode=755 tft-run-dbus /run/dbus
+else
+  mount -t tmpfs -o mode=755 tft-run /run
+  mkdir /run/dbus
+fi
+if [ -n "$TFT_SYSTEM_BUS" ]; then
+  ln -s "$TFT_SYSTEM_BUS" /run/dbus/system_bus_socket
+fi
+"#;
+
+/// `unshare ... sh -c '<FIXED_SYSTEM_BUS_SETUP> exec [setpriv ...] "$@"' sh
+/// PROGRAM`: PROGRAM runs (as `as_user` if given) with the fixed system bus
+/// socket pointing at `system_bus` (or absent). Root only.
+pub fn with_fixed_system_bus(
+    program: &Path,
+    system_bus: Option<&Path>,
+    as_user: Option<(u32, u32)>,
+) -> std::process::Command {
+    assert!(
+        is_root(),
+        "a private /run/dbus needs root (mount namespace)"
+    );
+    let exec = match as_user {
+        Some((uid, gid)) => {
+            format!("exec setpriv --reuid={uid} --regid={gid} --clear-groups \"$@\"\n")
+        }
+        None => "exec \"$@\"\n".to_string(),
+    };
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!("{FIXED_SYSTEM_BUS_SETUP}{exec}"))
+        .arg("sh")
+        .arg(program)
+        .env(
+            "TFT_SYSTEM_BUS",
+            system_bus
+                .map(|p| p.as_os_str().to_owned())
+                .unwrap_or_default(),
+        );
+    cmd
+}
+
 /// A PATH for child programs.
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

@@ -71,6 +71,7 @@ impl PamService {
             as_user: None,
             env: Vec::new(),
             answers: Vec::new(),
+            system_bus: None,
         }
     }
 }
@@ -85,9 +86,19 @@ pub struct Login<'a> {
     as_user: Option<(u32, u32)>,
     env: Vec<(String, String)>,
     answers: Vec<Vec<u8>>,
+    /// Run with a private /run/dbus: `Some(None)` no system bus at the
+    /// fixed socket, `Some(Some(p))` the fixed socket leads to `p`.
+    system_bus: Option<Option<PathBuf>>,
 }
 
 impl<'a> Login<'a> {
+    /// Runs the harness in a mount namespace where the fixed system bus
+    /// socket (/run/dbus/system_bus_socket) leads to `socket`, or to nothing
+    /// (`None`), whatever the machine has. Root only.
+    pub fn fixed_system_bus(mut self, socket: Option<&Path>) -> Self {
+        self.system_bus = Some(socket.map(Path::to_path_buf));
+        self
+    }
     /// Another service file of the same directory.
     pub fn service(mut self, name: &str) -> Self {
         self.service_name = name.to_string();
@@ -138,9 +149,11 @@ impl<'a> Login<'a> {
 
     fn command(&self, syslog: Option<&SyslogSink>) -> Command {
         let bin = crate::pam_harness_bin();
-        let mut cmd = match syslog {
-            Some(s) => s.wrap(&bin),
-            None => Command::new(&bin),
+        let mut cmd = match (syslog, &self.system_bus) {
+            (Some(_), Some(_)) => panic!("syslog capture and a private /run/dbus do not mix"),
+            (Some(s), None) => s.wrap(&bin),
+            (None, Some(bus)) => crate::with_fixed_system_bus(&bin, bus.as_deref(), self.as_user),
+            (None, None) => Command::new(&bin),
         };
         cmd.args(self.args());
         cmd.env_remove("DBUS_SYSTEM_BUS_ADDRESS")
@@ -149,7 +162,7 @@ impl<'a> Login<'a> {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        if let Some((uid, gid)) = self.as_user {
+        if let (Some((uid, gid)), None) = (self.as_user, &self.system_bus) {
             assert!(syslog.is_none(), "syslog capture runs as root only");
             cmd.uid(uid).gid(gid);
         }

@@ -295,26 +295,34 @@ impl SudoSetup {
         }
     }
 
-    /// `sudo -S -k true` as `user` with `env`, typing `password` then `code`.
+    /// `sudo -S -k true` as `user` with `env`, typing `password` then `code`,
+    /// with the fixed system bus socket leading to `system_bus` (or to
+    /// nothing) in a private mount namespace.
     pub fn run(
         &self,
         user: &TestUser,
+        system_bus: Option<&std::path::Path>,
         env: &[(&str, &str)],
         password: &str,
         code: &str,
     ) -> Finished {
-        use std::os::unix::process::CommandExt;
-        let mut cmd = Command::new("setsid");
-        cmd.arg("-w")
-            .arg("sudo")
-            .args(["-S", "-k", "true"])
+        let mut cmd = crate::with_fixed_system_bus(
+            std::path::Path::new("setsid"),
+            system_bus,
+            Some(user.ids()),
+        );
+        cmd.args(["-w", "sudo", "-S", "-k", "true"])
             .env_clear()
+            .env(
+                "TFT_SYSTEM_BUS",
+                system_bus
+                    .map(|p| p.as_os_str().to_owned())
+                    .unwrap_or_default(),
+            )
             .env("PATH", crate::PATH)
             .env("HOME", user.home())
             .env("USER", &user.name)
-            .env("LOGNAME", &user.name)
-            .uid(user.uid)
-            .gid(user.gid);
+            .env("LOGNAME", &user.name);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -341,9 +349,14 @@ impl Drop for SudoSetup {
 /// process sees the test's one. Unlike sudo, su runs PAM with the caller's
 /// environment as it is, which is what makes it the real test of a module
 /// that must ignore DBUS_SYSTEM_BUS_ADDRESS.
+///
+/// The fixed system bus socket (/run/dbus/system_bus_socket) leads to
+/// `system_bus`, or to nothing, inside the namespace (see
+/// [`crate::FIXED_SYSTEM_BUS_SETUP`]).
 pub fn su_as_user(
     user: &TestUser,
     module_args: &str,
+    system_bus: Option<&std::path::Path>,
     env: &[(&str, &str)],
     password: &str,
     code: &str,
@@ -367,12 +380,21 @@ pub fn su_as_user(
         inner.push_str(&format!(" '{k}={v}'"));
     }
     inner.push_str(&format!(" su {} -c 'echo SU-OK'", user.name));
-    let script = format!("mount --bind \"$TFT_PAM\" /etc/pam.d/su && {inner}");
+    let script = format!(
+        "{}mount --bind \"$TFT_PAM\" /etc/pam.d/su\n{inner}\n",
+        crate::FIXED_SYSTEM_BUS_SETUP
+    );
     let mut cmd = Command::new("unshare");
     cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script])
         .env_clear()
         .env("PATH", crate::PATH)
-        .env("TFT_PAM", &pam);
+        .env("TFT_PAM", &pam)
+        .env(
+            "TFT_SYSTEM_BUS",
+            system_bus
+                .map(|p| p.as_os_str().to_owned())
+                .unwrap_or_default(),
+        );
     proc::run(
         &mut cmd,
         format!("{password}\n{code}\n").as_bytes(),

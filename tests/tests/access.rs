@@ -188,53 +188,67 @@ fn bus_policy_blocks_other_interfaces() {
     assert!(out.success(), "Ping is allowed: {}", out.describe());
 }
 
-/// The module ignores DBUS_SYSTEM_BUS_ADDRESS (and the other bus variables):
-/// with a hostile address pointing at a bus where a daemon would let the
-/// user in, and no bus= argument, it goes to the fixed system socket (no
-/// system bus runs here), so the login is refused. The same daemon with an
-/// explicit bus= argument lets the user in (control).
+/// The module ignores DBUS_SYSTEM_BUS_ADDRESS (and the other bus variables)
+/// and, without bus=, uses the fixed system bus socket. Two daemons: R, where
+/// the user is enrolled, is reached through /run/dbus/system_bus_socket
+/// (made to lead to R's bus in a private mount namespace); H, where the user
+/// has no method and would be let in at once, is named in the environment.
+/// The module must ask R for a code; with no bus at the fixed socket it must
+/// refuse. Explicitly named with bus=, H does let the user in (control).
 #[test]
 fn module_ignores_hostile_bus_environment() {
     if !need_root!() {
         return;
     }
-    assert!(
-        !std::path::Path::new("/run/dbus/system_bus_socket").exists(),
-        "this test needs a machine without a running system bus"
-    );
-    let env = Env::with_defaults();
-    let user = TestUser::new();
-    let hostile = env.bus.address().to_string();
+    let r = Enrolled::with_defaults();
+    let h = Env::with_defaults();
+    let hostile = h.bus.address().to_string();
     let no_bus_arg = PamService::with_args("tft-login", "");
-    for as_user in [None, Some(user.ids())] {
-        let mut login = no_bus_arg
-            .login(&user.name)
+    let login = |fixed: Option<&std::path::Path>, as_user: Option<(u32, u32)>, answer: &str| {
+        let mut l = no_bus_arg
+            .login(&r.user.name)
             .env("DBUS_SYSTEM_BUS_ADDRESS", &hostile)
             .env("DBUS_SESSION_BUS_ADDRESS", &hostile)
             .env("DBUS_STARTER_ADDRESS", &hostile)
-            .env("DBUS_STARTER_BUS_TYPE", "system");
+            .env("DBUS_STARTER_BUS_TYPE", "system")
+            .fixed_system_bus(fixed)
+            .answer(answer);
         if let Some((uid, gid)) = as_user {
-            login = login.as_user(uid, gid);
+            l = l.as_user(uid, gid);
         }
-        let run = login.run();
+        l.run()
+    };
+    let r_socket = r.env.bus.socket();
+    // Each round uses a later step: a code is accepted once.
+    for (step, as_user) in [(0, None), (1, Some(r.user.ids()))] {
+        // Nothing at the fixed socket: refused, whatever the environment says.
+        let run = login(None, as_user, "123456");
         assert_eq!(
             run.result,
             "PAM_AUTHINFO_UNAVAIL",
-            "as {as_user:?}: the module followed the environment? {}",
+            "as {as_user:?}, no system bus: the module followed the environment? {}",
             run.describe()
         );
+        // The fixed socket leads to R: R asks for the code.
+        totp::ensure_step_margin(3);
+        let code = totp::code_at_step_offset(&r.secret, step);
+        let run = login(Some(&r_socket), as_user, &totp::wrong_code(&code));
+        run.assert_result("PAM_AUTH_ERR").assert_asked_code();
+        let run = login(Some(&r_socket), as_user, &code);
+        run.assert_result("PAM_SUCCESS").assert_asked_code();
     }
-    let log = env.daemon.log();
+    let log = h.daemon.log();
     assert!(
-        !log.contains(&format!("user={}", user.name)),
-        "the hostile bus's daemon was asked:\n{log}"
+        !log.contains(&format!("user={}", r.user.name)),
+        "the daemon on the bus named in the environment was asked:\n{log}"
     );
-    // Control: the same daemon, named on the PAM line, lets the user in.
-    env.pam("")
-        .login(&user.name)
+    // Control: named on the PAM line, H lets the user in without a code.
+    h.pam("")
+        .login(&r.user.name)
         .run()
-        .assert_result("PAM_SUCCESS");
-    assert!(env.daemon.log().contains(&format!("user={}", user.name)));
+        .assert_result("PAM_SUCCESS")
+        .assert_no_prompt();
+    assert!(h.daemon.log().contains(&format!("user={}", r.user.name)));
 }
 
 /// One unprivileged user cannot block everybody else's logins: a user who
