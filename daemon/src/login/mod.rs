@@ -49,6 +49,12 @@ const MAX_ITEM_LEN: usize = 1024;
 const MAX_SESSIONS: usize = 4096;
 /// Logins in progress for one bus connection.
 const MAX_SESSIONS_PER_CONNECTION: usize = 64;
+/// Logins in progress started by one non-root uid (a screen locker checks
+/// one user: itself), across all its connections.
+const MAX_SESSIONS_PER_USER: usize = 16;
+/// Logins in progress started by all non-root uids together: root's logins
+/// (sshd, login, su, sudo) always keep the other half of the table.
+const MAX_SESSIONS_NON_ROOT: usize = MAX_SESSIONS / 2;
 
 /// Where a login is.
 enum Phase {
@@ -280,14 +286,21 @@ impl Logins {
             .sessions
             .lock()
             .map_err(|_| Error::Internal("session table unavailable".into()))?;
-        if sessions.len() >= MAX_SESSIONS {
+        if sessions.len() >= MAX_SESSIONS / 2 {
             sessions.retain(|_, v| v.expires > now);
         }
-        let mine = sessions
-            .values()
-            .filter(|s| s.owner.bus_name == session.owner.bus_name)
-            .count();
-        if sessions.len() >= MAX_SESSIONS || mine >= MAX_SESSIONS_PER_CONNECTION {
+        let owner = &session.owner;
+        let (mut same_connection, mut same_uid, mut non_root) = (0, 0, 0);
+        for s in sessions.values() {
+            same_connection += usize::from(s.owner.bus_name == owner.bus_name);
+            same_uid += usize::from(s.owner.uid == owner.uid);
+            non_root += usize::from(s.owner.uid != 0);
+        }
+        let full = sessions.len() >= MAX_SESSIONS
+            || same_connection >= MAX_SESSIONS_PER_CONNECTION
+            || (owner.uid != 0
+                && (same_uid >= MAX_SESSIONS_PER_USER || non_root >= MAX_SESSIONS_NON_ROOT));
+        if full {
             return Err(Error::RateLimited(
                 "too many logins in progress; try again later".into(),
             ));
@@ -1053,5 +1066,34 @@ mod tests {
             n
         });
         assert_eq!(accepted, 1);
+    }
+
+    #[test]
+    fn one_uid_cannot_fill_the_session_table() {
+        let w = world();
+        let alice = |n: usize| Caller {
+            uid: 1000,
+            bus_name: format!(":2.{n}"),
+        };
+        let mut refused = 0;
+        for n in 0..100 {
+            for _ in 0..64 {
+                if w.rt
+                    .block_on(w.logins.begin(&alice(n), origin("alice")))
+                    .is_err()
+                {
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!(refused, 100 * 64 - MAX_SESSIONS_PER_USER);
+        // Root's logins for others still start.
+        for n in 0..200 {
+            let c = Caller {
+                uid: 0,
+                bus_name: format!(":3.{n}"),
+            };
+            assert!(w.rt.block_on(w.logins.begin(&c, origin("alice"))).is_ok());
+        }
     }
 }
