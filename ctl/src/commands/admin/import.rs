@@ -77,12 +77,14 @@ pub fn google_authenticator(
     if refused.is_empty() {
         return Ok(());
     }
+    let why = if refused.len() == 1 {
+        "the reason is in its Message line above"
+    } else {
+        "the reasons are in their Message lines above"
+    };
     Err(Failure::new(
         Reason::PartlyDone,
-        format!(
-            "not imported: {} (the reason is in the Message line above)",
-            refused.join(", ")
-        ),
+        format!("not imported: {} ({why})", refused.join(", ")),
     ))
 }
 
@@ -268,10 +270,9 @@ mod tests {
         let (r, out, _) = run_with(&f, &root(), b"", &one("bob", None));
         let e = r.unwrap_err();
         assert_eq!((e.reason, e.exit_code()), (Reason::PartlyDone, 1));
-        assert!(
-            e.message().starts_with("not imported: bob"),
-            "{}",
-            e.message()
+        assert_eq!(
+            e.message(),
+            "not imported: bob (the reason is in its Message line above)"
         );
         assert!(out.contains("Imported:      no\n"), "{out}");
         assert!(out.contains("Scratch codes: 0\n"));
@@ -306,6 +307,22 @@ mod tests {
         assert!(out.contains("Summary: imported 2 of 3 users; not imported: bob.\n"));
         // Something was imported: the hint is shown all the same.
         assert!(out.contains(PAM_HINT));
+    }
+
+    #[test]
+    fn several_refused_are_all_named() {
+        let f = FakeAdmin::default();
+        f.policies.borrow_mut().push_back(Ok(Policy::default()));
+        f.import_alls
+            .borrow_mut()
+            .push_back(Ok(vec![refused("bob"), refused("eve")]));
+        let (r, out, _) = run_with(&f, &root(), b"", &all());
+        assert_eq!(
+            r.unwrap_err().message(),
+            "not imported: bob, eve (the reasons are in their Message lines above)"
+        );
+        assert!(out.contains("Summary: imported 0 of 2 users; not imported: bob, eve.\n"));
+        assert!(!out.contains("pam_twofactor.so"));
     }
 
     #[test]
