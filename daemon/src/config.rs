@@ -145,10 +145,25 @@ impl Config {
     pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
-            ConfigError::Parse {
-                path: path.to_string(),
-                line,
-                message: e.message().trim().to_string(),
+            let message = e.message().trim().to_string();
+            match key_at_line(text, line) {
+                // Unknown keys name themselves; type errors do not.
+                Some(key)
+                    if !message
+                        .contains(&format!("`{}`", key.rsplit('.').next().unwrap_or(""))) =>
+                {
+                    ConfigError::Invalid {
+                        path: path.to_string(),
+                        line,
+                        key,
+                        message,
+                    }
+                }
+                _ => ConfigError::Parse {
+                    path: path.to_string(),
+                    line,
+                    message,
+                },
             }
         })?;
         config.validate(text, path)?;
@@ -310,6 +325,29 @@ fn line_of(text: &str, offset: usize) -> usize {
         .unwrap_or(0)
 }
 
+/// The dotted key (`section.key`) set on 1-based `line`, if that line is
+/// a `key = value` line.
+fn key_at_line(text: &str, line: usize) -> Option<String> {
+    let mut section = String::new();
+    for (i, raw) in text.lines().enumerate() {
+        let l = raw.trim();
+        if let Some(rest) = l.strip_prefix('[') {
+            section = rest.trim_end_matches(']').trim().to_string();
+        } else if i + 1 == line {
+            let key = l.split('=').next()?.trim();
+            if key.is_empty() || l == key {
+                return None;
+            }
+            return Some(if section.is_empty() {
+                key.to_string()
+            } else {
+                format!("{section}.{key}")
+            });
+        }
+    }
+    None
+}
+
 /// 1-based line on which `key` is set inside `[section]` ("" = top level);
 /// 0 if the key is not written (a default value).
 fn line_of_key(text: &str, section: &str, key: &str) -> usize {
@@ -364,11 +402,23 @@ mod tests {
     }
 
     #[test]
-    fn wrong_type_names_line() {
+    fn wrong_type_names_line_and_key() {
         let e = Config::parse("\n[totp]\nskew_steps = \"one\"\n", "c")
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("c:3:"), "{e}");
+        assert!(e.starts_with("c:3: key `totp.skew_steps`:"), "{e}");
+        let e = Config::parse("state_dir = 5\n", "c")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c:1: key `state_dir`:"), "{e}");
+        let e = Config::parse("[login]\nsession_timeout_seconds = \"long\"\n", "c")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("c:2: key `login.session_timeout_seconds`:"),
+            "{e}"
+        );
+        assert!(e.contains("expected u32"), "{e}");
     }
 
     #[test]
