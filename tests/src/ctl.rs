@@ -104,7 +104,19 @@ impl Ctl {
         password: &str,
         code_for: impl FnOnce(&str) -> String,
     ) -> Enrolment {
-        let mut p = Interactive::spawn(&mut self.command(user, &["enable", "app"]));
+        self.enable_app_args(user, &["enable", "app"], password, code_for)
+    }
+
+    /// Like [`Ctl::enable_app_with`], with the arguments `args` (e.g.
+    /// `["enable", "app", "--save", FILE]`).
+    pub fn enable_app_args(
+        &self,
+        user: &TestUser,
+        args: &[&str],
+        password: &str,
+        code_for: impl FnOnce(&str) -> String,
+    ) -> Enrolment {
+        let mut p = Interactive::spawn(&mut self.command(user, args));
         p.write(format!("{password}\n").as_bytes());
         let mut secret = None;
         let mut uri = None;

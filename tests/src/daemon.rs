@@ -76,6 +76,10 @@ pub struct Daemon {
     child: Option<Child>,
     /// How long to wait for the bus name at start.
     pub start_timeout: Duration,
+    /// More libraries to preload after libpam-wrapper (e.g. libfaketime).
+    pub extra_preload: Vec<PathBuf>,
+    /// More environment variables for the daemon.
+    pub extra_env: Vec<(String, String)>,
 }
 
 /// The reauth PAM service the daemon's libpam reads (through pam_wrapper):
@@ -119,6 +123,8 @@ impl Daemon {
             bus_address: String::new(),
             child: None,
             start_timeout: Duration::from_secs(30),
+            extra_preload: Vec::new(),
+            extra_env: Vec::new(),
         }
     }
 
@@ -185,6 +191,11 @@ impl Daemon {
             .append(true)
             .open(self.log_path())
             .expect("open daemon log");
+        let mut preload = PAM_WRAPPER_LIB.to_string();
+        for lib in &self.extra_preload {
+            preload.push(':');
+            preload.push_str(&lib.display().to_string());
+        }
         let mut cmd = if crate::is_root() {
             // unshare and sh exec in place: the child's pid is the daemon's.
             let mut c = Command::new("unshare");
@@ -196,11 +207,11 @@ impl Daemon {
                 .arg("sh")
                 .arg(crate::twofactord_bin())
                 .env_clear()
-                .env("TFT_PRELOAD", PAM_WRAPPER_LIB);
+                .env("TFT_PRELOAD", &preload);
             c
         } else {
             let mut c = Command::new(crate::twofactord_bin());
-            c.env_clear().env("LD_PRELOAD", PAM_WRAPPER_LIB);
+            c.env_clear().env("LD_PRELOAD", &preload);
             c
         };
         cmd.arg("--foreground")
@@ -212,6 +223,7 @@ impl Daemon {
             .env("PATH", crate::PATH)
             .env("PAM_WRAPPER", "1")
             .env("PAM_WRAPPER_SERVICE_DIR", self.dir.path().join("pam.d"))
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log);

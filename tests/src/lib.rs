@@ -8,14 +8,19 @@
 //! processes are killed by pid, users removed by their own names, files in
 //! `/etc` removed.
 
+pub mod admin;
 pub mod bus;
+pub mod contract;
+pub mod conversation;
 pub mod ctl;
 pub mod daemon;
 pub mod etc;
+pub mod groups;
 pub mod pam;
 pub mod proc;
 pub mod qr;
 pub mod scenario;
+pub mod ssh_enrol;
 pub mod sshd;
 pub mod syslog;
 pub mod totp;
@@ -126,7 +131,8 @@ pub fn var_temp_dir(prefix: &str) -> tempfile::TempDir {
     temp_dir_in(Path::new("/var/tmp"), prefix)
 }
 
-fn temp_dir_in(base: &Path, prefix: &str) -> tempfile::TempDir {
+/// Like [`temp_dir`], under `base`.
+pub fn temp_dir_in(base: &Path, prefix: &str) -> tempfile::TempDir {
     let dir = tempfile::Builder::new()
         .prefix(prefix)
         .tempdir_in(base)

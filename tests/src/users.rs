@@ -12,7 +12,9 @@ use crate::proc::{self, Finished};
 /// and retried while another process holds the lock.
 static USER_DB: Mutex<()> = Mutex::new(());
 
-fn run_locked(cmd: &[&str], input: &[u8]) -> Finished {
+/// Runs a user-database tool (useradd, groupadd, gpasswd, ...) one at a
+/// time in this process, retried while another process holds the lock.
+pub(crate) fn run_locked(cmd: &[&str], input: &[u8]) -> Finished {
     let _guard = USER_DB.lock().unwrap_or_else(|p| p.into_inner());
     let mut last = None;
     for _ in 0..50 {
@@ -48,10 +50,17 @@ impl TestUser {
     /// A new user `tft<pid>x<n>` with a random password and a home directory
     /// in a temporary directory.
     pub fn new() -> TestUser {
+        TestUser::with_home_under(&std::env::temp_dir())
+    }
+
+    /// Like [`TestUser::new`], with the home directory in a temporary
+    /// directory under `parent` (e.g. /var/tmp, which the daemon sees:
+    /// its own /tmp is private).
+    pub fn with_home_under(parent: &std::path::Path) -> TestUser {
         let name = format!("tft{}x{}", std::process::id(), crate::unique());
         assert!(name.len() <= 32);
         let password = format!("Pw-{}-{}", crate::random_hex(8), crate::unique());
-        let base = crate::temp_dir("tft-home-");
+        let base = crate::temp_dir_in(parent, "tft-home-");
         let home = base.path().join(&name);
         let home_s = home.display().to_string();
         let out = run_locked(
