@@ -72,8 +72,17 @@ esac
 "#;
 
 /// Logs in as `user` on `sshd` with `password`; `login_code` answers a
-/// `Verification code` prompt if one comes.
-pub fn ssh(sshd: &Sshd, user: &TestUser, password: &str, login_code: &str) -> SshRun {
+/// `Verification code` prompt if one comes. The client runs in the locale
+/// `locale` (`LC_ALL`), or in the C locale if `None`: the OpenSSH client
+/// escapes what the locale cannot print (e.g. UTF-8 in the C locale, as
+/// octal `\342\226\210`) in prompt texts.
+pub fn ssh(
+    sshd: &Sshd,
+    user: &TestUser,
+    password: &str,
+    login_code: &str,
+    locale: Option<&str>,
+) -> SshRun {
     let dir = crate::temp_dir("tft-sshc-");
     crate::set_mode(dir.path(), 0o700);
     let d = dir.path();
@@ -120,6 +129,9 @@ pub fn ssh(sshd: &Sshd, user: &TestUser, password: &str, login_code: &str) -> Ss
         .env("SSH_ASKPASS", d.join("askpass"))
         .env("SSH_ASKPASS_REQUIRE", "force")
         .env("DISPLAY", ":0");
+    if let Some(l) = locale {
+        cmd.env("LC_ALL", l);
+    }
     let out = proc::run(&mut cmd, b"", SSH_TIMEOUT);
     let read = |name: &str| {
         std::fs::read(d.join(name))
