@@ -183,6 +183,111 @@ fn new_reset_voids_the_earlier_code_and_codes_are_bound_to_their_user() {
     );
 }
 
+/// Ten logins at once with the same recovery code: exactly one goes on to
+/// the enrolment; the others are refused.
+#[test]
+fn concurrent_logins_with_one_recovery_code_one_goes_on() {
+    if !need_root!() {
+        return;
+    }
+    const LOGINS: usize = 10;
+    let env = Env::with_defaults();
+    let pam = env.pam("");
+    let user = TestUser::new();
+    let (code, _) = admin::reset(&env, &user.name);
+    let barrier = std::sync::Barrier::new(LOGINS);
+    let runs: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..LOGINS)
+            .map(|_| {
+                let (pam, user, code, barrier) = (&pam, &user, &code, &barrier);
+                scope.spawn(move || {
+                    barrier.wait();
+                    // Only the recovery code is answered: a login that gets
+                    // to the enrolment ends there (no more answers).
+                    pam.login(&user.name).answer(code).run()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("login thread"))
+            .collect()
+    });
+    let went_on = runs
+        .iter()
+        .filter(|r| r.prompts.iter().any(|p| p.text == ENROL_CODE_PROMPT))
+        .count();
+    assert_eq!(
+        went_on,
+        1,
+        "expected exactly one login to reach the enrolment: {:?}",
+        runs.iter()
+            .map(|r| (r.result.as_str(), r.prompts.len()))
+            .collect::<Vec<_>>()
+    );
+    for r in runs.iter().filter(|r| r.prompts.len() == 1) {
+        r.assert_result("PAM_AUTH_ERR")
+            .assert_asked_code()
+            .assert_errors(&[INVALID_CODE]);
+    }
+    assert_eq!(
+        env.daemon.log().matches("recovery-code-used user=").count(),
+        1
+    );
+}
+
+/// Wrong recovery codes count toward the failure limit: after
+/// max_failures the account waits, and then even the right recovery code
+/// is refused without being used up.
+#[test]
+fn wrong_recovery_codes_lock_out() {
+    if !need_root!() {
+        return;
+    }
+    let env = Env::start(&DaemonConfig {
+        max_failures: 3,
+        lockout_seconds: 600,
+        max_lockout_seconds: 3600,
+        ..DaemonConfig::default()
+    });
+    let pam = env.pam("");
+    let user = TestUser::new();
+    let (code, _) = admin::reset(&env, &user.name);
+    let wrong = if code.starts_with("zzzz") {
+        "yyyy-yyyy-yyyy-yyyy"
+    } else {
+        "zzzz-zzzz-zzzz-zzzz"
+    };
+    for i in 0..6 {
+        let run = pam.login(&user.name).answer(wrong).run();
+        run.assert_result("PAM_AUTH_ERR").assert_asked_code();
+        if i < 3 {
+            run.assert_errors(&[INVALID_CODE]);
+        } else {
+            assert!(
+                run.errors.len() == 1 && run.errors[0].starts_with("Too many failed attempts"),
+                "attempt {}: {}",
+                i + 1,
+                run.describe()
+            );
+        }
+    }
+    let run = pam.login(&user.name).answer(&code).run();
+    run.assert_result("PAM_AUTH_ERR");
+    assert!(
+        run.errors.len() == 1 && run.errors[0].starts_with("Too many failed attempts"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(
+        admin::user_json(&env, &user.name)["recovery_pending"],
+        true,
+        "a refused attempt used the code up"
+    );
+    admin::root_ok(&env, &["admin", "unlock", &user.name]);
+    conversation::enrol_at_login(&pam.login(&user.name), &[&code]);
+}
+
 /// The recovery code's 24 hours, with the daemon's clock moved by
 /// libfaketime: just before the end the code still works; after 24 h + 1 s
 /// it is gone (the administrator sees no pending code, and it opens
@@ -559,6 +664,8 @@ fn import_google_authenticator_files() {
         5,
         "google-authenticator makes 5 scratch codes"
     );
+    totp::ensure_step_margin(10);
+    let before_import = totp::code_now(&fa.secret);
     let out = admin::root_ctl(
         &env,
         &["admin", "import", "google-authenticator", &a.name],
@@ -581,6 +688,13 @@ fn import_google_authenticator_files() {
     let s = status(&env, &a);
     assert_eq!(s["methods"], json!(["app"]), "{s}");
     assert_eq!(s["backup_codes_left"], expected.len(), "{s}");
+    // The code of the import's step (maybe used with google-authenticator
+    // already) is not accepted.
+    pam.login(&a.name)
+        .answer(&before_import)
+        .run()
+        .assert_result("PAM_AUTH_ERR")
+        .assert_errors(&[INVALID_CODE]);
     // The app keeps working: the code of the next step (the import's step
     // and earlier may have been used with google-authenticator already).
     totp::ensure_step_margin(3);

@@ -569,6 +569,24 @@ fn flood_of_wrong_backup_codes_locks_out() {
     assert_eq!(s.left(), 9);
 }
 
+/// `enable app` again (a new phone) makes a new set when the new app is
+/// confirmed: the old codes stop working.
+#[test]
+fn enabling_a_new_app_replaces_the_set() {
+    if !need_root!() {
+        return;
+    }
+    let s = setup(&DaemonConfig::default());
+    let again = s.env.ctl().enroll_app(&s.user);
+    let new = printed_codes(&again.output.stdout());
+    assert_good_set(&new);
+    s.login(&s.codes[0])
+        .assert_result("PAM_AUTH_ERR")
+        .assert_errors(&[INVALID_CODE]);
+    s.login(&new[0]).assert_result("PAM_SUCCESS");
+    assert_eq!(s.left(), 9);
+}
+
 /// The reply of Account1.NewBackupCodes matches the contract.
 #[test]
 fn new_backup_codes_reply_matches_the_contract() {
