@@ -1147,3 +1147,50 @@ fn admin1_replies_match_the_contract() {
         "{r:?}"
     );
 }
+
+/// After a recovery code was taken, the user "must set up a new method
+/// before the login completes, whatever the policy says" (issue 4). When
+/// that enrolment fails (three wrong codes), the daemon says "Nothing was
+/// changed; log in again to start over": so the next login must start the
+/// enrolment over (or ask for the recovery code again) — not let the user
+/// in with the password alone, which is what a used-up code and a policy
+/// that is off would otherwise give.
+#[test]
+fn failed_enrolment_after_a_recovery_code_starts_over_at_the_next_login() {
+    if !need_root!() {
+        return;
+    }
+    let env = Env::with_defaults();
+    let pam = env.pam("");
+    let user = TestUser::new();
+    env.ctl().enroll_app(&user);
+    let (code, _) = admin::reset(&env, &user.name);
+    let mut c = Conversation::start(&pam.login(&user.name));
+    c.next_turn().assert_prompt(CODE_PROMPT, false);
+    c.answer(&code);
+    let t = c.next_turn();
+    t.assert_prompt(ENROL_CODE_PROMPT, true);
+    assert_eq!(t.infos.first().map(String::as_str), Some(RECOVERY_INTRO));
+    for _ in 0..3 {
+        c.answer("000000x");
+        c.next_turn();
+    }
+    let run = c.finish();
+    run.assert_result("PAM_AUTH_ERR");
+    assert!(
+        run.errors
+            .last()
+            .is_some_and(|e| e.contains("log in again to start over")),
+        "{}",
+        run.describe()
+    );
+    // The next login: the user was promised a fresh start.
+    let next = pam.login(&user.name).run();
+    assert!(
+        !next.prompts.is_empty(),
+        "after a failed enrolment that followed a recovery code, the next \
+         login let the user in with the password alone (policy off, code used \
+         up), although the daemon said \"log in again to start over\": {}",
+        next.describe()
+    );
+}
