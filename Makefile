@@ -59,11 +59,14 @@ build:
 
 # The integration tests run the built binaries (twofactord, twofactorctl,
 # pam_twofactor.so, pam-harness) from target/debug, so build all of them
-# first; then check that the shipped config is one the daemon accepts.
+# first; check that the shipped config is one the daemon accepts; run every
+# test; and last run the demo on its own, so the README's first command
+# keeps working.
 test:
 	$(CARGO) build --workspace --all-targets $(CARGO_LOCKED)
 	$(TARGET_DIR)/debug/twofactord --check-config --config config/twofactord.toml
 	$(CARGO) test --workspace $(CARGO_LOCKED)
+	scripts/demo --non-interactive </dev/null
 
 lint:
 	$(CARGO) fmt --all --check
