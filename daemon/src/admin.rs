@@ -736,6 +736,60 @@ mod tests {
     }
 
     #[test]
+    fn recovery_code_is_claimed_by_one_login_and_used_only_by_a_completed_enrolment() {
+        let w = world();
+        let code =
+            w.rt.block_on(w.admin.reset(&root(), "alice", Vec::new()))
+                .unwrap();
+        let (first, _) = w.begin("alice");
+        let (second, _) = w.begin("alice");
+        let step = w.answer(&first, &code.code);
+        assert!(texts(&step).contains("Recovery code accepted"));
+        assert_eq!(
+            w.answer(&second, &code.code).action,
+            Action::Deny,
+            "claimed by the first login"
+        );
+        // The first login's enrolment fails: the code is given back.
+        for _ in 0..3 {
+            w.answer(&first, "000000");
+        }
+        assert_eq!(w.methods(1000), (vec![], 0));
+        let (id, step) = w.begin("alice");
+        assert_eq!(
+            step.action,
+            Action::AskHidden("Verification code: ".into()),
+            "asked again"
+        );
+        let step = w.answer(&id, &code.code);
+        // A second login meanwhile cannot take it.
+        let (other, _) = w.begin("alice");
+        assert_eq!(w.answer(&other, &code.code).action, Action::Deny);
+        w.enrol_at_prompt(&id, &step);
+        let (id, _) = w.begin("alice");
+        assert_eq!(
+            w.answer(&id, &code.code).action,
+            Action::Deny,
+            "used up by the enrolment"
+        );
+    }
+
+    #[test]
+    fn cancelled_login_gives_the_recovery_code_back() {
+        let w = world();
+        let code =
+            w.rt.block_on(w.admin.reset(&root(), "alice", Vec::new()))
+                .unwrap();
+        let (id, _) = w.begin("alice");
+        let step = w.answer(&id, &code.code);
+        assert!(texts(&step).contains("Recovery code accepted"));
+        w.rt.block_on(w.logins.cancel(&root(), &id)).unwrap();
+        let (id, _) = w.begin("alice");
+        let step = w.answer(&id, &code.code);
+        assert!(texts(&step).contains("Recovery code accepted"), "{step:?}");
+    }
+
+    #[test]
     fn recovery_code_expires_after_24_hours() {
         let w = world();
         let code =

@@ -91,7 +91,7 @@ impl LoginInterface {
         session: String,
     ) -> Result<(), Error> {
         let caller = caller(conn, &header).await?;
-        self.logins.cancel(&caller, &session)
+        self.logins.cancel(&caller, &session).await
     }
 }
 

@@ -5,6 +5,13 @@
 //! A code is 16 characters of the backup-code alphabet (79 bits), shown as
 //! `abcd-efgh-jkmn-pqrs`; its length tells it apart from app codes (6
 //! digits) and backup codes (12 letters) at the same prompt.
+//!
+//! A verified code is *claimed* by the login that typed it, until that
+//! login's session would expire; it is consumed only when the new method is
+//! stored. So concurrent logins with one code go on once, and an enrolment
+//! that fails or is abandoned leaves the code usable for the next login
+//! (within its 24 hours) instead of leaving the account without a second
+//! factor.
 
 use crate::backup_codes::{Code, ALPHABET};
 use crate::random::{Random, RandomError};
@@ -58,11 +65,44 @@ pub fn pending(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<Opti
     .optional()
 }
 
-/// Uses the code with this hash: true for exactly one caller.
-pub fn consume(conn: &Connection, user: &str, hash: &str, now: i64) -> rusqlite::Result<bool> {
+/// Claims the code with this hash for `session` until `until`: true for
+/// exactly one login at a time.
+pub fn claim(
+    conn: &Connection,
+    user: &str,
+    hash: &str,
+    session: &str,
+    until: i64,
+    now: i64,
+) -> rusqlite::Result<bool> {
     Ok(conn.execute(
-        "DELETE FROM recovery_codes WHERE user = ?1 AND hash = ?2 AND expires > ?3",
-        params![user, hash, now],
+        "UPDATE recovery_codes SET claimed_by = ?3, claimed_until = ?4
+         WHERE user = ?1 AND hash = ?2 AND expires > ?5 AND claimed_until <= ?5",
+        params![user, hash, session, until, now],
+    )? == 1)
+}
+
+/// Gives a claimed code back (the login failed or was cancelled).
+pub fn release(conn: &Connection, user: &str, session: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE recovery_codes SET claimed_by = NULL, claimed_until = 0
+         WHERE user = ?1 AND claimed_by = ?2",
+        params![user, session],
+    )
+    .map(|_| ())
+}
+
+/// Uses up the code `session` claimed: false if the claim was lost (it
+/// expired and another login took the code, or a new reset replaced it).
+pub fn consume_claimed(
+    conn: &Connection,
+    user: &str,
+    session: &str,
+    now: i64,
+) -> rusqlite::Result<bool> {
+    Ok(conn.execute(
+        "DELETE FROM recovery_codes WHERE user = ?1 AND claimed_by = ?2 AND claimed_until > ?3",
+        params![user, session, now],
     )? == 1)
 }
 
@@ -104,18 +144,33 @@ mod tests {
             .unwrap();
         replace(&c, "u", "h1", 100, "root").unwrap();
         assert_eq!(pending(&c, "u", 100).unwrap().as_deref(), Some("h1"));
-        assert_eq!(
-            pending(&c, "u", 100 + VALID_SECONDS).unwrap(),
-            None,
-            "expired at 24 h"
-        );
-        assert!(!consume(&c, "u", "h1", 100 + VALID_SECONDS + 1).unwrap());
+        let day = 100 + VALID_SECONDS;
+        assert_eq!(pending(&c, "u", day).unwrap(), None, "expired at 24 h");
+        assert!(!claim(&c, "u", "h1", "s0", day + 300, day + 1).unwrap());
         replace(&c, "u", "h2", 200, "root").unwrap();
         assert!(
-            !consume(&c, "u", "h1", 201).unwrap(),
+            !claim(&c, "u", "h1", "s1", 500, 201).unwrap(),
             "the earlier code is void"
         );
-        assert!(consume(&c, "u", "h2", 201).unwrap());
-        assert!(!consume(&c, "u", "h2", 202).unwrap(), "single use");
+        assert!(claim(&c, "u", "h2", "s1", 500, 201).unwrap());
+        assert!(
+            !claim(&c, "u", "h2", "s2", 500, 202).unwrap(),
+            "one login at a time"
+        );
+        release(&c, "u", "s1").unwrap();
+        assert!(
+            claim(&c, "u", "h2", "s2", 500, 203).unwrap(),
+            "released: usable again"
+        );
+        assert!(
+            claim(&c, "u", "h2", "s3", 900, 501).unwrap(),
+            "an expired claim lapses"
+        );
+        assert!(
+            !consume_claimed(&c, "u", "s2", 502).unwrap(),
+            "a lapsed claim cannot consume"
+        );
+        assert!(consume_claimed(&c, "u", "s3", 502).unwrap());
+        assert_eq!(pending(&c, "u", 503).unwrap(), None, "single use");
     }
 }

@@ -27,17 +27,24 @@ pub const CODE_PROMPT: &str = "Code from the app: ";
 pub const CONFIRM_PROMPT: &str = "Type yes once you have saved them: ";
 
 /// Why the user is enrolling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Why {
     Policy,
-    Recovery,
+    /// After a recovery code, claimed under this session id.
+    Recovery(String),
 }
 
 impl Why {
-    fn name(self) -> &'static str {
+    fn name(&self) -> &'static str {
         match self {
             Why::Policy => "policy",
-            Why::Recovery => "recovery",
+            Why::Recovery(_) => "recovery",
+        }
+    }
+    fn claim(&self) -> Option<&str> {
+        match self {
+            Why::Policy => None,
+            Why::Recovery(session) => Some(session),
         }
     }
 }
@@ -56,6 +63,18 @@ pub struct Confirming {
     step: i64,
     hashed: Vec<(String, String)>,
     tries: u8,
+}
+
+impl Pending {
+    pub fn recovery_claim(&self) -> Option<&str> {
+        self.why.claim()
+    }
+}
+
+impl Confirming {
+    pub fn recovery_claim(&self) -> Option<&str> {
+        self.why.claim()
+    }
 }
 
 /// The reminder shown before the policy's start date.
@@ -78,11 +97,11 @@ impl Logins {
         let issuer = self.core.config.issuer_or_hostname();
         let label = format!("{}@{}", origin.user, crate::config::hostname());
         let uri = secret.uri(&issuer, &label);
-        let intro = match why {
+        let intro = match &why {
             Why::Policy => {
                 "Two-factor authentication is required for your account. Set up an authenticator app now."
             }
-            Why::Recovery => {
+            Why::Recovery(_) => {
                 "Recovery code accepted. Set up an authenticator app now to finish logging in."
             }
         };
@@ -124,6 +143,9 @@ impl Logins {
                     method: method::APP,
                     reason: "wrong-code-at-login",
                 });
+                if let Some(claim) = p.why.claim() {
+                    self.release_claim(origin, claim).await;
+                }
                 return Next::Done(Step::new(Action::Deny).error(
                     "Setup failed: too many wrong codes. Nothing was changed; log in again to start over.",
                 ));
@@ -167,6 +189,9 @@ impl Logins {
         if !yes {
             c.tries += 1;
             if c.tries >= TRIES {
+                if let Some(claim) = c.why.claim() {
+                    self.release_claim(origin, claim).await;
+                }
                 return Next::Done(Step::new(Action::Deny).error(
                     "Setup not finished; nothing was changed. Log in again to start over.",
                 ));
@@ -185,20 +210,32 @@ impl Logins {
             ..
         } = c;
         let count = hashed.len();
+        let claim = why.claim().map(str::to_string);
         let stored = self
             .core
             .store
             .run(move |conn| {
+                // After a recovery code, the code is used up here, with the
+                // new method; if the claim was lost, nothing is stored.
+                if let Some(session) = &claim {
+                    if !recovery::consume_claimed(conn, &user, session, now)? {
+                        return Ok(false);
+                    }
+                }
                 accounts::ensure(conn, &user, now)?;
                 totp::activate(conn, &user, &secret, step, now)?;
                 backup_codes::replace_set(conn, &user, &hashed, now)?;
                 recovery::remove(conn, &user)?;
                 ratelimit::record_success(conn, &user)?;
-                accounts::record_login(conn, &user, method::APP, now)
+                accounts::record_login(conn, &user, method::APP, now)?;
+                Ok(true)
             })
             .await;
         match stored {
-            Ok(()) => {
+            Ok(false) => Next::Done(Step::new(Action::Deny).error(
+                "The recovery code is no longer valid (it expired, or a new reset replaced it); nothing was changed.",
+            )),
+            Ok(true) => {
                 self.core.audit.log(Event::EnrolAtLogin {
                     origin,
                     method: method::APP,

@@ -67,6 +67,17 @@ enum Phase {
     EnrolConfirm(enrol::Confirming),
 }
 
+impl Phase {
+    /// The session id under which this login claimed a recovery code.
+    fn recovery_claim(&self) -> Option<&str> {
+        match self {
+            Phase::AskCode { .. } => None,
+            Phase::EnrolCode(p) => p.recovery_claim(),
+            Phase::EnrolConfirm(c) => c.recovery_claim(),
+        }
+    }
+}
+
 /// What an answer leads to: a final step, or a next phase of the same
 /// session with the step that asks its question.
 enum Next {
@@ -228,7 +239,10 @@ impl Logins {
             expires,
         } = self.take(caller, id)?;
         let next = match phase {
-            Phase::AskCode { enrolled } => self.check_code(&origin, enrolled, &answer).await,
+            Phase::AskCode { enrolled } => {
+                self.check_code(&origin, enrolled, &answer, id, expires)
+                    .await
+            }
             Phase::EnrolCode(pending) => self.enrol_code(&origin, pending, &answer).await,
             Phase::EnrolConfirm(confirming) => {
                 self.enrol_confirm(&origin, confirming, &answer).await
@@ -249,9 +263,14 @@ impl Logins {
         }
     }
 
-    /// Forgets a session (the module's conversation failed).
-    pub fn cancel(&self, caller: &Caller, id: &str) -> Result<(), Error> {
-        self.take(caller, id).map(|_| ())
+    /// Forgets a session (the module's conversation failed), giving back a
+    /// recovery code it had claimed.
+    pub async fn cancel(&self, caller: &Caller, id: &str) -> Result<(), Error> {
+        let session = self.take(caller, id)?;
+        if let Some(claim) = session.phase.recovery_claim() {
+            self.release_claim(&session.origin, claim).await;
+        }
+        Ok(())
     }
 
     /// Drops sessions past their time.
@@ -329,7 +348,14 @@ impl Logins {
             .ok_or_else(|| Error::NotFound("no such login in progress".into()))
     }
 
-    async fn check_code(&self, origin: &Origin, enrolled: bool, answer: &[u8]) -> Next {
+    async fn check_code(
+        &self,
+        origin: &Origin,
+        enrolled: bool,
+        answer: &[u8],
+        session: &str,
+        expires: i64,
+    ) -> Next {
         let audit = &self.core.audit;
         let attempt = match classify(answer) {
             Ok(attempt) => attempt,
@@ -351,7 +377,10 @@ impl Logins {
         match attempt {
             Attempt::App(code) => Next::Done(self.check_app_code(origin, code).await),
             Attempt::Backup(code) => Next::Done(self.check_backup_code(origin, code).await),
-            Attempt::Recovery(code) => self.check_recovery_code(origin, code).await,
+            Attempt::Recovery(code) => {
+                self.check_recovery_code(origin, code, session, expires)
+                    .await
+            }
         }
     }
 
@@ -471,10 +500,16 @@ impl Logins {
     }
 
     /// A recovery code from an administrator's reset: counted as a failure
-    /// first (behind the lock), verified with one argon2 computation,
-    /// consumed once; then the user must set up a new method before the
-    /// login completes.
-    async fn check_recovery_code(&self, origin: &Origin, code: Code) -> Next {
+    /// first (behind the lock), verified with one argon2 computation, then
+    /// claimed by this login; the user must set up a new method before the
+    /// login completes, and only that consumes the code.
+    async fn check_recovery_code(
+        &self,
+        origin: &Origin,
+        code: Code,
+        session: &str,
+        expires: i64,
+    ) -> Next {
         let store = &self.core.store;
         let now = self.core.clock.now();
         let limits = self.core.config.limits.clone();
@@ -517,30 +552,45 @@ impl Logins {
         if !verified {
             return Next::Done(self.refused(origin, "wrong-recovery-code", lock));
         }
-        let user = origin.user.clone();
-        let consumed = store
+        let (user, sid) = (origin.user.clone(), session.to_string());
+        let claimed = store
             .run(move |c| {
-                let used = recovery::consume(c, &user, &hash, now)?;
-                if used {
+                let claimed = recovery::claim(c, &user, &hash, &sid, expires, now)?;
+                if claimed {
                     ratelimit::record_success(c, &user)?;
-                    accounts::record_login(c, &user, method::RECOVERY_CODE, now)?;
                 }
-                Ok(used)
+                Ok(claimed)
             })
             .await;
-        match consumed {
+        match claimed {
             Ok(true) => {
                 self.core.audit.log(Event::RecoveryCodeUsed { origin });
-                match self.start_enrolment(origin, enrol::Why::Recovery) {
+                match self.start_enrolment(origin, enrol::Why::Recovery(session.to_string())) {
                     Ok((phase, step)) => Next::Continue(phase, step),
-                    Err(_) => Next::Done(Step::new(Action::Deny).error(INTERNAL)),
+                    Err(_) => {
+                        self.release_claim(origin, session).await;
+                        Next::Done(Step::new(Action::Deny).error(INTERNAL))
+                    }
                 }
             }
-            Ok(false) => Next::Done(self.refused(origin, "replayed-recovery-code", lock)),
+            Ok(false) => Next::Done(self.refused(origin, "claimed-recovery-code", lock)),
             Err(e) => {
                 self.internal("login-recovery", &e.to_string());
                 Next::Done(Step::new(Action::Deny).error(INTERNAL))
             }
+        }
+    }
+
+    /// Gives back the recovery code a failed or cancelled login claimed.
+    async fn release_claim(&self, origin: &Origin, session: &str) {
+        let (user, sid) = (origin.user.clone(), session.to_string());
+        if let Err(e) = self
+            .core
+            .store
+            .run(move |c| recovery::release(c, &user, &sid))
+            .await
+        {
+            self.internal("login-recovery", &e.to_string());
         }
     }
 

@@ -57,6 +57,10 @@ pub const MIGRATIONS: &[&str] = &[
         expires INTEGER NOT NULL,
         created_by TEXT NOT NULL
     ) STRICT;",
+    // 4: a recovery code is claimed by the login that verified it and
+    // consumed only when that login's enrolment completes.
+    "ALTER TABLE recovery_codes ADD COLUMN claimed_by TEXT;
+    ALTER TABLE recovery_codes ADD COLUMN claimed_until INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The version this build of the daemon writes.
