@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use twofactor_tests::admin::{self, AdminConfig, FakeClock};
-use twofactor_tests::conversation::{self, Conversation, ENROL_CODE_PROMPT};
+use twofactor_tests::conversation::{self, Conversation, Turn, ENROL_CODE_PROMPT};
 use twofactor_tests::groups::TestGroup;
 use twofactor_tests::{
     need_root, proc, totp, DaemonConfig, Env, TestUser, CODE_PROMPT, INVALID_CODE,
@@ -184,7 +184,8 @@ fn new_reset_voids_the_earlier_code_and_codes_are_bound_to_their_user() {
 }
 
 /// Ten logins at once with the same recovery code: exactly one goes on to
-/// the enrolment; the others are refused.
+/// the enrolment (it claims the code); the others are refused. The code is
+/// used up only by a completed enrolment.
 #[test]
 fn concurrent_logins_with_one_recovery_code_one_goes_on() {
     if !need_root!() {
@@ -195,16 +196,27 @@ fn concurrent_logins_with_one_recovery_code_one_goes_on() {
     let pam = env.pam("");
     let user = TestUser::new();
     let (code, _) = admin::reset(&env, &user.name);
-    let barrier = std::sync::Barrier::new(LOGINS);
-    let runs: Vec<_> = std::thread::scope(|scope| {
+    // Every login gets to the code prompt, then all answer the recovery
+    // code at once; each waits until every login has its answer before it
+    // ends, so the one that claimed the code still holds it while the
+    // others are decided.
+    let asked = std::sync::Barrier::new(LOGINS);
+    let decided = std::sync::Barrier::new(LOGINS);
+    let turns: Vec<(Turn, twofactor_tests::pam::PamRun)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..LOGINS)
             .map(|_| {
-                let (pam, user, code, barrier) = (&pam, &user, &code, &barrier);
+                let (pam, user, code) = (&pam, &user, &code);
+                let (asked, decided) = (&asked, &decided);
                 scope.spawn(move || {
-                    barrier.wait();
-                    // Only the recovery code is answered: a login that gets
-                    // to the enrolment ends there (no more answers).
-                    pam.login(&user.name).answer(code).run()
+                    let mut c = Conversation::start(&pam.login(&user.name));
+                    c.next_turn().assert_prompt(CODE_PROMPT, false);
+                    asked.wait();
+                    c.answer(code);
+                    let turn = c.next_turn();
+                    decided.wait();
+                    // No more answers: a login at the enrolment ends there
+                    // (its claim on the code is given back).
+                    (turn, c.finish())
                 })
             })
             .collect();
@@ -213,27 +225,34 @@ fn concurrent_logins_with_one_recovery_code_one_goes_on() {
             .map(|h| h.join().expect("login thread"))
             .collect()
     });
-    let went_on = runs
+    let went_on = turns
         .iter()
-        .filter(|r| r.prompts.iter().any(|p| p.text == ENROL_CODE_PROMPT))
+        .filter(|(t, _)| t.prompt_text() == ENROL_CODE_PROMPT)
         .count();
     assert_eq!(
         went_on,
         1,
         "expected exactly one login to reach the enrolment: {:?}",
-        runs.iter()
-            .map(|r| (r.result.as_str(), r.prompts.len()))
+        turns
+            .iter()
+            .map(|(t, r)| (t.prompt_text().to_string(), r.result.clone()))
             .collect::<Vec<_>>()
     );
-    for r in runs.iter().filter(|r| r.prompts.len() == 1) {
-        r.assert_result("PAM_AUTH_ERR")
-            .assert_asked_code()
-            .assert_errors(&[INVALID_CODE]);
+    for (t, r) in turns.iter().filter(|(t, _)| t.prompt.is_none()) {
+        assert_eq!(t.errors, vec![INVALID_CODE.to_string()], "{t:?}");
+        r.assert_result("PAM_AUTH_ERR");
     }
     assert_eq!(
         env.daemon.log().matches("recovery-code-used user=").count(),
         1
     );
+    // No enrolment was completed, so the code is not used up: the next login
+    // goes on to the enrolment again.
+    let mut c = Conversation::start(&pam.login(&user.name));
+    c.next_turn().assert_prompt(CODE_PROMPT, false);
+    c.answer(&code);
+    c.next_turn().assert_prompt(ENROL_CODE_PROMPT, true);
+    c.finish();
 }
 
 /// Wrong recovery codes count toward the failure limit: after
