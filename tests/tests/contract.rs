@@ -6,43 +6,12 @@
 use serde_json::json;
 use twofactor_tests::{need_root, totp, Enrolled, TestUser};
 
-/// Out-argument signature of `method` in the contract XML of `interface`.
-fn contract_out(interface: &str, method: &str) -> String {
-    let path = twofactor_tests::repo_root().join(format!("proto/interfaces/{interface}.xml"));
-    let xml =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    let start = xml
-        .find(&format!("<method name=\"{method}\">"))
-        .unwrap_or_else(|| panic!("{method} not in {}", path.display()));
-    let body = &xml[start..];
-    let body = &body[..body.find("</method>").unwrap_or(body.len())];
-    let mut sig = String::new();
-    for arg in body.split("<arg ").skip(1) {
-        let arg = &arg[..arg.find("/>").unwrap_or(arg.len())];
-        if arg.contains("direction=\"out\"") {
-            let t = arg
-                .split("type=\"")
-                .nth(1)
-                .and_then(|t| t.split('"').next());
-            sig.push_str(t.unwrap_or_default());
-        }
-    }
-    sig
-}
-
 fn call(iface: &str, method: &str, signature: &str, args: serde_json::Value) -> serde_json::Value {
     json!({"interface": iface, "method": method, "signature": signature, "args": args})
 }
 
 fn assert_signature(r: &serde_json::Value, iface: &str, method: &str) {
-    let expected = contract_out(iface, method);
-    assert!(r.get("ok").is_some(), "{iface}.{method} failed: {r}");
-    assert_eq!(
-        r["signature"].as_str().unwrap_or("?"),
-        expected,
-        "{iface}.{method}: reply body signature differs from the contract \
-         (proto/interfaces/{iface}.xml): {r}"
-    );
+    twofactor_tests::contract::assert_reply_matches(r, iface, method);
 }
 
 #[test]
