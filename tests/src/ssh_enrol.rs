@@ -98,30 +98,7 @@ pub fn ssh(
         .arg("sh")
         .arg("setsid")
         .arg("-w")
-        .arg("ssh")
-        .args(["-F", "/dev/null", "-n", "-T"])
-        .arg("-p")
-        .arg(sshd.port.to_string())
-        .args([
-            "-o",
-            "PreferredAuthentications=keyboard-interactive",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "GlobalKnownHostsFile=/dev/null",
-            "-o",
-            "NumberOfPasswordPrompts=1",
-            "-o",
-            "BatchMode=no",
-            "-o",
-            "ConnectTimeout=20",
-            "-l",
-        ])
-        .arg(&user.name)
-        .arg("127.0.0.1")
-        .arg("echo LOGGED-IN")
+        .args(crate::sshd::ssh_client_args(sshd.port, &user.name))
         .env_clear()
         .env("PATH", crate::PATH)
         .env("HOME", &home)

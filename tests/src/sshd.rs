@@ -185,30 +185,7 @@ impl Sshd {
         std::fs::create_dir(&home).expect("client home");
         let mut cmd = Command::new("setsid");
         cmd.arg("-w")
-            .arg("ssh")
-            .args(["-F", "/dev/null", "-n", "-T"])
-            .arg("-p")
-            .arg(self.port.to_string())
-            .args([
-                "-o",
-                "PreferredAuthentications=keyboard-interactive",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "GlobalKnownHostsFile=/dev/null",
-                "-o",
-                "NumberOfPasswordPrompts=1",
-                "-o",
-                "BatchMode=no",
-                "-o",
-                "ConnectTimeout=20",
-                "-l",
-            ])
-            .arg(&user.name)
-            .arg("127.0.0.1")
-            .arg("echo LOGGED-IN")
+            .args(ssh_client_args(self.port, &user.name))
             .env_clear()
             .env("PATH", crate::PATH)
             .env("HOME", &home)
@@ -400,4 +377,33 @@ pub fn su_as_user(
         format!("{password}\n{code}\n").as_bytes(),
         Duration::from_secs(60),
     )
+}
+
+/// `ssh` and its arguments for a non-interactive keyboard-interactive login
+/// of `user` to the test sshd on `port`, running `echo LOGGED-IN`.
+pub fn ssh_client_args(port: u16, user: &str) -> Vec<String> {
+    let mut args: Vec<String> = ["ssh", "-F", "/dev/null", "-n", "-T", "-p"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.push(port.to_string());
+    for option in [
+        "PreferredAuthentications=keyboard-interactive",
+        "StrictHostKeyChecking=no",
+        "UserKnownHostsFile=/dev/null",
+        "GlobalKnownHostsFile=/dev/null",
+        "NumberOfPasswordPrompts=1",
+        "BatchMode=no",
+        "ConnectTimeout=20",
+    ] {
+        args.push("-o".into());
+        args.push(option.into());
+    }
+    args.extend([
+        "-l".into(),
+        user.into(),
+        "127.0.0.1".into(),
+        "echo LOGGED-IN".into(),
+    ]);
+    args
 }
