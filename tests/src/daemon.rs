@@ -181,6 +181,21 @@ impl Daemon {
         }
     }
 
+    /// The daemon's binary at a path the private /tmp does not hide: the
+    /// build's own when it is outside /tmp, else a copy in this daemon's
+    /// directory (under /var/tmp), made once.
+    fn binary_outside_tmp(&self) -> PathBuf {
+        let built = crate::twofactord_bin();
+        if !built.starts_with("/tmp") {
+            return built;
+        }
+        let copy = self.dir.path().join("twofactord");
+        if !copy.exists() {
+            std::fs::copy(&built, &copy).expect("copy twofactord out of /tmp");
+        }
+        copy
+    }
+
     /// Starts the daemon on `bus` and waits until it owns its name; `Err`
     /// (with its stderr) if it exits first or takes too long.
     pub fn try_launch(&mut self, bus: &PrivateBus) -> Result<(), String> {
@@ -205,7 +220,7 @@ impl Daemon {
                      exec env LD_PRELOAD=\"$TFT_PRELOAD\" \"$@\"",
                 )
                 .arg("sh")
-                .arg(crate::twofactord_bin())
+                .arg(self.binary_outside_tmp())
                 .env_clear()
                 .env("TFT_PRELOAD", &preload);
             c
