@@ -293,3 +293,24 @@ impl Drop for Interactive {
         }
     }
 }
+
+/// Runs `f` on `n` threads released together (behind a barrier) and
+/// returns their results in thread order: concurrent logins.
+pub fn all_at_once<T: Send>(n: usize, f: impl Fn() -> T + Sync) -> Vec<T> {
+    let barrier = std::sync::Barrier::new(n);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                let (f, barrier) = (&f, &barrier);
+                scope.spawn(move || {
+                    barrier.wait();
+                    f()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    })
+}

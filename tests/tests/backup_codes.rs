@@ -4,7 +4,6 @@
 //! real daemon on a private bus with the shipped policy.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::sync::Barrier;
 
 use twofactor_tests::conversation::{backup_codes_in, is_backup_code, CODE_ALPHABET};
 use twofactor_tests::ctl::Enrolment;
@@ -456,22 +455,7 @@ fn twenty_concurrent_logins_with_one_backup_code_one_success() {
         ..DaemonConfig::default()
     });
     let code = s.codes[0].clone();
-    let barrier = Barrier::new(LOGINS);
-    let runs: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..LOGINS)
-            .map(|_| {
-                let (s, code, barrier) = (&s, &code, &barrier);
-                scope.spawn(move || {
-                    barrier.wait();
-                    s.login(code)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("login thread"))
-            .collect()
-    });
+    let runs = twofactor_tests::proc::all_at_once(LOGINS, || s.login(&code));
     let results: Vec<&str> = runs.iter().map(|r| r.result.as_str()).collect();
     assert_eq!(
         results.iter().filter(|r| **r == "PAM_SUCCESS").count(),

@@ -1,8 +1,6 @@
 //! Concurrent logins for one user with one valid code: the code is accepted
 //! exactly once (the step is recorded in the transaction that accepts it).
 
-use std::sync::Barrier;
-
 use twofactor_tests::{need_root, DaemonConfig, Enrolled, INVALID_CODE};
 
 const LOGINS: usize = 50;
@@ -22,22 +20,7 @@ fn fifty_concurrent_logins_one_code_one_success() {
     // step's end the code would still be inside the ±1 window anyway.
     twofactor_tests::totp::ensure_step_margin(5);
     let code = twofactor_tests::totp::code_now(&s.secret);
-    let barrier = Barrier::new(LOGINS);
-    let runs: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..LOGINS)
-            .map(|_| {
-                let (s, code, barrier) = (&s, &code, &barrier);
-                scope.spawn(move || {
-                    barrier.wait();
-                    s.login(code)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("login thread"))
-            .collect()
-    });
+    let runs = twofactor_tests::proc::all_at_once(LOGINS, || s.login(&code));
     let successes = runs.iter().filter(|r| r.result == "PAM_SUCCESS").count();
     let refusals: Vec<_> = runs.iter().filter(|r| r.result != "PAM_SUCCESS").collect();
     assert_eq!(
