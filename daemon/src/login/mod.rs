@@ -140,13 +140,21 @@ enum Verdict {
 pub struct Logins {
     core: Arc<Core>,
     sessions: Mutex<HashMap<String, Session>>,
+    /// Failures of names the system does not know, kept in memory only (no
+    /// row is ever written for them), so that after `max_failures` guesses
+    /// they get the same lockout message as an account would.
+    unknown: Mutex<HashMap<String, (u32, i64)>>,
 }
+
+/// Names whose failures are remembered at once (oldest forgotten first).
+const MAX_UNKNOWN_NAMES: usize = 4096;
 
 impl Logins {
     pub fn new(core: Arc<Core>) -> Self {
         Logins {
             core,
             sessions: Mutex::new(HashMap::new()),
+            unknown: Mutex::new(HashMap::new()),
         }
     }
 
@@ -368,11 +376,7 @@ impl Logins {
             }
         };
         if !enrolled {
-            audit.log(Event::LoginFailure {
-                origin,
-                reason: "unknown-user",
-            });
-            return Next::Done(Step::new(Action::Deny).error(INVALID));
+            return Next::Done(self.unknown_user_failure(origin));
         }
         match attempt {
             Attempt::App(code) => Next::Done(self.check_app_code(origin, code).await),
@@ -577,6 +581,45 @@ impl Logins {
             Err(e) => {
                 self.internal("login-recovery", &e.to_string());
                 Next::Done(Step::new(Action::Deny).error(INTERNAL))
+            }
+        }
+    }
+
+    /// A code for a name the system does not know: always refused, counted
+    /// like an account's failures (in memory), so the answers look the same
+    /// as for an enrolled account, the lockout message included.
+    fn unknown_user_failure(&self, origin: &Origin) -> Step {
+        let now = self.core.clock.now();
+        let limits = &self.core.config.limits;
+        let wait = match self.unknown.lock() {
+            Ok(mut table) => {
+                if table.len() >= MAX_UNKNOWN_NAMES && !table.contains_key(&origin.user) {
+                    table.retain(|_, (_, until)| *until > now);
+                    if table.len() >= MAX_UNKNOWN_NAMES {
+                        table.clear();
+                    }
+                }
+                let entry = table.entry(origin.user.clone()).or_insert((0, 0));
+                if entry.1 > now {
+                    Some(entry.1 - now)
+                } else {
+                    entry.0 = entry.0.saturating_add(1);
+                    if let Some(w) = ratelimit::wait_after(entry.0, limits) {
+                        entry.1 = now + w;
+                    }
+                    None
+                }
+            }
+            Err(_) => None,
+        };
+        match wait {
+            Some(w) => self.locked(origin, w),
+            None => {
+                self.core.audit.log(Event::LoginFailure {
+                    origin,
+                    reason: "unknown-user",
+                });
+                Step::new(Action::Deny).error(INVALID)
             }
         }
     }
@@ -1145,5 +1188,28 @@ mod tests {
             };
             assert!(w.rt.block_on(w.logins.begin(&c, origin("alice"))).is_ok());
         }
+    }
+
+    #[test]
+    fn unknown_names_are_locked_out_like_accounts() {
+        let w = world();
+        let wrong = if w.code(0) == "111111" {
+            "222222"
+        } else {
+            "111111"
+        };
+        let mut unknown = Vec::new();
+        let mut known = Vec::new();
+        for _ in 0..5 {
+            unknown.push(w.login(&root(), "mallory", wrong.as_bytes()).unwrap());
+            known.push(w.login(&root(), "alice", wrong.as_bytes()).unwrap());
+        }
+        assert_eq!(unknown, known, "the same answers, lockout included");
+        denied_with(&unknown[4], "try again in");
+        w.clock.advance(120);
+        denied_with(
+            &w.login(&root(), "mallory", wrong.as_bytes()).unwrap(),
+            INVALID,
+        );
     }
 }
