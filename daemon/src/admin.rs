@@ -408,18 +408,10 @@ impl Admin {
     }
 
     async fn hash(&self, code: &Code, context: &str) -> Result<String, Error> {
-        let _slot = self
-            .core
-            .hash_slots
-            .acquire()
+        self.core
+            .hash_code(code)
             .await
-            .map_err(|e| self.core.internal(context, &e.to_string()))?;
-        let core = self.core.clone();
-        let code = code.clone();
-        tokio::task::spawn_blocking(move || core.hasher.hash(&code, core.rng.as_ref()))
-            .await
-            .map_err(|e| self.core.internal(context, &e.to_string()))?
-            .map_err(|e| self.core.internal(context, &e.to_string()))
+            .map_err(|e| self.core.internal(context, &e))
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::accounts;
 use crate::audit::{Audit, Event};
-use crate::backup_codes::Hasher;
+use crate::backup_codes::{Code, Hasher};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::random::Random;
@@ -121,6 +121,29 @@ impl Core {
                 Err(Error::Internal("the password could not be checked".into()))
             }
         }
+    }
+
+    /// One argon2 verification of a backup or recovery code, on a blocking
+    /// thread, at most `HASH_SLOTS` at once. Any failure is "no".
+    pub async fn verify_code(self: &Arc<Self>, code: Code, hash: String) -> bool {
+        let Ok(_slot) = self.hash_slots.acquire().await else {
+            return false;
+        };
+        let core = self.clone();
+        tokio::task::spawn_blocking(move || core.hasher.verify(&code, &hash))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// The argon2 hash of one code, like [`Core::verify_code`].
+    pub async fn hash_code(self: &Arc<Self>, code: &Code) -> Result<String, String> {
+        let _slot = self.hash_slots.acquire().await.map_err(|e| e.to_string())?;
+        let core = self.clone();
+        let code = code.clone();
+        tokio::task::spawn_blocking(move || core.hasher.hash(&code, core.rng.as_ref()))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
     }
 
     /// Audits an internal failure and returns the error the caller sees

@@ -460,15 +460,7 @@ impl Logins {
                 return Step::new(Action::Deny).error(INTERNAL);
             }
         };
-        let verified = match self.core.hash_slots.acquire().await {
-            Ok(_slot) => {
-                let core = self.core.clone();
-                tokio::task::spawn_blocking(move || core.hasher.verify(&code, &hash))
-                    .await
-                    .unwrap_or(false)
-            }
-            Err(_) => false,
-        };
+        let verified = self.core.verify_code(code, hash).await;
         if !verified {
             return self.refused(origin, "wrong-backup-code", lock);
         }
@@ -543,16 +535,7 @@ impl Logins {
                 return Next::Done(Step::new(Action::Deny).error(INTERNAL));
             }
         };
-        let verified = {
-            let core = self.core.clone();
-            let h = hash.clone();
-            match self.core.hash_slots.acquire().await {
-                Ok(_slot) => tokio::task::spawn_blocking(move || core.hasher.verify(&code, &h))
-                    .await
-                    .unwrap_or(false),
-                Err(_) => false,
-            }
-        };
+        let verified = self.core.verify_code(code, hash.clone()).await;
         if !verified {
             return Next::Done(self.refused(origin, "wrong-recovery-code", lock));
         }
