@@ -249,9 +249,17 @@ impl Accounts {
             .run(move |c| Ok((totp::is_enrolled(c, &u)?, policy::get(c, &initial)?)))
             .await
             .map_err(|e| self.internal("disable", &e.to_string()))?;
-        if enrolled
-            && policy::applies_to_user(self.core.users.as_ref(), user, &policy, now) == Applies::Now
-        {
+        if !enrolled {
+            return Ok(());
+        }
+        let u = user.to_string();
+        let applies = self
+            .core
+            .lookup(move |users| policy::applies_to_user(users, &u, &policy, now))
+            .await?
+            // Group membership unknown: the method stays (fail closed).
+            .map_err(|e| self.internal("disable", &e.to_string()))?;
+        if applies == Applies::Now {
             return Err(Error::PermissionDenied(
                 "two-factor authentication is mandatory for your account, so its last method \
                  cannot be removed. To move to a new phone, run `twofactorctl enable app` \

@@ -54,7 +54,12 @@ impl Admin {
         let name = self.core.users.name_of(caller.uid);
         let group = &self.core.config.admin_group;
         let admin = match &name {
-            Some(n) if !group.is_empty() => self.core.users.groups_of(n).contains(group),
+            // A failed group look-up makes nobody an administrator.
+            Some(n) if !group.is_empty() => self
+                .core
+                .users
+                .groups_of(n)
+                .is_ok_and(|g| g.contains(group)),
             _ => false,
         };
         let Some(name) = name.filter(|_| admin) else {
@@ -196,7 +201,7 @@ impl Admin {
                 r.uid = uid.unwrap_or(0);
                 r.policy_applies = r.known_to_system
                     && policy::applies_to_user(self.core.users.as_ref(), &r.user, &policy, now)
-                        == policy::Applies::Now;
+                        == Ok(policy::Applies::Now);
                 r
             })
             .collect())
@@ -566,6 +571,13 @@ mod tests {
                 texts(&codes)
             );
             let done = self.answer(id, "YES");
+            assert_eq!(done.action, Action::AcceptPending, "{done:?}");
+            let before = self.rt.block_on(self.accounts.status(&as_uid(1000)));
+            assert!(
+                before.map(|s| s.methods.is_empty()).unwrap_or(true),
+                "nothing is stored before the account phase commits"
+            );
+            let done = self.rt.block_on(self.logins.commit(&root(), id)).unwrap();
             assert_eq!(done.action, Action::Accept, "{done:?}");
             secret
         }

@@ -67,6 +67,13 @@ pub enum Event<'a> {
         method: &'a str,
         why: &'a str,
     },
+    /// A change a login set up (enrolment, recovery) was dropped: the PAM
+    /// stack did not succeed, or the application never ran the account
+    /// phase.
+    PendingDiscarded {
+        origin: &'a Origin,
+        why: &'a str,
+    },
     BackupCodeUsed {
         user: &'a str,
         left: u32,
@@ -193,6 +200,12 @@ impl Event<'_> {
                     .origin(origin)
                     .kv("method", method)
                     .kv("via", "login")
+                    .kv("why", why);
+                Level::Notice
+            }
+            Event::PendingDiscarded { origin, why } => {
+                line.event("login-change-discarded")
+                    .origin(origin)
                     .kv("why", why);
                 Level::Notice
             }

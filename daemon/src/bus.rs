@@ -93,6 +93,19 @@ impl LoginInterface {
         let caller = caller(conn, &header).await?;
         self.logins.cancel(&caller, &session).await
     }
+
+    /// Stores what the login left pending; called once the whole PAM auth
+    /// stack has succeeded.
+    async fn commit(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        session: String,
+    ) -> Result<(WireStep,), Error> {
+        let caller = caller(conn, &header).await?;
+        let step = self.logins.commit(&caller, &session).await?;
+        Ok((step.to_wire(),))
+    }
 }
 
 pub struct AccountInterface {

@@ -146,6 +146,27 @@ impl Core {
             .map_err(|e| e.to_string())
     }
 
+    /// Runs a name-service look-up (passwd, groups: possibly LDAP or SSSD)
+    /// on a blocking thread, so that a slow directory never stalls the
+    /// async workers that serve every other login.
+    pub async fn lookup<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Users) -> T + Send + 'static,
+    {
+        let users = self.users.clone();
+        tokio::task::spawn_blocking(move || f(users.as_ref()))
+            .await
+            .map_err(|e| self.internal("name-service", &e.to_string()))
+    }
+
+    /// The account `name` stands for, as (canonical name, uid); see
+    /// [`Users::canonical`].
+    pub async fn resolve(&self, name: &str) -> Result<Option<(String, u32)>, Error> {
+        let name = name.to_string();
+        self.lookup(move |users| users.canonical(&name)).await
+    }
+
     /// Audits an internal failure and returns the error the caller sees
     /// (which never carries the details).
     pub fn internal(&self, context: &str, error: &str) -> Error {

@@ -145,6 +145,7 @@ async fn serve(
         version: env!("CARGO_PKG_VERSION"),
     });
 
+    let departures = watch_departures(&_conn, logins.clone()).await?;
     let expiry = {
         let logins = logins.clone();
         tokio::spawn(async move {
@@ -162,5 +163,33 @@ async fn serve(
         _ = tokio::signal::ctrl_c() => {}
     }
     expiry.abort();
+    departures.abort();
     Ok(())
+}
+
+/// Drops the logins of every bus connection that leaves the bus (the bus
+/// announces it with `NameOwnerChanged(name, old, "")` for its unique
+/// name, which the bus never gives out again).
+async fn watch_departures(
+    conn: &zbus::Connection,
+    logins: Arc<login::Logins>,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    use futures_util::StreamExt;
+    let proxy = zbus::fdo::DBusProxy::new(conn)
+        .await
+        .map_err(|e| format!("cannot watch the bus: {e}"))?;
+    let mut changes = proxy
+        .receive_name_owner_changed()
+        .await
+        .map_err(|e| format!("cannot watch the bus: {e}"))?;
+    Ok(tokio::spawn(async move {
+        while let Some(change) = changes.next().await {
+            let Ok(args) = change.args() else {
+                continue;
+            };
+            if args.new_owner().is_none() && args.name().starts_with(':') {
+                logins.connection_closed(args.name()).await;
+            }
+        }
+    }))
 }

@@ -6,7 +6,7 @@
 
 use crate::clock::local_date;
 use crate::config::PolicyConfig;
-use crate::users::Users;
+use crate::users::{LookupError, Users};
 use rusqlite::{params, Connection, OptionalExtension};
 use twofactor_proto::types::Policy;
 
@@ -75,16 +75,25 @@ fn split(groups: &str) -> Vec<String> {
 
 /// Whether the policy applies to `user` now (groups from the system, the
 /// date in the daemon's local time).
-pub fn applies_to_user(users: &dyn Users, user: &str, policy: &Policy, now: i64) -> Applies {
+///
+/// A group-limited policy needs the user's groups; when the name service
+/// cannot give them, the answer is an error, never "no groups": callers
+/// fail closed (a login is refused, the last method stays).
+pub fn applies_to_user(
+    users: &dyn Users,
+    user: &str,
+    policy: &Policy,
+    now: i64,
+) -> Result<Applies, LookupError> {
     if !policy.mandatory {
-        return Applies::No;
+        return Ok(Applies::No);
     }
     let groups = if policy.groups.is_empty() {
         Vec::new()
     } else {
-        users.groups_of(user)
+        users.groups_of(user)?
     };
-    applies(policy, &groups, &local_date(now))
+    Ok(applies(policy, &groups, &local_date(now)))
 }
 
 /// Applies `policy` to a user in `user_groups` on local date `today`.

@@ -9,13 +9,37 @@ pub trait Users: Send + Sync {
     fn name_of(&self, uid: u32) -> Option<String>;
     /// uid of a login name, if the system knows it.
     fn uid_of(&self, name: &str) -> Option<u32>;
-    /// Names of the groups the user is in (primary and supplementary).
-    fn groups_of(&self, name: &str) -> Vec<String>;
+    /// Names of the groups the user is in (primary and supplementary). An
+    /// error when the name service could not say: callers fail closed.
+    fn groups_of(&self, name: &str) -> Result<Vec<String>, LookupError>;
     /// Home directory.
     fn home_of(&self, name: &str) -> Option<std::path::PathBuf>;
     /// The system's human users: uids in `/etc/login.defs`'s
     /// UID_MIN..=UID_MAX (default 1000..=60000).
     fn human_users(&self) -> Vec<(String, u32)>;
+
+    /// The account a name stands for, as (canonical name, uid): the name
+    /// is looked up (getpwnam), and the uid's own name (getpwuid) is the
+    /// account. A same-uid alias (`toor` for root) and another spelling
+    /// that a case-insensitive name service accepts (`Alice` for `alice`)
+    /// lead to the same account, so all state is keyed by one name.
+    fn canonical(&self, name: &str) -> Option<(String, u32)> {
+        if !plausible_name(name) {
+            return None;
+        }
+        let uid = self.uid_of(name)?;
+        Some((self.name_of(uid)?, uid))
+    }
+}
+
+/// The name service could not answer (as opposed to "no such entry").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupError(pub String);
+
+impl std::fmt::Display for LookupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "name service look-up failed: {}", self.0)
+    }
 }
 
 /// getpwnam/getpwuid through NSS.
@@ -31,19 +55,27 @@ impl Users for SystemUsers {
     fn uid_of(&self, name: &str) -> Option<u32> {
         user(name).map(|u| u.uid.as_raw())
     }
-    fn groups_of(&self, name: &str) -> Vec<String> {
-        let Some(u) = user(name) else {
-            return Vec::new();
+    fn groups_of(&self, name: &str) -> Result<Vec<String>, LookupError> {
+        let failed = |what: &str, e: nix::Error| LookupError(format!("{what}: {e}"));
+        let u = match nix::unistd::User::from_name(name) {
+            Ok(Some(u)) if plausible_name(name) => u,
+            Ok(_) => return Err(LookupError(format!("no passwd entry for {name:?}"))),
+            Err(e) => return Err(failed("getpwnam", e)),
         };
-        let Ok(c_name) = std::ffi::CString::new(name) else {
-            return Vec::new();
-        };
-        nix::unistd::getgrouplist(&c_name, u.gid)
-            .unwrap_or_else(|_| vec![u.gid])
-            .into_iter()
-            .filter_map(|gid| nix::unistd::Group::from_gid(gid).ok().flatten())
-            .map(|g| g.name)
-            .collect()
+        let c_name =
+            std::ffi::CString::new(name).map_err(|_| LookupError("a name with NUL".into()))?;
+        let gids =
+            nix::unistd::getgrouplist(&c_name, u.gid).map_err(|e| failed("getgrouplist", e))?;
+        let mut names = Vec::with_capacity(gids.len());
+        for gid in gids {
+            match nix::unistd::Group::from_gid(gid) {
+                Ok(Some(g)) => names.push(g.name),
+                // A gid without a name cannot match a group in the policy.
+                Ok(None) => {}
+                Err(e) => return Err(failed("getgrgid", e)),
+            }
+        }
+        Ok(names)
     }
     fn home_of(&self, name: &str) -> Option<std::path::PathBuf> {
         user(name).map(|u| u.dir)
@@ -140,14 +172,18 @@ pub mod testing {
     }
 
     impl Users for FakeUsers {
-        fn groups_of(&self, name: &str) -> Vec<String> {
+        fn groups_of(&self, name: &str) -> Result<Vec<String>, LookupError> {
             // Every fake user is in a group of their own name and in "users";
-            // names starting with "staff" are also in "staff".
+            // names starting with "staff" are also in "staff"; the name
+            // service fails for names starting with "ldapdown".
+            if name.starts_with("ldapdown") {
+                return Err(LookupError("the directory does not answer".into()));
+            }
             let mut g = vec![name.to_string(), "users".to_string()];
             if name.starts_with("staff") {
                 g.push("staff".into());
             }
-            g
+            Ok(g)
         }
         fn home_of(&self, name: &str) -> Option<std::path::PathBuf> {
             self.0
@@ -165,13 +201,20 @@ pub mod testing {
             v
         }
         fn name_of(&self, uid: u32) -> Option<String> {
+            // The first name of a uid, like getpwuid on /etc/passwd: the
+            // shortest here, so that an alias ("toor") maps to "root".
             self.0
                 .iter()
-                .find(|(_, u)| **u == uid)
+                .filter(|(_, u)| **u == uid)
                 .map(|(n, _)| n.clone())
+                .min_by_key(|n| (n.len(), n.clone()))
         }
         fn uid_of(&self, name: &str) -> Option<u32> {
-            self.0.get(name).copied()
+            // Like a case-insensitive name service (SSSD, winbind).
+            self.0
+                .get(name)
+                .or_else(|| self.0.get(&name.to_lowercase()))
+                .copied()
         }
     }
 }

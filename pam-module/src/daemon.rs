@@ -1,4 +1,4 @@
-//! The module's view of `twofactord`: the three `org.twofactor.Login1` calls,
+//! The module's view of `twofactord`: the `org.twofactor.Login1` calls,
 //! behind a trait so that the login loop can be tested with a scripted fake.
 //!
 //! The real implementation ([`libdbus::BusDaemon`]) talks to the bus through
@@ -32,6 +32,9 @@ pub trait Daemon {
     fn answer(&mut self, session: &str, answer: &[u8]) -> Result<Step, DaemonError>;
     /// `Cancel(session)`: the conversation failed; the daemon forgets it.
     fn cancel(&mut self, session: &str) -> Result<(), DaemonError>;
+    /// `Commit(session) -> step`: the whole auth stack succeeded; the daemon
+    /// stores what the login left pending.
+    fn commit(&mut self, session: &str) -> Result<Step, DaemonError>;
 }
 
 /// Why a call to the daemon did not give a step.
@@ -40,8 +43,14 @@ pub trait Daemon {
 /// never contain an answer the user typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DaemonError {
-    /// The daemon could not be reached: no bus, no owner of the name, no reply
-    /// in time, the connection dropped. This is what `failmode=` is about.
+    /// The daemon is definitely not there: no bus socket, or its name has
+    /// no owner and cannot be activated. The only error `failmode=safe`
+    /// lets pass, and only at `Begin`.
+    Absent(String),
+    /// The daemon did not answer: no reply in time, the connection dropped,
+    /// a half-finished exchange. Always a refusal: a user who can make the
+    /// daemon or the bus slow (stop their own `su`, load the bus) must not
+    /// get in without a code.
     Unavailable(String),
     /// The daemon answered with an error (`org.twofactor.Error.*`), or with a
     /// reply the module cannot read. Never subject to `failmode=`.
@@ -51,29 +60,42 @@ pub enum DaemonError {
 impl fmt::Display for DaemonError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            DaemonError::Absent(s) => write!(f, "not running: {s}"),
             DaemonError::Unavailable(s) => write!(f, "unavailable: {s}"),
             DaemonError::Failed(s) => write!(f, "failed: {s}"),
         }
     }
 }
 
-/// Error names that mean "the daemon is not there (now)", as opposed to an
-/// answer from it. Everything else is [`DaemonError::Failed`].
-const UNAVAILABLE_ERRORS: &[&str] = &[
+/// Error names that mean "the daemon is definitely not there": the bus
+/// says the name has no owner and cannot be activated, or the bus socket
+/// does not exist or refuses connections.
+const ABSENT_ERRORS: &[&str] = &[
     "org.freedesktop.DBus.Error.ServiceUnknown",
     "org.freedesktop.DBus.Error.NameHasNoOwner",
+    "org.freedesktop.DBus.Error.NoServer",
+    "org.freedesktop.DBus.Error.FileNotFound",
+];
+
+/// Bus activation failures (`org.freedesktop.DBus.Error.Spawn.*`): the bus
+/// tried to start the daemon and it did not start (it exited, could not be
+/// executed, has no service file): a definite "no daemon". A start that
+/// timed out is `TimedOut`, below.
+const ABSENT_PREFIX: &str = "org.freedesktop.DBus.Error.Spawn.";
+/// A daemon killed by a signal while it started may have been stopped on
+/// purpose; not definite.
+const SPAWN_SIGNALED: &str = "org.freedesktop.DBus.Error.Spawn.ChildSignaled";
+
+/// Error names that mean "no answer from the daemon": it may be there but
+/// slow, stopped or gone mid-call.
+const UNAVAILABLE_ERRORS: &[&str] = &[
     "org.freedesktop.DBus.Error.NoReply",
     "org.freedesktop.DBus.Error.Timeout",
     "org.freedesktop.DBus.Error.TimedOut",
     "org.freedesktop.DBus.Error.Disconnected",
-    "org.freedesktop.DBus.Error.NoServer",
     "org.freedesktop.DBus.Error.NoNetwork",
-    "org.freedesktop.DBus.Error.FileNotFound",
+    "org.freedesktop.DBus.Error.LimitsExceeded",
 ];
-
-/// Bus activation failures (`org.freedesktop.DBus.Error.Spawn.*`): the daemon
-/// could not be started.
-const UNAVAILABLE_PREFIX: &str = "org.freedesktop.DBus.Error.Spawn.";
 
 /// Sorts an error of a method call by its D-Bus error name.
 pub fn classify(name: Option<&str>, message: Option<&str>) -> DaemonError {
@@ -83,7 +105,9 @@ pub fn classify(name: Option<&str>, message: Option<&str>) -> DaemonError {
         message.unwrap_or("")
     );
     match name {
-        Some(n) if UNAVAILABLE_ERRORS.contains(&n) || n.starts_with(UNAVAILABLE_PREFIX) => {
+        Some(n) if ABSENT_ERRORS.contains(&n) => DaemonError::Absent(text),
+        Some(n) if n.starts_with(ABSENT_PREFIX) && n != SPAWN_SIGNALED => DaemonError::Absent(text),
+        Some(n) if UNAVAILABLE_ERRORS.contains(&n) || n == SPAWN_SIGNALED => {
             DaemonError::Unavailable(text)
         }
         _ => DaemonError::Failed(text),
@@ -95,16 +119,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn transport_errors_are_unavailable() {
+    fn no_owner_and_no_socket_are_absent() {
         for name in [
             "org.freedesktop.DBus.Error.ServiceUnknown",
             "org.freedesktop.DBus.Error.NameHasNoOwner",
-            "org.freedesktop.DBus.Error.NoReply",
-            "org.freedesktop.DBus.Error.Timeout",
-            "org.freedesktop.DBus.Error.Disconnected",
             "org.freedesktop.DBus.Error.NoServer",
             "org.freedesktop.DBus.Error.FileNotFound",
             "org.freedesktop.DBus.Error.Spawn.ChildExited",
+            "org.freedesktop.DBus.Error.Spawn.ExecFailed",
+            "org.freedesktop.DBus.Error.Spawn.ServiceNotFound",
+        ] {
+            assert!(
+                matches!(classify(Some(name), Some("x")), DaemonError::Absent(_)),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_answer_in_time_is_unavailable_not_absent() {
+        for name in [
+            "org.freedesktop.DBus.Error.NoReply",
+            "org.freedesktop.DBus.Error.Timeout",
+            "org.freedesktop.DBus.Error.TimedOut",
+            "org.freedesktop.DBus.Error.Disconnected",
+            "org.freedesktop.DBus.Error.Spawn.ChildSignaled",
+            "org.freedesktop.DBus.Error.LimitsExceeded",
         ] {
             assert!(
                 matches!(classify(Some(name), Some("x")), DaemonError::Unavailable(_)),
@@ -120,7 +160,6 @@ mod tests {
             Some("org.twofactor.Error.Internal"),
             Some("org.freedesktop.DBus.Error.AccessDenied"),
             Some("org.freedesktop.DBus.Error.UnknownMethod"),
-            Some("org.freedesktop.DBus.Error.LimitsExceeded"),
             Some("org.freedesktop.DBus.Error.Failed"),
             None,
         ] {

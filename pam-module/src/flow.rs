@@ -5,18 +5,26 @@
 //! | outcome | PAM code |
 //! | --- | --- |
 //! | Accept | `PAM_SUCCESS` |
+//! | AcceptPending | `PAM_SUCCESS`, and the session is kept for [`commit`] |
 //! | Deny (or an action this module does not know) | `PAM_AUTH_ERR` |
-//! | daemon unreachable at Begin, `failmode=secure` | `PAM_AUTHINFO_UNAVAIL`, with an error message |
-//! | daemon unreachable at Begin, `failmode=safe` | `PAM_SUCCESS` |
-//! | daemon unreachable after Begin (any failmode) | `PAM_AUTHINFO_UNAVAIL`, with an error message |
+//! | no daemon at Begin (no socket, name not owned nor activatable), `failmode=secure` | `PAM_AUTHINFO_UNAVAIL`, with an error message |
+//! | no daemon at Begin, `failmode=safe` | `PAM_SUCCESS` |
+//! | no answer in time, connection lost, at any point (any failmode) | `PAM_AUTHINFO_UNAVAIL`, with an error message |
 //! | daemon error reply or unreadable reply | `PAM_AUTH_ERR` |
 //! | conversation failed | `PAM_CONV_ERR` (the session is cancelled) |
 //! | more than [`MAX_STEPS`] questions | `PAM_AUTH_ERR` (the session is cancelled) |
 //!
-//! `failmode=safe` only covers a daemon that cannot be reached when the login
-//! starts. Once the daemon has begun a session, losing it (a timeout, a crash)
-//! never lets the login pass: otherwise making the daemon slow in the middle of
-//! a login would be a way around the second factor.
+//! `failmode=safe` only covers a daemon that is definitely not there when
+//! the login starts. A timeout is never that: a local user who stops their
+//! own `su` past the timeout, or who loads the bus, must not get in without
+//! a code. Once the daemon has begun a session, losing it never lets the
+//! login pass either.
+//!
+//! The account phase ([`commit`]): a login that set something up at the
+//! prompt (enrolment under the mandatory policy, a recovery code) ends the
+//! auth phase with `AcceptPending`; nothing is stored until
+//! `pam_sm_acct_mgmt`, which libpam only runs after the whole auth stack
+//! succeeded, asks the daemon to `Commit`.
 
 use pam::constants::PamResultCode;
 use twofactor_proto::{Action, MessageKind, Step};
@@ -43,6 +51,24 @@ pub struct Settings {
     pub silent: bool,
 }
 
+/// What the auth phase ended with.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub code: PamResultCode,
+    /// A session whose change waits for [`commit`] (only with
+    /// `PAM_SUCCESS`).
+    pub pending: Option<String>,
+}
+
+impl Outcome {
+    fn done(code: PamResultCode) -> Self {
+        Outcome {
+            code,
+            pending: None,
+        }
+    }
+}
+
 /// Runs one login to its verdict.
 pub fn run(
     daemon: &mut dyn Daemon,
@@ -50,7 +76,7 @@ pub fn run(
     log: &mut dyn Log,
     request: &LoginRequest,
     settings: Settings,
-) -> PamResultCode {
+) -> Outcome {
     let who = format!(
         "user={} service={} rhost={} tty={}",
         request.user, request.service, request.rhost, request.tty
@@ -58,25 +84,41 @@ pub fn run(
 
     let (session, mut step) = match daemon.begin(request) {
         Ok(started) => started,
+        Err(DaemonError::Absent(e)) => {
+            return Outcome::done(absent_at_start(conv, log, settings, &who, &e));
+        }
         Err(DaemonError::Unavailable(e)) => {
-            return unavailable_at_start(conv, log, settings, &who, &e);
+            log.log(
+                Level::Error,
+                &format!("twofactord did not answer ({who}): {e}; login refused"),
+            );
+            show_unavailable(conv, settings.silent);
+            return Outcome::done(PamResultCode::PAM_AUTHINFO_UNAVAIL);
         }
         Err(DaemonError::Failed(e)) => {
             log.log(
                 Level::Error,
                 &format!("twofactord refused to begin the login ({who}): {e}; login refused"),
             );
-            return PamResultCode::PAM_AUTH_ERR;
+            return Outcome::done(PamResultCode::PAM_AUTH_ERR);
         }
     };
 
     for _ in 0..MAX_STEPS {
         if let Err(e) = render(conv, &step, settings.silent) {
-            return conversation_failed(daemon, log, &session, &who, e);
+            return Outcome::done(conversation_failed(daemon, log, &session, &who, e));
         }
         let (prompt, echo) = match &step.action {
-            Action::Accept => return PamResultCode::PAM_SUCCESS,
-            Action::Deny => return PamResultCode::PAM_AUTH_ERR,
+            Action::Accept => return Outcome::done(PamResultCode::PAM_SUCCESS),
+            Action::AcceptPending if !session.is_empty() => {
+                return Outcome {
+                    code: PamResultCode::PAM_SUCCESS,
+                    pending: Some(session),
+                }
+            }
+            Action::AcceptPending | Action::Deny => {
+                return Outcome::done(PamResultCode::PAM_AUTH_ERR)
+            }
             Action::AskHidden(p) => (p.as_str(), false),
             Action::AskVisible(p) => (p.as_str(), true),
         };
@@ -84,17 +126,17 @@ pub fn run(
         // iteration.
         let answer = match conv.ask(prompt, echo) {
             Ok(a) => a,
-            Err(e) => return conversation_failed(daemon, log, &session, &who, e),
+            Err(e) => return Outcome::done(conversation_failed(daemon, log, &session, &who, e)),
         };
         step = match daemon.answer(&session, &answer) {
             Ok(next) => next,
-            Err(DaemonError::Unavailable(e)) => {
+            Err(DaemonError::Unavailable(e)) | Err(DaemonError::Absent(e)) => {
                 log.log(
                     Level::Error,
                     &format!("twofactord lost during the login ({who}): {e}; login refused"),
                 );
                 show_unavailable(conv, settings.silent);
-                return PamResultCode::PAM_AUTHINFO_UNAVAIL;
+                return Outcome::done(PamResultCode::PAM_AUTHINFO_UNAVAIL);
             }
             Err(DaemonError::Failed(e)) => {
                 log.log(
@@ -102,7 +144,7 @@ pub fn run(
                     &format!("twofactord failed the answer ({who}): {e}; login refused"),
                 );
                 cancel(daemon, log, &session);
-                return PamResultCode::PAM_AUTH_ERR;
+                return Outcome::done(PamResultCode::PAM_AUTH_ERR);
             }
         };
     }
@@ -112,7 +154,39 @@ pub fn run(
         &format!("twofactord asked more than {MAX_STEPS} questions ({who}); login refused"),
     );
     cancel(daemon, log, &session);
-    PamResultCode::PAM_AUTH_ERR
+    Outcome::done(PamResultCode::PAM_AUTH_ERR)
+}
+
+/// The account phase of a login that ended its auth phase with
+/// `AcceptPending`: the whole auth stack succeeded, so the daemon may now
+/// store what the login set up. Anything but the daemon's `Accept` refuses
+/// the login: a user who was made to set up a method must not get in
+/// without it.
+pub fn commit(
+    daemon: &mut dyn Daemon,
+    conv: &mut dyn Conversation,
+    log: &mut dyn Log,
+    session: &str,
+    silent: bool,
+) -> PamResultCode {
+    match daemon.commit(session) {
+        Ok(step) => {
+            // Best effort: the verdict does not depend on the user seeing it.
+            let _ = render(conv, &step, silent);
+            match step.action {
+                Action::Accept => PamResultCode::PAM_SUCCESS,
+                _ => PamResultCode::PAM_PERM_DENIED,
+            }
+        }
+        Err(e) => {
+            log.log(
+                Level::Error,
+                &format!("twofactord could not store the login's change: {e}; login refused"),
+            );
+            show_unavailable(conv, silent);
+            PamResultCode::PAM_PERM_DENIED
+        }
+    }
 }
 
 fn render(conv: &mut dyn Conversation, step: &Step, silent: bool) -> Result<(), ConvError> {
@@ -128,7 +202,7 @@ fn render(conv: &mut dyn Conversation, step: &Step, silent: bool) -> Result<(), 
     Ok(())
 }
 
-fn unavailable_at_start(
+fn absent_at_start(
     conv: &mut dyn Conversation,
     log: &mut dyn Log,
     settings: Settings,
@@ -148,7 +222,7 @@ fn unavailable_at_start(
             log.log(
                 Level::Warning,
                 &format!(
-                    "twofactord unavailable ({who}): {error}; failmode=safe: login allowed without a second factor"
+                    "twofactord not running ({who}): {error}; failmode=safe: login allowed without a second factor"
                 ),
             );
             PamResultCode::PAM_SUCCESS
@@ -199,6 +273,7 @@ mod tests {
         Begin(Result<(String, Step), DaemonError>),
         Answer(&'static str, Vec<u8>, Result<Step, DaemonError>),
         Cancel(&'static str, Result<(), DaemonError>),
+        Commit(&'static str, Result<Step, DaemonError>),
         Info(&'static str),
         Error(&'static str),
         Ask(&'static str, bool, Result<Vec<u8>, ConvError>),
@@ -260,6 +335,16 @@ mod tests {
                 other => {
                     self.script
                         .off_script(format!("Cancel({session:?}), expected {other:?}"));
+                    Err(DaemonError::Failed("off script".into()))
+                }
+            }
+        }
+        fn commit(&mut self, session: &str) -> Result<Step, DaemonError> {
+            match self.script.next() {
+                Some(Event::Commit(s, reply)) if session == s => reply,
+                other => {
+                    self.script
+                        .off_script(format!("Commit({session:?}), expected {other:?}"));
                     Err(DaemonError::Failed("off script".into()))
                 }
             }
@@ -336,6 +421,12 @@ mod tests {
 
     /// Runs the loop against the script; returns the code and the log.
     fn play(settings: Settings, events: Vec<Event>) -> (PamResultCode, FakeLog) {
+        let (outcome, log) = play_outcome(settings, events);
+        assert_eq!(outcome.pending, None);
+        (outcome.code, log)
+    }
+
+    fn play_outcome(settings: Settings, events: Vec<Event>) -> (Outcome, FakeLog) {
         let script = Script::new(events);
         let mut daemon = FakeDaemon {
             script: script.clone(),
@@ -343,15 +434,19 @@ mod tests {
         };
         let mut conv = FakeConv(script.clone());
         let mut log = FakeLog::default();
-        let code = run(&mut daemon, &mut conv, &mut log, &request(), settings);
+        let outcome = run(&mut daemon, &mut conv, &mut log, &request(), settings);
         script.assert_done();
-        (code, log)
+        (outcome, log)
+    }
+
+    fn absent() -> DaemonError {
+        DaemonError::Absent(
+            "org.freedesktop.DBus.Error.ServiceUnknown: The name is not activatable".into(),
+        )
     }
 
     fn unavailable() -> DaemonError {
-        DaemonError::Unavailable(
-            "org.freedesktop.DBus.Error.ServiceUnknown: The name is not activatable".into(),
-        )
+        DaemonError::Unavailable("org.freedesktop.DBus.Error.NoReply: no reply in time".into())
     }
 
     #[test]
@@ -498,7 +593,7 @@ mod tests {
             request: request(),
         };
         let mut log = FakeLog::default();
-        let code = run(
+        let outcome = run(
             &mut daemon,
             &mut BrokenInfo(script.clone()),
             &mut log,
@@ -506,7 +601,7 @@ mod tests {
             SECURE,
         );
         script.assert_done();
-        assert_eq!(code, PamResultCode::PAM_CONV_ERR);
+        assert_eq!(outcome.code, PamResultCode::PAM_CONV_ERR);
     }
 
     #[test]
@@ -514,7 +609,7 @@ mod tests {
         let (code, log) = play(
             SECURE,
             vec![
-                Event::Begin(Err(unavailable())),
+                Event::Begin(Err(absent())),
                 Event::Error(UNAVAILABLE_MESSAGE),
             ],
         );
@@ -528,11 +623,101 @@ mod tests {
 
     #[test]
     fn unreachable_daemon_safe_allows_and_logs() {
-        let (code, log) = play(SAFE, vec![Event::Begin(Err(unavailable()))]);
+        let (code, log) = play(SAFE, vec![Event::Begin(Err(absent()))]);
         assert_eq!(code, PamResultCode::PAM_SUCCESS);
         assert!(log.0.iter().any(|(level, l)| *level == Level::Warning
             && l.contains("failmode=safe")
             && l.contains("user=alice")));
+    }
+
+    #[test]
+    fn a_timeout_at_begin_refuses_even_when_safe() {
+        for settings in [SAFE, SECURE] {
+            let (code, log) = play(
+                settings,
+                vec![
+                    Event::Begin(Err(unavailable())),
+                    Event::Error(UNAVAILABLE_MESSAGE),
+                ],
+            );
+            assert_eq!(code, PamResultCode::PAM_AUTHINFO_UNAVAIL);
+            assert!(log.0.iter().any(|(level, l)| *level == Level::Error
+                && l.contains("login refused")
+                && l.contains("NoReply")));
+        }
+    }
+
+    #[test]
+    fn accept_pending_keeps_the_session_for_the_account_phase() {
+        let (outcome, _) = play_outcome(
+            SECURE,
+            vec![
+                Event::Begin(Ok(("s1".into(), ask_code()))),
+                Event::Ask("Verification code: ", false, Ok(b"1".to_vec())),
+                Event::Answer("s1", b"1".to_vec(), Ok(Step::new(Action::AcceptPending))),
+            ],
+        );
+        assert_eq!(
+            outcome,
+            Outcome {
+                code: PamResultCode::PAM_SUCCESS,
+                pending: Some("s1".into())
+            }
+        );
+        // Pending without a session to commit is a daemon bug: refused.
+        let (code, _) = play(
+            SECURE,
+            vec![Event::Begin(Ok((
+                String::new(),
+                Step::new(Action::AcceptPending),
+            )))],
+        );
+        assert_eq!(code, PamResultCode::PAM_AUTH_ERR);
+    }
+
+    #[test]
+    fn commit_maps_the_daemons_verdict() {
+        let cases: Vec<(Result<Step, DaemonError>, Vec<Event>, PamResultCode)> = vec![
+            (
+                Ok(Step::new(Action::Accept).info("set up")),
+                vec![Event::Info("set up")],
+                PamResultCode::PAM_SUCCESS,
+            ),
+            (
+                Ok(Step::new(Action::Deny).error("no")),
+                vec![Event::Error("no")],
+                PamResultCode::PAM_PERM_DENIED,
+            ),
+            (
+                Ok(Step::new(Action::AcceptPending)),
+                vec![],
+                PamResultCode::PAM_PERM_DENIED,
+            ),
+            (
+                Err(unavailable()),
+                vec![Event::Error(UNAVAILABLE_MESSAGE)],
+                PamResultCode::PAM_PERM_DENIED,
+            ),
+            (
+                Err(absent()),
+                vec![Event::Error(UNAVAILABLE_MESSAGE)],
+                PamResultCode::PAM_PERM_DENIED,
+            ),
+        ];
+        for (reply, shown, expected) in cases {
+            let mut events = vec![Event::Commit("s1", reply)];
+            events.extend(shown);
+            let script = Script::new(events);
+            let mut daemon = FakeDaemon {
+                script: script.clone(),
+                request: request(),
+            };
+            let mut conv = FakeConv(script.clone());
+            let mut log = FakeLog::default();
+            let code = commit(&mut daemon, &mut conv, &mut log, "s1", false);
+            script.assert_done();
+            assert_eq!(code, expected);
+        }
     }
 
     #[test]
@@ -591,7 +776,7 @@ mod tests {
             ],
         );
         assert_eq!(code, PamResultCode::PAM_AUTH_ERR);
-        let (code, _) = play(silent, vec![Event::Begin(Err(unavailable()))]);
+        let (code, _) = play(silent, vec![Event::Begin(Err(absent()))]);
         assert_eq!(code, PamResultCode::PAM_AUTHINFO_UNAVAIL);
     }
 

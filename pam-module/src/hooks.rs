@@ -1,6 +1,7 @@
 //! The glue between libpam and the login loop: panic guard, module arguments,
 //! PAM items, and the real conversation, daemon and log.
 
+use std::cell::RefCell;
 use std::ffi::CStr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -72,9 +73,72 @@ pub fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) ->
         failmode: args.failmode,
         silent: flags & PAM_SILENT != 0,
     };
-    let mut conv = PamConversation::new(pamh);
     let mut daemon = BusDaemon::new(&args.bus, args.timeout);
-    flow::run(&mut daemon, &mut conv, &mut log, &request, settings)
+    let outcome = {
+        let mut conv = PamConversation::new(pamh);
+        flow::run(&mut daemon, &mut conv, &mut log, &request, settings)
+    };
+    let Some(session) = outcome.pending else {
+        return outcome.code;
+    };
+    // The login set something up: keep the session (and the connection it
+    // is bound to) with the handle until the account phase commits it.
+    // When the handle ends without that, libpam drops the data, the
+    // connection closes and the daemon forgets the change.
+    let pending = Pending {
+        daemon,
+        session,
+        silent: settings.silent,
+    };
+    match pamh.set_data(PENDING_KEY, Box::new(RefCell::new(Some(pending)))) {
+        Ok(()) => outcome.code,
+        Err(code) => {
+            log.log(
+                Level::Error,
+                &format!("cannot keep the login for the account phase ({code:?}); login refused"),
+            );
+            PamResultCode::PAM_AUTH_ERR
+        }
+    }
+}
+
+/// Where the auth phase leaves a login whose change waits for the account
+/// phase. The key is this module's own.
+const PENDING_KEY: &str = "pam_twofactor/pending-commit";
+
+/// A login's change that waits for `pam_sm_acct_mgmt`.
+struct Pending {
+    daemon: BusDaemon,
+    session: String,
+    silent: bool,
+}
+
+/// `pam_sm_acct_mgmt`: libpam runs it only after `pam_authenticate`
+/// succeeded, so a change that the auth phase left pending (a method set up
+/// at the prompt, a recovery code) is committed here. A handle without one
+/// (this module asked nothing, or the application authenticated otherwise)
+/// has nothing to say: `PAM_IGNORE`.
+pub fn account(pamh: &mut PamHandle) -> PamResultCode {
+    // SAFETY: PENDING_KEY is set only by `authenticate` above, always with
+    // a `RefCell<Option<Pending>>`, so the type read back is the one stored;
+    // the reference is used (to take the value out) before `pamh` is used
+    // again.
+    let taken = unsafe { pamh.get_data::<RefCell<Option<Pending>>>(PENDING_KEY) }
+        .ok()
+        .and_then(|cell| cell.try_borrow_mut().ok().and_then(|mut p| p.take()));
+    let Some(mut pending) = taken else {
+        return PamResultCode::PAM_IGNORE;
+    };
+    let service = item(pamh.get_item::<Service>().map(|o| o.map(|s| s.0)));
+    let mut log = Syslog::new(&service, "account");
+    let mut conv = PamConversation::new(pamh);
+    flow::commit(
+        &mut pending.daemon,
+        &mut conv,
+        &mut log,
+        &pending.session,
+        pending.silent,
+    )
 }
 
 /// A string item; unset (or unreadable) is empty. D-Bus strings are UTF-8, so

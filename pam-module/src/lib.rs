@@ -5,12 +5,16 @@
 //! secret, crypto, storage or policy lives here.
 //!
 //! ```text
-//! auth required pam_twofactor.so [bus=ADDRESS] [failmode=secure|safe] [timeout=SECONDS]
+//! auth    required pam_twofactor.so [bus=ADDRESS] [failmode=secure|safe] [timeout=SECONDS]
+//! account required pam_twofactor.so
 //! ```
 //!
-//! Only `pam_sm_authenticate` does work; `pam_sm_setcred` returns
-//! `PAM_SUCCESS`; the account, session and password hooks return
-//! `PAM_IGNORE`. Every hook runs inside `catch_unwind`: a panic becomes
+//! `pam_sm_authenticate` runs the login. A change the login set up
+//! (enrolment at the prompt, a recovery code) is stored only from
+//! `pam_sm_acct_mgmt`, which libpam calls after the whole auth stack
+//! succeeded; without a pending change that hook returns `PAM_IGNORE`.
+//! `pam_sm_setcred` returns `PAM_SUCCESS`; the session and password hooks
+//! return `PAM_IGNORE`. Every hook runs inside `catch_unwind`: a panic becomes
 //! `PAM_SERVICE_ERR` and never unwinds into libpam.
 
 // The module runs inside sshd, su, sudo: no path of its own may panic.
@@ -54,8 +58,8 @@ impl PamHooks for TwoFactor {
         hooks::guard(|| PamResultCode::PAM_SUCCESS)
     }
 
-    fn acct_mgmt(_: &mut PamHandle, _: Vec<&CStr>, _: PamFlag) -> PamResultCode {
-        hooks::guard(|| PamResultCode::PAM_IGNORE)
+    fn acct_mgmt(pamh: &mut PamHandle, _: Vec<&CStr>, _: PamFlag) -> PamResultCode {
+        hooks::guard(|| hooks::account(pamh))
     }
 
     fn sm_chauthtok(_: &mut PamHandle, _: Vec<&CStr>, _: PamFlag) -> PamResultCode {

@@ -31,4 +31,8 @@ pub mod login {
     pub const ANSWER: &str = "Answer";
     /// `Cancel(session s)`: the conversation failed; forget the session.
     pub const CANCEL: &str = "Cancel";
+    /// `Commit(session s) -> step (a(us)us)`: the whole PAM auth stack
+    /// succeeded (called from `pam_sm_acct_mgmt`); store what the login
+    /// left pending. The step is `Accept` or `Deny`.
+    pub const COMMIT: &str = "Commit";
 }

@@ -21,6 +21,9 @@ pub trait Login1 {
     fn answer(&self, session: &str, answer: &[u8]) -> zbus::Result<WireStep>;
     /// Forgets a session (the conversation failed).
     fn cancel(&self, session: &str) -> zbus::Result<()>;
+    /// Stores what the login left pending, once the whole PAM auth stack
+    /// has succeeded.
+    fn commit(&self, session: &str) -> zbus::Result<WireStep>;
 }
 
 #[zbus::proxy(

@@ -41,6 +41,12 @@ pub enum Action {
     AskVisible(String),
     /// The login passed this module: `PAM_SUCCESS`.
     Accept,
+    /// The login passed this module (`PAM_SUCCESS`), and a change to the
+    /// account (a method set up at the prompt, a recovery code used) waits
+    /// for the whole PAM stack: the module keeps the session and calls
+    /// `Commit` from `pam_sm_acct_mgmt`, which libpam runs only after
+    /// `pam_authenticate` succeeded. Without that call nothing is stored.
+    AcceptPending,
     /// The login failed: `PAM_AUTH_ERR`.
     Deny,
 }
@@ -49,6 +55,7 @@ const ACTION_ASK_HIDDEN: u32 = 0;
 const ACTION_ASK_VISIBLE: u32 = 1;
 const ACTION_ACCEPT: u32 = 2;
 const ACTION_DENY: u32 = 3;
+const ACTION_ACCEPT_PENDING: u32 = 4;
 
 /// One step of the login conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +89,10 @@ impl Step {
         self
     }
     pub fn is_final(&self) -> bool {
-        matches!(self.action, Action::Accept | Action::Deny)
+        matches!(
+            self.action,
+            Action::Accept | Action::AcceptPending | Action::Deny
+        )
     }
 
     pub fn to_wire(&self) -> WireStep {
@@ -90,6 +100,7 @@ impl Step {
             Action::AskHidden(p) => (ACTION_ASK_HIDDEN, p.clone()),
             Action::AskVisible(p) => (ACTION_ASK_VISIBLE, p.clone()),
             Action::Accept => (ACTION_ACCEPT, String::new()),
+            Action::AcceptPending => (ACTION_ACCEPT_PENDING, String::new()),
             Action::Deny => (ACTION_DENY, String::new()),
         };
         WireStep {
@@ -110,6 +121,7 @@ impl Step {
             ACTION_ASK_HIDDEN => Action::AskHidden(w.prompt),
             ACTION_ASK_VISIBLE => Action::AskVisible(w.prompt),
             ACTION_ACCEPT => Action::Accept,
+            ACTION_ACCEPT_PENDING => Action::AcceptPending,
             _ => Action::Deny,
         };
         Step {
@@ -133,6 +145,7 @@ mod tests {
             Action::AskHidden("Verification code: ".into()),
             Action::AskVisible("Saved them? [yes] ".into()),
             Action::Accept,
+            Action::AcceptPending,
             Action::Deny,
         ] {
             let s = Step::new(action).info("hello").error("bad");

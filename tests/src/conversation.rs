@@ -207,6 +207,17 @@ pub fn enrol_at_login_with(
     before: &[&str],
     code_for: impl FnOnce(&str) -> String,
 ) -> AtLogin {
+    enrol_at_login_ending(login, before, code_for, "PAM_SUCCESS")
+}
+
+/// Like [`enrol_at_login_with`], asserting that the login ends in `result`
+/// (e.g. `PAM_AUTH_ERR` when a module before this one failed).
+pub fn enrol_at_login_ending(
+    login: &Login,
+    before: &[&str],
+    code_for: impl FnOnce(&str) -> String,
+    result: &str,
+) -> AtLogin {
     let mut c = Conversation::start(login);
     let mut before_turns = Vec::new();
     for a in before {
@@ -228,8 +239,8 @@ pub fn enrol_at_login_with(
     let run = c.finish();
     assert_eq!(
         end_turn.result.as_deref(),
-        Some("PAM_SUCCESS"),
-        "enrolment at login did not end in PAM_SUCCESS: {}",
+        Some(result),
+        "enrolment at login did not end in {result}: {}",
         run.describe()
     );
     AtLogin {

@@ -31,11 +31,13 @@ impl PamService {
         }
     }
 
-    /// `auth required /abs/libpam_twofactor.so ARGS` (+ account pam_permit).
+    /// `auth required /abs/libpam_twofactor.so ARGS`, and the module in
+    /// the account phase too (+ pam_permit), as the README says.
     pub fn with_args(name: &str, args: &str) -> PamService {
+        let so = crate::pam_module_so();
         let text = format!(
-            "auth required {} {args}\naccount required pam_permit.so\n",
-            crate::pam_module_so().display()
+            "auth required {so} {args}\naccount required {so}\naccount required pam_permit.so\n",
+            so = so.display()
         );
         PamService::with_text(name, &text)
     }
@@ -72,6 +74,7 @@ impl PamService {
             env: Vec::new(),
             answers: Vec::new(),
             system_bus: None,
+            no_account: false,
         }
     }
 }
@@ -89,9 +92,18 @@ pub struct Login<'a> {
     /// Run with a private /run/dbus: `Some(None)` no system bus at the
     /// fixed socket, `Some(Some(p))` the fixed socket leads to `p`.
     system_bus: Option<Option<PathBuf>>,
+    /// Stop after pam_authenticate, as an application that never runs the
+    /// account phase would.
+    no_account: bool,
 }
 
 impl<'a> Login<'a> {
+    /// Runs pam_authenticate only, never pam_acct_mgmt.
+    pub fn without_account_phase(mut self) -> Self {
+        self.no_account = true;
+        self
+    }
+
     /// Runs the harness in a mount namespace where the fixed system bus
     /// socket (/run/dbus/system_bus_socket) leads to `socket`, or to nothing
     /// (`None`), whatever the machine has. Root only.
@@ -143,6 +155,9 @@ impl<'a> Login<'a> {
         if let Some(t) = &self.tty {
             a.push("--tty".into());
             a.push(t.clone());
+        }
+        if self.no_account {
+            a.push("--no-account".into());
         }
         a
     }
@@ -241,8 +256,14 @@ pub struct PamRun {
     pub prompts: Vec<Prompt>,
     pub infos: Vec<String>,
     pub errors: Vec<String>,
-    /// PAM result name, e.g. "PAM_SUCCESS" (empty: the harness printed none).
+    /// PAM result name of the login, e.g. "PAM_SUCCESS" (empty: the
+    /// harness printed none): pam_authenticate's, or pam_acct_mgmt's when
+    /// authentication succeeded and the account phase ran.
     pub result: String,
+    /// pam_authenticate's result name.
+    pub auth: String,
+    /// pam_acct_mgmt's result name (empty: it did not run).
+    pub account: String,
     pub code: i64,
     pub output: Finished,
     /// More to show when an assertion fails (module syslog, daemon log).
@@ -256,6 +277,8 @@ impl PamRun {
             infos: Vec::new(),
             errors: Vec::new(),
             result: String::new(),
+            auth: String::new(),
+            account: String::new(),
             code: -1,
             output,
             context: String::new(),
@@ -275,6 +298,8 @@ impl PamRun {
                     run.result = v["name"].as_str().unwrap_or_default().to_string();
                     run.code = v["code"].as_i64().unwrap_or(-1);
                 }
+                "auth" => run.auth = v["name"].as_str().unwrap_or_default().to_string(),
+                "account" => run.account = v["name"].as_str().unwrap_or_default().to_string(),
                 _ => {}
             }
         }

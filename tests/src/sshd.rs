@@ -18,15 +18,16 @@ use crate::users::TestUser;
 pub const SSH_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// PAM service text: pam_unix for the password, then the module with
-/// `module_args`.
+/// `module_args`; the module in the account phase too, as the README says.
 pub fn pam_stack(module_args: &str) -> String {
     format!(
         "auth required pam_unix.so\n\
-         auth required {} {module_args}\n\
+         auth required {so} {module_args}\n\
          account required pam_unix.so\n\
+         account required {so}\n\
          session required pam_permit.so\n\
          password required pam_deny.so\n",
-        crate::pam_module_so().display()
+        so = crate::pam_module_so().display()
     )
 }
 

@@ -177,3 +177,37 @@ fn ssh_enrolment_in_the_c_locale_shows_secret_and_uri() {
         serde_json::json!(["app"])
     );
 }
+
+/// The README's recipe over real ssh with a wrong password (issue 7): the
+/// login still walks through the whole enrolment (the module cannot know
+/// that pam_unix failed), but nothing is stored: the account keeps no
+/// method and no backup codes, and the next login with the right password
+/// enrols afresh.
+#[test]
+fn ssh_enrolment_after_a_wrong_password_stores_nothing() {
+    if !need_root!() {
+        return;
+    }
+    let env = Env::with_defaults();
+    let user = TestUser::new();
+    let sshd = Sshd::start(&format!("bus={}", env.bus.plain_address()));
+    admin::set_policy(&env, true, &[]);
+    let wrong = format!("{}-not", user.password());
+    let run = ssh_enrol::ssh(&sshd, &user, &wrong, "000000", Some(UTF8));
+    assert!(!run.logged_in(), "{}", run.describe());
+    assert!(
+        run.secret.is_some() && run.prompts.contains("Type yes"),
+        "the enrolment was walked to its end: {}\n--- sshd log ---\n{}",
+        run.describe(),
+        sshd.log()
+    );
+    let status = env.ctl().status_json(&user);
+    assert_eq!(status["methods"], serde_json::json!([]), "{status}");
+    assert_eq!(status["backup_codes_left"], 0, "{status}");
+
+    let right = ssh_enrol::ssh(&sshd, &user, user.password(), "000000", Some(UTF8));
+    assert!(right.logged_in(), "{}", right.describe());
+    assert_ne!(right.secret, run.secret);
+    let status = env.ctl().status_json(&user);
+    assert_eq!(status["methods"], serde_json::json!(["app"]), "{status}");
+}

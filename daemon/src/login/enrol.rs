@@ -1,12 +1,14 @@
 //! Enrolment inside the login conversation: for a user to whom the
 //! mandatory policy applies and who has no method, and for a user who just
 //! used a recovery code. The module renders the steps; nothing is stored
-//! until the user confirmed the backup codes, so an abandoned enrolment
-//! leaves the account as it was.
+//! until the user confirmed the backup codes **and** the whole PAM auth
+//! stack succeeded (the module calls `Commit` from the account phase), so
+//! an abandoned enrolment, or one after a wrong password, leaves the
+//! account as it was.
 //!
 //! ```text
-//!   EnrolCode ── right code ──▶ EnrolConfirm ── "yes" ──▶ Accept (app + backup codes stored)
-//!       └─ 3 wrong codes ─▶ Deny         └─ 3 other answers ─▶ Deny (nothing stored)
+//!   EnrolCode ── right code ──▶ EnrolConfirm ── "yes" ──▶ AcceptPending ── Commit ──▶ Accept (stored)
+//!       └─ 3 wrong codes ─▶ Deny         └─ 3 other answers ─▶ Deny        └─ handle ends ─▶ nothing stored
 //! ```
 
 use super::{Logins, Next, Phase, INTERNAL};
@@ -56,6 +58,14 @@ pub struct Pending {
     tries: u8,
 }
 
+/// Confirmed: waiting for the account phase to commit it.
+pub struct Confirmed {
+    secret: Secret,
+    why: Why,
+    step: i64,
+    hashed: Vec<(String, String)>,
+}
+
 /// The code was right; backup codes were shown; waiting for "yes".
 pub struct Confirming {
     secret: Secret,
@@ -72,6 +82,12 @@ impl Pending {
 }
 
 impl Confirming {
+    pub fn recovery_claim(&self) -> Option<&str> {
+        self.why.claim()
+    }
+}
+
+impl Confirmed {
     pub fn recovery_claim(&self) -> Option<&str> {
         self.why.claim()
     }
@@ -200,14 +216,34 @@ impl Logins {
                 .error("Please save the backup codes, then type yes.");
             return Next::Continue(Phase::EnrolConfirm(c), ask);
         }
-        let now = self.core.clock.now();
-        let user = origin.user.clone();
         let Confirming {
             secret,
             why,
             step,
             hashed,
             ..
+        } = c;
+        let confirmed = Confirmed {
+            secret,
+            why,
+            step,
+            hashed,
+        };
+        // Nothing is stored yet: the password before this module may have
+        // been wrong. The module commits from the account phase.
+        Next::Continue(Phase::Commit(confirmed), Step::new(Action::AcceptPending))
+    }
+
+    /// Stores a confirmed enrolment, once the whole PAM auth stack has
+    /// succeeded (`Login1.Commit`, from the account phase).
+    pub(super) async fn commit_enrolment(&self, origin: &Origin, c: Confirmed) -> Step {
+        let now = self.core.clock.now();
+        let user = origin.user.clone();
+        let Confirmed {
+            secret,
+            why,
+            step,
+            hashed,
         } = c;
         let count = hashed.len();
         let claim = why.claim().map(str::to_string);
@@ -232,9 +268,9 @@ impl Logins {
             })
             .await;
         match stored {
-            Ok(false) => Next::Done(Step::new(Action::Deny).error(
+            Ok(false) => Step::new(Action::Deny).error(
                 "The recovery code is no longer valid (it expired, or a new reset replaced it); nothing was changed.",
-            )),
+            ),
             Ok(true) => {
                 self.core.audit.log(Event::EnrolAtLogin {
                     origin,
@@ -245,14 +281,12 @@ impl Logins {
                     user: &origin.user,
                     count,
                 });
-                Next::Done(
-                    Step::new(Action::Accept)
-                        .info("Two-factor authentication is now set up for your account."),
-                )
+                Step::new(Action::Accept)
+                    .info("Two-factor authentication is now set up for your account.")
             }
             Err(e) => {
                 self.internal("enrol-login", &e.to_string());
-                Next::Done(Step::new(Action::Deny).error(INTERNAL))
+                Step::new(Action::Deny).error(INTERNAL)
             }
         }
     }

@@ -65,6 +65,10 @@ enum Phase {
     EnrolCode(enrol::Pending),
     /// The code was right; backup codes were shown, confirmation asked.
     EnrolConfirm(enrol::Confirming),
+    /// The auth phase passed with a change pending (`AcceptPending`); the
+    /// module commits it from the account phase, once the whole PAM auth
+    /// stack has succeeded.
+    Commit(enrol::Confirmed),
 }
 
 impl Phase {
@@ -74,9 +78,14 @@ impl Phase {
             Phase::AskCode { .. } => None,
             Phase::EnrolCode(p) => p.recovery_claim(),
             Phase::EnrolConfirm(c) => c.recovery_claim(),
+            Phase::Commit(c) => c.recovery_claim(),
         }
     }
 }
+
+/// How long a change waits for `Commit` after the auth phase passed: the
+/// account phase follows at once in every PAM application.
+const COMMIT_SECONDS: i64 = 60;
 
 /// What an answer leads to: a final step, or a next phase of the same
 /// session with the step that asks its question.
@@ -160,7 +169,11 @@ impl Logins {
 
     /// Starts a login. Returns the session id ("" when the step is final)
     /// and the first step.
-    pub async fn begin(&self, caller: &Caller, origin: Origin) -> Result<(String, Step), Error> {
+    pub async fn begin(
+        &self,
+        caller: &Caller,
+        mut origin: Origin,
+    ) -> Result<(String, Step), Error> {
         for (name, value) in [
             ("service", &origin.service),
             ("rhost", &origin.rhost),
@@ -173,9 +186,19 @@ impl Logins {
         if origin.user.len() > MAX_ITEM_LEN {
             return Err(Error::InvalidInput("user name is too long".into()));
         }
-        self.authorize(caller, &origin.user)?;
-
-        let known = plausible_name(&origin.user) && self.core.users.uid_of(&origin.user).is_some();
+        // One account, one identity: every spelling of a name (a same-uid
+        // alias, another case under a case-insensitive name service) is
+        // resolved to the uid's own name, and all state is keyed by that.
+        let resolved = if plausible_name(&origin.user) {
+            self.core.resolve(&origin.user).await?
+        } else {
+            None
+        };
+        self.authorize(caller, resolved.as_ref().map(|(_, uid)| *uid))?;
+        let known = resolved.is_some();
+        if let Some((name, _)) = resolved {
+            origin.user = name;
+        }
         let now = self.core.clock.now();
         let facts = if known {
             let user = origin.user.clone();
@@ -202,21 +225,27 @@ impl Logins {
             let step = Step::new(Action::AskHidden(PROMPT.into()));
             (Phase::AskCode { enrolled: known }, step)
         } else {
-            match self.policy_for(&origin.user, &facts.policy, now) {
-                Applies::No => {
+            match self.policy_for(&origin.user, facts.policy, now).await {
+                Err(e) => {
+                    // The name service could not say whether a
+                    // group-limited policy applies: fail closed.
+                    self.internal("login-begin", &e);
+                    return Ok((String::new(), Step::new(Action::Deny).error(INTERNAL)));
+                }
+                Ok(Applies::No) => {
                     self.core
                         .audit
                         .log(Event::LoginNoMethod { origin: &origin });
                     return Ok((String::new(), Step::new(Action::Accept)));
                 }
-                Applies::Announced(date) => {
+                Ok(Applies::Announced(date)) => {
                     self.core
                         .audit
                         .log(Event::LoginNoMethod { origin: &origin });
                     let step = Step::new(Action::Accept).info(enrol::reminder(&date));
                     return Ok((String::new(), step));
                 }
-                Applies::Now => self.start_enrolment(&origin, enrol::Why::Policy)?,
+                Ok(Applies::Now) => self.start_enrolment(&origin, enrol::Why::Policy)?,
             }
         };
         let id = random::token(self.core.rng.as_ref())
@@ -232,9 +261,20 @@ impl Logins {
         Ok((id, step))
     }
 
-    /// Whether the mandatory policy applies to `user` now.
-    fn policy_for(&self, user: &str, policy: &twofactor_proto::types::Policy, now: i64) -> Applies {
-        policy::applies_to_user(self.core.users.as_ref(), user, policy, now)
+    /// Whether the mandatory policy applies to `user` now (groups looked
+    /// up off the async workers).
+    async fn policy_for(
+        &self,
+        user: &str,
+        policy: twofactor_proto::types::Policy,
+        now: i64,
+    ) -> Result<Applies, String> {
+        let user = user.to_string();
+        self.core
+            .lookup(move |users| policy::applies_to_user(users, &user, &policy, now))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
     }
 
     /// Answers the question of a session's last step.
@@ -255,18 +295,51 @@ impl Logins {
             Phase::EnrolConfirm(confirming) => {
                 self.enrol_confirm(&origin, confirming, &answer).await
             }
+            Phase::Commit(confirmed) => {
+                // The auth phase is over; only Commit may follow.
+                self.discard(
+                    &origin,
+                    &Phase::Commit(confirmed),
+                    id,
+                    "answered-after-accept",
+                )
+                .await;
+                return Err(Error::InvalidInput(
+                    "this login waits for Commit, not for an answer".into(),
+                ));
+            }
         };
         match next {
             Next::Done(step) => Ok(step),
             Next::Continue(phase, step) => {
+                let now = self.core.clock.now();
+                let expires = if matches!(phase, Phase::Commit(_)) {
+                    now + COMMIT_SECONDS
+                } else {
+                    expires
+                };
                 let session = Session {
                     owner,
                     origin,
                     phase,
                     expires,
                 };
-                self.insert(id.to_string(), session, self.core.clock.now())?;
+                self.insert(id.to_string(), session, now)?;
                 Ok(step)
+            }
+        }
+    }
+
+    /// The whole PAM auth stack succeeded for the login `id` (the module
+    /// calls this from `pam_sm_acct_mgmt`): store what it left pending.
+    pub async fn commit(&self, caller: &Caller, id: &str) -> Result<Step, Error> {
+        let Session { origin, phase, .. } = self.take(caller, id)?;
+        match phase {
+            Phase::Commit(confirmed) => Ok(self.commit_enrolment(&origin, confirmed).await),
+            other => {
+                self.discard(&origin, &other, id, "commit-before-accept")
+                    .await;
+                Err(Error::NotFound("this login has nothing to commit".into()))
             }
         }
     }
@@ -275,10 +348,50 @@ impl Logins {
     /// recovery code it had claimed.
     pub async fn cancel(&self, caller: &Caller, id: &str) -> Result<(), Error> {
         let session = self.take(caller, id)?;
-        if let Some(claim) = session.phase.recovery_claim() {
-            self.release_claim(&session.origin, claim).await;
-        }
+        self.discard(&session.origin, &session.phase, id, "cancelled")
+            .await;
         Ok(())
+    }
+
+    /// Forgets every session of a bus connection that left the bus (the
+    /// PAM handle ended, the process exited or was killed): abandoned
+    /// prompts do not hold slots, and a change that was never committed is
+    /// dropped.
+    pub async fn connection_closed(&self, bus_name: &str) {
+        let gone: Vec<(String, Session)> = match self.sessions.lock() {
+            Ok(mut sessions) => {
+                let ids: Vec<String> = sessions
+                    .iter()
+                    .filter(|(_, s)| s.owner.bus_name == bus_name)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                ids.into_iter()
+                    .filter_map(|id| sessions.remove(&id).map(|s| (id, s)))
+                    .collect()
+            }
+            Err(_) => return,
+        };
+        for (id, session) in gone {
+            self.discard(&session.origin, &session.phase, &id, "connection-closed")
+                .await;
+        }
+    }
+
+    /// What a session held is given up: a claimed recovery code is given
+    /// back, and a pending change is audited as dropped.
+    async fn discard(&self, origin: &Origin, phase: &Phase, id: &str, why: &str) {
+        if matches!(phase, Phase::Commit(_)) {
+            self.core.audit.log(Event::PendingDiscarded { origin, why });
+        }
+        if let Some(claim) = phase.recovery_claim() {
+            debug_assert_eq!(claim, id);
+            self.release_claim(origin, claim).await;
+        }
+    }
+
+    /// Logins in progress (for tests and the status of the daemon).
+    pub fn in_progress(&self) -> usize {
+        self.sessions.lock().map(|s| s.len()).unwrap_or(0)
     }
 
     /// Drops sessions past their time.
@@ -289,13 +402,14 @@ impl Logins {
         }
     }
 
-    /// uid 0 may run a login for anyone; any other uid only for itself.
-    fn authorize(&self, caller: &Caller, user: &str) -> Result<(), Error> {
+    /// uid 0 may run a login for anyone; any other uid only for itself
+    /// (the account the name resolved to, `uid`).
+    fn authorize(&self, caller: &Caller, uid: Option<u32>) -> Result<(), Error> {
         if caller.uid == 0 {
             return Ok(());
         }
-        match self.core.users.name_of(caller.uid) {
-            Some(name) if name == user => Ok(()),
+        match uid {
+            Some(uid) if uid == caller.uid => Ok(()),
             _ => {
                 self.core.audit.log(Event::Denied {
                     uid: caller.uid,
@@ -542,7 +656,10 @@ impl Logins {
         let (user, sid) = (origin.user.clone(), session.to_string());
         let claimed = store
             .run(move |c| {
-                let claimed = recovery::claim(c, &user, &hash, &sid, expires, now)?;
+                // The claim outlives the prompt by the commit window, so
+                // that the account phase can still use the code up.
+                let until = expires + COMMIT_SECONDS;
+                let claimed = recovery::claim(c, &user, &hash, &sid, until, now)?;
                 if claimed {
                     ratelimit::record_success(c, &user)?;
                 }

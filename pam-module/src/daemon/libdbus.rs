@@ -89,6 +89,16 @@ impl Daemon for BusDaemon {
         let msg = method_call(login::CANCEL)?.append1(session);
         self.call(msg).map(|_| ())
     }
+
+    fn commit(&mut self, session: &str) -> Result<Step, DaemonError> {
+        no_nul(session)?;
+        let msg = method_call(login::COMMIT)?.append1(session);
+        let reply = self.call(msg)?;
+        let step: RawStep = reply
+            .read1()
+            .map_err(|e| DaemonError::Failed(format!("unexpected reply to Commit: {e}")))?;
+        Ok(to_step(step))
+    }
 }
 
 fn to_step((messages, action, prompt): RawStep) -> Step {
@@ -120,7 +130,9 @@ fn method_call(member: &str) -> Result<Message, DaemonError> {
 }
 
 /// Opens a private connection to `address` and says Hello to the bus, all
-/// within `timeout`. Any failure here means the daemon is unreachable.
+/// within `timeout`. A socket that does not exist or refuses connections is
+/// [`DaemonError::Absent`]; a bus that does not finish the handshake in time
+/// is [`DaemonError::Unavailable`] (it may be stopped on purpose).
 ///
 /// libdbus' own blocking calls (`dbus_bus_register`, and any blocking call
 /// made before authentication has finished) poll without a time limit while
@@ -129,12 +141,13 @@ fn method_call(member: &str) -> Result<Message, DaemonError> {
 /// the connection driven with `read_write`, each poll bounded by the time
 /// left.
 fn connect(address: &str, timeout: Duration) -> Result<Channel, DaemonError> {
-    let unavailable = |e: dbus::Error| {
-        DaemonError::Unavailable(format!(
-            "cannot connect to {address}: {}: {}",
-            e.name().unwrap_or("(no error name)"),
-            e.message().unwrap_or("")
-        ))
+    let unavailable = |e: dbus::Error| match classify(e.name(), e.message()) {
+        DaemonError::Absent(why) => {
+            DaemonError::Absent(format!("cannot connect to {address}: {why}"))
+        }
+        DaemonError::Unavailable(why) | DaemonError::Failed(why) => {
+            DaemonError::Unavailable(format!("cannot connect to {address}: {why}"))
+        }
     };
     let lost = |why: &str| DaemonError::Unavailable(format!("cannot connect to {address}: {why}"));
 
@@ -203,7 +216,7 @@ mod tests {
             rhost: String::new(),
             tty: String::new(),
         };
-        assert!(matches!(d.begin(&r), Err(DaemonError::Unavailable(_))));
+        assert!(matches!(d.begin(&r), Err(DaemonError::Absent(_))));
     }
 
     #[test]

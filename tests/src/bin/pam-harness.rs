@@ -1,12 +1,14 @@
 //! `pam-harness`: a small PAM client for the tests. It runs `pam_authenticate`
-//! for one service from a private configuration directory (so the machine's
-//! `/etc/pam.d` is never touched) and reports every conversation event as one
-//! JSON line on stdout.
+//! and then, as every login application does, `pam_acct_mgmt` if the
+//! authentication succeeded (unless `--no-account`), for one service from a
+//! private configuration directory (so the machine's `/etc/pam.d` is never
+//! touched), and reports every conversation event as one JSON line on
+//! stdout.
 //!
 //! ```text
 //! pam-harness --confdir DIR --service NAME --user USER
 //!             [--rhost HOST] [--tty TTY] [--ruser USER]
-//!             [--answer-file FILE] [--silent]
+//!             [--answer-file FILE] [--silent] [--no-account]
 //! ```
 //!
 //! Answers are read one line per question, from stdin or from
@@ -22,7 +24,10 @@
 //! {"event":"error","text":"..."}              PAM_ERROR_MSG
 //! {"event":"prompt","echo":false,"text":"..."} PAM_PROMPT_ECHO_OFF (echo true: ECHO_ON)
 //! {"event":"unsupported","style":N,"text":"..."} any other style (the conversation fails)
-//! {"event":"result","code":N,"name":"PAM_SUCCESS"}  once, at the end
+//! {"event":"auth","code":N,"name":"PAM_SUCCESS"}    pam_authenticate's result
+//! {"event":"account","code":N,"name":"..."}          pam_acct_mgmt's, if it ran
+//! {"event":"result","code":N,"name":"PAM_SUCCESS"}  once, at the end: the login's
+//!                                                    result (the first failure)
 //! ```
 //!
 //! Exit status: 0 once `pam_authenticate` has run (whatever its result), 1 if
@@ -129,6 +134,7 @@ extern "C" {
     ) -> c_int;
     fn pam_set_item(pamh: *mut PamHandle, item_type: c_int, item: *const c_void) -> c_int;
     fn pam_authenticate(pamh: *mut PamHandle, flags: c_int) -> c_int;
+    fn pam_acct_mgmt(pamh: *mut PamHandle, flags: c_int) -> c_int;
     fn pam_end(pamh: *mut PamHandle, pam_status: c_int) -> c_int;
 }
 
@@ -141,10 +147,11 @@ struct Options {
     ruser: Option<CString>,
     answer_file: Option<String>,
     silent: bool,
+    no_account: bool,
 }
 
 const USAGE: &str = "usage: pam-harness --confdir DIR --service NAME --user USER \
-[--rhost HOST] [--tty TTY] [--ruser USER] [--answer-file FILE] [--silent]";
+[--rhost HOST] [--tty TTY] [--ruser USER] [--answer-file FILE] [--silent] [--no-account]";
 
 fn parse_options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut confdir = None;
@@ -155,9 +162,14 @@ fn parse_options(mut args: impl Iterator<Item = String>) -> Result<Options, Stri
     let mut ruser = None;
     let mut answer_file = None;
     let mut silent = false;
+    let mut no_account = false;
     while let Some(flag) = args.next() {
         if flag == "--silent" {
             silent = true;
+            continue;
+        }
+        if flag == "--no-account" {
+            no_account = true;
             continue;
         }
         if flag == "--help" || flag == "-h" {
@@ -193,6 +205,7 @@ fn parse_options(mut args: impl Iterator<Item = String>) -> Result<Options, Stri
         ruser: ruser.map(|v| c("--ruser", v)).transpose()?,
         answer_file,
         silent,
+        no_account,
     })
 }
 
@@ -235,8 +248,12 @@ fn code_name(code: c_int) -> &'static str {
 }
 
 fn emit_result(code: c_int) {
+    emit_code("result", code);
+}
+
+fn emit_code(event: &str, code: c_int) {
     emit(&format!(
-        r#"{{"event":"result","code":{code},"name":{}}}"#,
+        r#"{{"event":"{event}","code":{code},"name":{}}}"#,
         json_str(code_name(code))
     ));
 }
@@ -451,7 +468,13 @@ fn main() -> ExitCode {
     let flags = if options.silent { PAM_SILENT } else { 0 };
     // SAFETY: pamh is a live handle; the conversation's appdata (session)
     // is alive for the whole call.
-    let rc = unsafe { pam_authenticate(pamh, flags) };
+    let mut rc = unsafe { pam_authenticate(pamh, flags) };
+    emit_code("auth", rc);
+    if rc == PAM_SUCCESS && !options.no_account {
+        // SAFETY: as for pam_authenticate.
+        rc = unsafe { pam_acct_mgmt(pamh, flags) };
+        emit_code("account", rc);
+    }
     emit_result(rc);
     // SAFETY: pamh is live and ended once; nothing uses it afterwards.
     unsafe { pam_end(pamh, rc) };
