@@ -40,6 +40,18 @@ impl Admin {
         Admin { core }
     }
 
+    /// The account a name given by an administrator stands for: a same-uid
+    /// alias or another spelling is the same account as at login. A name
+    /// the system does not know stays as given (its rows, if any, can
+    /// still be shown and unlocked).
+    pub async fn account_name(&self, name: &str) -> Result<String, Error> {
+        Ok(self
+            .core
+            .resolve(name)
+            .await?
+            .map_or_else(|| name.to_string(), |(canonical, _)| canonical))
+    }
+
     /// The administrator's name, if the caller is one (and, for a change by
     /// a non-root administrator, gave the right password).
     async fn authorize(

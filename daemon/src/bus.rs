@@ -222,6 +222,7 @@ impl AdminInterface {
         user: String,
     ) -> Result<(UserReport,), Error> {
         let caller = caller(conn, &header).await?;
+        let user = self.admin.account_name(&user).await?;
         Ok((self.admin.get_user(&caller, &user).await?,))
     }
 
@@ -234,6 +235,7 @@ impl AdminInterface {
         password: Vec<u8>,
     ) -> Result<(Recovery,), Error> {
         let caller = caller(conn, &header).await?;
+        let user = self.admin.account_name(&user).await?;
         Ok((self.admin.reset(&caller, &user, password).await?,))
     }
 
@@ -246,6 +248,7 @@ impl AdminInterface {
         password: Vec<u8>,
     ) -> Result<(), Error> {
         let caller = caller(conn, &header).await?;
+        let user = self.admin.account_name(&user).await?;
         self.admin.unlock(&caller, &user, password).await
     }
 
@@ -259,6 +262,7 @@ impl AdminInterface {
         password: Vec<u8>,
     ) -> Result<(ImportReport,), Error> {
         let caller = caller(conn, &header).await?;
+        let user = self.admin.account_name(&user).await?;
         Ok((self
             .admin
             .import_google_authenticator(&caller, &user, &path, password)

@@ -102,6 +102,37 @@ impl TestUser {
     pub fn ids(&self) -> (u32, u32) {
         (self.uid, self.gid)
     }
+
+    /// A second passwd entry with this user's uid (`useradd -o`), as an
+    /// administrator makes `toor` for root; removed by its name on Drop.
+    pub fn alias(&self) -> Alias {
+        let name = format!("tfa{}x{}", std::process::id(), crate::unique());
+        let (uid, gid) = (self.uid.to_string(), self.gid.to_string());
+        let home = self.home().display().to_string();
+        let out = run_locked(
+            &[
+                "useradd", "-o", "-u", &uid, "-g", &gid, "-M", "-N", "-s", "/bin/sh", "-d", &home,
+                &name,
+            ],
+            b"",
+        );
+        assert!(out.success(), "useradd -o {name} failed: {}", out.describe());
+        Alias { name }
+    }
+}
+
+/// A same-uid alias of a [`TestUser`].
+pub struct Alias {
+    pub name: String,
+}
+
+impl Drop for Alias {
+    fn drop(&mut self) {
+        let out = run_locked(&["userdel", &self.name], b"");
+        if !out.success() {
+            eprintln!("warning: userdel {} failed: {}", self.name, out.stderr());
+        }
+    }
 }
 
 /// uid and primary gid of a user, from `id` (goes through NSS).

@@ -848,8 +848,18 @@ mod tests {
         config.limits.max_failures = 3;
         config.limits.lockout_seconds = 30;
         let clock = ManualClock::at(T0);
-        let (core, _audit) =
-            crate::core::testing::core(config, &clock, &[("alice", 1000), ("bob", 1001)], &[]);
+        let (core, _audit) = crate::core::testing::core(
+            config,
+            &clock,
+            &[
+                ("alice", 1000),
+                ("bob", 1001),
+                ("ldapdown", 1002),
+                ("root", 0),
+                ("toor", 0),
+            ],
+            &[],
+        );
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -1310,6 +1320,109 @@ mod tests {
         denied_with(
             &w.login(&root(), "mallory", wrong.as_bytes()).unwrap(),
             INVALID,
+        );
+    }
+
+    #[test]
+    fn every_spelling_of_a_name_is_one_account() {
+        let w = world();
+        let wrong = if w.code(0) == "111111" {
+            "222222"
+        } else {
+            "111111"
+        };
+        // Another case (a case-insensitive name service) finds alice's
+        // method and counts against alice's failures.
+        denied_with(&w.login(&root(), "ALICE", wrong.as_bytes()).unwrap(), INVALID);
+        denied_with(&w.login(&root(), "Alice", wrong.as_bytes()).unwrap(), INVALID);
+        assert_eq!(w.failures(), 2);
+        assert_eq!(
+            w.login(&root(), "aLiCe", w.code(0).as_bytes())
+                .unwrap()
+                .action,
+            Action::Accept
+        );
+        // The code is used up for every spelling.
+        denied_with(
+            &w.login(&root(), "alice", w.code(0).as_bytes()).unwrap(),
+            INVALID,
+        );
+        // A same-uid alias is root: once root has a method, `toor` is
+        // asked for root's code, not let in.
+        let secret = w.secret.bytes().to_vec();
+        w.rt.block_on(w.core.store.run(move |c| {
+            accounts::ensure(c, "root", 0)?;
+            totp::activate(c, "root", &Secret::from_bytes(secret), 0, 0)
+        }))
+        .unwrap();
+        let (id, step) =
+            w.rt.block_on(w.logins.begin(&root(), origin("toor")))
+                .unwrap();
+        assert_eq!(step.action, Action::AskHidden(PROMPT.into()));
+        assert!(!id.is_empty());
+        // A non-root caller may check itself under any spelling, and no
+        // one else.
+        let alice = Caller {
+            uid: 1000,
+            bus_name: ":1.50".into(),
+        };
+        assert!(w.rt.block_on(w.logins.begin(&alice, origin("ALICE"))).is_ok());
+        assert!(matches!(
+            w.rt.block_on(w.logins.begin(&alice, origin("toor"))),
+            Err(Error::PermissionDenied(_))
+        ));
+    }
+
+    #[test]
+    fn a_failed_group_look_up_fails_closed() {
+        let w = world();
+        w.rt.block_on(w.core.store.run(|c| {
+            policy::set(
+                c,
+                &twofactor_proto::types::Policy {
+                    mandatory: true,
+                    groups: vec!["staff".into()],
+                    from: String::new(),
+                    ..Default::default()
+                },
+            )
+        }))
+        .unwrap();
+        // bob is not in staff: no method needed.
+        assert_eq!(w.login(&root(), "bob", b"").unwrap().action, Action::Accept);
+        // The directory does not answer for ldapdown: refused, not let in
+        // as "no groups".
+        let step = w.login(&root(), "ldapdown", b"").unwrap();
+        denied_with(&step, INTERNAL);
+    }
+
+    #[test]
+    fn a_connection_that_leaves_the_bus_takes_its_logins_along() {
+        let w = world();
+        let gone = Caller {
+            uid: 0,
+            bus_name: ":1.77".into(),
+        };
+        for _ in 0..MAX_SESSIONS_PER_CONNECTION {
+            w.rt.block_on(w.logins.begin(&gone, origin("alice")))
+                .unwrap();
+        }
+        assert!(matches!(
+            w.rt.block_on(w.logins.begin(&gone, origin("alice"))),
+            Err(Error::RateLimited(_))
+        ));
+        let (kept, _) =
+            w.rt.block_on(w.logins.begin(&root(), origin("alice")))
+                .unwrap();
+        assert_eq!(w.logins.in_progress(), MAX_SESSIONS_PER_CONNECTION + 1);
+        w.rt.block_on(w.logins.connection_closed(":1.77"));
+        assert_eq!(w.logins.in_progress(), 1);
+        // Another connection's login goes on.
+        assert_eq!(
+            w.rt.block_on(w.logins.answer(&root(), &kept, w.code(0).into_bytes()))
+                .unwrap()
+                .action,
+            Action::Accept
         );
     }
 }
