@@ -537,3 +537,80 @@ mod tests {
         assert!(Config::load(p, true).is_err());
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SHIPPED: &str = include_str!("../../config/twofactord.toml");
+
+    /// Whatever is accepted obeys the rules `validate` enforces.
+    fn obeys_the_rules(c: &Config) -> bool {
+        c.state_dir.is_absolute()
+            && c.totp.skew_steps <= 2
+            && (1..=100).contains(&c.limits.max_failures)
+            && (1..=86_400).contains(&c.limits.lockout_seconds)
+            && (c.limits.lockout_seconds..=604_800).contains(&c.limits.max_lockout_seconds)
+            && (10..=3600).contains(&c.login.session_timeout_seconds)
+            && (c.policy.from.is_empty() || valid_date(&c.policy.from))
+            && c.policy.groups.iter().all(|g| valid_group_name(g))
+    }
+
+    /// An error names the file and a line of it.
+    fn well_formed(e: &ConfigError, text: &str) -> bool {
+        let lines = text.lines().count().max(1);
+        match e {
+            ConfigError::Read { .. } => false,
+            ConfigError::Parse { path, line, .. } | ConfigError::Invalid { path, line, .. } => {
+                path == "p.toml" && *line <= lines + 1
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn any_text(text in any::<String>()) {
+            match Config::parse(&text, "p.toml") {
+                Ok(c) => prop_assert!(obeys_the_rules(&c)),
+                Err(e) => prop_assert!(well_formed(&e, &text), "{}", e),
+            }
+        }
+
+        /// The shipped file with one line replaced or one byte range cut.
+        #[test]
+        fn mutated_shipped_file(
+            line in any::<prop::sample::Index>(),
+            value in prop_oneof![
+                "[a-z_.]{1,20} = [0-9-]{1,12}",
+                "from = \"[0-9]{4}-[0-9]{2}-[0-9]{2}\"",
+                "groups = \\[\"\\PC{0,10}\"\\]",
+                "\\[[a-z]{0,8}\\]",
+                "\\PC{0,30}",
+            ],
+            cut in any::<(prop::sample::Index, prop::sample::Index)>(),
+        ) {
+            let mut lines: Vec<&str> = SHIPPED.lines().collect();
+            let i = line.index(lines.len());
+            lines[i] = &value;
+            let text = lines.join("\n");
+            for text in [text, {
+                let (a, b) = (cut.0.index(SHIPPED.len()), cut.1.index(SHIPPED.len()));
+                let (a, b) = (a.min(b), a.max(b));
+                format!("{}{}", SHIPPED.get(..a).unwrap_or(""), SHIPPED.get(b..).unwrap_or(""))
+            }] {
+                match Config::parse(&text, "p.toml") {
+                    Ok(c) => prop_assert!(obeys_the_rules(&c)),
+                    Err(e) => prop_assert!(well_formed(&e, &text), "{}", e),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_shipped_file_parses() {
+        assert!(Config::parse(SHIPPED, "p.toml").is_ok());
+    }
+}
