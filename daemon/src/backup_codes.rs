@@ -394,3 +394,58 @@ mod tests {
         assert!(low_warning(0).unwrap().contains("no backup codes left"));
     }
 }
+
+#[cfg(test)]
+pub(crate) mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The documented rule: spaces, `-` and ASCII case are ignored; what is
+    /// left is 12 letters of ALPHABET or 8 ASCII digits.
+    fn model(answer: &str) -> Option<String> {
+        let canon: String = answer
+            .chars()
+            .filter(|c| *c != ' ' && *c != '-')
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        let n = canon.chars().count();
+        let ours = n == CODE_LEN && canon.bytes().all(|b| ALPHABET.contains(&b));
+        let imported = n == SCRATCH_LEN && canon.chars().all(|c| c.is_ascii_digit());
+        (ours || imported).then_some(canon)
+    }
+
+    /// Strings made mostly of code characters (either case), separators
+    /// and a few intruders (letters outside the alphabet, non-ASCII).
+    pub(crate) fn near_codes(max: usize) -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            8 => proptest::sample::select(ALPHABET.to_vec()).prop_map(char::from),
+            2 => proptest::sample::select(ALPHABET.to_vec()).prop_map(|b| char::from(b).to_ascii_uppercase()),
+            2 => proptest::char::range('0', '9'),
+            2 => prop_oneof![Just(' '), Just('-')],
+            1 => prop_oneof![Just('0'), Just('1'), Just('i'), Just('l'), Just('o'), Just('_'),
+                             Just('é'), Just('İ'), Just('ǅ'), Just('\u{0}'), Just('\u{212A}')],
+        ];
+        proptest::collection::vec(piece, 0..max).prop_map(|v| v.into_iter().collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn parse_matches_the_model_on_any_string(answer in any::<String>()) {
+            let got = parse(&answer).map(|c| c.secret().to_vec());
+            prop_assert_eq!(got, model(&answer).map(String::into_bytes));
+        }
+
+        #[test]
+        fn parse_matches_the_model_near_codes(answer in near_codes(24)) {
+            let got = parse(&answer);
+            prop_assert_eq!(got.as_ref().map(|c| c.secret().to_vec()), model(&answer).map(String::into_bytes));
+            if let Some(code) = got {
+                // What is shown reads back as the same code.
+                let again = parse(&code.display()).map(|c| c.secret().to_vec());
+                prop_assert_eq!(again, Some(code.secret().to_vec()));
+            }
+        }
+    }
+}

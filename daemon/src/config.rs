@@ -294,19 +294,37 @@ pub fn valid_group_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._-$".contains(&b))
 }
 
-/// `YYYY-MM-DD` with a plausible month and day.
+/// A real calendar day written `YYYY-MM-DD` (years 1970 to 9999; February
+/// has 29 days in leap years only).
 pub fn valid_date(text: &str) -> bool {
     let b = text.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+    if b.len() != 10
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !b
+            .iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+    {
         return false;
     }
     let num = |r: std::ops::Range<usize>| text.get(r).and_then(|t| t.parse::<u32>().ok());
-    let digits = b
-        .iter()
-        .enumerate()
-        .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
-    matches!((digits, num(0..4), num(5..7), num(8..10)),
-        (true, Some(y), Some(m), Some(d)) if (1970..=9999).contains(&y) && (1..=12).contains(&m) && (1..=31).contains(&d))
+    let (Some(y), Some(m), Some(d)) = (num(0..4), num(5..7), num(8..10)) else {
+        return false;
+    };
+    (1970..=9999).contains(&y) && (1..=days_in_month(y, m)).contains(&d)
+}
+
+/// Days in month `m` (1..=12) of year `y`; 0 for a month that does not exist.
+fn days_in_month(y: u32, m: u32) -> u32 {
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => 0,
+    }
 }
 
 /// The machine's host name ("localhost" if it has none).
@@ -463,9 +481,136 @@ mod tests {
     }
 
     #[test]
+    fn dates_are_real_calendar_days() {
+        for d in [
+            "2026-01-31",
+            "2026-02-28",
+            "2028-02-29",
+            "2000-02-29",
+            "2026-04-30",
+            "2026-12-31",
+            "1970-01-01",
+            "9999-12-31",
+        ] {
+            assert!(valid_date(d), "{d}");
+        }
+        for d in [
+            "2026-02-31",
+            "2026-02-30",
+            "2026-02-29",
+            "1900-02-29",
+            "2100-02-29",
+            "2026-04-31",
+            "2026-06-31",
+            "2026-09-31",
+            "2026-11-31",
+            "2026-00-10",
+            "2026-13-01",
+            "2026-01-00",
+            "2026-01-32",
+            "1969-12-31",
+            "+026-01-01",
+            "2026-+1-01",
+            "２０２６-01-01",
+            "2026-01-01\n",
+            "",
+        ] {
+            assert!(!valid_date(d), "{d:?}");
+        }
+        // In the file, the error keeps its `file:line: key` form.
+        let e = Config::parse(
+            "\n[policy]\nmandatory = true\nfrom = \"2026-02-31\"\n",
+            "/etc/t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "/etc/t.toml:4: key `policy.from`: must be a date written YYYY-MM-DD"
+        );
+    }
+
+    #[test]
     fn missing_default_file_is_defaults_but_explicit_is_error() {
         let p = Path::new("/nonexistent/twofactord.toml");
         assert_eq!(Config::load(p, false).unwrap(), Config::default());
         assert!(Config::load(p, true).is_err());
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SHIPPED: &str = include_str!("../../config/twofactord.toml");
+
+    /// Whatever is accepted obeys the rules `validate` enforces.
+    fn obeys_the_rules(c: &Config) -> bool {
+        c.state_dir.is_absolute()
+            && c.totp.skew_steps <= 2
+            && (1..=100).contains(&c.limits.max_failures)
+            && (1..=86_400).contains(&c.limits.lockout_seconds)
+            && (c.limits.lockout_seconds..=604_800).contains(&c.limits.max_lockout_seconds)
+            && (10..=3600).contains(&c.login.session_timeout_seconds)
+            && (c.policy.from.is_empty() || valid_date(&c.policy.from))
+            && c.policy.groups.iter().all(|g| valid_group_name(g))
+    }
+
+    /// An error names the file and a line of it.
+    fn well_formed(e: &ConfigError, text: &str) -> bool {
+        let lines = text.lines().count().max(1);
+        match e {
+            ConfigError::Read { .. } => false,
+            ConfigError::Parse { path, line, .. } | ConfigError::Invalid { path, line, .. } => {
+                path == "p.toml" && *line <= lines + 1
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn any_text(text in any::<String>()) {
+            match Config::parse(&text, "p.toml") {
+                Ok(c) => prop_assert!(obeys_the_rules(&c)),
+                Err(e) => prop_assert!(well_formed(&e, &text), "{}", e),
+            }
+        }
+
+        /// The shipped file with one line replaced or one byte range cut.
+        #[test]
+        fn mutated_shipped_file(
+            line in any::<prop::sample::Index>(),
+            value in prop_oneof![
+                "[a-z_.]{1,20} = [0-9-]{1,12}",
+                "from = \"[0-9]{4}-[0-9]{2}-[0-9]{2}\"",
+                "groups = \\[\"\\PC{0,10}\"\\]",
+                "\\[[a-z]{0,8}\\]",
+                "\\PC{0,30}",
+            ],
+            cut in any::<(prop::sample::Index, prop::sample::Index)>(),
+        ) {
+            let mut lines: Vec<&str> = SHIPPED.lines().collect();
+            let i = line.index(lines.len());
+            lines[i] = &value;
+            let text = lines.join("\n");
+            for text in [text, {
+                let (a, b) = (cut.0.index(SHIPPED.len()), cut.1.index(SHIPPED.len()));
+                let (a, b) = (a.min(b), a.max(b));
+                format!("{}{}", SHIPPED.get(..a).unwrap_or(""), SHIPPED.get(b..).unwrap_or(""))
+            }] {
+                match Config::parse(&text, "p.toml") {
+                    Ok(c) => prop_assert!(obeys_the_rules(&c)),
+                    Err(e) => prop_assert!(well_formed(&e, &text), "{}", e),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_shipped_file_parses() {
+        assert!(Config::parse(SHIPPED, "p.toml").is_ok());
     }
 }

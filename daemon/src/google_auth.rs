@@ -161,3 +161,41 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// Any file text: no panic; what is accepted has a secret of at
+        /// least 16 bytes and only 8-digit scratch codes.
+        #[test]
+        fn parse_any_text(text in any::<String>()) {
+            if let Ok(p) = parse(&text, "f") {
+                prop_assert!(p.secret.bytes().len() >= 16);
+                prop_assert!(p.scratch.iter().all(|c| c.display().replace('-', "").len() == backup_codes::SCRATCH_LEN));
+            }
+        }
+
+        /// Files shaped like real ones (a base32 line, options, codes).
+        #[test]
+        fn parse_shaped_files(
+            secret in "[A-Za-z2-7=]{0,40}",
+            lines in proptest::collection::vec(prop_oneof![
+                "[0-9]{6,10}",
+                "\" [A-Z_]{1,12}( [0-9]{0,3})?",
+                "\\PC{0,12}",
+            ], 0..8),
+        ) {
+            let text = format!("{secret}\n{}\n", lines.join("\n"));
+            if let Ok(p) = parse(&text, "f") {
+                prop_assert!(p.secret.bytes().len() >= 16);
+                let codes = lines.iter().filter(|l| l.trim().len() == 8 && l.trim().bytes().all(|b| b.is_ascii_digit())).count();
+                prop_assert_eq!(p.scratch.len(), codes);
+            }
+        }
+    }
+}

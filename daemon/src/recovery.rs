@@ -174,3 +174,38 @@ mod tests {
         assert_eq!(pending(&c, "u", 503).unwrap(), None, "single use");
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::backup_codes::proptests::near_codes;
+    use proptest::prelude::*;
+
+    /// The documented rule: spaces, `-` and ASCII case are ignored; what is
+    /// left is exactly LEN letters of the alphabet.
+    fn model(answer: &str) -> Option<String> {
+        let canon: String = answer
+            .chars()
+            .filter(|c| *c != ' ' && *c != '-')
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        (canon.chars().count() == LEN && canon.bytes().all(|b| ALPHABET.contains(&b)))
+            .then_some(canon)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn parse_matches_the_model_on_any_string(answer in any::<String>()) {
+            let got = parse(&answer).map(|c| c.display().replace('-', ""));
+            prop_assert_eq!(got, model(&answer));
+        }
+
+        #[test]
+        fn parse_matches_the_model_near_codes(answer in near_codes(30)) {
+            let got = parse(&answer).map(|c| c.display().replace('-', ""));
+            prop_assert_eq!(got, model(&answer));
+        }
+    }
+}

@@ -408,3 +408,46 @@ mod tests {
         assert_ne!(a.bytes(), b.bytes());
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The rule, written independently: at most MAX_ANSWER_BYTES bytes of
+    /// UTF-8 that are, without spaces, exactly 6 ASCII digits.
+    fn model(answer: &[u8]) -> Option<String> {
+        if answer.len() > MAX_ANSWER_BYTES {
+            return None;
+        }
+        let text = std::str::from_utf8(answer).ok()?;
+        let code: String = text.chars().filter(|c| *c != ' ').collect();
+        (code.len() == 6 && code.chars().all(|c| c.is_ascii_digit())).then_some(code)
+    }
+
+    fn near_codes() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            4 => proptest::char::range('0', '9'),
+            1 => Just(' '),
+            1 => prop_oneof![Just('+'), Just('-'), Just('٣'), Just('３'), Just('a'), Just('\t')],
+        ];
+        proptest::collection::vec(piece, 0..12)
+            .prop_map(|v| v.into_iter().collect::<String>().into_bytes())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn parse_code_matches_the_model_on_any_bytes(answer in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let got = parse_code(&answer).ok().map(|c| c.to_string());
+            prop_assert_eq!(got, model(&answer));
+        }
+
+        #[test]
+        fn parse_code_matches_the_model_near_codes(answer in near_codes()) {
+            let got = parse_code(&answer).ok().map(|c| c.to_string());
+            prop_assert_eq!(got, model(&answer));
+        }
+    }
+}

@@ -312,3 +312,49 @@ mod tests {
         assert_eq!(e.as_deref(), Some("unknown module argument \"frobnicate\""));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arg() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..40),
+            "(bus|failmode|timeout|Bus|x)=\\PC{0,20}".prop_map(String::into_bytes),
+            "timeout=[0-9+ -]{0,5}".prop_map(String::into_bytes),
+            "failmode=(secure|safe|SAFE|)".prop_map(String::into_bytes),
+            "bus=unix:path=/[a-z/]{0,10}".prop_map(String::into_bytes),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// Any arguments: no panic, and an accepted set names each known
+        /// key at most once with a value the rules allow.
+        #[test]
+        fn any_arguments(raw in proptest::collection::vec(arg(), 0..5)) {
+            let result = parse(raw.iter().map(Vec::as_slice));
+            if let Ok(args) = result {
+                let mut keys = Vec::new();
+                for a in &raw {
+                    let text = std::str::from_utf8(a);
+                    prop_assert!(text.is_ok());
+                    let (key, value) = text.unwrap_or_default().split_once('=').unwrap_or_default();
+                    prop_assert!(["bus", "failmode", "timeout"].contains(&key), "{key}");
+                    prop_assert!(!keys.contains(&key));
+                    keys.push(key);
+                    match key {
+                        "bus" => prop_assert!(value == args.bus && value.contains(':')
+                            && value.chars().all(|c| c.is_ascii_graphic())),
+                        "failmode" => prop_assert!(value == "secure" || value == "safe"),
+                        _ => prop_assert!(value.bytes().all(|b| b.is_ascii_digit())
+                            && (1..=MAX_TIMEOUT_SECONDS).contains(&args.timeout.as_secs())
+                            && value.parse::<u64>().ok() == Some(args.timeout.as_secs())),
+                    }
+                }
+            }
+        }
+    }
+}
