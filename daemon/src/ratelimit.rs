@@ -63,6 +63,19 @@ pub fn record_failure(
     Ok(wait)
 }
 
+/// Gives back one attempt that was counted before it was checked and
+/// turned out right (a password re-check): the count goes down by one, and
+/// a lock that attempt imposed is lifted.
+pub fn refund(conn: &Connection, user: &str, limits: &LimitsConfig) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE accounts SET failures = failures - 1,
+                locked_until = CASE WHEN failures - 1 < ?2 THEN 0 ELSE locked_until END
+         WHERE user = ?1 AND failures > 0",
+        params![user, limits.max_failures],
+    )
+    .map(|_| ())
+}
+
 pub fn record_success(conn: &Connection, user: &str) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE accounts SET failures = 0, locked_until = 0 WHERE user = ?1",

@@ -574,3 +574,36 @@ fn lockout_doubles_up_to_the_cap() {
         "third wait {third} should be capped at 5"
     );
 }
+
+/// failmode=safe passes only a definite "no daemon" (issue 7): a daemon
+/// that is there but does not answer in time (stopped with SIGSTOP, as a
+/// local user can stop their own `su`, or a slow bus) is a refusal in both
+/// modes; once it runs again the login works.
+#[test]
+fn a_stopped_daemon_is_a_refusal_even_with_failmode_safe() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::with_defaults();
+    let pid = i32::try_from(s.env.daemon.pid().expect("daemon pid")).expect("pid");
+    let signal = |sig: i32| {
+        // SAFETY: kill(2) on the daemon this test started, by its pid.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill {sig}");
+    };
+    signal(libc::SIGSTOP);
+    for args in ["failmode=safe timeout=2", "failmode=secure timeout=2"] {
+        let pam = s.env.pam(args);
+        let run = pam.login(&s.user.name).answer("123456").run();
+        signal(libc::SIGCONT);
+        assert_eq!(
+            run.result,
+            "PAM_AUTHINFO_UNAVAIL",
+            "{args}: a stopped daemon let the login through: {}",
+            run.describe()
+        );
+        run.assert_no_prompt().assert_errors(&[UNAVAILABLE]);
+        signal(libc::SIGSTOP);
+    }
+    signal(libc::SIGCONT);
+    s.login(s.code_now()).assert_result("PAM_SUCCESS");
+}
