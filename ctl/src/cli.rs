@@ -436,8 +436,9 @@ pub enum ImportSource {
                       scratch codes become backup codes. Codes of the current 30-second\n\
                       step and before are not accepted afterwards (they may have been used\n\
                       already).\n\n\
-                      twofactord reads the file itself, as root: it must be a regular\n\
-                      file (never a symbolic link) owned by the user or root. HOTP\n\
+                      twofactord reads the file itself, as root: it must be inside the\n\
+                      user's home directory, reached without any symbolic link, and be a\n\
+                      regular file owned by the user with a single hard link. HOTP\n\
                       (counter-based) files are refused; a user who already has an\n\
                       authenticator app in twofactor is left as they are. The file is\n\
                       neither changed nor removed.\n\n\

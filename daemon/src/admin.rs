@@ -5,6 +5,14 @@
 //! gives their own password (through `twofactor-reauth`) for every change;
 //! reading needs no password. Every change is audited with who, what and
 //! whom.
+//!
+//! Only root acts on root or on an administrator: a reset hands out a
+//! recovery code that logs in as the target, an unlock clears the lockout
+//! that stops codes being guessed, and an import gives the target a secret
+//! (and voids a pending recovery code). A non-root administrator asking for
+//! any of these on uid 0, on a member of `admin_group` (themselves
+//! included) or on a user whose groups cannot be looked up is refused and
+//! audited; nothing changes.
 
 use crate::accounts;
 use crate::audit::Event;
@@ -87,6 +95,45 @@ impl Admin {
             self.core.check_password(&name, password, action).await?;
         }
         Ok(name)
+    }
+
+    /// Refuses a non-root caller when `user` is root, an administrator, or
+    /// cannot be told apart from one (see [`Admin::is_privileged`]); the
+    /// refusal is audited.
+    fn check_target(
+        &self,
+        caller: &Caller,
+        by: &str,
+        action: &str,
+        user: &str,
+    ) -> Result<(), Error> {
+        if caller.uid == 0 || !self.is_privileged(user) {
+            return Ok(());
+        }
+        self.core.audit.log(Event::DeniedTarget {
+            uid: caller.uid,
+            by,
+            action,
+            user,
+        });
+        Err(Error::PermissionDenied(format!(
+            "only root may reset, unlock or import for root or an administrator \
+             (a member of admin_group); {:?} is one, or their groups could not be looked up",
+            user.chars().take(64).collect::<String>()
+        )))
+    }
+
+    /// Whether `user` is root or an administrator. Fails closed: a user the
+    /// system does not resolve, or whose group list comes back empty (every
+    /// real user has at least their primary group), counts as one.
+    fn is_privileged(&self, user: &str) -> bool {
+        match self.core.users.uid_of(user) {
+            None | Some(0) => return true,
+            Some(_) => {}
+        }
+        let groups = self.core.users.groups_of(user);
+        let admin_group = &self.core.config.admin_group;
+        groups.is_empty() || (!admin_group.is_empty() && groups.contains(admin_group))
     }
 
     pub async fn get_policy(&self, caller: &Caller) -> Result<Policy, Error> {
@@ -234,6 +281,7 @@ impl Admin {
         if self.core.users.uid_of(user).is_none() {
             return Err(no_user(user));
         }
+        self.check_target(caller, &by, "admin-reset", user)?;
         let code = recovery::generate(self.core.rng.as_ref())
             .map_err(|e| self.core.internal("admin-reset", &e.to_string()))?;
         let hash = self.hash(&code, "admin-reset").await?;
@@ -270,6 +318,7 @@ impl Admin {
         if !plausible_name(user) {
             return Err(no_user(user));
         }
+        self.check_target(caller, &by, "admin-unlock", user)?;
         let u = user.to_string();
         self.core
             .store
@@ -294,6 +343,7 @@ impl Admin {
         if self.core.users.uid_of(user).is_none() {
             return Err(no_user(user));
         }
+        self.check_target(caller, &by, "admin-import", user)?;
         Ok(self.import_one(&by, user, path).await)
     }
 
@@ -314,9 +364,20 @@ impl Admin {
                 .home_of(&user)
                 .map(|h| h.join(".google_authenticator"))
                 .is_some_and(|p| std::fs::symlink_metadata(p).is_ok());
-            if has_file {
-                reports.push(self.import_one(&by, &user, "").await);
+            if !has_file {
+                continue;
             }
+            // Root and administrators are left to root: a report, not an
+            // error, so that everyone else is still imported.
+            if let Err(e) = self.check_target(caller, &by, "admin-import", &user) {
+                reports.push(ImportReport {
+                    user,
+                    message: e.text(),
+                    ..ImportReport::default()
+                });
+                continue;
+            }
+            reports.push(self.import_one(&by, &user, "").await);
         }
         Ok(reports)
     }
@@ -338,8 +399,14 @@ impl Admin {
             std::path::PathBuf::from(path)
         };
         let shown = path.display().to_string();
+        let name = user.to_string();
         let parsed = tokio::task::spawn_blocking(move || {
-            google_auth::read(&path, uid).and_then(|text| {
+            let owner = google_auth::Owner {
+                user: &name,
+                uid,
+                home: &home,
+            };
+            google_auth::read(owner, &path).and_then(|text| {
                 let text = Zeroizing::new(text);
                 google_auth::parse(&text, &shown)
             })
@@ -487,8 +554,18 @@ mod tests {
         let (core, audit) = crate::core::testing::core(
             config,
             &clock,
-            &[("alice", 1000), ("bob", 1001), ("staffer", 1002)],
-            &[("alice", "pw-a"), ("staffer", "pw-s")],
+            &[
+                ("root", 0),
+                ("alice", 1000),
+                ("bob", 1001),
+                ("staffer", 1002),
+                ("staffmate", 1003),
+            ],
+            &[
+                ("alice", "pw-a"),
+                ("staffer", "pw-s"),
+                ("staffmate", "pw-m"),
+            ],
         );
         World {
             admin: Admin::new(core.clone()),
@@ -862,7 +939,7 @@ mod tests {
         let users = rt.block_on(w.admin.list_users(&staffer)).unwrap();
         assert_eq!(
             users.iter().map(|u| u.user.as_str()).collect::<Vec<_>>(),
-            vec!["alice", "bob", "staffer"]
+            vec!["alice", "bob", "staffer", "staffmate"]
         );
         assert!(matches!(
             rt.block_on(w.admin.reset(&staffer, "alice", b"wrong".to_vec())),
@@ -929,6 +1006,194 @@ mod tests {
                 .block_on(w.admin.get_policy(&root()))
                 .unwrap()
                 .mandatory
+        );
+    }
+
+    fn denied_for_target(r: Result<(), Error>) {
+        assert!(
+            matches!(r, Err(Error::PermissionDenied(ref m)) if m.contains("only root")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn a_non_root_admin_cannot_reset_root() {
+        let w = world();
+        let staffer = as_uid(1002);
+        let before = w.rt.block_on(w.admin.get_user(&root(), "root")).unwrap();
+        denied_for_target(
+            w.rt.block_on(w.admin.reset(&staffer, "root", b"pw-s".to_vec()))
+                .map(|_| ()),
+        );
+        let after = w.rt.block_on(w.admin.get_user(&root(), "root")).unwrap();
+        assert!(!after.recovery_pending, "no recovery code was made");
+        assert_eq!(before.methods, after.methods);
+        let lines = w.audit.captured.lock().unwrap().join("\n");
+        assert!(
+            lines.contains("denied uid=1002 action=admin-reset user=root by=staffer"),
+            "{lines}"
+        );
+        assert!(!lines.contains("admin-reset by="), "{lines}");
+    }
+
+    #[test]
+    fn a_non_root_admin_cannot_reset_another_admin_or_themselves() {
+        let w = world();
+        // staffmate has an app and backup codes.
+        w.set_policy(true, &["staff"], "");
+        let (id, first) = w.begin("staffmate");
+        w.enrol_at_prompt(&id, &first);
+        w.set_policy(false, &[], "");
+        let staffer = as_uid(1002);
+        for target in ["staffmate", "staffer"] {
+            denied_for_target(
+                w.rt.block_on(w.admin.reset(&staffer, target, b"pw-s".to_vec()))
+                    .map(|_| ()),
+            );
+        }
+        assert_eq!(w.methods(1003), (vec!["app".to_string()], 10), "unchanged");
+        let r =
+            w.rt.block_on(w.admin.get_user(&root(), "staffmate"))
+                .unwrap();
+        assert!(!r.recovery_pending);
+        // A wrong password is still refused as such, before the target rule.
+        assert!(matches!(
+            w.rt.block_on(w.admin.reset(&staffer, "staffmate", b"wrong".to_vec())),
+            Err(Error::BadPassword(_))
+        ));
+        let lines = w.audit.captured.lock().unwrap().join("\n");
+        assert!(
+            lines.contains("denied uid=1002 action=admin-reset user=staffmate by=staffer"),
+            "{lines}"
+        );
+    }
+
+    #[test]
+    fn root_resets_an_admin_and_a_non_root_admin_resets_a_plain_user() {
+        let w = world();
+        let code =
+            w.rt.block_on(w.admin.reset(&root(), "staffmate", Vec::new()))
+                .unwrap();
+        assert_eq!(code.code.len(), 19);
+        let code =
+            w.rt.block_on(w.admin.reset(&root(), "root", Vec::new()))
+                .unwrap();
+        assert_eq!(code.code.len(), 19);
+        w.rt.block_on(w.admin.reset(&as_uid(1002), "bob", b"pw-s".to_vec()))
+            .unwrap();
+        let lines = w.audit.captured.lock().unwrap().join("\n");
+        assert!(
+            lines.contains("admin-reset by=root user=staffmate"),
+            "{lines}"
+        );
+        assert!(lines.contains("admin-reset by=root user=root"), "{lines}");
+        assert!(lines.contains("admin-reset by=staffer user=bob"), "{lines}");
+        assert!(!lines.contains("denied"), "{lines}");
+    }
+
+    #[test]
+    fn a_non_root_admin_cannot_unlock_root_or_an_admin() {
+        let w = world();
+        // Lock staffmate with wrong passwords.
+        for _ in 0..5 {
+            let _ =
+                w.rt.block_on(w.accounts.enroll_app(&as_uid(1003), b"bad".to_vec()));
+        }
+        let locked = |w: &World| {
+            w.rt.block_on(w.admin.get_user(&root(), "staffmate"))
+                .unwrap()
+                .locked_until
+                > w.clock.now()
+        };
+        assert!(locked(&w));
+        let staffer = as_uid(1002);
+        for target in ["staffmate", "root", "staffer"] {
+            denied_for_target(w.rt.block_on(w.admin.unlock(&staffer, target, b"pw-s".to_vec())));
+        }
+        assert!(locked(&w), "still locked");
+        // A name the system does not know cannot be told apart from an
+        // administrator: root only.
+        denied_for_target(w.rt.block_on(w.admin.unlock(&staffer, "nobody-here", b"pw-s".to_vec())));
+        // A plain user: fine; root: anyone.
+        w.rt.block_on(w.admin.unlock(&staffer, "bob", b"pw-s".to_vec()))
+            .unwrap();
+        w.rt.block_on(w.admin.unlock(&root(), "staffmate", Vec::new()))
+            .unwrap();
+        assert!(!locked(&w));
+        let lines = w.audit.captured.lock().unwrap().join("\n");
+        assert!(
+            lines.contains("denied uid=1002 action=admin-unlock user=staffmate by=staffer"),
+            "{lines}"
+        );
+        assert!(
+            lines.contains("admin-unlock by=root user=staffmate"),
+            "{lines}"
+        );
+    }
+
+    #[test]
+    fn a_non_root_admin_cannot_import_for_root_or_an_admin() {
+        let w = world();
+        let staffer = as_uid(1002);
+        for target in ["root", "staffmate", "staffer"] {
+            denied_for_target(
+                w.rt.block_on(w.admin.import_google_authenticator(
+                    &staffer,
+                    target,
+                    "",
+                    b"pw-s".to_vec(),
+                ))
+                .map(|_| ()),
+            );
+        }
+        // A plain user: the import runs (the fake home has no file: a report).
+        let r = w
+            .rt
+            .block_on(
+                w.admin
+                    .import_google_authenticator(&staffer, "bob", "", b"pw-s".to_vec()),
+            )
+            .unwrap();
+        assert!(!r.imported);
+        assert!(!r.message.contains("only root"), "{}", r.message);
+        // Root is not refused for an administrator.
+        let r = w
+            .rt
+            .block_on(
+                w.admin
+                    .import_google_authenticator(&root(), "staffmate", "", Vec::new()),
+            )
+            .unwrap();
+        assert!(!r.message.contains("only root"), "{}", r.message);
+    }
+
+    #[test]
+    fn an_import_path_outside_the_home_is_refused_before_it_is_opened() {
+        let w = world();
+        let mut messages = Vec::new();
+        for path in [
+            "/etc/shadow",
+            "/root/x",
+            "/nonexistent/x",
+            "/home/bob/.google_authenticator",
+            "/home/alice/../bob/x",
+            "/home/alice",
+        ] {
+            let r = w
+                .rt
+                .block_on(
+                    w.admin
+                        .import_google_authenticator(&root(), "alice", path, Vec::new()),
+                )
+                .unwrap();
+            assert!(!r.imported);
+            messages.push(r.message);
+        }
+        assert!(
+            messages
+                .iter()
+                .all(|m| m == "the file must be inside alice's home directory (/home/alice)"),
+            "{messages:?}"
         );
     }
 }

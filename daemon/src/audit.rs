@@ -107,6 +107,16 @@ pub enum Event<'a> {
         uid: u32,
         action: &'a str,
     },
+    /// An administrator asked for something only root may do to this
+    /// user (root or another administrator). `user` comes before `by`, so
+    /// that the line never reads like the `admin-reset by= user=` of a
+    /// change that was made.
+    DeniedTarget {
+        uid: u32,
+        by: &'a str,
+        action: &'a str,
+        user: &'a str,
+    },
     Error {
         context: &'a str,
         error: &'a str,
@@ -256,6 +266,19 @@ impl Event<'_> {
                 line.event("denied")
                     .kv("uid", &uid.to_string())
                     .kv("action", action);
+                Level::Warning
+            }
+            Event::DeniedTarget {
+                uid,
+                by,
+                action,
+                user,
+            } => {
+                line.event("denied")
+                    .kv("uid", &uid.to_string())
+                    .kv("action", action)
+                    .kv("user", user)
+                    .kv("by", by);
                 Level::Warning
             }
             Event::Error { context, error } => {

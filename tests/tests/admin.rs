@@ -5,6 +5,7 @@
 //! as other uids (python3-dbus), against the real daemon; logins through
 //! the built pam_twofactor.so under real libpam.
 
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -783,7 +784,7 @@ fn import_google_authenticator_files() {
     assert!(message.contains("symlinks are not followed"), "{message}");
     assert_eq!(status(&env, &linked)["methods"], json!([]));
 
-    // An explicit FILE; but not a file of another user.
+    // An explicit FILE; but not a file in another user's home.
     let file = explicit.home().join("ga-file");
     let fe = google_authenticator(&explicit, &file, false);
     let other_file: PathBuf = b.home().join("not-explicit's");
@@ -800,10 +801,9 @@ fn import_google_authenticator_files() {
         b"",
     );
     assert_eq!(out.status.code(), Some(1), "{}", out.describe());
-    assert!(
-        import_block(&out.stdout(), &explicit.name)
-            .2
-            .contains("owned by the user"),
+    assert_eq!(
+        import_block(&out.stdout(), &explicit.name).2,
+        outside_message(&explicit),
         "{}",
         out.describe()
     );
@@ -868,6 +868,298 @@ fn import_google_authenticator_files() {
         .answer(&expected[0])
         .run()
         .assert_result("PAM_AUTH_ERR");
+}
+
+/// The one message for an import path outside `user`'s home.
+fn outside_message(user: &TestUser) -> String {
+    format!(
+        "the file must be inside {}'s home directory ({})",
+        user.name,
+        user.home().display()
+    )
+}
+
+/// `admin import google-authenticator NAME FILE` as root; asserts it was
+/// refused and nothing changed; returns the daemon's message.
+fn import_refused(env: &Env, user: &TestUser, file: &Path) -> String {
+    let out = admin::root_ctl(
+        env,
+        &[
+            "admin",
+            "import",
+            "google-authenticator",
+            &user.name,
+            &file.display().to_string(),
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.describe());
+    let (imported, _, message) = import_block(&out.stdout(), &user.name);
+    assert_eq!(imported, "no", "{}", out.describe());
+    assert_eq!(status(env, user)["methods"], json!([]), "nothing imported");
+    message
+}
+
+/// A user with a google-authenticator file at `~/real/ga`, made by them.
+struct ImportCase {
+    env: Env,
+    user: TestUser,
+    file: PathBuf,
+    ga: GaFile,
+}
+
+impl ImportCase {
+    fn new() -> ImportCase {
+        let env = Env::with_defaults();
+        // Home under /var/tmp: the daemon's /tmp is private.
+        let user = TestUser::with_home_under(Path::new("/var/tmp"));
+        let real = user.home().join("real");
+        std::fs::create_dir(&real).expect("mkdir");
+        std::os::unix::fs::chown(&real, Some(user.uid), Some(user.gid)).expect("chown");
+        let file = real.join("ga");
+        let ga = google_authenticator(&user, &file, false);
+        ImportCase {
+            env,
+            user,
+            file,
+            ga,
+        }
+    }
+
+    fn refused(&self, path: &Path) -> String {
+        import_refused(&self.env, &self.user, path)
+    }
+
+    /// The file itself, reached without a link and with one link, is
+    /// imported and its app works.
+    fn imports_the_file(&self) {
+        let out = admin::root_ok(
+            &self.env,
+            &[
+                "admin",
+                "import",
+                "google-authenticator",
+                &self.user.name,
+                &self.file.display().to_string(),
+            ],
+        );
+        assert_eq!(import_block(&out.stdout(), &self.user.name).0, "yes");
+        totp::ensure_step_margin(3);
+        self.env
+            .pam("")
+            .login(&self.user.name)
+            .answer(totp::code_at_step_offset(&self.ga.secret, 1))
+            .run()
+            .assert_result("PAM_SUCCESS");
+    }
+}
+
+/// The daemon reads an import file as root: a symbolic link to a directory
+/// of the home, in the middle of the path, is not followed (the file itself
+/// is the user's own).
+#[test]
+fn import_refuses_a_symlinked_directory_in_the_path() {
+    if !need_root!() {
+        return;
+    }
+    let c = ImportCase::new();
+    let linked_dir = c.user.home().join("linked");
+    std::os::unix::fs::symlink(c.file.parent().expect("real"), &linked_dir).expect("symlink");
+    let message = c.refused(&linked_dir.join("ga"));
+    assert!(message.contains("symlinks are not followed"), "{message}");
+    c.imports_the_file();
+}
+
+/// A root-owned file in the user's home is not the user's file: refused.
+#[test]
+fn import_refuses_a_root_owned_file_in_the_home() {
+    if !need_root!() {
+        return;
+    }
+    let c = ImportCase::new();
+    let root_owned = c.user.home().join("root-owned");
+    std::fs::copy(&c.file, &root_owned).expect("copy");
+    assert_eq!(
+        std::fs::metadata(&root_owned).map(|m| m.uid()).ok(),
+        Some(0)
+    );
+    let message = c.refused(&root_owned);
+    assert!(
+        message.contains(&format!("is not owned by {}", c.user.name)),
+        "{message}"
+    );
+    c.imports_the_file();
+}
+
+/// A file with a second hard link (which could name a file from elsewhere)
+/// is refused under either name; with one link it is read.
+#[test]
+fn import_refuses_a_hard_linked_file() {
+    if !need_root!() {
+        return;
+    }
+    let c = ImportCase::new();
+    let hard = c.user.home().join("hard");
+    std::fs::hard_link(&c.file, &hard).expect("hard link");
+    for p in [&hard, &c.file] {
+        let message = c.refused(p);
+        assert!(message.contains("more than one hard link"), "{message}");
+    }
+    std::fs::remove_file(&hard).expect("remove");
+    c.imports_the_file();
+}
+
+/// A path outside the user's home is refused before anything is opened,
+/// with one message whether or not the path exists, so an administrator
+/// cannot learn what is on the system through the daemon.
+#[test]
+fn import_path_outside_the_home_gets_one_message_whether_or_not_it_exists() {
+    if !need_root!() {
+        return;
+    }
+    let env = Env::with_defaults();
+    let var = Path::new("/var/tmp");
+    let u = TestUser::with_home_under(var);
+    let other = TestUser::with_home_under(var);
+    let others_file = other.home().join(".google_authenticator");
+    google_authenticator(&other, &others_file, false);
+    // Root's own file, made for this test (it exists for sure).
+    let root_file = var.join(format!("tft-root-ga-{}", std::process::id()));
+    std::fs::copy(&others_file, &root_file).expect("copy");
+    let expected = outside_message(&u);
+    let home = u.home();
+    let escapes = format!("{}/../{}", home.display(), "..");
+    let paths: Vec<PathBuf> = vec![
+        PathBuf::from("/etc/shadow"),
+        PathBuf::from("/root/x"),
+        PathBuf::from("/root"),
+        PathBuf::from("/nonexistent/x"),
+        PathBuf::from("/etc/tft-does-not-exist"),
+        root_file.clone(),
+        others_file.clone(),
+        home.join("..").join(other.name.as_str()),
+        PathBuf::from(&escapes).join("etc/shadow"),
+        home.join(format!("../../../../../../../../{}", others_file.display())),
+        home.clone(),
+    ];
+    for p in &paths {
+        let message = import_refused(&env, &u, p);
+        assert_eq!(message, expected, "{}", p.display());
+    }
+    let _ = std::fs::remove_file(&root_file);
+    // Nothing was imported for the other user either.
+    assert_eq!(status(&env, &other)["methods"], json!([]));
+}
+
+/// Only root resets, unlocks or imports for root or an administrator: a
+/// member of `admin_group` who asks (with their right password) is refused
+/// and audited, and nothing changes; they still reset a plain user, and
+/// root resets an administrator.
+#[test]
+fn only_root_resets_unlocks_or_imports_for_root_and_administrators() {
+    if !need_root!() {
+        return;
+    }
+    let g = TestGroup::new();
+    let env = admin::start_env(
+        &AdminConfig {
+            admin_group: g.name.clone(),
+            ..AdminConfig::default()
+        },
+        None,
+    );
+    let var = Path::new("/var/tmp");
+    let m = TestUser::new();
+    g.add(&m);
+    let m2 = TestUser::with_home_under(var);
+    g.add(&m2);
+    let plain = TestUser::new();
+    env.ctl().enroll_app(&m2);
+    env.ctl().enroll_app(&plain);
+    let root_before = admin::user_json(&env, "root");
+
+    // Through the CLI, with the administrator's own right password.
+    for args in [
+        vec!["admin", "reset", "root", "--yes"],
+        vec!["admin", "reset", &m2.name, "--yes"],
+        vec!["admin", "reset", &m.name, "--yes"],
+        vec!["admin", "unlock", "root"],
+        vec!["admin", "unlock", &m2.name],
+        vec!["admin", "import", "google-authenticator", &m2.name],
+    ] {
+        let out = env
+            .ctl()
+            .run(&m, &args, format!("{}\n", m.password()).as_bytes());
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", out.describe());
+        assert!(
+            out.stderr()
+                .contains("only root may reset, unlock or import"),
+            "{args:?}: {}",
+            out.describe()
+        );
+        assert!(
+            !out.stdout().contains("Recovery code"),
+            "{args:?}: {}",
+            out.describe()
+        );
+    }
+    // Directly on the bus: the typed error.
+    let r = env.bus.py_calls(
+        Some(m.ids()),
+        json!([
+            admin_call("Reset", "say", json!(["root", {"bytes": m.password()}])),
+            admin_call("Reset", "say", json!([m2.name, {"bytes": m.password()}])),
+            admin_call("Unlock", "say", json!([m2.name, {"bytes": m.password()}])),
+        ]),
+    );
+    for x in &r {
+        assert_eq!(x["error"], PERMISSION_DENIED, "{r:?}");
+    }
+    // Nothing changed.
+    let root_after = admin::user_json(&env, "root");
+    assert_eq!(root_after["recovery_pending"], false, "{root_after}");
+    assert_eq!(root_after["methods"], root_before["methods"]);
+    let report = admin::user_json(&env, &m2.name);
+    assert_eq!(report["methods"], json!(["app"]), "{report}");
+    assert_eq!(report["recovery_pending"], false, "{report}");
+    let log = env.daemon.log();
+    for (action, user) in [
+        ("admin-reset", "root"),
+        ("admin-reset", m2.name.as_str()),
+        ("admin-unlock", m2.name.as_str()),
+        ("admin-import", m2.name.as_str()),
+    ] {
+        let line = format!(
+            "denied uid={} action={action} user={user} by={}",
+            m.uid, m.name
+        );
+        assert!(log.contains(&line), "{line} is not in the log:\n{log}");
+    }
+    assert!(
+        !log.contains(&format!("admin-reset by={}", m.name)),
+        "{log}"
+    );
+
+    // A plain user: the administrator may.
+    let out = env.ctl().run(
+        &m,
+        &["admin", "reset", &plain.name, "--yes"],
+        format!("{}\n", m.password()).as_bytes(),
+    );
+    assert!(out.success(), "{}", out.describe());
+    assert_eq!(admin::user_json(&env, &plain.name)["methods"], json!([]));
+    // Root may reset an administrator.
+    let (code, _) = admin::reset(&env, &m2.name);
+    assert!(is_recovery_code(&code), "{code}");
+    let report = admin::user_json(&env, &m2.name);
+    assert_eq!(report["methods"], json!([]), "{report}");
+    assert_eq!(report["recovery_pending"], true, "{report}");
+    let log = env.daemon.log();
+    assert!(
+        log.contains(&format!("admin-reset by={} user={}", m.name, plain.name))
+            && log.contains(&format!("admin-reset by=root user={}", m2.name)),
+        "{log}"
+    );
 }
 
 /// Every Admin1 method, with the caller's own right password where one is
@@ -1113,8 +1405,10 @@ fn admin1_replies_match_the_contract() {
         return;
     }
     let env = Env::with_defaults();
-    let user = TestUser::new();
+    // Home under /var/tmp: the daemon's /tmp is private.
+    let user = TestUser::with_home_under(Path::new("/var/tmp"));
     env.ctl().enroll_app(&user);
+    let missing = user.home().join("tft-ga").display().to_string();
     let r = env.bus.py_calls(
         None,
         json!([
@@ -1127,7 +1421,7 @@ fn admin1_replies_match_the_contract() {
             admin_call(
                 "ImportGoogleAuthenticator",
                 "ssay",
-                json!([user.name, "/nonexistent/tft-ga", {"bytes": ""}])
+                json!([user.name, missing, {"bytes": ""}])
             ),
             admin_call("ImportGoogleAuthenticatorAll", "ay", json!([{"bytes": ""}])),
         ]),
