@@ -71,18 +71,17 @@ impl Admin {
         if caller.uid == 0 {
             return Ok("root".into());
         }
-        let name = self.core.users.name_of(caller.uid);
-        let group = &self.core.config.admin_group;
-        let admin = match &name {
-            // A failed group look-up makes nobody an administrator.
-            Some(n) if !group.is_empty() => self
-                .core
-                .users
-                .groups_of(n)
-                .is_ok_and(|g| g.contains(group)),
-            _ => false,
-        };
-        let Some(name) = name.filter(|_| admin) else {
+        let (uid, group) = (caller.uid, self.core.config.admin_group.clone());
+        let admin = self
+            .core
+            .lookup(move |users| {
+                let name = users.name_of(uid)?;
+                // A failed group look-up makes nobody an administrator.
+                (!group.is_empty() && users.groups_of(&name).is_ok_and(|g| g.contains(&group)))
+                    .then_some(name)
+            })
+            .await?;
+        let Some(name) = admin else {
             self.core.audit.log(Event::Denied {
                 uid: caller.uid,
                 action,
@@ -100,14 +99,14 @@ impl Admin {
     /// Refuses a non-root caller when `user` is root, an administrator, or
     /// cannot be told apart from one (see [`Admin::is_privileged`]); the
     /// refusal is audited.
-    fn check_target(
+    async fn check_target(
         &self,
         caller: &Caller,
         by: &str,
         action: &str,
         user: &str,
     ) -> Result<(), Error> {
-        if caller.uid == 0 || !self.is_privileged(user) {
+        if caller.uid == 0 || !self.is_privileged(user).await {
             return Ok(());
         }
         self.core.audit.log(Event::DeniedTarget {
@@ -124,16 +123,24 @@ impl Admin {
     }
 
     /// Whether `user` is root or an administrator. Fails closed: a user the
-    /// system does not resolve, or whose group list comes back empty (every
-    /// real user has at least their primary group), counts as one.
-    fn is_privileged(&self, user: &str) -> bool {
-        match self.core.users.uid_of(user) {
-            None | Some(0) => return true,
-            Some(_) => {}
-        }
-        let groups = self.core.users.groups_of(user);
-        let admin_group = &self.core.config.admin_group;
-        groups.is_empty() || (!admin_group.is_empty() && groups.contains(admin_group))
+    /// system does not resolve, whose groups the name service cannot give,
+    /// or whose group list comes back empty (every real user has at least
+    /// their primary group), counts as one.
+    async fn is_privileged(&self, user: &str) -> bool {
+        let (user, admin_group) = (user.to_string(), self.core.config.admin_group.clone());
+        self.core
+            .lookup(move |users| {
+                match users.uid_of(&user) {
+                    None | Some(0) => return true,
+                    Some(_) => {}
+                }
+                let Ok(groups) = users.groups_of(&user) else {
+                    return true;
+                };
+                groups.is_empty() || (!admin_group.is_empty() && groups.contains(&admin_group))
+            })
+            .await
+            .unwrap_or(true)
     }
 
     pub async fn get_policy(&self, caller: &Caller) -> Result<Policy, Error> {
@@ -281,7 +288,7 @@ impl Admin {
         if self.core.users.uid_of(user).is_none() {
             return Err(no_user(user));
         }
-        self.check_target(caller, &by, "admin-reset", user)?;
+        self.check_target(caller, &by, "admin-reset", user).await?;
         let code = recovery::generate(self.core.rng.as_ref())
             .map_err(|e| self.core.internal("admin-reset", &e.to_string()))?;
         let hash = self.hash(&code, "admin-reset").await?;
@@ -318,7 +325,7 @@ impl Admin {
         if !plausible_name(user) {
             return Err(no_user(user));
         }
-        self.check_target(caller, &by, "admin-unlock", user)?;
+        self.check_target(caller, &by, "admin-unlock", user).await?;
         let u = user.to_string();
         self.core
             .store
@@ -343,7 +350,7 @@ impl Admin {
         if self.core.users.uid_of(user).is_none() {
             return Err(no_user(user));
         }
-        self.check_target(caller, &by, "admin-import", user)?;
+        self.check_target(caller, &by, "admin-import", user).await?;
         Ok(self.import_one(&by, user, path).await)
     }
 
@@ -369,7 +376,7 @@ impl Admin {
             }
             // Root and administrators are left to root: a report, not an
             // error, so that everyone else is still imported.
-            if let Err(e) = self.check_target(caller, &by, "admin-import", &user) {
+            if let Err(e) = self.check_target(caller, &by, "admin-import", &user).await {
                 reports.push(ImportReport {
                     user,
                     message: e.text(),

@@ -6,7 +6,9 @@
 //! second line or field. Only the fields listed in [`Event`] exist: there is
 //! no way to log a code, secret, URI or password through this module.
 
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Mutex;
+use std::thread::JoinHandle;
 use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
 
 /// Who and where, for login events.
@@ -342,9 +344,15 @@ pub fn quote(value: &str) -> String {
 type SysLogger = Logger<LoggerBackend, Formatter3164>;
 
 /// Where audit lines go.
+/// Lines waiting for the syslog writer; past this, logging waits.
+const QUEUE: usize = 4096;
+
 pub struct Audit {
-    syslog: Mutex<Option<SysLogger>>,
-    use_syslog: bool,
+    /// Lines go to a thread of their own that writes them to syslog: a
+    /// slow or stuck journald must not stall the async workers that serve
+    /// every login. None without syslog.
+    writer: Mutex<Option<SyncSender<(Level, String)>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
     stderr: bool,
     #[cfg(test)]
     pub captured: Mutex<Vec<String>>,
@@ -352,9 +360,30 @@ pub struct Audit {
 
 impl Audit {
     pub fn new(use_syslog: bool, stderr: bool) -> Self {
+        let (writer, thread) = if use_syslog {
+            let (tx, rx) = sync_channel::<(Level, String)>(QUEUE);
+            let thread = std::thread::Builder::new()
+                .name("syslog".into())
+                .spawn(move || {
+                    let mut syslog = None;
+                    for (level, line) in rx {
+                        to_syslog(&mut syslog, level, &line);
+                    }
+                })
+                .ok();
+            match thread {
+                Some(t) => (Some(tx), Some(t)),
+                None => (None, None),
+            }
+        } else {
+            (None, None)
+        };
+        // Without a writer thread (it could not be started), lines go to
+        // stderr rather than nowhere.
+        let stderr = stderr || (use_syslog && writer.is_none());
         Audit {
-            syslog: Mutex::new(None),
-            use_syslog,
+            writer: Mutex::new(writer),
+            thread: Mutex::new(thread),
             stderr,
             #[cfg(test)]
             captured: Mutex::new(Vec::new()),
@@ -370,38 +399,50 @@ impl Audit {
         if let Ok(mut c) = self.captured.lock() {
             c.push(line.clone());
         }
-        if self.use_syslog {
-            self.to_syslog(level, &line);
+        if let Ok(writer) = self.writer.lock() {
+            if let Some(tx) = writer.as_ref() {
+                // Waits only when QUEUE lines are already waiting.
+                let _ = tx.send((level, line));
+            }
         }
     }
+}
 
-    fn to_syslog(&self, level: Level, line: &str) {
-        let Ok(mut guard) = self.syslog.lock() else {
-            return;
-        };
-        if guard.is_none() {
-            *guard = syslog::unix(Formatter3164 {
-                facility: Facility::LOG_AUTHPRIV,
-                hostname: None,
-                process: "twofactord".into(),
-                pid: std::process::id(),
-            })
-            .ok();
+impl Drop for Audit {
+    /// Writes out what is queued before the daemon exits.
+    fn drop(&mut self) {
+        if let Ok(mut writer) = self.writer.lock() {
+            writer.take();
         }
-        let sent = match guard.as_mut() {
-            Some(logger) => match level {
-                Level::Info => logger.info(line),
-                Level::Notice => logger.notice(line),
-                Level::Warning => logger.warning(line),
-                Level::Error => logger.err(line),
-            }
-            .is_ok(),
-            None => false,
-        };
-        if !sent {
-            // Reconnect next time (syslog restarted, /dev/log appeared).
-            *guard = None;
+        if let Some(thread) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = thread.join();
         }
+    }
+}
+
+/// Writes one line, (re)connecting to /dev/log when needed.
+fn to_syslog(syslog: &mut Option<SysLogger>, level: Level, line: &str) {
+    if syslog.is_none() {
+        *syslog = syslog::unix(Formatter3164 {
+            facility: Facility::LOG_AUTHPRIV,
+            hostname: None,
+            process: "twofactord".into(),
+            pid: std::process::id(),
+        })
+        .ok();
+    }
+    let sent = match syslog.as_mut() {
+        Some(logger) => match level {
+            Level::Info => logger.info(line),
+            Level::Notice => logger.notice(line),
+            Level::Warning => logger.warning(line),
+            Level::Error => logger.err(line),
+        }
+        .is_ok(),
+        None => false,
+    };
+    if !sent {
+        *syslog = None;
     }
 }
 

@@ -345,7 +345,8 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let check = |p: &[u8]| rt.block_on(core.check_password("alice", Zeroizing::new(p.to_vec()), "t"));
+        let check =
+            |p: &[u8]| rt.block_on(core.check_password("alice", Zeroizing::new(p.to_vec()), "t"));
         let failures = || {
             rt.block_on(core.store.run(|c| accounts::status(c, "alice", 0)))
                 .unwrap()

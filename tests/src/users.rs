@@ -116,7 +116,11 @@ impl TestUser {
             ],
             b"",
         );
-        assert!(out.success(), "useradd -o {name} failed: {}", out.describe());
+        assert!(
+            out.success(),
+            "useradd -o {name} failed: {}",
+            out.describe()
+        );
         Alias { name }
     }
 }

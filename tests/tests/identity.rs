@@ -49,7 +49,11 @@ fn a_same_uid_alias_is_the_same_account() {
     // An administrator naming the alias sees and resets the user.
     let by_alias = admin::user_json(&env, &alias.name);
     assert_eq!(by_alias["user"], user.name.as_str(), "{by_alias}");
-    assert_eq!(by_alias["methods"], serde_json::json!(["app"]), "{by_alias}");
+    assert_eq!(
+        by_alias["methods"],
+        serde_json::json!(["app"]),
+        "{by_alias}"
+    );
     let (_, out) = admin::reset(&env, &alias.name);
     assert!(
         out.stdout().contains(&user.name),

@@ -75,11 +75,9 @@ fn wrong_password_then_a_whole_enrolment_stores_nothing() {
     for code in &at.backup_codes {
         assert!(!next.backup_codes.contains(code));
     }
-    let log = env.daemon.log();
-    assert!(
-        log.contains(&format!("login-change-discarded user={}", user.name)),
-        "{log}"
-    );
+    let discarded = format!("login-change-discarded user={}", user.name);
+    let log = env.daemon.wait_log(&discarded);
+    assert!(log.contains(&discarded), "{log}");
 }
 
 #[test]
@@ -137,10 +135,10 @@ fn an_application_that_never_runs_the_account_phase_stores_nothing() {
     assert_eq!(s["methods"], json!([]), "{s}");
     assert_eq!(s["backup_codes_left"], 0, "{s}");
     // The daemon forgot the login when its connection went away.
-    let log = env.daemon.log();
+    let discarded = format!("login-change-discarded user={}", user.name);
+    let log = env.daemon.wait_log("why=connection-closed");
     assert!(
-        log.contains(&format!("login-change-discarded user={}", user.name))
-            && log.contains("why=connection-closed"),
+        log.contains(&discarded) && log.contains("why=connection-closed"),
         "{log}"
     );
 }

@@ -1333,8 +1333,14 @@ mod tests {
         };
         // Another case (a case-insensitive name service) finds alice's
         // method and counts against alice's failures.
-        denied_with(&w.login(&root(), "ALICE", wrong.as_bytes()).unwrap(), INVALID);
-        denied_with(&w.login(&root(), "Alice", wrong.as_bytes()).unwrap(), INVALID);
+        denied_with(
+            &w.login(&root(), "ALICE", wrong.as_bytes()).unwrap(),
+            INVALID,
+        );
+        denied_with(
+            &w.login(&root(), "Alice", wrong.as_bytes()).unwrap(),
+            INVALID,
+        );
         assert_eq!(w.failures(), 2);
         assert_eq!(
             w.login(&root(), "aLiCe", w.code(0).as_bytes())
@@ -1366,7 +1372,10 @@ mod tests {
             uid: 1000,
             bus_name: ":1.50".into(),
         };
-        assert!(w.rt.block_on(w.logins.begin(&alice, origin("ALICE"))).is_ok());
+        assert!(w
+            .rt
+            .block_on(w.logins.begin(&alice, origin("ALICE")))
+            .is_ok());
         assert!(matches!(
             w.rt.block_on(w.logins.begin(&alice, origin("toor"))),
             Err(Error::PermissionDenied(_))
