@@ -30,6 +30,7 @@ fn main() {
         max_failures: 100,
         lockout_seconds: 1,
         max_lockout_seconds: 1,
+        account_max_failures: 100,
     };
     rt.block_on(async {
         store
@@ -61,7 +62,7 @@ fn main() {
                 handles.push(tokio::spawn(async move {
                     let user = format!("user{}", i % 1000);
                     let r = store
-                        .run(move |c| ratelimit::record_failure(c, &user, 0, &limits))
+                        .run(move |c| ratelimit::record_failure(c, &user, "bench", 0, &limits))
                         .await;
                     drop(permit);
                     r

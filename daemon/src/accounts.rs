@@ -26,8 +26,12 @@ pub fn record_login(conn: &Connection, user: &str, method: &str, now: i64) -> ru
 pub fn status(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<AccountStatus> {
     let mut status = conn
         .query_row(
-            "SELECT preferred, last_method, last_login, failures, locked_until
-             FROM accounts WHERE user = ?1",
+            // The longest lock in force: the account's own, or one of a
+            // source of its logins (see ratelimit).
+            "SELECT preferred, last_method, last_login, failures,
+                    MAX(locked_until, COALESCE(
+                        (SELECT MAX(locked_until) FROM source_failures s WHERE s.user = a.user), 0))
+             FROM accounts a WHERE user = ?1",
             [user],
             |r| {
                 Ok(AccountStatus {

@@ -300,7 +300,7 @@ impl Admin {
                 accounts::ensure(c, &u, now)?;
                 totp::remove(c, &u)?;
                 backup_codes::remove_all(c, &u)?;
-                ratelimit::record_success(c, &u)?;
+                ratelimit::clear(c, &u)?;
                 recovery::replace(c, &u, &hash, now, &b)
             })
             .await
@@ -329,7 +329,7 @@ impl Admin {
         let u = user.to_string();
         self.core
             .store
-            .run(move |c| ratelimit::record_success(c, &u))
+            .run(move |c| ratelimit::clear(c, &u))
             .await
             .map_err(|e| self.core.internal("admin-unlock", &e.to_string()))?;
         self.core.audit.log(Event::Unlock { by: &by, user });

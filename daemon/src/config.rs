@@ -48,12 +48,18 @@ pub struct TotpConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// Failures (wrong codes, wrong passwords) before attempts must wait.
+    /// Failures (wrong codes, wrong passwords) from one source (a remote
+    /// host, or a local terminal) before attempts from that source must
+    /// wait.
     pub max_failures: u32,
     /// First wait after `max_failures`; doubles with each further failure.
     pub lockout_seconds: u32,
     /// Longest wait.
     pub max_lockout_seconds: u32,
+    /// Consecutive failures of an account from all sources together before
+    /// every source must wait `max_lockout_seconds` (NIST SP 800-63B: at
+    /// most 100).
+    pub account_max_failures: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -90,6 +96,7 @@ impl Default for LimitsConfig {
             max_failures: 5,
             lockout_seconds: 60,
             max_lockout_seconds: 3600,
+            account_max_failures: 100,
         }
     }
 }
@@ -259,6 +266,16 @@ impl Config {
                 format!(
                     "{} must be between lockout_seconds ({}) and 604800",
                     l.max_lockout_seconds, l.lockout_seconds
+                ),
+            ));
+        }
+        if !(l.max_failures..=100).contains(&l.account_max_failures) {
+            return Err(invalid(
+                "limits",
+                "account_max_failures",
+                format!(
+                    "{} must be between max_failures ({}) and 100",
+                    l.account_max_failures, l.max_failures
                 ),
             ));
         }

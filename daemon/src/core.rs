@@ -92,11 +92,17 @@ impl Core {
         let counted = self
             .store
             .run(move |c| {
-                if let Gate::Wait(s) = ratelimit::gate(c, &u, now)? {
+                if let Gate::Wait(s) = ratelimit::gate(c, &u, ratelimit::REAUTH_SOURCE, now)? {
                     return Ok(Err(s));
                 }
                 accounts::ensure(c, &u, now)?;
-                Ok(Ok(ratelimit::record_failure(c, &u, now, &limits)?))
+                Ok(Ok(ratelimit::record_failure(
+                    c,
+                    &u,
+                    ratelimit::REAUTH_SOURCE,
+                    now,
+                    &limits,
+                )?))
             })
             .await
             .map_err(|e| self.internal(action, &e.to_string()))?;
@@ -123,7 +129,7 @@ impl Core {
                 let limits = self.config.limits.clone();
                 let u = user.to_string();
                 self.store
-                    .run(move |c| ratelimit::refund(c, &u, &limits))
+                    .run(move |c| ratelimit::refund(c, &u, ratelimit::REAUTH_SOURCE, &limits))
                     .await
                     .map_err(|e| self.internal(action, &e.to_string()))?;
                 Ok(())

@@ -607,3 +607,49 @@ fn a_stopped_daemon_is_a_refusal_even_with_failmode_safe() {
     signal(libc::SIGCONT);
     s.login(s.code_now()).assert_result("PAM_SUCCESS");
 }
+
+/// Throttling is per account and source (issue 7): a flood of wrong codes
+/// from one address slows that address down, and the owner logging in from
+/// another address gets in with the right code; the attacker's address
+/// still waits afterwards.
+#[test]
+fn a_flood_from_one_address_does_not_lock_the_owner_out() {
+    if !need_root!() {
+        return;
+    }
+    let config = DaemonConfig {
+        max_failures: 3,
+        lockout_seconds: 60,
+        max_lockout_seconds: 600,
+        ..DaemonConfig::default()
+    };
+    let s = Enrolled::new(&config);
+    let wrong = totp::wrong_code(&s.code_now());
+    let mut waited = 0;
+    for _ in 0..30 {
+        let run = s
+            .pam
+            .login(&s.user.name)
+            .rhost("198.51.100.66")
+            .answer(&wrong)
+            .run();
+        run.assert_result("PAM_AUTH_ERR");
+        waited += usize::from(lock_wait(&run.errors).is_some());
+    }
+    assert_eq!(waited, 27, "after 3 failures the address waits");
+    totp::ensure_step_margin(3);
+    s.pam
+        .login(&s.user.name)
+        .rhost("192.0.2.10")
+        .answer(s.code_now())
+        .run()
+        .assert_result("PAM_SUCCESS");
+    let after = s
+        .pam
+        .login(&s.user.name)
+        .rhost("198.51.100.66")
+        .answer(totp::code_at_step_offset(&s.secret, 1))
+        .run();
+    after.assert_result("PAM_AUTH_ERR");
+    assert!(lock_wait(&after.errors).is_some(), "{}", after.describe());
+}

@@ -262,7 +262,7 @@ impl Logins {
                 totp::activate(conn, &user, &secret, step, now)?;
                 backup_codes::replace_set(conn, &user, &hashed, now)?;
                 recovery::remove(conn, &user)?;
-                ratelimit::record_success(conn, &user)?;
+                ratelimit::clear(conn, &user)?;
                 accounts::record_login(conn, &user, method::APP, now)?;
                 Ok(true)
             })

@@ -508,10 +508,11 @@ impl Logins {
         let now = self.core.clock.now();
         let skew = self.core.config.totp.skew_steps;
         let limits = self.core.config.limits.clone();
+        let source = ratelimit::source_of(origin);
         let verdict = self
             .core
             .store
-            .run(move |c| verify_app_code(c, &user, &code, now, skew, &limits))
+            .run(move |c| verify_app_code(c, &user, &source, &code, now, skew, &limits))
             .await;
         match verdict {
             Ok(Verdict::Accepted(left)) => {
@@ -547,15 +548,16 @@ impl Logins {
         let now = self.core.clock.now();
         let limits = self.core.config.limits.clone();
         let (user, selector) = (origin.user.clone(), code.selector().to_string());
+        let source = ratelimit::source_of(origin);
         let found = store
             .run(move |c| {
-                if let Gate::Wait(s) = ratelimit::gate(c, &user, now)? {
+                if let Gate::Wait(s) = ratelimit::gate(c, &user, &source, now)? {
                     return Ok(Err(Verdict::Locked(s)));
                 }
                 if !totp::is_enrolled(c, &user)? {
                     return Ok(Err(Verdict::NotEnrolled));
                 }
-                let lock = ratelimit::record_failure(c, &user, now, &limits)?;
+                let lock = ratelimit::record_failure(c, &user, &source, now, &limits)?;
                 Ok(match backup_codes::candidate(c, &user, &selector)? {
                     Some((id, hash)) => Ok((id, hash, lock)),
                     None => Err(Verdict::Wrong { lock }),
@@ -578,13 +580,13 @@ impl Logins {
         if !verified {
             return self.refused(origin, "wrong-backup-code", lock);
         }
-        let user = origin.user.clone();
+        let (user, source) = (origin.user.clone(), ratelimit::source_of(origin));
         let consumed = store
             .run(move |c| {
                 if !backup_codes::consume(c, id, now)? {
                     return Ok(None);
                 }
-                ratelimit::record_success(c, &user)?;
+                ratelimit::record_success(c, &user, &source)?;
                 accounts::record_login(c, &user, method::BACKUP_CODE, now)?;
                 backup_codes::remaining(c, &user)
             })
@@ -623,14 +625,14 @@ impl Logins {
         let store = &self.core.store;
         let now = self.core.clock.now();
         let limits = self.core.config.limits.clone();
-        let user = origin.user.clone();
+        let (user, source) = (origin.user.clone(), ratelimit::source_of(origin));
         let found = store
             .run(move |c| {
-                if let Gate::Wait(s) = ratelimit::gate(c, &user, now)? {
+                if let Gate::Wait(s) = ratelimit::gate(c, &user, &source, now)? {
                     return Ok(Err(Verdict::Locked(s)));
                 }
                 accounts::ensure(c, &user, now)?;
-                let lock = ratelimit::record_failure(c, &user, now, &limits)?;
+                let lock = ratelimit::record_failure(c, &user, &source, now, &limits)?;
                 Ok(match recovery::pending(c, &user, now)? {
                     Some(hash) => Ok((hash, lock)),
                     None => Err(Verdict::Wrong { lock }),
@@ -654,6 +656,7 @@ impl Logins {
             return Next::Done(self.refused(origin, "wrong-recovery-code", lock));
         }
         let (user, sid) = (origin.user.clone(), session.to_string());
+        let source = ratelimit::source_of(origin);
         let claimed = store
             .run(move |c| {
                 // The claim outlives the prompt by the commit window, so
@@ -661,7 +664,7 @@ impl Logins {
                 let until = expires + COMMIT_SECONDS;
                 let claimed = recovery::claim(c, &user, &hash, &sid, until, now)?;
                 if claimed {
-                    ratelimit::record_success(c, &user)?;
+                    ratelimit::record_success(c, &user, &source)?;
                 }
                 Ok(claimed)
             })
@@ -782,12 +785,13 @@ pub fn wait_message(seconds: i64) -> String {
 fn verify_app_code(
     c: &Connection,
     user: &str,
+    source: &str,
     code: &str,
     now: i64,
     skew: u32,
     limits: &crate::config::LimitsConfig,
 ) -> rusqlite::Result<Verdict> {
-    if let Gate::Wait(s) = ratelimit::gate(c, user, now)? {
+    if let Gate::Wait(s) = ratelimit::gate(c, user, source, now)? {
         return Ok(Verdict::Locked(s));
     }
     let Some((secret, last_step)) = totp::load(c, user)? else {
@@ -796,15 +800,15 @@ fn verify_app_code(
     Ok(match totp::check(&secret, code, now, skew, last_step) {
         Check::Accepted(step) => {
             totp::set_last_step(c, user, step)?;
-            ratelimit::record_success(c, user)?;
+            ratelimit::record_success(c, user, source)?;
             accounts::record_login(c, user, method::APP, now)?;
             Verdict::Accepted(backup_codes::remaining(c, user)?)
         }
         Check::Replayed => Verdict::Replayed {
-            lock: ratelimit::record_failure(c, user, now, limits)?,
+            lock: ratelimit::record_failure(c, user, source, now, limits)?,
         },
         Check::Wrong => Verdict::Wrong {
-            lock: ratelimit::record_failure(c, user, now, limits)?,
+            lock: ratelimit::record_failure(c, user, source, now, limits)?,
         },
     })
 }
@@ -1432,6 +1436,48 @@ mod tests {
                 .unwrap()
                 .action,
             Action::Accept
+        );
+    }
+
+    #[test]
+    fn a_flood_from_one_address_does_not_lock_the_owner_out_elsewhere() {
+        let w = world();
+        let wrong = if w.code(0) == "111111" {
+            "222222"
+        } else {
+            "111111"
+        };
+        let from = |rhost: &str| Origin {
+            rhost: rhost.into(),
+            ..origin("alice")
+        };
+        let attempt = |o: Origin, answer: &str| {
+            w.rt.block_on(async {
+                let (id, _) = w.logins.begin(&root(), o).await?;
+                w.logins
+                    .answer(&root(), &id, answer.as_bytes().to_vec())
+                    .await
+            })
+            .unwrap()
+        };
+        for _ in 0..50 {
+            attempt(from("198.51.100.66"), wrong);
+        }
+        // max_failures = 3: the attacker's address waits...
+        denied_with(&attempt(from("198.51.100.66"), &w.code(0)), "try again in");
+        // ...the owner's does not.
+        assert_eq!(
+            attempt(from("192.0.2.10"), &w.code(0)).action,
+            Action::Accept
+        );
+        // Only 3 of the 50 were checked (and counted): the rest waited.
+        // The owner's success reset the account's count, not the attacker's
+        // lock.
+        assert_eq!(w.failures(), 0);
+        w.clock.advance(10);
+        denied_with(
+            &attempt(from("198.51.100.66"), &w.code(0)),
+            "try again in 20 seconds",
         );
     }
 }

@@ -61,6 +61,17 @@ pub const MIGRATIONS: &[&str] = &[
     // consumed only when that login's enrolment completes.
     "ALTER TABLE recovery_codes ADD COLUMN claimed_by TEXT;
     ALTER TABLE recovery_codes ADD COLUMN claimed_until INTEGER NOT NULL DEFAULT 0;",
+    // 5: failures per account and source (remote host or local terminal),
+    // so that one source's guesses slow that source down, not the owner
+    // elsewhere; accounts.failures stays the account-wide ceiling.
+    "CREATE TABLE source_failures (
+        user TEXT NOT NULL,
+        source TEXT NOT NULL,
+        failures INTEGER NOT NULL DEFAULT 0,
+        locked_until INTEGER NOT NULL DEFAULT 0,
+        last INTEGER NOT NULL,
+        PRIMARY KEY (user, source)
+    ) STRICT;",
 ];
 
 /// The version this build of the daemon writes.
