@@ -104,7 +104,7 @@ impl Default for LimitsConfig {
 impl Default for LoginConfig {
     fn default() -> Self {
         LoginConfig {
-            session_timeout_seconds: 300,
+            session_timeout_seconds: 120,
         }
     }
 }

@@ -98,3 +98,52 @@ fn oversized_and_odd_arguments_are_refused() {
     );
     assert_eq!(r[0]["ok"][1][2], CODE_PROMPT, "{r:?}");
 }
+
+/// Abandoned prompts (issue 7): logins begun from connections that then
+/// leave the bus (the process was killed, the PAM handle ended) do not
+/// hold slots. 5000 of them, more than the daemon's whole table of logins
+/// in progress, and then root's login still works.
+#[test]
+fn thousands_of_abandoned_prompts_do_not_block_logins() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::with_defaults();
+    const SCRIPT: &str = r#"
+import sys, dbus, dbus.lowlevel
+address, user, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+started = refused = 0
+for i in range(n):
+    c = dbus.bus.BusConnection(address)
+    msg = dbus.lowlevel.MethodCallMessage("org.twofactor.Daemon1", "/org/twofactor/Daemon1",
+                                          "org.twofactor.Login1", "Begin")
+    msg.append(user, "tft-abandon", "192.0.2.7", "ssh", signature="ssss")
+    try:
+        c.send_message_with_reply_and_block(msg, 30)
+        started += 1
+    except dbus.exceptions.DBusException as e:
+        refused += 1
+    c.close()
+print(started, refused)
+"#;
+    let out = twofactor_tests::proc::run(
+        std::process::Command::new("python3")
+            .arg("-c")
+            .arg(SCRIPT)
+            .arg(s.env.bus.plain_address())
+            .arg(&s.user.name)
+            .arg("5000")
+            .env_clear()
+            .env("PATH", twofactor_tests::PATH),
+        b"",
+        std::time::Duration::from_secs(300),
+    );
+    assert!(out.success(), "{}", out.describe());
+    assert_eq!(
+        out.stdout().trim(),
+        "5000 0",
+        "every abandoned login could start: {}",
+        out.describe()
+    );
+    s.login(s.code_now()).assert_result("PAM_SUCCESS");
+}

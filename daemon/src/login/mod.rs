@@ -1106,7 +1106,7 @@ mod tests {
         let (id, _) =
             w.rt.block_on(w.logins.begin(&root(), origin("alice")))
                 .unwrap();
-        w.clock.advance(301);
+        w.clock.advance(121);
         assert!(matches!(
             w.rt.block_on(w.logins.answer(&root(), &id, w.code(0).into_bytes())),
             Err(Error::NotFound(_))
