@@ -20,7 +20,8 @@ fn main() {
         });
     let dir = base.join(format!("bench-group-commit-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let store = Store::open(&dir).expect("open store");
+    let keys = std::sync::Arc::new(twofactord::sealing::Keys::generate().expect("key"));
+    let store = Store::open(&dir, keys, twofactord::store::Mode::Create).expect("open store");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -15,8 +15,9 @@
 use crate::random::{Random, RandomError};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use std::sync::atomic::{AtomicU64, Ordering};
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 pub const SET_SIZE: usize = 10;
@@ -200,7 +201,8 @@ pub fn replace_set(
 ) -> rusqlite::Result<()> {
     conn.execute("DELETE FROM backup_codes WHERE user = ?1", [user])?;
     let mut insert = conn.prepare(
-        "INSERT INTO backup_codes(user, selector, hash, created) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO backup_codes(user, selector, hash, created)
+         VALUES (?1, seal(?1, 'backup_codes.selector', ?2), seal(?1, 'backup_codes.hash', ?3), ?4)",
     )?;
     for (selector, hash) in hashed {
         insert.execute(params![user, selector, hash, now])?;
@@ -209,17 +211,41 @@ pub fn replace_set(
 }
 
 /// The unused code of this user with this selector, if any: (row id, hash).
+/// Selectors are sealed at rest (an imported 8-digit code's selector is
+/// half of its digits), so the user's unused codes (at most a set) are
+/// opened and compared here, in constant time.
 pub fn candidate(
     conn: &Connection,
     user: &str,
     selector: &str,
 ) -> rusqlite::Result<Option<(i64, String)>> {
-    conn.query_row(
-        "SELECT id, hash FROM backup_codes WHERE user = ?1 AND selector = ?2 AND used_at IS NULL",
-        params![user, selector],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .optional()
+    let mut rows = conn.prepare(
+        "SELECT id, unseal(user, 'backup_codes.selector', selector),
+                unseal(user, 'backup_codes.hash', hash)
+         FROM backup_codes WHERE user = ?1 AND used_at IS NULL",
+    )?;
+    let mut found = None;
+    for row in rows.query_map([user], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            Zeroizing::new(r.get::<_, Vec<u8>>(1)?),
+            r.get::<_, Vec<u8>>(2)?,
+        ))
+    })? {
+        let (id, stored, hash) = row?;
+        let same: bool = stored.as_slice().ct_eq(selector.as_bytes()).into();
+        if same && found.is_none() {
+            let hash = String::from_utf8(hash).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    2,
+                    rusqlite::types::Type::Blob,
+                    Box::new(e),
+                )
+            })?;
+            found = Some((id, hash));
+        }
+    }
+    Ok(found)
 }
 
 /// Marks a code used. False if it was used meanwhile (by a concurrent
@@ -360,6 +386,9 @@ mod tests {
     #[test]
     fn consume_is_once() {
         let c = Connection::open_in_memory().unwrap();
+        std::sync::Arc::new(crate::sealing::Keys::generate().unwrap())
+            .register(&c)
+            .unwrap();
         for m in crate::store::schema::MIGRATIONS {
             c.execute_batch(m).unwrap();
         }

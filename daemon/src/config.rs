@@ -11,8 +11,13 @@ pub const DEFAULT_PATH: &str = "/etc/twofactor/twofactord.toml";
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Directory holding the SQLite database (created 0700 if missing).
+    /// Directory holding the SQLite database (0700; created by
+    /// `twofactord --init`).
     pub state_dir: PathBuf,
+    /// The key that seals secrets in the database (0600, root only; created
+    /// by `twofactord --init`). Kept apart from the database so that a copy
+    /// of the database alone is useless.
+    pub key_file: PathBuf,
     /// Issuer shown in the authenticator app; empty means the host name.
     pub issuer: String,
     /// PAM service used to check an account password again.
@@ -73,6 +78,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             state_dir: PathBuf::from("/var/lib/twofactor"),
+            key_file: PathBuf::from("/etc/twofactor/twofactord.key"),
             issuer: String::new(),
             reauth_service: "twofactor-reauth".into(),
             admin_group: String::new(),
@@ -188,6 +194,17 @@ impl Config {
             },
             message,
         };
+        if !self.key_file.is_absolute() {
+            return Err(invalid("", "key_file", "must be an absolute path".into()));
+        }
+        if self.key_file.starts_with(&self.state_dir) {
+            return Err(invalid(
+                "",
+                "key_file",
+                "must not be inside state_dir: a backup of the database must not carry its key"
+                    .into(),
+            ));
+        }
         if !self.state_dir.is_absolute() {
             return Err(invalid("", "state_dir", "must be an absolute path".into()));
         }

@@ -38,6 +38,9 @@ pub struct Core {
     /// Accounts whose password is being checked right now: at most one
     /// check per account at a time.
     reauth_in_flight: Mutex<HashSet<String>>,
+    /// The hash of a code no one has, verified when an attempt matches no
+    /// stored code, so that every attempt costs one argon2.
+    decoy: std::sync::OnceLock<String>,
 }
 
 impl Core {
@@ -62,6 +65,7 @@ impl Core {
             hasher: Hasher::owasp(),
             hash_slots: Semaphore::new(HASH_SLOTS),
             reauth_in_flight: Mutex::new(HashSet::new()),
+            decoy: std::sync::OnceLock::new(),
         }
     }
 }
@@ -160,6 +164,38 @@ impl Core {
         tokio::task::spawn_blocking(move || core.hasher.verify(&code, &hash))
             .await
             .unwrap_or(false)
+    }
+
+    /// The same work as [`Core::verify_code`] for an attempt that matched
+    /// no stored code (its selector is nobody's): the answer takes as long
+    /// as for a code whose selector exists, so timing does not tell which
+    /// selectors exist. Always false.
+    pub async fn verify_decoy(self: &Arc<Self>, code: Code) -> bool {
+        let Ok(_slot) = self.hash_slots.acquire().await else {
+            return false;
+        };
+        let core = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(hash) = core.decoy_hash() {
+                core.hasher.verify(&code, hash);
+            }
+        })
+        .await;
+        false
+    }
+
+    /// The decoy hash, made on first use (the daemon makes it at start, so
+    /// no attempt pays for it).
+    pub fn decoy_hash(&self) -> Option<&str> {
+        if let Some(h) = self.decoy.get() {
+            return Some(h);
+        }
+        let code = crate::backup_codes::generate_set(self.rng.as_ref())
+            .ok()?
+            .into_iter()
+            .next()?;
+        let hash = self.hasher.hash(&code, self.rng.as_ref()).ok()?;
+        Some(self.decoy.get_or_init(|| hash))
     }
 
     /// The argon2 hash of one code, like [`Core::verify_code`].

@@ -19,6 +19,7 @@ pub mod random;
 pub mod ratelimit;
 pub mod reauth;
 pub mod recovery;
+pub mod sealing;
 pub mod store;
 pub mod totp;
 pub mod users;

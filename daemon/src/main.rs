@@ -8,7 +8,7 @@ use std::sync::Arc;
 use twofactor_proto::names::{BUS_NAME, OBJECT_PATH};
 use twofactord::audit::{Audit, Event};
 use twofactord::config::{self, Config};
-use twofactord::{account, admin, bus, clock, core, login, random, reauth, store, users};
+use twofactord::{account, admin, bus, clock, core, login, random, reauth, sealing, store, users};
 
 /// The twofactor daemon: verifies second factors for pam_twofactor.so and
 /// serves twofactorctl, over the system D-Bus.
@@ -34,6 +34,14 @@ struct Args {
     /// Do not write to syslog (tests that read stderr instead).
     #[arg(long, hide = true)]
     no_syslog: bool,
+    /// First installation: create the key file and the database (each only
+    /// if missing; refuses when both exist), then exit.
+    #[arg(long, conflicts_with_all = ["check_config", "rotate_key"])]
+    init: bool,
+    /// Seal every secret with a new key, then drop the old key from the key
+    /// file; run while the daemon is stopped (it refuses otherwise).
+    #[arg(long, conflicts_with = "check_config")]
+    rotate_key: bool,
 }
 
 fn main() -> ExitCode {
@@ -53,6 +61,35 @@ fn main() -> ExitCode {
         println!("{}: configuration is valid", args.config.display());
         return ExitCode::SUCCESS;
     }
+    if args.init {
+        return init(&config);
+    }
+    if args.rotate_key {
+        return rotate_key(&config);
+    }
+    // Refuse a missing database or key file before detaching, where the
+    // message can still be seen.
+    let keys = match keys_for(&config) {
+        Ok(k) => k,
+        Err(e) => {
+            Audit::new(!args.no_syslog, false).log(Event::Error {
+                context: "key-file",
+                error: &e,
+            });
+            eprintln!("twofactord: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let db = config.state_dir.join(store::DB_FILE);
+    if std::fs::symlink_metadata(&db).is_err() {
+        let e = store::StoreError::Missing { path: db }.to_string();
+        Audit::new(!args.no_syslog, false).log(Event::Error {
+            context: "database",
+            error: &e,
+        });
+        eprintln!("twofactord: cannot open the database: {e}");
+        return ExitCode::from(1);
+    }
     if !args.foreground {
         // Detach before any thread exists (the store writer, the runtime).
         if let Err(e) = nix::unistd::daemon(false, args.log_stderr) {
@@ -60,7 +97,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    let store = match store::Store::open(&config.state_dir) {
+    let store = match store::Store::open(&config.state_dir, keys, store::Mode::Existing) {
         Ok(s) => s,
         Err(e) => {
             let audit = Audit::new(!args.no_syslog, true);
@@ -100,6 +137,148 @@ fn main() -> ExitCode {
     }
 }
 
+/// The key file, loaded, with a message for the administrator otherwise.
+fn keys_for(config: &Config) -> Result<Arc<sealing::Keys>, String> {
+    match sealing::Keys::load(&config.key_file) {
+        Ok(k) => Ok(Arc::new(k)),
+        Err(sealing::SealError::Io { path, source })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Err(format!(
+                "the key file {} does not exist. Secrets in the database are sealed with \
+                 it: restore it from its backup. On a new installation, run \
+                 `twofactord --init` once.",
+                path.display()
+            ))
+        }
+        Err(e) => Err(format!("cannot use the key file: {e}")),
+    }
+}
+
+/// `--init`: creates what a first installation needs.
+fn init(config: &Config) -> ExitCode {
+    let db = config.state_dir.join(store::DB_FILE);
+    let have_db = std::fs::symlink_metadata(&db).is_ok();
+    let have_key = std::fs::symlink_metadata(&config.key_file).is_ok();
+    if have_db && have_key {
+        eprintln!(
+            "twofactord: {} and {} exist already; nothing to initialise",
+            db.display(),
+            config.key_file.display()
+        );
+        return ExitCode::from(1);
+    }
+    let keys = if have_key {
+        match keys_for(config) {
+            Ok(k) => k,
+            Err(e) => {
+                eprintln!("twofactord: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        let made = sealing::Keys::generate().and_then(|k| {
+            k.create_file(&config.key_file)?;
+            Ok(k)
+        });
+        match made {
+            Ok(k) => {
+                println!(
+                    "Created the key file {} (key {}). Back it up apart from the database.",
+                    config.key_file.display(),
+                    k.current_id()
+                );
+                Arc::new(k)
+            }
+            Err(e) => {
+                eprintln!("twofactord: cannot create the key file: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    };
+    let mode = if have_db {
+        store::Mode::Existing
+    } else {
+        store::Mode::Create
+    };
+    let opened = store::Store::open(&config.state_dir, keys, mode);
+    let checked = match &opened {
+        Ok(store) => block_on(store.verify_sealed()),
+        Err(_) => Ok(()),
+    };
+    match (opened, checked) {
+        (Ok(_), Ok(())) => {
+            if have_db {
+                println!("Sealed the secrets of {} with the new key.", db.display());
+            } else {
+                println!("Created the database {}.", db.display());
+            }
+            ExitCode::SUCCESS
+        }
+        (Err(e), _) | (Ok(_), Err(e)) => {
+            eprintln!("twofactord: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `--rotate-key`: a new key seals everything; the old one is dropped.
+/// The key file first gets the new key in front of the old ones, so that
+/// every value opens whatever happens next (a crash, a running daemon that
+/// holds the state directory); only once everything is sealed again do the
+/// old keys leave the file.
+fn rotate_key(config: &Config) -> ExitCode {
+    if let Err(e) = keys_for(config) {
+        eprintln!("twofactord: {e}");
+        return ExitCode::from(1);
+    }
+    let result = (|| -> Result<(String, usize), String> {
+        let rotation = sealing::rotate(&config.key_file).map_err(|e| e.to_string())?;
+        let store = store::Store::open(
+            &config.state_dir,
+            rotation.during.clone(),
+            store::Mode::Existing,
+        )
+        .map_err(|e| match e {
+            store::StoreError::Busy { .. } => {
+                format!("{e}: stop twofactord first (it went on sealing with the old key)")
+            }
+            e => e.to_string(),
+        })?;
+        let n = block_on(store.reseal()).map_err(|e| e.to_string())?;
+        let id = rotation.finish().map_err(|e| e.to_string())?;
+        Ok((id, n))
+    })();
+    match result {
+        Ok((id, n)) => {
+            println!(
+                "Sealed {n} values with the new key {id}; the old key is no longer in {}. \
+                 Back up the key file again.",
+                config.key_file.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "twofactord: key rotation failed: {e}. The key file still holds every key \
+                 the database needs; run --rotate-key again."
+            );
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Runs a store job to its end outside the daemon's runtime.
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    match tokio::runtime::Builder::new_current_thread().build() {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => {
+            eprintln!("twofactord: cannot start: {e}");
+            std::process::exit(1)
+        }
+    }
+}
+
 async fn serve(
     config: Config,
     store: store::Store,
@@ -118,6 +297,12 @@ async fn serve(
         reauth,
         audit.clone(),
     ));
+    // The decoy hash for attempts that match no code, made now so that no
+    // attempt pays for it.
+    {
+        let core = core.clone();
+        let _ = tokio::task::spawn_blocking(move || core.decoy_hash().is_some()).await;
+    }
     let logins = Arc::new(login::Logins::new(core.clone()));
     let accounts = Arc::new(account::Accounts::new(core.clone()));
     let admin = Arc::new(admin::Admin::new(core.clone()));

@@ -145,7 +145,7 @@ pub fn check(secret: &Secret, code: &str, now: i64, skew: u32, last_step: i64) -
 /// The active app secret of a user and its last accepted step.
 pub fn load(conn: &Connection, user: &str) -> rusqlite::Result<Option<(Secret, i64)>> {
     conn.query_row(
-        "SELECT secret, last_step FROM totp WHERE user = ?1",
+        "SELECT unseal(user, 'totp.secret', secret), last_step FROM totp WHERE user = ?1",
         [user],
         |r| Ok((Secret::from_bytes(r.get(0)?), r.get(1)?)),
     )
@@ -176,7 +176,8 @@ pub fn activate(
     now: i64,
 ) -> rusqlite::Result<()> {
     conn.execute(
-        "INSERT INTO totp(user, secret, created, last_step) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO totp(user, secret, created, last_step)
+         VALUES (?1, seal(?1, 'totp.secret', ?2), ?3, ?4)
          ON CONFLICT(user) DO UPDATE SET secret = excluded.secret,
              created = excluded.created, last_step = excluded.last_step",
         params![user, secret.bytes(), now, step],
@@ -202,7 +203,8 @@ pub fn add_pending(
         params![user, now],
     )?;
     conn.execute(
-        "INSERT INTO totp_pending(id, user, secret, expires) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO totp_pending(id, user, secret, expires)
+         VALUES (?1, ?2, seal(?2, 'totp_pending.secret', ?3), ?4)",
         params![id, user, secret.bytes(), now + PENDING_SECONDS],
     )
     .map(|_| ())
@@ -267,7 +269,8 @@ fn confirm(
 ) -> rusqlite::Result<Confirm> {
     let row: Option<(Vec<u8>, i64)> = conn
         .query_row(
-            "SELECT secret, attempts FROM totp_pending WHERE id = ?1 AND user = ?2 AND expires > ?3",
+            "SELECT unseal(user, 'totp_pending.secret', secret), attempts
+             FROM totp_pending WHERE id = ?1 AND user = ?2 AND expires > ?3",
             params![id, user, now],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )

@@ -54,12 +54,14 @@ impl DaemonConfig {
     pub fn to_toml(&self, state_dir: &Path) -> String {
         format!(
             "state_dir = {state:?}\n\
+             key_file = {key:?}\n\
              issuer = {issuer:?}\n\
              reauth_service = \"twofactor-reauth\"\n\
              \n[totp]\nskew_steps = {skew}\n\
              \n[limits]\nmax_failures = {mf}\nlockout_seconds = {ls}\nmax_lockout_seconds = {mls}\n\
              \n[login]\nsession_timeout_seconds = {st}\n",
             state = state_dir.display().to_string(),
+            key = key_file_for(state_dir).display().to_string(),
             issuer = self.issuer,
             skew = self.skew_steps,
             mf = self.max_failures,
@@ -68,6 +70,15 @@ impl DaemonConfig {
             st = self.session_timeout_seconds,
         )
     }
+}
+
+/// Where a test daemon's key file is: beside its state directory, never
+/// inside it.
+pub fn key_file_for(state_dir: &Path) -> PathBuf {
+    state_dir
+        .parent()
+        .unwrap_or(state_dir)
+        .join("twofactord.key")
 }
 
 pub struct Daemon {
@@ -118,14 +129,36 @@ impl Daemon {
             config.to_toml(&state),
             0o644,
         );
-        Daemon {
+        let d = Daemon {
             dir,
             bus_address: String::new(),
             child: None,
             start_timeout: Duration::from_secs(30),
             extra_preload: Vec::new(),
             extra_env: Vec::new(),
-        }
+        };
+        let init = d.init();
+        assert!(
+            init.success(),
+            "twofactord --init failed: {}",
+            init.describe()
+        );
+        d
+    }
+
+    /// `twofactord --init --config <this daemon's config>`: the key file and
+    /// the database, as at a first installation.
+    pub fn init(&self) -> proc::Finished {
+        proc::run(
+            Command::new(crate::twofactord_bin())
+                .arg("--init")
+                .arg("--config")
+                .arg(self.config_path())
+                .env_clear()
+                .env("PATH", crate::PATH),
+            b"",
+            Duration::from_secs(30),
+        )
     }
 
     /// Replaces the config file with `text`.

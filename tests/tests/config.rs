@@ -62,21 +62,33 @@ fn bad_config_names_file_line_and_key() {
     }
 }
 
-/// A missing state directory is created 0700; the database is 0600, owned
-/// by root, in WAL mode.
+/// `twofactord --init` creates the state directory 0700, the database 0600
+/// (owned by root, in WAL mode) and the key file 0600 beside it, not in it.
 #[test]
-fn state_is_private_and_in_wal_mode() {
+fn init_makes_private_state_in_wal_mode() {
     if !need_root!() {
         return;
     }
     let bus = PrivateBus::start();
     let mut d = Daemon::prepare(&DaemonConfig::default());
     let state = d.state_dir();
-    std::fs::remove_dir(&state).expect("remove state dir");
-    d.try_launch(&bus)
-        .expect("daemon starts with a missing state dir");
+    let key = twofactor_tests::daemon::key_file_for(&state);
+    // prepare() ran --init; start over from nothing.
+    std::fs::remove_dir_all(&state).expect("remove state dir");
+    std::fs::remove_file(&key).expect("remove key file");
+    let init = d.init();
+    assert!(init.success(), "{}", init.describe());
+    assert!(
+        init.stdout().contains("Back it up apart from the database"),
+        "{}",
+        init.describe()
+    );
+    d.try_launch(&bus).expect("daemon starts after --init");
     let meta = std::fs::metadata(&state).expect("state dir created");
     assert_eq!(meta.permissions().mode() & 0o7777, 0o700);
+    assert_eq!(meta.uid(), 0);
+    let meta = std::fs::metadata(&key).expect("key file");
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
     assert_eq!(meta.uid(), 0);
     let db = state.join("twofactor.db");
     let meta = std::fs::metadata(&db).expect("database file");
@@ -96,6 +108,68 @@ fn state_is_private_and_in_wal_mode() {
             mode
         );
     }
+    // A second --init refuses: both exist.
+    let again = d.init();
+    assert!(!again.success(), "{}", again.describe());
+}
+
+/// A missing, deleted or emptied database, or a missing key file, stops
+/// the daemon with a message that says what to do; it never starts afresh
+/// (every enrolled user would log in without a code).
+#[test]
+fn a_missing_database_or_key_stops_the_daemon() {
+    if !need_root!() {
+        return;
+    }
+    let bus = PrivateBus::start();
+    let s = Enrolled::with_defaults();
+    let state = s.env.daemon.state_dir();
+    let db = state.join("twofactor.db");
+    let key = twofactor_tests::daemon::key_file_for(&state);
+    let try_start = |prepare: &dyn Fn(&std::path::Path)| {
+        let mut d = Daemon::prepare(&DaemonConfig::default());
+        prepare(&d.state_dir());
+        d.start_timeout = std::time::Duration::from_secs(10);
+        let err = d.try_launch(&bus).expect_err("the daemon started");
+        assert!(!bus.has_owner(BUS_NAME));
+        (err, d)
+    };
+    // Deleted database.
+    let (err, d) = try_start(&|state| {
+        std::fs::remove_file(state.join("twofactor.db")).expect("remove db");
+    });
+    assert!(
+        err.contains("does not exist") && err.contains("twofactord --init"),
+        "{err}"
+    );
+    assert!(!d.state_dir().join("twofactor.db").exists(), "recreated");
+    // Emptied database.
+    let (err, _) = try_start(&|state| {
+        std::fs::write(state.join("twofactor.db"), b"").expect("truncate db");
+    });
+    assert!(err.contains("the database is empty"), "{err}");
+    // Missing key file.
+    let (err, _) = try_start(&|state| {
+        std::fs::remove_file(twofactor_tests::daemon::key_file_for(state)).expect("rm key");
+    });
+    assert!(
+        err.contains("key file") && err.contains("does not exist"),
+        "{err}"
+    );
+    // A database with another key file (this one's own, from its --init):
+    // refused, since its secrets would not open.
+    let (err, _) = try_start(&|state| {
+        std::fs::copy(&db, state.join("twofactor.db")).expect("copy db");
+        let wal = state.join("twofactor.db-wal");
+        let _ = std::fs::remove_file(&wal);
+        let _ = std::fs::remove_file(state.join("twofactor.db-shm"));
+        if let Ok(bytes) = std::fs::read(db.with_file_name("twofactor.db-wal")) {
+            twofactor_tests::write_file(&wal, bytes, 0o600);
+        }
+    });
+    assert!(err.contains("do not open with this key file"), "{err}");
+    assert!(key.exists());
+    drop(s);
 }
 
 /// A state directory others can read is refused: the daemon does not start.

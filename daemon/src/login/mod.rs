@@ -542,7 +542,9 @@ impl Logins {
     /// A backup code: find the one candidate by its selector (counting the
     /// attempt as a failure first, behind the lock), verify it with one
     /// argon2 computation outside the writer, then consume it; only one
-    /// concurrent login can consume a code.
+    /// concurrent login can consume a code. An attempt whose selector
+    /// matches nothing costs one argon2 too (a decoy), so the answer's
+    /// timing does not tell which selectors exist.
     async fn check_backup_code(&self, origin: &Origin, code: Code) -> Step {
         let store = &self.core.store;
         let now = self.core.clock.now();
@@ -568,7 +570,9 @@ impl Logins {
             Ok(Ok(candidate)) => candidate,
             Ok(Err(Verdict::Locked(wait))) => return self.locked(origin, wait),
             Ok(Err(Verdict::Wrong { lock })) => {
-                return self.refused(origin, "wrong-backup-code", lock)
+                // No code has this selector: the same argon2 work anyway.
+                self.core.verify_decoy(code).await;
+                return self.refused(origin, "wrong-backup-code", lock);
             }
             Ok(Err(_)) => return self.refused(origin, "no-method", None),
             Err(e) => {
@@ -1212,13 +1216,16 @@ mod tests {
     fn wrong_backup_codes_cost_at_most_one_argon2_each_and_are_limited() {
         let w = world();
         let codes = w.backup_set();
+        w.core.decoy_hash();
         let before = w.core.hasher.verifications();
-        // Random wrong codes: no selector matches, no argon2 at all.
+        // A random wrong code: no selector matches, and still exactly one
+        // argon2 (the decoy), like a code whose selector exists.
         denied_with(
             &w.login(&root(), "alice", b"zzzz-zzzz-zzzz").unwrap(),
             INVALID,
         );
-        assert_eq!(w.core.hasher.verifications(), before);
+        assert_eq!(w.core.hasher.verifications(), before + 1);
+        let before = w.core.hasher.verifications();
         // A right selector with a wrong rest: exactly one verification.
         let forged = format!("{}-2222-2222", &codes[0][..4]);
         denied_with(

@@ -11,6 +11,7 @@
 
 pub mod schema;
 
+use crate::sealing::Keys;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -42,6 +43,104 @@ pub enum StoreError {
     Failed(String),
     #[error("the database writer has stopped")]
     Closed,
+    #[error(
+        "{path} does not exist. If this is a new installation, create it once with \
+         `twofactord --init`; if it existed, restore it from a backup (starting with an \
+         empty database would let every enrolled user in without a code)"
+    )]
+    Missing { path: PathBuf },
+    #[error(
+        "the database is empty (it was truncated or replaced). Restore it from a backup; \
+         to start afresh on purpose, remove it and run `twofactord --init`"
+    )]
+    Empty,
+    #[error(
+        "values in the database do not open with this key file; restore the key file that \
+         belongs to this database"
+    )]
+    WrongKey,
+    #[error("{path} exists already; --init only creates a new database")]
+    Exists { path: PathBuf },
+    #[error("{path}: another twofactord (or a key rotation) is using this state directory")]
+    Busy { path: PathBuf },
+}
+
+impl From<crate::sealing::SealError> for StoreError {
+    fn from(e: crate::sealing::SealError) -> Self {
+        StoreError::Failed(e.to_string())
+    }
+}
+
+/// Every sealed column: (table, column); each table has a `user` column.
+const SEALED: [(&str, &str); 4] = [
+    ("totp", "secret"),
+    ("totp_pending", "secret"),
+    ("backup_codes", "selector"),
+    ("backup_codes", "hash"),
+];
+
+/// Opens one sealed value of each column: the key file must be the
+/// database's own, or the daemon would refuse every login it serves.
+fn check_key(conn: &Connection) -> Result<(), StoreError> {
+    for (table, column) in SEALED {
+        let opened = conn.query_row(
+            &format!(
+                "SELECT count(unseal(user, '{table}.{column}', {column})) FROM \
+                 (SELECT user, {column} FROM {table} WHERE is_sealed({column}) LIMIT 1)"
+            ),
+            [],
+            |r| r.get::<_, i64>(0),
+        );
+        if opened.is_err() {
+            return Err(StoreError::WrongKey);
+        }
+    }
+    Ok(())
+}
+
+/// Seals values an older version stored in clear, in one transaction.
+fn seal_legacy(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for (table, column) in SEALED {
+        tx.execute(
+            &format!(
+                "UPDATE {table} SET {column} = seal(user, '{table}.{column}', {column}) \
+                 WHERE NOT is_sealed({column})"
+            ),
+            [],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Takes the state directory's lock (flock on `twofactor.lock`), or fails
+/// at once if another process holds it.
+fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    // SAFETY: flock(2) on a descriptor this function owns; no memory is
+    // passed.
+    let rc = unsafe {
+        libc::flock(
+            std::os::unix::io::AsRawFd::as_raw_fd(&file),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    };
+    if rc != 0 {
+        return Err(StoreError::Busy { path });
+    }
+    Ok(file)
 }
 
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -79,47 +178,151 @@ where
     }
 }
 
-/// A handle to the writer thread. Cheap to clone.
+/// A handle to the writer thread. Cheap to clone. When the last handle
+/// goes, the writer finishes the queued jobs and ends, and the state
+/// directory's lock is released before the drop returns.
 #[derive(Clone)]
 pub struct Store {
+    // Field order: the job sender goes before the writer is joined.
     jobs: mpsc::Sender<Box<dyn Job>>,
     commits: Arc<AtomicU64>,
+    _writer: Arc<Writer>,
 }
 
+/// The writer thread, joined when the last [`Store`] is dropped.
+struct Writer(std::sync::Mutex<Option<std::thread::JoinHandle<()>>>);
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let handle = self.0.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Whether opening may create the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The database must exist: a missing one is an error, never a silent
+    /// fresh start (every enrolled user would log in without a code).
+    Existing,
+    /// First installation (`twofactord --init`): the database must not
+    /// exist yet.
+    Create,
+}
+
+/// The lock file that one process at a time holds on a state directory
+/// (the daemon while it runs, a key rotation while it re-seals).
+pub const LOCK_FILE: &str = "twofactor.lock";
+
 impl Store {
-    /// Opens (creating if needed) `state_dir/twofactor.db`, checks the
-    /// directory and file permissions, migrates, and starts the writer.
-    pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
-        prepare_dir(state_dir)?;
+    /// Opens `state_dir/twofactor.db` (or creates it, with
+    /// [`Mode::Create`]), checks the directory and file permissions, takes
+    /// the directory's lock, migrates, seals what was stored in clear by
+    /// an older version, and starts the writer.
+    pub fn open(state_dir: &Path, keys: Arc<Keys>, mode: Mode) -> Result<Store, StoreError> {
         let path = state_dir.join(DB_FILE);
-        prepare_file(&path)?;
+        match (mode, std::fs::symlink_metadata(&path)) {
+            (Mode::Existing, Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Missing { path });
+            }
+            (Mode::Create, Ok(_)) => {
+                return Err(StoreError::Exists { path });
+            }
+            _ => {}
+        }
+        prepare_dir(state_dir, mode)?;
+        let lock = lock_dir(state_dir)?;
+        prepare_file(&path, mode)?;
         let conn = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        Store::start(conn)
+        Store::start(conn, keys, Some(lock), mode)
     }
 
-    /// A private in-memory database (unit tests).
+    /// A private in-memory database with a fresh key (unit tests).
     #[cfg(test)]
     pub fn open_in_memory() -> Result<Store, StoreError> {
-        Store::start(Connection::open_in_memory()?)
+        let keys = Keys::generate().map_err(|e| StoreError::Failed(e.to_string()))?;
+        Store::start(
+            Connection::open_in_memory()?,
+            Arc::new(keys),
+            None,
+            Mode::Create,
+        )
     }
 
-    fn start(mut conn: Connection) -> Result<Store, StoreError> {
+    fn start(
+        mut conn: Connection,
+        keys: Arc<Keys>,
+        lock: Option<std::fs::File>,
+        mode: Mode,
+    ) -> Result<Store, StoreError> {
         configure(&conn)?;
-        migrate(&mut conn)?;
+        keys.register(&conn)?;
+        migrate(&mut conn, mode)?;
+        check_key(&conn)?;
+        seal_legacy(&mut conn)?;
         let (jobs, rx) = mpsc::channel::<Box<dyn Job>>();
         let commits = Arc::new(AtomicU64::new(0));
         let counter = commits.clone();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("twofactord-store".into())
-            .spawn(move || writer(conn, rx, &counter))
+            .spawn(move || {
+                // The directory stays locked while the writer runs.
+                let _lock = lock;
+                writer(conn, rx, &counter)
+            })
             .map_err(|source| StoreError::Io {
                 path: PathBuf::from("<writer thread>"),
                 source,
             })?;
-        Ok(Store { jobs, commits })
+        Ok(Store {
+            jobs,
+            commits,
+            _writer: Arc::new(Writer(std::sync::Mutex::new(Some(handle)))),
+        })
+    }
+
+    /// Opens every sealed value once: an error when one does not open with
+    /// these keys (the key file is not the database's own).
+    pub async fn verify_sealed(&self) -> Result<(), StoreError> {
+        self.run(|c| {
+            for (table, column) in SEALED {
+                c.query_row(
+                    &format!(
+                        "SELECT count(unseal(user, '{table}.{column}', {column})) FROM {table}"
+                    ),
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|_| StoreError::WrongKey)
+    }
+
+    /// Seals every secret again with the key that seals now (a key
+    /// rotation, while the keys that sealed before can still open). Returns
+    /// how many values were sealed again.
+    pub async fn reseal(&self) -> Result<usize, StoreError> {
+        self.run(|c| {
+            let mut n = 0;
+            for (table, column) in SEALED {
+                n += c.execute(
+                    &format!(
+                        "UPDATE {table} SET {column} = \
+                         seal(user, '{table}.{column}', unseal(user, '{table}.{column}', {column}))"
+                    ),
+                    [],
+                )?;
+            }
+            Ok(n)
+        })
+        .await
     }
 
     /// Runs `f` in the writer, inside a transaction that is committed
@@ -218,11 +421,16 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+fn migrate(conn: &mut Connection, mode: Mode) -> Result<(), StoreError> {
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let known = schema::current_version();
     if found > known {
         return Err(StoreError::TooNew { found, known });
+    }
+    if found == 0 && mode == Mode::Existing {
+        // An emptied file is a new database to SQLite: refuse, as for a
+        // missing one.
+        return Err(StoreError::Empty);
     }
     for (i, sql) in schema::MIGRATIONS
         .iter()
@@ -239,13 +447,13 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 
 /// The state directory must be a real directory owned by us and closed to
 /// everyone else. A missing one is created 0700.
-fn prepare_dir(dir: &Path) -> Result<(), StoreError> {
+fn prepare_dir(dir: &Path, mode: Mode) -> Result<(), StoreError> {
     let unsafe_dir = |message: String| StoreError::Unsafe {
         path: dir.to_path_buf(),
         message,
     };
     match std::fs::symlink_metadata(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && mode == Mode::Create => {
             std::fs::DirBuilder::new()
                 .recursive(false)
                 .mode(0o700)
@@ -287,7 +495,7 @@ fn prepare_dir(dir: &Path) -> Result<(), StoreError> {
 
 /// Creates the database file 0600 if missing, and refuses a symlink or a
 /// file others can read.
-fn prepare_file(path: &Path) -> Result<(), StoreError> {
+fn prepare_file(path: &Path, mode: Mode) -> Result<(), StoreError> {
     let io = |source| StoreError::Io {
         path: path.to_path_buf(),
         source,
@@ -295,7 +503,7 @@ fn prepare_file(path: &Path) -> Result<(), StoreError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
+        .create_new(mode == Mode::Create)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
@@ -326,13 +534,23 @@ mod tests {
             .unwrap()
     }
 
+    fn keys() -> Arc<Keys> {
+        Arc::new(Keys::generate().unwrap())
+    }
+
+    fn fresh_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tf-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
     #[test]
     fn migrates_and_persists() {
-        let dir = std::env::temp_dir().join(format!("tf-store-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = fresh_dir("persist");
         let rt = rt();
+        let keys = keys();
         {
-            let store = Store::open(&dir).unwrap();
+            let store = Store::open(&dir, keys.clone(), Mode::Create).unwrap();
             rt.block_on(
                 store.run(|c| c.execute("INSERT INTO accounts(user, created) VALUES ('a', 1)", [])),
             )
@@ -347,7 +565,7 @@ mod tests {
             & 0o777;
         assert_eq!(mode, 0o600);
         // Reopen: migrations are not re-run, data is there.
-        let store = Store::open(&dir).unwrap();
+        let store = Store::open(&dir, keys, Mode::Existing).unwrap();
         let n: i64 = rt
             .block_on(store.run(|c| c.query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))))
             .unwrap();
@@ -356,17 +574,154 @@ mod tests {
             .block_on(store.run(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0))))
             .unwrap();
         assert_eq!(v, schema::current_version());
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_or_emptied_database_is_refused_not_recreated() {
+        let dir = fresh_dir("missing");
+        assert!(matches!(
+            Store::open(&dir, keys(), Mode::Existing),
+            Err(StoreError::Missing { .. })
+        ));
+        assert!(!dir.exists(), "nothing was created");
+        drop(Store::open(&dir, keys(), Mode::Create).unwrap());
+        assert!(matches!(
+            Store::open(&dir, keys(), Mode::Create),
+            Err(StoreError::Exists { .. })
+        ));
+        // Emptied (truncated) in place: refused too.
+        std::fs::write(dir.join(DB_FILE), b"").unwrap();
+        let _ = std::fs::remove_file(dir.join(format!("{DB_FILE}-wal")));
+        assert!(matches!(
+            Store::open(&dir, keys(), Mode::Existing),
+            Err(StoreError::Empty)
+        ));
+        // Deleted: refused.
+        std::fs::remove_file(dir.join(DB_FILE)).unwrap();
+        assert!(matches!(
+            Store::open(&dir, keys(), Mode::Existing),
+            Err(StoreError::Missing { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn one_process_at_a_time_per_state_directory() {
+        let dir = fresh_dir("lock");
+        let first = Store::open(&dir, keys(), Mode::Create).unwrap();
+        assert!(matches!(
+            Store::open(&dir, keys(), Mode::Existing),
+            Err(StoreError::Busy { .. })
+        ));
+        drop(first);
+        drop(Store::open(&dir, keys(), Mode::Existing).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn secrets_are_sealed_at_rest_and_open_only_with_their_key() {
+        let dir = fresh_dir("sealed");
+        let rt = rt();
+        let keys = keys();
+        let secret = b"\x01\x02secret-bytes-of-20".to_vec();
+        let store = Store::open(&dir, keys.clone(), Mode::Create).unwrap();
+        let s = secret.clone();
+        rt.block_on(store.run(move |c| {
+            crate::accounts::ensure(c, "alice", 0)?;
+            crate::totp::activate(c, "alice", &crate::totp::Secret::from_bytes(s), 0, 0)?;
+            crate::backup_codes::replace_set(
+                c,
+                "alice",
+                &[("4821".into(), "$argon2id$v=19$m=19456,t=2,p=1$x$y".into())],
+                0,
+            )
+        }))
+        .unwrap();
+        drop(store);
+        let mut raw = std::fs::read(dir.join(DB_FILE)).unwrap();
+        raw.extend(std::fs::read(dir.join(format!("{DB_FILE}-wal"))).unwrap_or_default());
+        for clear in [&secret[..], b"4821", b"$argon2id$"] {
+            assert!(
+                !raw.windows(clear.len()).any(|w| w == clear),
+                "{:?} in clear in the database file",
+                String::from_utf8_lossy(clear)
+            );
+        }
+        // Another key: refused at once (nothing sealed would open).
+        assert!(matches!(
+            Store::open(&dir, super::tests::keys(), Mode::Existing),
+            Err(StoreError::WrongKey)
+        ));
+        let store = Store::open(&dir, keys, Mode::Existing).unwrap();
+        rt.block_on(store.verify_sealed()).unwrap();
+        let (loaded, _) = rt
+            .block_on(store.run(|c| crate::totp::load(c, "alice")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(loaded.bytes(), &secret[..]);
+        let found = rt
+            .block_on(store.run(|c| crate::backup_codes::candidate(c, "alice", "4821")))
+            .unwrap();
+        assert!(found.is_some_and(|(_, h)| h.starts_with("$argon2id$")));
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn values_stored_in_clear_by_an_older_version_are_sealed_when_opened() {
+        let dir = fresh_dir("legacy");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        {
+            // A database as version 5 of the schema left it, in clear.
+            let c = Connection::open(dir.join(DB_FILE)).unwrap();
+            for (i, m) in schema::MIGRATIONS.iter().take(5).enumerate() {
+                c.execute_batch(m).unwrap();
+                c.pragma_update(None, "user_version", i as i64 + 1).unwrap();
+            }
+            c.execute_batch(
+                "INSERT INTO accounts(user, created) VALUES ('bob', 0);
+                 INSERT INTO totp(user, secret, created, last_step)
+                     VALUES ('bob', X'3132333435363738393031323334353637383930', 0, 0);
+                 INSERT INTO backup_codes(user, selector, hash, created)
+                     VALUES ('bob', '1234', '$argon2id$legacy', 0);",
+            )
+            .unwrap();
+        }
+        std::fs::set_permissions(dir.join(DB_FILE), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        let rt = rt();
+        let store = Store::open(&dir, keys(), Mode::Existing).unwrap();
+        let (secret, _) = rt
+            .block_on(store.run(|c| crate::totp::load(c, "bob")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(secret.bytes(), b"12345678901234567890");
+        let found = rt
+            .block_on(store.run(|c| crate::backup_codes::candidate(c, "bob", "1234")))
+            .unwrap();
+        assert_eq!(found.map(|(_, h)| h), Some("$argon2id$legacy".to_string()));
+        let clear: i64 = rt
+            .block_on(store.run(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM totp WHERE NOT is_sealed(secret)",
+                    [],
+                    |r| r.get(0),
+                )
+            }))
+            .unwrap();
+        assert_eq!(clear, 0);
+        drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn refuses_open_directory_and_newer_schema() {
-        let dir = std::env::temp_dir().join(format!("tf-store-open-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = fresh_dir("open");
         std::fs::create_dir(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        assert!(matches!(Store::open(&dir), Err(StoreError::Unsafe { .. })));
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
         {
             let c = Connection::open(dir.join(DB_FILE)).unwrap();
             c.pragma_update(None, "user_version", 99).unwrap();
@@ -374,7 +729,12 @@ mod tests {
         std::fs::set_permissions(dir.join(DB_FILE), std::fs::Permissions::from_mode(0o600))
             .unwrap();
         assert!(matches!(
-            Store::open(&dir),
+            Store::open(&dir, keys(), Mode::Existing),
+            Err(StoreError::Unsafe { .. })
+        ));
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(matches!(
+            Store::open(&dir, keys(), Mode::Existing),
             Err(StoreError::TooNew { found: 99, .. })
         ));
         std::fs::remove_dir_all(&dir).unwrap();

@@ -3,7 +3,9 @@
 //!
 //! Tables belong to the modules that use them: `accounts` (login, ratelimit,
 //! account), `totp` and `totp_pending` (totp, account), `backup_codes`
-//! (backup_codes), `policy` (policy), `recovery_codes` (recovery).
+//! (backup_codes), `policy` (policy), `recovery_codes` (recovery),
+//! `source_failures` (ratelimit). Secret columns hold values sealed by
+//! `sealing` (through the store's `seal`/`unseal` SQL functions).
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
 pub const MIGRATIONS: &[&str] = &[
@@ -72,6 +74,22 @@ pub const MIGRATIONS: &[&str] = &[
         last INTEGER NOT NULL,
         PRIMARY KEY (user, source)
     ) STRICT;",
+    // 6: backup codes' selectors and hashes are sealed (see sealing): BLOB
+    // columns; rows from before are sealed when the store opens.
+    "CREATE TABLE backup_codes_sealed (
+        id INTEGER PRIMARY KEY,
+        user TEXT NOT NULL REFERENCES accounts(user) ON DELETE CASCADE,
+        selector BLOB NOT NULL,
+        hash BLOB NOT NULL,
+        created INTEGER NOT NULL,
+        used_at INTEGER
+    ) STRICT;
+    INSERT INTO backup_codes_sealed(id, user, selector, hash, created, used_at)
+        SELECT id, user, CAST(selector AS BLOB), CAST(hash AS BLOB), created, used_at
+        FROM backup_codes;
+    DROP TABLE backup_codes;
+    ALTER TABLE backup_codes_sealed RENAME TO backup_codes;
+    CREATE INDEX backup_codes_user ON backup_codes(user);",
 ];
 
 /// The version this build of the daemon writes.
