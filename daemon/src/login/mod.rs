@@ -818,6 +818,9 @@ fn verify_app_code(
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::clock::{Clock, ManualClock};
@@ -826,15 +829,15 @@ mod tests {
 
     const T0: i64 = 1_700_000_010;
 
-    struct World {
-        logins: Logins,
-        core: Arc<Core>,
+    pub(super) struct World {
+        pub(super) logins: Logins,
+        pub(super) core: Arc<Core>,
         clock: ManualClock,
-        rt: tokio::runtime::Runtime,
+        pub(super) rt: tokio::runtime::Runtime,
         secret: Secret,
     }
 
-    fn root() -> Caller {
+    pub(super) fn root() -> Caller {
         Caller {
             uid: 0,
             bus_name: ":1.1".into(),
@@ -851,7 +854,7 @@ mod tests {
     }
 
     /// alice (1000) has the app, bob (1001) has nothing.
-    fn world() -> World {
+    pub(super) fn world() -> World {
         let mut config = Config::default();
         config.limits.max_failures = 3;
         config.limits.lockout_seconds = 30;

@@ -1,0 +1,105 @@
+//! Property tests of what the login reads from untrusted callers: the
+//! answer at the code prompt (any bytes) and the PAM items of `Begin` (any
+//! strings). Nothing panics; an answer is taken as a code only when it has
+//! one of the documented shapes; a name the system does not know never
+//! passes.
+
+use super::tests::{root, world};
+use super::*;
+use proptest::prelude::*;
+
+/// The documented shapes, written independently of `classify`: after
+/// removing spaces (and `-` for letter codes), 6 ASCII digits, 8 ASCII
+/// digits, 12 or 16 letters of the code alphabet (any case).
+fn shape(answer: &[u8]) -> Option<&'static str> {
+    if answer.len() > MAX_ANSWER_BYTES {
+        return None;
+    }
+    let text = std::str::from_utf8(answer).ok()?;
+    let digits: String = text.chars().filter(|c| *c != ' ').collect();
+    if digits.len() == 6 && digits.chars().all(|c| c.is_ascii_digit()) {
+        return Some("app");
+    }
+    if digits.len() == 8 && digits.chars().all(|c| c.is_ascii_digit()) {
+        return Some("backup");
+    }
+    let letters: String = text
+        .chars()
+        .filter(|c| *c != ' ' && *c != '-')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    let alphabet = |s: &str| {
+        s.chars()
+            .all(|c| c.is_ascii() && backup_codes::ALPHABET.contains(&(c as u8)))
+    };
+    match letters.chars().count() {
+        12 if alphabet(&letters) => Some("backup"),
+        16 if alphabet(&letters) => Some("recovery"),
+        _ => None,
+    }
+}
+
+fn kind(a: &Attempt) -> &'static str {
+    match a {
+        Attempt::App(_) => "app",
+        Attempt::Backup(_) => "backup",
+        Attempt::Recovery(_) => "recovery",
+    }
+}
+
+fn near_answers() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        4 => proptest::char::range('0', '9'),
+        4 => proptest::sample::select(
+            backup_codes::ALPHABET.iter().map(|b| char::from(*b)).collect::<Vec<_>>()
+        ),
+        1 => proptest::char::range('A', 'Z'),
+        1 => prop_oneof![Just(' '), Just('-'), Just('٣'), Just('ｂ'), Just('0'), Just('\u{0}')],
+    ];
+    proptest::collection::vec(piece, 0..24)
+        .prop_map(|v| v.into_iter().collect::<String>().into_bytes())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    #[test]
+    fn an_answer_is_a_code_only_in_a_documented_shape(
+        answer in prop_oneof![proptest::collection::vec(any::<u8>(), 0..1100), near_answers()]
+    ) {
+        let got = classify(&answer).ok();
+        prop_assert_eq!(got.as_ref().map(kind), shape(&answer));
+    }
+
+    #[test]
+    fn begin_takes_any_items_and_never_lets_an_unknown_name_in(
+        user in ".{0,40}",
+        service in ".{0,40}",
+        rhost in prop_oneof![".{0,40}", Just("x".repeat(2000))],
+        tty in ".{0,40}",
+    ) {
+        let w = world();
+        let origin = Origin { user: user.clone(), service, rhost, tty };
+        let known = w.core.users.canonical(&user).is_some();
+        match w.rt.block_on(w.logins.begin(&root(), origin)) {
+            Ok((_, step)) => {
+                if !known {
+                    prop_assert_eq!(step.action, Action::AskHidden(PROMPT.into()));
+                }
+            }
+            Err(e) => prop_assert!(matches!(e, Error::InvalidInput(_))),
+        }
+    }
+}
+
+#[test]
+fn the_model_knows_the_shapes() {
+    assert_eq!(shape(b"123456"), Some("app"));
+    assert_eq!(shape(b"12 34 56 78"), Some("backup"));
+    assert_eq!(shape(b"+12345"), None);
+    let code = backup_codes::generate_set(&crate::random::OsRandom)
+        .unwrap()
+        .remove(0)
+        .display();
+    assert_eq!(shape(code.to_uppercase().as_bytes()), Some("backup"));
+}
