@@ -25,7 +25,7 @@ impl Accounts {
     }
 
     pub async fn status(&self, caller: &Caller) -> Result<AccountStatus, Error> {
-        let user = self.user_of(caller)?;
+        let user = self.user_of(caller).await?;
         let now = self.core.clock.now();
         self.core
             .store
@@ -42,7 +42,7 @@ impl Accounts {
         password: Vec<u8>,
     ) -> Result<AppEnrolment, Error> {
         let password = Zeroizing::new(password);
-        let user = self.user_of(caller)?;
+        let user = self.user_of(caller).await?;
         self.reauth(&user, password, "enroll-app").await?;
         let secret = Secret::generate(self.core.rng.as_ref())
             .map_err(|e| self.internal("enroll-app", &e.to_string()))?;
@@ -81,7 +81,7 @@ impl Accounts {
         id: &str,
         code: &str,
     ) -> Result<Vec<String>, Error> {
-        let user = self.user_of(caller)?;
+        let user = self.user_of(caller).await?;
         let code = totp::parse_code(code.as_bytes()).map_err(|_| {
             Error::InvalidInput("the confirmation code is the 6 digits the app shows".into())
         })?;
@@ -138,7 +138,7 @@ impl Accounts {
         password: Vec<u8>,
     ) -> Result<Vec<String>, Error> {
         let password = Zeroizing::new(password);
-        let user = self.user_of(caller)?;
+        let user = self.user_of(caller).await?;
         self.reauth(&user, password, "backup-codes").await?;
         let (codes, hashed) = self.new_set("backup-codes").await?;
         let now = self.core.clock.now();
@@ -208,7 +208,7 @@ impl Accounts {
                 which.chars().take(32).collect::<String>()
             )));
         }
-        let user = self.user_of(caller)?;
+        let user = self.user_of(caller).await?;
         self.refuse_removing_last_method(&user).await?;
         self.reauth(&user, password, "disable").await?;
         let u = user.clone();
@@ -271,8 +271,12 @@ impl Accounts {
         Ok(())
     }
 
-    fn user_of(&self, caller: &Caller) -> Result<String, Error> {
-        self.core.users.name_of(caller.uid).ok_or_else(|| {
+    /// The caller's account: its uid's own name (looked up off the async
+    /// workers).
+    async fn user_of(&self, caller: &Caller) -> Result<String, Error> {
+        let uid = caller.uid;
+        let name = self.core.lookup(move |users| users.name_of(uid)).await?;
+        name.ok_or_else(|| {
             Error::NotFound(format!(
                 "uid {} has no user name on this system",
                 caller.uid

@@ -48,6 +48,14 @@ impl Admin {
         Admin { core }
     }
 
+    /// Whether the system knows `user` (looked up off the async workers).
+    async fn is_known(&self, user: &str) -> Result<bool, Error> {
+        let u = user.to_string();
+        self.core
+            .lookup(move |users| users.uid_of(&u).is_some())
+            .await
+    }
+
     /// The account a name given by an administrator stands for: a same-uid
     /// alias or another spelling is the same account as at login. A name
     /// the system does not know stays as given (its rows, if any, can
@@ -207,8 +215,8 @@ impl Admin {
             .await?;
         let mut names: BTreeMap<String, Option<u32>> = self
             .core
-            .users
-            .human_users()
+            .lookup(|users| users.human_users())
+            .await?
             .into_iter()
             .map(|(n, u)| (n, Some(u)))
             .collect();
@@ -259,18 +267,22 @@ impl Admin {
             })
             .await
             .map_err(|e| self.core.internal("admin-report", &e.to_string()))?;
-        Ok(rows
-            .into_iter()
-            .map(|mut r| {
-                let uid = self.core.users.uid_of(&r.user);
-                r.known_to_system = uid.is_some();
-                r.uid = uid.unwrap_or(0);
-                r.policy_applies = r.known_to_system
-                    && policy::applies_to_user(self.core.users.as_ref(), &r.user, &policy, now)
-                        == Ok(policy::Applies::Now);
-                r
+        // The name service, off the async workers, for all rows at once.
+        self.core
+            .lookup(move |users| {
+                rows.into_iter()
+                    .map(|mut r| {
+                        let uid = users.uid_of(&r.user);
+                        r.known_to_system = uid.is_some();
+                        r.uid = uid.unwrap_or(0);
+                        r.policy_applies = r.known_to_system
+                            && policy::applies_to_user(users, &r.user, &policy, now)
+                                == Ok(policy::Applies::Now);
+                        r
+                    })
+                    .collect()
             })
-            .collect())
+            .await
     }
 
     /// Removes the user's methods, backup codes and lockout, and makes a
@@ -285,7 +297,7 @@ impl Admin {
         let by = self
             .authorize(caller, "admin-reset", Intent::Change(password))
             .await?;
-        if self.core.users.uid_of(user).is_none() {
+        if !self.is_known(user).await? {
             return Err(no_user(user));
         }
         self.check_target(caller, &by, "admin-reset", user).await?;
@@ -347,7 +359,7 @@ impl Admin {
         let by = self
             .authorize(caller, "admin-import", Intent::Change(password))
             .await?;
-        if self.core.users.uid_of(user).is_none() {
+        if !self.is_known(user).await? {
             return Err(no_user(user));
         }
         self.check_target(caller, &by, "admin-import", user).await?;
@@ -364,16 +376,23 @@ impl Admin {
             .authorize(caller, "admin-import", Intent::Change(password))
             .await?;
         let mut reports = Vec::new();
-        for (user, _) in self.core.users.human_users() {
-            let has_file = self
-                .core
-                .users
-                .home_of(&user)
-                .map(|h| h.join(".google_authenticator"))
-                .is_some_and(|p| std::fs::symlink_metadata(p).is_ok());
-            if !has_file {
-                continue;
-            }
+        let with_files: Vec<String> = self
+            .core
+            .lookup(|users| {
+                users
+                    .human_users()
+                    .into_iter()
+                    .filter(|(user, _)| {
+                        users
+                            .home_of(user)
+                            .map(|h| h.join(".google_authenticator"))
+                            .is_some_and(|p| std::fs::symlink_metadata(p).is_ok())
+                    })
+                    .map(|(user, _)| user)
+                    .collect()
+            })
+            .await?;
+        for user in with_files {
             // Root and administrators are left to root: a report, not an
             // error, so that everyone else is still imported.
             if let Err(e) = self.check_target(caller, &by, "admin-import", &user).await {
@@ -395,8 +414,12 @@ impl Admin {
             user: user.to_string(),
             ..ImportReport::default()
         };
-        let (Some(uid), Some(home)) = (self.core.users.uid_of(user), self.core.users.home_of(user))
-        else {
+        let u = user.to_string();
+        let found = self
+            .core
+            .lookup(move |users| (users.uid_of(&u), users.home_of(&u)))
+            .await;
+        let Ok((Some(uid), Some(home))) = found else {
             report.message = "no such user".into();
             return report;
         };

@@ -290,3 +290,74 @@ fn status_of_a_new_user() {
     assert_eq!(s["locked_until"], 0, "{s}");
     assert_eq!(s["enrolment_pending"], false, "{s}");
 }
+
+/// The password re-check counts an attempt before PAM is asked, and runs
+/// one check per account at a time (issue 7): 50 concurrent `EnrollApp`
+/// calls with a wrong password, from 50 connections of the user, reach PAM
+/// (real pam_unix) at most `max_failures` times; the account then waits.
+#[test]
+fn concurrent_wrong_passwords_reach_pam_at_most_the_limit() {
+    if !need_root!() {
+        return;
+    }
+    let config = DaemonConfig {
+        max_failures: 3,
+        lockout_seconds: 600,
+        max_lockout_seconds: 600,
+        ..DaemonConfig::default()
+    };
+    let env = Env::start(&config);
+    let user = TestUser::new();
+    let calls = serde_json::json!([{
+        "interface": "org.twofactor.Account1",
+        "method": "EnrollApp",
+        "signature": "ay",
+        "args": [{"bytes": "not-the-password"}]
+    }]);
+    let answers: Vec<serde_json::Value> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..50)
+            .map(|_| {
+                let (bus, calls) = (&env.bus, calls.clone());
+                let ids = user.ids();
+                scope.spawn(move || bus.py_calls(Some(ids), calls).remove(0))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client thread"))
+            .collect()
+    });
+    assert!(
+        answers.iter().all(|a| a["error"].is_string()),
+        "a wrong password was accepted: {answers:?}"
+    );
+    let log = env.daemon.log();
+    let asked = log
+        .lines()
+        .filter(|l| l.contains(&format!("reauth-failure user={}", user.name)))
+        .count();
+    assert!(
+        (1..=3).contains(&asked),
+        "PAM checked {asked} of 50 concurrent wrong passwords (limit 3):\n{log}"
+    );
+    // More waves until the limit: still never more than 3 reach PAM.
+    for _ in 0..3 {
+        for a in env.bus.py_calls(Some(user.ids()), calls.clone()) {
+            assert!(a["error"].is_string(), "{a}");
+        }
+    }
+    let log = env.daemon.log();
+    let asked = log
+        .lines()
+        .filter(|l| l.contains(&format!("reauth-failure user={}", user.name)))
+        .count();
+    assert_eq!(asked, 3, "{log}");
+    // Locked now: the right password is not even checked.
+    let out = env.ctl().run(
+        &user,
+        &["enable", "app"],
+        format!("{}\n", user.password()).as_bytes(),
+    );
+    assert!(!out.success(), "{}", out.describe());
+    assert!(out.stderr().contains("try again in"), "{}", out.describe());
+}
