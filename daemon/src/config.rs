@@ -328,37 +328,10 @@ pub fn valid_group_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._-$".contains(&b))
 }
 
-/// A real calendar day written `YYYY-MM-DD` (years 1970 to 9999; February
-/// has 29 days in leap years only).
+/// A real calendar day written `YYYY-MM-DD` (see
+/// [`twofactor_proto::date::is_calendar_date`]).
 pub fn valid_date(text: &str) -> bool {
-    let b = text.as_bytes();
-    if b.len() != 10
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !b
-            .iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
-    {
-        return false;
-    }
-    let num = |r: std::ops::Range<usize>| text.get(r).and_then(|t| t.parse::<u32>().ok());
-    let (Some(y), Some(m), Some(d)) = (num(0..4), num(5..7), num(8..10)) else {
-        return false;
-    };
-    (1970..=9999).contains(&y) && (1..=days_in_month(y, m)).contains(&d)
-}
-
-/// Days in month `m` (1..=12) of year `y`; 0 for a month that does not exist.
-fn days_in_month(y: u32, m: u32) -> u32 {
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => 0,
-    }
+    twofactor_proto::date::is_calendar_date(text)
 }
 
 /// The machine's host name ("localhost" if it has none).

@@ -6,6 +6,7 @@
 //! `proto/interfaces/`; a test compares the daemon's served interfaces with
 //! those files.
 
+pub mod date;
 pub mod names;
 pub mod step;
 pub mod types;

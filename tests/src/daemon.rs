@@ -149,15 +149,25 @@ impl Daemon {
     /// `twofactord --init --config <this daemon's config>`: the key file and
     /// the database, as at a first installation.
     pub fn init(&self) -> proc::Finished {
+        self.command("--init")
+    }
+
+    /// `twofactord --rotate-key --config <this daemon's config>`.
+    pub fn rotate_key(&self) -> proc::Finished {
+        self.command("--rotate-key")
+    }
+
+    /// `twofactord FLAG --config <this daemon's config>`, run to its end.
+    fn command(&self, flag: &str) -> proc::Finished {
         proc::run(
             Command::new(crate::twofactord_bin())
-                .arg("--init")
+                .arg(flag)
                 .arg("--config")
                 .arg(self.config_path())
                 .env_clear()
                 .env("PATH", crate::PATH),
             b"",
-            Duration::from_secs(30),
+            Duration::from_secs(60),
         )
     }
 
@@ -168,16 +178,7 @@ impl Daemon {
 
     /// `twofactord --check-config --config <this daemon's config>`.
     pub fn check_config(&self) -> proc::Finished {
-        proc::run(
-            Command::new(crate::twofactord_bin())
-                .arg("--check-config")
-                .arg("--config")
-                .arg(self.config_path())
-                .env_clear()
-                .env("PATH", crate::PATH),
-            b"",
-            Duration::from_secs(30),
-        )
+        self.command("--check-config")
     }
 
     pub fn config_path(&self) -> PathBuf {

@@ -68,21 +68,8 @@ fn the_key_rotates_with_the_daemon_stopped_and_the_app_goes_on() {
     let mut s = Enrolled::with_defaults();
     let key_file = twofactor_tests::daemon::key_file_for(&s.env.daemon.state_dir());
     let before = std::fs::read_to_string(&key_file).expect("key file");
-    let config = s.env.daemon.config_path();
-    let rotate = || {
-        twofactor_tests::proc::run(
-            std::process::Command::new(twofactor_tests::twofactord_bin())
-                .arg("--rotate-key")
-                .arg("--config")
-                .arg(&config)
-                .env_clear()
-                .env("PATH", twofactor_tests::PATH),
-            b"",
-            std::time::Duration::from_secs(60),
-        )
-    };
     // While the daemon runs: refused, and every value still opens.
-    let busy = rotate();
+    let busy = s.env.daemon.rotate_key();
     assert!(!busy.success(), "{}", busy.describe());
     assert!(
         busy.stderr().contains("stop twofactord first"),
@@ -93,7 +80,7 @@ fn the_key_rotates_with_the_daemon_stopped_and_the_app_goes_on() {
     s.login(s.code_now()).assert_result("PAM_SUCCESS");
 
     s.env.stop_daemon();
-    let out = rotate();
+    let out = s.env.daemon.rotate_key();
     assert!(out.success(), "{}", out.describe());
     assert!(
         out.stdout().contains("with the new key"),

@@ -184,30 +184,7 @@ pub fn parse_date(text: &str) -> Result<String, Failure> {
             text.chars().take(32).collect::<String>()
         ))
     };
-    let b = text.as_bytes();
-    if b.len() != 10
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !b
-            .iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
-    {
-        return Err(bad());
-    }
-    let num = |r: std::ops::Range<usize>| text.get(r).and_then(|t| t.parse::<u32>().ok());
-    let (Some(y), Some(m), Some(d)) = (num(0..4), num(5..7), num(8..10)) else {
-        return Err(bad());
-    };
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days = match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return Err(bad()),
-    };
-    if !(1970..=9999).contains(&y) || d == 0 || d > days {
+    if !twofactor_proto::date::is_calendar_date(text) {
         return Err(bad());
     }
     Ok(text.to_owned())
