@@ -116,13 +116,14 @@ install:
 	done
 	$(INSTALL) -d -m 0700 $(DESTDIR)$(STATEDIR)
 	@echo
-	@echo "Installed. Next: start the daemon (systemctl daemon-reload; systemctl enable --now twofactord,"
-	@echo "or '$(SBINDIR)/twofactord --foreground' without systemd), reload the system bus"
-	@echo "(systemctl reload dbus), then add pam_twofactor.so to a PAM service: see README.md."
+	@echo "Installed. Next: on a first installation run '$(SBINDIR)/twofactord --init' once (the key"
+	@echo "file and the database), start the daemon (systemctl daemon-reload; systemctl enable --now"
+	@echo "twofactord, or '$(SBINDIR)/twofactord --foreground' without systemd), reload the system bus"
+	@echo "(systemctl reload dbus), then add pam_twofactor.so to a PAM service (auth AND account): see README.md."
 	@echo "Keep a root shell open while you change PAM."
 
-# uninstall keeps $(SYSCONFDIR)/twofactor, $(SYSCONFDIR)/pam.d/twofactor-reauth
-# and $(STATEDIR) (the enrolled secrets). It refuses while a PAM service still
+# uninstall keeps $(SYSCONFDIR)/twofactor (with the key file),
+# $(SYSCONFDIR)/pam.d/twofactor-reauth and $(STATEDIR) (the enrolled secrets). It refuses while a PAM service still
 # uses the module: libpam fails a stack whose module is missing, which would
 # lock everyone out of that service. FORCE=1 overrides.
 uninstall:
