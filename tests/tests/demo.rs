@@ -38,18 +38,6 @@ fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
-/// PATH with the directory of the cargo that runs the tests first (the
-/// demo runs `cargo build`).
-fn path_with_cargo() -> String {
-    let cargo_dir = std::env::var("CARGO")
-        .ok()
-        .and_then(|c| Path::new(&c).parent().map(|d| d.display().to_string()));
-    match cargo_dir {
-        Some(dir) => format!("{dir}:{}", twofactor_tests::PATH),
-        None => twofactor_tests::PATH.to_string(),
-    }
-}
-
 /// Starts the interactive demo on a pseudo-terminal and waits until it
 /// asks for the password of its enrolment; returns it and its temporary
 /// directory.
@@ -59,13 +47,14 @@ fn demo_at_the_password_prompt() -> (Interactive, PathBuf) {
             .args(["-qfec", "scripts/demo", "/dev/null"])
             .current_dir(twofactor_tests::repo_root())
             .env_clear()
-            .env("PATH", path_with_cargo())
+            .env("PATH", twofactor_tests::PATH)
             .env(
                 "HOME",
                 std::env::var("HOME").unwrap_or_else(|_| "/root".into()),
             )
             .env("TERM", "dumb")
-            .env("CARGO_TARGET_DIR", twofactor_tests::target_dir()),
+            .env("CARGO_TARGET_DIR", twofactor_tests::target_dir())
+            .env("TWOFACTOR_DEMO_PREBUILT", "1"),
     );
     let line = demo.expect_line(Duration::from_secs(300), |l| l.contains("(state in /tmp/"));
     let tmp = line

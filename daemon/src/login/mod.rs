@@ -297,13 +297,8 @@ impl Logins {
             }
             Phase::Commit(confirmed) => {
                 // The auth phase is over; only Commit may follow.
-                self.discard(
-                    &origin,
-                    &Phase::Commit(confirmed),
-                    id,
-                    "answered-after-accept",
-                )
-                .await;
+                self.discard(&origin, &Phase::Commit(confirmed), "answered-after-accept")
+                    .await;
                 return Err(Error::InvalidInput(
                     "this login waits for Commit, not for an answer".into(),
                 ));
@@ -337,8 +332,7 @@ impl Logins {
         match phase {
             Phase::Commit(confirmed) => Ok(self.commit_enrolment(&origin, confirmed).await),
             other => {
-                self.discard(&origin, &other, id, "commit-before-accept")
-                    .await;
+                self.discard(&origin, &other, "commit-before-accept").await;
                 Err(Error::NotFound("this login has nothing to commit".into()))
             }
         }
@@ -348,7 +342,7 @@ impl Logins {
     /// recovery code it had claimed.
     pub async fn cancel(&self, caller: &Caller, id: &str) -> Result<(), Error> {
         let session = self.take(caller, id)?;
-        self.discard(&session.origin, &session.phase, id, "cancelled")
+        self.discard(&session.origin, &session.phase, "cancelled")
             .await;
         Ok(())
     }
@@ -358,33 +352,30 @@ impl Logins {
     /// prompts do not hold slots, and a change that was never committed is
     /// dropped.
     pub async fn connection_closed(&self, bus_name: &str) {
-        let gone: Vec<(String, Session)> = match self.sessions.lock() {
+        let gone: Vec<Session> = match self.sessions.lock() {
             Ok(mut sessions) => {
                 let ids: Vec<String> = sessions
                     .iter()
                     .filter(|(_, s)| s.owner.bus_name == bus_name)
                     .map(|(id, _)| id.clone())
                     .collect();
-                ids.into_iter()
-                    .filter_map(|id| sessions.remove(&id).map(|s| (id, s)))
-                    .collect()
+                ids.iter().filter_map(|id| sessions.remove(id)).collect()
             }
             Err(_) => return,
         };
-        for (id, session) in gone {
-            self.discard(&session.origin, &session.phase, &id, "connection-closed")
+        for session in gone {
+            self.discard(&session.origin, &session.phase, "connection-closed")
                 .await;
         }
     }
 
     /// What a session held is given up: a claimed recovery code is given
     /// back, and a pending change is audited as dropped.
-    async fn discard(&self, origin: &Origin, phase: &Phase, id: &str, why: &str) {
+    async fn discard(&self, origin: &Origin, phase: &Phase, why: &str) {
         if matches!(phase, Phase::Commit(_)) {
             self.core.audit.log(Event::PendingDiscarded { origin, why });
         }
         if let Some(claim) = phase.recovery_claim() {
-            debug_assert_eq!(claim, id);
             self.release_claim(origin, claim).await;
         }
     }
@@ -1489,5 +1480,87 @@ mod tests {
             &attempt(from("198.51.100.66"), &w.code(0)),
             "try again in 20 seconds",
         );
+    }
+
+    /// A name service that hangs on one name until released (a slow LDAP).
+    struct SlowDirectory {
+        inner: crate::users::testing::FakeUsers,
+        gate: Arc<(Mutex<bool>, std::sync::Condvar)>,
+        answered: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl crate::users::Users for SlowDirectory {
+        fn name_of(&self, uid: u32) -> Option<String> {
+            self.inner.name_of(uid)
+        }
+        fn uid_of(&self, name: &str) -> Option<u32> {
+            if name == "slowpoke" {
+                let (lock, cv) = &*self.gate;
+                if let Ok(guard) = lock.lock() {
+                    let _ =
+                        cv.wait_timeout_while(guard, std::time::Duration::from_secs(5), |open| {
+                            !*open
+                        });
+                }
+                self.answered
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                return None;
+            }
+            self.inner.uid_of(name)
+        }
+        fn groups_of(&self, name: &str) -> Result<Vec<String>, crate::users::LookupError> {
+            self.inner.groups_of(name)
+        }
+        fn home_of(&self, name: &str) -> Option<std::path::PathBuf> {
+            self.inner.home_of(name)
+        }
+        fn human_users(&self) -> Vec<(String, u32)> {
+            self.inner.human_users()
+        }
+    }
+
+    #[test]
+    fn a_slow_name_service_does_not_stall_other_logins() {
+        let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let answered = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clock = ManualClock::at(T0);
+        let core = Arc::new(Core::new(
+            Config::default(),
+            crate::store::Store::open_in_memory().unwrap(),
+            Arc::new(clock),
+            Arc::new(crate::random::OsRandom),
+            Arc::new(SlowDirectory {
+                inner: crate::users::testing::FakeUsers::new(&[("alice", 1000)]),
+                gate: gate.clone(),
+                answered: answered.clone(),
+            }),
+            Arc::new(crate::reauth::testing::FakeReauth::new(&[])),
+            Arc::new(crate::audit::Audit::new(false, false)),
+        ));
+        let logins = Arc::new(Logins::new(core));
+        // One async worker thread, as little as there can be.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let slow = {
+                let logins = logins.clone();
+                tokio::spawn(async move { logins.begin(&root(), origin("slowpoke")).await })
+            };
+            // Let the slow login start and reach its look-up.
+            tokio::task::yield_now().await;
+            let quick = logins.begin(&root(), origin("alice")).await;
+            assert!(quick.is_ok());
+            assert!(
+                !answered.load(std::sync::atomic::Ordering::SeqCst),
+                "alice's login waited for the slow look-up"
+            );
+            if let Ok(mut open) = gate.0.lock() {
+                *open = true;
+            }
+            gate.1.notify_all();
+            assert!(slow.await.unwrap().is_ok());
+        });
     }
 }

@@ -115,8 +115,9 @@ fn seal_legacy(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 /// Takes the state directory's lock (flock on `twofactor.lock`), or fails
-/// at once if another process holds it.
-fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+/// at once if another process holds it. The lock lasts as long as the
+/// returned value.
+fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, StoreError> {
     let path = dir.join(LOCK_FILE);
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -129,18 +130,8 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
             path: path.clone(),
             source,
         })?;
-    // SAFETY: flock(2) on a descriptor this function owns; no memory is
-    // passed.
-    let rc = unsafe {
-        libc::flock(
-            std::os::unix::io::AsRawFd::as_raw_fd(&file),
-            libc::LOCK_EX | libc::LOCK_NB,
-        )
-    };
-    if rc != 0 {
-        return Err(StoreError::Busy { path });
-    }
-    Ok(file)
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|_| StoreError::Busy { path })
 }
 
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -257,7 +248,7 @@ impl Store {
     fn start(
         mut conn: Connection,
         keys: Arc<Keys>,
-        lock: Option<std::fs::File>,
+        lock: Option<nix::fcntl::Flock<std::fs::File>>,
         mode: Mode,
     ) -> Result<Store, StoreError> {
         configure(&conn)?;
