@@ -215,7 +215,16 @@ fn init(config: &Config) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        (Err(e), _) | (Ok(_), Err(e)) => {
+        (Err(e), _) => {
+            // Nothing was sealed with a key made just now: take it back, so
+            // that a second --init after fixing the cause starts clean.
+            if !have_key {
+                let _ = std::fs::remove_file(&config.key_file);
+            }
+            eprintln!("twofactord: {e}");
+            ExitCode::from(1)
+        }
+        (Ok(_), Err(e)) => {
             eprintln!("twofactord: {e}");
             ExitCode::from(1)
         }

@@ -205,3 +205,25 @@ fn restart_keeps_enrolment_and_failures() {
     assert_eq!(s.failures(), 1);
     s.login(s.code_now()).assert_result("PAM_SUCCESS");
 }
+
+/// A lost key file cannot be replaced by `--init` behind the database's
+/// back: the new key does not open what is sealed, so --init refuses and
+/// leaves no key file behind.
+#[test]
+fn init_does_not_paper_over_a_lost_key() {
+    if !need_root!() {
+        return;
+    }
+    let mut s = Enrolled::with_defaults();
+    s.env.stop_daemon();
+    let key = twofactor_tests::daemon::key_file_for(&s.env.daemon.state_dir());
+    std::fs::remove_file(&key).expect("remove key file");
+    let init = s.env.daemon.init();
+    assert!(!init.success(), "{}", init.describe());
+    assert!(
+        init.stderr().contains("do not open with this key file"),
+        "{}",
+        init.describe()
+    );
+    assert!(!key.exists(), "a key that opens nothing was left behind");
+}
