@@ -1,7 +1,10 @@
 # twofactor — build, test and install.
 #
-#   make                 release build (cargo build --release --workspace)
-#   make test            build everything, then run every test (what CI runs)
+#   make                 release build: daemon and CLI, then the PAM module on
+#                        its own (so it links no zbus/tokio), and the man pages
+#   make test            build everything, then run every test (what CI runs;
+#                        as root this includes the Debian package test)
+#   make deb             Debian packages (dpkg-buildpackage -us -uc -b) into target/deb
 #   make demo            try it locally without touching /etc or PAM (scripts/demo)
 #   make lint            cargo fmt --check + clippy -D warnings
 #   sudo make install    install the release build (run `make` first, as yourself)
@@ -50,12 +53,51 @@ CTL_BIN := $(RELEASE_DIR)/twofactorctl
 PAM_SO := $(RELEASE_DIR)/libpam_twofactor.so
 DOCS := README.md $(wildcard docs/*.md)
 
-.PHONY: all build test lint demo install uninstall clean help
+.PHONY: all build module man check-module test deb deb-test lint demo install uninstall clean help
 
 all: build
 
-build:
-	$(CARGO) build --release --workspace $(CARGO_LOCKED)
+MANDIR ?= $(DATADIR)/man
+BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
+ZSHCOMPDIR ?= $(DATADIR)/zsh/vendor-completions
+MAN_OUT := $(TARGET_DIR)/man
+
+build: module man
+	$(CARGO) build --release -p twofactord -p twofactorctl $(CARGO_LOCKED)
+
+# The module on its own: built together with the workspace, proto's zbus
+# feature would be on for it too and the .so that sshd loads would carry
+# zbus and tokio.
+module:
+	$(CARGO) build --release -p pam-twofactor $(CARGO_LOCKED)
+	scripts/check-module $(PAM_SO)
+
+# Man pages: twofactorctl(1) and twofactord(8) from their clap definitions,
+# pam_twofactor(8) and twofactord.toml(5) from scdoc sources; and the shell
+# completions of twofactorctl.
+man:
+	$(CARGO) run --quiet --release -p twofactor-gendocs $(CARGO_LOCKED) -- $(MAN_OUT) >/dev/null
+	for f in docs/man/*.scd; do \
+	  scdoc < "$$f" > $(MAN_OUT)/$$(basename "$$f" .scd) || exit 1; \
+	done
+
+check-module:
+	scripts/check-module $(PAM_SO)
+
+deb:
+	scripts/build-deb
+
+# The packages installed on this machine for real (root): builds them, then
+# runs the one ignored test that installs, enables, logs in, removes,
+# upgrades and purges. As any other user it only says it did not run.
+deb-test:
+	@if [ "$$(id -u)" -ne 0 ]; then \
+	  if [ -n "$(TWOFACTOR_REQUIRE_ROOT)" ]; then echo "deb-test: needs root" >&2; exit 1; fi; \
+	  echo "deb-test: skipped (needs root: it installs the packages)"; \
+	else \
+	  scripts/build-deb && \
+	  $(CARGO) test -p twofactor-tests --test deb $(CARGO_LOCKED) -- --ignored --test-threads=1; \
+	fi
 
 # The integration tests run the built binaries (twofactord, twofactorctl,
 # pam_twofactor.so, pam-harness) from target/debug, so build all of them
@@ -67,6 +109,7 @@ test:
 	$(TARGET_DIR)/debug/twofactord --check-config --config config/twofactord.toml
 	$(CARGO) test --workspace $(CARGO_LOCKED)
 	scripts/demo --non-interactive </dev/null
+	$(MAKE) deb-test
 
 lint:
 	$(CARGO) fmt --all --check
@@ -81,7 +124,7 @@ help:
 # install does not run cargo: `sudo make install` usually runs as root with a
 # PATH that has no cargo, and should not rebuild as root. Build first.
 install:
-	@for f in $(DAEMON_BIN) $(CTL_BIN) $(PAM_SO); do \
+	@for f in $(DAEMON_BIN) $(CTL_BIN) $(PAM_SO) $(MAN_OUT)/twofactorctl.1 $(MAN_OUT)/pam_twofactor.8; do \
 	  if [ ! -f "$$f" ]; then \
 	    echo "make install: $$f is missing; run 'make' first (as yourself, not root)" >&2; \
 	    exit 1; \
@@ -102,6 +145,13 @@ install:
 	  > $(DESTDIR)$(SYSTEMDUNITDIR)/twofactord.service
 	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/twofactord.service
 	$(INSTALL) -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+	  $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
+	$(INSTALL) -m 0644 $(MAN_OUT)/twofactorctl.1 $(DESTDIR)$(MANDIR)/man1/
+	$(INSTALL) -m 0644 $(MAN_OUT)/twofactord.toml.5 $(DESTDIR)$(MANDIR)/man5/
+	$(INSTALL) -m 0644 $(MAN_OUT)/twofactord.8 $(MAN_OUT)/pam_twofactor.8 $(DESTDIR)$(MANDIR)/man8/
+	$(INSTALL) -m 0644 $(MAN_OUT)/twofactorctl.bash $(DESTDIR)$(BASHCOMPDIR)/twofactorctl
+	$(INSTALL) -m 0644 $(MAN_OUT)/_twofactorctl $(DESTDIR)$(ZSHCOMPDIR)/_twofactorctl
 # Files in SYSCONFDIR belong to the administrator once installed: never
 # overwrite them (the package manager handles conffile upgrades).
 	@for pair in config/twofactord.toml:$(SYSCONFDIR)/twofactor/twofactord.toml \
@@ -138,7 +188,10 @@ uninstall:
 	  $(DESTDIR)$(PAMDIR)/pam_twofactor.so \
 	  $(DESTDIR)$(DBUSSYSTEMDIR)/org.twofactor.Daemon1.conf \
 	  $(DESTDIR)$(DBUSSERVICEDIR)/org.twofactor.Daemon1.service \
-	  $(DESTDIR)$(SYSTEMDUNITDIR)/twofactord.service
+	  $(DESTDIR)$(SYSTEMDUNITDIR)/twofactord.service \
+	  $(DESTDIR)$(MANDIR)/man1/twofactorctl.1 $(DESTDIR)$(MANDIR)/man5/twofactord.toml.5 \
+	  $(DESTDIR)$(MANDIR)/man8/twofactord.8 $(DESTDIR)$(MANDIR)/man8/pam_twofactor.8 \
+	  $(DESTDIR)$(BASHCOMPDIR)/twofactorctl $(DESTDIR)$(ZSHCOMPDIR)/_twofactorctl
 	rm -f $(addprefix $(DESTDIR)$(DOCDIR)/,$(notdir $(DOCS)))
 	rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null || true
 	@echo "kept: $(DESTDIR)$(SYSCONFDIR)/twofactor, $(DESTDIR)$(SYSCONFDIR)/pam.d/twofactor-reauth, $(DESTDIR)$(STATEDIR)"

@@ -399,6 +399,11 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_command_line_default_is_this_path() {
+        assert_eq!(crate::args::DEFAULT_CONFIG, DEFAULT_PATH);
+    }
+
+    #[test]
     fn empty_file_is_defaults() {
         assert_eq!(Config::parse("", "t.toml").unwrap(), Config::default());
     }

@@ -5,6 +5,7 @@
 pub mod account;
 pub mod accounts;
 pub mod admin;
+pub mod args;
 pub mod audit;
 pub mod backup_codes;
 pub mod bus;

@@ -2,47 +2,13 @@
 //! every decision. See the README and docs/ for how it is run.
 
 use clap::Parser;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use twofactor_proto::names::{BUS_NAME, OBJECT_PATH};
+use twofactord::args::Args;
 use twofactord::audit::{Audit, Event};
 use twofactord::config::{self, Config};
 use twofactord::{account, admin, bus, clock, core, login, random, reauth, sealing, store, users};
-
-/// The twofactor daemon: verifies second factors for pam_twofactor.so and
-/// serves twofactorctl, over the system D-Bus.
-#[derive(Parser, Debug)]
-#[command(version, about)]
-struct Args {
-    /// Stay in the foreground (systemd, containers, tests). Without it the
-    /// daemon detaches once it is ready to start.
-    #[arg(long)]
-    foreground: bool,
-    /// Configuration file.
-    #[arg(long, value_name = "FILE", default_value = config::DEFAULT_PATH)]
-    config: PathBuf,
-    /// Check the configuration file and exit (0: valid).
-    #[arg(long)]
-    check_config: bool,
-    /// Connect to this bus address instead of the system bus (tests, demo).
-    #[arg(long, value_name = "ADDRESS")]
-    bus: Option<String>,
-    /// Also write audit and diagnostic lines to stderr.
-    #[arg(long)]
-    log_stderr: bool,
-    /// Do not write to syslog (tests that read stderr instead).
-    #[arg(long, hide = true)]
-    no_syslog: bool,
-    /// First installation: create the key file and the database (each only
-    /// if missing; refuses when both exist), then exit.
-    #[arg(long, conflicts_with_all = ["check_config", "rotate_key"])]
-    init: bool,
-    /// Seal every secret with a new key, then drop the old key from the key
-    /// file; run while the daemon is stopped (it refuses otherwise).
-    #[arg(long, conflicts_with = "check_config")]
-    rotate_key: bool,
-}
 
 fn main() -> ExitCode {
     let args = Args::parse();

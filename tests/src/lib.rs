@@ -93,6 +93,13 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
+/// Cargo's target directory itself (`target`, or $CARGO_TARGET_DIR): the
+/// parent of [`target_dir`].
+pub fn target_root() -> PathBuf {
+    let profile = target_dir();
+    profile.parent().map(Path::to_path_buf).unwrap_or(profile)
+}
+
 /// A built program or library of the workspace, by file name.
 pub fn built(name: &str) -> PathBuf {
     let p = target_dir().join(name);

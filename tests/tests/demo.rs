@@ -53,7 +53,7 @@ fn demo_at_the_password_prompt() -> (Interactive, PathBuf) {
                 std::env::var("HOME").unwrap_or_else(|_| "/root".into()),
             )
             .env("TERM", "dumb")
-            .env("CARGO_TARGET_DIR", twofactor_tests::target_dir())
+            .env("CARGO_TARGET_DIR", twofactor_tests::target_root())
             .env("TWOFACTOR_DEMO_PREBUILT", "1"),
     );
     let line = demo.expect_line(Duration::from_secs(300), |l| l.contains("(state in /tmp/"));

@@ -1,0 +1,76 @@
+//! twofactord's command line. Self-contained (clap only), so that the man
+//! page generator (`tools/gendocs`) reads the same definitions.
+
+use clap::Parser;
+use std::path::PathBuf;
+
+/// The configuration file read when `--config` is not given (the same as
+/// `config::DEFAULT_PATH`; a unit test there keeps them equal).
+pub const DEFAULT_CONFIG: &str = "/etc/twofactor/twofactord.toml";
+
+/// What `twofactord --help` and twofactord(8) say about the daemon.
+const LONG_ABOUT: &str = "twofactord owns every two-factor secret and decision of the machine: \
+pam_twofactor.so asks it over the system D-Bus (org.twofactor.Daemon1) whether a login's second \
+factor is right, and twofactorctl enrols and administers through it. It runs as root, usually \
+started by systemd (twofactord.service) or by D-Bus activation, reads \
+/etc/twofactor/twofactord.toml (twofactord.toml(5)), keeps its SQLite database in \
+/var/lib/twofactor and seals every secret in it with the key in /etc/twofactor/twofactord.key.
+
+Run `twofactord --init` once at installation: it creates the key file and the database. The \
+daemon never creates them itself: a missing, deleted or emptied database, or a missing key \
+file, stops it with a message, because starting afresh would let every enrolled user in \
+without a code. Back up the database and the key file apart; `twofactord --rotate-key` (daemon \
+stopped) seals everything with a new key.
+
+Audit lines go to syslog, facility authpriv, ident twofactord. See /usr/share/doc/twofactor.";
+
+/// The twofactor daemon: verifies second factors for pam_twofactor.so and
+/// serves twofactorctl, over the system D-Bus.
+#[derive(Parser, Debug)]
+#[command(
+    name = "twofactord",
+    version,
+    about = "The twofactor daemon: verifies second factors for pam_twofactor.so and serves \
+             twofactorctl, over the system D-Bus",
+    long_about = LONG_ABOUT
+)]
+pub struct Args {
+    /// Stay in the foreground (systemd, containers, tests). Without it the
+    /// daemon detaches once it is ready to start.
+    #[arg(long)]
+    pub foreground: bool,
+    /// Configuration file.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Check the configuration file and exit (0: valid).
+    #[arg(long)]
+    pub check_config: bool,
+    /// Connect to this bus address instead of the system bus (tests, demo).
+    #[arg(long, value_name = "ADDRESS")]
+    pub bus: Option<String>,
+    /// Also write audit and diagnostic lines to stderr.
+    #[arg(long)]
+    pub log_stderr: bool,
+    /// Do not write to syslog (tests that read stderr instead).
+    #[arg(long, hide = true)]
+    pub no_syslog: bool,
+    /// First installation: create the key file and the database (each only
+    /// if missing; refuses when both exist), then exit.
+    #[arg(long, conflicts_with_all = ["check_config", "rotate_key"])]
+    pub init: bool,
+    /// Seal every secret with a new key, then drop the old key from the key
+    /// file; run while the daemon is stopped (it refuses otherwise).
+    #[arg(long, conflicts_with = "check_config")]
+    pub rotate_key: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_arguments_are_consistent() {
+        Args::command().debug_assert();
+    }
+}
