@@ -14,13 +14,16 @@ use crate::admin::Admin;
 use crate::audit::Origin;
 use crate::core::Caller;
 use crate::login::Logins;
+use std::collections::HashMap;
 use std::sync::Arc;
 use twofactor_proto::error::Error;
+use twofactor_proto::names::detail;
 use twofactor_proto::types::{
     AccountStatus, AppEnrolment, ImportReport, Policy, Recovery, UserReport,
 };
 use twofactor_proto::WireStep;
 use zbus::message::Header;
+use zbus::zvariant::{OwnedValue, Value};
 use zbus::Connection;
 
 async fn caller(conn: &Connection, header: &Header<'_>) -> Result<Caller, Error> {
@@ -43,6 +46,28 @@ async fn caller(conn: &Connection, header: &Header<'_>) -> Result<Caller, Error>
     })
 }
 
+/// A login's details from `Begin`'s dictionary: `user` required, the other
+/// known keys optional (empty), every value a string; unknown keys are
+/// ignored (a newer module may send more).
+fn origin_of(details: &HashMap<String, OwnedValue>) -> Result<Origin, Error> {
+    let text = |key: &str| -> Result<Option<String>, Error> {
+        match details.get(key).map(|v| &**v) {
+            None => Ok(None),
+            Some(Value::Str(s)) => Ok(Some(s.as_str().to_string())),
+            Some(_) => Err(Error::InvalidInput(format!(
+                "the login detail {key:?} must be a string"
+            ))),
+        }
+    };
+    Ok(Origin {
+        user: text(detail::USER)?
+            .ok_or_else(|| Error::InvalidInput("the login detail \"user\" is missing".into()))?,
+        service: text(detail::SERVICE)?.unwrap_or_default(),
+        rhost: text(detail::RHOST)?.unwrap_or_default(),
+        tty: text(detail::TTY)?.unwrap_or_default(),
+    })
+}
+
 pub struct LoginInterface {
     pub logins: Arc<Logins>,
 }
@@ -54,18 +79,10 @@ impl LoginInterface {
         &self,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
-        user: String,
-        service: String,
-        rhost: String,
-        tty: String,
+        details: HashMap<String, OwnedValue>,
     ) -> Result<(String, WireStep), Error> {
         let caller = caller(conn, &header).await?;
-        let origin = Origin {
-            user,
-            service,
-            rhost,
-            tty,
-        };
+        let origin = origin_of(&details)?;
         let (id, step) = self.logins.begin(&caller, origin).await?;
         Ok((id, step.to_wire()))
     }

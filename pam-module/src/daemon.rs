@@ -26,7 +26,8 @@ pub struct LoginRequest {
 
 /// `org.twofactor.Login1`, as the module calls it.
 pub trait Daemon {
-    /// `Begin(user, service, rhost, tty) -> (session, step)`.
+    /// `Begin(details) -> (session, step)`: user, service, rhost and tty as
+    /// a dictionary (`a{sv}`).
     fn begin(&mut self, request: &LoginRequest) -> Result<(String, Step), DaemonError>;
     /// `Answer(session, answer) -> step`. The answer is raw bytes (`ay`).
     fn answer(&mut self, session: &str, answer: &[u8]) -> Result<Step, DaemonError>;

@@ -22,10 +22,27 @@ pub const MAX_ANSWER_BYTES: usize = 1024;
 /// Longest password the daemon passes to the re-authentication service.
 pub const MAX_PASSWORD_BYTES: usize = 4096;
 
+/// The keys of `Login1.Begin`'s details (`a{sv}`); every value is a string
+/// (`s`). `user` is required; a missing other key is empty; keys the daemon
+/// does not know are ignored, so a newer module works with an older
+/// daemon.
+pub mod detail {
+    /// `PAM_USER`.
+    pub const USER: &str = "user";
+    /// `PAM_SERVICE`.
+    pub const SERVICE: &str = "service";
+    /// `PAM_RHOST`.
+    pub const RHOST: &str = "rhost";
+    /// `PAM_TTY`.
+    pub const TTY: &str = "tty";
+}
+
 /// Method names of `org.twofactor.Login1`, for clients that do not use the
 /// zbus proxies (the PAM module).
 pub mod login {
-    /// `Begin(user s, service s, rhost s, tty s) -> (session s, step (a(us)us))`
+    /// `Begin(details a{sv}) -> (session s, step (a(us)us))`: the login's
+    /// details by name (see [`detail`]), so that later details do not change
+    /// the signature.
     pub const BEGIN: &str = "Begin";
     /// `Answer(session s, answer ay) -> step (a(us)us)`
     pub const ANSWER: &str = "Answer";

@@ -9,13 +9,11 @@ use crate::WireStep;
     default_path = "/org/twofactor/Daemon1"
 )]
 pub trait Login1 {
-    /// Starts a login for `user`; returns the session id and the first step.
+    /// Starts a login with its details (see `names::detail`); returns the
+    /// session id and the first step.
     fn begin(
         &self,
-        user: &str,
-        service: &str,
-        rhost: &str,
-        tty: &str,
+        details: std::collections::HashMap<&str, zbus::zvariant::Value<'_>>,
     ) -> zbus::Result<(String, WireStep)>;
     /// Answers the question of the last step.
     fn answer(&self, session: &str, answer: &[u8]) -> zbus::Result<WireStep>;

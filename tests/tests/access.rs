@@ -9,7 +9,8 @@ use twofactor_tests::{need_root, totp, Enrolled, Env, TestUser, CODE_PROMPT};
 
 fn begin(user: &str) -> serde_json::Value {
     json!({"interface": "org.twofactor.Login1", "method": "Begin",
-           "signature": "ssss", "args": [user, "tft-access", "", ""]})
+           "signature": "a{sv}",
+           "args": [{"user": user, "service": "tft-access", "rhost": "", "tty": ""}]})
 }
 
 fn error_name(r: &serde_json::Value) -> &str {
@@ -278,7 +279,7 @@ for c in range(70):
     for i in range(64):
         m = dbus.lowlevel.MethodCallMessage("org.twofactor.Daemon1", "/org/twofactor/Daemon1",
                                             "org.twofactor.Login1", "Begin")
-        m.append(user, "flood", "", "", signature="ssss")
+        m.append({"user": user, "service": "flood"}, signature="a{sv}")
         try:
             b.send_message_with_reply_and_block(m, 10)
             ok += 1

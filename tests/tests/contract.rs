@@ -28,15 +28,15 @@ fn login1_replies_match_the_contract() {
             call(
                 l,
                 "Begin",
-                "ssss",
-                json!([s.user.name, "tft-contract", "", ""])
+                "a{sv}",
+                json!([{"user": s.user.name, "service": "tft-contract", "rhost": "", "tty": ""}])
             ),
             call(l, "Answer", "say", json!(["$0", {"bytes": wrong}])),
             call(
                 l,
                 "Begin",
-                "ssss",
-                json!([s.user.name, "tft-contract", "", ""])
+                "a{sv}",
+                json!([{"user": s.user.name, "service": "tft-contract", "rhost": "", "tty": ""}])
             ),
             call(l, "Cancel", "s", json!(["$2"])),
         ]),

@@ -21,11 +21,36 @@ fn oversized_and_odd_arguments_are_refused() {
     let r = s.env.bus.py_calls(
         None,
         json!([
-            call(l, "Begin", "ssss", json!([big, "svc", "", ""])),
-            call(l, "Begin", "ssss", json!([s.user.name, big, "", ""])),
-            call(l, "Begin", "ssss", json!([s.user.name, "svc", big, ""])),
-            call(l, "Begin", "ssss", json!(["", "svc", "", ""])),
-            call(l, "Begin", "ssss", json!([s.user.name, "svc", "", ""])),
+            call(
+                l,
+                "Begin",
+                "a{sv}",
+                json!([{"user": big, "service": "svc", "rhost": "", "tty": ""}])
+            ),
+            call(
+                l,
+                "Begin",
+                "a{sv}",
+                json!([{"user": s.user.name, "service": big, "rhost": "", "tty": ""}])
+            ),
+            call(
+                l,
+                "Begin",
+                "a{sv}",
+                json!([{"user": s.user.name, "service": "svc", "rhost": big, "tty": ""}])
+            ),
+            call(
+                l,
+                "Begin",
+                "a{sv}",
+                json!([{"user": "", "service": "svc", "rhost": "", "tty": ""}])
+            ),
+            call(
+                l,
+                "Begin",
+                "a{sv}",
+                json!([{"user": s.user.name, "service": "svc", "rhost": "", "tty": ""}])
+            ),
             call(l, "Answer", "say", json!(["$4", {"bytes": big}])),
             call(l, "Cancel", "s", json!([big])),
         ]),
@@ -47,6 +72,35 @@ fn oversized_and_odd_arguments_are_refused() {
     assert_eq!(r[5]["ok"][0][1], 3, "huge answer: {}", r[5]);
     assert!(r[6]["error"].is_string(), "{}", r[6]);
     assert_eq!(s.failures(), 0);
+
+    // Begin's details: the user is required and every value is a string;
+    // an unknown detail is ignored (a newer module may send more).
+    let r = s.env.bus.py_calls(
+        None,
+        json!([
+            call(l, "Begin", "a{sv}", json!([{"service": "svc"}])),
+            call(
+                l,
+                "Begin",
+                "a{sv}",
+                json!([{"user": 1000, "service": "svc"}])
+            ),
+            call(
+                l,
+                "Begin",
+                "a{sv}",
+                json!([{"user": s.user.name, "service": "svc", "ssh_key": "SHA256:x"}])
+            ),
+        ]),
+    );
+    for (i, what) in [(0, "no user"), (1, "a number as user")] {
+        assert_eq!(
+            r[i]["error"], "org.twofactor.Error.InvalidInput",
+            "{what}: {}",
+            r[i]
+        );
+    }
+    assert_eq!(r[2]["ok"][1][2], CODE_PROMPT, "unknown detail: {}", r[2]);
 
     let r = s.env.bus.py_calls(
         Some(s.user.ids()),
@@ -92,8 +146,8 @@ fn oversized_and_odd_arguments_are_refused() {
         json!([call(
             l,
             "Begin",
-            "ssss",
-            json!([s.user.name, "svc", "", ""])
+            "a{sv}",
+            json!([{"user": s.user.name, "service": "svc", "rhost": "", "tty": ""}])
         )]),
     );
     assert_eq!(r[0]["ok"][1][2], CODE_PROMPT, "{r:?}");
@@ -117,7 +171,8 @@ for i in range(n):
     c = dbus.bus.BusConnection(address)
     msg = dbus.lowlevel.MethodCallMessage("org.twofactor.Daemon1", "/org/twofactor/Daemon1",
                                           "org.twofactor.Login1", "Begin")
-    msg.append(user, "tft-abandon", "192.0.2.7", "ssh", signature="ssss")
+    msg.append({"user": user, "service": "tft-abandon", "rhost": "192.0.2.7", "tty": "ssh"},
+               signature="a{sv}")
     try:
         c.send_message_with_reply_and_block(msg, 30)
         started += 1

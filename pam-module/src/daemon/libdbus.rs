@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use dbus::channel::Channel;
 use dbus::strings::{BusName, Interface, Member, Path};
 use dbus::Message;
-use twofactor_proto::names::{login, BUS_NAME, LOGIN_INTERFACE, OBJECT_PATH};
+use std::collections::HashMap;
+
+use dbus::arg::Variant;
+use twofactor_proto::names::{detail, login, BUS_NAME, LOGIN_INTERFACE, OBJECT_PATH};
 use twofactor_proto::{Step, WireStep};
 
 use super::{classify, Daemon, DaemonError, LoginRequest};
@@ -59,12 +62,16 @@ impl Daemon for BusDaemon {
         for value in [&r.user, &r.service, &r.rhost, &r.tty] {
             no_nul(value)?;
         }
-        let msg = method_call(login::BEGIN)?.append3(
-            r.user.as_str(),
-            r.service.as_str(),
-            r.rhost.as_str(),
-        );
-        let msg = msg.append1(r.tty.as_str());
+        let details: HashMap<&str, Variant<&str>> = [
+            (detail::USER, r.user.as_str()),
+            (detail::SERVICE, r.service.as_str()),
+            (detail::RHOST, r.rhost.as_str()),
+            (detail::TTY, r.tty.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, Variant(v)))
+        .collect();
+        let msg = method_call(login::BEGIN)?.append1(details);
         let reply = self.call(msg)?;
         let (session, step): (String, RawStep) = reply
             .read2()
