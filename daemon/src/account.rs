@@ -6,6 +6,7 @@ use crate::accounts;
 use crate::audit::Event;
 use crate::backup_codes::{self, Code};
 use crate::core::{Caller, Core};
+use crate::methods::{self, Method};
 use crate::policy::{self, Applies};
 use crate::random;
 use crate::totp::{self, Confirm, Secret};
@@ -147,7 +148,7 @@ impl Accounts {
             .core
             .store
             .run(move |c| {
-                if !totp::is_enrolled(c, &u)? {
+                if !methods::has_any(c, &u)? {
                     return Ok(false);
                 }
                 backup_codes::replace_set(c, &u, &hashed, now)?;
@@ -202,12 +203,22 @@ impl Accounts {
         password: Vec<u8>,
     ) -> Result<(), Error> {
         let password = Zeroizing::new(password);
-        if which != method::APP && which != "all" {
-            return Err(Error::InvalidInput(format!(
-                "unknown method {:?}; use \"app\" or \"all\"",
-                which.chars().take(32).collect::<String>()
-            )));
-        }
+        // None: all methods.
+        let only = match which {
+            "all" => None,
+            name => Some(Method::from_name(name).ok_or_else(|| {
+                let names: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
+                Error::InvalidInput(format!(
+                    "unknown method {:?}; use {} or \"all\"",
+                    which.chars().take(32).collect::<String>(),
+                    names
+                        .iter()
+                        .map(|n| format!("{n:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?),
+        };
         let user = self.user_of(caller).await?;
         self.refuse_removing_last_method(&user).await?;
         self.reauth(&user, password, "disable").await?;
@@ -218,8 +229,13 @@ impl Accounts {
             .core
             .store
             .run(move |c| {
-                let removed = totp::remove(c, &u)?;
-                backup_codes::remove_all(c, &u)?;
+                let removed = match only {
+                    Some(m) => m.remove(c, &u)?,
+                    None => methods::remove_all(c, &u)?,
+                };
+                if !methods::has_any(c, &u)? {
+                    backup_codes::remove_all(c, &u)?;
+                }
                 Ok(removed)
             })
             .await
@@ -246,7 +262,7 @@ impl Accounts {
         let (enrolled, policy) = self
             .core
             .store
-            .run(move |c| Ok((totp::is_enrolled(c, &u)?, policy::get(c, &initial)?)))
+            .run(move |c| Ok((methods::has_any(c, &u)?, policy::get(c, &initial)?)))
             .await
             .map_err(|e| self.internal("disable", &e.to_string()))?;
         if !enrolled {

@@ -53,11 +53,10 @@ pub fn status(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<Accou
     if status.locked_until <= now {
         status.locked_until = 0;
     }
-    if crate::totp::is_enrolled(conn, user)? {
-        status
-            .methods
-            .push(twofactor_proto::types::method::APP.to_string());
-    }
+    status.methods = crate::methods::enrolled(conn, user)?
+        .into_iter()
+        .map(|m| m.name().to_string())
+        .collect();
     status.enrolment_pending = crate::totp::has_pending(conn, user, now)?;
     status.backup_codes_left = crate::backup_codes::remaining(conn, user)?.unwrap_or(0);
     Ok(status)

@@ -20,6 +20,7 @@ use crate::backup_codes::{self, Code};
 use crate::config::{valid_date, valid_group_name};
 use crate::core::{Caller, Core};
 use crate::google_auth::{self, ImportError};
+use crate::methods;
 use crate::policy;
 use crate::ratelimit;
 use crate::recovery;
@@ -310,7 +311,7 @@ impl Admin {
             .store
             .run(move |c| {
                 accounts::ensure(c, &u, now)?;
-                totp::remove(c, &u)?;
+                methods::remove_all(c, &u)?;
                 backup_codes::remove_all(c, &u)?;
                 ratelimit::clear(c, &u)?;
                 recovery::replace(c, &u, &hash, now, &b)
@@ -475,7 +476,7 @@ impl Admin {
             .core
             .store
             .run(move |c| {
-                if totp::is_enrolled(c, &u)? {
+                if methods::has_any(c, &u)? {
                     return Ok(false);
                 }
                 accounts::ensure(c, &u, now)?;

@@ -24,6 +24,7 @@ use crate::accounts;
 use crate::audit::{Event, Origin};
 use crate::backup_codes::{self, Code};
 use crate::core::{Caller, Core};
+use crate::methods;
 use crate::policy::{self, Applies};
 use crate::random;
 use crate::ratelimit::{self, Gate};
@@ -207,7 +208,7 @@ impl Logins {
                 .store
                 .run(move |c| {
                     Ok(Facts {
-                        enrolled: totp::is_enrolled(c, &user)?,
+                        enrolled: methods::has_any(c, &user)?,
                         recovery_pending: recovery::pending(c, &user, now)?.is_some(),
                         policy: policy::get(c, &initial)?,
                     })
@@ -547,7 +548,7 @@ impl Logins {
                 if let Gate::Wait(s) = ratelimit::gate(c, &user, &source, now)? {
                     return Ok(Err(Verdict::Locked(s)));
                 }
-                if !totp::is_enrolled(c, &user)? {
+                if !methods::has_any(c, &user)? {
                     return Ok(Err(Verdict::NotEnrolled));
                 }
                 let lock = ratelimit::record_failure(c, &user, &source, now, &limits)?;

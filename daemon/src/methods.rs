@@ -1,0 +1,106 @@
+//! One notion of a method: a way to give the second factor that a user
+//! sets up and can remove (backup and recovery codes are fallbacks, not
+//! methods). Login, account, admin and policy ask this module, never a
+//! method's own table: adding a method is a variant here, its module and
+//! its migration.
+
+use rusqlite::Connection;
+use twofactor_proto::types::method;
+
+use crate::totp;
+
+/// A second-factor method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Method {
+    /// An authenticator app (TOTP).
+    App,
+}
+
+impl Method {
+    /// Every method, in the order they are listed and offered.
+    pub const ALL: &'static [Method] = &[Method::App];
+
+    /// The method's name on the bus and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::App => method::APP,
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Method> {
+        Method::ALL.iter().copied().find(|m| m.name() == name)
+    }
+
+    /// Whether `user` has this method.
+    pub fn is_enrolled(self, conn: &Connection, user: &str) -> rusqlite::Result<bool> {
+        match self {
+            Method::App => totp::is_enrolled(conn, user),
+        }
+    }
+
+    /// Removes this method of `user`; false if there was none.
+    pub fn remove(self, conn: &Connection, user: &str) -> rusqlite::Result<bool> {
+        match self {
+            Method::App => totp::remove(conn, user),
+        }
+    }
+}
+
+/// The methods `user` has, in [`Method::ALL`] order.
+pub fn enrolled(conn: &Connection, user: &str) -> rusqlite::Result<Vec<Method>> {
+    let mut found = Vec::new();
+    for m in Method::ALL {
+        if m.is_enrolled(conn, user)? {
+            found.push(*m);
+        }
+    }
+    Ok(found)
+}
+
+/// Whether `user` has any method (a second factor to ask for).
+pub fn has_any(conn: &Connection, user: &str) -> rusqlite::Result<bool> {
+    Ok(!enrolled(conn, user)?.is_empty())
+}
+
+/// Removes every method of `user` (an administrator's reset, `disable
+/// all`); true if there was one.
+pub fn remove_all(conn: &Connection, user: &str) -> rusqlite::Result<bool> {
+    let mut removed = false;
+    for m in Method::ALL {
+        removed |= m.remove(conn, user)?;
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_are_none() {
+        for m in Method::ALL {
+            assert_eq!(Method::from_name(m.name()), Some(*m));
+        }
+        assert_eq!(Method::from_name("sms"), None);
+        assert_eq!(Method::from_name("all"), None);
+        assert_eq!(Method::from_name(""), None);
+    }
+
+    #[test]
+    fn enrolled_lists_what_the_user_has() {
+        let c = Connection::open_in_memory().unwrap();
+        std::sync::Arc::new(crate::sealing::Keys::generate().unwrap())
+            .register(&c)
+            .unwrap();
+        for m in crate::store::schema::MIGRATIONS {
+            c.execute_batch(m).unwrap();
+        }
+        crate::accounts::ensure(&c, "u", 0).unwrap();
+        assert!(!has_any(&c, "u").unwrap());
+        totp::activate(&c, "u", &totp::Secret::from_bytes(vec![7; 20]), 0, 0).unwrap();
+        assert_eq!(enrolled(&c, "u").unwrap(), vec![Method::App]);
+        assert!(remove_all(&c, "u").unwrap());
+        assert!(!has_any(&c, "u").unwrap());
+        assert!(!remove_all(&c, "u").unwrap());
+    }
+}
