@@ -6,37 +6,37 @@
 //!   Begin ─▶ unknown user ─────────────▶ AskCode{enrolled:false} ─▶ Deny (same words as a wrong code)
 //!       ├─▶ no method, policy off ────▶ Accept (2FA is optional)
 //!       ├─▶ no method, policy announced ▶ Accept + reminder
-//!       ├─▶ no method, policy applies ─▶ EnrolCode ─▶ EnrolConfirm ─▶ Accept
+//!       ├─▶ no method, policy applies ─▶ EnrolCode ─▶ EnrolConfirm ─▶ AcceptPending ─▶ Commit
 //!       └─▶ app, or a recovery code ──▶ AskCode{enrolled:true} ─▶ Accept | Deny
 //!                                          └─ recovery code ─▶ EnrolCode ─▶ …
 //! ```
 //!
-//! At the code prompt, a 6-digit answer is an app code, a 12-letter (or an
-//! imported 8-digit) answer a backup code, a 16-letter answer a recovery
-//! code; anything else is refused without counting.
+//! The parts: `sessions` (the table of logins in progress and its quotas),
+//! `unknown` (the in-memory throttle of names the system does not know),
+//! `check` (what an answer at the code prompt is, and the one path every
+//! code check takes), `enrol` (enrolment at the prompt and its commit).
 //!
 //! Later methods (email, trusted devices) are further phases of [`Phase`];
 //! the module does not change.
 
+mod check;
 mod enrol;
+mod sessions;
+mod unknown;
 
-use crate::accounts;
+pub use check::wait_message;
+use sessions::{Session, Sessions};
+use unknown::UnknownNames;
+
 use crate::audit::{Event, Origin};
-use crate::backup_codes::{self, Code};
 use crate::core::{Caller, Core};
 use crate::methods;
 use crate::policy::{self, Applies};
 use crate::random;
-use crate::ratelimit::{self, Gate};
 use crate::recovery;
-use crate::totp::{self, Check, Malformed};
 use crate::users::plausible_name;
-use rusqlite::Connection;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use twofactor_proto::error::Error;
-use twofactor_proto::names::MAX_ANSWER_BYTES;
-use twofactor_proto::types::method;
 use twofactor_proto::{Action, Step};
 use zeroize::Zeroizing;
 
@@ -46,17 +46,6 @@ pub const INTERNAL: &str = "Two-factor authentication failed (internal error); l
 
 /// Longest service, rhost or tty accepted from the module.
 const MAX_ITEM_LEN: usize = 1024;
-/// Logins in progress, in all.
-const MAX_SESSIONS: usize = 4096;
-/// Logins in progress for one bus connection.
-const MAX_SESSIONS_PER_CONNECTION: usize = 64;
-/// Logins in progress started by one non-root uid (a screen locker checks
-/// one user: itself), across all its connections.
-const MAX_SESSIONS_PER_USER: usize = 16;
-/// Logins in progress started by all non-root uids together: root's logins
-/// (sshd, login, su, sudo) always keep the other half of the table.
-const MAX_SESSIONS_NON_ROOT: usize = MAX_SESSIONS / 2;
-
 /// Where a login is.
 enum Phase {
     /// The prompt for a code was shown. `enrolled` is false for a user the
@@ -102,69 +91,18 @@ struct Facts {
     policy: twofactor_proto::types::Policy,
 }
 
-struct Session {
-    owner: Caller,
-    origin: Origin,
-    phase: Phase,
-    expires: i64,
-}
-
-/// What an answer at the code prompt is.
-enum Attempt {
-    App(Zeroizing<String>),
-    Backup(Code),
-    Recovery(Code),
-}
-
-/// Reads an answer at the code prompt.
-fn classify(answer: &[u8]) -> Result<Attempt, Malformed> {
-    if answer.len() > MAX_ANSWER_BYTES {
-        return Err(Malformed::TooLong);
-    }
-    let text = std::str::from_utf8(answer).map_err(|_| Malformed::NotUtf8)?;
-    match totp::parse_code(answer) {
-        Ok(code) => Ok(Attempt::App(code)),
-        Err(Malformed::NotSixDigits) => backup_codes::parse(text)
-            .map(Attempt::Backup)
-            .or_else(|| recovery::parse(text).map(Attempt::Recovery))
-            .ok_or(Malformed::NotSixDigits),
-        Err(other) => Err(other),
-    }
-}
-
-/// What checking an app code did, inside one transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
-    /// Accepted; backup codes left, if the user has a set.
-    Accepted(Option<u32>),
-    Wrong {
-        lock: Option<i64>,
-    },
-    Replayed {
-        lock: Option<i64>,
-    },
-    Locked(i64),
-    NotEnrolled,
-}
-
 pub struct Logins {
     core: Arc<Core>,
-    sessions: Mutex<HashMap<String, Session>>,
-    /// Failures of names the system does not know, kept in memory only (no
-    /// row is ever written for them), so that after `max_failures` guesses
-    /// they get the same lockout message as an account would.
-    unknown: Mutex<HashMap<String, (u32, i64)>>,
+    sessions: Sessions,
+    unknown: UnknownNames,
 }
-
-/// Names whose failures are remembered at once (oldest forgotten first).
-const MAX_UNKNOWN_NAMES: usize = 4096;
 
 impl Logins {
     pub fn new(core: Arc<Core>) -> Self {
         Logins {
             core,
-            sessions: Mutex::new(HashMap::new()),
-            unknown: Mutex::new(HashMap::new()),
+            sessions: Sessions::default(),
+            unknown: UnknownNames::default(),
         }
     }
 
@@ -258,7 +196,7 @@ impl Logins {
             phase,
             expires: now + i64::from(self.core.config.login.session_timeout_seconds),
         };
-        self.insert(id.clone(), session, now)?;
+        self.sessions.insert(id.clone(), session, now)?;
         Ok((id, step))
     }
 
@@ -286,7 +224,7 @@ impl Logins {
             origin,
             phase,
             expires,
-        } = self.take(caller, id)?;
+        } = self.sessions.take(caller, id, self.core.clock.now())?;
         let next = match phase {
             Phase::AskCode { enrolled } => {
                 self.check_code(&origin, enrolled, &answer, id, expires)
@@ -320,7 +258,7 @@ impl Logins {
                     phase,
                     expires,
                 };
-                self.insert(id.to_string(), session, now)?;
+                self.sessions.insert(id.to_string(), session, now)?;
                 Ok(step)
             }
         }
@@ -329,7 +267,8 @@ impl Logins {
     /// The whole PAM auth stack succeeded for the login `id` (the module
     /// calls this from `pam_sm_acct_mgmt`): store what it left pending.
     pub async fn commit(&self, caller: &Caller, id: &str) -> Result<Step, Error> {
-        let Session { origin, phase, .. } = self.take(caller, id)?;
+        let Session { origin, phase, .. } =
+            self.sessions.take(caller, id, self.core.clock.now())?;
         match phase {
             Phase::Commit(confirmed) => Ok(self.commit_enrolment(&origin, confirmed).await),
             other => {
@@ -342,7 +281,7 @@ impl Logins {
     /// Forgets a session (the module's conversation failed), giving back a
     /// recovery code it had claimed.
     pub async fn cancel(&self, caller: &Caller, id: &str) -> Result<(), Error> {
-        let session = self.take(caller, id)?;
+        let session = self.sessions.take(caller, id, self.core.clock.now())?;
         self.discard(&session.origin, &session.phase, "cancelled")
             .await;
         Ok(())
@@ -353,18 +292,7 @@ impl Logins {
     /// prompts do not hold slots, and a change that was never committed is
     /// dropped.
     pub async fn connection_closed(&self, bus_name: &str) {
-        let gone: Vec<Session> = match self.sessions.lock() {
-            Ok(mut sessions) => {
-                let ids: Vec<String> = sessions
-                    .iter()
-                    .filter(|(_, s)| s.owner.bus_name == bus_name)
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                ids.iter().filter_map(|id| sessions.remove(id)).collect()
-            }
-            Err(_) => return,
-        };
-        for session in gone {
+        for session in self.sessions.drain_connection(bus_name) {
             self.discard(&session.origin, &session.phase, "connection-closed")
                 .await;
         }
@@ -383,15 +311,12 @@ impl Logins {
 
     /// Logins in progress (for tests and the status of the daemon).
     pub fn in_progress(&self) -> usize {
-        self.sessions.lock().map(|s| s.len()).unwrap_or(0)
+        self.sessions.len()
     }
 
     /// Drops sessions past their time.
     pub fn expire(&self) {
-        let now = self.core.clock.now();
-        if let Ok(mut s) = self.sessions.lock() {
-            s.retain(|_, v| v.expires > now);
-        }
+        self.sessions.expire(self.core.clock.now());
     }
 
     /// uid 0 may run a login for anyone; any other uid only for itself
@@ -414,315 +339,6 @@ impl Logins {
         }
     }
 
-    fn insert(&self, id: String, session: Session, now: i64) -> Result<(), Error> {
-        let mut sessions = self
-            .sessions
-            .lock()
-            .map_err(|_| Error::Internal("session table unavailable".into()))?;
-        if sessions.len() >= MAX_SESSIONS / 2 {
-            sessions.retain(|_, v| v.expires > now);
-        }
-        let owner = &session.owner;
-        let (mut same_connection, mut same_uid, mut non_root) = (0, 0, 0);
-        for s in sessions.values() {
-            same_connection += usize::from(s.owner.bus_name == owner.bus_name);
-            same_uid += usize::from(s.owner.uid == owner.uid);
-            non_root += usize::from(s.owner.uid != 0);
-        }
-        let full = sessions.len() >= MAX_SESSIONS
-            || same_connection >= MAX_SESSIONS_PER_CONNECTION
-            || (owner.uid != 0
-                && (same_uid >= MAX_SESSIONS_PER_USER || non_root >= MAX_SESSIONS_NON_ROOT));
-        if full {
-            return Err(Error::RateLimited(
-                "too many logins in progress; try again later".into(),
-            ));
-        }
-        sessions.insert(id, session);
-        Ok(())
-    }
-
-    /// Removes and returns a live session of this caller. Another caller's
-    /// session is "not found", as is an expired one.
-    fn take(&self, caller: &Caller, id: &str) -> Result<Session, Error> {
-        let now = self.core.clock.now();
-        let mut sessions = self
-            .sessions
-            .lock()
-            .map_err(|_| Error::Internal("session table unavailable".into()))?;
-        let owned = sessions
-            .get(id)
-            .map(|s| s.owner == *caller && s.expires > now)
-            .unwrap_or(false);
-        if !owned {
-            return Err(Error::NotFound("no such login in progress".into()));
-        }
-        sessions
-            .remove(id)
-            .ok_or_else(|| Error::NotFound("no such login in progress".into()))
-    }
-
-    async fn check_code(
-        &self,
-        origin: &Origin,
-        enrolled: bool,
-        answer: &[u8],
-        session: &str,
-        expires: i64,
-    ) -> Next {
-        let audit = &self.core.audit;
-        let attempt = match classify(answer) {
-            Ok(attempt) => attempt,
-            Err(malformed) => {
-                audit.log(Event::LoginFailure {
-                    origin,
-                    reason: "malformed",
-                });
-                return Next::Done(Step::new(Action::Deny).error(malformed.message()));
-            }
-        };
-        if !enrolled {
-            return Next::Done(self.unknown_user_failure(origin));
-        }
-        match attempt {
-            Attempt::App(code) => Next::Done(self.check_app_code(origin, code).await),
-            Attempt::Backup(code) => Next::Done(self.check_backup_code(origin, code).await),
-            Attempt::Recovery(code) => {
-                self.check_recovery_code(origin, code, session, expires)
-                    .await
-            }
-        }
-    }
-
-    async fn check_app_code(&self, origin: &Origin, code: Zeroizing<String>) -> Step {
-        let audit = &self.core.audit;
-        let user = origin.user.clone();
-        let now = self.core.clock.now();
-        let skew = self.core.config.totp.skew_steps;
-        let limits = self.core.config.limits.clone();
-        let source = ratelimit::source_of(origin);
-        let verdict = self
-            .core
-            .store
-            .run(move |c| verify_app_code(c, &user, &source, &code, now, skew, &limits))
-            .await;
-        match verdict {
-            Ok(Verdict::Accepted(left)) => {
-                audit.log(Event::LoginSuccess {
-                    origin,
-                    method: method::APP,
-                });
-                accepted(left)
-            }
-            Ok(Verdict::Wrong { lock }) | Ok(Verdict::Replayed { lock }) => {
-                let reason = if matches!(verdict, Ok(Verdict::Wrong { .. })) {
-                    "wrong-code"
-                } else {
-                    "replayed-code"
-                };
-                self.refused(origin, reason, lock)
-            }
-            Ok(Verdict::Locked(wait)) => self.locked(origin, wait),
-            Ok(Verdict::NotEnrolled) => self.refused(origin, "no-method", None),
-            Err(e) => {
-                self.internal("login-answer", &e.to_string());
-                Step::new(Action::Deny).error(INTERNAL)
-            }
-        }
-    }
-
-    /// A backup code: find the one candidate by its selector (counting the
-    /// attempt as a failure first, behind the lock), verify it with one
-    /// argon2 computation outside the writer, then consume it; only one
-    /// concurrent login can consume a code. An attempt whose selector
-    /// matches nothing costs one argon2 too (a decoy), so the answer's
-    /// timing does not tell which selectors exist.
-    async fn check_backup_code(&self, origin: &Origin, code: Code) -> Step {
-        let store = &self.core.store;
-        let now = self.core.clock.now();
-        let limits = self.core.config.limits.clone();
-        let (user, selector) = (origin.user.clone(), code.selector().to_string());
-        let source = ratelimit::source_of(origin);
-        let found = store
-            .run(move |c| {
-                if let Gate::Wait(s) = ratelimit::gate(c, &user, &source, now)? {
-                    return Ok(Err(Verdict::Locked(s)));
-                }
-                if !methods::has_any(c, &user)? {
-                    return Ok(Err(Verdict::NotEnrolled));
-                }
-                let lock = ratelimit::record_failure(c, &user, &source, now, &limits)?;
-                Ok(match backup_codes::candidate(c, &user, &selector)? {
-                    Some((id, hash)) => Ok((id, hash, lock)),
-                    None => Err(Verdict::Wrong { lock }),
-                })
-            })
-            .await;
-        let (id, hash, lock) = match found {
-            Ok(Ok(candidate)) => candidate,
-            Ok(Err(Verdict::Locked(wait))) => return self.locked(origin, wait),
-            Ok(Err(Verdict::Wrong { lock })) => {
-                // No code has this selector: the same argon2 work anyway.
-                self.core.verify_decoy(code).await;
-                return self.refused(origin, "wrong-backup-code", lock);
-            }
-            Ok(Err(_)) => return self.refused(origin, "no-method", None),
-            Err(e) => {
-                self.internal("login-backup", &e.to_string());
-                return Step::new(Action::Deny).error(INTERNAL);
-            }
-        };
-        let verified = self.core.verify_code(code, hash).await;
-        if !verified {
-            return self.refused(origin, "wrong-backup-code", lock);
-        }
-        let (user, source) = (origin.user.clone(), ratelimit::source_of(origin));
-        let consumed = store
-            .run(move |c| {
-                if !backup_codes::consume(c, id, now)? {
-                    return Ok(None);
-                }
-                ratelimit::record_success(c, &user, &source)?;
-                accounts::record_login(c, &user, method::BACKUP_CODE, now)?;
-                backup_codes::remaining(c, &user)
-            })
-            .await;
-        match consumed {
-            Ok(Some(left)) => {
-                self.core.audit.log(Event::LoginSuccess {
-                    origin,
-                    method: method::BACKUP_CODE,
-                });
-                self.core.audit.log(Event::BackupCodeUsed {
-                    user: &origin.user,
-                    left,
-                });
-                accepted(Some(left))
-            }
-            Ok(None) => self.refused(origin, "replayed-backup-code", lock),
-            Err(e) => {
-                self.internal("login-backup", &e.to_string());
-                Step::new(Action::Deny).error(INTERNAL)
-            }
-        }
-    }
-
-    /// A recovery code from an administrator's reset: counted as a failure
-    /// first (behind the lock), verified with one argon2 computation, then
-    /// claimed by this login; the user must set up a new method before the
-    /// login completes, and only that consumes the code.
-    async fn check_recovery_code(
-        &self,
-        origin: &Origin,
-        code: Code,
-        session: &str,
-        expires: i64,
-    ) -> Next {
-        let store = &self.core.store;
-        let now = self.core.clock.now();
-        let limits = self.core.config.limits.clone();
-        let (user, source) = (origin.user.clone(), ratelimit::source_of(origin));
-        let found = store
-            .run(move |c| {
-                if let Gate::Wait(s) = ratelimit::gate(c, &user, &source, now)? {
-                    return Ok(Err(Verdict::Locked(s)));
-                }
-                accounts::ensure(c, &user, now)?;
-                let lock = ratelimit::record_failure(c, &user, &source, now, &limits)?;
-                Ok(match recovery::pending(c, &user, now)? {
-                    Some(hash) => Ok((hash, lock)),
-                    None => Err(Verdict::Wrong { lock }),
-                })
-            })
-            .await;
-        let (hash, lock) = match found {
-            Ok(Ok(found)) => found,
-            Ok(Err(Verdict::Locked(wait))) => return Next::Done(self.locked(origin, wait)),
-            Ok(Err(Verdict::Wrong { lock })) => {
-                return Next::Done(self.refused(origin, "wrong-recovery-code", lock))
-            }
-            Ok(Err(_)) => return Next::Done(self.refused(origin, "wrong-recovery-code", None)),
-            Err(e) => {
-                self.internal("login-recovery", &e.to_string());
-                return Next::Done(Step::new(Action::Deny).error(INTERNAL));
-            }
-        };
-        let verified = self.core.verify_code(code, hash.clone()).await;
-        if !verified {
-            return Next::Done(self.refused(origin, "wrong-recovery-code", lock));
-        }
-        let (user, sid) = (origin.user.clone(), session.to_string());
-        let source = ratelimit::source_of(origin);
-        let claimed = store
-            .run(move |c| {
-                // The claim outlives the prompt by the commit window, so
-                // that the account phase can still use the code up.
-                let until = expires + COMMIT_SECONDS;
-                let claimed = recovery::claim(c, &user, &hash, &sid, until, now)?;
-                if claimed {
-                    ratelimit::record_success(c, &user, &source)?;
-                }
-                Ok(claimed)
-            })
-            .await;
-        match claimed {
-            Ok(true) => {
-                self.core.audit.log(Event::RecoveryCodeUsed { origin });
-                match self.start_enrolment(origin, enrol::Why::Recovery(session.to_string())) {
-                    Ok((phase, step)) => Next::Continue(phase, step),
-                    Err(_) => {
-                        self.release_claim(origin, session).await;
-                        Next::Done(Step::new(Action::Deny).error(INTERNAL))
-                    }
-                }
-            }
-            Ok(false) => Next::Done(self.refused(origin, "claimed-recovery-code", lock)),
-            Err(e) => {
-                self.internal("login-recovery", &e.to_string());
-                Next::Done(Step::new(Action::Deny).error(INTERNAL))
-            }
-        }
-    }
-
-    /// A code for a name the system does not know: always refused, counted
-    /// like an account's failures (in memory), so the answers look the same
-    /// as for an enrolled account, the lockout message included.
-    fn unknown_user_failure(&self, origin: &Origin) -> Step {
-        let now = self.core.clock.now();
-        let limits = &self.core.config.limits;
-        let wait = match self.unknown.lock() {
-            Ok(mut table) => {
-                if table.len() >= MAX_UNKNOWN_NAMES && !table.contains_key(&origin.user) {
-                    table.retain(|_, (_, until)| *until > now);
-                    if table.len() >= MAX_UNKNOWN_NAMES {
-                        table.clear();
-                    }
-                }
-                let entry = table.entry(origin.user.clone()).or_insert((0, 0));
-                if entry.1 > now {
-                    Some(entry.1 - now)
-                } else {
-                    entry.0 = entry.0.saturating_add(1);
-                    if let Some(w) = ratelimit::wait_after(entry.0, limits) {
-                        entry.1 = now + w;
-                    }
-                    None
-                }
-            }
-            Err(_) => None,
-        };
-        match wait {
-            Some(w) => self.locked(origin, w),
-            None => {
-                self.core.audit.log(Event::LoginFailure {
-                    origin,
-                    reason: "unknown-user",
-                });
-                Step::new(Action::Deny).error(INVALID)
-            }
-        }
-    }
-
     /// Gives back the recovery code a failed or cancelled login claimed.
     async fn release_claim(&self, origin: &Origin, session: &str) {
         let (user, sid) = (origin.user.clone(), session.to_string());
@@ -736,88 +352,25 @@ impl Logins {
         }
     }
 
-    fn refused(&self, origin: &Origin, reason: &str, lock: Option<i64>) -> Step {
-        self.core.audit.log(Event::LoginFailure { origin, reason });
-        if let Some(seconds) = lock {
-            self.core.audit.log(Event::Lockout {
-                user: &origin.user,
-                seconds,
-            });
-        }
-        Step::new(Action::Deny).error(INVALID)
-    }
-
-    fn locked(&self, origin: &Origin, wait: i64) -> Step {
-        self.core.audit.log(Event::LoginFailure {
-            origin,
-            reason: "locked",
-        });
-        Step::new(Action::Deny).error(wait_message(wait))
-    }
-
     fn internal(&self, context: &str, error: &str) -> Error {
         self.core.internal(context, error)
     }
 }
-
-/// Accept, with a warning when few backup codes are left.
-fn accepted(backup_left: Option<u32>) -> Step {
-    let step = Step::new(Action::Accept);
-    match backup_left.and_then(backup_codes::low_warning) {
-        Some(warning) => step.info(warning),
-        None => step,
-    }
-}
-
-pub fn wait_message(seconds: i64) -> String {
-    format!("Too many failed attempts; try again in {seconds} seconds.")
-}
-
-/// Checks an app code and records the outcome, in one transaction: a
-/// locked account is refused unchecked; a right code for a new step is
-/// accepted and its step recorded, so the same code can never be accepted
-/// again, even by a login running at the same moment; anything else counts
-/// as a failure.
-fn verify_app_code(
-    c: &Connection,
-    user: &str,
-    source: &str,
-    code: &str,
-    now: i64,
-    skew: u32,
-    limits: &crate::config::LimitsConfig,
-) -> rusqlite::Result<Verdict> {
-    if let Gate::Wait(s) = ratelimit::gate(c, user, source, now)? {
-        return Ok(Verdict::Locked(s));
-    }
-    let Some((secret, last_step)) = totp::load(c, user)? else {
-        return Ok(Verdict::NotEnrolled);
-    };
-    Ok(match totp::check(&secret, code, now, skew, last_step) {
-        Check::Accepted(step) => {
-            totp::set_last_step(c, user, step)?;
-            ratelimit::record_success(c, user, source)?;
-            accounts::record_login(c, user, method::APP, now)?;
-            Verdict::Accepted(backup_codes::remaining(c, user)?)
-        }
-        Check::Replayed => Verdict::Replayed {
-            lock: ratelimit::record_failure(c, user, source, now, limits)?,
-        },
-        Check::Wrong => Verdict::Wrong {
-            lock: ratelimit::record_failure(c, user, source, now, limits)?,
-        },
-    })
-}
-
 #[cfg(test)]
 mod proptests;
 
 #[cfg(test)]
 mod tests {
+    use super::sessions::{MAX_SESSIONS_PER_CONNECTION, MAX_SESSIONS_PER_USER};
     use super::*;
+    use crate::accounts;
+    use crate::backup_codes::{self, Code};
     use crate::clock::{Clock, ManualClock};
     use crate::config::Config;
+    use crate::totp;
     use crate::totp::Secret;
+    use std::sync::Mutex;
+    use twofactor_proto::types::method;
 
     const T0: i64 = 1_700_000_010;
 

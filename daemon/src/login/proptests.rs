@@ -4,9 +4,12 @@
 //! one of the documented shapes; a name the system does not know never
 //! passes.
 
+use super::check::{classify, Attempt};
 use super::tests::{root, world};
 use super::*;
+use crate::backup_codes;
 use proptest::prelude::*;
+use twofactor_proto::names::MAX_ANSWER_BYTES;
 
 /// The documented shapes, written independently of `classify`: after
 /// removing spaces (and `-` for letter codes), 6 ASCII digits, 8 ASCII

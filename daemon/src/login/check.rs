@@ -1,0 +1,396 @@
+//! Checking what was typed at the code prompt.
+//!
+//! What an answer is follows from its shape: 6 digits an app code, 12
+//! letters (or an imported 8-digit code) a backup code, 16 letters a
+//! recovery code; anything else is refused without counting.
+//!
+//! Every kind of code goes through the same path: [`attempt`] takes the
+//! lockout gate and counts the attempt as a failure **before** anything is
+//! checked, then runs the kind's own part; a right code then resets the
+//! counts ([`succeeded`]), in the same store job where the check is cheap
+//! (an app code: one job, one commit) or in a second job after an argon2
+//! verification off the writer (backup and recovery codes).
+
+use rusqlite::Connection;
+use twofactor_proto::names::MAX_ANSWER_BYTES;
+use twofactor_proto::types::method;
+use twofactor_proto::{Action, Step};
+use zeroize::Zeroizing;
+
+use super::{enrol, Logins, Next, COMMIT_SECONDS, INTERNAL, INVALID};
+use crate::accounts;
+use crate::audit::{Event, Origin};
+use crate::backup_codes::{self, Code};
+use crate::config::LimitsConfig;
+use crate::methods;
+use crate::ratelimit::{self, Gate};
+use crate::recovery;
+use crate::totp::{self, Check, Malformed};
+
+/// What an answer at the code prompt is.
+pub(super) enum Attempt {
+    App(Zeroizing<String>),
+    Backup(Code),
+    Recovery(Code),
+}
+
+/// Reads an answer at the code prompt.
+pub(super) fn classify(answer: &[u8]) -> Result<Attempt, Malformed> {
+    if answer.len() > MAX_ANSWER_BYTES {
+        return Err(Malformed::TooLong);
+    }
+    let text = std::str::from_utf8(answer).map_err(|_| Malformed::NotUtf8)?;
+    match totp::parse_code(answer) {
+        Ok(code) => Ok(Attempt::App(code)),
+        Err(Malformed::NotSixDigits) => backup_codes::parse(text)
+            .map(Attempt::Backup)
+            .or_else(|| recovery::parse(text).map(Attempt::Recovery))
+            .ok_or(Malformed::NotSixDigits),
+        Err(other) => Err(other),
+    }
+}
+
+/// An attempt after the gate: counted (with the wait that count imposed,
+/// if any) and the kind's own result, or refused unchecked.
+enum Counted<T> {
+    Locked(i64),
+    Checked { lock: Option<i64>, found: T },
+}
+
+/// The shared part of every code check, inside one store job: the lockout
+/// gate (a locked source or account is refused unchecked), the attempt
+/// counted as a failure, then `check`, the kind's own part.
+fn attempt<T>(
+    c: &Connection,
+    origin: (&str, &str),
+    now: i64,
+    limits: &LimitsConfig,
+    check: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Counted<T>> {
+    let (user, source) = origin;
+    if let Gate::Wait(s) = ratelimit::gate(c, user, source, now)? {
+        return Ok(Counted::Locked(s));
+    }
+    accounts::ensure(c, user, now)?;
+    let lock = ratelimit::record_failure(c, user, source, now, limits)?;
+    Ok(Counted::Checked {
+        lock,
+        found: check(c)?,
+    })
+}
+
+/// A right code: the account's and this source's counts start over, and
+/// the login is recorded with its method.
+fn succeeded(
+    c: &Connection,
+    user: &str,
+    source: &str,
+    method: &str,
+    now: i64,
+) -> rusqlite::Result<()> {
+    ratelimit::record_success(c, user, source)?;
+    accounts::record_login(c, user, method, now)
+}
+
+/// What an app code's own part found.
+enum AppCheck {
+    /// Right, and its step is now used; backup codes left, if any.
+    Accepted(Option<u32>),
+    Wrong,
+    Replayed,
+    NoMethod,
+}
+
+/// An app code's own part: a right code for a step after the last used one
+/// is accepted and its step recorded in the same job, so that it can never
+/// be accepted again, even by a login running at the same moment.
+fn check_app(
+    c: &Connection,
+    user: &str,
+    source: &str,
+    code: &str,
+    now: i64,
+    skew: u32,
+) -> rusqlite::Result<AppCheck> {
+    let Some((secret, last_step)) = totp::load(c, user)? else {
+        return Ok(AppCheck::NoMethod);
+    };
+    Ok(match totp::check(&secret, code, now, skew, last_step) {
+        Check::Accepted(step) => {
+            totp::set_last_step(c, user, step)?;
+            succeeded(c, user, source, method::APP, now)?;
+            AppCheck::Accepted(backup_codes::remaining(c, user)?)
+        }
+        Check::Replayed => AppCheck::Replayed,
+        Check::Wrong => AppCheck::Wrong,
+    })
+}
+
+impl Logins {
+    pub(super) async fn check_code(
+        &self,
+        origin: &Origin,
+        enrolled: bool,
+        answer: &[u8],
+        session: &str,
+        expires: i64,
+    ) -> Next {
+        let attempt = match classify(answer) {
+            Ok(attempt) => attempt,
+            Err(malformed) => {
+                self.core.audit.log(Event::LoginFailure {
+                    origin,
+                    reason: "malformed",
+                });
+                return Next::Done(Step::new(Action::Deny).error(malformed.message()));
+            }
+        };
+        if !enrolled {
+            return Next::Done(self.unknown_user_failure(origin));
+        }
+        match attempt {
+            Attempt::App(code) => Next::Done(self.check_app_code(origin, code).await),
+            Attempt::Backup(code) => Next::Done(self.check_backup_code(origin, code).await),
+            Attempt::Recovery(code) => {
+                self.check_recovery_code(origin, code, session, expires)
+                    .await
+            }
+        }
+    }
+
+    async fn check_app_code(&self, origin: &Origin, code: Zeroizing<String>) -> Step {
+        let (user, source) = (origin.user.clone(), ratelimit::source_of(origin));
+        let now = self.core.clock.now();
+        let skew = self.core.config.totp.skew_steps;
+        let limits = self.core.config.limits.clone();
+        let checked = self
+            .core
+            .store
+            .run(move |c| {
+                attempt(c, (&user, &source), now, &limits, |c| {
+                    check_app(c, &user, &source, &code, now, skew)
+                })
+            })
+            .await;
+        match checked {
+            Ok(Counted::Checked {
+                found: AppCheck::Accepted(left),
+                ..
+            }) => {
+                self.core.audit.log(Event::LoginSuccess {
+                    origin,
+                    method: method::APP,
+                });
+                accepted(left)
+            }
+            Ok(Counted::Checked { lock, found }) => {
+                let reason = match found {
+                    AppCheck::Replayed => "replayed-code",
+                    AppCheck::NoMethod => "no-method",
+                    _ => "wrong-code",
+                };
+                self.refused(origin, reason, lock)
+            }
+            Ok(Counted::Locked(wait)) => self.locked(origin, wait),
+            Err(e) => {
+                self.internal("login-answer", &e.to_string());
+                Step::new(Action::Deny).error(INTERNAL)
+            }
+        }
+    }
+
+    /// A backup code: the shared path finds the one candidate by its
+    /// selector; one argon2 verification outside the writer; then a second
+    /// job uses it up (only one concurrent login can) and resets the
+    /// counts. An attempt whose selector matches nothing costs one argon2
+    /// too (a decoy), so the answer's timing does not tell which selectors
+    /// exist.
+    async fn check_backup_code(&self, origin: &Origin, code: Code) -> Step {
+        let store = &self.core.store;
+        let now = self.core.clock.now();
+        let limits = self.core.config.limits.clone();
+        let (user, source) = (origin.user.clone(), ratelimit::source_of(origin));
+        let selector = code.selector().to_string();
+        let found = store
+            .run(move |c| {
+                attempt(c, (&user, &source), now, &limits, |c| {
+                    if !methods::has_any(c, &user)? {
+                        return Ok(None);
+                    }
+                    backup_codes::candidate(c, &user, &selector)
+                })
+            })
+            .await;
+        let (id, hash, lock) = match found {
+            Ok(Counted::Checked {
+                lock,
+                found: Some((id, hash)),
+            }) => (id, hash, lock),
+            Ok(Counted::Checked { lock, found: None }) => {
+                // No code has this selector: the same argon2 work anyway.
+                self.core.verify_decoy(code).await;
+                return self.refused(origin, "wrong-backup-code", lock);
+            }
+            Ok(Counted::Locked(wait)) => return self.locked(origin, wait),
+            Err(e) => {
+                self.internal("login-backup", &e.to_string());
+                return Step::new(Action::Deny).error(INTERNAL);
+            }
+        };
+        if !self.core.verify_code(code, hash).await {
+            return self.refused(origin, "wrong-backup-code", lock);
+        }
+        let (user, source) = (origin.user.clone(), ratelimit::source_of(origin));
+        let consumed = store
+            .run(move |c| {
+                if !backup_codes::consume(c, id, now)? {
+                    return Ok(None);
+                }
+                succeeded(c, &user, &source, method::BACKUP_CODE, now)?;
+                backup_codes::remaining(c, &user)
+            })
+            .await;
+        match consumed {
+            Ok(Some(left)) => {
+                self.core.audit.log(Event::LoginSuccess {
+                    origin,
+                    method: method::BACKUP_CODE,
+                });
+                self.core.audit.log(Event::BackupCodeUsed {
+                    user: &origin.user,
+                    left,
+                });
+                accepted(Some(left))
+            }
+            Ok(None) => self.refused(origin, "replayed-backup-code", lock),
+            Err(e) => {
+                self.internal("login-backup", &e.to_string());
+                Step::new(Action::Deny).error(INTERNAL)
+            }
+        }
+    }
+
+    /// A recovery code from an administrator's reset: the shared path finds
+    /// the pending code; one argon2 verification; then this login claims
+    /// it. The user must set up a new method before the login completes,
+    /// and only the commit of that enrolment uses the code up.
+    async fn check_recovery_code(
+        &self,
+        origin: &Origin,
+        code: Code,
+        session: &str,
+        expires: i64,
+    ) -> Next {
+        let store = &self.core.store;
+        let now = self.core.clock.now();
+        let limits = self.core.config.limits.clone();
+        let (user, source) = (origin.user.clone(), ratelimit::source_of(origin));
+        let found = store
+            .run(move |c| {
+                attempt(c, (&user, &source), now, &limits, |c| {
+                    recovery::pending(c, &user, now)
+                })
+            })
+            .await;
+        let (hash, lock) = match found {
+            Ok(Counted::Checked {
+                lock,
+                found: Some(hash),
+            }) => (hash, lock),
+            Ok(Counted::Checked { lock, found: None }) => {
+                return Next::Done(self.refused(origin, "wrong-recovery-code", lock))
+            }
+            Ok(Counted::Locked(wait)) => return Next::Done(self.locked(origin, wait)),
+            Err(e) => {
+                self.internal("login-recovery", &e.to_string());
+                return Next::Done(Step::new(Action::Deny).error(INTERNAL));
+            }
+        };
+        if !self.core.verify_code(code, hash.clone()).await {
+            return Next::Done(self.refused(origin, "wrong-recovery-code", lock));
+        }
+        let (user, sid) = (origin.user.clone(), session.to_string());
+        let source = ratelimit::source_of(origin);
+        let claimed = store
+            .run(move |c| {
+                // The claim outlives the prompt by the commit window, so
+                // that the account phase can still use the code up.
+                let until = expires + COMMIT_SECONDS;
+                let claimed = recovery::claim(c, &user, &hash, &sid, until, now)?;
+                if claimed {
+                    ratelimit::record_success(c, &user, &source)?;
+                }
+                Ok(claimed)
+            })
+            .await;
+        match claimed {
+            Ok(true) => {
+                self.core.audit.log(Event::RecoveryCodeUsed { origin });
+                match self.start_enrolment(origin, enrol::Why::Recovery(session.to_string())) {
+                    Ok((phase, step)) => Next::Continue(phase, step),
+                    Err(_) => {
+                        self.release_claim(origin, session).await;
+                        Next::Done(Step::new(Action::Deny).error(INTERNAL))
+                    }
+                }
+            }
+            Ok(false) => Next::Done(self.refused(origin, "claimed-recovery-code", lock)),
+            Err(e) => {
+                self.internal("login-recovery", &e.to_string());
+                Next::Done(Step::new(Action::Deny).error(INTERNAL))
+            }
+        }
+    }
+
+    /// A code for a name the system does not know: always refused, counted
+    /// like an account's failures (in memory), so the answers look the same
+    /// as for an enrolled account, the lockout message included.
+    fn unknown_user_failure(&self, origin: &Origin) -> Step {
+        let now = self.core.clock.now();
+        match self
+            .unknown
+            .failure(&origin.user, now, &self.core.config.limits)
+        {
+            Some(wait) => self.locked(origin, wait),
+            None => {
+                self.core.audit.log(Event::LoginFailure {
+                    origin,
+                    reason: "unknown-user",
+                });
+                Step::new(Action::Deny).error(INVALID)
+            }
+        }
+    }
+
+    fn refused(&self, origin: &Origin, reason: &str, lock: Option<i64>) -> Step {
+        self.core.audit.log(Event::LoginFailure { origin, reason });
+        if let Some(seconds) = lock {
+            self.core.audit.log(Event::Lockout {
+                user: &origin.user,
+                seconds,
+            });
+        }
+        Step::new(Action::Deny).error(INVALID)
+    }
+
+    fn locked(&self, origin: &Origin, wait: i64) -> Step {
+        self.core.audit.log(Event::LoginFailure {
+            origin,
+            reason: "locked",
+        });
+        Step::new(Action::Deny).error(wait_message(wait))
+    }
+}
+
+/// Accept, with a warning when few backup codes are left.
+fn accepted(backup_left: Option<u32>) -> Step {
+    let step = Step::new(Action::Accept);
+    match backup_left.and_then(backup_codes::low_warning) {
+        Some(warning) => step.info(warning),
+        None => step,
+    }
+}
+
+pub fn wait_message(seconds: i64) -> String {
+    format!("Too many failed attempts; try again in {seconds} seconds.")
+}
