@@ -324,23 +324,18 @@ fn not_pending() -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::Audit;
-    use crate::clock::{Clock, ManualClock};
+    use crate::clock::Clock;
     use crate::config::Config;
+    use crate::testing::World;
 
-    fn setup() -> (Accounts, ManualClock, tokio::runtime::Runtime, Arc<Audit>) {
-        let clock = ManualClock::at(1_700_000_000);
-        let config = Config {
-            issuer: "Example".into(),
-            ..Config::default()
-        };
-        let (core, audit) =
-            crate::core::testing::core(config, &clock, &[("alice", 1000)], &[("alice", "pw")]);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        (Accounts::new(core), clock, rt, audit)
+    fn setup() -> World {
+        World::at(
+            Config {
+                issuer: "Example".into(),
+                ..Config::default()
+            },
+            1_700_000_000,
+        )
     }
 
     fn alice() -> Caller {
@@ -352,12 +347,15 @@ mod tests {
 
     #[test]
     fn enrol_confirm_disable() {
-        let (a, clock, rt, audit) = setup();
+        let w = setup();
+        let (a, clock, rt, audit) = (&w.accounts, &w.clock, &w.rt, &w.audit);
         assert!(matches!(
             rt.block_on(a.enroll_app(&alice(), b"nope".to_vec())),
             Err(Error::BadPassword(_))
         ));
-        let e = rt.block_on(a.enroll_app(&alice(), b"pw".to_vec())).unwrap();
+        let e = rt
+            .block_on(a.enroll_app(&alice(), b"pw-a".to_vec()))
+            .unwrap();
         assert!(e.uri.starts_with("otpauth://totp/Example:alice%40"));
         assert!(e.uri.contains("issuer=Example"));
         let status = rt.block_on(a.status(&alice())).unwrap();
@@ -392,7 +390,7 @@ mod tests {
             Err(Error::BadPassword(_))
         ));
         let fresh = rt
-            .block_on(a.new_backup_codes(&alice(), b"pw".to_vec()))
+            .block_on(a.new_backup_codes(&alice(), b"pw-a".to_vec()))
             .unwrap();
         assert_eq!(fresh.len(), 10);
         assert!(fresh.iter().all(|c| !codes.contains(c)));
@@ -402,7 +400,7 @@ mod tests {
             Err(Error::BadPassword(_))
         ));
         assert_eq!(rt.block_on(a.status(&alice())).unwrap().methods.len(), 1);
-        rt.block_on(a.disable(&alice(), "app", b"pw".to_vec()))
+        rt.block_on(a.disable(&alice(), "app", b"pw-a".to_vec()))
             .unwrap();
         assert!(rt.block_on(a.status(&alice())).unwrap().methods.is_empty());
         // Nothing secret in the audit lines.
@@ -412,13 +410,14 @@ mod tests {
             assert!(!lines.contains(c.as_str()));
         }
         assert!(!lines.contains("otpauth"));
-        assert!(!lines.contains("pw"));
+        assert!(!lines.contains("pw-a"));
         assert!(lines.contains("enrol user=alice method=app"));
     }
 
     #[test]
     fn wrong_passwords_are_limited() {
-        let (a, _clock, rt, _) = setup();
+        let w = setup();
+        let (a, rt) = (&w.accounts, &w.rt);
         for _ in 0..5 {
             assert!(matches!(
                 rt.block_on(a.enroll_app(&alice(), b"x".to_vec())),
@@ -427,14 +426,15 @@ mod tests {
         }
         // Now even the right password waits.
         assert!(matches!(
-            rt.block_on(a.enroll_app(&alice(), b"pw".to_vec())),
+            rt.block_on(a.enroll_app(&alice(), b"pw-a".to_vec())),
             Err(Error::RateLimited(_))
         ));
     }
 
     #[test]
     fn unknown_uid_and_bad_input() {
-        let (a, _clock, rt, _) = setup();
+        let w = setup();
+        let (a, rt) = (&w.accounts, &w.rt);
         let ghost = Caller {
             uid: 4242,
             bus_name: ":1.6".into(),
@@ -444,7 +444,7 @@ mod tests {
             Err(Error::NotFound(_))
         ));
         assert!(matches!(
-            rt.block_on(a.disable(&alice(), "phone", b"pw".to_vec())),
+            rt.block_on(a.disable(&alice(), "phone", b"pw-a".to_vec())),
             Err(Error::InvalidInput(_))
         ));
         assert!(matches!(
@@ -456,7 +456,7 @@ mod tests {
             Err(Error::InvalidInput(_))
         ));
         assert!(matches!(
-            rt.block_on(a.disable(&alice(), "app", b"pw".to_vec())),
+            rt.block_on(a.disable(&alice(), "app", b"pw-a".to_vec())),
             Err(Error::NotEnrolled(_))
         ));
     }

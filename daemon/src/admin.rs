@@ -557,80 +557,19 @@ fn row(c: &Connection, user: &str, now: i64) -> rusqlite::Result<UserReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::account::Accounts;
-    use crate::audit::Origin;
-    use crate::clock::{Clock, ManualClock};
+    use crate::clock::Clock;
     use crate::config::Config;
-    use crate::login::Logins;
     use twofactor_proto::{Action, Step};
 
-    const T0: i64 = 1_767_268_800; // 2026-01-01 12:00 UTC
-
-    struct World {
-        admin: Admin,
-        logins: Logins,
-        accounts: Accounts,
-        clock: ManualClock,
-        rt: tokio::runtime::Runtime,
-        audit: Arc<crate::audit::Audit>,
-    }
+    use crate::testing::{as_uid, origin, root, World, T0};
 
     fn world() -> World {
-        let clock = ManualClock::at(T0);
-        let config = Config {
+        World::new(Config {
             admin_group: "staff".into(),
             ..Config::default()
-        };
-        // FakeUsers: names starting with "staff" are in group "staff".
-        let (core, audit) = crate::core::testing::core(
-            config,
-            &clock,
-            &[
-                ("root", 0),
-                ("alice", 1000),
-                ("bob", 1001),
-                ("staffer", 1002),
-                ("staffmate", 1003),
-            ],
-            &[
-                ("alice", "pw-a"),
-                ("staffer", "pw-s"),
-                ("staffmate", "pw-m"),
-            ],
-        );
-        World {
-            admin: Admin::new(core.clone()),
-            logins: Logins::new(core.clone()),
-            accounts: Accounts::new(core),
-            clock,
-            rt: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap(),
-            audit,
-        }
+        })
     }
 
-    fn root() -> Caller {
-        Caller {
-            uid: 0,
-            bus_name: ":1.1".into(),
-        }
-    }
-    fn as_uid(uid: u32) -> Caller {
-        Caller {
-            uid,
-            bus_name: format!(":1.{uid}"),
-        }
-    }
-    fn origin(user: &str) -> Origin {
-        Origin {
-            user: user.into(),
-            service: "sshd".into(),
-            rhost: "192.0.2.7".into(),
-            tty: "ssh".into(),
-        }
-    }
     fn texts(step: &Step) -> String {
         step.messages
             .iter()
@@ -970,7 +909,7 @@ mod tests {
         let users = rt.block_on(w.admin.list_users(&staffer)).unwrap();
         assert_eq!(
             users.iter().map(|u| u.user.as_str()).collect::<Vec<_>>(),
-            vec!["alice", "bob", "staffer", "staffmate"]
+            vec!["alice", "bob", "ldapdown", "staffer", "staffmate"]
         );
         assert!(matches!(
             rt.block_on(w.admin.reset(&staffer, "alice", b"wrong".to_vec())),

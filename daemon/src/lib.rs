@@ -23,5 +23,7 @@ pub mod reauth;
 pub mod recovery;
 pub mod sealing;
 pub mod store;
+#[cfg(test)]
+pub mod testing;
 pub mod totp;
 pub mod users;

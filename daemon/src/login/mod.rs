@@ -372,68 +372,39 @@ mod tests {
     use std::sync::Mutex;
     use twofactor_proto::types::method;
 
+    pub(super) use crate::testing::{origin, root};
+
     const T0: i64 = 1_700_000_010;
 
+    /// The shared world, with alice's app enrolled (bob has nothing), and
+    /// small limits: 3 failures, then 30 s.
     pub(super) struct World {
-        pub(super) logins: Logins,
-        pub(super) core: Arc<Core>,
-        clock: ManualClock,
-        pub(super) rt: tokio::runtime::Runtime,
+        shared: crate::testing::World,
         secret: Secret,
     }
 
-    pub(super) fn root() -> Caller {
-        Caller {
-            uid: 0,
-            bus_name: ":1.1".into(),
+    impl std::ops::Deref for World {
+        type Target = crate::testing::World;
+        fn deref(&self) -> &Self::Target {
+            &self.shared
         }
     }
 
-    fn origin(user: &str) -> Origin {
-        Origin {
-            user: user.into(),
-            service: "sshd".into(),
-            rhost: "192.0.2.1".into(),
-            tty: "ssh".into(),
-        }
-    }
-
-    /// alice (1000) has the app, bob (1001) has nothing.
     pub(super) fn world() -> World {
         let mut config = Config::default();
         config.limits.max_failures = 3;
         config.limits.lockout_seconds = 30;
-        let clock = ManualClock::at(T0);
-        let (core, _audit) = crate::core::testing::core(
-            config,
-            &clock,
-            &[
-                ("alice", 1000),
-                ("bob", 1001),
-                ("ldapdown", 1002),
-                ("root", 0),
-                ("toor", 0),
-            ],
-            &[],
-        );
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let shared = crate::testing::World::at(config, T0);
         let secret = Secret::from_bytes(b"12345678901234567890".to_vec());
         let bytes = secret.bytes().to_vec();
-        rt.block_on(core.store.run(move |c| {
-            accounts::ensure(c, "alice", 0)?;
-            totp::activate(c, "alice", &Secret::from_bytes(bytes), 0, 0)
-        }))
-        .unwrap();
-        World {
-            logins: Logins::new(core.clone()),
-            core,
-            clock,
-            rt,
-            secret,
-        }
+        shared
+            .rt
+            .block_on(shared.core.store.run(move |c| {
+                accounts::ensure(c, "alice", 0)?;
+                totp::activate(c, "alice", &Secret::from_bytes(bytes), 0, 0)
+            }))
+            .unwrap();
+        World { shared, secret }
     }
 
     impl World {
@@ -669,7 +640,7 @@ mod tests {
     fn concurrent_logins_with_one_code_accept_once() {
         let w = world();
         let code = w.code(0);
-        let logins = Arc::new(w.logins);
+        let logins = Arc::new(Logins::new(w.core.clone()));
         let results: Vec<Step> = w.rt.block_on(async {
             let mut ids = Vec::new();
             for i in 0..50 {
@@ -804,7 +775,7 @@ mod tests {
     fn concurrent_logins_with_one_backup_code_accept_once() {
         let w = world();
         let code = w.backup_set().remove(0);
-        let logins = Arc::new(w.logins);
+        let logins = Arc::new(Logins::new(w.core.clone()));
         let accepted = w.rt.block_on(async {
             let mut tasks = Vec::new();
             for i in 0..20 {
