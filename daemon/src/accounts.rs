@@ -22,6 +22,19 @@ pub fn record_login(conn: &Connection, user: &str, method: &str, now: i64) -> ru
     .map(|_| ())
 }
 
+/// The user's preferred method and the method of their last successful
+/// login (names; empty when unset).
+pub fn method_choice(conn: &Connection, user: &str) -> rusqlite::Result<(String, String)> {
+    Ok(conn
+        .query_row(
+            "SELECT preferred, last_method FROM accounts WHERE user = ?1",
+            [user],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?
+        .unwrap_or_default())
+}
+
 /// The account as its owner (or an admin) sees it.
 pub fn status(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<AccountStatus> {
     let mut status = conn

@@ -57,6 +57,16 @@ pub fn enrolled(conn: &Connection, user: &str) -> rusqlite::Result<Vec<Method>> 
     Ok(found)
 }
 
+/// The method a login asks for first, among `enrolled`: the user's
+/// preferred one if they have it, else the one they used last, else the
+/// first they have. None when they have none.
+pub fn first_to_ask(enrolled: &[Method], preferred: &str, last_used: &str) -> Option<Method> {
+    let has = |name: &str| enrolled.iter().copied().find(|m| m.name() == name);
+    has(preferred)
+        .or_else(|| has(last_used))
+        .or_else(|| enrolled.first().copied())
+}
+
 /// Whether `user` has any method (a second factor to ask for).
 pub fn has_any(conn: &Connection, user: &str) -> rusqlite::Result<bool> {
     Ok(!enrolled(conn, user)?.is_empty())
@@ -84,6 +94,18 @@ mod tests {
         assert_eq!(Method::from_name("sms"), None);
         assert_eq!(Method::from_name("all"), None);
         assert_eq!(Method::from_name(""), None);
+    }
+
+    #[test]
+    fn preferred_then_last_used_then_the_first() {
+        let app = [Method::App];
+        assert_eq!(first_to_ask(&app, "app", ""), Some(Method::App));
+        assert_eq!(first_to_ask(&app, "", "app"), Some(Method::App));
+        assert_eq!(
+            first_to_ask(&app, "email", "backup-code"),
+            Some(Method::App)
+        );
+        assert_eq!(first_to_ask(&[], "app", "app"), None);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Checking what was typed at the code prompt.
 //!
-//! What an answer is follows from its shape: 6 digits an app code, 12
-//! letters (or an imported 8-digit code) a backup code, 16 letters a
-//! recovery code; anything else is refused without counting.
+//! What an answer is follows from what was asked and its shape: 6 digits
+//! are a code of the method the prompt asked for; 12 letters (or an
+//! imported 8-digit code) a backup code and 16 letters a recovery code, at
+//! any code prompt; anything else is refused without counting.
 //!
 //! Every kind of code goes through the same path: [`attempt`] takes the
 //! lockout gate and counts the attempt as a failure **before** anything is
@@ -22,26 +23,29 @@ use crate::accounts;
 use crate::audit::{Event, Origin};
 use crate::backup_codes::{self, Code};
 use crate::config::LimitsConfig;
-use crate::methods;
+use crate::methods::{self, Method};
 use crate::ratelimit::{self, Gate};
 use crate::recovery;
 use crate::totp::{self, Check, Malformed};
 
 /// What an answer at the code prompt is.
 pub(super) enum Attempt {
-    App(Zeroizing<String>),
+    /// A 6-digit code of the method the prompt asked for.
+    Code(Method, Zeroizing<String>),
     Backup(Code),
     Recovery(Code),
 }
 
-/// Reads an answer at the code prompt.
-pub(super) fn classify(answer: &[u8]) -> Result<Attempt, Malformed> {
+/// Reads an answer at the prompt that asked for a code of `asked`: six
+/// digits are that method's code; backup and recovery codes are taken at
+/// any code prompt.
+pub(super) fn classify(answer: &[u8], asked: Method) -> Result<Attempt, Malformed> {
     if answer.len() > MAX_ANSWER_BYTES {
         return Err(Malformed::TooLong);
     }
     let text = std::str::from_utf8(answer).map_err(|_| Malformed::NotUtf8)?;
     match totp::parse_code(answer) {
-        Ok(code) => Ok(Attempt::App(code)),
+        Ok(code) => Ok(Attempt::Code(asked, code)),
         Err(Malformed::NotSixDigits) => backup_codes::parse(text)
             .map(Attempt::Backup)
             .or_else(|| recovery::parse(text).map(Attempt::Recovery))
@@ -131,11 +135,12 @@ impl Logins {
         &self,
         origin: &Origin,
         enrolled: bool,
+        asked: Method,
         answer: &[u8],
         session: &str,
         expires: i64,
     ) -> Next {
-        let attempt = match classify(answer) {
+        let attempt = match classify(answer, asked) {
             Ok(attempt) => attempt,
             Err(malformed) => {
                 self.core.audit.log(Event::LoginFailure {
@@ -149,7 +154,7 @@ impl Logins {
             return Next::Done(self.unknown_user_failure(origin));
         }
         match attempt {
-            Attempt::App(code) => Next::Done(self.check_app_code(origin, code).await),
+            Attempt::Code(Method::App, code) => Next::Done(self.check_app_code(origin, code).await),
             Attempt::Backup(code) => Next::Done(self.check_backup_code(origin, code).await),
             Attempt::Recovery(code) => {
                 self.check_recovery_code(origin, code, session, expires)

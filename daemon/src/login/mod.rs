@@ -28,9 +28,10 @@ pub use check::wait_message;
 use sessions::{Session, Sessions};
 use unknown::UnknownNames;
 
+use crate::accounts;
 use crate::audit::{Event, Origin};
 use crate::core::{Caller, Core};
-use crate::methods;
+use crate::methods::{self, Method};
 use crate::policy::{self, Applies};
 use crate::random;
 use crate::recovery;
@@ -48,9 +49,11 @@ pub const INTERNAL: &str = "Two-factor authentication failed (internal error); l
 const MAX_ITEM_LEN: usize = 1024;
 /// Where a login is.
 enum Phase {
-    /// The prompt for a code was shown. `enrolled` is false for a user the
-    /// system does not know: the same question, and always a refusal.
-    AskCode { enrolled: bool },
+    /// The prompt for a code of the method `asked` was shown: a 6-digit
+    /// answer is a code of that method (backup and recovery codes are taken
+    /// at any code prompt). `enrolled` is false for a user the system does
+    /// not know: the same question, and always a refusal.
+    AskCode { enrolled: bool, asked: Method },
     /// Enrolment at the prompt: the secret was shown, a code is asked.
     EnrolCode(enrol::Pending),
     /// The code was right; backup codes were shown, confirmation asked.
@@ -86,7 +89,8 @@ enum Next {
 
 /// What the daemon knows of a user when a login begins.
 struct Facts {
-    enrolled: bool,
+    /// The method to ask first; None: the user has no method.
+    first: Option<Method>,
     recovery_pending: bool,
     policy: twofactor_proto::types::Policy,
 }
@@ -145,8 +149,10 @@ impl Logins {
             self.core
                 .store
                 .run(move |c| {
+                    let (preferred, last_used) = accounts::method_choice(c, &user)?;
+                    let enrolled = methods::enrolled(c, &user)?;
                     Ok(Facts {
-                        enrolled: methods::has_any(c, &user)?,
+                        first: methods::first_to_ask(&enrolled, &preferred, &last_used),
                         recovery_pending: recovery::pending(c, &user, now)?.is_some(),
                         policy: policy::get(c, &initial)?,
                     })
@@ -155,14 +161,22 @@ impl Logins {
                 .map_err(|e| self.internal("login-begin", &e.to_string()))?
         } else {
             Facts {
-                enrolled: false,
+                first: None,
                 recovery_pending: false,
                 policy: Default::default(),
             }
         };
-        let phase = if !known || facts.enrolled || facts.recovery_pending {
+        let phase = if !known || facts.first.is_some() || facts.recovery_pending {
+            // A name the system does not know is asked like an app user.
+            let asked = facts.first.unwrap_or(Method::App);
             let step = Step::new(Action::AskHidden(PROMPT.into()));
-            (Phase::AskCode { enrolled: known }, step)
+            (
+                Phase::AskCode {
+                    enrolled: known,
+                    asked,
+                },
+                step,
+            )
         } else {
             match self.policy_for(&origin.user, facts.policy, now).await {
                 Err(e) => {
@@ -226,8 +240,8 @@ impl Logins {
             expires,
         } = self.sessions.take(caller, id, self.core.clock.now())?;
         let next = match phase {
-            Phase::AskCode { enrolled } => {
-                self.check_code(&origin, enrolled, &answer, id, expires)
+            Phase::AskCode { enrolled, asked } => {
+                self.check_code(&origin, enrolled, asked, &answer, id, expires)
                     .await
             }
             Phase::EnrolCode(pending) => self.enrol_code(&origin, pending, &answer).await,

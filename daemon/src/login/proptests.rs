@@ -44,7 +44,7 @@ fn shape(answer: &[u8]) -> Option<&'static str> {
 
 fn kind(a: &Attempt) -> &'static str {
     match a {
-        Attempt::App(_) => "app",
+        Attempt::Code(Method::App, _) => "app",
         Attempt::Backup(_) => "backup",
         Attempt::Recovery(_) => "recovery",
     }
@@ -70,7 +70,7 @@ proptest! {
     fn an_answer_is_a_code_only_in_a_documented_shape(
         answer in prop_oneof![proptest::collection::vec(any::<u8>(), 0..1100), near_answers()]
     ) {
-        let got = classify(&answer).ok();
+        let got = classify(&answer, Method::App).ok();
         prop_assert_eq!(got.as_ref().map(kind), shape(&answer));
     }
 
