@@ -385,13 +385,7 @@ mod tests {
 
     #[test]
     fn consume_is_once() {
-        let c = Connection::open_in_memory().unwrap();
-        std::sync::Arc::new(crate::sealing::Keys::generate().unwrap())
-            .register(&c)
-            .unwrap();
-        for m in crate::store::schema::MIGRATIONS {
-            c.execute_batch(m).unwrap();
-        }
+        let c = crate::store::testing::connection();
         c.execute("INSERT INTO accounts(user, created) VALUES ('u', 0)", [])
             .unwrap();
         replace_set(

@@ -110,13 +110,7 @@ mod tests {
 
     #[test]
     fn enrolled_lists_what_the_user_has() {
-        let c = Connection::open_in_memory().unwrap();
-        std::sync::Arc::new(crate::sealing::Keys::generate().unwrap())
-            .register(&c)
-            .unwrap();
-        for m in crate::store::schema::MIGRATIONS {
-            c.execute_batch(m).unwrap();
-        }
+        let c = crate::store::testing::connection();
         crate::accounts::ensure(&c, "u", 0).unwrap();
         assert!(!has_any(&c, "u").unwrap());
         totp::activate(&c, "u", &totp::Secret::from_bytes(vec![7; 20]), 0, 0).unwrap();

@@ -155,10 +155,7 @@ mod tests {
 
     #[test]
     fn stored_wins_over_config() {
-        let c = Connection::open_in_memory().unwrap();
-        for m in crate::store::schema::MIGRATIONS {
-            c.execute_batch(m).unwrap();
-        }
+        let c = crate::store::testing::connection();
         let initial = PolicyConfig {
             mandatory: true,
             groups: vec!["staff".into()],

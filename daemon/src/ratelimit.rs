@@ -211,10 +211,7 @@ mod tests {
     }
 
     fn db() -> Connection {
-        let c = Connection::open_in_memory().unwrap();
-        for m in crate::store::schema::MIGRATIONS {
-            c.execute_batch(m).unwrap();
-        }
+        let c = crate::store::testing::connection();
         c.execute("INSERT INTO accounts(user, created) VALUES ('u', 0)", [])
             .unwrap();
         c

@@ -136,10 +136,7 @@ mod tests {
 
     #[test]
     fn single_use_expiring_replaced() {
-        let c = Connection::open_in_memory().unwrap();
-        for m in crate::store::schema::MIGRATIONS {
-            c.execute_batch(m).unwrap();
-        }
+        let c = crate::store::testing::connection();
         c.execute("INSERT INTO accounts(user, created) VALUES ('u', 0)", [])
             .unwrap();
         replace(&c, "u", "h1", 100, "root").unwrap();

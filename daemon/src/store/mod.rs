@@ -512,6 +512,25 @@ fn prepare_file(path: &Path, mode: Mode) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A bare connection for unit tests of the modules that own tables: in
+/// memory, every migration applied, `seal`/`unseal` registered with a fresh
+/// key, as the store's own connection has them.
+#[cfg(test)]
+pub mod testing {
+    use super::*;
+
+    pub fn connection() -> Connection {
+        let c = Connection::open_in_memory().expect("in-memory database");
+        Arc::new(Keys::generate().expect("a key"))
+            .register(&c)
+            .expect("seal functions");
+        for m in schema::MIGRATIONS {
+            c.execute_batch(m).expect("migration");
+        }
+        c
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
