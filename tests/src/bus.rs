@@ -165,16 +165,7 @@ impl PrivateBus {
 
     /// Waits until `name` has an owner (`true`) or none (`false`).
     pub fn wait_owner(&self, name: &str, owned: bool, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.has_owner(name) == owned {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::wait_until(timeout, || self.has_owner(name) == owned)
     }
 }
 

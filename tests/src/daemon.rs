@@ -201,14 +201,8 @@ impl Daemon {
     /// Waits (up to 10 s) until the log contains `text` (the daemon logs
     /// some events when the bus tells it a client left); returns the log.
     pub fn wait_log(&self, text: &str) -> String {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let log = self.log();
-            if log.contains(text) || std::time::Instant::now() >= deadline {
-                return log;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::wait_until(Duration::from_secs(10), || self.log().contains(text));
+        self.log()
     }
 
     pub fn pid(&self) -> Option<u32> {

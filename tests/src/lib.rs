@@ -93,6 +93,19 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
+/// Polls `done` until it holds or `timeout` passes (then asks once more);
+/// whether it held. For conditions another process brings about.
+pub fn wait_until(timeout: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    done()
+}
+
 /// Cargo's target directory itself (`target`, or $CARGO_TARGET_DIR): the
 /// parent of [`target_dir`].
 pub fn target_root() -> PathBuf {

@@ -9,10 +9,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use twofactor_tests::pam::PamRun;
 use twofactor_tests::proc::{self, Finished};
+use twofactor_tests::wait_until;
 use twofactor_tests::{totp, Ctl, TestUser, CODE_PROMPT};
 
 const SYSTEM_BUS: &str = "unix:path=/run/dbus/system_bus_socket";
@@ -113,7 +114,7 @@ impl Machine {
             .expect("start the system bus");
         self.bus = Some(child);
         assert!(
-            wait_for(Duration::from_secs(20), bus_answers),
+            wait_until(Duration::from_secs(20), bus_answers),
             "no system bus"
         );
     }
@@ -130,7 +131,7 @@ impl Machine {
             .expect("start twofactord");
         self.daemon = Some(child);
         assert!(
-            wait_for(Duration::from_secs(20), || name_owned(
+            wait_until(Duration::from_secs(20), || name_owned(
                 "org.twofactor.Daemon1"
             )),
             "twofactord did not take its name:\n{}",
@@ -145,7 +146,7 @@ impl Machine {
                 let _ = c.kill();
                 let _ = c.wait();
             }
-            wait_for(Duration::from_secs(10), || {
+            wait_until(Duration::from_secs(10), || {
                 !name_owned("org.twofactor.Daemon1")
             });
         }
@@ -192,17 +193,6 @@ impl Drop for Machine {
             let _ = c.wait();
         }
     }
-}
-
-fn wait_for(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    done()
 }
 
 fn bus_answers() -> bool {

@@ -5,9 +5,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use twofactor_tests::proc::Interactive;
+use twofactor_tests::wait_until;
 
 /// Processes whose command line mentions `needle`.
 fn processes_with(needle: &str) -> Vec<(u32, String)> {
@@ -25,17 +26,6 @@ fn processes_with(needle: &str) -> Vec<(u32, String)> {
         }
     }
     found
-}
-
-fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    done()
 }
 
 /// Starts the interactive demo on a pseudo-terminal and waits until it
