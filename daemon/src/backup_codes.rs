@@ -65,7 +65,8 @@ impl std::fmt::Debug for Code {
 }
 
 /// Reads an answer as a backup code: separators (space, `-`) and case are
-/// ignored; anything else must be 12 letters of the alphabet.
+/// ignored; what is left must be 12 letters of the alphabet, or 8 digits
+/// (a scratch code imported from google-authenticator).
 pub fn parse(answer: &str) -> Option<Code> {
     let canon: Zeroizing<String> = Zeroizing::new(
         answer

@@ -12,8 +12,9 @@ use proptest::prelude::*;
 use twofactor_proto::names::MAX_ANSWER_BYTES;
 
 /// The documented shapes, written independently of `classify`: after
-/// removing spaces (and `-` for letter codes), 6 ASCII digits, 8 ASCII
-/// digits, 12 or 16 letters of the code alphabet (any case).
+/// removing spaces, 6 ASCII digits; after removing spaces and `-` (the
+/// separators of backup and recovery codes), 8 ASCII digits, or 12 or 16
+/// letters of the code alphabet (any case).
 fn shape(answer: &[u8]) -> Option<&'static str> {
     if answer.len() > MAX_ANSWER_BYTES {
         return None;
@@ -23,7 +24,8 @@ fn shape(answer: &[u8]) -> Option<&'static str> {
     if digits.len() == 6 && digits.chars().all(|c| c.is_ascii_digit()) {
         return Some("app");
     }
-    if digits.len() == 8 && digits.chars().all(|c| c.is_ascii_digit()) {
+    let scratch: String = text.chars().filter(|c| *c != ' ' && *c != '-').collect();
+    if scratch.len() == 8 && scratch.chars().all(|c| c.is_ascii_digit()) {
         return Some("backup");
     }
     let letters: String = text
@@ -99,6 +101,8 @@ proptest! {
 fn the_model_knows_the_shapes() {
     assert_eq!(shape(b"123456"), Some("app"));
     assert_eq!(shape(b"12 34 56 78"), Some("backup"));
+    assert_eq!(shape(b"0000000-0"), Some("backup"));
+    assert_eq!(shape(b"123-456"), None);
     assert_eq!(shape(b"+12345"), None);
     let code = backup_codes::generate_set(&crate::random::OsRandom)
         .unwrap()
