@@ -29,6 +29,95 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub login: LoginConfig,
     pub policy: PolicyConfig,
+    pub email: EmailConfig,
+}
+
+/// Mail: email codes as a second-factor method, security notices, and the
+/// SMTP relay both are sent through. With both off (the default) the
+/// daemon sends no mail and opens no network connection.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailConfig {
+    /// Offer codes sent by email as a method (NIST SP 800-63B rev 4 does
+    /// not accept email as a second factor: an administrator's choice).
+    pub codes: bool,
+    /// Tell users by email when their 2FA changes (a reset, a method added
+    /// or removed, new backup codes).
+    pub notices: bool,
+    /// SMTP relay host name or address.
+    pub relay: String,
+    pub port: u16,
+    /// `none` (plain SMTP: only to a relay on this machine), `starttls` or
+    /// `tls` (implicit TLS), both with certificate checks.
+    pub security: SmtpSecurity,
+    /// SMTP user name; empty: no authentication.
+    pub username: String,
+    /// File holding the SMTP password (root-only); never the password
+    /// itself in this file.
+    pub password_file: PathBuf,
+    /// Extra CA certificate (PEM) trusted for the relay; empty: the
+    /// system's CA store only.
+    pub ca_file: PathBuf,
+    /// Sender address; empty: `twofactor@HOSTNAME`.
+    pub from: String,
+    /// Longest time one delivery may take.
+    pub timeout_seconds: u32,
+    /// How long an email code stays valid, in minutes (at most 15).
+    pub code_minutes: u32,
+    /// Codes sent to one account per hour, at most.
+    pub max_sends_per_hour: u32,
+    /// Subject of the code mail; `{host}` is replaced.
+    pub subject: String,
+    /// Body of the code mail; `{code}`, `{host}`, `{service}`, `{minutes}`
+    /// are replaced.
+    pub body: String,
+    /// Notices to a user without a confirmed address go to
+    /// `USER@mailbox_domain` (the local mailbox, as cron's mail); empty:
+    /// such users get no notice.
+    pub mailbox_domain: String,
+}
+
+/// How the connection to the SMTP relay is protected.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    #[default]
+    None,
+    Starttls,
+    Tls,
+}
+
+impl EmailConfig {
+    /// Whether any mail is sent at all.
+    pub fn in_use(&self) -> bool {
+        self.codes || self.notices
+    }
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        EmailConfig {
+            codes: false,
+            notices: false,
+            relay: "localhost".into(),
+            port: 25,
+            security: SmtpSecurity::None,
+            username: String::new(),
+            password_file: PathBuf::new(),
+            ca_file: PathBuf::new(),
+            from: String::new(),
+            timeout_seconds: 5,
+            code_minutes: 10,
+            max_sends_per_hour: 5,
+            subject: "Your verification code for {host}".into(),
+            body: "Your verification code for {service} on {host} is {code}.\n\n\
+                   It is valid for {minutes} minutes and can be used once. If you \
+                   did not try to log in, someone who knows your password may be \
+                   trying to: change your password.\n"
+                .into(),
+            mailbox_domain: "localhost".into(),
+        }
+    }
 }
 
 /// The initial mandatory policy: used only while the database holds no
@@ -86,6 +175,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             login: LoginConfig::default(),
             policy: PolicyConfig::default(),
+            email: EmailConfig::default(),
         }
     }
 }

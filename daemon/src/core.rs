@@ -6,6 +6,7 @@ use crate::audit::{Audit, Event};
 use crate::backup_codes::{Code, Hasher};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::mail::{self, Mail, MailError, Mailer};
 use crate::random::Random;
 use crate::ratelimit::{self, Gate};
 use crate::reauth::Reauth;
@@ -32,6 +33,8 @@ pub struct Core {
     pub users: Arc<dyn Users>,
     pub reauth: Arc<dyn Reauth>,
     pub audit: Arc<Audit>,
+    /// Email codes and notices (`mail::Disabled` unless `[email]` is on).
+    pub mailer: Arc<dyn Mailer>,
     pub reauth_slots: Semaphore,
     pub hasher: Hasher,
     pub hash_slots: Semaphore,
@@ -61,6 +64,7 @@ impl Core {
             users,
             reauth,
             audit,
+            mailer: Arc::new(mail::Disabled),
             reauth_slots: Semaphore::new(REAUTH_SLOTS),
             hasher: Hasher::owasp(),
             hash_slots: Semaphore::new(HASH_SLOTS),
@@ -71,6 +75,26 @@ impl Core {
 }
 
 impl Core {
+    /// The same core, sending mail through `mailer`.
+    pub fn with_mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
+        self.mailer = mailer;
+        self
+    }
+
+    /// Sends `mail` off the async workers, giving up after the configured
+    /// timeout (the relay's own timeout should have ended it before).
+    pub async fn send_mail(&self, mail: Mail) -> Result<(), MailError> {
+        let mailer = self.mailer.clone();
+        let limit =
+            std::time::Duration::from_secs(u64::from(self.config.email.timeout_seconds) + 1);
+        let sent = tokio::task::spawn_blocking(move || mailer.send(&mail));
+        match tokio::time::timeout(limit, sent).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(MailError::Relay(format!("send task failed: {e}"))),
+            Err(_) => Err(MailError::Timeout),
+        }
+    }
+
     /// Checks `user`'s account password again through PAM
     /// (`twofactor-reauth`). The attempt counts toward the account's
     /// failure limit **before** PAM is asked (and is given back when the

@@ -14,6 +14,7 @@ pub mod config;
 pub mod core;
 pub mod google_auth;
 pub mod login;
+pub mod mail;
 pub mod methods;
 pub mod policy;
 pub mod qr;
