@@ -6,7 +6,10 @@ use crate::accounts;
 use crate::audit::Event;
 use crate::backup_codes::{self, Code};
 use crate::core::{Caller, Core};
+use crate::email::{self, EmailCheck, Purpose, Sent};
+use crate::mail;
 use crate::methods::{self, Method};
+use crate::notices::{self, Notice};
 use crate::policy::{self, Applies};
 use crate::random;
 use crate::totp::{self, Confirm, Secret};
@@ -128,7 +131,184 @@ impl Accounts {
             user: &user,
             count: codes.len(),
         });
+        notices::send(&self.core, &user, Notice::MethodAdded(Method::App));
         Ok(codes.iter().map(Code::display).collect())
+    }
+
+    /// Checks the password and sends a code to `address`; the method is
+    /// active (or the address replaces the old one) only once
+    /// [`Accounts::confirm_email`] gets that code. Returns the masked
+    /// address.
+    pub async fn enroll_email(
+        &self,
+        caller: &Caller,
+        address: &str,
+        password: Vec<u8>,
+    ) -> Result<String, Error> {
+        let password = Zeroizing::new(password);
+        if !Method::Email.offered(&self.core.config) {
+            return Err(email_off());
+        }
+        if !mail::valid_address(address) {
+            return Err(Error::InvalidInput(
+                "that is not an email address this daemon accepts (name@domain, ASCII, no \
+                 spaces)"
+                    .into(),
+            ));
+        }
+        let user = self.user_of(caller).await?;
+        self.reauth(&user, password, "enroll-email").await?;
+        self.core.audit.log(Event::EnrolStart {
+            user: &user,
+            method: method::EMAIL,
+        });
+        self.send_confirmation(&user, address).await
+    }
+
+    /// Sends a new confirmation code to the address being confirmed (the
+    /// previous code stops working). Returns the masked address.
+    pub async fn resend_email(&self, caller: &Caller) -> Result<String, Error> {
+        if !Method::Email.offered(&self.core.config) {
+            return Err(email_off());
+        }
+        let user = self.user_of(caller).await?;
+        let now = self.core.clock.now();
+        let u = user.clone();
+        let address = self
+            .core
+            .store
+            .run(move |c| email::pending_address(c, &u, now))
+            .await
+            .map_err(|e| self.internal("resend-email", &e.to_string()))?
+            .ok_or_else(no_email_pending)?;
+        self.send_confirmation(&user, &address).await
+    }
+
+    async fn send_confirmation(&self, user: &str, address: &str) -> Result<String, Error> {
+        match email::send_code(&self.core, user, Purpose::Confirm, address, "twofactorctl").await {
+            Sent::Sent => Ok(mail::masked(address)),
+            Sent::TooMany(seconds) => Err(Error::RateLimited(format!(
+                "too many codes were sent; the next can be sent in {} minutes",
+                (seconds + 59) / 60
+            ))),
+            Sent::Failed => Err(Error::Internal(
+                "the code could not be sent (the daemon's log says why); try again later".into(),
+            )),
+        }
+    }
+
+    /// Activates email codes (or moves them to the new address) if `code`
+    /// is the one sent. When email is the user's first method, returns a
+    /// new set of backup codes (shown once); otherwise none.
+    pub async fn confirm_email(&self, caller: &Caller, code: &str) -> Result<Vec<String>, Error> {
+        if !Method::Email.offered(&self.core.config) {
+            return Err(email_off());
+        }
+        let user = self.user_of(caller).await?;
+        let code = totp::parse_code(code.as_bytes()).map_err(|_| {
+            Error::InvalidInput("the confirmation code is the 6 digits of the email".into())
+        })?;
+        let (codes, hashed) = self.new_set("confirm-email").await?;
+        let now = self.core.clock.now();
+        let u = user.clone();
+        let outcome = self
+            .core
+            .store
+            .run(move |c| {
+                let first = !methods::has_any(c, &u)?;
+                let found = email::check(c, &u, Purpose::Confirm, &code, now)?;
+                if let EmailCheck::Accepted(address) = &found {
+                    email::activate(c, &u, address, now)?;
+                    if first {
+                        backup_codes::replace_set(c, &u, &hashed, now)?;
+                    }
+                }
+                Ok((found, first))
+            })
+            .await
+            .map_err(|e| self.internal("confirm-email", &e.to_string()))?;
+        match outcome {
+            (EmailCheck::Accepted(_), first) => {
+                self.core.audit.log(Event::Enrol {
+                    user: &user,
+                    method: method::EMAIL,
+                });
+                notices::send(&self.core, &user, Notice::MethodAdded(Method::Email));
+                if !first {
+                    return Ok(Vec::new());
+                }
+                self.core.audit.log(Event::BackupCodesNew {
+                    user: &user,
+                    count: codes.len(),
+                });
+                Ok(codes.iter().map(Code::display).collect())
+            }
+            (found, _) => {
+                let reason = match found {
+                    EmailCheck::Wrong => "wrong-code",
+                    EmailCheck::Dropped => "wrong-code-dropped",
+                    EmailCheck::Expired => "expired",
+                    _ => "no-code",
+                };
+                self.core.audit.log(Event::EnrolFailure {
+                    user: &user,
+                    method: method::EMAIL,
+                    reason,
+                });
+                Err(match found {
+                    EmailCheck::Wrong => Error::BadCode(
+                        "wrong code; check the latest email, or ask for a new code".into(),
+                    ),
+                    EmailCheck::Dropped => Error::BadCode(
+                        "wrong code, too many times; start again with `twofactorctl enable email`"
+                            .into(),
+                    ),
+                    EmailCheck::Expired => Error::NotFound(
+                        "that code has expired; ask for a new one (`twofactorctl enable email \
+                         --resend`)"
+                            .into(),
+                    ),
+                    _ => no_email_pending(),
+                })
+            }
+        }
+    }
+
+    /// The method a login asks first: one the user has, or "" to go back
+    /// to the one used last.
+    pub async fn set_preferred(&self, caller: &Caller, which: &str) -> Result<(), Error> {
+        let wanted = match which {
+            "" => None,
+            name => Some(Method::from_name(name).ok_or_else(|| unknown_method(which))?),
+        };
+        let user = self.user_of(caller).await?;
+        let now = self.core.clock.now();
+        let u = user.clone();
+        let set = self
+            .core
+            .store
+            .run(move |c| {
+                if let Some(m) = wanted {
+                    if !m.is_enrolled(c, &u)? {
+                        return Ok(false);
+                    }
+                }
+                accounts::ensure(c, &u, now)?;
+                accounts::set_preferred(c, &u, wanted.map(Method::name).unwrap_or(""))?;
+                Ok(true)
+            })
+            .await
+            .map_err(|e| self.internal("prefer", &e.to_string()))?;
+        if !set {
+            return Err(Error::NotEnrolled(format!(
+                "you have no {which} method; set it up first (`twofactorctl enable {which}`)"
+            )));
+        }
+        self.core.audit.log(Event::Prefer {
+            user: &user,
+            method: which,
+        });
+        Ok(())
     }
 
     /// A new set of backup codes after the password; the old set stops
@@ -165,6 +345,7 @@ impl Accounts {
             user: &user,
             count: codes.len(),
         });
+        notices::send(&self.core, &user, Notice::BackupCodesNew);
         Ok(codes.iter().map(Code::display).collect())
     }
 
@@ -206,21 +387,10 @@ impl Accounts {
         // None: all methods.
         let only = match which {
             "all" => None,
-            name => Some(Method::from_name(name).ok_or_else(|| {
-                let names: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
-                Error::InvalidInput(format!(
-                    "unknown method {:?}; use {} or \"all\"",
-                    which.chars().take(32).collect::<String>(),
-                    names
-                        .iter()
-                        .map(|n| format!("{n:?}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            })?),
+            name => Some(Method::from_name(name).ok_or_else(|| unknown_method(which))?),
         };
         let user = self.user_of(caller).await?;
-        self.refuse_removing_last_method(&user).await?;
+        self.refuse_removing_last_method(&user, only).await?;
         self.reauth(&user, password, "disable").await?;
         let u = user.clone();
         // With no method left, the backup codes go too: they are a fallback
@@ -249,23 +419,28 @@ impl Accounts {
             user: &user,
             method: which,
         });
+        notices::send(&self.core, &user, Notice::MethodRemoved(only));
         Ok(())
     }
 
-    /// While the mandatory policy applies to the user, the last method
-    /// stays (every method removal leaves none today: the app is the only
-    /// method).
-    async fn refuse_removing_last_method(&self, user: &str) -> Result<(), Error> {
+    /// While the mandatory policy applies to the user, their last method
+    /// stays: removing `only` (None: all) must leave one.
+    async fn refuse_removing_last_method(
+        &self,
+        user: &str,
+        only: Option<Method>,
+    ) -> Result<(), Error> {
         let now = self.core.clock.now();
         let initial = self.core.config.policy.clone();
         let u = user.to_string();
         let (enrolled, policy) = self
             .core
             .store
-            .run(move |c| Ok((methods::has_any(c, &u)?, policy::get(c, &initial)?)))
+            .run(move |c| Ok((methods::enrolled(c, &u)?, policy::get(c, &initial)?)))
             .await
             .map_err(|e| self.internal("disable", &e.to_string()))?;
-        if !enrolled {
+        let left = enrolled.iter().filter(|m| only.is_some_and(|o| o != **m));
+        if enrolled.is_empty() || left.count() > 0 {
             return Ok(());
         }
         let u = user.to_string();
@@ -312,6 +487,33 @@ impl Accounts {
     fn internal(&self, context: &str, error: &str) -> Error {
         self.core.internal(context, error)
     }
+}
+
+fn unknown_method(which: &str) -> Error {
+    let names: Vec<String> = Method::ALL
+        .iter()
+        .map(|m| format!("{:?}", m.name()))
+        .collect();
+    Error::InvalidInput(format!(
+        "unknown method {:?}; use {} or \"all\"",
+        which.chars().take(32).collect::<String>(),
+        names.join(", ")
+    ))
+}
+
+fn email_off() -> Error {
+    Error::InvalidInput(
+        "email codes are not offered on this machine (an administrator turns them on in \
+         twofactord.toml, [email] codes = true)"
+            .into(),
+    )
+}
+
+fn no_email_pending() -> Error {
+    Error::NotFound(
+        "no email address is waiting for confirmation; run `twofactorctl enable email ADDRESS`"
+            .into(),
+    )
 }
 
 fn not_pending() -> Error {

@@ -22,6 +22,15 @@ pub fn record_login(conn: &Connection, user: &str, method: &str, now: i64) -> ru
     .map(|_| ())
 }
 
+/// Sets the method a login asks first ("" for none).
+pub fn set_preferred(conn: &Connection, user: &str, method: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE accounts SET preferred = ?2 WHERE user = ?1",
+        params![user, method],
+    )
+    .map(|_| ())
+}
+
 /// The user's preferred method and the method of their last successful
 /// login (names; empty when unset).
 pub fn method_choice(conn: &Connection, user: &str) -> rusqlite::Result<(String, String)> {
@@ -70,7 +79,8 @@ pub fn status(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<Accou
         .into_iter()
         .map(|m| m.name().to_string())
         .collect();
-    status.enrolment_pending = crate::totp::has_pending(conn, user, now)?;
+    status.enrolment_pending =
+        crate::totp::has_pending(conn, user, now)? || crate::email::has_pending(conn, user, now)?;
     status.backup_codes_left = crate::backup_codes::remaining(conn, user)?.unwrap_or(0);
     Ok(status)
 }

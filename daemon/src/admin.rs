@@ -21,6 +21,7 @@ use crate::config::{valid_date, valid_group_name};
 use crate::core::{Caller, Core};
 use crate::google_auth::{self, ImportError};
 use crate::methods;
+use crate::notices::{self, Notice};
 use crate::policy;
 use crate::ratelimit;
 use crate::recovery;
@@ -319,6 +320,7 @@ impl Admin {
             .await
             .map_err(|e| self.core.internal("admin-reset", &e.to_string()))?;
         self.core.audit.log(Event::Reset { by: &by, user });
+        notices::send(&self.core, user, Notice::Reset { by: by.clone() });
         Ok(Recovery {
             code: code.display(),
             expires: now + recovery::VALID_SECONDS,
@@ -658,7 +660,10 @@ mod tests {
         assert_eq!(w.methods(1000), (vec!["app".to_string()], 10));
         // The next login asks for a code, and the confirming code is used.
         let (id, step) = w.begin("alice");
-        assert_eq!(step.action, Action::AskHidden("Verification code: ".into()));
+        assert_eq!(
+            step.action,
+            Action::AskHidden(crate::login::APP_PROMPT.into())
+        );
         assert_eq!(
             w.answer(&id, &secret.code_at(w.clock.now(), 6)).action,
             Action::Deny
@@ -673,7 +678,10 @@ mod tests {
         w.set_policy(false, &[], "");
         assert_eq!(w.methods(1000).0, vec!["app".to_string()]);
         let (_, step) = w.begin("alice");
-        assert_eq!(step.action, Action::AskHidden("Verification code: ".into()));
+        assert_eq!(
+            step.action,
+            Action::AskHidden(crate::login::APP_PROMPT.into())
+        );
         let lines = w.audit.captured.lock().unwrap().join("\n");
         assert!(lines.contains("enrol user=alice service=sshd"), "{lines}");
         assert!(lines.contains("via=login why=policy"), "{lines}");
@@ -777,7 +785,7 @@ mod tests {
         let (id, step) = w.begin("alice");
         assert_eq!(
             step.action,
-            Action::AskHidden("Verification code: ".into()),
+            Action::AskHidden(crate::login::APP_PROMPT.into()),
             "still asked after a reset"
         );
         assert_eq!(w.answer(&id, &first_code.code).action, Action::Deny);
@@ -821,7 +829,7 @@ mod tests {
         let (id, step) = w.begin("alice");
         assert_eq!(
             step.action,
-            Action::AskHidden("Verification code: ".into()),
+            Action::AskHidden(crate::login::APP_PROMPT.into()),
             "asked again"
         );
         let step = w.answer(&id, &code.code);

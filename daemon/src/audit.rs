@@ -123,6 +123,22 @@ pub enum Event<'a> {
         context: &'a str,
         error: &'a str,
     },
+    /// A mail went out: a code (`purpose` login or confirm) or a notice.
+    /// `to` is the masked address; the code never appears.
+    MailSent {
+        user: &'a str,
+        purpose: &'a str,
+        to: &'a str,
+    },
+    MailFailed {
+        user: &'a str,
+        purpose: &'a str,
+        error: &'a str,
+    },
+    Prefer {
+        user: &'a str,
+        method: &'a str,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -288,6 +304,28 @@ impl Event<'_> {
                     .kv("context", context)
                     .kv("error", error);
                 Level::Error
+            }
+            Event::MailSent { user, purpose, to } => {
+                line.event("mail-sent")
+                    .kv("user", user)
+                    .kv("purpose", purpose)
+                    .kv("to", to);
+                Level::Info
+            }
+            Event::MailFailed {
+                user,
+                purpose,
+                error,
+            } => {
+                line.event("mail-failed")
+                    .kv("user", user)
+                    .kv("purpose", purpose)
+                    .kv("error", error);
+                Level::Warning
+            }
+            Event::Prefer { user, method } => {
+                line.event("prefer").kv("user", user).kv("method", method);
+                Level::Info
             }
         };
         (level, line.0)

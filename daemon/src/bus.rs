@@ -176,6 +176,54 @@ impl AccountInterface {
         self.accounts.new_backup_codes(&caller, password).await
     }
 
+    /// Sends a code to a new email address (needs the password); returns
+    /// the address masked. Active once confirmed.
+    async fn enroll_email(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        address: String,
+        password: Vec<u8>,
+    ) -> Result<String, Error> {
+        let caller = caller(conn, &header).await?;
+        self.accounts
+            .enroll_email(&caller, &address, password)
+            .await
+    }
+
+    /// Sends a new code to the address being confirmed; returns it masked.
+    async fn resend_email(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, Error> {
+        let caller = caller(conn, &header).await?;
+        self.accounts.resend_email(&caller).await
+    }
+
+    /// Activates email codes with the code sent; returns new backup codes
+    /// when email is the first method (else none).
+    async fn confirm_email(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        code: String,
+    ) -> Result<Vec<String>, Error> {
+        let caller = caller(conn, &header).await?;
+        self.accounts.confirm_email(&caller, &code).await
+    }
+
+    /// The method a login asks first ("" for the one used last).
+    async fn set_preferred(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        method: String,
+    ) -> Result<(), Error> {
+        let caller = caller(conn, &header).await?;
+        self.accounts.set_preferred(&caller, &method).await
+    }
+
     /// Removes a method, or all (needs the password).
     async fn disable(
         &self,

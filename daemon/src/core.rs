@@ -311,16 +311,36 @@ pub mod testing {
         users: &[(&str, u32)],
         passwords: &[(&str, &str)],
     ) -> (Arc<Core>, Arc<Audit>) {
-        let audit = Arc::new(Audit::new(false, false));
-        let core = Arc::new(Core::new(
+        core_mailing(
             config,
-            Store::open_in_memory().expect("in-memory store"),
-            Arc::new(clock.clone()),
-            Arc::new(OsRandom),
-            Arc::new(FakeUsers::new(users)),
-            Arc::new(FakeReauth::new(passwords)),
-            audit.clone(),
-        ));
+            clock,
+            users,
+            passwords,
+            Arc::new(crate::mail::Disabled),
+        )
+    }
+
+    /// [`core`], sending mail through `mailer`.
+    pub fn core_mailing(
+        config: Config,
+        clock: &ManualClock,
+        users: &[(&str, u32)],
+        passwords: &[(&str, &str)],
+        mailer: Arc<dyn crate::mail::Mailer>,
+    ) -> (Arc<Core>, Arc<Audit>) {
+        let audit = Arc::new(Audit::new(false, false));
+        let core = Arc::new(
+            Core::new(
+                config,
+                Store::open_in_memory().expect("in-memory store"),
+                Arc::new(clock.clone()),
+                Arc::new(OsRandom),
+                Arc::new(FakeUsers::new(users)),
+                Arc::new(FakeReauth::new(passwords)),
+                audit.clone(),
+            )
+            .with_mailer(mailer),
+        );
         (core, audit)
     }
 }

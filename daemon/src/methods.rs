@@ -7,23 +7,38 @@
 use rusqlite::Connection;
 use twofactor_proto::types::method;
 
-use crate::totp;
+use crate::config::Config;
+use crate::{email, totp};
 
 /// A second-factor method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Method {
     /// An authenticator app (TOTP).
     App,
+    /// A code sent to the user's confirmed email address.
+    Email,
 }
 
 impl Method {
     /// Every method, in the order they are listed and offered.
-    pub const ALL: &'static [Method] = &[Method::App];
+    pub const ALL: &'static [Method] = &[Method::App, Method::Email];
 
     /// The method's name on the bus and on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Method::App => method::APP,
+            Method::Email => method::EMAIL,
+        }
+    }
+
+    /// Whether this machine offers the method: email codes only when an
+    /// administrator turned them on (`[email] codes`). A method that is
+    /// not offered is neither asked at login nor set up; users who have it
+    /// keep it stored.
+    pub fn offered(self, config: &Config) -> bool {
+        match self {
+            Method::App => true,
+            Method::Email => config.email.codes,
         }
     }
 
@@ -35,6 +50,7 @@ impl Method {
     pub fn is_enrolled(self, conn: &Connection, user: &str) -> rusqlite::Result<bool> {
         match self {
             Method::App => totp::is_enrolled(conn, user),
+            Method::Email => email::is_enrolled(conn, user),
         }
     }
 
@@ -42,6 +58,7 @@ impl Method {
     pub fn remove(self, conn: &Connection, user: &str) -> rusqlite::Result<bool> {
         match self {
             Method::App => totp::remove(conn, user),
+            Method::Email => email::remove(conn, user),
         }
     }
 }
@@ -91,6 +108,7 @@ mod tests {
         for m in Method::ALL {
             assert_eq!(Method::from_name(m.name()), Some(*m));
         }
+        assert_eq!(Method::from_name("email"), Some(Method::Email));
         assert_eq!(Method::from_name("sms"), None);
         assert_eq!(Method::from_name("all"), None);
         assert_eq!(Method::from_name(""), None);
@@ -106,6 +124,16 @@ mod tests {
             Some(Method::App)
         );
         assert_eq!(first_to_ask(&[], "app", "app"), None);
+        let both = [Method::App, Method::Email];
+        assert_eq!(first_to_ask(&both, "email", "app"), Some(Method::Email));
+        assert_eq!(first_to_ask(&both, "", "email"), Some(Method::Email));
+        assert_eq!(first_to_ask(&both, "app", "email"), Some(Method::App));
+        assert_eq!(first_to_ask(&both, "", "backup-code"), Some(Method::App));
+        // A preference for a method the user no longer has falls through.
+        assert_eq!(
+            first_to_ask(&[Method::Email], "app", ""),
+            Some(Method::Email)
+        );
     }
 
     #[test]
@@ -115,6 +143,8 @@ mod tests {
         assert!(!has_any(&c, "u").unwrap());
         totp::activate(&c, "u", &totp::Secret::from_bytes(vec![7; 20]), 0, 0).unwrap();
         assert_eq!(enrolled(&c, "u").unwrap(), vec![Method::App]);
+        email::activate(&c, "u", "u@example.com", 0).unwrap();
+        assert_eq!(enrolled(&c, "u").unwrap(), vec![Method::App, Method::Email]);
         assert!(remove_all(&c, "u").unwrap());
         assert!(!has_any(&c, "u").unwrap());
         assert!(!remove_all(&c, "u").unwrap());

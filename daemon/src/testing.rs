@@ -44,6 +44,8 @@ pub struct World {
     pub clock: ManualClock,
     pub rt: tokio::runtime::Runtime,
     pub audit: Arc<Audit>,
+    /// What the daemon mailed.
+    pub mail: Arc<crate::mail::testing::Captured>,
 }
 
 impl World {
@@ -54,7 +56,9 @@ impl World {
 
     pub fn at(config: Config, t0: i64) -> World {
         let clock = ManualClock::at(t0);
-        let (core, audit) = crate::core::testing::core(config, &clock, USERS, PASSWORDS);
+        let mail = Arc::new(crate::mail::testing::Captured::default());
+        let (core, audit) =
+            crate::core::testing::core_mailing(config, &clock, USERS, PASSWORDS, mail.clone());
         World {
             logins: Logins::new(core.clone()),
             accounts: Accounts::new(core.clone()),
@@ -66,6 +70,7 @@ impl World {
                 .build()
                 .expect("a test runtime"),
             audit,
+            mail,
         }
     }
 

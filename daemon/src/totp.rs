@@ -87,7 +87,7 @@ impl Malformed {
             Malformed::Empty => "No code was entered.",
             Malformed::TooLong => "That answer is too long; a code has 6 digits.",
             Malformed::NotUtf8 | Malformed::NotSixDigits => {
-                "Type the 6-digit code from your app (0-9), or a backup code."
+                "Type the 6-digit code (0-9), or a backup code."
             }
         }
     }

@@ -41,7 +41,20 @@ pub trait Account1 {
     /// A new set of backup codes; the old set stops working. Needs the
     /// account password and an active method.
     fn new_backup_codes(&self, password: &[u8]) -> zbus::Result<Vec<String>>;
-    /// Removes a method (`app`, or `all`); needs the account password.
+    /// Sends a code to `address` to confirm it; needs the account password.
+    /// Returns the address masked. Email codes are active only after
+    /// `ConfirmEmail`.
+    fn enroll_email(&self, address: &str, password: &[u8]) -> zbus::Result<String>;
+    /// Sends a new code to the address being confirmed (rate limited).
+    fn resend_email(&self) -> zbus::Result<String>;
+    /// Confirms the address with the code sent. Returns a new set of backup
+    /// codes when email is the first method, else an empty list.
+    fn confirm_email(&self, code: &str) -> zbus::Result<Vec<String>>;
+    /// The method a login asks first (`app`, `email`, or "" for the one
+    /// used last).
+    fn set_preferred(&self, method: &str) -> zbus::Result<()>;
+    /// Removes a method (`app`, `email`, or `all`); needs the account
+    /// password.
     fn disable(&self, method: &str, password: &[u8]) -> zbus::Result<()>;
 }
 

@@ -9,6 +9,8 @@ use zbus::zvariant::Type;
 pub mod method {
     /// TOTP authenticator app.
     pub const APP: &str = "app";
+    /// A code sent by email.
+    pub const EMAIL: &str = "email";
     /// A single-use backup code (recorded as the last method used; never
     /// asked for first).
     pub const BACKUP_CODE: &str = "backup-code";

@@ -23,6 +23,7 @@ use crate::accounts;
 use crate::audit::{Event, Origin};
 use crate::backup_codes::{self, Code};
 use crate::config::LimitsConfig;
+use crate::email::{self, EmailCheck, Purpose};
 use crate::methods::{self, Method};
 use crate::ratelimit::{self, Gate};
 use crate::recovery;
@@ -140,6 +141,12 @@ impl Logins {
         session: &str,
         expires: i64,
     ) -> Next {
+        if answer.is_empty() && enrolled {
+            // Choosing another method is not an attempt.
+            if let Some(next) = self.offer_choices(origin, asked).await {
+                return next;
+            }
+        }
         let attempt = match classify(answer, asked) {
             Ok(attempt) => attempt,
             Err(malformed) => {
@@ -155,6 +162,9 @@ impl Logins {
         }
         match attempt {
             Attempt::Code(Method::App, code) => Next::Done(self.check_app_code(origin, code).await),
+            Attempt::Code(Method::Email, code) => {
+                Next::Done(self.check_email_code(origin, code).await)
+            }
             Attempt::Backup(code) => Next::Done(self.check_backup_code(origin, code).await),
             Attempt::Recovery(code) => {
                 self.check_recovery_code(origin, code, session, expires)
@@ -195,6 +205,63 @@ impl Logins {
                     _ => "wrong-code",
                 };
                 self.refused(origin, reason, lock)
+            }
+            Ok(Counted::Locked(wait)) => self.locked(origin, wait),
+            Err(e) => {
+                self.internal("login-answer", &e.to_string());
+                Step::new(Action::Deny).error(INTERNAL)
+            }
+        }
+    }
+
+    /// An email code: the shared path, then the code sent for a login is
+    /// checked and used up in the same job (one of any number of
+    /// concurrent logins can succeed).
+    async fn check_email_code(&self, origin: &Origin, code: Zeroizing<String>) -> Step {
+        let (user, source) = (origin.user.clone(), ratelimit::source_of(origin));
+        let now = self.core.clock.now();
+        let limits = self.core.config.limits.clone();
+        let offered = Method::Email.offered(&self.core.config);
+        let checked = self
+            .core
+            .store
+            .run(move |c| {
+                attempt(c, (&user, &source), now, &limits, |c| {
+                    if !offered || !Method::Email.is_enrolled(c, &user)? {
+                        return Ok(None);
+                    }
+                    let found = email::check(c, &user, Purpose::Login, &code, now)?;
+                    if matches!(found, EmailCheck::Accepted(_)) {
+                        succeeded(c, &user, &source, method::EMAIL, now)?;
+                        return Ok(Some(Ok(backup_codes::remaining(c, &user)?)));
+                    }
+                    Ok(Some(Err(found)))
+                })
+            })
+            .await;
+        match checked {
+            Ok(Counted::Checked {
+                found: Some(Ok(left)),
+                ..
+            }) => {
+                self.core.audit.log(Event::LoginSuccess {
+                    origin,
+                    method: method::EMAIL,
+                });
+                accepted(left)
+            }
+            Ok(Counted::Checked { lock, found }) => {
+                let reason = match found {
+                    Some(Err(EmailCheck::Expired)) => "expired-email-code",
+                    Some(Err(EmailCheck::NoCode)) => "no-email-code",
+                    None => "no-method",
+                    _ => "wrong-code",
+                };
+                let step = self.refused(origin, reason, lock);
+                if reason == "expired-email-code" {
+                    return step.error("That code has expired; log in again for a new one.");
+                }
+                step
             }
             Ok(Counted::Locked(wait)) => self.locked(origin, wait),
             Err(e) => {

@@ -15,6 +15,7 @@ use super::{Logins, Next, Phase, INTERNAL};
 use crate::accounts;
 use crate::audit::{Event, Origin};
 use crate::backup_codes;
+use crate::notices::{self, Notice};
 use crate::qr;
 use crate::ratelimit;
 use crate::recovery;
@@ -281,6 +282,11 @@ impl Logins {
                     user: &origin.user,
                     count,
                 });
+                notices::send(
+                    &self.core,
+                    &origin.user,
+                    Notice::MethodAdded(crate::methods::Method::App),
+                );
                 Step::new(Action::Accept)
                     .info("Two-factor authentication is now set up for your account.")
             }

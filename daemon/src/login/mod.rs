@@ -7,24 +7,28 @@
 //!       ├─▶ no method, policy off ────▶ Accept (2FA is optional)
 //!       ├─▶ no method, policy announced ▶ Accept + reminder
 //!       ├─▶ no method, policy applies ─▶ EnrolCode ─▶ EnrolConfirm ─▶ AcceptPending ─▶ Commit
-//!       └─▶ app, or a recovery code ──▶ AskCode{enrolled:true} ─▶ Accept | Deny
+//!       └─▶ a method, or a recovery code ─▶ AskCode{enrolled:true, asked} ─▶ Accept | Deny
+//!                                          ├─ "" ─▶ Choose ─▶ AskCode{other method}
 //!                                          └─ recovery code ─▶ EnrolCode ─▶ …
 //! ```
 //!
 //! The parts: `sessions` (the table of logins in progress and its quotas),
 //! `unknown` (the in-memory throttle of names the system does not know),
 //! `check` (what an answer at the code prompt is, and the one path every
-//! code check takes), `enrol` (enrolment at the prompt and its commit).
+//! code check takes), `choose` (which method is asked, sending email codes,
+//! switching methods), `enrol` (enrolment at the prompt and its commit).
 //!
-//! Later methods (email, trusted devices) are further phases of [`Phase`];
-//! the module does not change.
+//! Later additions (trusted devices) are further phases of [`Phase`]; the
+//! module does not change.
 
 mod check;
+mod choose;
 mod enrol;
 mod sessions;
 mod unknown;
 
 pub use check::wait_message;
+pub use choose::{APP_PROMPT, CHOOSE_PROMPT};
 use sessions::{Session, Sessions};
 use unknown::UnknownNames;
 
@@ -41,7 +45,6 @@ use twofactor_proto::error::Error;
 use twofactor_proto::{Action, Step};
 use zeroize::Zeroizing;
 
-pub const PROMPT: &str = "Verification code: ";
 pub const INVALID: &str = "Invalid verification code.";
 pub const INTERNAL: &str = "Two-factor authentication failed (internal error); login refused.";
 
@@ -54,6 +57,8 @@ enum Phase {
     /// at any code prompt). `enrolled` is false for a user the system does
     /// not know: the same question, and always a refusal.
     AskCode { enrolled: bool, asked: Method },
+    /// An empty answer at a code prompt showed the user's other methods.
+    Choose(choose::Menu),
     /// Enrolment at the prompt: the secret was shown, a code is asked.
     EnrolCode(enrol::Pending),
     /// The code was right; backup codes were shown, confirmation asked.
@@ -68,7 +73,7 @@ impl Phase {
     /// The session id under which this login claimed a recovery code.
     fn recovery_claim(&self) -> Option<&str> {
         match self {
-            Phase::AskCode { .. } => None,
+            Phase::AskCode { .. } | Phase::Choose(_) => None,
             Phase::EnrolCode(p) => p.recovery_claim(),
             Phase::EnrolConfirm(c) => c.recovery_claim(),
             Phase::Commit(c) => c.recovery_claim(),
@@ -89,8 +94,10 @@ enum Next {
 
 /// What the daemon knows of a user when a login begins.
 struct Facts {
-    /// The method to ask first; None: the user has no method.
+    /// The method to ask first (among those this machine offers, else
+    /// the first they have); None: the user has no method.
     first: Option<Method>,
+    methods: choose::Methods,
     recovery_pending: bool,
     policy: twofactor_proto::types::Policy,
 }
@@ -146,13 +153,19 @@ impl Logins {
         let facts = if known {
             let user = origin.user.clone();
             let initial = self.core.config.policy.clone();
+            let methods = self
+                .methods_of(&user)
+                .await
+                .map_err(|e| self.internal("login-begin", &e))?;
             self.core
                 .store
                 .run(move |c| {
                     let (preferred, last_used) = accounts::method_choice(c, &user)?;
-                    let enrolled = methods::enrolled(c, &user)?;
+                    let first = methods::first_to_ask(&methods.usable, &preferred, &last_used)
+                        .or_else(|| methods.enrolled.first().copied());
                     Ok(Facts {
-                        first: methods::first_to_ask(&enrolled, &preferred, &last_used),
+                        first,
+                        methods,
                         recovery_pending: recovery::pending(c, &user, now)?.is_some(),
                         policy: policy::get(c, &initial)?,
                     })
@@ -162,6 +175,7 @@ impl Logins {
         } else {
             Facts {
                 first: None,
+                methods: Default::default(),
                 recovery_pending: false,
                 policy: Default::default(),
             }
@@ -169,7 +183,7 @@ impl Logins {
         let phase = if !known || facts.first.is_some() || facts.recovery_pending {
             // A name the system does not know is asked like an app user.
             let asked = facts.first.unwrap_or(Method::App);
-            let step = Step::new(Action::AskHidden(PROMPT.into()));
+            let step = self.ask(&origin, asked, &facts.methods).await;
             (
                 Phase::AskCode {
                     enrolled: known,
@@ -244,6 +258,7 @@ impl Logins {
                 self.check_code(&origin, enrolled, asked, &answer, id, expires)
                     .await
             }
+            Phase::Choose(menu) => self.choose(&origin, menu, &answer).await,
             Phase::EnrolCode(pending) => self.enrol_code(&origin, pending, &answer).await,
             Phase::EnrolConfirm(confirming) => {
                 self.enrol_confirm(&origin, confirming, &answer).await
@@ -428,7 +443,7 @@ mod tests {
                 if step.is_final() {
                     return Ok(step);
                 }
-                assert_eq!(step.action, Action::AskHidden(PROMPT.into()));
+                assert_eq!(step.action, Action::AskHidden(APP_PROMPT.into()));
                 self.logins.answer(caller, &id, answer.to_vec()).await
             })
         }
@@ -908,7 +923,7 @@ mod tests {
         let (id, step) =
             w.rt.block_on(w.logins.begin(&root(), origin("toor")))
                 .unwrap();
-        assert_eq!(step.action, Action::AskHidden(PROMPT.into()));
+        assert_eq!(step.action, Action::AskHidden(APP_PROMPT.into()));
         assert!(!id.is_empty());
         // A non-root caller may check itself under any spelling, and no
         // one else.

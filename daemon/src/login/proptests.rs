@@ -22,7 +22,7 @@ fn shape(answer: &[u8]) -> Option<&'static str> {
     let text = std::str::from_utf8(answer).ok()?;
     let digits: String = text.chars().filter(|c| *c != ' ').collect();
     if digits.len() == 6 && digits.chars().all(|c| c.is_ascii_digit()) {
-        return Some("app");
+        return Some("code");
     }
     let scratch: String = text.chars().filter(|c| *c != ' ' && *c != '-').collect();
     if scratch.len() == 8 && scratch.chars().all(|c| c.is_ascii_digit()) {
@@ -44,9 +44,12 @@ fn shape(answer: &[u8]) -> Option<&'static str> {
     }
 }
 
-fn kind(a: &Attempt) -> &'static str {
+/// The kind of an attempt read at the prompt of `asked`: six digits are a
+/// code of the method asked, never of another.
+fn kind(a: &Attempt, asked: Method) -> &'static str {
     match a {
-        Attempt::Code(Method::App, _) => "app",
+        Attempt::Code(m, _) if *m == asked => "code",
+        Attempt::Code(..) => "another method's code",
         Attempt::Backup(_) => "backup",
         Attempt::Recovery(_) => "recovery",
     }
@@ -72,8 +75,10 @@ proptest! {
     fn an_answer_is_a_code_only_in_a_documented_shape(
         answer in prop_oneof![proptest::collection::vec(any::<u8>(), 0..1100), near_answers()]
     ) {
-        let got = classify(&answer, Method::App).ok();
-        prop_assert_eq!(got.as_ref().map(kind), shape(&answer));
+        for asked in Method::ALL {
+            let got = classify(&answer, *asked).ok();
+            prop_assert_eq!(got.as_ref().map(|a| kind(a, *asked)), shape(&answer));
+        }
     }
 
     #[test]
@@ -89,7 +94,7 @@ proptest! {
         match w.rt.block_on(w.logins.begin(&root(), origin)) {
             Ok((_, step)) => {
                 if !known {
-                    prop_assert_eq!(step.action, Action::AskHidden(PROMPT.into()));
+                    prop_assert_eq!(step.action, Action::AskHidden(APP_PROMPT.into()));
                 }
             }
             Err(e) => prop_assert!(matches!(e, Error::InvalidInput(_))),
@@ -99,7 +104,7 @@ proptest! {
 
 #[test]
 fn the_model_knows_the_shapes() {
-    assert_eq!(shape(b"123456"), Some("app"));
+    assert_eq!(shape(b"123456"), Some("code"));
     assert_eq!(shape(b"12 34 56 78"), Some("backup"));
     assert_eq!(shape(b"0000000-0"), Some("backup"));
     assert_eq!(shape(b"123-456"), None);

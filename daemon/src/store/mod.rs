@@ -72,11 +72,14 @@ impl From<crate::sealing::SealError> for StoreError {
 }
 
 /// Every sealed column: (table, column); each table has a `user` column.
-const SEALED: [(&str, &str); 4] = [
+const SEALED: [(&str, &str); 7] = [
     ("totp", "secret"),
     ("totp_pending", "secret"),
     ("backup_codes", "selector"),
     ("backup_codes", "hash"),
+    ("email", "address"),
+    ("email_codes", "address"),
+    ("email_codes", "digest"),
 ];
 
 /// Opens one sealed value of each column: the key file must be the

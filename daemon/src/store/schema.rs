@@ -4,7 +4,8 @@
 //! Tables belong to the modules that use them: `accounts` (login, ratelimit,
 //! account), `totp` and `totp_pending` (totp, account), `backup_codes`
 //! (backup_codes), `policy` (policy), `recovery_codes` (recovery),
-//! `source_failures` (ratelimit). Secret columns hold values sealed by
+//! `source_failures` (ratelimit), `email`, `email_codes` and
+//! `email_sends` (email). Secret columns hold values sealed by
 //! `sealing` (through the store's `seal`/`unseal` SQL functions).
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
@@ -90,6 +91,28 @@ pub const MIGRATIONS: &[&str] = &[
     DROP TABLE backup_codes;
     ALTER TABLE backup_codes_sealed RENAME TO backup_codes;
     CREATE INDEX backup_codes_user ON backup_codes(user);",
+    // 7: the email method: the confirmed address, the code last sent for a
+    // login or a confirmation (sealed salted digest), and when codes were
+    // sent (the hourly limit).
+    "CREATE TABLE email (
+        user TEXT PRIMARY KEY NOT NULL REFERENCES accounts(user) ON DELETE CASCADE,
+        address BLOB NOT NULL,
+        created INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE email_codes (
+        user TEXT NOT NULL REFERENCES accounts(user) ON DELETE CASCADE,
+        purpose TEXT NOT NULL,
+        address BLOB NOT NULL,
+        digest BLOB NOT NULL,
+        expires INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (user, purpose)
+    ) STRICT;
+    CREATE TABLE email_sends (
+        user TEXT NOT NULL,
+        at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX email_sends_user ON email_sends(user, at);",
 ];
 
 /// The version this build of the daemon writes.

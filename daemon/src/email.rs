@@ -1,0 +1,511 @@
+//! The email method: a 6-digit code sent to the user's confirmed address.
+//! Tables `email` (the confirmed address, sealed) and `email_codes` (the
+//! code last sent for a purpose, as a sealed salted SHA-256, with its
+//! expiry), and `email_sends` (when codes were sent, for the hourly limit).
+//!
+//! A code is single use: it is checked and deleted in one store job, so of
+//! any number of concurrent logins answering it, exactly one succeeds. A new
+//! code for the same purpose replaces (voids) the previous one.
+
+use crate::audit::Event;
+use crate::config::EmailConfig;
+use crate::core::Core;
+use crate::mail::Mail;
+use crate::random::{Random, RandomError};
+use rusqlite::{params, Connection, OptionalExtension};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+/// Digits in an email code.
+pub const DIGITS: usize = 6;
+/// Salt bytes before the digest.
+const SALT: usize = 16;
+/// Wrong answers a confirmation code takes before it is dropped (at login,
+/// the account's failure limit applies instead).
+pub const CONFIRM_TRIES: i64 = 5;
+
+/// What a code is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A login's second factor, sent to the confirmed address.
+    Login,
+    /// Confirming a new address (`twofactorctl enable email`).
+    Confirm,
+}
+
+impl Purpose {
+    fn name(self) -> &'static str {
+        match self {
+            Purpose::Login => "login",
+            Purpose::Confirm => "confirm",
+        }
+    }
+}
+
+/// A fresh code: 6 digits from the OS random source, uniform.
+pub fn generate(rng: &dyn Random) -> Result<Zeroizing<String>, RandomError> {
+    // 2^32 - (2^32 mod 10^6) keeps the draw uniform.
+    const LIMIT: u32 = u32::MAX - (u32::MAX % 1_000_000) - 1;
+    loop {
+        let mut b = [0u8; 4];
+        rng.fill(&mut b)?;
+        let n = u32::from_le_bytes(b);
+        if n <= LIMIT {
+            return Ok(Zeroizing::new(format!("{:06}", n % 1_000_000)));
+        }
+    }
+}
+
+/// Salt followed by SHA-256(salt ‖ code): what is stored (sealed).
+pub fn digest(rng: &dyn Random, code: &str) -> Result<Vec<u8>, RandomError> {
+    let mut salt = [0u8; SALT];
+    rng.fill(&mut salt)?;
+    Ok(salted(&salt, code))
+}
+
+fn salted(salt: &[u8], code: &str) -> Vec<u8> {
+    let mut out = salt.to_vec();
+    out.extend_from_slice(
+        &Sha256::new()
+            .chain_update(salt)
+            .chain_update(code)
+            .finalize(),
+    );
+    out
+}
+
+fn matches(stored: &[u8], code: &str) -> bool {
+    if stored.len() != SALT + 32 {
+        return false;
+    }
+    let (salt, _) = stored.split_at(SALT);
+    bool::from(salted(salt, code).ct_eq(stored))
+}
+
+/// The user's confirmed address, if they have the method.
+pub fn address(conn: &Connection, user: &str) -> rusqlite::Result<Option<String>> {
+    let sealed: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT unseal(user, 'email.address', address) FROM email WHERE user = ?1",
+            [user],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(sealed.map(|b| String::from_utf8_lossy(&b).into_owned()))
+}
+
+pub fn is_enrolled(conn: &Connection, user: &str) -> rusqlite::Result<bool> {
+    conn.query_row("SELECT 1 FROM email WHERE user = ?1", [user], |_| Ok(()))
+        .optional()
+        .map(|r| r.is_some())
+}
+
+/// Removes the method and any code in flight; false if there was none.
+pub fn remove(conn: &Connection, user: &str) -> rusqlite::Result<bool> {
+    conn.execute("DELETE FROM email_codes WHERE user = ?1", [user])?;
+    Ok(conn.execute("DELETE FROM email WHERE user = ?1", [user])? > 0)
+}
+
+/// Sets (or replaces) the confirmed address.
+pub fn activate(conn: &Connection, user: &str, address: &str, now: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO email(user, address, created) VALUES (?1, seal(?1, 'email.address', ?2), ?3)
+         ON CONFLICT(user) DO UPDATE SET address = excluded.address, created = excluded.created",
+        params![user, address.as_bytes(), now],
+    )
+    .map(|_| ())
+}
+
+/// Whether a confirmation is waiting (for status).
+pub fn has_pending(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT 1 FROM email_codes WHERE user = ?1 AND purpose = 'confirm' AND expires > ?2",
+        params![user, now],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|r| r.is_some())
+}
+
+/// The address a confirmation code was sent to (for a resend).
+pub fn pending_address(
+    conn: &Connection,
+    user: &str,
+    now: i64,
+) -> rusqlite::Result<Option<String>> {
+    let sealed: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT unseal(user, 'email_codes.address', address) FROM email_codes
+             WHERE user = ?1 AND purpose = 'confirm' AND expires > ?2",
+            params![user, now],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(sealed.map(|b| String::from_utf8_lossy(&b).into_owned()))
+}
+
+/// Counts a send against the hourly limit, if there is room: Err(seconds)
+/// until the oldest send of the last hour leaves the window.
+pub fn count_send(
+    conn: &Connection,
+    user: &str,
+    now: i64,
+    max_per_hour: u32,
+) -> rusqlite::Result<Result<(), i64>> {
+    conn.execute(
+        "DELETE FROM email_sends WHERE user = ?1 AND at <= ?2",
+        params![user, now - 3600],
+    )?;
+    let (count, oldest): (u32, Option<i64>) = conn.query_row(
+        "SELECT COUNT(*), MIN(at) FROM email_sends WHERE user = ?1",
+        [user],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if count >= max_per_hour {
+        return Ok(Err((oldest.unwrap_or(now) + 3600 - now).max(1)));
+    }
+    conn.execute(
+        "INSERT INTO email_sends(user, at) VALUES (?1, ?2)",
+        params![user, now],
+    )?;
+    Ok(Ok(()))
+}
+
+/// Stores a new code for `purpose` (replacing the previous one) to
+/// `address`, valid until `expires`.
+pub fn store_code(
+    conn: &Connection,
+    user: &str,
+    purpose: Purpose,
+    address: &str,
+    digest: &[u8],
+    expires: i64,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO email_codes(user, purpose, address, digest, expires, attempts)
+         VALUES (?1, ?2, seal(?1, 'email_codes.address', ?3), seal(?1, 'email_codes.digest', ?4), ?5, 0)
+         ON CONFLICT(user, purpose) DO UPDATE SET address = excluded.address,
+             digest = excluded.digest, expires = excluded.expires, attempts = 0",
+        params![user, purpose.name(), address.as_bytes(), digest, expires],
+    )
+    .map(|_| ())
+}
+
+/// What checking an email code found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmailCheck {
+    /// Right: the code is used up; the address it was sent to.
+    Accepted(String),
+    Wrong,
+    /// Past its time (and now deleted).
+    Expired,
+    /// No code was sent (or it was used, or replaced and used).
+    NoCode,
+    /// Too many wrong answers to a confirmation code: it is dropped.
+    Dropped,
+}
+
+/// Checks `code` against the code for `purpose`, using it up when right
+/// (in the caller's transaction: only one concurrent check can succeed).
+pub fn check(
+    conn: &Connection,
+    user: &str,
+    purpose: Purpose,
+    code: &str,
+    now: i64,
+) -> rusqlite::Result<EmailCheck> {
+    let row: Option<(Vec<u8>, Vec<u8>, i64, i64)> = conn
+        .query_row(
+            "SELECT unseal(user, 'email_codes.digest', digest),
+                    unseal(user, 'email_codes.address', address), expires, attempts
+             FROM email_codes WHERE user = ?1 AND purpose = ?2",
+            params![user, purpose.name()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let Some((digest, address, expires, attempts)) = row else {
+        return Ok(EmailCheck::NoCode);
+    };
+    let delete = || {
+        conn.execute(
+            "DELETE FROM email_codes WHERE user = ?1 AND purpose = ?2",
+            params![user, purpose.name()],
+        )
+    };
+    if expires <= now {
+        delete()?;
+        return Ok(EmailCheck::Expired);
+    }
+    if matches(&digest, code) {
+        delete()?;
+        return Ok(EmailCheck::Accepted(
+            String::from_utf8_lossy(&address).into_owned(),
+        ));
+    }
+    if purpose == Purpose::Confirm {
+        if attempts + 1 >= CONFIRM_TRIES {
+            delete()?;
+            return Ok(EmailCheck::Dropped);
+        }
+        conn.execute(
+            "UPDATE email_codes SET attempts = attempts + 1 WHERE user = ?1 AND purpose = ?2",
+            params![user, purpose.name()],
+        )?;
+    }
+    Ok(EmailCheck::Wrong)
+}
+
+/// `template` with each `{key}` of `values` replaced, in one pass (a
+/// value is never scanned for placeholders itself).
+pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open..];
+        match values
+            .iter()
+            .find(|(key, _)| after[1..].starts_with(key) && after[1 + key.len()..].starts_with('}'))
+        {
+            Some((key, value)) => {
+                out.push_str(value);
+                rest = &after[key.len() + 2..];
+            }
+            None => {
+                out.push('{');
+                rest = &after[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The mail that carries a code to `to`: subject and body from `[email]`.
+pub fn code_mail(config: &EmailConfig, to: &str, code: &str, service: &str) -> Mail {
+    let host = crate::config::hostname();
+    let minutes = config.code_minutes.to_string();
+    let service = if service.is_empty() {
+        "a login"
+    } else {
+        service
+    };
+    let values = [
+        ("code", code),
+        ("host", host.as_str()),
+        ("service", service),
+        ("minutes", minutes.as_str()),
+    ];
+    Mail {
+        to: to.to_string(),
+        subject: fill(&config.subject, &values),
+        body: fill(&config.body, &values),
+    }
+}
+
+/// What became of a code to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    Sent,
+    /// The hourly limit: seconds until another may be sent.
+    TooMany(i64),
+    Failed,
+}
+
+/// Makes a code for `purpose`, stores it (voiding the previous one for that
+/// purpose; counted against the hourly limit) and mails it to `to`. A
+/// failure is audited without the code; the address appears masked.
+pub async fn send_code(core: &Core, user: &str, purpose: Purpose, to: &str, service: &str) -> Sent {
+    let config = &core.config.email;
+    let made = generate(core.rng.as_ref())
+        .and_then(|code| digest(core.rng.as_ref(), &code).map(|digest| (code, digest)));
+    let (code, digest) = match made {
+        Ok(made) => made,
+        Err(e) => {
+            core.internal("email-code", &e.to_string());
+            return Sent::Failed;
+        }
+    };
+    let now = core.clock.now();
+    let expires = now + i64::from(config.code_minutes) * 60;
+    let (u, address, per_hour) = (user.to_string(), to.to_string(), config.max_sends_per_hour);
+    let stored = core
+        .store
+        .run(move |c| {
+            if let Err(wait) = count_send(c, &u, now, per_hour)? {
+                return Ok(Err(wait));
+            }
+            crate::accounts::ensure(c, &u, now)?;
+            store_code(c, &u, purpose, &address, &digest, expires)?;
+            Ok(Ok(()))
+        })
+        .await;
+    match stored {
+        Ok(Ok(())) => {}
+        Ok(Err(wait)) => {
+            core.audit.log(Event::MailFailed {
+                user,
+                purpose: purpose.name(),
+                error: "hourly limit reached",
+            });
+            return Sent::TooMany(wait);
+        }
+        Err(e) => {
+            core.internal("email-code", &e.to_string());
+            return Sent::Failed;
+        }
+    }
+    match core.send_mail(code_mail(config, to, &code, service)).await {
+        Ok(()) => {
+            core.audit.log(Event::MailSent {
+                user,
+                purpose: purpose.name(),
+                to: &crate::mail::masked(to),
+            });
+            Sent::Sent
+        }
+        Err(e) => {
+            core.audit.log(Event::MailFailed {
+                user,
+                purpose: purpose.name(),
+                error: &e.to_string(),
+            });
+            Sent::Failed
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::random::OsRandom;
+
+    fn conn() -> Connection {
+        let c = crate::store::testing::connection();
+        crate::accounts::ensure(&c, "u", 0).unwrap();
+        c
+    }
+
+    #[test]
+    fn codes_are_six_digits_and_vary() {
+        let codes: std::collections::HashSet<String> = (0..200)
+            .map(|_| generate(&OsRandom).unwrap().to_string())
+            .collect();
+        assert!(codes.len() > 190);
+        assert!(codes
+            .iter()
+            .all(|c| c.len() == DIGITS && c.bytes().all(|b| b.is_ascii_digit())));
+    }
+
+    #[test]
+    fn single_use_expiring_and_replaced_by_a_new_one() {
+        let c = conn();
+        let d = digest(&OsRandom, "123456").unwrap();
+        store_code(&c, "u", Purpose::Login, "u@example.com", &d, 600).unwrap();
+        assert_eq!(
+            check(&c, "u", Purpose::Login, "654321", 10).unwrap(),
+            EmailCheck::Wrong
+        );
+        assert_eq!(
+            check(&c, "u", Purpose::Login, "123456", 10).unwrap(),
+            EmailCheck::Accepted("u@example.com".into())
+        );
+        assert_eq!(
+            check(&c, "u", Purpose::Login, "123456", 11).unwrap(),
+            EmailCheck::NoCode
+        );
+        // Expired at its time.
+        store_code(&c, "u", Purpose::Login, "u@example.com", &d, 600).unwrap();
+        assert_eq!(
+            check(&c, "u", Purpose::Login, "123456", 600).unwrap(),
+            EmailCheck::Expired
+        );
+        // A new code voids the previous one.
+        store_code(&c, "u", Purpose::Login, "u@example.com", &d, 600).unwrap();
+        let d2 = digest(&OsRandom, "777777").unwrap();
+        store_code(&c, "u", Purpose::Login, "u@example.com", &d2, 600).unwrap();
+        assert_eq!(
+            check(&c, "u", Purpose::Login, "123456", 10).unwrap(),
+            EmailCheck::Wrong
+        );
+        assert!(matches!(
+            check(&c, "u", Purpose::Login, "777777", 10).unwrap(),
+            EmailCheck::Accepted(_)
+        ));
+    }
+
+    #[test]
+    fn stored_sealed_never_in_clear() {
+        let c = conn();
+        let d = digest(&OsRandom, "123456").unwrap();
+        store_code(
+            &c,
+            "u",
+            Purpose::Confirm,
+            "secret.person@example.com",
+            &d,
+            600,
+        )
+        .unwrap();
+        activate(&c, "u", "secret.person@example.com", 0).unwrap();
+        for (table, col) in [
+            ("email_codes", "address"),
+            ("email_codes", "digest"),
+            ("email", "address"),
+        ] {
+            let raw: Vec<u8> = c
+                .query_row(&format!("SELECT {col} FROM {table}"), [], |r| r.get(0))
+                .unwrap();
+            assert!(crate::sealing::is_sealed(&raw), "{table}.{col}");
+            assert!(!String::from_utf8_lossy(&raw).contains("secret.person"));
+        }
+        assert_eq!(
+            address(&c, "u").unwrap().as_deref(),
+            Some("secret.person@example.com")
+        );
+    }
+
+    #[test]
+    fn a_confirmation_code_takes_five_wrong_answers() {
+        let c = conn();
+        let d = digest(&OsRandom, "123456").unwrap();
+        store_code(&c, "u", Purpose::Confirm, "u@example.com", &d, 600).unwrap();
+        for _ in 0..CONFIRM_TRIES - 1 {
+            assert_eq!(
+                check(&c, "u", Purpose::Confirm, "000000", 1).unwrap(),
+                EmailCheck::Wrong
+            );
+        }
+        assert_eq!(
+            check(&c, "u", Purpose::Confirm, "000000", 1).unwrap(),
+            EmailCheck::Dropped
+        );
+        assert_eq!(
+            check(&c, "u", Purpose::Confirm, "123456", 1).unwrap(),
+            EmailCheck::NoCode
+        );
+    }
+
+    #[test]
+    fn templates_fill_once() {
+        let v = [("code", "123456"), ("service", "{code}")];
+        assert_eq!(
+            fill("{code} for {service} {x} {", &v),
+            "123456 for {code} {x} {"
+        );
+        let m = code_mail(&EmailConfig::default(), "a@example.com", "042042", "sshd");
+        assert!(m.body.contains("042042") && m.body.contains("sshd"));
+        assert!(!m.subject.contains("042042"));
+    }
+
+    #[test]
+    fn sends_are_limited_per_hour() {
+        let c = conn();
+        for i in 0..3 {
+            assert_eq!(count_send(&c, "u", 100 + i, 3).unwrap(), Ok(()));
+        }
+        assert_eq!(count_send(&c, "u", 200, 3).unwrap(), Err(3500));
+        assert_eq!(count_send(&c, "u", 3700, 3).unwrap(), Ok(()));
+    }
+}

@@ -1,0 +1,243 @@
+//! Which method a login asks for, and switching to another within the
+//! same login. The prompt names the method; an email code is sent when the
+//! email method is asked. An empty answer at a code prompt shows a
+//! numbered list of the user's other methods (and, at the email prompt,
+//! "send a new code"); choosing is not a failed attempt and costs no try.
+//!
+//! ```text
+//!   AskCode{asked} ── "" ──▶ Choose{options} ── "2" ──▶ AskCode{other} (email: a code is sent now)
+//!                                 ├── "" ──▶ AskCode{asked} again (nothing sent)
+//!                                 └── anything else ──▶ Deny, not counted
+//! ```
+
+use super::{Logins, Next, Phase, INTERNAL};
+use crate::audit::{Event, Origin};
+use crate::email::{self, Purpose, Sent};
+use crate::mail;
+use crate::methods::{self, Method};
+use twofactor_proto::{Action, Step};
+
+pub const APP_PROMPT: &str = "Verification code from your authenticator app: ";
+pub const CHOOSE_PROMPT: &str = "Choose a number (Enter: back): ";
+const HINT: &str = "Press Enter without a code to choose another method.";
+
+/// What the user may pick from the list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    Method(Method),
+    /// Send a new email code (at the email prompt).
+    Resend,
+}
+
+/// What a login knows of the user's methods when it asks.
+#[derive(Debug, Clone, Default)]
+pub struct Methods {
+    /// The user's methods this machine offers.
+    pub usable: Vec<Method>,
+    /// Their methods, offered or not.
+    pub enrolled: Vec<Method>,
+    /// Their confirmed email address (for sending; only its masked form
+    /// is ever shown).
+    pub address: Option<String>,
+}
+
+impl Methods {
+    fn masked(&self) -> String {
+        self.address
+            .as_deref()
+            .map(mail::masked)
+            .unwrap_or_else(|| "your email address".into())
+    }
+
+    /// The choices offered at the prompt of `asked`.
+    fn options(&self, asked: Method) -> Vec<Choice> {
+        let mut options: Vec<Choice> = self
+            .usable
+            .iter()
+            .copied()
+            .filter(|m| *m != asked)
+            .map(Choice::Method)
+            .collect();
+        if asked == Method::Email && self.usable.contains(&Method::Email) {
+            options.push(Choice::Resend);
+        }
+        options
+    }
+
+    fn label(&self, choice: Choice) -> String {
+        match choice {
+            Choice::Method(Method::App) => "Code from your authenticator app".into(),
+            Choice::Method(Method::Email) => format!("Code by email to {}", self.masked()),
+            Choice::Resend => format!("Send a new code to {}", self.masked()),
+        }
+    }
+}
+
+/// The list shown after an empty answer; `back` is the method asked before.
+pub struct Menu {
+    options: Vec<Choice>,
+    back: Method,
+}
+
+/// The prompt that asks for a code of `method`.
+fn prompt(method: Method, methods: &Methods) -> String {
+    match method {
+        Method::App => APP_PROMPT.into(),
+        Method::Email => format!("Verification code sent to {}: ", methods.masked()),
+    }
+}
+
+impl Logins {
+    /// The user's methods as a login sees them.
+    pub(super) async fn methods_of(&self, user: &str) -> Result<Methods, String> {
+        let user = user.to_string();
+        let config = self.core.config.clone();
+        self.core
+            .store
+            .run(move |c| {
+                let enrolled = methods::enrolled(c, &user)?;
+                let address = if enrolled.contains(&Method::Email) {
+                    email::address(c, &user)?
+                } else {
+                    None
+                };
+                Ok(Methods {
+                    usable: enrolled
+                        .iter()
+                        .copied()
+                        .filter(|m| m.offered(&config))
+                        .collect(),
+                    enrolled,
+                    address,
+                })
+            })
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// The step that asks for a code of `method`. For email, a fresh code
+    /// is sent first (the previous one stops working); if it cannot be
+    /// sent the user is told, and can choose another method.
+    pub(super) async fn ask(&self, origin: &Origin, method: Method, methods: &Methods) -> Step {
+        let mut step = Step::new(Action::AskHidden(prompt(method, methods)));
+        if !methods.usable.contains(&method) && methods.enrolled.contains(&method) {
+            step = step.error(format!(
+                "{} codes are turned off on this machine: type a backup code, or ask an \
+                 administrator.",
+                method.name()
+            ));
+        } else if method == Method::Email {
+            let sent = match methods.address.as_deref() {
+                Some(to) => {
+                    email::send_code(
+                        &self.core,
+                        &origin.user,
+                        Purpose::Login,
+                        to,
+                        &origin.service,
+                    )
+                    .await
+                }
+                None => Sent::Failed,
+            };
+            step = match sent {
+                Sent::Sent => step.info(format!(
+                    "A code was sent to {}; it is valid for {} minutes.",
+                    methods.masked(),
+                    self.core.config.email.code_minutes
+                )),
+                Sent::TooMany(seconds) => step.error(format!(
+                    "Too many codes were sent; a new one can be sent in {} minutes. The last \
+                     code sent still works.",
+                    (seconds + 59) / 60
+                )),
+                Sent::Failed => step.error(format!(
+                    "The code could not be sent to {}.",
+                    methods.masked()
+                )),
+            };
+        }
+        if !methods.options(method).is_empty() {
+            step = step.info(HINT);
+        }
+        step
+    }
+
+    /// After an empty answer at the prompt of `asked`: the list of other
+    /// choices, or None when there is nothing to choose.
+    pub(super) async fn offer_choices(&self, origin: &Origin, asked: Method) -> Option<Next> {
+        let methods = match self.methods_of(&origin.user).await {
+            Ok(m) => m,
+            Err(e) => {
+                self.internal("login-choose", &e);
+                return Some(Next::Done(Step::new(Action::Deny).error(INTERNAL)));
+            }
+        };
+        let options = methods.options(asked);
+        if options.is_empty() {
+            return None;
+        }
+        let mut step = Step::new(Action::AskVisible(CHOOSE_PROMPT.into()));
+        for (i, choice) in options.iter().enumerate() {
+            step = step.info(format!("{}. {}", i + 1, methods.label(*choice)));
+        }
+        Some(Next::Continue(
+            Phase::Choose(Menu {
+                options,
+                back: asked,
+            }),
+            step,
+        ))
+    }
+
+    /// The answer to the list: a number picks; an empty answer goes back.
+    pub(super) async fn choose(&self, origin: &Origin, menu: Menu, answer: &[u8]) -> Next {
+        let picked = std::str::from_utf8(answer)
+            .ok()
+            .map(str::trim)
+            .and_then(|a| {
+                if a.is_empty() {
+                    return Some(None);
+                }
+                a.parse::<usize>()
+                    .ok()
+                    .and_then(|n| n.checked_sub(1))
+                    .and_then(|i| menu.options.get(i))
+                    .map(|c| Some(*c))
+            });
+        let method = match picked {
+            None => {
+                self.core.audit.log(Event::LoginFailure {
+                    origin,
+                    reason: "not-a-choice",
+                });
+                return Next::Done(
+                    Step::new(Action::Deny).error("That is not one of the choices."),
+                );
+            }
+            Some(None) => menu.back,
+            Some(Some(Choice::Method(m))) => m,
+            Some(Some(Choice::Resend)) => Method::Email,
+        };
+        let methods = match self.methods_of(&origin.user).await {
+            Ok(m) => m,
+            Err(e) => {
+                self.internal("login-choose", &e);
+                return Next::Done(Step::new(Action::Deny).error(INTERNAL));
+            }
+        };
+        let step = if picked == Some(None) {
+            // Back to the same prompt: nothing is sent again.
+            Step::new(Action::AskHidden(prompt(method, &methods)))
+        } else {
+            self.ask(origin, method, &methods).await
+        };
+        Next::Continue(
+            Phase::AskCode {
+                enrolled: true,
+                asked: method,
+            },
+            step,
+        )
+    }
+}

@@ -1,0 +1,106 @@
+//! Security notices by email: the user is told when an administrator
+//! resets their 2FA, when a method is added or removed, and when a new set
+//! of backup codes is made. A notice goes to the user's confirmed email
+//! address, else to their local mailbox (`USER@mailbox_domain`, as cron's
+//! mail), and only when `[email] notices` is on. Notices are sent after
+//! the change, off its path: the change never waits for or depends on one.
+
+use crate::audit::Event;
+use crate::core::Core;
+use crate::email;
+use crate::mail::{self, Mail};
+use crate::methods::Method;
+use std::sync::Arc;
+
+/// What happened to the account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// An administrator reset the account's 2FA.
+    Reset {
+        by: String,
+    },
+    MethodAdded(Method),
+    /// A method (or, with None, every method) was removed.
+    MethodRemoved(Option<Method>),
+    BackupCodesNew,
+}
+
+impl Notice {
+    fn what(&self) -> String {
+        match self {
+            Notice::Reset { by } => format!(
+                "An administrator ({by}) reset two-factor authentication for your account. \
+                 Your methods and backup codes were removed; a recovery code was issued \
+                 to the administrator."
+            ),
+            Notice::MethodAdded(m) => format!("A second-factor method was added: {}.", label(*m)),
+            Notice::MethodRemoved(Some(m)) => {
+                format!("A second-factor method was removed: {}.", label(*m))
+            }
+            Notice::MethodRemoved(None) => {
+                "Two-factor authentication was turned off: every method was removed.".into()
+            }
+            Notice::BackupCodesNew => {
+                "A new set of backup codes was made; the previous codes no longer work.".into()
+            }
+        }
+    }
+}
+
+fn label(m: Method) -> &'static str {
+    match m {
+        Method::App => "authenticator app",
+        Method::Email => "codes by email",
+    }
+}
+
+/// The notice mail for `user` on this host.
+pub fn compose(user: &str, to: &str, notice: &Notice) -> Mail {
+    let host = crate::config::hostname();
+    Mail {
+        to: to.to_string(),
+        subject: format!("Two-factor authentication changed for {user} on {host}"),
+        body: format!(
+            "{}\n\nAccount: {user}\nMachine: {host}\n\nIf you did not do this, tell your \
+             administrator at once.\n",
+            notice.what()
+        ),
+    }
+}
+
+/// Sends `notice` to `user` in the background (when notices are on).
+/// The returned handle is for tests; the change never waits for it.
+pub fn send(core: &Arc<Core>, user: &str, notice: Notice) -> Option<tokio::task::JoinHandle<()>> {
+    if !core.config.email.notices {
+        return None;
+    }
+    let core = core.clone();
+    let user = user.to_string();
+    Some(tokio::spawn(async move {
+        let u = user.clone();
+        let address = match core.store.run(move |c| email::address(c, &u)).await {
+            Ok(Some(address)) => address,
+            Ok(None) if !core.config.email.mailbox_domain.is_empty() => {
+                format!("{user}@{}", core.config.email.mailbox_domain)
+            }
+            Ok(None) => return,
+            Err(e) => {
+                core.internal("notice", &e.to_string());
+                return;
+            }
+        };
+        let to = mail::masked(&address);
+        match core.send_mail(compose(&user, &address, &notice)).await {
+            Ok(()) => core.audit.log(Event::MailSent {
+                user: &user,
+                purpose: "notice",
+                to: &to,
+            }),
+            Err(e) => core.audit.log(Event::MailFailed {
+                user: &user,
+                purpose: "notice",
+                error: &e.to_string(),
+            }),
+        }
+    }))
+}
