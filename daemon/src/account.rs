@@ -216,6 +216,7 @@ impl Accounts {
             .store
             .run(move |c| {
                 let first = !methods::has_any(c, &u)?;
+                let old = email::address(c, &u)?;
                 let found = email::check(c, &u, Purpose::Confirm, &code, now)?;
                 if let EmailCheck::Accepted(address) = &found {
                     email::activate(c, &u, address, now)?;
@@ -223,17 +224,21 @@ impl Accounts {
                         backup_codes::replace_set(c, &u, &hashed, now)?;
                     }
                 }
-                Ok((found, first))
+                Ok((found, first, old))
             })
             .await
             .map_err(|e| self.internal("confirm-email", &e.to_string()))?;
         match outcome {
-            (EmailCheck::Accepted(_), first) => {
+            (EmailCheck::Accepted(new), first, old) => {
                 self.core.audit.log(Event::Enrol {
                     user: &user,
                     method: method::EMAIL,
                 });
-                notices::send(&self.core, &user, Notice::MethodAdded(Method::Email));
+                let notice = match old {
+                    Some(old) if old != new => Notice::AddressChanged { old, new },
+                    _ => Notice::MethodAdded(Method::Email),
+                };
+                notices::send(&self.core, &user, notice);
                 if !first {
                     return Ok(Vec::new());
                 }
@@ -243,7 +248,7 @@ impl Accounts {
                 });
                 Ok(codes.iter().map(Code::display).collect())
             }
-            (found, _) => {
+            (found, ..) => {
                 let reason = match found {
                     EmailCheck::Wrong => "wrong-code",
                     EmailCheck::Dropped => "wrong-code-dropped",
@@ -529,6 +534,7 @@ mod tests {
     use crate::clock::Clock;
     use crate::config::Config;
     use crate::testing::World;
+    use crate::{email, policy};
 
     fn setup() -> World {
         World::at(
@@ -661,5 +667,199 @@ mod tests {
             rt.block_on(a.disable(&alice(), "app", b"pw-a".to_vec())),
             Err(Error::NotEnrolled(_))
         ));
+    }
+
+    fn mailing() -> World {
+        let mut config = Config::default();
+        config.email.codes = true;
+        config.email.notices = true;
+        World::at(config, 1_700_000_000)
+    }
+
+    fn code_in(mail: &crate::mail::Mail) -> String {
+        mail.body
+            .split(|c: char| !c.is_ascii_digit())
+            .find(|d| d.len() == 6)
+            .unwrap()
+            .to_string()
+    }
+
+    /// The `n` mails sent by now or soon (notices go out in the
+    /// background): waits for them, up to 5 s.
+    fn mails(w: &World, n: usize) -> Vec<crate::mail::Mail> {
+        w.rt.block_on(async {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+            while w.mail.sent.lock().map(|s| s.len()).unwrap_or(0) < n
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        });
+        w.mail.take()
+    }
+
+    #[test]
+    fn email_is_confirmed_before_it_counts_and_a_new_address_only_once_confirmed() {
+        let w = mailing();
+        let (a, rt) = (&w.accounts, &w.rt);
+        assert!(matches!(
+            rt.block_on(a.enroll_email(&alice(), "not an address", b"pw-a".to_vec())),
+            Err(Error::InvalidInput(_))
+        ));
+        assert!(matches!(
+            rt.block_on(a.enroll_email(&alice(), "a@example.com", b"bad".to_vec())),
+            Err(Error::BadPassword(_))
+        ));
+        assert!(w.mail.take().is_empty());
+        let masked = rt
+            .block_on(a.enroll_email(&alice(), "alice@example.com", b"pw-a".to_vec()))
+            .unwrap();
+        assert_eq!(masked, "a•••@example.com");
+        let sent = w.mail.take();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].to, "alice@example.com");
+        let status = rt.block_on(a.status(&alice())).unwrap();
+        assert!(status.methods.is_empty() && status.enrolment_pending);
+        // Wrong code: refused; the right one activates and, as the first
+        // method, brings backup codes.
+        let code = code_in(&sent[0]);
+        let wrong = if code == "000000" { "111111" } else { "000000" };
+        assert!(matches!(
+            rt.block_on(a.confirm_email(&alice(), wrong)),
+            Err(Error::BadCode(_))
+        ));
+        let codes = rt.block_on(a.confirm_email(&alice(), &code)).unwrap();
+        assert_eq!(codes.len(), 10);
+        assert_eq!(
+            rt.block_on(a.status(&alice())).unwrap().methods,
+            vec!["email".to_string()]
+        );
+        // Reused: nothing pending any more.
+        assert!(matches!(
+            rt.block_on(a.confirm_email(&alice(), &code)),
+            Err(Error::NotFound(_))
+        ));
+        let notices = mails(&w, 1);
+        assert_eq!(notices.len(), 1);
+        assert_eq!(notices[0].to, "alice@example.com");
+        assert!(notices[0].body.contains("method was added: codes by email"));
+        // A new address replaces the old only once confirmed; a resend
+        // voids the first code.
+        rt.block_on(a.enroll_email(&alice(), "new@example.net", b"pw-a".to_vec()))
+            .unwrap();
+        let first = code_in(&w.mail.take()[0]);
+        let address = |w: &World| {
+            w.rt.block_on(w.core.store.run(|c| email::address(c, "alice")))
+                .unwrap()
+        };
+        assert_eq!(address(&w).as_deref(), Some("alice@example.com"));
+        assert_eq!(
+            rt.block_on(a.resend_email(&alice())).unwrap(),
+            "n•••@example.net"
+        );
+        let second = code_in(&w.mail.take()[0]);
+        if first != second {
+            assert!(rt.block_on(a.confirm_email(&alice(), &first)).is_err());
+        }
+        assert_eq!(
+            rt.block_on(a.confirm_email(&alice(), &second)).unwrap(),
+            Vec::<String>::new(),
+            "not the first method: the backup codes stay"
+        );
+        assert_eq!(address(&w).as_deref(), Some("new@example.net"));
+        // The old address is told, not the new one.
+        let notice = mails(&w, 1);
+        assert_eq!(notice[0].to, "alice@example.com");
+        assert!(notice[0]
+            .body
+            .contains("another address (n•••@example.net)"));
+        let lines = w.audit_lines();
+        assert!(!lines.contains("alice@example.com") && !lines.contains("new@example.net"));
+        assert!(!lines.contains(&code) && !lines.contains(&second));
+    }
+
+    #[test]
+    fn email_is_refused_when_the_machine_does_not_offer_it() {
+        let w = setup();
+        assert!(matches!(
+            w.rt.block_on(w.accounts.enroll_email(&alice(), "a@example.com", b"pw-a".to_vec())),
+            Err(Error::InvalidInput(m)) if m.contains("[email] codes")
+        ));
+    }
+
+    #[test]
+    fn prefer_only_a_method_one_has() {
+        let w = mailing();
+        let (a, rt) = (&w.accounts, &w.rt);
+        assert!(matches!(
+            rt.block_on(a.set_preferred(&alice(), "email")),
+            Err(Error::NotEnrolled(_))
+        ));
+        assert!(matches!(
+            rt.block_on(a.set_preferred(&alice(), "sms")),
+            Err(Error::InvalidInput(_))
+        ));
+        rt.block_on(w.core.store.run(|c| {
+            accounts::ensure(c, "alice", 0)?;
+            email::activate(c, "alice", "a@example.com", 0)
+        }))
+        .unwrap();
+        rt.block_on(a.set_preferred(&alice(), "email")).unwrap();
+        assert_eq!(rt.block_on(a.status(&alice())).unwrap().preferred, "email");
+        rt.block_on(a.set_preferred(&alice(), "")).unwrap();
+        assert_eq!(rt.block_on(a.status(&alice())).unwrap().preferred, "");
+    }
+
+    #[test]
+    fn under_the_policy_either_of_two_methods_may_go_but_not_the_last() {
+        let w = mailing();
+        let (a, rt) = (&w.accounts, &w.rt);
+        rt.block_on(w.core.store.run(|c| {
+            accounts::ensure(c, "alice", 0)?;
+            totp::activate(c, "alice", &Secret::from_bytes(vec![1; 20]), 0, 0)?;
+            email::activate(c, "alice", "a@example.com", 0)?;
+            policy::set(
+                c,
+                &twofactor_proto::types::Policy {
+                    mandatory: true,
+                    ..Default::default()
+                },
+            )
+        }))
+        .unwrap();
+        assert!(matches!(
+            rt.block_on(a.disable(&alice(), "all", b"pw-a".to_vec())),
+            Err(Error::PermissionDenied(_))
+        ));
+        rt.block_on(a.disable(&alice(), "app", b"pw-a".to_vec()))
+            .unwrap();
+        assert!(matches!(
+            rt.block_on(a.disable(&alice(), "email", b"pw-a".to_vec())),
+            Err(Error::PermissionDenied(_))
+        ));
+        let notices = mails(&w, 1);
+        assert_eq!(notices.len(), 1);
+        assert!(notices[0]
+            .body
+            .contains("method was removed: authenticator app"));
+        // Notices go to the confirmed address, else the local mailbox.
+        rt.block_on(a.new_backup_codes(&alice(), b"pw-a".to_vec()))
+            .unwrap();
+        assert_eq!(mails(&w, 1)[0].to, "a@example.com");
+        // Without a confirmed address: the local mailbox.
+        let bob = Caller {
+            uid: 1002,
+            bus_name: ":1.9".into(),
+        };
+        rt.block_on(w.core.store.run(|c| {
+            accounts::ensure(c, "staffer", 0)?;
+            totp::activate(c, "staffer", &Secret::from_bytes(vec![2; 20]), 0, 0)
+        }))
+        .unwrap();
+        rt.block_on(a.new_backup_codes(&bob, b"pw-s".to_vec()))
+            .unwrap();
+        let notice = mails(&w, 1);
+        assert_eq!(notice[0].to, "staffer@localhost");
+        assert!(notice[0].body.contains("new set of backup codes"));
     }
 }

@@ -20,6 +20,12 @@ pub enum Notice {
         by: String,
     },
     MethodAdded(Method),
+    /// Email codes moved to another address; told to the old address
+    /// (`old`), the one an attacker who changed it cannot read.
+    AddressChanged {
+        old: String,
+        new: String,
+    },
     /// A method (or, with None, every method) was removed.
     MethodRemoved(Option<Method>),
     BackupCodesNew,
@@ -34,6 +40,10 @@ impl Notice {
                  to the administrator."
             ),
             Notice::MethodAdded(m) => format!("A second-factor method was added: {}.", label(*m)),
+            Notice::AddressChanged { new, .. } => format!(
+                "Codes by email now go to another address ({}); this address no longer gets them.",
+                mail::masked(new)
+            ),
             Notice::MethodRemoved(Some(m)) => {
                 format!("A second-factor method was removed: {}.", label(*m))
             }
@@ -78,7 +88,11 @@ pub fn send(core: &Arc<Core>, user: &str, notice: Notice) -> Option<tokio::task:
     let user = user.to_string();
     Some(tokio::spawn(async move {
         let u = user.clone();
-        let address = match core.store.run(move |c| email::address(c, &u)).await {
+        let looked_up = match &notice {
+            Notice::AddressChanged { old, .. } => Ok(Some(old.clone())),
+            _ => core.store.run(move |c| email::address(c, &u)).await,
+        };
+        let address = match looked_up {
             Ok(Some(address)) => address,
             Ok(None) if !core.config.email.mailbox_domain.is_empty() => {
                 format!("{user}@{}", core.config.email.mailbox_domain)

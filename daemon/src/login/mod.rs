@@ -386,6 +386,8 @@ impl Logins {
     }
 }
 #[cfg(test)]
+mod email_tests;
+#[cfg(test)]
 mod proptests;
 
 #[cfg(test)]
