@@ -75,7 +75,8 @@ fn salted(salt: &[u8], code: &str) -> Vec<u8> {
     out
 }
 
-fn matches(stored: &[u8], code: &str) -> bool {
+/// Whether `code` is the code of a stored digest (constant time).
+pub fn matches(stored: &[u8], code: &str) -> bool {
     if stored.len() != SALT + 32 {
         return false;
     }
@@ -317,27 +318,67 @@ pub enum Sent {
 /// purpose; counted against the hourly limit) and mails it to `to`. A
 /// failure is audited without the code; the address appears masked.
 pub async fn send_code(core: &Core, user: &str, purpose: Purpose, to: &str, service: &str) -> Sent {
+    match deliver(core, user, Keep::Stored(purpose), to, service).await {
+        Ok(_) => Sent::Sent,
+        Err(sent) => sent,
+    }
+}
+
+/// Makes and mails a code that is not stored: the caller keeps its digest
+/// (enrolment at the login prompt, which stores nothing before the whole
+/// PAM stack succeeded). Returns the digest and when the code expires.
+pub async fn send_kept_code(
+    core: &Core,
+    user: &str,
+    to: &str,
+    service: &str,
+) -> Result<(Vec<u8>, i64), Sent> {
+    deliver(core, user, Keep::ByCaller, to, service).await
+}
+
+/// Where a code's digest is kept.
+#[derive(Clone, Copy)]
+enum Keep {
+    Stored(Purpose),
+    ByCaller,
+}
+
+async fn deliver(
+    core: &Core,
+    user: &str,
+    keep: Keep,
+    to: &str,
+    service: &str,
+) -> Result<(Vec<u8>, i64), Sent> {
+    let label = match keep {
+        Keep::Stored(p) => p.name(),
+        Keep::ByCaller => "enrol",
+    };
     let config = &core.config.email;
     let made = generate(core.rng.as_ref())
         .and_then(|code| digest(core.rng.as_ref(), &code).map(|digest| (code, digest)));
-    let (code, digest) = match made {
-        Ok(made) => made,
-        Err(e) => {
-            core.internal("email-code", &e.to_string());
-            return Sent::Failed;
-        }
-    };
+    let (code, digest) = made.map_err(|e| {
+        core.internal("email-code", &e.to_string());
+        Sent::Failed
+    })?;
     let now = core.clock.now();
     let expires = now + i64::from(config.code_minutes) * 60;
-    let (u, address, per_hour) = (user.to_string(), to.to_string(), config.max_sends_per_hour);
+    let (u, address, per_hour, d) = (
+        user.to_string(),
+        to.to_string(),
+        config.max_sends_per_hour,
+        digest.clone(),
+    );
     let stored = core
         .store
         .run(move |c| {
             if let Err(wait) = count_send(c, &u, now, per_hour)? {
                 return Ok(Err(wait));
             }
-            crate::accounts::ensure(c, &u, now)?;
-            store_code(c, &u, purpose, &address, &digest, expires)?;
+            if let Keep::Stored(purpose) = keep {
+                crate::accounts::ensure(c, &u, now)?;
+                store_code(c, &u, purpose, &address, &d, expires)?;
+            }
             Ok(Ok(()))
         })
         .await;
@@ -346,32 +387,32 @@ pub async fn send_code(core: &Core, user: &str, purpose: Purpose, to: &str, serv
         Ok(Err(wait)) => {
             core.audit.log(Event::MailFailed {
                 user,
-                purpose: purpose.name(),
+                purpose: label,
                 error: "hourly limit reached",
             });
-            return Sent::TooMany(wait);
+            return Err(Sent::TooMany(wait));
         }
         Err(e) => {
             core.internal("email-code", &e.to_string());
-            return Sent::Failed;
+            return Err(Sent::Failed);
         }
     }
     match core.send_mail(code_mail(config, to, &code, service)).await {
         Ok(()) => {
             core.audit.log(Event::MailSent {
                 user,
-                purpose: purpose.name(),
+                purpose: label,
                 to: &crate::mail::masked(to),
             });
-            Sent::Sent
+            Ok((digest, expires))
         }
         Err(e) => {
             core.audit.log(Event::MailFailed {
                 user,
-                purpose: purpose.name(),
+                purpose: label,
                 error: &e.to_string(),
             });
-            Sent::Failed
+            Err(Sent::Failed)
         }
     }
 }

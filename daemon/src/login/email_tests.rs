@@ -343,3 +343,96 @@ fn a_user_whose_only_method_is_turned_off_gets_no_free_pass() {
         .unwrap();
     assert_eq!(step.action, Action::Deny);
 }
+
+/// [`world`] under the mandatory policy for everyone.
+fn mandatory_world() -> World {
+    let (w, _) = world();
+    w.rt.block_on(w.core.store.run(|c| {
+        crate::policy::set(
+            c,
+            &twofactor_proto::types::Policy {
+                mandatory: true,
+                ..Default::default()
+            },
+        )
+    }))
+    .unwrap();
+    w
+}
+
+#[test]
+fn enrolment_at_the_prompt_offers_email_and_stores_it_only_at_commit() {
+    let w = mandatory_world();
+    let (id, step) =
+        w.rt.block_on(w.logins.begin(&root(), origin("bob")))
+            .unwrap();
+    assert_eq!(step.action, Action::AskVisible(enrol::CHOOSE_PROMPT.into()));
+    assert!(step
+        .messages
+        .iter()
+        .any(|(_, m)| m.contains("2. Codes sent to you by email")));
+    let ask = |a: &str| {
+        w.rt.block_on(w.logins.answer(&root(), &id, a.as_bytes().to_vec()))
+            .unwrap()
+    };
+    assert_eq!(
+        ask("2").action,
+        Action::AskVisible(enrol::ADDRESS_PROMPT.into())
+    );
+    let bad = ask("bob at example");
+    assert_eq!(bad.action, Action::AskVisible(enrol::ADDRESS_PROMPT.into()));
+    assert!(w.mail.take().is_empty());
+    assert_eq!(
+        ask("bob@example.net").action,
+        Action::AskVisible(enrol::EMAIL_CODE_PROMPT.into())
+    );
+    let sent = w.mail.take();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].to, "bob@example.net");
+    let code = sent[0]
+        .body
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|d| d.len() == 6)
+        .unwrap()
+        .to_string();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    assert_eq!(
+        ask(wrong).action,
+        Action::AskVisible(enrol::EMAIL_CODE_PROMPT.into())
+    );
+    let codes = ask(&code);
+    assert_eq!(
+        codes.action,
+        Action::AskVisible(enrol::CONFIRM_PROMPT.into())
+    );
+    assert_eq!(ask("yes").action, Action::AcceptPending);
+    let has = |w: &World| {
+        w.rt.block_on(w.core.store.run(|c| email::address(c, "bob")))
+            .unwrap()
+    };
+    assert_eq!(has(&w), None, "nothing stored before the account phase");
+    let done = w.rt.block_on(w.logins.commit(&root(), &id)).unwrap();
+    assert_eq!(done.action, Action::Accept);
+    assert_eq!(has(&w).as_deref(), Some("bob@example.net"));
+    let status =
+        w.rt.block_on(w.core.store.run(|c| accounts::status(c, "bob", 0)))
+            .unwrap();
+    assert_eq!(status.methods, vec!["email".to_string()]);
+    assert_eq!(status.backup_codes_left, 10);
+    assert!(w
+        .audit_lines()
+        .contains("method=email via=login why=policy"));
+}
+
+#[test]
+fn enrolment_at_the_prompt_can_still_choose_the_app() {
+    let w = mandatory_world();
+    let (id, _) =
+        w.rt.block_on(w.logins.begin(&root(), origin("bob")))
+            .unwrap();
+    let step =
+        w.rt.block_on(w.logins.answer(&root(), &id, b"1".to_vec()))
+            .unwrap();
+    assert_eq!(step.action, Action::AskVisible(enrol::CODE_PROMPT.into()));
+    assert!(step.messages.iter().any(|(_, m)| m.contains("Secret: ")));
+}

@@ -15,6 +15,8 @@ use super::{Logins, Next, Phase, INTERNAL};
 use crate::accounts;
 use crate::audit::{Event, Origin};
 use crate::backup_codes;
+use crate::email;
+use crate::methods::Method;
 use crate::notices::{self, Notice};
 use crate::qr;
 use crate::ratelimit;
@@ -28,6 +30,7 @@ use twofactor_proto::{Action, Step};
 const TRIES: u8 = 3;
 pub const CODE_PROMPT: &str = "Code from the app: ";
 pub const CONFIRM_PROMPT: &str = "Type yes once you have saved them: ";
+const NOT_FINISHED: &str = "Setup not finished; nothing was changed. Log in again to start over.";
 
 /// Why the user is enrolling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,21 +62,64 @@ pub struct Pending {
     tries: u8,
 }
 
+/// The method being set up, once its code was right.
+pub enum Setup {
+    /// The app's secret, and the step of the code that proved it.
+    App { secret: Secret, step: i64 },
+    /// The address a code was sent to and typed back from.
+    Email { address: String },
+}
+
+impl Setup {
+    fn method(&self) -> Method {
+        match self {
+            Setup::App { .. } => Method::App,
+            Setup::Email { .. } => Method::Email,
+        }
+    }
+}
+
 /// Confirmed: waiting for the account phase to commit it.
 pub struct Confirmed {
-    secret: Secret,
+    setup: Setup,
     why: Why,
-    step: i64,
     hashed: Vec<(String, String)>,
 }
 
 /// The code was right; backup codes were shown; waiting for "yes".
 pub struct Confirming {
-    secret: Secret,
+    setup: Setup,
     why: Why,
-    step: i64,
     hashed: Vec<(String, String)>,
     tries: u8,
+}
+
+/// Email codes set up at the prompt (offered when an administrator turned
+/// them on): which method, then the address, then the code sent to it.
+/// The code is kept here, never stored, like the app's secret.
+pub struct EmailSetup {
+    why: Why,
+    stage: Stage,
+    tries: u8,
+}
+
+enum Stage {
+    /// "1. app  2. email" was asked.
+    Choose,
+    /// The address was asked.
+    Address,
+    /// A code was sent to `address`.
+    Code {
+        address: String,
+        digest: Vec<u8>,
+        expires: i64,
+    },
+}
+
+impl EmailSetup {
+    pub fn recovery_claim(&self) -> Option<&str> {
+        self.why.claim()
+    }
 }
 
 impl Pending {
@@ -102,13 +148,172 @@ pub fn reminder(date: &str) -> String {
     )
 }
 
+pub const CHOOSE_PROMPT: &str = "Choose 1 or 2: ";
+pub const ADDRESS_PROMPT: &str = "Email address: ";
+pub const EMAIL_CODE_PROMPT: &str = "Code from the email: ";
+
+fn intro(why: &Why) -> &'static str {
+    match why {
+        Why::Policy => "Two-factor authentication is required for your account.",
+        Why::Recovery(_) => "Recovery code accepted.",
+    }
+}
+
 impl Logins {
-    /// A new secret and the step that shows it and asks for a code.
+    /// The first step of enrolment at the prompt: the methods this machine
+    /// offers to choose from, or straight to the app when it is the only
+    /// one.
     pub(super) fn start_enrolment(
         &self,
         origin: &Origin,
         why: Why,
     ) -> Result<(Phase, Step), Error> {
+        if !Method::Email.offered(&self.core.config) {
+            return self.start_app_enrolment(origin, why);
+        }
+        let step = Step::new(Action::AskVisible(CHOOSE_PROMPT.into()))
+            .info(format!(
+                "{} Set up a second factor now to finish logging in:",
+                intro(&why)
+            ))
+            .info("1. An authenticator app on your phone")
+            .info("2. Codes sent to you by email");
+        let setup = EmailSetup {
+            why,
+            stage: Stage::Choose,
+            tries: 0,
+        };
+        Ok((Phase::EnrolEmail(setup), step))
+    }
+
+    /// A step of [`EmailSetup`].
+    pub(super) async fn enrol_email(
+        &self,
+        origin: &Origin,
+        mut e: EmailSetup,
+        answer: &[u8],
+    ) -> Next {
+        let text = std::str::from_utf8(answer).map(str::trim).unwrap_or("");
+        let again = |e: EmailSetup, prompt: &str, error: &str| {
+            Next::Continue(
+                Phase::EnrolEmail(e),
+                Step::new(Action::AskVisible(prompt.into())).error(error),
+            )
+        };
+        match std::mem::replace(&mut e.stage, Stage::Choose) {
+            Stage::Choose => match text {
+                "1" => match self.start_app_enrolment(origin, e.why) {
+                    Ok((phase, step)) => Next::Continue(phase, step),
+                    Err(_) => Next::Done(Step::new(Action::Deny).error(INTERNAL)),
+                },
+                "2" => {
+                    e.stage = Stage::Address;
+                    Next::Continue(
+                        Phase::EnrolEmail(e),
+                        Step::new(Action::AskVisible(ADDRESS_PROMPT.into()))
+                            .info("Where should codes be sent?"),
+                    )
+                }
+                _ => match self.try_again(origin, e).await {
+                    Some(e) => again(e, CHOOSE_PROMPT, "Type 1 or 2."),
+                    None => Next::Done(Step::new(Action::Deny).error(NOT_FINISHED)),
+                },
+            },
+            Stage::Address => {
+                if !crate::mail::valid_address(text) {
+                    e.stage = Stage::Address;
+                    return match self.try_again(origin, e).await {
+                        Some(e) => again(
+                            e,
+                            ADDRESS_PROMPT,
+                            "That is not an email address (name@domain).",
+                        ),
+                        None => Next::Done(Step::new(Action::Deny).error(NOT_FINISHED)),
+                    };
+                }
+                let sent =
+                    email::send_kept_code(&self.core, &origin.user, text, &origin.service).await;
+                match sent {
+                    Ok((digest, expires)) => {
+                        let masked = crate::mail::masked(text);
+                        e.stage = Stage::Code {
+                            address: text.to_string(),
+                            digest,
+                            expires,
+                        };
+                        e.tries = 0;
+                        Next::Continue(
+                            Phase::EnrolEmail(e),
+                            Step::new(Action::AskVisible(EMAIL_CODE_PROMPT.into()))
+                                .info(format!("A code was sent to {masked}; type it here.")),
+                        )
+                    }
+                    Err(_) => {
+                        // Back to the choice: the app still works.
+                        e.stage = Stage::Choose;
+                        again(
+                            e,
+                            CHOOSE_PROMPT,
+                            "The code could not be sent. Choose 1 for the app, or 2 to try \
+                             another address.",
+                        )
+                    }
+                }
+            }
+            Stage::Code {
+                address,
+                digest,
+                expires,
+            } => {
+                let now = self.core.clock.now();
+                let right = now < expires
+                    && totp::parse_code(answer)
+                        .map(|code| email::matches(&digest, &code))
+                        .unwrap_or(false);
+                if right {
+                    return self
+                        .offer_backup_codes(Setup::Email { address }, e.why)
+                        .await;
+                }
+                e.stage = Stage::Code {
+                    address,
+                    digest,
+                    expires,
+                };
+                match self.try_again(origin, e).await {
+                    Some(e) => again(
+                        e,
+                        EMAIL_CODE_PROMPT,
+                        "That is not the code of the email; try again.",
+                    ),
+                    None => {
+                        self.core.audit.log(Event::EnrolFailure {
+                            user: &origin.user,
+                            method: method::EMAIL,
+                            reason: "wrong-code-at-login",
+                        });
+                        Next::Done(Step::new(Action::Deny).error(NOT_FINISHED))
+                    }
+                }
+            }
+        }
+    }
+
+    /// One more try of [`EmailSetup`], or None when they are used up (a
+    /// claimed recovery code is given back).
+    async fn try_again(&self, origin: &Origin, mut e: EmailSetup) -> Option<EmailSetup> {
+        e.tries += 1;
+        if e.tries < TRIES {
+            return Some(e);
+        }
+        if let Some(claim) = e.why.claim() {
+            self.release_claim(origin, claim).await;
+        }
+        None
+    }
+
+    /// A new secret and the step that shows it and asks for a code.
+    fn start_app_enrolment(&self, origin: &Origin, why: Why) -> Result<(Phase, Step), Error> {
         let secret = Secret::generate(self.core.rng.as_ref())
             .map_err(|e| self.internal("enrol-login", &e.to_string()))?;
         let issuer = self.core.config.issuer_or_hostname();
@@ -171,6 +376,16 @@ impl Logins {
                 .error("That is not the current code of the app; try again.");
             return Next::Continue(Phase::EnrolCode(p), ask);
         };
+        let setup = Setup::App {
+            secret: p.secret,
+            step,
+        };
+        self.offer_backup_codes(setup, p.why).await
+    }
+
+    /// The new method's code was right: a set of backup codes is shown
+    /// and confirmation asked (nothing is stored yet).
+    async fn offer_backup_codes(&self, setup: Setup, why: Why) -> Next {
         let (codes, hashed) = match backup_codes::new_hashed_set(&self.core).await {
             Ok(made) => made,
             Err(e) => {
@@ -180,14 +395,13 @@ impl Logins {
         };
         let list: Vec<String> = codes.iter().map(|c| c.display()).collect();
         let ask = Step::new(Action::AskVisible(CONFIRM_PROMPT.into())).info(format!(
-            "Your backup codes: each works once, when the phone is not at hand. \
-             Keep them somewhere safe, away from the phone; they are not shown again.\n{}",
+            "Your backup codes: each works once, when your second factor is not at hand. \
+             Keep them somewhere safe; they are not shown again.\n{}",
             list.join("\n")
         ));
         let confirming = Confirming {
-            secret: p.secret,
-            why: p.why,
-            step,
+            setup,
+            why,
             hashed,
             tries: 0,
         };
@@ -218,18 +432,9 @@ impl Logins {
             return Next::Continue(Phase::EnrolConfirm(c), ask);
         }
         let Confirming {
-            secret,
-            why,
-            step,
-            hashed,
-            ..
+            setup, why, hashed, ..
         } = c;
-        let confirmed = Confirmed {
-            secret,
-            why,
-            step,
-            hashed,
-        };
+        let confirmed = Confirmed { setup, why, hashed };
         // Nothing is stored yet: the password before this module may have
         // been wrong. The module commits from the account phase.
         Next::Continue(Phase::Commit(confirmed), Step::new(Action::AcceptPending))
@@ -240,12 +445,8 @@ impl Logins {
     pub(super) async fn commit_enrolment(&self, origin: &Origin, c: Confirmed) -> Step {
         let now = self.core.clock.now();
         let user = origin.user.clone();
-        let Confirmed {
-            secret,
-            why,
-            step,
-            hashed,
-        } = c;
+        let Confirmed { setup, why, hashed } = c;
+        let method = setup.method();
         let count = hashed.len();
         let claim = why.claim().map(str::to_string);
         let stored = self
@@ -260,11 +461,14 @@ impl Logins {
                     }
                 }
                 accounts::ensure(conn, &user, now)?;
-                totp::activate(conn, &user, &secret, step, now)?;
+                match &setup {
+                    Setup::App { secret, step } => totp::activate(conn, &user, secret, *step, now)?,
+                    Setup::Email { address } => email::activate(conn, &user, address, now)?,
+                }
                 backup_codes::replace_set(conn, &user, &hashed, now)?;
                 recovery::remove(conn, &user)?;
                 ratelimit::clear(conn, &user)?;
-                accounts::record_login(conn, &user, method::APP, now)?;
+                accounts::record_login(conn, &user, method.name(), now)?;
                 Ok(true)
             })
             .await;
@@ -275,18 +479,14 @@ impl Logins {
             Ok(true) => {
                 self.core.audit.log(Event::EnrolAtLogin {
                     origin,
-                    method: method::APP,
+                    method: method.name(),
                     why: why.name(),
                 });
                 self.core.audit.log(Event::BackupCodesNew {
                     user: &origin.user,
                     count,
                 });
-                notices::send(
-                    &self.core,
-                    &origin.user,
-                    Notice::MethodAdded(crate::methods::Method::App),
-                );
+                notices::send(&self.core, &origin.user, Notice::MethodAdded(method));
                 Step::new(Action::Accept)
                     .info("Two-factor authentication is now set up for your account.")
             }

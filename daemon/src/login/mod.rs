@@ -7,6 +7,7 @@
 //!       ├─▶ no method, policy off ────▶ Accept (2FA is optional)
 //!       ├─▶ no method, policy announced ▶ Accept + reminder
 //!       ├─▶ no method, policy applies ─▶ EnrolCode ─▶ EnrolConfirm ─▶ AcceptPending ─▶ Commit
+//!       │        (email offered: EnrolEmail: 1 app ─▶ EnrolCode; 2 address ─▶ code ─▶ EnrolConfirm)
 //!       └─▶ a method, or a recovery code ─▶ AskCode{enrolled:true, asked} ─▶ Accept | Deny
 //!                                          ├─ "" ─▶ Choose ─▶ AskCode{other method}
 //!                                          └─ recovery code ─▶ EnrolCode ─▶ …
@@ -61,6 +62,9 @@ enum Phase {
     Choose(choose::Menu),
     /// Enrolment at the prompt: the secret was shown, a code is asked.
     EnrolCode(enrol::Pending),
+    /// Enrolment at the prompt where email codes are offered: the choice,
+    /// the address, the code sent to it.
+    EnrolEmail(enrol::EmailSetup),
     /// The code was right; backup codes were shown, confirmation asked.
     EnrolConfirm(enrol::Confirming),
     /// The auth phase passed with a change pending (`AcceptPending`); the
@@ -75,6 +79,7 @@ impl Phase {
         match self {
             Phase::AskCode { .. } | Phase::Choose(_) => None,
             Phase::EnrolCode(p) => p.recovery_claim(),
+            Phase::EnrolEmail(e) => e.recovery_claim(),
             Phase::EnrolConfirm(c) => c.recovery_claim(),
             Phase::Commit(c) => c.recovery_claim(),
         }
@@ -260,6 +265,7 @@ impl Logins {
             }
             Phase::Choose(menu) => self.choose(&origin, menu, &answer).await,
             Phase::EnrolCode(pending) => self.enrol_code(&origin, pending, &answer).await,
+            Phase::EnrolEmail(setup) => self.enrol_email(&origin, setup, &answer).await,
             Phase::EnrolConfirm(confirming) => {
                 self.enrol_confirm(&origin, confirming, &answer).await
             }
