@@ -41,7 +41,7 @@ pub use users::TestUser;
 pub const REQUIRE_ROOT_ENV: &str = "TWOFACTOR_REQUIRE_ROOT";
 
 /// The prompt the daemon asks for a code with.
-pub const CODE_PROMPT: &str = "Verification code: ";
+pub const CODE_PROMPT: &str = "Verification code from your authenticator app: ";
 /// The refusal for a wrong, replayed or unknown-user code.
 pub const INVALID_CODE: &str = "Invalid verification code.";
 
