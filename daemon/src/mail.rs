@@ -10,6 +10,7 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{SmtpTransport, Transport};
+use std::io::ErrorKind;
 use std::path::Path;
 use std::time::Duration;
 use zeroize::Zeroizing;
@@ -175,7 +176,15 @@ impl Smtp {
             .subject(mail.subject.as_str())
             .message_id(Some(format!("<{}@{}>", hex::encode(id), self.host)))
             .header(ContentType::TEXT_PLAIN)
-            .body(mail.body.clone())
+            // SMTP's end of data ends the last line: a final line end of
+            // the body's own would arrive as an extra empty line.
+            .body(
+                mail.body
+                    .strip_suffix('\n')
+                    .map(|b| b.strip_suffix('\r').unwrap_or(b))
+                    .unwrap_or(&mail.body)
+                    .to_string(),
+            )
             .map_err(|e| MailError::Config(format!("cannot build the message: {e}")))
     }
 
@@ -229,7 +238,9 @@ impl Smtp {
                 ""
             };
             format!("{at} {what}{auth}: {code} {detail}")
-        } else if e.is_tls() {
+        } else if e.is_tls() || (self.tls.is_some() && io_kind(e) == Some(ErrorKind::InvalidData)) {
+            // rustls reports a failed handshake (a certificate that is not
+            // trusted or not for this name) as invalid data.
             format!("TLS with {at} failed: {detail}")
         } else if e.is_client() {
             format!("{at}: {detail}")
@@ -261,20 +272,25 @@ pub fn is_loopback(relay: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Whether an I/O error under `e` is a timeout (a read timeout shows as
-/// `WouldBlock` on Linux).
-fn timed_out(e: &lettre::transport::smtp::Error) -> bool {
+/// The kind of the first I/O error under `e`, if any.
+fn io_kind(e: &lettre::transport::smtp::Error) -> Option<ErrorKind> {
     let mut source = std::error::Error::source(e);
     while let Some(err) = source {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
-                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-            );
+            return Some(io.kind());
         }
         source = err.source();
     }
-    false
+    None
+}
+
+/// Whether `e` is a timeout (a read timeout shows as `WouldBlock` on
+/// Linux).
+fn timed_out(e: &lettre::transport::smtp::Error) -> bool {
+    matches!(
+        io_kind(e),
+        Some(ErrorKind::TimedOut | ErrorKind::WouldBlock)
+    )
 }
 
 /// `text` (a relay's answer or a library's error) made fit for the log:
