@@ -227,17 +227,19 @@ impl Smtp {
             &mail.body,
         );
         let text = if let Some(code) = e.status() {
-            let what = if e.is_permanent() {
+            let code_text = code.to_string();
+            let what = if code_text == "530" {
+                "requires authentication"
+            } else if code_text.starts_with("53") {
+                "refused authentication"
+            } else if e.is_permanent() {
                 "refused the message"
             } else {
                 "refused the message for now"
             };
-            let auth = if code.to_string().starts_with("53") {
-                " (authentication)"
-            } else {
-                ""
-            };
-            format!("{at} {what}{auth}: {code} {detail}")
+            format!("{at} {what}: {code} {detail}")
+        } else if io_kind(e) == Some(ErrorKind::ConnectionRefused) {
+            format!("cannot connect to {at}: {detail}")
         } else if e.is_tls() || (self.tls.is_some() && io_kind(e) == Some(ErrorKind::InvalidData)) {
             // rustls reports a failed handshake (a certificate that is not
             // trusted or not for this name) as invalid data.
@@ -555,46 +557,54 @@ mod tests {
             ..EmailConfig::default()
         };
         assert!(Smtp::new(&base).is_ok());
-        let remote_plain = EmailConfig {
-            relay: "mail.example.com".into(),
-            ..base.clone()
-        };
-        let e = config_error(Smtp::new(&remote_plain).unwrap_err());
-        assert!(
-            e.contains("mail.example.com") && e.contains("starttls"),
-            "{e}"
-        );
-        let no_file = EmailConfig {
-            username: "u".into(),
-            ..base.clone()
-        };
-        assert!(config_error(Smtp::new(&no_file).unwrap_err()).contains("password_file"));
         let (_dir, path) = password_file(b"pw\n", 0o644);
-        let open = EmailConfig {
-            username: "u".into(),
-            password_file: path.clone(),
-            security: SmtpSecurity::Starttls,
-            relay: "mail.example.com".into(),
-            ..base.clone()
-        };
-        let e = config_error(Smtp::new(&open).unwrap_err());
-        assert!(e.contains(&path.display().to_string()), "{e}");
-        let (_dir, ca) = password_file(b"not a certificate", 0o644);
-        let bad_ca = EmailConfig {
-            security: SmtpSecurity::Tls,
-            ca_file: ca.clone(),
-            ..base.clone()
-        };
-        let e = config_error(Smtp::new(&bad_ca).unwrap_err());
-        assert!(
-            e.contains("ca_file") && e.contains("no PEM certificate"),
-            "{e}"
-        );
-        let bad_from = EmailConfig {
-            from: "not an address".into(),
-            ..base
-        };
-        assert!(config_error(Smtp::new(&bad_from).unwrap_err()).contains("sender"));
+        let (_dir2, ca) = password_file(b"not a certificate", 0o644);
+        let shown = path.display().to_string();
+        let cases: [(EmailConfig, &[&str]); 5] = [
+            (
+                EmailConfig {
+                    relay: "mail.example.com".into(),
+                    ..base.clone()
+                },
+                &["mail.example.com", "starttls"],
+            ),
+            (
+                EmailConfig {
+                    username: "u".into(),
+                    ..base.clone()
+                },
+                &["password_file"],
+            ),
+            (
+                EmailConfig {
+                    username: "u".into(),
+                    password_file: path.clone(),
+                    security: SmtpSecurity::Starttls,
+                    relay: "mail.example.com".into(),
+                    ..base.clone()
+                },
+                &[shown.as_str(), "0644"],
+            ),
+            (
+                EmailConfig {
+                    security: SmtpSecurity::Tls,
+                    ca_file: ca.clone(),
+                    ..base.clone()
+                },
+                &["ca_file", "no PEM certificate"],
+            ),
+            (
+                EmailConfig {
+                    from: "not an address".into(),
+                    ..base
+                },
+                &["sender"],
+            ),
+        ];
+        for (config, says) in cases {
+            let e = config_error(Smtp::new(&config).unwrap_err());
+            assert!(says.iter().all(|s| e.contains(s)), "{says:?}: {e}");
+        }
     }
 
     #[test]

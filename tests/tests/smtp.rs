@@ -53,6 +53,18 @@ fn password_file(dir: &Path, password: &str, mode: u32) -> PathBuf {
     path
 }
 
+/// A TLS relay on 127.0.0.1 with a fresh CA (for `ca_file`).
+fn tls_relay(security: Security) -> (Certs, SmtpServer) {
+    let certs = Certs::localhost();
+    let server = SmtpServer::tls(security, &certs);
+    (certs, server)
+}
+
+/// One delivery through a mailer made for `config`.
+fn send(config: &EmailConfig, mail: &Mail) -> Result<(), MailError> {
+    Smtp::new(config).expect("mailer").send(mail)
+}
+
 fn is_the(mail: &Mail) -> impl Fn(&Received) -> bool + '_ {
     move |m| m.to == mail.to
 }
@@ -127,8 +139,7 @@ fn a_bad_recipient_is_refused_and_nothing_is_sent() {
 
 #[test]
 fn starttls_with_the_relays_ca_delivers() {
-    let certs = Certs::localhost();
-    let server = SmtpServer::tls(Security::StartTls, &certs);
+    let (certs, server) = tls_relay(Security::StartTls);
     let mail = code_mail("carol@example.com");
     // By address (the certificate names 127.0.0.1) and by name.
     for relay in ["127.0.0.1", "localhost"] {
@@ -136,10 +147,7 @@ fn starttls_with_the_relays_ca_delivers() {
             relay: relay.into(),
             ..with_ca(email(server.port(), SmtpSecurity::Starttls), &certs.ca)
         };
-        Smtp::new(&config)
-            .expect("mailer")
-            .send(&mail)
-            .unwrap_or_else(|e| panic!("{relay}: {e}\n{}", server.log()));
+        send(&config, &mail).unwrap_or_else(|e| panic!("{relay}: {e}\n{}", server.log()));
     }
     assert!(server.wait_for_message(ARRIVAL, is_the(&mail)).is_some());
     let got = server.messages();
@@ -159,7 +167,7 @@ fn starttls_refuses_a_certificate_from_an_untrusted_ca() {
         email(server.port(), SmtpSecurity::Starttls),
     ] {
         let started = Instant::now();
-        let text = relay_error(Smtp::new(&config).expect("mailer").send(&mail));
+        let text = relay_error(send(&config, &mail));
         assert!(text.contains("TLS"), "{text}");
         assert!(started.elapsed() < Duration::from_secs(5), "{text}");
     }
@@ -171,11 +179,7 @@ fn tls_refuses_a_certificate_for_another_name() {
     let certs = Certs::for_names("DNS:mail.example.test");
     let server = SmtpServer::tls(Security::Tls, &certs);
     let config = with_ca(email(server.port(), SmtpSecurity::Tls), &certs.ca);
-    let text = relay_error(
-        Smtp::new(&config)
-            .expect("mailer")
-            .send(&code_mail("erin@example.com")),
-    );
+    let text = relay_error(send(&config, &code_mail("erin@example.com")));
     assert!(text.contains("TLS"), "{text}");
     assert!(server.messages().is_empty());
 }
@@ -186,25 +190,17 @@ fn starttls_is_required_not_opportunistic() {
     let server = SmtpServer::plain();
     let certs = Certs::localhost();
     let config = with_ca(email(server.port(), SmtpSecurity::Starttls), &certs.ca);
-    let text = relay_error(
-        Smtp::new(&config)
-            .expect("mailer")
-            .send(&code_mail("frank@example.com")),
-    );
+    let text = relay_error(send(&config, &code_mail("frank@example.com")));
     assert!(text.to_ascii_lowercase().contains("starttls"), "{text}");
     assert!(server.messages().is_empty());
 }
 
 #[test]
 fn implicit_tls_delivers() {
-    let certs = Certs::localhost();
-    let server = SmtpServer::tls(Security::Tls, &certs);
+    let (certs, server) = tls_relay(Security::Tls);
     let mail = code_mail("grace@example.com");
     let config = with_ca(email(server.port(), SmtpSecurity::Tls), &certs.ca);
-    Smtp::new(&config)
-        .expect("mailer")
-        .send(&mail)
-        .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+    send(&config, &mail).unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
     let got = server
         .wait_for_message(ARRIVAL, is_the(&mail))
         .expect("received");
@@ -225,10 +221,7 @@ fn authentication_over_starttls() {
         ..with_ca(email(server.port(), SmtpSecurity::Starttls), &certs.ca)
     };
     let mail = code_mail("heidi@example.com");
-    Smtp::new(&base)
-        .expect("mailer")
-        .send(&mail)
-        .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+    send(&base, &mail).unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
     assert!(server.wait_for_message(ARRIVAL, is_the(&mail)).is_some());
 
     // A wrong password: refused, and the error shows neither password.
@@ -238,11 +231,7 @@ fn authentication_over_starttls() {
         password_file: password_file(wrong_dir.path(), &wrong_secret, 0o600),
         ..base.clone()
     };
-    let text = relay_error(
-        Smtp::new(&wrong)
-            .expect("mailer")
-            .send(&code_mail("ivan@example.com")),
-    );
+    let text = relay_error(send(&wrong, &code_mail("ivan@example.com")));
     assert!(
         text.contains("535") && text.contains("authentication"),
         "{text}"
@@ -257,11 +246,7 @@ fn authentication_over_starttls() {
         password_file: PathBuf::new(),
         ..base
     };
-    let text = relay_error(
-        Smtp::new(&anonymous)
-            .expect("mailer")
-            .send(&code_mail("judy@example.com")),
-    );
+    let text = relay_error(send(&anonymous, &code_mail("judy@example.com")));
     assert!(text.contains("530"), "{text}");
     assert_eq!(server.messages().len(), 1);
 }
@@ -273,11 +258,7 @@ fn a_relay_that_is_down_fails_fast() {
         ..email(free_port(), SmtpSecurity::None)
     };
     let started = Instant::now();
-    let text = relay_error(
-        Smtp::new(&config)
-            .expect("mailer")
-            .send(&code_mail("kim@example.com")),
-    );
+    let text = relay_error(send(&config, &code_mail("kim@example.com")));
     assert!(text.to_ascii_lowercase().contains("refused"), "{text}");
     assert!(
         started.elapsed() < Duration::from_secs(2),
@@ -365,4 +346,8 @@ fn the_daemon_refuses_a_password_file_others_can_read() {
     twofactor_tests::set_mode(&file, 0o600);
     let out = d.check_config();
     assert!(out.success(), "{}", out.describe());
+    d.try_launch(&bus)
+        .unwrap_or_else(|e| panic!("the daemon did not start with mail on: {e}"));
+    assert!(bus.has_owner(BUS_NAME));
+    d.stop(&bus);
 }
