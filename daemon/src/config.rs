@@ -396,6 +396,101 @@ impl Config {
                 ),
             ));
         }
+        self.validate_email(text, &invalid)
+    }
+
+    /// `[email]`, checked whether mail is on or not (a typo is a typo). The
+    /// password and CA files themselves are checked when the mailer is
+    /// made (`mail::Smtp::new`, at start-up and by `--check-config`).
+    fn validate_email(
+        &self,
+        text: &str,
+        invalid: &dyn Fn(&str, &str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let e = &self.email;
+        let bad = |key: &str, message: String| Err(invalid("email", key, message));
+        if !valid_relay(&e.relay) {
+            return bad(
+                "relay",
+                "must be a host name or an IP address (\"localhost\" for the local MTA)".into(),
+            );
+        }
+        if e.port == 0 {
+            return bad("port", "0 is out of range 1..=65535".into());
+        }
+        if e.security == SmtpSecurity::None && !crate::mail::is_loopback(&e.relay) {
+            // Blame the line written: `security` if set, else `relay`.
+            let key = if line_of_key(text, "email", "security") != 0 {
+                "security"
+            } else {
+                "relay"
+            };
+            return bad(
+                key,
+                format!(
+                    "\"none\" (plain SMTP) is allowed only with a relay on this machine \
+                     (localhost, 127.0.0.0/8, ::1), not {}: use \"starttls\" or \"tls\"",
+                    e.relay
+                ),
+            );
+        }
+        if !(1..=10).contains(&e.timeout_seconds) {
+            return bad(
+                "timeout_seconds",
+                format!(
+                    "{} is out of range 1..=10 (a login waits for the send, and \
+                     pam_twofactor waits 15 s for the daemon)",
+                    e.timeout_seconds
+                ),
+            );
+        }
+        if !(1..=15).contains(&e.code_minutes) {
+            return bad(
+                "code_minutes",
+                format!("{} is out of range 1..=15", e.code_minutes),
+            );
+        }
+        if !(1..=60).contains(&e.max_sends_per_hour) {
+            return bad(
+                "max_sends_per_hour",
+                format!("{} is out of range 1..=60", e.max_sends_per_hour),
+            );
+        }
+        if e.subject.trim().is_empty() || e.subject.chars().any(char::is_control) {
+            return bad(
+                "subject",
+                "must be one non-empty line without control characters".into(),
+            );
+        }
+        if !e.body.contains("{code}") {
+            return bad("body", "must contain {code}".into());
+        }
+        if !e.from.is_empty() && !crate::mail::valid_address(&e.from) {
+            return bad(
+                "from",
+                "must be empty (twofactor@HOSTNAME) or one address local@domain".into(),
+            );
+        }
+        for (key, path) in [("password_file", &e.password_file), ("ca_file", &e.ca_file)] {
+            if !path.as_os_str().is_empty() && !path.is_absolute() {
+                return bad(key, "must be empty or an absolute path".into());
+            }
+        }
+        if !e.username.is_empty() && e.password_file.as_os_str().is_empty() {
+            return bad(
+                "username",
+                "is set, so password_file must name the file holding the password".into(),
+            );
+        }
+        if e.username.chars().any(char::is_control) {
+            return bad("username", "must not contain control characters".into());
+        }
+        if !e.mailbox_domain.is_empty() && !valid_domain(&e.mailbox_domain) {
+            return bad(
+                "mailbox_domain",
+                "must be empty or a domain name (letters, digits, '-' and '.')".into(),
+            );
+        }
         Ok(())
     }
 
@@ -416,6 +511,27 @@ pub fn valid_group_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-$".contains(&b))
+}
+
+/// A domain name: dot-separated labels of letters, digits and '-' (not
+/// at either end of a label), at most 253 characters.
+pub fn valid_domain(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// An SMTP relay: a host name or an IP address (v4, or v6 without
+/// brackets).
+pub fn valid_relay(relay: &str) -> bool {
+    relay.parse::<std::net::IpAddr>().is_ok() || valid_domain(relay)
 }
 
 /// A real calendar day written `YYYY-MM-DD` (see
@@ -632,6 +748,82 @@ mod tests {
         );
     }
 
+    /// The error for one `[email]` line after a few others.
+    fn email_error(line: &str) -> String {
+        Config::parse(
+            &format!("issuer = \"x\"\n[email]\nnotices = false\n{line}\n"),
+            "/etc/t.toml",
+        )
+        .unwrap_err()
+        .to_string()
+    }
+
+    #[test]
+    fn email_values_are_checked_with_file_line_and_key() {
+        for (line, key, says) in [
+            ("relay = \"\"", "relay", "host name"),
+            ("relay = \"mail server\"", "relay", "host name"),
+            ("relay = \"-x.example\"", "relay", "host name"),
+            ("port = 0", "port", "1..=65535"),
+            (
+                "relay = \"mail.example.com\"",
+                "relay",
+                "not mail.example.com",
+            ),
+            ("relay = \"10.0.0.25\"", "relay", "starttls"),
+            ("timeout_seconds = 0", "timeout_seconds", "1..=10"),
+            ("timeout_seconds = 11", "timeout_seconds", "1..=10"),
+            ("code_minutes = 0", "code_minutes", "1..=15"),
+            ("code_minutes = 16", "code_minutes", "1..=15"),
+            ("max_sends_per_hour = 0", "max_sends_per_hour", "1..=60"),
+            ("max_sends_per_hour = 61", "max_sends_per_hour", "1..=60"),
+            ("subject = \"\"", "subject", "non-empty"),
+            ("subject = \"a\\nBcc: x@y\"", "subject", "control"),
+            ("body = \"no code here\"", "body", "{code}"),
+            ("from = \"not an address\"", "from", "local@domain"),
+            ("password_file = \"secret\"", "password_file", "absolute"),
+            ("ca_file = \"ca.pem\"", "ca_file", "absolute"),
+            ("username = \"mailer\"", "username", "password_file"),
+            ("mailbox_domain = \"a..b\"", "mailbox_domain", "domain"),
+            ("security = \"ssl\"", "security", "unknown variant"),
+            ("port = 70000", "port", ""),
+        ] {
+            let e = email_error(line);
+            assert!(
+                e.starts_with(&format!("/etc/t.toml:4: key `email.{key}`:")),
+                "{line}: {e}"
+            );
+            assert!(e.contains(says), "{line}: {e}");
+        }
+    }
+
+    #[test]
+    fn plain_smtp_to_a_remote_relay_blames_the_security_line_when_written() {
+        let e = Config::parse(
+            "[email]\nrelay = \"mail.example.com\"\nsecurity = \"none\"\n",
+            "c",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("c:3: key `email.security`:"), "{e}");
+    }
+
+    #[test]
+    fn email_settings_that_are_allowed() {
+        for text in [
+            "[email]\nrelay = \"127.0.0.1\"\nport = 2525\n",
+            "[email]\nrelay = \"::1\"\nusername = \"u\"\npassword_file = \"/etc/twofactor/smtp-password\"\n",
+            "[email]\nrelay = \"smtp.example.com\"\nport = 587\nsecurity = \"starttls\"\n\
+             username = \"u\"\npassword_file = \"/etc/twofactor/smtp-password\"\n\
+             ca_file = \"/etc/twofactor/relay-ca.pem\"\nfrom = \"2fa@example.com\"\n",
+            "[email]\nrelay = \"192.0.2.7\"\nport = 465\nsecurity = \"tls\"\ntimeout_seconds = 10\n\
+             code_minutes = 15\nmax_sends_per_hour = 60\nmailbox_domain = \"\"\n",
+        ] {
+            let c = Config::parse(text, "c").unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert!(!c.email.in_use());
+        }
+    }
+
     #[test]
     fn missing_default_file_is_defaults_but_explicit_is_error() {
         let p = Path::new("/nonexistent/twofactord.toml");
@@ -657,6 +849,12 @@ mod proptests {
             && (10..=3600).contains(&c.login.session_timeout_seconds)
             && (c.policy.from.is_empty() || valid_date(&c.policy.from))
             && c.policy.groups.iter().all(|g| valid_group_name(g))
+            && (1..=10).contains(&c.email.timeout_seconds)
+            && (1..=15).contains(&c.email.code_minutes)
+            && (1..=60).contains(&c.email.max_sends_per_hour)
+            && c.email.port != 0
+            && c.email.body.contains("{code}")
+            && (c.email.security != SmtpSecurity::None || crate::mail::is_loopback(&c.email.relay))
     }
 
     /// An error names the file and a line of it.
@@ -714,5 +912,36 @@ mod proptests {
     #[test]
     fn the_shipped_file_parses() {
         assert!(Config::parse(SHIPPED, "p.toml").is_ok());
+    }
+
+    /// The shipped file writes every `[email]` key with its built-in
+    /// default (the body too, character for character).
+    #[test]
+    fn the_shipped_email_section_is_the_defaults() {
+        let shipped = Config::parse(SHIPPED, "p.toml").unwrap();
+        assert_eq!(shipped.email, EmailConfig::default());
+        for key in [
+            "codes",
+            "notices",
+            "relay",
+            "port",
+            "security",
+            "username",
+            "password_file",
+            "ca_file",
+            "from",
+            "timeout_seconds",
+            "code_minutes",
+            "max_sends_per_hour",
+            "subject",
+            "body",
+            "mailbox_domain",
+        ] {
+            assert_ne!(
+                line_of_key(SHIPPED, "email", key),
+                0,
+                "email.{key} is not shipped"
+            );
+        }
     }
 }

@@ -8,7 +8,9 @@ use twofactor_proto::names::{BUS_NAME, OBJECT_PATH};
 use twofactord::args::Args;
 use twofactord::audit::{Audit, Event};
 use twofactord::config::{self, Config};
-use twofactord::{account, admin, bus, clock, core, login, random, reauth, sealing, store, users};
+use twofactord::{
+    account, admin, bus, clock, core, login, mail, random, reauth, sealing, store, users,
+};
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -24,6 +26,21 @@ fn main() -> ExitCode {
         }
     };
     if args.check_config {
+        // The mail files (password_file, ca_file) too, as start-up would
+        // read them; also when mail is still off but they are named.
+        let e = &config.email;
+        if e.in_use()
+            || !e.password_file.as_os_str().is_empty()
+            || !e.ca_file.as_os_str().is_empty()
+        {
+            if let Err(e) = mail::Smtp::new(e) {
+                eprintln!(
+                    "twofactord: configuration error: {}: [email]: {e}",
+                    args.config.display()
+                );
+                return ExitCode::from(1);
+            }
+        }
         println!("{}: configuration is valid", args.config.display());
         return ExitCode::SUCCESS;
     }
@@ -56,6 +73,24 @@ fn main() -> ExitCode {
         eprintln!("twofactord: cannot open the database: {e}");
         return ExitCode::from(1);
     }
+    // The mailer reads its password file now, before detaching, so that a
+    // bad file stops the daemon where the message can still be seen.
+    let mailer: Arc<dyn mail::Mailer> = if config.email.in_use() {
+        match mail::Smtp::new(&config.email) {
+            Ok(m) => Arc::new(m),
+            Err(e) => {
+                let e = format!("{}: [email]: {e}", args.config.display());
+                Audit::new(!args.no_syslog, false).log(Event::Error {
+                    context: "mail",
+                    error: &e,
+                });
+                eprintln!("twofactord: configuration error: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        Arc::new(mail::Disabled)
+    };
     if !args.foreground {
         // Detach before any thread exists (the store writer, the runtime).
         if let Err(e) = nix::unistd::daemon(false, args.log_stderr) {
@@ -87,7 +122,7 @@ fn main() -> ExitCode {
         }
     };
     let audit = Arc::new(Audit::new(!args.no_syslog, args.log_stderr));
-    match runtime.block_on(serve(config, store, args.bus, audit.clone())) {
+    match runtime.block_on(serve(config, store, mailer, args.bus, audit.clone())) {
         Ok(()) => {
             audit.log(Event::Stop);
             ExitCode::SUCCESS
@@ -257,21 +292,25 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
 async fn serve(
     config: Config,
     store: store::Store,
+    mailer: Arc<dyn mail::Mailer>,
     bus: Option<String>,
     audit: Arc<Audit>,
 ) -> Result<(), String> {
     let reauth = Arc::new(reauth::PamReauth {
         service: config.reauth_service.clone(),
     });
-    let core = Arc::new(core::Core::new(
-        config,
-        store,
-        Arc::new(clock::SystemClock),
-        Arc::new(random::OsRandom),
-        Arc::new(users::SystemUsers),
-        reauth,
-        audit.clone(),
-    ));
+    let core = Arc::new(
+        core::Core::new(
+            config,
+            store,
+            Arc::new(clock::SystemClock),
+            Arc::new(random::OsRandom),
+            Arc::new(users::SystemUsers),
+            reauth,
+            audit.clone(),
+        )
+        .with_mailer(mailer),
+    );
     // The decoy hash for attempts that match no code, made now so that no
     // attempt pays for it.
     {

@@ -20,6 +20,7 @@ pub mod pam;
 pub mod proc;
 pub mod qr;
 pub mod scenario;
+pub mod smtp;
 pub mod ssh_enrol;
 pub mod sshd;
 pub mod syslog;
