@@ -400,10 +400,11 @@ impl Accounts {
         let u = user.clone();
         // With no method left, the backup codes go too: they are a fallback
         // for a method, not a method.
-        let removed = self
+        let (removed, had) = self
             .core
             .store
             .run(move |c| {
+                let had = email::address(c, &u)?;
                 let removed = match only {
                     Some(m) => m.remove(c, &u)?,
                     None => methods::remove_all(c, &u)?,
@@ -411,7 +412,7 @@ impl Accounts {
                 if !methods::has_any(c, &u)? {
                     backup_codes::remove_all(c, &u)?;
                 }
-                Ok(removed)
+                Ok((removed, had))
             })
             .await
             .map_err(|e| self.internal("disable", &e.to_string()))?;
@@ -424,7 +425,9 @@ impl Accounts {
             user: &user,
             method: which,
         });
-        notices::send(&self.core, &user, Notice::MethodRemoved(only));
+        // Told at the address the user had: removing email must not
+        // silence the notice of its removal.
+        notices::send_to(&self.core, &user, had, Notice::MethodRemoved(only));
         Ok(())
     }
 
@@ -861,5 +864,23 @@ mod tests {
         let notice = mails(&w, 1);
         assert_eq!(notice[0].to, "staffer@localhost");
         assert!(notice[0].body.contains("new set of backup codes"));
+    }
+
+    #[test]
+    fn removing_email_is_told_at_the_address_removed() {
+        let w = mailing();
+        let (a, rt) = (&w.accounts, &w.rt);
+        rt.block_on(w.core.store.run(|c| {
+            accounts::ensure(c, "alice", 0)?;
+            email::activate(c, "alice", "a@example.com", 0)
+        }))
+        .unwrap();
+        rt.block_on(a.disable(&alice(), "email", b"pw-a".to_vec()))
+            .unwrap();
+        let notice = mails(&w, 1);
+        assert_eq!(notice[0].to, "a@example.com");
+        assert!(notice[0]
+            .body
+            .contains("method was removed: codes by email"));
     }
 }

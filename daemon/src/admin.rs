@@ -19,6 +19,7 @@ use crate::audit::Event;
 use crate::backup_codes::{self, Code};
 use crate::config::{valid_date, valid_group_name};
 use crate::core::{Caller, Core};
+use crate::email;
 use crate::google_auth::{self, ImportError};
 use crate::methods;
 use crate::notices::{self, Notice};
@@ -308,19 +309,23 @@ impl Admin {
         let hash = self.hash(&code, "admin-reset").await?;
         let now = self.core.clock.now();
         let (u, b) = (user.to_string(), by.clone());
-        self.core
+        // The notice goes to the address the user had before the reset.
+        let had = self
+            .core
             .store
             .run(move |c| {
+                let had = email::address(c, &u)?;
                 accounts::ensure(c, &u, now)?;
                 methods::remove_all(c, &u)?;
                 backup_codes::remove_all(c, &u)?;
                 ratelimit::clear(c, &u)?;
-                recovery::replace(c, &u, &hash, now, &b)
+                recovery::replace(c, &u, &hash, now, &b)?;
+                Ok(had)
             })
             .await
             .map_err(|e| self.core.internal("admin-reset", &e.to_string()))?;
         self.core.audit.log(Event::Reset { by: &by, user });
-        notices::send(&self.core, user, Notice::Reset { by: by.clone() });
+        notices::send_to(&self.core, user, had, Notice::Reset { by: by.clone() });
         Ok(Recovery {
             code: code.display(),
             expires: now + recovery::VALID_SECONDS,

@@ -78,9 +78,21 @@ pub fn compose(user: &str, to: &str, notice: &Notice) -> Mail {
     }
 }
 
-/// Sends `notice` to `user` in the background (when notices are on).
-/// The returned handle is for tests; the change never waits for it.
+/// Sends `notice` to `user` in the background (when notices are on), to
+/// their confirmed address as it is after the change. The returned handle
+/// is for tests; the change never waits for it.
 pub fn send(core: &Arc<Core>, user: &str, notice: Notice) -> Option<tokio::task::JoinHandle<()>> {
+    send_to(core, user, None, notice)
+}
+
+/// [`send`] to `confirmed`, the address the user had before a change that
+/// removed it (a reset, `disable email`); None: look it up now.
+pub fn send_to(
+    core: &Arc<Core>,
+    user: &str,
+    confirmed: Option<String>,
+    notice: Notice,
+) -> Option<tokio::task::JoinHandle<()>> {
     if !core.config.email.notices {
         return None;
     }
@@ -88,9 +100,10 @@ pub fn send(core: &Arc<Core>, user: &str, notice: Notice) -> Option<tokio::task:
     let user = user.to_string();
     Some(tokio::spawn(async move {
         let u = user.clone();
-        let looked_up = match &notice {
-            Notice::AddressChanged { old, .. } => Ok(Some(old.clone())),
-            _ => core.store.run(move |c| email::address(c, &u)).await,
+        let looked_up = match (&notice, confirmed) {
+            (Notice::AddressChanged { old, .. }, _) => Ok(Some(old.clone())),
+            (_, Some(address)) => Ok(Some(address)),
+            (_, None) => core.store.run(move |c| email::address(c, &u)).await,
         };
         let address = match looked_up {
             Ok(Some(address)) => address,

@@ -33,6 +33,8 @@ pub struct DaemonConfig {
     pub lockout_seconds: u64,
     pub max_lockout_seconds: u64,
     pub session_timeout_seconds: u64,
+    /// Extra TOML appended to the file (e.g. an `[email]` section).
+    pub extra: String,
 }
 
 impl Default for DaemonConfig {
@@ -46,6 +48,7 @@ impl Default for DaemonConfig {
             lockout_seconds: 2,
             max_lockout_seconds: 4,
             session_timeout_seconds: 300,
+            extra: String::new(),
         }
     }
 }
@@ -59,7 +62,7 @@ impl DaemonConfig {
              reauth_service = \"twofactor-reauth\"\n\
              \n[totp]\nskew_steps = {skew}\n\
              \n[limits]\nmax_failures = {mf}\nlockout_seconds = {ls}\nmax_lockout_seconds = {mls}\n\
-             \n[login]\nsession_timeout_seconds = {st}\n",
+             \n[login]\nsession_timeout_seconds = {st}\n{extra}",
             state = state_dir.display().to_string(),
             key = key_file_for(state_dir).display().to_string(),
             issuer = self.issuer,
@@ -68,6 +71,7 @@ impl DaemonConfig {
             ls = self.lockout_seconds,
             mls = self.max_lockout_seconds,
             st = self.session_timeout_seconds,
+            extra = self.extra,
         )
     }
 }

@@ -14,6 +14,7 @@ pub mod contract;
 pub mod conversation;
 pub mod ctl;
 pub mod daemon;
+pub mod email;
 pub mod etc;
 pub mod groups;
 pub mod pam;

@@ -196,6 +196,52 @@ impl Sshd {
         proc::run(&mut cmd, b"", SSH_TIMEOUT)
     }
 
+    /// Starts an ssh login as `user` whose answers the test gives as the
+    /// login goes on: the askpass program answers the N-th prompt with the
+    /// file `answer.N` of the client's directory, waiting (up to the ssh
+    /// timeout) for the test to write it ([`Scripted::answer`]). For flows
+    /// whose later answers are known only later (a code sent by email).
+    pub fn ssh_scripted(&self, user: &TestUser) -> Scripted {
+        let client = self.dir.path().join(format!("client-{}", crate::unique()));
+        std::fs::create_dir(&client).expect("client dir");
+        crate::set_mode(&client, 0o700);
+        let askpass = client.join("askpass");
+        // The count of prompts is kept in a file; each call takes the next.
+        crate::write_file(
+            &askpass,
+            format!(
+                "#!/bin/sh
+                 d='{dir}'
+                 n=$(( $(cat \"$d/count\" 2>/dev/null || echo 0) + 1 ))
+                 echo $n > \"$d/count\"
+                 printf '%s\\n----\\n' \"$1\" >> \"$d/prompts\"
+                 i=0
+                 while [ ! -e \"$d/answer.$n\" ] && [ $i -lt {tenths} ]; do sleep 0.1; i=$((i+1)); done
+                 exec cat \"$d/answer.$n\"
+",
+                dir = client.display(),
+                tenths = SSH_TIMEOUT.as_millis() / 100,
+            ),
+            0o700,
+        );
+        let home = client.join("home");
+        std::fs::create_dir(&home).expect("client home");
+        let mut cmd = Command::new("setsid");
+        cmd.arg("-w")
+            .args(ssh_client_args(self.port, &user.name))
+            .env_clear()
+            .env("PATH", crate::PATH)
+            .env("HOME", &home)
+            .env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", ":0");
+        let run = std::thread::spawn(move || proc::run(&mut cmd, b"", SSH_TIMEOUT));
+        Scripted {
+            dir: client,
+            run: Some(run),
+        }
+    }
+
     /// The prompts the askpass program was asked, all clients so far.
     pub fn asked_prompts(&self) -> String {
         let mut all = String::new();
@@ -209,6 +255,49 @@ impl Sshd {
             }
         }
         all
+    }
+}
+
+/// An ssh login in progress, answered step by step (see
+/// [`Sshd::ssh_scripted`]).
+pub struct Scripted {
+    dir: PathBuf,
+    run: Option<std::thread::JoinHandle<Finished>>,
+}
+
+impl Scripted {
+    /// Gives the answer to prompt number `n` (1-based).
+    pub fn answer(&self, n: usize, text: &str) {
+        let tmp = self.dir.join(format!("answer.{n}.tmp"));
+        crate::write_file(&tmp, format!("{text}\n"), 0o600);
+        std::fs::rename(&tmp, self.dir.join(format!("answer.{n}"))).expect("an answer file");
+    }
+
+    /// The prompts asked so far, each followed by a line `----`.
+    pub fn prompts(&self) -> String {
+        std::fs::read_to_string(self.dir.join("prompts")).unwrap_or_default()
+    }
+
+    /// Waits until prompt number `n` was asked; returns its text.
+    pub fn wait_prompt(&self, n: usize) -> String {
+        let mut text = None;
+        crate::wait_until(SSH_TIMEOUT, || {
+            text = self
+                .prompts()
+                .split_terminator("----\n")
+                .nth(n - 1)
+                .map(str::to_string);
+            text.is_some()
+        });
+        text.unwrap_or_else(|| panic!("prompt {n} never came; prompts:\n{}", self.prompts()))
+    }
+
+    /// Waits for ssh to end.
+    pub fn finish(mut self) -> Finished {
+        self.run
+            .take()
+            .map(|h| h.join().expect("the ssh thread"))
+            .expect("finished once")
     }
 }
 
