@@ -3,7 +3,7 @@
 //! (keyboard-interactive, no terminal, a command: `ssh -n -T host cmd`),
 //! is shown the secret and URI, answers with a code computed by oathtool
 //! from what the client was shown, confirms the backup codes, and is let
-//! in; the next ssh login asks `Verification code:`.
+//! in; the next ssh login asks `Verification code from your authenticator app:`.
 //!
 //! sshd hands the PAM info messages to the client as part of the next
 //! keyboard-interactive prompt text; the OpenSSH client escapes what its
@@ -114,7 +114,7 @@ fn ssh_login_enrols_a_user_without_method_under_the_policy() {
     );
     assert!(!wrong.logged_in(), "{}", wrong.describe());
     assert!(
-        wrong.prompts.contains("Verification code:")
+        wrong.prompts.contains("Verification code from your authenticator app:")
             && !wrong.prompts.contains("Code from the app"),
         "{}",
         wrong.describe()
