@@ -19,6 +19,8 @@ use twofactor_proto::{Action, Step};
 
 pub const APP_PROMPT: &str = "Verification code from your authenticator app: ";
 pub const CHOOSE_PROMPT: &str = "Choose a number (Enter: back): ";
+/// The prompt when the user's methods are all turned off here.
+const BACKUP_PROMPT: &str = "Backup code: ";
 const HINT: &str = "Press Enter without a code to choose another method.";
 
 /// What the user may pick from the list.
@@ -121,7 +123,7 @@ impl Logins {
     pub(super) async fn ask(&self, origin: &Origin, method: Method, methods: &Methods) -> Step {
         let mut step = Step::new(Action::AskHidden(prompt(method, methods)));
         if !methods.usable.contains(&method) && methods.enrolled.contains(&method) {
-            step = step.error(format!(
+            step = Step::new(Action::AskHidden(BACKUP_PROMPT.into())).error(format!(
                 "{} codes are turned off on this machine: type a backup code, or ask an \
                  administrator.",
                 method.name()
