@@ -1,11 +1,10 @@
-//! `twofactorctl disable app|all`: turn methods off, after the account
+//! `twofactorctl disable app|email|all`: turn methods off, after the account
 //! password is given again. What was removed is read back from the daemon
 //! (status before and after), not assumed.
 
 use std::io::Write;
 
 use twofactor_proto::names::MAX_PASSWORD_BYTES;
-use twofactor_proto::types::method;
 
 use super::{describe_all, write_failure};
 use crate::cli::{DisableArgs, DisableMethod};
@@ -40,8 +39,8 @@ pub fn run(
             .cloned()
             .collect(),
         None => match args.method {
-            DisableMethod::App => vec![method::APP.to_owned()],
             DisableMethod::All => before.methods.clone(),
+            one => vec![one.wire_name().to_owned()],
         },
     };
     let mut text = String::new();
@@ -115,7 +114,47 @@ mod tests {
         f.statuses.borrow_mut().push_back(Ok(status(&["email"])));
         let (r, out) = run_with(&f, DisableMethod::App, b"pw\n");
         r.unwrap();
-        assert_eq!(out, "Removed: authenticator app.\nStill active: email.\n");
+        assert_eq!(
+            out,
+            "Removed: authenticator app.\nStill active: codes by email.\n"
+        );
+    }
+
+    #[test]
+    fn disable_email_sends_email_and_keeps_the_app() {
+        let f = FakeAccount::with_status(status(&["app", "email"]));
+        f.disables.borrow_mut().push_back(Ok(()));
+        f.statuses.borrow_mut().push_back(Ok(status(&["app"])));
+        let (r, out) = run_with(&f, DisableMethod::Email, b"pw\n");
+        r.unwrap();
+        assert_eq!(f.calls(), ["Status", "Disable(email,pw)", "Status"]);
+        assert_eq!(
+            out,
+            "Removed: codes by email.\nStill active: authenticator app.\n"
+        );
+    }
+
+    #[test]
+    fn disable_email_unreadable_status_names_email() {
+        let f = FakeAccount::with_status(status(&["app", "email"]));
+        f.disables.borrow_mut().push_back(Ok(()));
+        let (r, out) = run_with(&f, DisableMethod::Email, b"pw\n");
+        r.unwrap();
+        assert_eq!(out, "Removed: codes by email.\n");
+    }
+
+    #[test]
+    fn the_last_method_under_the_policy_is_refused_for_email_too() {
+        const WHY: &str = "two-factor authentication is mandatory for your account, so its \
+                           last method cannot be removed";
+        let f = FakeAccount::with_status(status(&["email"]));
+        f.disables
+            .borrow_mut()
+            .push_back(Err(Failure::new(Reason::PermissionDenied, WHY)));
+        let (r, out) = run_with(&f, DisableMethod::Email, b"pw\n");
+        let err = r.unwrap_err();
+        assert_eq!((err.reason, err.message()), (Reason::PermissionDenied, WHY));
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! `twofactorctl enable app`: set up an authenticator app.
+//! `twofactorctl enable app`: set up an authenticator app; and what every
+//! `enable` shares (the start, the code question, the first set of backup
+//! codes). `enable email`: [`email`].
 //!
 //! Flow: Status (is the daemon there, who am I, is an app enabled already:
 //! then the user is told that the new app replaces it only once confirmed)
@@ -10,15 +12,18 @@
 //! offered to be saved at a terminal (see [`super::backup`]). The `--save`
 //! FILE is looked at before the password, so a refusal changes nothing.
 
+pub mod email;
+
 use std::io::Write;
 
 use twofactor_proto::names::MAX_PASSWORD_BYTES;
 use twofactor_proto::types::{method, AppEnrolment};
+use twofactor_proto::AccountStatus;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::backup::{self, Here, Origin};
 use super::write_failure;
-use crate::cli::EnableAppArgs;
+use crate::cli::{EnableAppArgs, SaveArgs};
 use crate::client::Account;
 use crate::error::{Failure, Reason};
 use crate::input::Input;
@@ -68,31 +73,25 @@ pub fn app(
     here: &Here,
 ) -> Result<(), Failure> {
     let status = account.status()?;
-    let replacing = status.methods.iter().any(|m| m == method::APP);
-    backup::check_save(&args.save)?;
-    if replacing {
-        for line in REPLACING {
-            input.tell(line)?;
-        }
-    }
+    let replacing = prepare(input, &status, &args.save, method::APP, &REPLACING)?;
     let user = one_line(&status.user);
     let enrolment = {
-        let password = input.password(&format!("Password for {user}: "), MAX_PASSWORD_BYTES)?;
+        let password = input.password(&password_prompt(&user), MAX_PASSWORD_BYTES)?;
         Shown(account.enroll_app(&password)?)
     };
     show(out, &enrolment.0, style)?;
     let codes = Zeroizing::new(confirm(account, input, &enrolment.0.enrolment, replacing)?);
-    let made = (here.now)();
+    let origin = Origin {
+        user: &user,
+        host: &here.host,
+        made: (here.now)(),
+    };
     writeln!(out, "{ENABLED}").map_err(write_failure)?;
     if replacing {
         input.tell(REPLACED)?;
     }
-    if !codes.is_empty() {
-        writeln!(out).map_err(write_failure)?;
-        backup::show_codes(out, &codes)?;
-    }
-    out.flush().map_err(write_failure)?;
     if codes.is_empty() {
+        out.flush().map_err(write_failure)?;
         // The daemon always makes a set; an older one might not.
         return match args.save.save {
             Some(_) => Err(Failure::new(
@@ -103,17 +102,59 @@ pub fn app(
             None => Ok(()),
         };
     }
-    let origin = Origin {
-        user: &user,
-        host: &here.host,
-        made,
-    };
-    backup::save(input, out, &args.save, &codes, &origin).map_err(|f| {
-        Failure::new(
-            f.reason,
-            format!("the authenticator app is enabled, but {}", f.message()),
-        )
-    })
+    first_set(
+        input,
+        out,
+        &args.save,
+        &codes,
+        &origin,
+        "the authenticator app is enabled",
+    )
+}
+
+/// The start of every `enable`, once the daemon answered `Status`: the
+/// `--save` FILE is checked, and when `method` is enabled already the
+/// person is told (stderr) what replacing it means. Returns whether it is
+/// a replacement.
+fn prepare(
+    input: &mut Input,
+    status: &AccountStatus,
+    save: &SaveArgs,
+    method: &str,
+    replacing_notice: &[&str],
+) -> Result<bool, Failure> {
+    let replacing = status.methods.iter().any(|m| m == method);
+    backup::check_save(save)?;
+    if replacing {
+        for line in replacing_notice {
+            input.tell(line)?;
+        }
+    }
+    Ok(replacing)
+}
+
+/// `Password for USER: `.
+fn password_prompt(user: &str) -> String {
+    format!("Password for {user}: ")
+}
+
+/// After the "… enabled." line: an empty line and the set of backup codes
+/// that came with the method (stdout, flushed), then saved to the `--save`
+/// FILE or offered to be saved (see [`backup::save`]). A failure to save
+/// starts with `enabled` (what is on all the same), "but".
+fn first_set(
+    input: &mut Input,
+    out: &mut dyn Write,
+    save: &SaveArgs,
+    codes: &[String],
+    origin: &Origin,
+    enabled: &str,
+) -> Result<(), Failure> {
+    writeln!(out).map_err(write_failure)?;
+    backup::show_codes(out, codes)?;
+    out.flush().map_err(write_failure)?;
+    backup::save(input, out, save, codes, origin)
+        .map_err(|f| Failure::new(f.reason, format!("{enabled}, but {}", f.message())))
 }
 
 /// Prints the QR code, the secret and the URI, then flushes stdout so that
@@ -137,18 +178,59 @@ fn show(out: &mut dyn Write, e: &AppEnrolment, style: qr::Style) -> Result<(), F
     out.flush().map_err(write_failure)
 }
 
-/// Asks for codes until the daemon accepts one or the tries run out.
+/// Asks for codes from the app until the daemon accepts one or the tries
+/// run out.
 fn confirm(
     account: &dyn Account,
     input: &mut Input,
     enrolment: &str,
     replacing: bool,
 ) -> Result<Vec<String>, Failure> {
-    let not_done = if replacing {
-        "The new app was not enabled; the current one keeps working."
-    } else {
-        "The authenticator app was not enabled."
+    let question = CodeQuestion {
+        prompt: CODE_PROMPT,
+        what: "the code from the app",
+        not_done: if replacing {
+            "The new app was not enabled; the current one keeps working."
+        } else {
+            "The authenticator app was not enabled."
+        },
     };
+    ask_code(
+        input,
+        &question,
+        |input, code| {
+            if code.is_empty() {
+                input.tell("Type the 6-digit code your app shows for this account.")?;
+            }
+            Ok(code.is_empty())
+        },
+        |code| account.confirm_app(enrolment, code),
+    )
+}
+
+/// A question for the code that confirms a new method.
+struct CodeQuestion<'a> {
+    /// The prompt, e.g. [`CODE_PROMPT`].
+    prompt: &'a str,
+    /// What the answer is, for the error when stdin ends.
+    what: &'a str,
+    /// The sentence after the daemon's refusal once the tries ran out.
+    not_done: &'a str,
+}
+
+/// Asks for the code until `check` (the daemon) accepts one, which gives
+/// the backup codes that came with it, or the tries run out:
+/// [`INTERACTIVE_TRIES`] at a terminal, one for a script. Only a wrong
+/// code (`BadCode`, `InvalidInput`) uses a try; any other refusal ends at
+/// once. At a terminal each answer first goes to `not_a_code`, which may
+/// deal with it (an empty line) and return true: it is then asked again
+/// without using a try.
+fn ask_code(
+    input: &mut Input,
+    question: &CodeQuestion,
+    mut not_a_code: impl FnMut(&mut Input, &str) -> Result<bool, Failure>,
+    mut check: impl FnMut(&str) -> Result<Vec<String>, Failure>,
+) -> Result<Vec<String>, Failure> {
     let tries = if input.is_interactive() {
         INTERACTIVE_TRIES
     } else {
@@ -156,18 +238,17 @@ fn confirm(
     };
     let mut attempt = 1;
     loop {
-        let code = input.answer(CODE_PROMPT, "the code from the app", MAX_CODE_BYTES)?;
-        if code.is_empty() && input.is_interactive() {
-            input.tell("Type the 6-digit code your app shows for this account.")?;
+        let code = input.answer(question.prompt, question.what, MAX_CODE_BYTES)?;
+        if input.is_interactive() && not_a_code(input, &code)? {
             continue;
         }
-        match account.confirm_app(enrolment, &code) {
+        match check(&code) {
             Ok(codes) => return Ok(codes),
             Err(f) if matches!(f.reason, Reason::BadCode | Reason::InvalidInput) => {
                 if attempt >= tries {
                     return Err(Failure::new(
                         f.reason,
-                        format!("{} {not_done}", sentence(f.message())),
+                        format!("{} {}", sentence(f.message()), question.not_done),
                     ));
                 }
                 let left = tries - attempt;
