@@ -1,5 +1,5 @@
 //! Backup codes: `twofactorctl backup-codes`, and showing and saving a set
-//! (also used by `enable app`, which makes the first set).
+//! (also used by `enable app` and `enable email`, which make the first set).
 //!
 //! Flow of `backup-codes`: Status (is a method active? how many unused
 //! codes are there?) → the `--save` FILE is looked at → the user is told
@@ -38,8 +38,9 @@ pub const SAVED_PREFIX: &str = "Saved to ";
 /// Longest file name typed at [`SAVE_PROMPT`] (PATH_MAX).
 pub const MAX_PATH_BYTES: usize = 4096;
 /// The refusal of `backup-codes` when no method is active.
-pub const NO_METHOD: &str = "backup codes need an active method: set up an authenticator app \
-                             first (`twofactorctl enable app`); nothing was changed";
+pub const NO_METHOD: &str = "backup codes need an active method: set one up first \
+                             (`twofactorctl enable app`, or `twofactorctl enable email \
+                             ADDRESS`); nothing was changed";
 /// Said (stderr) before every failure to save a set that was made.
 pub const NOT_SAVED: &str = "the backup codes above were not saved: ";
 
@@ -227,8 +228,8 @@ pub fn file_text(codes: &[String], origin: &Origin) -> Zeroizing<String> {
          # Account: {}\n\
          # Host:    {}\n\
          # Made:    {}\n\
-         # Each code works once: type it at the login's code prompt instead of the\n\
-         # code from the authenticator app (with or without the \"-\", in any case).\n\
+         # Each code works once: type it at the login's code prompt instead of a\n\
+         # code from the app or the email (with or without the \"-\", in any case).\n\
          # A new set (twofactorctl backup-codes) voids all of these codes.\n\n",
         origin.user,
         origin.host,
