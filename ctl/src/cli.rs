@@ -758,93 +758,83 @@ mod tests {
         }
     }
 
+    fn command(args: &[&str]) -> Command {
+        let mut all = vec!["twofactorctl"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).unwrap().command
+    }
+
     #[test]
     fn parses_the_email_commands() {
-        let cli =
-            Cli::try_parse_from(["twofactorctl", "enable", "email", "a@example.com"]).unwrap();
-        match cli.command {
-            Command::Enable(EnableArgs {
-                method: EnableMethod::Email(e),
-            }) => {
-                assert_eq!(e.address, "a@example.com");
-                assert!(e.save.save.is_none() && !e.save.force);
-            }
-            other => panic!("{other:?}"),
-        }
-        let cli = Cli::try_parse_from([
-            "twofactorctl",
-            "enable",
-            "email",
-            "a@example.com",
-            "--save",
-            "c.txt",
-            "--force",
-        ])
-        .unwrap();
-        match cli.command {
-            Command::Enable(EnableArgs {
-                method: EnableMethod::Email(e),
-            }) => {
-                assert_eq!(e.save.save.as_deref(), Some(std::path::Path::new("c.txt")));
-                assert!(e.save.force);
-            }
-            other => panic!("{other:?}"),
-        }
-        match Cli::try_parse_from(["twofactorctl", "disable", "email"])
-            .unwrap()
-            .command
-        {
-            Command::Disable(d) => assert_eq!(d.method.wire_name(), "email"),
-            other => panic!("{other:?}"),
-        }
+        let Command::Enable(EnableArgs {
+            method: EnableMethod::Email(e),
+        }) = command(&["enable", "email", "a@example.com"])
+        else {
+            panic!("not enable email");
+        };
+        assert_eq!(e.address, "a@example.com");
+        assert!(e.save.save.is_none() && !e.save.force);
+        let Command::Enable(EnableArgs {
+            method: EnableMethod::Email(e),
+        }) = command(&["enable", "email", "b@example.com", "--save", "c", "--force"])
+        else {
+            panic!("not enable email");
+        };
+        assert_eq!(e.address, "b@example.com");
+        assert_eq!(e.save.save.as_deref(), Some(std::path::Path::new("c")));
+        assert!(e.save.force);
+        let Command::Disable(d) = command(&["disable", "email"]) else {
+            panic!("not disable");
+        };
+        assert_eq!(d.method.wire_name(), "email");
         for (word, wire) in [("app", "app"), ("email", "email"), ("none", "")] {
-            match Cli::try_parse_from(["twofactorctl", "prefer", word])
-                .unwrap()
-                .command
-            {
-                Command::Prefer(p) => assert_eq!(p.method.wire_name(), wire, "{word}"),
-                other => panic!("{other:?}"),
-            }
+            let Command::Prefer(p) = command(&["prefer", word]) else {
+                panic!("not prefer {word}");
+            };
+            assert_eq!(p.method.wire_name(), wire, "{word}");
         }
+    }
+
+    /// The long help of a subcommand, e.g. `["enable", "email"]`.
+    fn long_help_of(path: &[&str]) -> String {
+        let mut cmd = Cli::command();
+        let mut sub = &mut cmd;
+        for name in path {
+            sub = sub.find_subcommand_mut(name).unwrap();
+        }
+        sub.render_long_help().to_string()
     }
 
     #[test]
     fn email_help_documents_input_and_codes() {
-        let mut cmd = Cli::command();
-        let email = cmd
-            .find_subcommand_mut("enable")
-            .unwrap()
-            .find_subcommand_mut("email")
-            .unwrap()
-            .render_long_help()
-            .to_string();
-        for needle in [
-            "line 2 = the code from the email",
-            "resend",
-            "3 tries",
-            "Email codes enabled.",
-            "first method",
-            "Save them to a file?",
-            "codes = true",
-            "Exit status:",
-        ] {
-            assert!(email.contains(needle), "{needle}: {email}");
-        }
-        let prefer = cmd
-            .find_subcommand_mut("prefer")
-            .unwrap()
-            .render_long_help()
-            .to_string();
-        for needle in ["none", "used last", "Logins now ask", "Exit status:"] {
-            assert!(prefer.contains(needle), "{needle}: {prefer}");
-        }
-        let disable = cmd
-            .find_subcommand_mut("disable")
-            .unwrap()
-            .render_long_help()
-            .to_string();
-        for needle in ["`email`", "either", "last method cannot be removed"] {
-            assert!(disable.contains(needle), "{needle}: {disable}");
+        let pages: [(&[&str], &[&str]); 3] = [
+            (
+                &["enable", "email"],
+                &[
+                    "line 2 = the code from the email",
+                    "resend",
+                    "3 tries",
+                    "Email codes enabled.",
+                    "first method",
+                    "Save them to a file?",
+                    "codes = true",
+                    "Exit status:",
+                ],
+            ),
+            (
+                &["prefer"],
+                &["none", "used last", "Logins now ask", "Exit status:"],
+            ),
+            (
+                &["disable"],
+                &["`email`", "either", "last method cannot be removed"],
+            ),
+        ];
+        for (path, needles) in pages {
+            let help = long_help_of(path);
+            for needle in needles {
+                assert!(help.contains(needle), "{path:?} {needle}: {help}");
+            }
         }
     }
 

@@ -64,6 +64,15 @@ impl Here {
             now: super::now,
         }
     }
+
+    /// A set made now for `user`, here.
+    pub fn origin<'a>(&'a self, user: &'a str) -> Origin<'a> {
+        Origin {
+            user,
+            host: &self.host,
+            made: (self.now)(),
+        }
+    }
 }
 
 /// For whom, where and when a set was made.
@@ -95,7 +104,7 @@ pub fn run(
         let password = input.password(&format!("Password for {user}: "), MAX_PASSWORD_BYTES)?;
         Zeroizing::new(account.new_backup_codes(&password)?)
     };
-    let made = (here.now)();
+    let origin = here.origin(&user);
     if codes.is_empty() {
         return Err(Failure::new(
             Reason::Unexpected,
@@ -105,11 +114,6 @@ pub fn run(
     }
     show_codes(out, &codes)?;
     out.flush().map_err(write_failure)?;
-    let origin = Origin {
-        user: &user,
-        host: &here.host,
-        made,
-    };
     save(input, out, &args.save, &codes, &origin)
 }
 
@@ -246,18 +250,9 @@ pub fn file_text(codes: &[String], origin: &Origin) -> Zeroizing<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::fake::{ten_codes, FakeAccount};
+    use crate::commands::fake::{here, scripted, ten_codes, FakeAccount, MADE};
     use std::os::unix::fs::PermissionsExt;
     use twofactor_proto::AccountStatus;
-
-    const MADE: i64 = 1_700_000_000;
-
-    fn here() -> Here {
-        Here {
-            host: "testhost".into(),
-            now: || MADE,
-        }
-    }
 
     fn fake(methods: &[&str], left: u32) -> FakeAccount {
         FakeAccount::with_status(AccountStatus {
@@ -284,10 +279,9 @@ mod tests {
         interactive: bool,
         args: &BackupCodesArgs,
     ) -> (Result<(), Failure>, String, String) {
-        let (mut input, seen) = Input::scripted_seen(stdin, interactive);
-        let mut out = Vec::new();
-        let r = run(fake, &mut input, &mut out, args, &here());
-        (r, String::from_utf8(out).unwrap(), seen.text())
+        scripted(stdin, interactive, |input, out| {
+            run(fake, input, out, args, &here())
+        })
     }
 
     fn expected_stdout(codes: &[String]) -> String {

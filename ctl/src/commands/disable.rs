@@ -108,62 +108,42 @@ mod tests {
     }
 
     #[test]
-    fn other_methods_stay_listed() {
-        let f = FakeAccount::with_status(status(&["app", "email"]));
-        f.disables.borrow_mut().push_back(Ok(()));
-        f.statuses.borrow_mut().push_back(Ok(status(&["email"])));
-        let (r, out) = run_with(&f, DisableMethod::App, b"pw\n");
-        r.unwrap();
-        assert_eq!(
-            out,
-            "Removed: authenticator app.\nStill active: codes by email.\n"
-        );
-    }
-
-    #[test]
-    fn disable_email_sends_email_and_keeps_the_app() {
-        let f = FakeAccount::with_status(status(&["app", "email"]));
-        f.disables.borrow_mut().push_back(Ok(()));
-        f.statuses.borrow_mut().push_back(Ok(status(&["app"])));
-        let (r, out) = run_with(&f, DisableMethod::Email, b"pw\n");
-        r.unwrap();
-        assert_eq!(f.calls(), ["Status", "Disable(email,pw)", "Status"]);
-        assert_eq!(
-            out,
-            "Removed: codes by email.\nStill active: authenticator app.\n"
-        );
-    }
-
-    #[test]
-    fn disable_email_unreadable_status_names_email() {
-        let f = FakeAccount::with_status(status(&["app", "email"]));
-        f.disables.borrow_mut().push_back(Ok(()));
-        let (r, out) = run_with(&f, DisableMethod::Email, b"pw\n");
-        r.unwrap();
-        assert_eq!(out, "Removed: codes by email.\n");
-    }
-
-    #[test]
-    fn the_last_method_under_the_policy_is_refused_for_email_too() {
-        const WHY: &str = "two-factor authentication is mandatory for your account, so its \
-                           last method cannot be removed";
-        let f = FakeAccount::with_status(status(&["email"]));
-        f.disables
-            .borrow_mut()
-            .push_back(Err(Failure::new(Reason::PermissionDenied, WHY)));
-        let (r, out) = run_with(&f, DisableMethod::Email, b"pw\n");
-        let err = r.unwrap_err();
-        assert_eq!((err.reason, err.message()), (Reason::PermissionDenied, WHY));
-        assert!(out.is_empty());
+    fn removing_one_of_two_methods_keeps_the_other() {
+        for (method, left, said) in [
+            (
+                DisableMethod::App,
+                "email",
+                "Removed: authenticator app.\nStill active: codes by email.\n",
+            ),
+            (
+                DisableMethod::Email,
+                "app",
+                "Removed: codes by email.\nStill active: authenticator app.\n",
+            ),
+        ] {
+            let f = FakeAccount::with_status(status(&["app", "email"]));
+            f.disables.borrow_mut().push_back(Ok(()));
+            f.statuses.borrow_mut().push_back(Ok(status(&[left])));
+            let (r, out) = run_with(&f, method, b"pw\n");
+            r.unwrap();
+            assert_eq!(out, said);
+            let call = format!("Disable({},pw)", method.wire_name());
+            assert_eq!(f.calls(), ["Status", call.as_str(), "Status"]);
+        }
     }
 
     #[test]
     fn status_unreadable_afterwards_still_reports() {
-        let f = FakeAccount::with_status(status(&["app"]));
-        f.disables.borrow_mut().push_back(Ok(()));
-        let (r, out) = run_with(&f, DisableMethod::App, b"pw\n");
-        r.unwrap();
-        assert_eq!(out, "Removed: authenticator app.\n");
+        for (method, said) in [
+            (DisableMethod::App, "Removed: authenticator app.\n"),
+            (DisableMethod::Email, "Removed: codes by email.\n"),
+        ] {
+            let f = FakeAccount::with_status(status(&["app", "email"]));
+            f.disables.borrow_mut().push_back(Ok(()));
+            let (r, out) = run_with(&f, method, b"pw\n");
+            r.unwrap();
+            assert_eq!(out, said);
+        }
     }
 
     #[test]
@@ -184,8 +164,12 @@ mod tests {
         const WHY: &str = "two-factor authentication is mandatory for your account, so its \
                            last method cannot be removed. To move to a new phone, run \
                            `twofactorctl enable app` again (the new app replaces the old one)";
-        for method in [DisableMethod::App, DisableMethod::All] {
-            let f = FakeAccount::with_status(status(&["app"]));
+        for (method, had) in [
+            (DisableMethod::App, "app"),
+            (DisableMethod::Email, "email"),
+            (DisableMethod::All, "app"),
+        ] {
+            let f = FakeAccount::with_status(status(&[had]));
             f.disables
                 .borrow_mut()
                 .push_back(Err(Failure::new(Reason::PermissionDenied, WHY)));

@@ -50,6 +50,8 @@ pub const REPLACING: [&str; 4] = [
     "the new one; until then the current app keeps working. The confirmation also",
     "makes a new set of backup codes, which voids your current set.",
 ];
+/// How a failure to save the first set starts: the app is on all the same.
+const APP_ON: &str = "the authenticator app is enabled";
 /// Said (stderr) after a replacement was confirmed.
 pub const REPLACED: &str =
     "The previous app no longer works: only the new app's codes are accepted now.";
@@ -80,16 +82,15 @@ pub fn app(
         Shown(account.enroll_app(&password)?)
     };
     show(out, &enrolment.0, style)?;
-    let codes = Zeroizing::new(confirm(account, input, &enrolment.0.enrolment, replacing)?);
-    let origin = Origin {
-        user: &user,
-        host: &here.host,
-        made: (here.now)(),
-    };
-    writeln!(out, "{ENABLED}").map_err(write_failure)?;
-    if replacing {
-        input.tell(REPLACED)?;
-    }
+    let codes = Zeroizing::new(ask_code(
+        input,
+        &QUESTION,
+        replacing,
+        type_the_code,
+        |code| account.confirm_app(&enrolment.0.enrolment, code),
+    )?);
+    let origin = here.origin(&user);
+    say_enabled(input, out, ENABLED, replacing.then_some(REPLACED))?;
     if codes.is_empty() {
         out.flush().map_err(write_failure)?;
         // The daemon always makes a set; an older one might not.
@@ -102,14 +103,7 @@ pub fn app(
             None => Ok(()),
         };
     }
-    first_set(
-        input,
-        out,
-        &args.save,
-        &codes,
-        &origin,
-        "the authenticator app is enabled",
-    )
+    first_set(input, out, &args.save, &codes, &origin, APP_ON)
 }
 
 /// The start of every `enable`, once the daemon answered `Status`: the
@@ -131,6 +125,21 @@ fn prepare(
         }
     }
     Ok(replacing)
+}
+
+/// The "… enabled." line (stdout) and, after a replacement, what the
+/// replaced one no longer does (stderr).
+fn say_enabled(
+    input: &mut Input,
+    out: &mut dyn Write,
+    enabled: &str,
+    replaced: Option<&str>,
+) -> Result<(), Failure> {
+    writeln!(out, "{enabled}").map_err(write_failure)?;
+    match replaced {
+        Some(line) => input.tell(line),
+        None => Ok(()),
+    }
 }
 
 /// `Password for USER: `.
@@ -178,44 +187,33 @@ fn show(out: &mut dyn Write, e: &AppEnrolment, style: qr::Style) -> Result<(), F
     out.flush().map_err(write_failure)
 }
 
-/// Asks for codes from the app until the daemon accepts one or the tries
-/// run out.
-fn confirm(
-    account: &dyn Account,
-    input: &mut Input,
-    enrolment: &str,
-    replacing: bool,
-) -> Result<Vec<String>, Failure> {
-    let question = CodeQuestion {
-        prompt: CODE_PROMPT,
-        what: "the code from the app",
-        not_done: if replacing {
-            "The new app was not enabled; the current one keeps working."
-        } else {
-            "The authenticator app was not enabled."
-        },
-    };
-    ask_code(
-        input,
-        &question,
-        |input, code| {
-            if code.is_empty() {
-                input.tell("Type the 6-digit code your app shows for this account.")?;
-            }
-            Ok(code.is_empty())
-        },
-        |code| account.confirm_app(enrolment, code),
-    )
+/// The question for the code from the app.
+const QUESTION: CodeQuestion = CodeQuestion {
+    prompt: CODE_PROMPT,
+    what: "the code from the app",
+    not_done: [
+        "The authenticator app was not enabled.",
+        "The new app was not enabled; the current one keeps working.",
+    ],
+};
+
+/// At a terminal, an empty answer is no code: it is asked again.
+fn type_the_code(input: &mut Input, code: &str) -> Result<bool, Failure> {
+    if code.is_empty() {
+        input.tell("Type the 6-digit code your app shows for this account.")?;
+    }
+    Ok(code.is_empty())
 }
 
 /// A question for the code that confirms a new method.
-struct CodeQuestion<'a> {
+struct CodeQuestion {
     /// The prompt, e.g. [`CODE_PROMPT`].
-    prompt: &'a str,
+    prompt: &'static str,
     /// What the answer is, for the error when stdin ends.
-    what: &'a str,
-    /// The sentence after the daemon's refusal once the tries ran out.
-    not_done: &'a str,
+    what: &'static str,
+    /// The sentence after the daemon's refusal once the tries ran out: for
+    /// a first method, and for a replacement.
+    not_done: [&'static str; 2],
 }
 
 /// Asks for the code until `check` (the daemon) accepts one, which gives
@@ -224,10 +222,11 @@ struct CodeQuestion<'a> {
 /// code (`BadCode`, `InvalidInput`) uses a try; any other refusal ends at
 /// once. At a terminal each answer first goes to `not_a_code`, which may
 /// deal with it (an empty line) and return true: it is then asked again
-/// without using a try.
+/// without using a try. `replacing`: the method is enabled already.
 fn ask_code(
     input: &mut Input,
     question: &CodeQuestion,
+    replacing: bool,
     mut not_a_code: impl FnMut(&mut Input, &str) -> Result<bool, Failure>,
     mut check: impl FnMut(&str) -> Result<Vec<String>, Failure>,
 ) -> Result<Vec<String>, Failure> {
@@ -248,7 +247,11 @@ fn ask_code(
                 if attempt >= tries {
                     return Err(Failure::new(
                         f.reason,
-                        format!("{} {}", sentence(f.message()), question.not_done),
+                        format!(
+                            "{} {}",
+                            sentence(f.message()),
+                            question.not_done[usize::from(replacing)]
+                        ),
                     ));
                 }
                 let left = tries - attempt;
@@ -323,7 +326,7 @@ mod tests {
     use super::*;
     use crate::cli::SaveArgs;
     use crate::commands::backup::{CODES_HEADER, SAVED_PREFIX, SAVE_PROMPT};
-    use crate::commands::fake::{ten_codes, FakeAccount};
+    use crate::commands::fake::{here, scripted, ten_codes, FakeAccount, MADE};
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
     use twofactor_proto::AccountStatus;
@@ -349,8 +352,6 @@ mod tests {
         Failure::new(Reason::BadCode, "wrong code")
     }
 
-    const MADE: i64 = 1_700_000_000;
-
     fn run(fake: &FakeAccount, stdin: &[u8], interactive: bool) -> (Result<(), Failure>, String) {
         let (r, out, _) = run_saving(fake, stdin, interactive, SaveArgs::default());
         (r, out)
@@ -363,21 +364,10 @@ mod tests {
         interactive: bool,
         save: SaveArgs,
     ) -> (Result<(), Failure>, String, String) {
-        let (mut input, seen) = Input::scripted_seen(stdin, interactive);
-        let mut out = Vec::new();
-        let here = Here {
-            host: "testhost".into(),
-            now: || MADE,
-        };
-        let r = app(
-            fake,
-            &mut input,
-            &mut out,
-            &EnableAppArgs { save },
-            qr::Style::DarkBackground,
-            &here,
-        );
-        (r, String::from_utf8(out).unwrap(), seen.text())
+        let args = EnableAppArgs { save };
+        scripted(stdin, interactive, |input, out| {
+            app(fake, input, out, &args, qr::Style::DarkBackground, &here())
+        })
     }
 
     fn save_to(path: &Path, force: bool) -> SaveArgs {

@@ -123,18 +123,48 @@ pub fn write_failure(err: io::Error) -> Failure {
     Failure::io("writing the output", &err)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_are_named_for_people() {
+        for (got, want) in [
+            (describe("app"), "authenticator app"),
+            (describe("email"), "codes by email"),
+            (describe("backup-code"), "backup code"),
+            (describe("sms\n\x1b[2J"), "sms [2J"),
+            (
+                describe_all(&["app".into(), "email".into()]),
+                "authenticator app, codes by email",
+            ),
+            (describe_preferred(""), NO_PREFERRED),
+            (describe_preferred("email"), "codes by email"),
+            (describe_last(""), "none yet"),
+            (describe_last("app"), "authenticator app"),
+        ] {
+            assert_eq!(got, want);
+        }
+    }
+}
+
 /// A scripted daemon for unit tests of the commands: canned answers and a
 /// record of the calls.
 #[cfg(test)]
 pub mod fake {
     use std::cell::RefCell;
     use std::collections::VecDeque;
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
 
     use twofactor_proto::types::AppEnrolment;
     use twofactor_proto::AccountStatus;
 
+    use super::backup::Here;
     use crate::client::Account;
     use crate::error::Failure;
+    use crate::input::Input;
 
     #[derive(Default)]
     pub struct FakeAccount {
@@ -172,6 +202,54 @@ pub mod fake {
                 .borrow_mut()
                 .pop_front()
                 .unwrap_or_else(|| Err(unscripted()))
+        }
+    }
+
+    /// The clock of [`here`].
+    pub const MADE: i64 = 1_700_000_000;
+
+    /// The machine of the tests: host `testhost`, time [`MADE`].
+    pub fn here() -> Here {
+        Here {
+            host: "testhost".into(),
+            now: || MADE,
+        }
+    }
+
+    /// Runs `command` with `stdin` as the answers (`interactive`: as if a
+    /// person typed them): its result, stdout, and what was said on stderr.
+    pub fn scripted(
+        stdin: &[u8],
+        interactive: bool,
+        command: impl FnOnce(&mut Input, &mut dyn Write) -> Result<(), Failure>,
+    ) -> (Result<(), Failure>, String, String) {
+        let (mut input, seen) = Input::scripted_seen(stdin, interactive);
+        let mut out = Vec::new();
+        let r = command(&mut input, &mut out);
+        (r, String::from_utf8(out).unwrap(), seen.text())
+    }
+
+    /// The codes of a saved file, which must be a regular 0600 file.
+    pub fn saved_codes(path: &Path) -> Vec<String> {
+        let meta = std::fs::symlink_metadata(path).unwrap();
+        assert!(meta.file_type().is_file());
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// `text` holds `parts`, in this order.
+    pub fn assert_in_order(text: &str, parts: &[&str]) {
+        let mut from = 0;
+        for part in parts {
+            match text[from..].find(part) {
+                Some(at) => from += at + part.len(),
+                None => panic!("{part:?} not found (in order) in {text}"),
+            }
         }
     }
 

@@ -20,10 +20,10 @@ use twofactor_proto::names::MAX_PASSWORD_BYTES;
 use twofactor_proto::types::method;
 use zeroize::Zeroizing;
 
-use super::{ask_code, first_set, password_prompt, prepare, sentence, CodeQuestion};
+use super::{ask_code, first_set, password_prompt, prepare, say_enabled, sentence, CodeQuestion};
 use crate::cli::EnableEmailArgs;
 use crate::client::Account;
-use crate::commands::backup::{Here, Origin};
+use crate::commands::backup::Here;
 use crate::commands::write_failure;
 use crate::error::{Failure, Reason};
 use crate::input::Input;
@@ -48,6 +48,9 @@ pub const REPLACING: [&str; 3] = [
 /// Said (stderr) after a new address was confirmed.
 pub const REPLACED: &str =
     "Codes now go to the new address; the previous address gets no more codes.";
+/// How a failure to save the first set starts: email codes are on all the
+/// same.
+const EMAIL_ON: &str = "email codes are enabled";
 /// The refusal of `--save` when backup codes will not be made.
 pub const NO_SET_TO_SAVE: &str = "--save: no backup codes are made when you already have a \
                                   method (your current backup codes stay as they are; \
@@ -83,58 +86,44 @@ pub fn run(
     if input.is_interactive() {
         input.tell(RESEND_HINT)?;
     }
-    let codes = Zeroizing::new(confirm(account, input, replacing)?);
-    let origin = Origin {
-        user: &user,
-        host: &here.host,
-        made: (here.now)(),
-    };
-    writeln!(out, "{ENABLED}").map_err(write_failure)?;
-    if replacing {
-        input.tell(REPLACED)?;
-    }
+    let codes = Zeroizing::new(ask_code(
+        input,
+        &QUESTION,
+        replacing,
+        |input, answer| resend_if_asked(account, input, answer),
+        |code| account.confirm_email(code),
+    )?);
+    let origin = here.origin(&user);
+    say_enabled(input, out, ENABLED, replacing.then_some(REPLACED))?;
     if codes.is_empty() {
         // Email is not the first method: the backup codes stay as they are.
         return out.flush().map_err(write_failure);
     }
-    first_set(
-        input,
-        out,
-        &args.save,
-        &codes,
-        &origin,
-        "email codes are enabled",
-    )
+    first_set(input, out, &args.save, &codes, &origin, EMAIL_ON)
 }
 
-/// Asks for the code until the daemon accepts one or the tries run out; at
-/// a terminal an empty answer or [`RESEND`] sends a new code.
-fn confirm(
+/// The question for the code from the email.
+const QUESTION: CodeQuestion = CodeQuestion {
+    prompt: CODE_PROMPT,
+    what: "the code from the email",
+    not_done: [
+        "Email codes were not enabled.",
+        "The new address was not confirmed; codes keep going to the current one.",
+    ],
+};
+
+/// At a terminal, an empty answer or [`RESEND`] is no code: it asks for a
+/// new one (see [`resend`]), and the code is asked again.
+fn resend_if_asked(
     account: &dyn Account,
     input: &mut Input,
-    replacing: bool,
-) -> Result<Vec<String>, Failure> {
-    let question = CodeQuestion {
-        prompt: CODE_PROMPT,
-        what: "the code from the email",
-        not_done: if replacing {
-            "The new address was not confirmed; codes keep going to the current one."
-        } else {
-            "Email codes were not enabled."
-        },
-    };
-    ask_code(
-        input,
-        &question,
-        |input, code| {
-            let wants_new = code.is_empty() || code.eq_ignore_ascii_case(RESEND);
-            if wants_new {
-                resend(account, input)?;
-            }
-            Ok(wants_new)
-        },
-        |code| account.confirm_email(code),
-    )
+    answer: &str,
+) -> Result<bool, Failure> {
+    let wants_new = answer.is_empty() || answer.eq_ignore_ascii_case(RESEND);
+    if wants_new {
+        resend(account, input)?;
+    }
+    Ok(wants_new)
 }
 
 /// Asks twofactord for a new code and says where it went. When none could
@@ -165,14 +154,14 @@ mod tests {
     use super::*;
     use crate::cli::SaveArgs;
     use crate::commands::backup::{CODES_HEADER, SAVED_PREFIX, SAVE_PROMPT};
-    use crate::commands::fake::{ten_codes, FakeAccount};
-    use std::os::unix::fs::PermissionsExt;
+    use crate::commands::fake::{
+        assert_in_order, here, saved_codes, scripted, ten_codes, FakeAccount,
+    };
     use std::path::Path;
     use twofactor_proto::AccountStatus;
 
     const ADDRESS: &str = "alice@example.com";
     const MASKED: &str = "a•••@example.com";
-    const MADE: i64 = 1_700_000_000;
 
     /// A daemon for alice with `methods`, which sends the first code.
     fn fake(methods: &[&str]) -> FakeAccount {
@@ -185,6 +174,18 @@ mod tests {
         fake
     }
 
+    /// Like [`fake`], and ConfirmEmail answers with `answers`, in order.
+    fn confirming(methods: &[&str], answers: Vec<Result<Vec<String>, Failure>>) -> FakeAccount {
+        let fake = fake(methods);
+        fake.email_confirms.borrow_mut().extend(answers);
+        fake
+    }
+
+    /// Like [`fake`], and the first code is accepted, giving `codes`.
+    fn accepting(methods: &[&str], codes: Vec<String>) -> FakeAccount {
+        confirming(methods, vec![Ok(codes)])
+    }
+
     fn bad_code() -> Failure {
         Failure::new(
             Reason::BadCode,
@@ -192,40 +193,25 @@ mod tests {
         )
     }
 
-    /// Result, stdout and what was said on stderr.
-    fn run_saving(
+    /// `enable email ADDRESS` answered with `stdin`, with `--save` when
+    /// given: the result, stdout, and what was said on stderr.
+    fn enable(
         fake: &FakeAccount,
         stdin: &[u8],
         interactive: bool,
-        save: SaveArgs,
+        save: Option<&Path>,
     ) -> (Result<(), Failure>, String, String) {
-        let (mut input, seen) = Input::scripted_seen(stdin, interactive);
-        let mut out = Vec::new();
-        let here = Here {
-            host: "testhost".into(),
-            now: || MADE,
+        let save = SaveArgs {
+            save: save.map(Path::to_path_buf),
+            force: false,
         };
         let args = EnableEmailArgs {
             address: ADDRESS.into(),
             save,
         };
-        let r = run(fake, &mut input, &mut out, &args, &here);
-        (r, String::from_utf8(out).unwrap(), seen.text())
-    }
-
-    fn run_plain(
-        fake: &FakeAccount,
-        stdin: &[u8],
-        interactive: bool,
-    ) -> (Result<(), Failure>, String, String) {
-        run_saving(fake, stdin, interactive, SaveArgs::default())
-    }
-
-    fn save_to(path: &Path, force: bool) -> SaveArgs {
-        SaveArgs {
-            save: Some(path.to_path_buf()),
-            force,
-        }
+        scripted(stdin, interactive, |input, out| {
+            run(fake, input, out, &args, &here())
+        })
     }
 
     fn enabled_then_codes() -> String {
@@ -247,9 +233,8 @@ mod tests {
 
     #[test]
     fn first_method_prints_enabled_and_the_backup_codes() {
-        let f = fake(&[]);
-        f.email_confirms.borrow_mut().push_back(Ok(ten_codes()));
-        let (r, out, said) = run_plain(&f, b"pw 1\n123456\n", false);
+        let f = accepting(&[], ten_codes());
+        let (r, out, said) = enable(&f, b"pw 1\n123456\n", false, None);
         r.unwrap();
         assert_eq!(
             f.calls(),
@@ -262,10 +247,7 @@ mod tests {
         assert_eq!(out, enabled_then_codes());
         // Told where the code went, after the password and before the code
         // is asked; the codes never go to stderr.
-        let password = said.find("Password for alice: ").expect("password asked");
-        let sent_at = said.find(&sent(MASKED)).unwrap_or_else(|| panic!("{said}"));
-        let prompt = said.find(CODE_PROMPT).expect("code asked");
-        assert!(password < sent_at && sent_at < prompt, "{said}");
+        assert_in_order(&said, &["Password for alice: ", &sent(MASKED), CODE_PROMPT]);
         assert!(said.contains("A code was sent to a•••@example.com; it is valid for"));
         assert!(!said.contains(&ten_codes()[0]));
         // A script is not told about resending: it cannot.
@@ -275,9 +257,8 @@ mod tests {
     #[test]
     fn not_the_first_method_makes_no_codes() {
         for interactive in [false, true] {
-            let f = fake(&["app"]);
-            f.email_confirms.borrow_mut().push_back(Ok(vec![]));
-            let (r, out, said) = run_plain(&f, b"pw\n123456\n/tmp/x\n", interactive);
+            let f = accepting(&["app"], vec![]);
+            let (r, out, said) = enable(&f, b"pw\n123456\n/tmp/x\n", interactive, None);
             r.unwrap();
             assert_eq!(out, format!("{ENABLED}\n"));
             assert!(!said.contains(SAVE_PROMPT), "{said}");
@@ -289,19 +270,12 @@ mod tests {
     fn first_method_codes_are_saved_with_save() {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("codes.txt");
-        let f = fake(&[]);
-        f.email_confirms.borrow_mut().push_back(Ok(ten_codes()));
-        let (r, out, _) = run_saving(&f, b"pw\n123456\n", false, save_to(&path, false));
+        let f = accepting(&[], ten_codes());
+        let (r, out, _) = enable(&f, b"pw\n123456\n", false, Some(&path));
         r.unwrap();
-        let meta = std::fs::symlink_metadata(&path).unwrap();
-        assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+        assert_eq!(saved_codes(&path), ten_codes());
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("# twofactor backup codes\n# Account: alice\n"));
-        let codes: Vec<&str> = text
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .collect();
-        assert_eq!(codes, ten_codes());
         assert_eq!(
             out,
             format!(
@@ -315,14 +289,12 @@ mod tests {
     #[test]
     fn first_method_codes_are_offered_to_a_person() {
         let d = tempfile::tempdir().unwrap();
-        let path = d.path().join("codes.txt");
-        let f = fake(&[]);
-        f.email_confirms.borrow_mut().push_back(Ok(ten_codes()));
+        let path = d.path().join("typed.txt");
         let stdin = format!("pw\n123456\n{}\n", path.display());
-        let (r, out, said) = run_plain(&f, stdin.as_bytes(), true);
+        let (r, out, said) = enable(&accepting(&[], ten_codes()), stdin.as_bytes(), true, None);
         r.unwrap();
         assert!(said.contains(SAVE_PROMPT));
-        assert!(path.exists());
+        assert_eq!(saved_codes(&path), ten_codes());
         assert!(out.lines().last().unwrap().starts_with(SAVED_PREFIX));
     }
 
@@ -331,7 +303,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("codes.txt");
         let f = fake(&["app"]);
-        let (r, out, said) = run_saving(&f, b"pw\n123456\n", false, save_to(&path, false));
+        let (r, out, said) = enable(&f, b"pw\n123456\n", false, Some(&path));
         let err = r.unwrap_err();
         assert_eq!((err.reason, err.exit_code()), (Reason::Usage, 2));
         assert_eq!(err.message(), NO_SET_TO_SAVE);
@@ -347,7 +319,7 @@ mod tests {
         let path = d.path().join("codes.txt");
         std::fs::write(&path, b"old").unwrap();
         let f = fake(&[]);
-        let (r, _, said) = run_saving(&f, b"pw\n123456\n", false, save_to(&path, false));
+        let (r, _, said) = enable(&f, b"pw\n123456\n", false, Some(&path));
         let err = r.unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.message().contains("--force"), "{}", err.message());
@@ -358,10 +330,8 @@ mod tests {
 
     #[test]
     fn a_person_gets_three_tries() {
-        let f = fake(&[]);
-        f.email_confirms.borrow_mut().push_back(Err(bad_code()));
-        f.email_confirms.borrow_mut().push_back(Ok(ten_codes()));
-        let (r, out, said) = run_plain(&f, b"pw\n111111\n222222\n", true);
+        let f = confirming(&[], vec![Err(bad_code()), Ok(ten_codes())]);
+        let (r, out, said) = enable(&f, b"pw\n111111\n222222\n", true, None);
         r.unwrap();
         assert_eq!(
             code_calls(&f),
@@ -376,11 +346,8 @@ mod tests {
         );
         assert_eq!(out, enabled_then_codes());
 
-        let f = fake(&[]);
-        for _ in 0..3 {
-            f.email_confirms.borrow_mut().push_back(Err(bad_code()));
-        }
-        let (r, out, _) = run_plain(&f, b"pw\n1\n2\n3\n4\n", true);
+        let f = confirming(&[], vec![Err(bad_code()), Err(bad_code()), Err(bad_code())]);
+        let (r, out, _) = enable(&f, b"pw\n1\n2\n3\n4\n", true, None);
         let err = r.unwrap_err();
         assert_eq!((err.reason, err.exit_code()), (Reason::BadCode, 1));
         assert!(err.message().ends_with("Email codes were not enabled."));
@@ -390,10 +357,8 @@ mod tests {
 
     #[test]
     fn a_script_gets_one_try() {
-        let f = fake(&[]);
-        f.email_confirms.borrow_mut().push_back(Err(bad_code()));
-        f.email_confirms.borrow_mut().push_back(Ok(ten_codes()));
-        let (r, out, _) = run_plain(&f, b"pw\n000000\n123456\n", false);
+        let f = confirming(&[], vec![Err(bad_code()), Ok(ten_codes())]);
+        let (r, out, _) = enable(&f, b"pw\n000000\n123456\n", false, None);
         let err = r.unwrap_err();
         assert_eq!(err.exit_code(), 1);
         assert_eq!(
@@ -407,29 +372,21 @@ mod tests {
 
     #[test]
     fn a_script_s_empty_line_is_a_code_not_a_resend() {
-        let f = fake(&[]);
-        f.email_confirms
-            .borrow_mut()
-            .push_back(Err(Failure::new(Reason::InvalidInput, "not 6 digits")));
-        let (r, _, _) = run_plain(&f, b"pw\n\n", false);
+        let not_six = Failure::new(Reason::InvalidInput, "not 6 digits");
+        let f = confirming(&[], vec![Err(not_six)]);
+        let (r, _, _) = enable(&f, b"pw\n\n", false, None);
         assert_eq!(r.unwrap_err().reason, Reason::InvalidInput);
         assert_eq!(code_calls(&f), ["ConfirmEmail()"]);
     }
 
     #[test]
     fn a_person_asks_for_a_new_code_without_using_a_try() {
-        let f = fake(&[]);
+        let f = confirming(&[], vec![Err(bad_code()), Err(bad_code()), Ok(ten_codes())]);
         f.email_sends
             .borrow_mut()
-            .push_back(Ok("b•••@example.com".into()));
-        f.email_sends
-            .borrow_mut()
-            .push_back(Ok("c•••@example.com".into()));
-        f.email_confirms.borrow_mut().push_back(Err(bad_code()));
-        f.email_confirms.borrow_mut().push_back(Err(bad_code()));
-        f.email_confirms.borrow_mut().push_back(Ok(ten_codes()));
+            .extend([Ok("b•••@example.com".into()), Ok("c•••@example.com".into())]);
         // Three wrong-or-right codes around an empty answer and `Resend`.
-        let (r, out, said) = run_plain(&f, b"pw\n111111\n\n222222\n Resend \n333333\n", true);
+        let (r, out, said) = enable(&f, b"pw\n111111\n\n222222\n Resend \n333333\n", true, None);
         r.unwrap();
         assert_eq!(
             code_calls(&f),
@@ -461,12 +418,11 @@ mod tests {
                 "Type the code from the latest email, or press Enter to ask again.",
             ),
         ] {
-            let f = fake(&[]);
+            let f = accepting(&[], ten_codes());
             f.email_sends
                 .borrow_mut()
                 .push_back(Err(Failure::new(reason, "not now")));
-            f.email_confirms.borrow_mut().push_back(Ok(ten_codes()));
-            let (r, _, said) = run_plain(&f, b"pw\n\n123456\n", true);
+            let (r, _, said) = enable(&f, b"pw\n\n123456\n", true, None);
             r.unwrap();
             assert!(said.contains(&format!("Not now. {told}")), "{said}");
             assert_eq!(code_calls(&f), ["ResendEmail", "ConfirmEmail(123456)"]);
@@ -476,11 +432,8 @@ mod tests {
     #[test]
     fn an_expired_code_ends_at_once() {
         const WHY: &str = "that code has expired";
-        let f = fake(&[]);
-        f.email_confirms
-            .borrow_mut()
-            .push_back(Err(Failure::new(Reason::NotFound, WHY)));
-        let (r, out, _) = run_plain(&f, b"pw\n123456\n654321\n", true);
+        let f = confirming(&[], vec![Err(Failure::new(Reason::NotFound, WHY))]);
+        let (r, out, _) = enable(&f, b"pw\n123456\n654321\n", true, None);
         let err = r.unwrap_err();
         assert_eq!((err.reason, err.message()), (Reason::NotFound, WHY));
         assert_eq!(code_calls(&f), ["ConfirmEmail(123456)"]);
@@ -490,7 +443,7 @@ mod tests {
         f.email_sends
             .borrow_mut()
             .push_back(Err(Failure::new(Reason::NotFound, "nothing pending")));
-        let (r, _, _) = run_plain(&f, b"pw\n\n123456\n", true);
+        let (r, _, _) = enable(&f, b"pw\n\n123456\n", true, None);
         assert_eq!(r.unwrap_err().message(), "nothing pending");
         assert_eq!(code_calls(&f), ["ResendEmail"]);
     }
@@ -506,7 +459,7 @@ mod tests {
         f.email_sends
             .borrow_mut()
             .push_back(Err(Failure::new(Reason::InvalidInput, OFF)));
-        let (r, out, said) = run_plain(&f, b"pw\n123456\n", false);
+        let (r, out, said) = enable(&f, b"pw\n123456\n", false, None);
         let err = r.unwrap_err();
         assert_eq!((err.reason, err.exit_code()), (Reason::InvalidInput, 1));
         assert_eq!(err.message(), OFF);
@@ -522,7 +475,7 @@ mod tests {
             f.email_sends
                 .borrow_mut()
                 .push_back(Err(Failure::new(reason, "no")));
-            let (r, out, said) = run_plain(&f, b"pw\n123456\n", true);
+            let (r, out, said) = enable(&f, b"pw\n123456\n", true, None);
             assert_eq!(r.unwrap_err().exit_code(), code);
             assert!(out.is_empty());
             assert!(!said.contains(CODE_PROMPT));
@@ -531,26 +484,28 @@ mod tests {
 
     #[test]
     fn a_new_address_replaces_the_current_one_after_a_notice() {
-        let f = fake(&["email"]);
-        f.email_confirms.borrow_mut().push_back(Ok(vec![]));
-        let (r, out, said) = run_plain(&f, b"pw\n123456\n", false);
+        let f = accepting(&["email"], vec![]);
+        let (r, out, said) = enable(&f, b"pw\n123456\n", false, None);
         r.unwrap();
-        let notice = said
-            .find("Email codes are already enabled for your account.")
-            .unwrap_or_else(|| panic!("{said}"));
-        let prompt = said.find("Password for alice: ").expect("password asked");
-        assert!(notice < prompt, "{said}");
-        assert!(said.contains("replaces the current one once you confirm"));
-        assert!(said.contains("until then codes keep going to the current address"));
-        assert!(said.contains(REPLACED));
+        // Told before the password: what replaces what, and when.
+        assert_in_order(
+            &said,
+            &[
+                "Email codes are already enabled for your account.",
+                "replaces the current one once you confirm",
+                "until then codes keep going to the current address",
+                "Password for alice: ",
+                CODE_PROMPT,
+                REPLACED,
+            ],
+        );
         assert_eq!(out, format!("{ENABLED}\n"));
     }
 
     #[test]
     fn a_failed_new_address_says_the_current_one_stays() {
-        let f = fake(&["email"]);
-        f.email_confirms.borrow_mut().push_back(Err(bad_code()));
-        let (r, out, said) = run_plain(&f, b"pw\n000000\n", false);
+        let f = confirming(&["email"], vec![Err(bad_code())]);
+        let (r, out, said) = enable(&f, b"pw\n000000\n", false, None);
         let err = r.unwrap_err();
         assert!(
             err.message().ends_with(
@@ -575,7 +530,7 @@ mod tests {
     #[test]
     fn missing_code_is_usage() {
         let f = fake(&[]);
-        let (r, out, _) = run_plain(&f, b"pw\n", false);
+        let (r, out, _) = enable(&f, b"pw\n", false, None);
         assert_eq!(r.unwrap_err().exit_code(), 2);
         assert!(out.is_empty());
     }
