@@ -586,7 +586,7 @@ pub enum EnableMethod {
             "Input when stdin is not a terminal: line 1 = the account password,\n",
             "line 2 = the code from the email (nothing more is read; an empty line\n",
             "is a wrong code, not a request for a new one). The code is read only\n",
-            "after the address was sent, so a script can fetch the email first.\n\n",
+            "after twofactord sent it, so a script can fetch the email first.\n\n",
             exit_status_help!()
         )
     )]
