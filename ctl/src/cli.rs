@@ -2,9 +2,10 @@
 //! reference documentation of `twofactorctl`.
 //!
 //! Each subcommand has its own `*Args` struct and a module in
-//! [`crate::commands`] (`admin ...`: [`crate::commands::admin`]). Commands
-//! planned in DESIGN.md (`prefer`, `devices`, `enable email`) are added as
-//! new variants here and new modules there.
+//! [`crate::commands`] (`admin ...`: [`crate::commands::admin`]; `enable
+//! email`: [`crate::commands::enable::email`]). Commands planned in
+//! DESIGN.md (`devices`) are added as new variants here and new modules
+//! there.
 
 use std::path::PathBuf;
 
@@ -31,8 +32,8 @@ macro_rules! exit_status_help {
 macro_rules! backup_codes_help {
     () => {
         "Backup codes: each of the ten codes lets you in once, typed at the login's
-code prompt instead of the app's code (with or without the \"-\", in any
-case). They are printed to stdout after the line
+code prompt instead of a code from the app or the email (with or without
+the \"-\", in any case). They are printed to stdout after the line
   Backup codes (each works once; keep them somewhere safe, away from the phone):
 one per line, like abcd-efgh-jkmn, and are not shown again.
 
@@ -141,9 +142,16 @@ pub enum Command {
                       method, the last two-factor login (local time), failed attempts and\n\
                       lockout, and whether an enrolment is pending.",
         after_help = concat!(
-            "With --json, prints one JSON object with the fields user, methods, preferred,\n",
-            "last_method, last_login (Unix time, 0 = never), failures, locked_until (Unix\n",
-            "time, 0 = not locked), enrolment_pending and backup_codes_left.\n\n",
+            "Output: `Label: value` lines: User, Methods (authenticator app, codes by\n",
+            "email), Backup codes left, Preferred method (asked first at login; \"none:\n",
+            "the one used last\" when not set), Last method used, Last 2FA login,\n",
+            "Failed attempts, Locked, Pending enrolment.\n",
+            "With --json, prints one JSON object with the fields user, methods (active\n",
+            "methods: \"app\", \"email\"), preferred (\"app\", \"email\", or \"\" = the one\n",
+            "used last), last_method (\"app\", \"email\", \"backup-code\", or \"\" = none\n",
+            "yet), last_login (Unix time, 0 = never), failures, locked_until (Unix\n",
+            "time, 0 = not locked), enrolment_pending (an app or an address waits for\n",
+            "its code) and backup_codes_left.\n\n",
             exit_status_help!()
         )
     )]
@@ -156,15 +164,19 @@ pub enum Command {
     #[command(
         long_about = "Turn off a second factor of your account. Asks for your account\n\
                       password again (checked by twofactord). `app` removes the\n\
-                      authenticator app; `all` removes every method, which turns\n\
-                      two-factor authentication off for your account.\n\n\
+                      authenticator app, `email` the codes by email; with both, either\n\
+                      can be removed and the other stays. `all` removes every method,\n\
+                      which turns two-factor authentication off for your account (and\n\
+                      voids the backup codes).\n\n\
                       While an administrator's policy makes two-factor authentication\n\
                       mandatory for you, the last method cannot be removed: twofactord\n\
                       refuses (exit status 1) and says what to do instead (a new phone:\n\
-                      `twofactorctl enable app` again replaces the app).",
+                      `twofactorctl enable app` again replaces the app; a new address:\n\
+                      `twofactorctl enable email ADDRESS` replaces the address).",
         after_help = concat!(
             "Input when stdin is not a terminal: line 1 = the account password.\n",
-            "Output: what was removed, e.g. \"Removed: authenticator app.\"\n\n",
+            "Output: what was removed, e.g. \"Removed: authenticator app.\", then\n",
+            "\"Still active: ...\" or that two-factor authentication is now off.\n\n",
             exit_status_help!()
         )
     )]
@@ -177,8 +189,8 @@ pub enum Command {
                       the unused codes you have now stop working at once. You are told how\n\
                       many that are, then asked for your account password (checked by\n\
                       twofactord), which confirms the change. Needs an active method\n\
-                      (`twofactorctl enable app`); without one it is refused (exit status\n\
-                      1) before the password is asked.",
+                      (`twofactorctl enable app` or `enable email`); without one it is\n\
+                      refused (exit status 1) before the password is asked.",
         after_help = concat!(
             backup_codes_help!(),
             "\n\n",
@@ -187,6 +199,25 @@ pub enum Command {
         )
     )]
     BackupCodes(BackupCodesArgs),
+
+    /// Choose the method a login asks first: app, email, or none (the one used last)
+    #[command(
+        long_about = "Choose which of your methods a login asks for first. `app`: a code\n\
+                      from the authenticator app; `email`: a code sent by email (sent when\n\
+                      the login asks for it); `none`: the method you used last is asked\n\
+                      first (the default). At the login prompt, an empty answer lists the\n\
+                      other methods, so the preferred one is only where a login starts.\n\
+                      You must have the method: choosing one you have not set up is\n\
+                      refused (exit status 1). Needs no password.",
+        after_help = concat!(
+            "Output (stdout): one line, e.g.\n",
+            "  Logins now ask for codes by email first.\n",
+            "  Logins now ask first for the method you used last.\n",
+            "`twofactorctl status` shows it as \"Preferred method\".\n\n",
+            exit_status_help!()
+        )
+    )]
+    Prefer(PreferArgs),
 
     /// Administration: mandatory policy, users, reset, unlock, import (root or admin_group)
     #[command(
@@ -524,6 +555,52 @@ pub enum EnableMethod {
         )
     )]
     App(EnableAppArgs),
+
+    /// Get codes by email: password, a code sent to ADDRESS, confirm it
+    #[command(
+        long_about = "Get login codes by email. Asks for your account password, then\n\
+                      twofactord sends a 6-digit code to ADDRESS and the address is shown\n\
+                      masked (a•••@example.com). Email codes become active only when that\n\
+                      code is typed back. A person at a terminal gets 3 tries, and an\n\
+                      empty answer (or `resend`) sends a new code, after which the\n\
+                      previous one no longer works; a script gets one try. The code is\n\
+                      valid for a few minutes (the email says how long); twofactord\n\
+                      limits how many codes are sent per hour.\n\n\
+                      When email is your first method, ten backup codes are shown after\n\
+                      the confirmation, as after `enable app`, and can be saved to a file.\n\
+                      When you already have a method, your backup codes stay as they are\n\
+                      and none are made (--save is then refused before the password).\n\n\
+                      When email codes are already enabled (a new address), the new\n\
+                      address replaces the current one only once its code is confirmed;\n\
+                      until then codes keep going to the current address.\n\n\
+                      Email codes must be offered on this machine (twofactord.toml,\n\
+                      [email] codes = true); otherwise twofactord refuses (exit status 1).",
+        after_help = concat!(
+            "Output: on stderr \"A code was sent to a•••@example.com; ...\", then, after\n",
+            "the code was accepted, on stdout:\n",
+            "  Email codes enabled.\n",
+            "and, when email is your first method, an empty line and the first set of\n",
+            "backup codes.\n\n",
+            backup_codes_help!(),
+            "\n\n",
+            "Input when stdin is not a terminal: line 1 = the account password,\n",
+            "line 2 = the code from the email (nothing more is read; an empty line\n",
+            "is a wrong code, not a request for a new one). The code is read only\n",
+            "after twofactord sent it, so a script can fetch the email first.\n\n",
+            exit_status_help!()
+        )
+    )]
+    Email(EnableEmailArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EnableEmailArgs {
+    /// The address the codes go to (name@domain)
+    #[arg(value_name = "ADDRESS")]
+    pub address: String,
+
+    #[command(flatten)]
+    pub save: SaveArgs,
 }
 
 #[derive(Debug, Args)]
@@ -564,6 +641,8 @@ pub struct DisableArgs {
 pub enum DisableMethod {
     /// The authenticator app
     App,
+    /// Codes by email
+    Email,
     /// Every method: two-factor authentication is then off for you
     All,
 }
@@ -573,7 +652,36 @@ impl DisableMethod {
     pub fn wire_name(self) -> &'static str {
         match self {
             DisableMethod::App => twofactor_proto::types::method::APP,
+            DisableMethod::Email => twofactor_proto::types::method::EMAIL,
             DisableMethod::All => "all",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PreferArgs {
+    /// The method asked first
+    #[arg(value_enum, value_name = "METHOD")]
+    pub method: PreferMethod,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PreferMethod {
+    /// A code from the authenticator app
+    App,
+    /// A code sent by email
+    Email,
+    /// No preference: the method used last is asked first
+    None,
+}
+
+impl PreferMethod {
+    /// The name `Account1.SetPreferred` expects ("" = none).
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            PreferMethod::App => twofactor_proto::types::method::APP,
+            PreferMethod::Email => twofactor_proto::types::method::EMAIL,
+            PreferMethod::None => "",
         }
     }
 }
@@ -647,6 +755,86 @@ mod tests {
                 method: EnableMethod::App(a),
             }) => assert_eq!(a.save.save.as_deref(), Some(std::path::Path::new("c.txt"))),
             other => panic!("{other:?}"),
+        }
+    }
+
+    fn command(args: &[&str]) -> Command {
+        let mut all = vec!["twofactorctl"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).unwrap().command
+    }
+
+    #[test]
+    fn parses_the_email_commands() {
+        let Command::Enable(EnableArgs {
+            method: EnableMethod::Email(e),
+        }) = command(&["enable", "email", "a@example.com"])
+        else {
+            panic!("not enable email");
+        };
+        assert_eq!(e.address, "a@example.com");
+        assert!(e.save.save.is_none() && !e.save.force);
+        let Command::Enable(EnableArgs {
+            method: EnableMethod::Email(e),
+        }) = command(&["enable", "email", "b@example.com", "--save", "c", "--force"])
+        else {
+            panic!("not enable email");
+        };
+        assert_eq!(e.address, "b@example.com");
+        assert_eq!(e.save.save.as_deref(), Some(std::path::Path::new("c")));
+        assert!(e.save.force);
+        let Command::Disable(d) = command(&["disable", "email"]) else {
+            panic!("not disable");
+        };
+        assert_eq!(d.method.wire_name(), "email");
+        for (word, wire) in [("app", "app"), ("email", "email"), ("none", "")] {
+            let Command::Prefer(p) = command(&["prefer", word]) else {
+                panic!("not prefer {word}");
+            };
+            assert_eq!(p.method.wire_name(), wire, "{word}");
+        }
+    }
+
+    /// The long help of a subcommand, e.g. `["enable", "email"]`.
+    fn long_help_of(path: &[&str]) -> String {
+        let mut cmd = Cli::command();
+        let mut sub = &mut cmd;
+        for name in path {
+            sub = sub.find_subcommand_mut(name).unwrap();
+        }
+        sub.render_long_help().to_string()
+    }
+
+    #[test]
+    fn email_help_documents_input_and_codes() {
+        let pages: [(&[&str], &[&str]); 3] = [
+            (
+                &["enable", "email"],
+                &[
+                    "line 2 = the code from the email",
+                    "resend",
+                    "3 tries",
+                    "Email codes enabled.",
+                    "first method",
+                    "Save them to a file?",
+                    "codes = true",
+                    "Exit status:",
+                ],
+            ),
+            (
+                &["prefer"],
+                &["none", "used last", "Logins now ask", "Exit status:"],
+            ),
+            (
+                &["disable"],
+                &["`email`", "either", "last method cannot be removed"],
+            ),
+        ];
+        for (path, needles) in pages {
+            let help = long_help_of(path);
+            for needle in needles {
+                assert!(help.contains(needle), "{path:?} {needle}: {help}");
+            }
         }
     }
 
@@ -876,6 +1064,25 @@ mod tests {
             &["twofactorctl", "enable", "app", "--force"],
             &["twofactorctl", "backup-codes", "--save"],
             &["twofactorctl", "backup-codes", "extra"],
+            &["twofactorctl", "enable", "email"],
+            &[
+                "twofactorctl",
+                "enable",
+                "email",
+                "a@example.com",
+                "--force",
+            ],
+            &[
+                "twofactorctl",
+                "enable",
+                "email",
+                "a@example.com",
+                "b@example.com",
+            ],
+            &["twofactorctl", "prefer"],
+            &["twofactorctl", "prefer", "sms"],
+            &["twofactorctl", "prefer", "all"],
+            &["twofactorctl", "prefer", "app", "--password", "x"],
         ] {
             let err = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}");

@@ -32,6 +32,19 @@ pub trait Account {
     fn confirm_app(&self, enrolment: &str, code: &str) -> Result<Vec<String>, Failure>;
     /// A new set of backup codes (the old set stops working).
     fn new_backup_codes(&self, password: &[u8]) -> Result<Vec<String>, Failure>;
+    /// Sends a code to `address` to confirm it (email codes are active
+    /// only once it comes back); returns the address masked.
+    fn enroll_email(&self, address: &str, password: &[u8]) -> Result<String, Failure>;
+    /// A new code to the address being confirmed (the previous one stops
+    /// working); returns the address masked.
+    fn resend_email(&self) -> Result<String, Failure>;
+    /// Activates email codes; returns a new set of backup codes when email
+    /// is the first method, else an empty list.
+    fn confirm_email(&self, code: &str) -> Result<Vec<String>, Failure>;
+    /// The method a login asks first: `app`, `email`, or "" for the one
+    /// used last.
+    fn set_preferred(&self, method: &str) -> Result<(), Failure>;
+    /// Removes a method (`app`, `email`) or `all`.
     fn disable(&self, method: &str, password: &[u8]) -> Result<(), Failure>;
 }
 
@@ -114,6 +127,20 @@ impl Account for Client {
     }
     fn new_backup_codes(&self, password: &[u8]) -> Result<Vec<String>, Failure> {
         self.proxy.new_backup_codes(password).map_err(map_error)
+    }
+    fn enroll_email(&self, address: &str, password: &[u8]) -> Result<String, Failure> {
+        self.proxy
+            .enroll_email(address, password)
+            .map_err(map_error)
+    }
+    fn resend_email(&self) -> Result<String, Failure> {
+        self.proxy.resend_email().map_err(map_error)
+    }
+    fn confirm_email(&self, code: &str) -> Result<Vec<String>, Failure> {
+        self.proxy.confirm_email(code).map_err(map_error)
+    }
+    fn set_preferred(&self, method: &str) -> Result<(), Failure> {
+        self.proxy.set_preferred(method).map_err(map_error)
     }
     fn disable(&self, method: &str, password: &[u8]) -> Result<(), Failure> {
         self.proxy.disable(method, password).map_err(map_error)

@@ -1,5 +1,5 @@
 //! Backup codes: `twofactorctl backup-codes`, and showing and saving a set
-//! (also used by `enable app`, which makes the first set).
+//! (also used by `enable app` and `enable email`, which make the first set).
 //!
 //! Flow of `backup-codes`: Status (is a method active? how many unused
 //! codes are there?) → the `--save` FILE is looked at → the user is told
@@ -38,8 +38,9 @@ pub const SAVED_PREFIX: &str = "Saved to ";
 /// Longest file name typed at [`SAVE_PROMPT`] (PATH_MAX).
 pub const MAX_PATH_BYTES: usize = 4096;
 /// The refusal of `backup-codes` when no method is active.
-pub const NO_METHOD: &str = "backup codes need an active method: set up an authenticator app \
-                             first (`twofactorctl enable app`); nothing was changed";
+pub const NO_METHOD: &str = "backup codes need an active method: set one up first \
+                             (`twofactorctl enable app`, or `twofactorctl enable email \
+                             ADDRESS`); nothing was changed";
 /// Said (stderr) before every failure to save a set that was made.
 pub const NOT_SAVED: &str = "the backup codes above were not saved: ";
 
@@ -61,6 +62,15 @@ impl Here {
         Here {
             host,
             now: super::now,
+        }
+    }
+
+    /// A set made now for `user`, here.
+    pub fn origin<'a>(&'a self, user: &'a str) -> Origin<'a> {
+        Origin {
+            user,
+            host: &self.host,
+            made: (self.now)(),
         }
     }
 }
@@ -94,7 +104,7 @@ pub fn run(
         let password = input.password(&format!("Password for {user}: "), MAX_PASSWORD_BYTES)?;
         Zeroizing::new(account.new_backup_codes(&password)?)
     };
-    let made = (here.now)();
+    let origin = here.origin(&user);
     if codes.is_empty() {
         return Err(Failure::new(
             Reason::Unexpected,
@@ -104,11 +114,6 @@ pub fn run(
     }
     show_codes(out, &codes)?;
     out.flush().map_err(write_failure)?;
-    let origin = Origin {
-        user: &user,
-        host: &here.host,
-        made,
-    };
     save(input, out, &args.save, &codes, &origin)
 }
 
@@ -227,8 +232,8 @@ pub fn file_text(codes: &[String], origin: &Origin) -> Zeroizing<String> {
          # Account: {}\n\
          # Host:    {}\n\
          # Made:    {}\n\
-         # Each code works once: type it at the login's code prompt instead of the\n\
-         # code from the authenticator app (with or without the \"-\", in any case).\n\
+         # Each code works once: type it at the login's code prompt instead of a\n\
+         # code from the app or the email (with or without the \"-\", in any case).\n\
          # A new set (twofactorctl backup-codes) voids all of these codes.\n\n",
         origin.user,
         origin.host,
@@ -245,18 +250,9 @@ pub fn file_text(codes: &[String], origin: &Origin) -> Zeroizing<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::fake::{ten_codes, FakeAccount};
+    use crate::commands::fake::{here, scripted, ten_codes, FakeAccount, MADE};
     use std::os::unix::fs::PermissionsExt;
     use twofactor_proto::AccountStatus;
-
-    const MADE: i64 = 1_700_000_000;
-
-    fn here() -> Here {
-        Here {
-            host: "testhost".into(),
-            now: || MADE,
-        }
-    }
 
     fn fake(methods: &[&str], left: u32) -> FakeAccount {
         FakeAccount::with_status(AccountStatus {
@@ -283,10 +279,9 @@ mod tests {
         interactive: bool,
         args: &BackupCodesArgs,
     ) -> (Result<(), Failure>, String, String) {
-        let (mut input, seen) = Input::scripted_seen(stdin, interactive);
-        let mut out = Vec::new();
-        let r = run(fake, &mut input, &mut out, args, &here());
-        (r, String::from_utf8(out).unwrap(), seen.text())
+        scripted(stdin, interactive, |input, out| {
+            run(fake, input, out, args, &here())
+        })
     }
 
     fn expected_stdout(codes: &[String]) -> String {

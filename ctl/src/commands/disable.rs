@@ -1,11 +1,10 @@
-//! `twofactorctl disable app|all`: turn methods off, after the account
+//! `twofactorctl disable app|email|all`: turn methods off, after the account
 //! password is given again. What was removed is read back from the daemon
 //! (status before and after), not assumed.
 
 use std::io::Write;
 
 use twofactor_proto::names::MAX_PASSWORD_BYTES;
-use twofactor_proto::types::method;
 
 use super::{describe_all, write_failure};
 use crate::cli::{DisableArgs, DisableMethod};
@@ -40,8 +39,8 @@ pub fn run(
             .cloned()
             .collect(),
         None => match args.method {
-            DisableMethod::App => vec![method::APP.to_owned()],
             DisableMethod::All => before.methods.clone(),
+            one => vec![one.wire_name().to_owned()],
         },
     };
     let mut text = String::new();
@@ -109,22 +108,42 @@ mod tests {
     }
 
     #[test]
-    fn other_methods_stay_listed() {
-        let f = FakeAccount::with_status(status(&["app", "email"]));
-        f.disables.borrow_mut().push_back(Ok(()));
-        f.statuses.borrow_mut().push_back(Ok(status(&["email"])));
-        let (r, out) = run_with(&f, DisableMethod::App, b"pw\n");
-        r.unwrap();
-        assert_eq!(out, "Removed: authenticator app.\nStill active: email.\n");
+    fn removing_one_of_two_methods_keeps_the_other() {
+        for (method, left, said) in [
+            (
+                DisableMethod::App,
+                "email",
+                "Removed: authenticator app.\nStill active: codes by email.\n",
+            ),
+            (
+                DisableMethod::Email,
+                "app",
+                "Removed: codes by email.\nStill active: authenticator app.\n",
+            ),
+        ] {
+            let f = FakeAccount::with_status(status(&["app", "email"]));
+            f.disables.borrow_mut().push_back(Ok(()));
+            f.statuses.borrow_mut().push_back(Ok(status(&[left])));
+            let (r, out) = run_with(&f, method, b"pw\n");
+            r.unwrap();
+            assert_eq!(out, said);
+            let call = format!("Disable({},pw)", method.wire_name());
+            assert_eq!(f.calls(), ["Status", call.as_str(), "Status"]);
+        }
     }
 
     #[test]
     fn status_unreadable_afterwards_still_reports() {
-        let f = FakeAccount::with_status(status(&["app"]));
-        f.disables.borrow_mut().push_back(Ok(()));
-        let (r, out) = run_with(&f, DisableMethod::App, b"pw\n");
-        r.unwrap();
-        assert_eq!(out, "Removed: authenticator app.\n");
+        for (method, said) in [
+            (DisableMethod::App, "Removed: authenticator app.\n"),
+            (DisableMethod::Email, "Removed: codes by email.\n"),
+        ] {
+            let f = FakeAccount::with_status(status(&["app", "email"]));
+            f.disables.borrow_mut().push_back(Ok(()));
+            let (r, out) = run_with(&f, method, b"pw\n");
+            r.unwrap();
+            assert_eq!(out, said);
+        }
     }
 
     #[test]
@@ -145,8 +164,12 @@ mod tests {
         const WHY: &str = "two-factor authentication is mandatory for your account, so its \
                            last method cannot be removed. To move to a new phone, run \
                            `twofactorctl enable app` again (the new app replaces the old one)";
-        for method in [DisableMethod::App, DisableMethod::All] {
-            let f = FakeAccount::with_status(status(&["app"]));
+        for (method, had) in [
+            (DisableMethod::App, "app"),
+            (DisableMethod::Email, "email"),
+            (DisableMethod::All, "app"),
+        ] {
+            let f = FakeAccount::with_status(status(&[had]));
             f.disables
                 .borrow_mut()
                 .push_back(Err(Failure::new(Reason::PermissionDenied, WHY)));

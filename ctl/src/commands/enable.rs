@@ -1,4 +1,6 @@
-//! `twofactorctl enable app`: set up an authenticator app.
+//! `twofactorctl enable app`: set up an authenticator app; and what every
+//! `enable` shares (the start, the code question, the first set of backup
+//! codes). `enable email`: [`email`].
 //!
 //! Flow: Status (is the daemon there, who am I, is an app enabled already:
 //! then the user is told that the new app replaces it only once confirmed)
@@ -10,15 +12,18 @@
 //! offered to be saved at a terminal (see [`super::backup`]). The `--save`
 //! FILE is looked at before the password, so a refusal changes nothing.
 
+pub mod email;
+
 use std::io::Write;
 
 use twofactor_proto::names::MAX_PASSWORD_BYTES;
 use twofactor_proto::types::{method, AppEnrolment};
+use twofactor_proto::AccountStatus;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::backup::{self, Here, Origin};
 use super::write_failure;
-use crate::cli::EnableAppArgs;
+use crate::cli::{EnableAppArgs, SaveArgs};
 use crate::client::Account;
 use crate::error::{Failure, Reason};
 use crate::input::Input;
@@ -45,6 +50,8 @@ pub const REPLACING: [&str; 4] = [
     "the new one; until then the current app keeps working. The confirmation also",
     "makes a new set of backup codes, which voids your current set.",
 ];
+/// How a failure to save the first set starts: the app is on all the same.
+const APP_ON: &str = "the authenticator app is enabled";
 /// Said (stderr) after a replacement was confirmed.
 pub const REPLACED: &str =
     "The previous app no longer works: only the new app's codes are accepted now.";
@@ -68,31 +75,24 @@ pub fn app(
     here: &Here,
 ) -> Result<(), Failure> {
     let status = account.status()?;
-    let replacing = status.methods.iter().any(|m| m == method::APP);
-    backup::check_save(&args.save)?;
-    if replacing {
-        for line in REPLACING {
-            input.tell(line)?;
-        }
-    }
+    let replacing = prepare(input, &status, &args.save, method::APP, &REPLACING)?;
     let user = one_line(&status.user);
     let enrolment = {
-        let password = input.password(&format!("Password for {user}: "), MAX_PASSWORD_BYTES)?;
+        let password = input.password(&password_prompt(&user), MAX_PASSWORD_BYTES)?;
         Shown(account.enroll_app(&password)?)
     };
     show(out, &enrolment.0, style)?;
-    let codes = Zeroizing::new(confirm(account, input, &enrolment.0.enrolment, replacing)?);
-    let made = (here.now)();
-    writeln!(out, "{ENABLED}").map_err(write_failure)?;
-    if replacing {
-        input.tell(REPLACED)?;
-    }
-    if !codes.is_empty() {
-        writeln!(out).map_err(write_failure)?;
-        backup::show_codes(out, &codes)?;
-    }
-    out.flush().map_err(write_failure)?;
+    let codes = Zeroizing::new(ask_code(
+        input,
+        &QUESTION,
+        replacing,
+        type_the_code,
+        |code| account.confirm_app(&enrolment.0.enrolment, code),
+    )?);
+    let origin = here.origin(&user);
+    say_enabled(input, out, ENABLED, replacing.then_some(REPLACED))?;
     if codes.is_empty() {
+        out.flush().map_err(write_failure)?;
         // The daemon always makes a set; an older one might not.
         return match args.save.save {
             Some(_) => Err(Failure::new(
@@ -103,17 +103,67 @@ pub fn app(
             None => Ok(()),
         };
     }
-    let origin = Origin {
-        user: &user,
-        host: &here.host,
-        made,
-    };
-    backup::save(input, out, &args.save, &codes, &origin).map_err(|f| {
-        Failure::new(
-            f.reason,
-            format!("the authenticator app is enabled, but {}", f.message()),
-        )
-    })
+    first_set(input, out, &args.save, &codes, &origin, APP_ON)
+}
+
+/// The start of every `enable`, once the daemon answered `Status`: the
+/// `--save` FILE is checked, and when `method` is enabled already the
+/// person is told (stderr) what replacing it means. Returns whether it is
+/// a replacement.
+fn prepare(
+    input: &mut Input,
+    status: &AccountStatus,
+    save: &SaveArgs,
+    method: &str,
+    replacing_notice: &[&str],
+) -> Result<bool, Failure> {
+    let replacing = status.methods.iter().any(|m| m == method);
+    backup::check_save(save)?;
+    if replacing {
+        for line in replacing_notice {
+            input.tell(line)?;
+        }
+    }
+    Ok(replacing)
+}
+
+/// The "… enabled." line (stdout) and, after a replacement, what the
+/// replaced one no longer does (stderr).
+fn say_enabled(
+    input: &mut Input,
+    out: &mut dyn Write,
+    enabled: &str,
+    replaced: Option<&str>,
+) -> Result<(), Failure> {
+    writeln!(out, "{enabled}").map_err(write_failure)?;
+    match replaced {
+        Some(line) => input.tell(line),
+        None => Ok(()),
+    }
+}
+
+/// `Password for USER: `.
+fn password_prompt(user: &str) -> String {
+    format!("Password for {user}: ")
+}
+
+/// After the "… enabled." line: an empty line and the set of backup codes
+/// that came with the method (stdout, flushed), then saved to the `--save`
+/// FILE or offered to be saved (see [`backup::save`]). A failure to save
+/// starts with `enabled` (what is on all the same), "but".
+fn first_set(
+    input: &mut Input,
+    out: &mut dyn Write,
+    save: &SaveArgs,
+    codes: &[String],
+    origin: &Origin,
+    enabled: &str,
+) -> Result<(), Failure> {
+    writeln!(out).map_err(write_failure)?;
+    backup::show_codes(out, codes)?;
+    out.flush().map_err(write_failure)?;
+    backup::save(input, out, save, codes, origin)
+        .map_err(|f| Failure::new(f.reason, format!("{enabled}, but {}", f.message())))
 }
 
 /// Prints the QR code, the secret and the URI, then flushes stdout so that
@@ -137,18 +187,49 @@ fn show(out: &mut dyn Write, e: &AppEnrolment, style: qr::Style) -> Result<(), F
     out.flush().map_err(write_failure)
 }
 
-/// Asks for codes until the daemon accepts one or the tries run out.
-fn confirm(
-    account: &dyn Account,
+/// The question for the code from the app.
+const QUESTION: CodeQuestion = CodeQuestion {
+    prompt: CODE_PROMPT,
+    what: "the code from the app",
+    not_done: [
+        "The authenticator app was not enabled.",
+        "The new app was not enabled; the current one keeps working.",
+    ],
+};
+
+/// At a terminal, an empty answer is no code: it is asked again.
+fn type_the_code(input: &mut Input, code: &str) -> Result<bool, Failure> {
+    if code.is_empty() {
+        input.tell("Type the 6-digit code your app shows for this account.")?;
+    }
+    Ok(code.is_empty())
+}
+
+/// A question for the code that confirms a new method.
+struct CodeQuestion {
+    /// The prompt, e.g. [`CODE_PROMPT`].
+    prompt: &'static str,
+    /// What the answer is, for the error when stdin ends.
+    what: &'static str,
+    /// The sentence after the daemon's refusal once the tries ran out: for
+    /// a first method, and for a replacement.
+    not_done: [&'static str; 2],
+}
+
+/// Asks for the code until `check` (the daemon) accepts one, which gives
+/// the backup codes that came with it, or the tries run out:
+/// [`INTERACTIVE_TRIES`] at a terminal, one for a script. Only a wrong
+/// code (`BadCode`, `InvalidInput`) uses a try; any other refusal ends at
+/// once. At a terminal each answer first goes to `not_a_code`, which may
+/// deal with it (an empty line) and return true: it is then asked again
+/// without using a try. `replacing`: the method is enabled already.
+fn ask_code(
     input: &mut Input,
-    enrolment: &str,
+    question: &CodeQuestion,
     replacing: bool,
+    mut not_a_code: impl FnMut(&mut Input, &str) -> Result<bool, Failure>,
+    mut check: impl FnMut(&str) -> Result<Vec<String>, Failure>,
 ) -> Result<Vec<String>, Failure> {
-    let not_done = if replacing {
-        "The new app was not enabled; the current one keeps working."
-    } else {
-        "The authenticator app was not enabled."
-    };
     let tries = if input.is_interactive() {
         INTERACTIVE_TRIES
     } else {
@@ -156,18 +237,21 @@ fn confirm(
     };
     let mut attempt = 1;
     loop {
-        let code = input.answer(CODE_PROMPT, "the code from the app", MAX_CODE_BYTES)?;
-        if code.is_empty() && input.is_interactive() {
-            input.tell("Type the 6-digit code your app shows for this account.")?;
+        let code = input.answer(question.prompt, question.what, MAX_CODE_BYTES)?;
+        if input.is_interactive() && not_a_code(input, &code)? {
             continue;
         }
-        match account.confirm_app(enrolment, &code) {
+        match check(&code) {
             Ok(codes) => return Ok(codes),
             Err(f) if matches!(f.reason, Reason::BadCode | Reason::InvalidInput) => {
                 if attempt >= tries {
                     return Err(Failure::new(
                         f.reason,
-                        format!("{} {not_done}", sentence(f.message())),
+                        format!(
+                            "{} {}",
+                            sentence(f.message()),
+                            question.not_done[usize::from(replacing)]
+                        ),
                     ));
                 }
                 let left = tries - attempt;
@@ -242,7 +326,7 @@ mod tests {
     use super::*;
     use crate::cli::SaveArgs;
     use crate::commands::backup::{CODES_HEADER, SAVED_PREFIX, SAVE_PROMPT};
-    use crate::commands::fake::{ten_codes, FakeAccount};
+    use crate::commands::fake::{here, scripted, ten_codes, FakeAccount, MADE};
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
     use twofactor_proto::AccountStatus;
@@ -268,8 +352,6 @@ mod tests {
         Failure::new(Reason::BadCode, "wrong code")
     }
 
-    const MADE: i64 = 1_700_000_000;
-
     fn run(fake: &FakeAccount, stdin: &[u8], interactive: bool) -> (Result<(), Failure>, String) {
         let (r, out, _) = run_saving(fake, stdin, interactive, SaveArgs::default());
         (r, out)
@@ -282,21 +364,10 @@ mod tests {
         interactive: bool,
         save: SaveArgs,
     ) -> (Result<(), Failure>, String, String) {
-        let (mut input, seen) = Input::scripted_seen(stdin, interactive);
-        let mut out = Vec::new();
-        let here = Here {
-            host: "testhost".into(),
-            now: || MADE,
-        };
-        let r = app(
-            fake,
-            &mut input,
-            &mut out,
-            &EnableAppArgs { save },
-            qr::Style::DarkBackground,
-            &here,
-        );
-        (r, String::from_utf8(out).unwrap(), seen.text())
+        let args = EnableAppArgs { save };
+        scripted(stdin, interactive, |input, out| {
+            app(fake, input, out, &args, qr::Style::DarkBackground, &here())
+        })
     }
 
     fn save_to(path: &Path, force: bool) -> SaveArgs {

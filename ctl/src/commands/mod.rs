@@ -10,6 +10,7 @@ pub mod admin;
 pub mod backup;
 pub mod disable;
 pub mod enable;
+pub mod prefer;
 pub mod status;
 
 use std::io::{self, Write};
@@ -42,7 +43,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                     &Here::this_machine(),
                 )
             }
+            EnableMethod::Email(args) => {
+                let mut input = Input::from_stdin()?;
+                enable::email::run(&client, &mut input, &mut out, &args, &Here::this_machine())
+            }
         },
+        Command::Prefer(args) => prefer::run(&client, &mut out, &args),
         Command::Disable(args) => {
             let mut input = Input::from_stdin()?;
             disable::run(&client, &mut input, &mut out, &args)
@@ -75,7 +81,31 @@ pub fn now() -> i64 {
 pub fn describe(name: &str) -> String {
     match name {
         method::APP => "authenticator app".to_owned(),
+        method::EMAIL => "codes by email".to_owned(),
+        method::BACKUP_CODE => "backup code".to_owned(),
         other => crate::text::one_line(other),
+    }
+}
+
+/// The preferred method when none is set: logins ask first for the method
+/// used last.
+pub const NO_PREFERRED: &str = "none: the one used last";
+
+/// The preferred method as people read it ("" = [`NO_PREFERRED`]).
+pub fn describe_preferred(name: &str) -> String {
+    if name.is_empty() {
+        NO_PREFERRED.to_owned()
+    } else {
+        describe(name)
+    }
+}
+
+/// The method of the last two-factor login as people read it.
+pub fn describe_last(name: &str) -> String {
+    if name.is_empty() {
+        "none yet".to_owned()
+    } else {
+        describe(name)
     }
 }
 
@@ -93,18 +123,48 @@ pub fn write_failure(err: io::Error) -> Failure {
     Failure::io("writing the output", &err)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_are_named_for_people() {
+        for (got, want) in [
+            (describe("app"), "authenticator app"),
+            (describe("email"), "codes by email"),
+            (describe("backup-code"), "backup code"),
+            (describe("sms\n\x1b[2J"), "sms [2J"),
+            (
+                describe_all(&["app".into(), "email".into()]),
+                "authenticator app, codes by email",
+            ),
+            (describe_preferred(""), NO_PREFERRED),
+            (describe_preferred("email"), "codes by email"),
+            (describe_last(""), "none yet"),
+            (describe_last("app"), "authenticator app"),
+        ] {
+            assert_eq!(got, want);
+        }
+    }
+}
+
 /// A scripted daemon for unit tests of the commands: canned answers and a
 /// record of the calls.
 #[cfg(test)]
 pub mod fake {
     use std::cell::RefCell;
     use std::collections::VecDeque;
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
 
     use twofactor_proto::types::AppEnrolment;
     use twofactor_proto::AccountStatus;
 
+    use super::backup::Here;
     use crate::client::Account;
     use crate::error::Failure;
+    use crate::input::Input;
 
     #[derive(Default)]
     pub struct FakeAccount {
@@ -113,6 +173,11 @@ pub mod fake {
         pub confirms: RefCell<VecDeque<Result<Vec<String>, Failure>>>,
         pub new_codes: RefCell<VecDeque<Result<Vec<String>, Failure>>>,
         pub disables: RefCell<VecDeque<Result<(), Failure>>>,
+        /// Answers of EnrollEmail and ResendEmail (the masked address), in
+        /// the order of the calls.
+        pub email_sends: RefCell<VecDeque<Result<String, Failure>>>,
+        pub email_confirms: RefCell<VecDeque<Result<Vec<String>, Failure>>>,
+        pub prefers: RefCell<VecDeque<Result<(), Failure>>>,
         /// Every call, with its arguments (passwords included, to check them).
         pub calls: RefCell<Vec<String>>,
     }
@@ -125,6 +190,66 @@ pub mod fake {
         }
         pub fn calls(&self) -> Vec<String> {
             self.calls.borrow().clone()
+        }
+        /// Records `call` and gives the next scripted answer of `answers`.
+        fn answer<T>(
+            &self,
+            call: String,
+            answers: &RefCell<VecDeque<Result<T, Failure>>>,
+        ) -> Result<T, Failure> {
+            self.calls.borrow_mut().push(call);
+            answers
+                .borrow_mut()
+                .pop_front()
+                .unwrap_or_else(|| Err(unscripted()))
+        }
+    }
+
+    /// The clock of [`here`].
+    pub const MADE: i64 = 1_700_000_000;
+
+    /// The machine of the tests: host `testhost`, time [`MADE`].
+    pub fn here() -> Here {
+        Here {
+            host: "testhost".into(),
+            now: || MADE,
+        }
+    }
+
+    /// Runs `command` with `stdin` as the answers (`interactive`: as if a
+    /// person typed them): its result, stdout, and what was said on stderr.
+    pub fn scripted(
+        stdin: &[u8],
+        interactive: bool,
+        command: impl FnOnce(&mut Input, &mut dyn Write) -> Result<(), Failure>,
+    ) -> (Result<(), Failure>, String, String) {
+        let (mut input, seen) = Input::scripted_seen(stdin, interactive);
+        let mut out = Vec::new();
+        let r = command(&mut input, &mut out);
+        (r, String::from_utf8(out).unwrap(), seen.text())
+    }
+
+    /// The codes of a saved file, which must be a regular 0600 file.
+    pub fn saved_codes(path: &Path) -> Vec<String> {
+        let meta = std::fs::symlink_metadata(path).unwrap();
+        assert!(meta.file_type().is_file());
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// `text` holds `parts`, in this order.
+    pub fn assert_in_order(text: &str, parts: &[&str]) {
+        let mut from = 0;
+        for part in parts {
+            match text[from..].find(part) {
+                Some(at) => from += at + part.len(),
+                None => panic!("{part:?} not found (in order) in {text}"),
+            }
         }
     }
 
@@ -139,51 +264,52 @@ pub mod fake {
         Failure::new(crate::error::Reason::Unexpected, "unscripted call")
     }
 
+    fn text(password: &[u8]) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(password)
+    }
+
     impl Account for FakeAccount {
         fn status(&self) -> Result<AccountStatus, Failure> {
-            self.calls.borrow_mut().push("Status".into());
-            self.statuses
-                .borrow_mut()
-                .pop_front()
-                .unwrap_or_else(|| Err(unscripted()))
+            self.answer("Status".into(), &self.statuses)
         }
         fn enroll_app(&self, password: &[u8]) -> Result<AppEnrolment, Failure> {
             self.calls
                 .borrow_mut()
-                .push(format!("EnrollApp({})", String::from_utf8_lossy(password)));
+                .push(format!("EnrollApp({})", text(password)));
             self.enrolment
                 .borrow_mut()
                 .take()
                 .unwrap_or_else(|| Err(unscripted()))
         }
         fn confirm_app(&self, enrolment: &str, code: &str) -> Result<Vec<String>, Failure> {
-            self.calls
-                .borrow_mut()
-                .push(format!("ConfirmApp({enrolment},{code})"));
-            self.confirms
-                .borrow_mut()
-                .pop_front()
-                .unwrap_or_else(|| Err(unscripted()))
+            self.answer(format!("ConfirmApp({enrolment},{code})"), &self.confirms)
         }
         fn new_backup_codes(&self, password: &[u8]) -> Result<Vec<String>, Failure> {
-            self.calls.borrow_mut().push(format!(
-                "NewBackupCodes({})",
-                String::from_utf8_lossy(password)
-            ));
-            self.new_codes
-                .borrow_mut()
-                .pop_front()
-                .unwrap_or_else(|| Err(unscripted()))
+            self.answer(
+                format!("NewBackupCodes({})", text(password)),
+                &self.new_codes,
+            )
+        }
+        fn enroll_email(&self, address: &str, password: &[u8]) -> Result<String, Failure> {
+            self.answer(
+                format!("EnrollEmail({address},{})", text(password)),
+                &self.email_sends,
+            )
+        }
+        fn resend_email(&self) -> Result<String, Failure> {
+            self.answer("ResendEmail".into(), &self.email_sends)
+        }
+        fn confirm_email(&self, code: &str) -> Result<Vec<String>, Failure> {
+            self.answer(format!("ConfirmEmail({code})"), &self.email_confirms)
+        }
+        fn set_preferred(&self, method: &str) -> Result<(), Failure> {
+            self.answer(format!("SetPreferred({method})"), &self.prefers)
         }
         fn disable(&self, method: &str, password: &[u8]) -> Result<(), Failure> {
-            self.calls.borrow_mut().push(format!(
-                "Disable({method},{})",
-                String::from_utf8_lossy(password)
-            ));
-            self.disables
-                .borrow_mut()
-                .pop_front()
-                .unwrap_or_else(|| Err(unscripted()))
+            self.answer(
+                format!("Disable({method},{})", text(password)),
+                &self.disables,
+            )
         }
     }
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use twofactor_proto::AccountStatus;
 
-use super::{describe, describe_all, write_failure};
+use super::{describe_all, describe_last, describe_preferred, write_failure};
 use crate::cli::StatusArgs;
 use crate::client::Account;
 use crate::error::{Failure, Reason};
@@ -44,16 +44,6 @@ pub fn human(s: &AccountStatus, now: i64) -> String {
     } else {
         describe_all(&s.methods)
     };
-    let preferred = if s.preferred.is_empty() {
-        "not set".to_owned()
-    } else {
-        describe(&s.preferred)
-    };
-    let last_method = if s.last_method.is_empty() {
-        "none yet".to_owned()
-    } else {
-        describe(&s.last_method)
-    };
     let last_login = if s.last_login <= 0 {
         "never".to_owned()
     } else {
@@ -78,8 +68,8 @@ pub fn human(s: &AccountStatus, now: i64) -> String {
         ("User", one_line(&s.user)),
         ("Methods", methods),
         ("Backup codes left", s.backup_codes_left.to_string()),
-        ("Preferred method", preferred),
-        ("Last method used", last_method),
+        ("Preferred method", describe_preferred(&s.preferred)),
+        ("Last method used", describe_last(&s.last_method)),
         ("Last 2FA login", last_login),
         ("Failed attempts", s.failures.to_string()),
         ("Locked", locked),
@@ -96,6 +86,7 @@ pub fn human(s: &AccountStatus, now: i64) -> String {
 mod tests {
     use super::*;
     use crate::commands::fake::FakeAccount;
+    use crate::commands::NO_PREFERRED;
 
     fn alice() -> AccountStatus {
         AccountStatus {
@@ -147,9 +138,48 @@ mod tests {
             text.contains(&format!("Methods:           {NO_METHODS}\n")),
             "{text}"
         );
-        assert!(text.contains("Preferred method:  not set\n"));
+        assert!(
+            text.contains(&format!("Preferred method:  {NO_PREFERRED}\n")),
+            "{text}"
+        );
+        assert!(text.contains("Last method used:  none yet\n"));
         assert!(text.contains("Last 2FA login:    never\n"));
         assert!(text.contains("Backup codes left: 0\n"));
+    }
+
+    #[test]
+    fn email_and_the_preference_are_named_for_people() {
+        let status = AccountStatus {
+            methods: vec!["app".into(), "email".into()],
+            preferred: "email".into(),
+            last_method: "backup-code".into(),
+            ..alice()
+        };
+        let text = run_to_string(status, false, 1_700_000_100);
+        for line in [
+            "Methods:           authenticator app, codes by email\n",
+            "Preferred method:  codes by email\n",
+            "Last method used:  backup code\n",
+        ] {
+            assert!(text.contains(line), "{line}: {text}");
+        }
+        assert_eq!(text.lines().count(), 9);
+    }
+
+    #[test]
+    fn json_keeps_the_wire_names() {
+        let status = AccountStatus {
+            methods: vec!["app".into(), "email".into()],
+            preferred: String::new(),
+            last_method: "email".into(),
+            ..alice()
+        };
+        let text = run_to_string(status, true, 0);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["methods"], serde_json::json!(["app", "email"]));
+        assert_eq!(v["preferred"], "");
+        assert_eq!(v["last_method"], "email");
+        assert_eq!(v.as_object().unwrap().len(), 9);
     }
 
     #[test]

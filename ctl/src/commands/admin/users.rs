@@ -8,7 +8,7 @@ use twofactor_proto::types::UserReport;
 
 use super::{json_line, label_lines};
 use crate::client::Admin;
-use crate::commands::{describe, describe_all, write_failure};
+use crate::commands::{describe_all, describe_last, describe_preferred, write_failure};
 use crate::error::Failure;
 use crate::localtime;
 use crate::text::one_line;
@@ -133,16 +133,6 @@ pub fn details(r: &UserReport, now: i64) -> String {
     } else {
         describe_all(&r.methods)
     };
-    let preferred = if r.preferred.is_empty() {
-        "not set".to_owned()
-    } else {
-        describe(&r.preferred)
-    };
-    let last_method = if r.last_method.is_empty() {
-        "none yet".to_owned()
-    } else {
-        describe(&r.last_method)
-    };
     let locked = if r.locked_until > now {
         let wait = u64::try_from(r.locked_until.saturating_sub(now)).unwrap_or(0);
         format!(
@@ -163,8 +153,8 @@ pub fn details(r: &UserReport, now: i64) -> String {
         ("UID", uid),
         ("Methods", methods),
         ("Backup codes left", r.backup_codes_left.to_string()),
-        ("Preferred method", preferred),
-        ("Last method used", last_method),
+        ("Preferred method", describe_preferred(&r.preferred)),
+        ("Last method used", describe_last(&r.last_method)),
         ("Last 2FA login", last_login(r.last_login)),
         ("Failed attempts", r.failures.to_string()),
         ("Locked", locked),
@@ -357,6 +347,36 @@ mod tests {
         assert!(text.contains("(another 1 min 30 s)"));
         assert!(text.contains("Policy applies:    yes\n"));
         assert!(text.contains("Recovery code:     none\n"));
+    }
+
+    #[test]
+    fn email_is_shown_by_its_name() {
+        let both = UserReport {
+            methods: vec!["app".into(), "email".into()],
+            preferred: "email".into(),
+            last_method: String::new(),
+            ..alice()
+        };
+        let text = listed(vec![both.clone()], false);
+        let a = cells(text.lines().nth(1).unwrap());
+        assert_eq!(a[2..5], ["app,email", "7", "email"], "{text}");
+
+        let text = details(&both, NOW);
+        for line in [
+            "Methods:           authenticator app, codes by email\n",
+            "Preferred method:  codes by email\n",
+            "Last method used:  none yet\n",
+        ] {
+            assert!(text.contains(line), "{line}: {text}");
+        }
+        let none = details(
+            &UserReport {
+                preferred: String::new(),
+                ..both
+            },
+            NOW,
+        );
+        assert!(none.contains("Preferred method:  none: the one used last\n"));
     }
 
     #[test]
