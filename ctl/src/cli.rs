@@ -560,7 +560,7 @@ pub enum EnableMethod {
     #[command(
         long_about = "Get login codes by email. Asks for your account password, then\n\
                       twofactord sends a 6-digit code to ADDRESS and the address is shown\n\
-                      masked (a•••@example.com). Email codes become active only when that\n\
+                      masked (a***@example.com). Email codes become active only when that\n\
                       code is typed back. A person at a terminal gets 3 tries, and an\n\
                       empty answer (or `resend`) sends a new code, after which the\n\
                       previous one no longer works; a script gets one try. The code is\n\
@@ -576,7 +576,7 @@ pub enum EnableMethod {
                       Email codes must be offered on this machine (twofactord.toml,\n\
                       [email] codes = true); otherwise twofactord refuses (exit status 1).",
         after_help = concat!(
-            "Output: on stderr \"A code was sent to a•••@example.com; ...\", then, after\n",
+            "Output: on stderr \"A code was sent to a***@example.com; ...\", then, after\n",
             "the code was accepted, on stdout:\n",
             "  Email codes enabled.\n",
             "and, when email is your first method, an empty line and the first set of\n",

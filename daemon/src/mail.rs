@@ -417,15 +417,17 @@ pub fn valid_address(address: &str) -> bool {
 }
 
 /// An address as it may be shown before the second factor: the first
-/// character of the local part, then `•••`, then the domain
-/// (`a•••@example.com`).
+/// character of the local part, then `***`, then the domain
+/// (`a***@example.com`). ASCII on purpose: prompts go through every PAM
+/// client, and OpenSSH's client escapes what a C locale cannot print
+/// (`•` would show as `\342\200\242`).
 pub fn masked(address: &str) -> String {
     match address.rsplit_once('@') {
         Some((local, domain)) => {
             let first: String = local.chars().take(1).collect();
-            format!("{first}•••@{domain}")
+            format!("{first}***@{domain}")
         }
-        None => "•••".into(),
+        None => "***".into(),
     }
 }
 
@@ -652,7 +654,7 @@ mod tests {
 
     #[test]
     fn masking_shows_one_letter_and_the_domain() {
-        assert_eq!(masked("alice@example.com"), "a•••@example.com");
-        assert_eq!(masked("x@y"), "x•••@y");
+        assert_eq!(masked("alice@example.com"), "a***@example.com");
+        assert_eq!(masked("x@y"), "x***@y");
     }
 }

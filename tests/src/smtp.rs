@@ -51,7 +51,7 @@ impl Certs {
     /// A fresh CA and a server certificate whose subjectAltName is `sans`
     /// (openssl syntax: `DNS:name,IP:address`).
     pub fn for_names(sans: &str) -> Certs {
-        let dir = crate::temp_dir("tft-certs-");
+        let dir = crate::var_temp_dir("tft-certs-");
         let p = |name: &str| dir.path().join(name);
         let (ca, ca_key, cert, key, csr, ext) = (
             p("ca.pem"),

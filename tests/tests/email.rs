@@ -14,7 +14,7 @@ use twofactor_tests::{admin, need_root, totp, DaemonConfig, Env, TestUser, CODE_
 /// The prompt of an email code sent to `user`'s test address.
 fn email_prompt(user: &TestUser) -> String {
     let first: String = user.name.chars().take(1).collect();
-    format!("Verification code sent to {first}•••@mail.example.org: ")
+    format!("Verification code sent to {first}***@mail.example.org: ")
 }
 
 /// Neither a code nor a whole address appears in the daemon's log.
@@ -175,7 +175,8 @@ fn switching_between_app_and_email_within_one_ssh_login() {
     // A preference wins over the last used.
     let pref = ctl.run(&user, &["prefer", "email"], b"");
     assert!(pref.success(), "{}", pref.describe());
-    let mut live = env.pam("").login(&user.name).spawn();
+    let pam = env.pam("");
+    let mut live = pam.login(&user.name).spawn();
     assert_eq!(live.expect_prompt(), email_prompt(&user));
     live.answer(b"");
     let _ = live.finish();
@@ -206,7 +207,8 @@ fn a_silent_relay_does_not_hold_the_login_and_the_app_still_works() {
     env.restart_daemon();
 
     let started = Instant::now();
-    let mut live = env.pam("").login(&user.name).spawn();
+    let pam = env.pam("");
+    let mut live = pam.login(&user.name).spawn();
     assert_eq!(live.expect_prompt(), email_prompt(&user));
     let waited = started.elapsed();
     assert!(
@@ -251,7 +253,8 @@ fn codes_go_through_a_starttls_relay_with_a_test_certificate() {
     let user = TestUser::new();
     let addr = address_of(&user);
     env.ctl().enroll_email(&user, &addr, &server);
-    let mut live = env.pam("").login(&user.name).spawn();
+    let pam = env.pam("");
+    let mut live = pam.login(&user.name).spawn();
     live.expect_prompt();
     let code = nth_code(&server, &addr, 2);
     live.answer(&code);

@@ -30,7 +30,8 @@ fn ssh_right_code_in_wrong_code_out_replay_out() {
         wrong.describe()
     );
     assert!(
-        sshd.asked_prompts().contains("Verification code from your authenticator app:"),
+        sshd.asked_prompts()
+            .contains("Verification code from your authenticator app:"),
         "ssh was never asked for the code; prompts: {:?}\nsshd log:\n{}",
         sshd.asked_prompts(),
         sshd.log()

@@ -114,7 +114,9 @@ fn ssh_login_enrols_a_user_without_method_under_the_policy() {
     );
     assert!(!wrong.logged_in(), "{}", wrong.describe());
     assert!(
-        wrong.prompts.contains("Verification code from your authenticator app:")
+        wrong
+            .prompts
+            .contains("Verification code from your authenticator app:")
             && !wrong.prompts.contains("Code from the app"),
         "{}",
         wrong.describe()

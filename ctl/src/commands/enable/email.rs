@@ -5,7 +5,7 @@
 //! current one only once confirmed) → the `--save` FILE is checked (and
 //! refused when the user has a method already: no backup codes come then)
 //! → password → EnrollEmail (twofactord sends a code) → "A code was sent
-//! to a•••@example.com; …" (stderr) → read the code → ConfirmEmail (3 tries
+//! to a***@example.com; …" (stderr) → read the code → ConfirmEmail (3 tries
 //! at a terminal, 1 for a script; at a terminal an empty answer or
 //! `resend` asks ResendEmail for a new code instead) → "Email codes
 //! enabled." → when email is the first method, the first set of backup
@@ -161,7 +161,7 @@ mod tests {
     use twofactor_proto::AccountStatus;
 
     const ADDRESS: &str = "alice@example.com";
-    const MASKED: &str = "a•••@example.com";
+    const MASKED: &str = "a***@example.com";
 
     /// A daemon for alice with `methods`, which sends the first code.
     fn fake(methods: &[&str]) -> FakeAccount {
@@ -248,7 +248,7 @@ mod tests {
         // Told where the code went, after the password and before the code
         // is asked; the codes never go to stderr.
         assert_in_order(&said, &["Password for alice: ", &sent(MASKED), CODE_PROMPT]);
-        assert!(said.contains("A code was sent to a•••@example.com; it is valid for"));
+        assert!(said.contains("A code was sent to a***@example.com; it is valid for"));
         assert!(!said.contains(&ten_codes()[0]));
         // A script is not told about resending: it cannot.
         assert!(!said.contains(RESEND_HINT));
@@ -384,7 +384,7 @@ mod tests {
         let f = confirming(&[], vec![Err(bad_code()), Err(bad_code()), Ok(ten_codes())]);
         f.email_sends
             .borrow_mut()
-            .extend([Ok("b•••@example.com".into()), Ok("c•••@example.com".into())]);
+            .extend([Ok("b***@example.com".into()), Ok("c***@example.com".into())]);
         // Three wrong-or-right codes around an empty answer and `Resend`.
         let (r, out, said) = enable(&f, b"pw\n111111\n\n222222\n Resend \n333333\n", true, None);
         r.unwrap();
@@ -401,11 +401,11 @@ mod tests {
         assert!(said.contains(RESEND_HINT), "{said}");
         assert!(
             said.contains(
-                "A new code was sent to b•••@example.com; the previous code no longer works."
+                "A new code was sent to b***@example.com; the previous code no longer works."
             ),
             "{said}"
         );
-        assert!(said.contains("c•••@example.com"));
+        assert!(said.contains("c***@example.com"));
         assert_eq!(out, enabled_then_codes());
     }
 
@@ -521,8 +521,8 @@ mod tests {
     #[test]
     fn the_daemon_s_masked_address_stays_one_line() {
         assert_eq!(
-            sent("a•••@example.com\n\x1b[2J"),
-            "A code was sent to a•••@example.com [2J; it is valid for a few minutes \
+            sent("a***@example.com\n\x1b[2J"),
+            "A code was sent to a***@example.com [2J; it is valid for a few minutes \
              (the email says how long)."
         );
     }
