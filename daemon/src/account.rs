@@ -6,6 +6,7 @@ use crate::accounts;
 use crate::audit::Event;
 use crate::backup_codes::{self, Code};
 use crate::core::{Caller, Core};
+use crate::devices;
 use crate::email::{self, EmailCheck, Purpose, Sent};
 use crate::mail;
 use crate::methods::{self, Method};
@@ -15,7 +16,7 @@ use crate::random;
 use crate::totp::{self, Confirm, Secret};
 use std::sync::Arc;
 use twofactor_proto::error::Error;
-use twofactor_proto::types::{method, AppEnrolment};
+use twofactor_proto::types::{method, AppEnrolment, Device};
 use twofactor_proto::AccountStatus;
 use zeroize::Zeroizing;
 
@@ -316,6 +317,30 @@ impl Accounts {
         Ok(())
     }
 
+    /// The caller's trusted devices.
+    pub async fn list_devices(&self, caller: &Caller) -> Result<Vec<Device>, Error> {
+        let user = self.user_of(caller).await?;
+        let now = self.core.clock.now();
+        self.core
+            .store
+            .run(move |c| devices::list(c, &user, now))
+            .await
+            .map_err(|e| self.internal("devices", &e.to_string()))
+    }
+
+    /// Removes a trusted device (`all`: every one) after the password.
+    pub async fn remove_devices(
+        &self,
+        caller: &Caller,
+        id: &str,
+        password: Vec<u8>,
+    ) -> Result<u32, Error> {
+        let password = Zeroizing::new(password);
+        let user = self.user_of(caller).await?;
+        self.reauth(&user, password, "devices-remove").await?;
+        remove_devices(&self.core, &user, id, &user).await
+    }
+
     /// A new set of backup codes after the password; the old set stops
     /// working in the same transaction.
     pub async fn new_backup_codes(
@@ -495,6 +520,47 @@ impl Accounts {
     fn internal(&self, context: &str, error: &str) -> Error {
         self.core.internal(context, error)
     }
+}
+
+/// Removes `user`'s device `id` (`all`: every one), as `by`; shared by the
+/// user's own command and the administrator's.
+pub(crate) async fn remove_devices(
+    core: &Core,
+    user: &str,
+    id: &str,
+    by: &str,
+) -> Result<u32, Error> {
+    let all = id == "all";
+    if !all && (id.is_empty() || id.len() > 16 || !id.bytes().all(|b| b.is_ascii_hexdigit())) {
+        return Err(Error::InvalidInput(
+            "a device id is the hex id `devices` lists, or \"all\"".into(),
+        ));
+    }
+    let (u, i) = (user.to_string(), id.to_ascii_lowercase());
+    let removed = core
+        .store
+        .run(move |c| {
+            if all {
+                devices::remove_all(c, &u)
+            } else {
+                Ok(u32::from(devices::remove(c, &u, &i)?))
+            }
+        })
+        .await
+        .map_err(|e| core.internal("devices-remove", &e.to_string()))?;
+    if removed == 0 && !all {
+        return Err(Error::NotFound(format!(
+            "no trusted device with id {:?}",
+            id.chars().take(16).collect::<String>()
+        )));
+    }
+    core.audit.log(Event::DevicesRemoved {
+        user,
+        by,
+        device: if all { "all" } else { id },
+        count: removed,
+    });
+    Ok(removed)
 }
 
 fn unknown_method(which: &str) -> Error {

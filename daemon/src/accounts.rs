@@ -82,5 +82,6 @@ pub fn status(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<Accou
     status.enrolment_pending =
         crate::totp::has_pending(conn, user, now)? || crate::email::has_pending(conn, user, now)?;
     status.backup_codes_left = crate::backup_codes::remaining(conn, user)?.unwrap_or(0);
+    status.trusted_devices = crate::devices::count(conn, user, now)?;
     Ok(status)
 }

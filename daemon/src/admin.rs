@@ -19,6 +19,7 @@ use crate::audit::Event;
 use crate::backup_codes::{self, Code};
 use crate::config::{valid_date, valid_group_name};
 use crate::core::{Caller, Core};
+use crate::devices;
 use crate::email;
 use crate::google_auth::{self, ImportError};
 use crate::methods;
@@ -32,7 +33,7 @@ use rusqlite::Connection;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use twofactor_proto::error::Error;
-use twofactor_proto::types::{ImportReport, Policy, Recovery, UserReport};
+use twofactor_proto::types::{Device, ImportReport, Policy, Recovery, UserReport};
 use zeroize::Zeroizing;
 
 pub struct Admin {
@@ -354,6 +355,38 @@ impl Admin {
             .map_err(|e| self.core.internal("admin-unlock", &e.to_string()))?;
         self.core.audit.log(Event::Unlock { by: &by, user });
         Ok(())
+    }
+
+    /// A user's trusted devices.
+    pub async fn list_devices(&self, caller: &Caller, user: &str) -> Result<Vec<Device>, Error> {
+        self.authorize(caller, "admin-devices", Intent::Read)
+            .await?;
+        let (u, now) = (user.to_string(), self.core.clock.now());
+        self.core
+            .store
+            .run(move |c| devices::list(c, &u, now))
+            .await
+            .map_err(|e| self.core.internal("admin-devices", &e.to_string()))
+    }
+
+    /// Removes a user's trusted device (`all`: every one).
+    pub async fn remove_devices(
+        &self,
+        caller: &Caller,
+        user: &str,
+        id: &str,
+        password: Vec<u8>,
+    ) -> Result<u32, Error> {
+        let password = Zeroizing::new(password);
+        let by = self
+            .authorize(caller, "admin-devices-remove", Intent::Change(password))
+            .await?;
+        if !plausible_name(user) {
+            return Err(no_user(user));
+        }
+        self.check_target(caller, &by, "admin-devices-remove", user)
+            .await?;
+        crate::account::remove_devices(&self.core, user, id, &by).await
     }
 
     pub async fn import_google_authenticator(

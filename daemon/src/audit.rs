@@ -139,6 +139,18 @@ pub enum Event<'a> {
         user: &'a str,
         method: &'a str,
     },
+    /// A device was trusted at the end of a login (named by its id only).
+    DeviceTrusted {
+        origin: &'a Origin,
+        device: &'a str,
+        days: u32,
+    },
+    DevicesRemoved {
+        user: &'a str,
+        by: &'a str,
+        device: &'a str,
+        count: u32,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -322,6 +334,30 @@ impl Event<'_> {
                     .kv("purpose", purpose)
                     .kv("error", error);
                 Level::Warning
+            }
+            Event::DeviceTrusted {
+                origin,
+                device,
+                days,
+            } => {
+                line.event("device-trusted")
+                    .origin(origin)
+                    .kv("device", device)
+                    .kv("days", &days.to_string());
+                Level::Notice
+            }
+            Event::DevicesRemoved {
+                user,
+                by,
+                device,
+                count,
+            } => {
+                line.event("devices-removed")
+                    .kv("user", user)
+                    .kv("by", by)
+                    .kv("device", device)
+                    .kv("count", &count.to_string());
+                Level::Notice
             }
             Event::Prefer { user, method } => {
                 line.event("prefer").kv("user", user).kv("method", method);

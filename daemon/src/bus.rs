@@ -19,7 +19,7 @@ use std::sync::Arc;
 use twofactor_proto::error::Error;
 use twofactor_proto::names::detail;
 use twofactor_proto::types::{
-    AccountStatus, AppEnrolment, ImportReport, Policy, Recovery, UserReport,
+    AccountStatus, AppEnrolment, Device, ImportReport, Policy, Recovery, UserReport,
 };
 use twofactor_proto::WireStep;
 use zbus::message::Header;
@@ -224,6 +224,28 @@ impl AccountInterface {
         self.accounts.set_preferred(&caller, &method).await
     }
 
+    /// The caller's trusted devices.
+    async fn list_devices(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<Vec<Device>, Error> {
+        let caller = caller(conn, &header).await?;
+        self.accounts.list_devices(&caller).await
+    }
+
+    /// Removes a trusted device by id, or all (needs the password).
+    async fn remove_devices(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        id: String,
+        password: Vec<u8>,
+    ) -> Result<u32, Error> {
+        let caller = caller(conn, &header).await?;
+        self.accounts.remove_devices(&caller, &id, password).await
+    }
+
     /// Removes a method, or all (needs the password).
     async fn disable(
         &self,
@@ -315,6 +337,34 @@ impl AdminInterface {
         let caller = caller(conn, &header).await?;
         let user = self.admin.account_name(&user).await?;
         self.admin.unlock(&caller, &user, password).await
+    }
+
+    /// A user's trusted devices.
+    async fn list_devices(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        user: String,
+    ) -> Result<Vec<Device>, Error> {
+        let caller = caller(conn, &header).await?;
+        let user = self.admin.account_name(&user).await?;
+        self.admin.list_devices(&caller, &user).await
+    }
+
+    /// Removes a user's trusted device by id, or all.
+    async fn remove_devices(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        user: String,
+        id: String,
+        password: Vec<u8>,
+    ) -> Result<u32, Error> {
+        let caller = caller(conn, &header).await?;
+        let user = self.admin.account_name(&user).await?;
+        self.admin
+            .remove_devices(&caller, &user, &id, password)
+            .await
     }
 
     /// Imports ~user/.google_authenticator (or path).

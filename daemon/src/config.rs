@@ -30,6 +30,37 @@ pub struct Config {
     pub login: LoginConfig,
     pub policy: PolicyConfig,
     pub email: EmailConfig,
+    pub devices: DevicesConfig,
+}
+
+/// Trusted devices ("don't ask again on this device").
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevicesConfig {
+    /// Offer trust after a right app or email code, on logins that present
+    /// a device.
+    pub enabled: bool,
+    /// How long trust lasts, in days (at most 30; never extended by use).
+    pub days: u32,
+    /// PAM services that are sshd: only their `SSH_AUTH_INFO_0` is read.
+    pub ssh_services: Vec<String>,
+    /// Bind trust to the client address as well as the key.
+    pub bind_address: bool,
+    /// Trust a bare client address when no key was proved (password-only
+    /// SSH). Weak: everyone behind the same NAT shares it. Off by default.
+    pub address_only: bool,
+}
+
+impl Default for DevicesConfig {
+    fn default() -> Self {
+        DevicesConfig {
+            enabled: true,
+            days: 30,
+            ssh_services: vec!["sshd".into()],
+            bind_address: false,
+            address_only: false,
+        }
+    }
 }
 
 /// Mail: email codes as a second-factor method, security notices, and the
@@ -176,6 +207,7 @@ impl Default for Config {
             login: LoginConfig::default(),
             policy: PolicyConfig::default(),
             email: EmailConfig::default(),
+            devices: DevicesConfig::default(),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod core;
+pub mod devices;
 pub mod email;
 pub mod google_auth;
 pub mod login;

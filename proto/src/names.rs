@@ -35,6 +35,10 @@ pub mod detail {
     pub const RHOST: &str = "rhost";
     /// `PAM_TTY`.
     pub const TTY: &str = "tty";
+    /// `SSH_AUTH_INFO_0` from the PAM environment (what sshd reports of
+    /// the methods the client already passed, e.g. `publickey ssh-ed25519
+    /// AAAA...`); the daemon uses it only for services it knows as sshd.
+    pub const SSH_AUTH_INFO: &str = "ssh_auth_info";
 }
 
 /// Method names of `org.twofactor.Login1`, for clients that do not use the

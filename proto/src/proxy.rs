@@ -1,6 +1,8 @@
 //! zbus proxies for the three interfaces (async and blocking).
 
-use crate::types::{AccountStatus, AppEnrolment, ImportReport, Policy, Recovery, UserReport};
+use crate::types::{
+    AccountStatus, AppEnrolment, Device, ImportReport, Policy, Recovery, UserReport,
+};
 use crate::WireStep;
 
 #[zbus::proxy(
@@ -56,6 +58,11 @@ pub trait Account1 {
     /// Removes a method (`app`, `email`, or `all`); needs the account
     /// password.
     fn disable(&self, method: &str, password: &[u8]) -> zbus::Result<()>;
+    /// The caller's trusted devices (expired ones are not listed).
+    fn list_devices(&self) -> zbus::Result<Vec<Device>>;
+    /// Removes a trusted device by id, or every one with `all`; needs the
+    /// account password. Returns how many were removed.
+    fn remove_devices(&self, id: &str, password: &[u8]) -> zbus::Result<u32>;
 }
 
 /// Administrators: uid 0, or members of `admin_group` (who give their own
@@ -85,6 +92,11 @@ pub trait Admin1 {
     fn reset(&self, user: &str, password: &[u8]) -> zbus::Result<Recovery>;
     /// Clears a lockout.
     fn unlock(&self, user: &str, password: &[u8]) -> zbus::Result<()>;
+    /// A user's trusted devices.
+    fn list_devices(&self, user: &str) -> zbus::Result<Vec<Device>>;
+    /// Removes a user's trusted device by id, or every one with `all`.
+    /// Returns how many were removed.
+    fn remove_devices(&self, user: &str, id: &str, password: &[u8]) -> zbus::Result<u32>;
     /// Imports `~user/.google_authenticator` (or `path`).
     fn import_google_authenticator(
         &self,

@@ -19,7 +19,7 @@ pub mod method {
 }
 
 /// What a user (or an admin) sees about one account.
-/// D-Bus signature `(sasssxuxbu)`.
+/// D-Bus signature `(sasssxuxbuu)`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "zbus", derive(Serialize, Deserialize, Type))]
 pub struct AccountStatus {
@@ -41,6 +41,27 @@ pub struct AccountStatus {
     pub enrolment_pending: bool,
     /// Unused backup codes (never the codes themselves).
     pub backup_codes_left: u32,
+    /// Devices trusted now (not expired).
+    pub trusted_devices: u32,
+}
+
+/// A device its user trusted ("don't ask again on this device").
+/// D-Bus signature `(sssxxx)`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "zbus", derive(Serialize, Deserialize, Type))]
+pub struct Device {
+    /// Short id, for `devices remove ID`.
+    pub id: String,
+    /// How it is identified: the SSH key's type and SHA-256 fingerprint
+    /// (`ssh-ed25519 SHA256:...`), or `address` for address-based trust.
+    pub label: String,
+    /// The client address the trust is also bound to ("" if none).
+    pub address: String,
+    /// Unix times: when it was trusted, last used (0: never), and when
+    /// the trust ends (at most 30 days after it was given).
+    pub added: i64,
+    pub last_used: i64,
+    pub expires: i64,
 }
 
 /// What `Account1.EnrollApp` returns: shown once to the user, never stored

@@ -72,7 +72,7 @@ impl From<crate::sealing::SealError> for StoreError {
 }
 
 /// Every sealed column: (table, column); each table has a `user` column.
-const SEALED: [(&str, &str); 7] = [
+const SEALED: [(&str, &str); 10] = [
     ("totp", "secret"),
     ("totp_pending", "secret"),
     ("backup_codes", "selector"),
@@ -80,6 +80,9 @@ const SEALED: [(&str, &str); 7] = [
     ("email", "address"),
     ("email_codes", "address"),
     ("email_codes", "digest"),
+    ("devices", "identity"),
+    ("devices", "label"),
+    ("devices", "address"),
 ];
 
 /// Opens one sealed value of each column: the key file must be the

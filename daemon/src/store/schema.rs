@@ -5,7 +5,7 @@
 //! account), `totp` and `totp_pending` (totp, account), `backup_codes`
 //! (backup_codes), `policy` (policy), `recovery_codes` (recovery),
 //! `source_failures` (ratelimit), `email`, `email_codes` and
-//! `email_sends` (email). Secret columns hold values sealed by
+//! `email_sends` (email), `devices` (devices). Secret columns hold values sealed by
 //! `sealing` (through the store's `seal`/`unseal` SQL functions).
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
@@ -113,6 +113,19 @@ pub const MIGRATIONS: &[&str] = &[
         at INTEGER NOT NULL
     ) STRICT;
     CREATE INDEX email_sends_user ON email_sends(user, at);",
+    // 8: trusted devices: identity and label sealed; trust ends at
+    // `expires`, fixed when it was given.
+    "CREATE TABLE devices (
+        id TEXT NOT NULL,
+        user TEXT NOT NULL REFERENCES accounts(user) ON DELETE CASCADE,
+        identity BLOB NOT NULL,
+        label BLOB NOT NULL,
+        address BLOB NOT NULL,
+        added INTEGER NOT NULL,
+        last_used INTEGER NOT NULL,
+        expires INTEGER NOT NULL,
+        PRIMARY KEY (user, id)
+    ) STRICT;",
 ];
 
 /// The version this build of the daemon writes.
