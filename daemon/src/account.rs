@@ -116,6 +116,8 @@ impl Accounts {
                 if outcome == Confirm::Activated {
                     backup_codes::replace_set(conn, &u, &hashed, now)?;
                     crate::recovery::remove(conn, &u)?;
+                    // A new secret ends the trust of every device.
+                    devices::remove_all(conn, &u)?;
                 }
                 Ok(outcome)
             })
@@ -221,6 +223,7 @@ impl Accounts {
                 let found = email::check(c, &u, Purpose::Confirm, &code, now)?;
                 if let EmailCheck::Accepted(address) = &found {
                     email::activate(c, &u, address, now)?;
+                    devices::remove_all(c, &u)?;
                     if first {
                         backup_codes::replace_set(c, &u, &hashed, now)?;
                     }
@@ -436,6 +439,9 @@ impl Accounts {
                 };
                 if !methods::has_any(c, &u)? {
                     backup_codes::remove_all(c, &u)?;
+                }
+                if removed {
+                    devices::remove_all(c, &u)?;
                 }
                 Ok((removed, had))
             })

@@ -319,6 +319,7 @@ impl Admin {
                 accounts::ensure(c, &u, now)?;
                 methods::remove_all(c, &u)?;
                 backup_codes::remove_all(c, &u)?;
+                devices::remove_all(c, &u)?;
                 ratelimit::clear(c, &u)?;
                 recovery::replace(c, &u, &hash, now, &b)?;
                 Ok(had)

@@ -12,12 +12,26 @@ use std::thread::JoinHandle;
 use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
 
 /// Who and where, for login events.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Origin {
     pub user: String,
     pub service: String,
     pub rhost: String,
     pub tty: String,
+    /// `SSH_AUTH_INFO_0` as the module found it in the PAM environment
+    /// (used only to recognise a trusted device; never logged).
+    pub ssh_auth_info: String,
+}
+
+impl std::fmt::Debug for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Origin")
+            .field("user", &self.user)
+            .field("service", &self.service)
+            .field("rhost", &self.rhost)
+            .field("tty", &self.tty)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Everything the daemon audits.
@@ -138,6 +152,11 @@ pub enum Event<'a> {
     Prefer {
         user: &'a str,
         method: &'a str,
+    },
+    /// A login passed on a trusted device (named by its id only).
+    TrustedDeviceLogin {
+        origin: &'a Origin,
+        device: &'a str,
     },
     /// A device was trusted at the end of a login (named by its id only).
     DeviceTrusted {
@@ -334,6 +353,13 @@ impl Event<'_> {
                     .kv("purpose", purpose)
                     .kv("error", error);
                 Level::Warning
+            }
+            Event::TrustedDeviceLogin { origin, device } => {
+                line.event("login-success")
+                    .origin(origin)
+                    .kv("method", "trusted-device")
+                    .kv("device", device);
+                Level::Info
             }
             Event::DeviceTrusted {
                 origin,
@@ -540,6 +566,7 @@ mod tests {
     #[test]
     fn login_line_shape() {
         let o = Origin {
+            ssh_auth_info: String::new(),
             user: "alice".into(),
             service: "sshd".into(),
             rhost: "127.0.0.1".into(),

@@ -65,6 +65,7 @@ fn origin_of(details: &HashMap<String, OwnedValue>) -> Result<Origin, Error> {
         service: text(detail::SERVICE)?.unwrap_or_default(),
         rhost: text(detail::RHOST)?.unwrap_or_default(),
         tty: text(detail::TTY)?.unwrap_or_default(),
+        ssh_auth_info: text(detail::SSH_AUTH_INFO)?.unwrap_or_default(),
     })
 }
 

@@ -29,6 +29,11 @@ pub enum Notice {
     /// A method (or, with None, every method) was removed.
     MethodRemoved(Option<Method>),
     BackupCodesNew,
+    /// A device was trusted: logins from it ask no code for `days` days.
+    DeviceTrusted {
+        label: String,
+        days: u32,
+    },
 }
 
 impl Notice {
@@ -50,6 +55,10 @@ impl Notice {
             Notice::MethodRemoved(None) => {
                 "Two-factor authentication was turned off: every method was removed.".into()
             }
+            Notice::DeviceTrusted { label, days } => format!(
+                "A device was trusted: logins from it ask for no code for {days} days ({label}). \
+                 `twofactorctl devices` lists trusted devices and removes them."
+            ),
             Notice::BackupCodesNew => {
                 "A new set of backup codes was made; the previous codes no longer work.".into()
             }

@@ -270,6 +270,7 @@ mod tests {
     #[test]
     fn sources_are_named_by_host_else_terminal() {
         let o = |rhost: &str, tty: &str| Origin {
+            ssh_auth_info: String::new(),
             user: "u".into(),
             service: "s".into(),
             rhost: rhost.into(),

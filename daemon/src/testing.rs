@@ -107,5 +107,6 @@ pub fn origin(user: &str) -> Origin {
         service: "sshd".into(),
         rhost: "192.0.2.1".into(),
         tty: "ssh".into(),
+        ssh_auth_info: String::new(),
     }
 }

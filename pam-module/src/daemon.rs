@@ -22,6 +22,8 @@ pub struct LoginRequest {
     pub rhost: String,
     /// `PAM_TTY`, empty if unset.
     pub tty: String,
+    /// `SSH_AUTH_INFO_0` from the PAM environment, empty if unset.
+    pub ssh_auth_info: String,
 }
 
 /// `org.twofactor.Login1`, as the module calls it.

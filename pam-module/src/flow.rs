@@ -403,6 +403,7 @@ mod tests {
             service: "sshd".into(),
             rhost: "127.0.0.1".into(),
             tty: "ssh".into(),
+            ssh_auth_info: String::new(),
         }
     }
 

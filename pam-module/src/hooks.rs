@@ -68,6 +68,7 @@ pub fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) ->
         service,
         rhost: item(pamh.get_item::<RHost>().map(|o| o.map(|s| s.0))),
         tty: item(pamh.get_item::<Tty>().map(|o| o.map(|s| s.0))),
+        ssh_auth_info: pam_env(pamh, c"SSH_AUTH_INFO_0"),
     };
     let settings = Settings {
         failmode: args.failmode,
@@ -148,6 +149,29 @@ fn item<E>(value: Result<Option<&CStr>, E>) -> String {
         Ok(Some(s)) => s.to_string_lossy().into_owned(),
         _ => String::new(),
     }
+}
+
+extern "C" {
+    fn pam_getenv(pamh: *mut PamHandle, name: *const libc::c_char) -> *const libc::c_char;
+}
+
+/// A variable of the **PAM** environment (`pam_getenv`), never of the
+/// process environment: what sshd put there for this handle. Empty if
+/// unset or not UTF-8. The daemon decides whether to believe it (only for
+/// services it knows as sshd, only from root).
+fn pam_env(pamh: &mut PamHandle, name: &CStr) -> String {
+    // SAFETY: `pamh` is the live handle libpam passed to this hook, and
+    // `name` a NUL-terminated string that outlives the call. pam_getenv
+    // returns NULL or a pointer into the handle's own environment list,
+    // valid until the handle's environment changes; it is copied at once,
+    // before the handle is used again.
+    let value = unsafe { pam_getenv(pamh as *mut PamHandle, name.as_ptr()) };
+    if value.is_null() {
+        return String::new();
+    }
+    // SAFETY: non-NULL: a NUL-terminated string owned by libpam (above).
+    let text = unsafe { CStr::from_ptr(value) };
+    text.to_str().map(str::to_string).unwrap_or_default()
 }
 
 /// An error code from libpam, made sure not to be a success.

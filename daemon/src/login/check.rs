@@ -161,9 +161,9 @@ impl Logins {
             return Next::Done(self.unknown_user_failure(origin));
         }
         match attempt {
-            Attempt::Code(Method::App, code) => Next::Done(self.check_app_code(origin, code).await),
+            Attempt::Code(Method::App, code) => verified(self.check_app_code(origin, code).await),
             Attempt::Code(Method::Email, code) => {
-                Next::Done(self.check_email_code(origin, code).await)
+                verified(self.check_email_code(origin, code).await)
             }
             Attempt::Backup(code) => Next::Done(self.check_backup_code(origin, code).await),
             Attempt::Recovery(code) => {
@@ -451,6 +451,16 @@ impl Logins {
             reason: "locked",
         });
         Step::new(Action::Deny).error(wait_message(wait))
+    }
+}
+
+/// A method's code step: an accepting one is `Verified` (the login may
+/// offer to trust its device).
+fn verified(step: Step) -> Next {
+    if step.action == Action::Accept {
+        Next::Verified(step)
+    } else {
+        Next::Done(step)
     }
 }
 

@@ -437,7 +437,10 @@ impl Logins {
         let confirmed = Confirmed { setup, why, hashed };
         // Nothing is stored yet: the password before this module may have
         // been wrong. The module commits from the account phase.
-        Next::Continue(Phase::Commit(confirmed), Step::new(Action::AcceptPending))
+        Next::Continue(
+            Phase::Commit(super::Change::Enrolment(confirmed)),
+            Step::new(Action::AcceptPending),
+        )
     }
 
     /// Stores a confirmed enrolment, once the whole PAM auth stack has
@@ -467,6 +470,7 @@ impl Logins {
                 }
                 backup_codes::replace_set(conn, &user, &hashed, now)?;
                 recovery::remove(conn, &user)?;
+                crate::devices::remove_all(conn, &user)?;
                 ratelimit::clear(conn, &user)?;
                 accounts::record_login(conn, &user, method.name(), now)?;
                 Ok(true)

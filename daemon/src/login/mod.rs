@@ -26,11 +26,13 @@ mod check;
 mod choose;
 mod enrol;
 mod sessions;
+mod trust;
 mod unknown;
 
 pub use check::wait_message;
 pub use choose::{APP_PROMPT, CHOOSE_PROMPT};
 use sessions::{Session, Sessions};
+pub use trust::question as trust_question;
 use unknown::UnknownNames;
 
 use crate::accounts;
@@ -51,6 +53,8 @@ pub const INTERNAL: &str = "Two-factor authentication failed (internal error); l
 
 /// Longest service, rhost or tty accepted from the module.
 const MAX_ITEM_LEN: usize = 1024;
+/// Longest `SSH_AUTH_INFO_0` (a large certificate fits).
+const MAX_AUTH_INFO_LEN: usize = 16 * 1024;
 /// Where a login is.
 enum Phase {
     /// The prompt for a code of the method `asked` was shown: a 6-digit
@@ -67,21 +71,32 @@ enum Phase {
     EnrolEmail(enrol::EmailSetup),
     /// The code was right; backup codes were shown, confirmation asked.
     EnrolConfirm(enrol::Confirming),
+    /// A right code on a login that presents a device: trust it?
+    OfferTrust(crate::devices::Presented),
     /// The auth phase passed with a change pending (`AcceptPending`); the
     /// module commits it from the account phase, once the whole PAM auth
     /// stack has succeeded.
-    Commit(enrol::Confirmed),
+    Commit(Change),
+}
+
+/// What a login stores once the whole PAM stack has succeeded.
+enum Change {
+    /// A method set up at the prompt.
+    Enrolment(enrol::Confirmed),
+    /// A device to trust.
+    Trust(crate::devices::Presented),
 }
 
 impl Phase {
     /// The session id under which this login claimed a recovery code.
     fn recovery_claim(&self) -> Option<&str> {
         match self {
-            Phase::AskCode { .. } | Phase::Choose(_) => None,
+            Phase::AskCode { .. } | Phase::Choose(_) | Phase::OfferTrust(_) => None,
             Phase::EnrolCode(p) => p.recovery_claim(),
             Phase::EnrolEmail(e) => e.recovery_claim(),
             Phase::EnrolConfirm(c) => c.recovery_claim(),
-            Phase::Commit(c) => c.recovery_claim(),
+            Phase::Commit(Change::Enrolment(c)) => c.recovery_claim(),
+            Phase::Commit(Change::Trust(_)) => None,
         }
     }
 }
@@ -94,6 +109,9 @@ const COMMIT_SECONDS: i64 = 60;
 /// session with the step that asks its question.
 enum Next {
     Done(Step),
+    /// A method's code (app or email) was right: the login passed, and may
+    /// offer to trust its device.
+    Verified(Step),
     Continue(Phase, Step),
 }
 
@@ -141,6 +159,9 @@ impl Logins {
         if origin.user.len() > MAX_ITEM_LEN {
             return Err(Error::InvalidInput("user name is too long".into()));
         }
+        if origin.ssh_auth_info.len() > MAX_AUTH_INFO_LEN {
+            return Err(Error::InvalidInput("ssh_auth_info is too long".into()));
+        }
         // One account, one identity: every spelling of a name (a same-uid
         // alias, another case under a case-insensitive name service) is
         // resolved to the uid's own name, and all state is keyed by that.
@@ -185,6 +206,17 @@ impl Logins {
                 policy: Default::default(),
             }
         };
+        let device = if known {
+            self.presented(caller, &origin)
+        } else {
+            None
+        };
+        if let Some(d) = &device {
+            // A user with no method never gets trust.
+            if !facts.methods.usable.is_empty() && self.trusted(&origin, d).await {
+                return Ok((String::new(), Step::new(Action::Accept)));
+            }
+        }
         let phase = if !known || facts.first.is_some() || facts.recovery_pending {
             // A name the system does not know is asked like an app user.
             let asked = facts.first.unwrap_or(Method::App);
@@ -226,6 +258,7 @@ impl Logins {
         let session = Session {
             owner: caller.clone(),
             origin,
+            device,
             phase,
             expires: now + i64::from(self.core.config.login.session_timeout_seconds),
         };
@@ -255,6 +288,7 @@ impl Logins {
         let Session {
             owner,
             origin,
+            device,
             phase,
             expires,
         } = self.sessions.take(caller, id, self.core.clock.now())?;
@@ -266,20 +300,28 @@ impl Logins {
             Phase::Choose(menu) => self.choose(&origin, menu, &answer).await,
             Phase::EnrolCode(pending) => self.enrol_code(&origin, pending, &answer).await,
             Phase::EnrolEmail(setup) => self.enrol_email(&origin, setup, &answer).await,
+            Phase::OfferTrust(d) => self.trust_answer(d, &answer),
             Phase::EnrolConfirm(confirming) => {
                 self.enrol_confirm(&origin, confirming, &answer).await
             }
-            Phase::Commit(confirmed) => {
+            Phase::Commit(change) => {
                 // The auth phase is over; only Commit may follow.
-                self.discard(&origin, &Phase::Commit(confirmed), "answered-after-accept")
+                self.discard(&origin, &Phase::Commit(change), "answered-after-accept")
                     .await;
                 return Err(Error::InvalidInput(
                     "this login waits for Commit, not for an answer".into(),
                 ));
             }
         };
+        let next = match (next, device.clone()) {
+            (Next::Verified(step), Some(d)) if self.core.config.devices.enabled => {
+                self.offer_trust(step, d)
+            }
+            (Next::Verified(step), _) => Next::Done(step),
+            (next, _) => next,
+        };
         match next {
-            Next::Done(step) => Ok(step),
+            Next::Done(step) | Next::Verified(step) => Ok(step),
             Next::Continue(phase, step) => {
                 let now = self.core.clock.now();
                 let expires = if matches!(phase, Phase::Commit(_)) {
@@ -290,6 +332,7 @@ impl Logins {
                 let session = Session {
                     owner,
                     origin,
+                    device,
                     phase,
                     expires,
                 };
@@ -305,7 +348,10 @@ impl Logins {
         let Session { origin, phase, .. } =
             self.sessions.take(caller, id, self.core.clock.now())?;
         match phase {
-            Phase::Commit(confirmed) => Ok(self.commit_enrolment(&origin, confirmed).await),
+            Phase::Commit(Change::Enrolment(confirmed)) => {
+                Ok(self.commit_enrolment(&origin, confirmed).await)
+            }
+            Phase::Commit(Change::Trust(device)) => Ok(self.commit_trust(&origin, device).await),
             other => {
                 self.discard(&origin, &other, "commit-before-accept").await;
                 Err(Error::NotFound("this login has nothing to commit".into()))
@@ -395,6 +441,8 @@ impl Logins {
 mod email_tests;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod trust_tests;
 
 #[cfg(test)]
 mod tests {

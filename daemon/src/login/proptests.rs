@@ -89,7 +89,7 @@ proptest! {
         tty in ".{0,40}",
     ) {
         let w = world();
-        let origin = Origin { user: user.clone(), service, rhost, tty };
+        let origin = Origin { user: user.clone(), service, rhost, tty, ssh_auth_info: String::new() };
         let known = w.core.users.canonical(&user).is_some();
         match w.rt.block_on(w.logins.begin(&root(), origin)) {
             Ok((_, step)) => {

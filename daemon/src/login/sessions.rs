@@ -25,6 +25,8 @@ pub(super) const MAX_SESSIONS_NON_ROOT: usize = MAX_SESSIONS / 2;
 pub(super) struct Session {
     pub(super) owner: Caller,
     pub(super) origin: Origin,
+    /// The device the login presents, if any (see `trust`).
+    pub(super) device: Option<crate::devices::Presented>,
     pub(super) phase: Phase,
     pub(super) expires: i64,
 }

@@ -59,7 +59,7 @@ impl BusDaemon {
 
 impl Daemon for BusDaemon {
     fn begin(&mut self, r: &LoginRequest) -> Result<(String, Step), DaemonError> {
-        for value in [&r.user, &r.service, &r.rhost, &r.tty] {
+        for value in [&r.user, &r.service, &r.rhost, &r.tty, &r.ssh_auth_info] {
             no_nul(value)?;
         }
         let details: HashMap<&str, Variant<&str>> = [
@@ -67,6 +67,7 @@ impl Daemon for BusDaemon {
             (detail::SERVICE, r.service.as_str()),
             (detail::RHOST, r.rhost.as_str()),
             (detail::TTY, r.tty.as_str()),
+            (detail::SSH_AUTH_INFO, r.ssh_auth_info.as_str()),
         ]
         .into_iter()
         .map(|(k, v)| (k, Variant(v)))
@@ -208,6 +209,7 @@ mod tests {
             service: "test".into(),
             rhost: String::new(),
             tty: String::new(),
+            ssh_auth_info: String::new(),
         }
     }
 
@@ -217,13 +219,7 @@ mod tests {
             "unix:path=/nonexistent/twofactor-test",
             Duration::from_secs(1),
         );
-        let r = LoginRequest {
-            user: "alice".into(),
-            service: "test".into(),
-            rhost: String::new(),
-            tty: String::new(),
-        };
-        assert!(matches!(d.begin(&r), Err(DaemonError::Absent(_))));
+        assert!(matches!(d.begin(&request()), Err(DaemonError::Absent(_))));
     }
 
     #[test]

@@ -1,0 +1,134 @@
+//! Trusted devices at login: a login that presents a device its user
+//! trusts passes without a code; after a right app or email code (never a
+//! backup or recovery code) a login that presents a device is asked once
+//! whether to trust it. Trust is stored only from the account phase
+//! (`Commit`), like every change a login makes.
+//!
+//! ```text
+//!   Begin ── trusted device (and a method) ──▶ Accept (no code)
+//!   AskCode ── right app/email code, device presented ──▶ OfferTrust ── "y" ──▶ AcceptPending ── Commit ──▶ trusted
+//!                                                              └── else ──▶ Accept
+//! ```
+
+use super::{Logins, Next, Phase, INTERNAL};
+use crate::audit::{Event, Origin};
+use crate::core::Caller;
+use crate::devices::{self, Presented};
+use crate::notices::{self, Notice};
+use twofactor_proto::{Action, Step};
+
+/// The question, with the number of days.
+pub fn question(days: u32) -> String {
+    format!("Don't ask again on this device for {days} days? [y/N] ")
+}
+
+impl Logins {
+    /// The device a login presents, if it may be trusted at all: only
+    /// root's logins (sshd), only from the services named as sshd.
+    pub(super) fn presented(&self, caller: &Caller, origin: &Origin) -> Option<Presented> {
+        if caller.uid != 0 {
+            return None;
+        }
+        devices::presented(&self.core.config.devices, origin, &origin.ssh_auth_info)
+    }
+
+    /// Whether `device` is one `origin.user` trusts now; if so its use is
+    /// recorded and the login audited with the device's id.
+    pub(super) async fn trusted(&self, origin: &Origin, device: &Presented) -> bool {
+        let (user, d, now) = (origin.user.clone(), device.clone(), self.core.clock.now());
+        let found = self
+            .core
+            .store
+            .run(move |c| {
+                let id = devices::trusted(c, &user, &d, now)?;
+                if let Some(id) = &id {
+                    devices::used(c, &user, id, now)?;
+                }
+                Ok(id)
+            })
+            .await;
+        match found {
+            Ok(Some(id)) => {
+                self.core.audit.log(Event::TrustedDeviceLogin {
+                    origin,
+                    device: &id,
+                });
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                // Not knowing means asking for the code.
+                self.internal("login-device", &e.to_string());
+                false
+            }
+        }
+    }
+
+    /// After a right code: ask whether to trust the device, keeping what
+    /// the accepting step had to say.
+    pub(super) fn offer_trust(&self, accepted: Step, device: Presented) -> Next {
+        let mut ask = Step::new(Action::AskVisible(question(self.core.config.devices.days)));
+        ask.messages = accepted.messages;
+        Next::Continue(Phase::OfferTrust(device), ask)
+    }
+
+    /// The answer to the question: yes waits for the account phase.
+    pub(super) fn trust_answer(&self, device: Presented, answer: &[u8]) -> Next {
+        let yes = std::str::from_utf8(answer)
+            .map(|a| matches!(a.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
+            .unwrap_or(false);
+        if yes {
+            Next::Continue(
+                Phase::Commit(super::Change::Trust(device)),
+                Step::new(Action::AcceptPending),
+            )
+        } else {
+            Next::Done(Step::new(Action::Accept))
+        }
+    }
+
+    /// Stores the trust, once the whole PAM stack succeeded.
+    pub(super) async fn commit_trust(&self, origin: &Origin, device: Presented) -> Step {
+        let days = self.core.config.devices.days;
+        let now = self.core.clock.now();
+        let id = match devices::new_id(self.core.rng.as_ref()) {
+            Ok(id) => id,
+            Err(e) => {
+                self.internal("login-device", &e.to_string());
+                return Step::new(Action::Deny).error(INTERNAL);
+            }
+        };
+        let (user, i, d) = (origin.user.clone(), id.clone(), device.clone());
+        let stored = self
+            .core
+            .store
+            .run(move |c| devices::trust(c, &user, &i, &d, now, now + i64::from(days) * 86_400))
+            .await;
+        match stored {
+            Ok(()) => {
+                self.core.audit.log(Event::DeviceTrusted {
+                    origin,
+                    device: &id,
+                    days,
+                });
+                notices::send(
+                    &self.core,
+                    &origin.user,
+                    Notice::DeviceTrusted {
+                        label: device.label.clone(),
+                        days,
+                    },
+                );
+                Step::new(Action::Accept).info(format!(
+                    "This device is trusted for {days} days (`twofactorctl devices` lists it)."
+                ))
+            }
+            Err(e) => {
+                // The login itself succeeded; only the trust was not kept.
+                self.internal("login-device", &e.to_string());
+                Step::new(Action::Accept)
+                    .error("The device could not be trusted; the next login asks for a code.")
+            }
+        }
+    }
+}

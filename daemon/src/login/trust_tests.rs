@@ -1,0 +1,287 @@
+//! Trusted devices at login, with the injected clock: trust is offered
+//! after a right app code on a login that proves an SSH key, stored only
+//! at Commit, skips the code on the next login with the same key, and ends
+//! at 30 days, on removal, on a reset and on a new secret. Other keys,
+//! other services, non-root callers, backup codes and users without a
+//! method never get it.
+
+use super::*;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::devices;
+use crate::testing::{origin, root, World, T0};
+use crate::totp::{self, Secret};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+/// `SSH_AUTH_INFO_0` as sshd writes it for an ed25519 key of `seed`.
+fn auth_info(seed: u8) -> String {
+    let mut blob = Vec::new();
+    blob.extend_from_slice(&11u32.to_be_bytes());
+    blob.extend_from_slice(b"ssh-ed25519");
+    blob.extend_from_slice(&32u32.to_be_bytes());
+    blob.extend_from_slice(&[seed; 32]);
+    format!("publickey ssh-ed25519 {}\n", STANDARD.encode(blob))
+}
+
+fn with_key(user: &str, seed: u8) -> Origin {
+    Origin {
+        ssh_auth_info: auth_info(seed),
+        ..origin(user)
+    }
+}
+
+fn world() -> (World, Secret) {
+    let w = World::at(Config::default(), T0);
+    let secret = Secret::from_bytes(b"12345678901234567890".to_vec());
+    let bytes = secret.bytes().to_vec();
+    w.rt.block_on(w.core.store.run(move |c| {
+        accounts::ensure(c, "alice", 0)?;
+        totp::activate(c, "alice", &Secret::from_bytes(bytes), 0, 0)
+    }))
+    .unwrap();
+    (w, secret)
+}
+
+/// A login with `o`: the code of the current step (if asked), then `yes`
+/// or `no` to the question (if asked), then Commit (if pending).
+fn login(w: &World, secret: &Secret, o: Origin, trust: &str) -> Vec<Step> {
+    w.rt.block_on(async {
+        let mut steps = Vec::new();
+        let (id, step) = w.logins.begin(&root(), o).await.unwrap();
+        steps.push(step.clone());
+        if step.is_final() {
+            return steps;
+        }
+        // A fresh step each time: codes are single use.
+        w.clock.advance(30);
+        let code = secret.code_at(w.clock.now(), 6);
+        let mut step = w
+            .logins
+            .answer(&root(), &id, code.into_bytes())
+            .await
+            .unwrap();
+        steps.push(step.clone());
+        if matches!(step.action, Action::AskVisible(_)) {
+            step = w
+                .logins
+                .answer(&root(), &id, trust.as_bytes().to_vec())
+                .await
+                .unwrap();
+            steps.push(step.clone());
+        }
+        if step.action == Action::AcceptPending {
+            steps.push(w.logins.commit(&root(), &id).await.unwrap());
+        }
+        steps
+    })
+}
+
+fn asked_code(steps: &[Step]) -> bool {
+    matches!(&steps[0].action, Action::AskHidden(p) if p == APP_PROMPT)
+}
+
+fn count(w: &World) -> u32 {
+    w.rt.block_on(
+        w.core
+            .store
+            .run(|c| devices::count(c, "alice", i64::MIN + 1)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn trust_is_offered_stored_at_commit_and_skips_the_code_next_time() {
+    let (w, secret) = world();
+    let steps = login(&w, &secret, with_key("alice", 1), "y");
+    assert!(asked_code(&steps));
+    assert_eq!(steps[1].action, Action::AskVisible(trust_question(30)));
+    assert_eq!(steps[2].action, Action::AcceptPending);
+    assert_eq!(steps[3].action, Action::Accept);
+    assert_eq!(count(&w), 1);
+    // The same key: no code.
+    let steps = login(&w, &secret, with_key("alice", 1), "y");
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].action, Action::Accept);
+    // Another key from the same address: the code is asked.
+    let steps = login(&w, &secret, with_key("alice", 2), "n");
+    assert!(asked_code(&steps));
+    assert_eq!(steps.last().unwrap().action, Action::Accept);
+    assert_eq!(count(&w), 1, "no means no");
+    // The audit names the device by id, never the key or fingerprint.
+    let lines = w.audit_lines();
+    assert!(lines.contains("method=trusted-device device="), "{lines}");
+    assert!(
+        !lines.contains("SHA256:") && !lines.contains("AAAA"),
+        "{lines}"
+    );
+}
+
+#[test]
+fn nothing_is_stored_without_commit() {
+    let (w, secret) = world();
+    w.rt.block_on(async {
+        let (id, _) = w.logins.begin(&root(), with_key("alice", 1)).await.unwrap();
+        w.clock.advance(30);
+        let code = secret.code_at(w.clock.now(), 6);
+        w.logins
+            .answer(&root(), &id, code.into_bytes())
+            .await
+            .unwrap();
+        let pending = w
+            .logins
+            .answer(&root(), &id, b"yes".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(pending.action, Action::AcceptPending);
+        // The PAM stack failed after us: the handle ended, no Commit.
+        w.logins.connection_closed(":1.1").await;
+    });
+    assert_eq!(count(&w), 0);
+}
+
+#[test]
+fn trust_ends_after_thirty_days_however_often_it_is_used() {
+    let (w, secret) = world();
+    login(&w, &secret, with_key("alice", 1), "y");
+    for _ in 0..29 {
+        w.clock.advance(86_400);
+        assert_eq!(login(&w, &secret, with_key("alice", 1), "n").len(), 1);
+    }
+    // Trust ends 30 days after it was given, not after the last use.
+    let list =
+        w.rt.block_on(w.core.store.run(|c| devices::list(c, "alice", 0)))
+            .unwrap();
+    assert_eq!(list[0].expires, list[0].added + 30 * 86_400);
+    assert!(list[0].last_used > list[0].added);
+    w.clock.advance(list[0].expires - w.clock.now() - 1);
+    assert_eq!(login(&w, &secret, with_key("alice", 1), "n").len(), 1);
+    w.clock.advance(2);
+    let steps = login(&w, &secret, with_key("alice", 1), "n");
+    assert!(asked_code(&steps), "{steps:?}");
+}
+
+#[test]
+fn a_reset_a_new_secret_or_a_removal_ends_trust() {
+    let (w, secret) = world();
+    login(&w, &secret, with_key("alice", 1), "y");
+    // Removed by the user.
+    let alice = Caller {
+        uid: 1000,
+        bus_name: ":1.9".into(),
+    };
+    let list = w.rt.block_on(w.accounts.list_devices(&alice)).unwrap();
+    assert_eq!(list.len(), 1);
+    assert!(list[0].label.starts_with("ssh-ed25519 SHA256:"));
+    assert_eq!(list[0].expires - list[0].added, 30 * 86_400);
+    w.rt.block_on(
+        w.accounts
+            .remove_devices(&alice, &list[0].id, b"pw-a".to_vec()),
+    )
+    .unwrap();
+    assert!(asked_code(&login(&w, &secret, with_key("alice", 1), "y")));
+    assert_eq!(count(&w), 1);
+    // A new app secret.
+    let e =
+        w.rt.block_on(w.accounts.enroll_app(&alice, b"pw-a".to_vec()))
+            .unwrap();
+    let new = Secret::from_bytes(
+        totp_rs::Secret::Encoded(e.secret_base32.clone())
+            .to_bytes()
+            .unwrap(),
+    );
+    w.rt.block_on(
+        w.accounts
+            .confirm_app(&alice, &e.enrolment, &new.code_at(w.clock.now(), 6)),
+    )
+    .unwrap();
+    assert_eq!(count(&w), 0);
+    login(&w, &new, with_key("alice", 1), "y");
+    assert_eq!(count(&w), 1);
+    // An administrator's reset.
+    w.rt.block_on(w.admin.reset(&root(), "alice", Vec::new()))
+        .unwrap();
+    assert_eq!(count(&w), 0);
+}
+
+#[test]
+fn never_for_other_services_non_root_callers_backup_codes_or_no_method() {
+    let (w, secret) = world();
+    // su presents no device, whatever its environment says.
+    let su = Origin {
+        service: "su".into(),
+        ..with_key("alice", 1)
+    };
+    let steps = login(&w, &secret, su, "y");
+    assert_eq!(steps.last().unwrap().action, Action::Accept);
+    assert_eq!(steps.len(), 2, "no question: {steps:?}");
+    // A screen locker (the user's own uid) cannot present one.
+    let alice = Caller {
+        uid: 1000,
+        bus_name: ":1.9".into(),
+    };
+    let step = w.rt.block_on(async {
+        let (id, _) = w.logins.begin(&alice, with_key("alice", 1)).await.unwrap();
+        w.clock.advance(30);
+        let code = secret.code_at(w.clock.now(), 6);
+        w.logins
+            .answer(&alice, &id, code.into_bytes())
+            .await
+            .unwrap()
+    });
+    assert_eq!(step.action, Action::Accept);
+    // A user with no method is not offered trust (and passes without it).
+    let steps = login(&w, &secret, with_key("bob", 1), "y");
+    assert_eq!(steps.len(), 1);
+    assert_eq!(count(&w), 0);
+    // A backup code is not a method's code: no question.
+    let codes = crate::backup_codes::generate_set(&crate::random::OsRandom).unwrap();
+    let hashed: Vec<(String, String)> = codes
+        .iter()
+        .map(|c| {
+            let h = w.core.hasher.hash(c, &crate::random::OsRandom).unwrap();
+            (c.selector().to_string(), h)
+        })
+        .collect();
+    w.rt.block_on(
+        w.core
+            .store
+            .run(move |c| crate::backup_codes::replace_set(c, "alice", &hashed, 0)),
+    )
+    .unwrap();
+    let step = w.rt.block_on(async {
+        let (id, _) = w.logins.begin(&root(), with_key("alice", 1)).await.unwrap();
+        w.logins
+            .answer(&root(), &id, codes[0].display().into_bytes())
+            .await
+            .unwrap()
+    });
+    assert_eq!(step.action, Action::Accept);
+    assert_eq!(count(&w), 0);
+}
+
+#[test]
+fn trust_can_be_turned_off_and_malformed_key_lines_are_no_device() {
+    let mut config = Config::default();
+    config.devices.enabled = false;
+    let w = World::at(config, T0);
+    let secret = Secret::from_bytes(b"12345678901234567890".to_vec());
+    let bytes = secret.bytes().to_vec();
+    w.rt.block_on(w.core.store.run(move |c| {
+        accounts::ensure(c, "alice", 0)?;
+        totp::activate(c, "alice", &Secret::from_bytes(bytes), 0, 0)
+    }))
+    .unwrap();
+    assert_eq!(login(&w, &secret, with_key("alice", 1), "y").len(), 2);
+    for bad in [
+        "publickey ssh-ed25519 !!!notbase64",
+        "publickey ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIAEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEB",
+        "password",
+        "",
+    ] {
+        assert!(devices::ssh_key(bad).is_none(), "{bad}");
+    }
+    let (kind, blob) = devices::ssh_key(&auth_info(3)).unwrap();
+    assert_eq!(kind, "ssh-ed25519");
+    assert_eq!(blob.len(), 4 + 11 + 4 + 32);
+}
