@@ -337,12 +337,7 @@ impl Config {
                 "must not contain ':' or control characters".into(),
             ));
         }
-        if self.reauth_service.is_empty()
-            || !self
-                .reauth_service
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
+        if !valid_service_name(&self.reauth_service) {
             return Err(invalid(
                 "",
                 "reauth_service",
@@ -425,6 +420,24 @@ impl Config {
                 format!(
                     "{} is out of range 10..=3600",
                     self.login.session_timeout_seconds
+                ),
+            ));
+        }
+        let d = &self.devices;
+        if !(1..=30).contains(&d.days) {
+            return Err(invalid(
+                "devices",
+                "days",
+                format!("{} is out of range 1..=30 (trust never lasts longer)", d.days),
+            ));
+        }
+        if let Some(bad) = d.ssh_services.iter().find(|s| !valid_service_name(s)) {
+            return Err(invalid(
+                "devices",
+                "ssh_services",
+                format!(
+                    "{:?} is not a PAM service name (letters, digits, - _ .)",
+                    bad.chars().take(64).collect::<String>()
                 ),
             ));
         }
@@ -533,6 +546,15 @@ impl Config {
         }
         hostname().replace(':', "-")
     }
+}
+
+/// A PAM service name: letters, digits, `-`, `_`, `.`.
+fn valid_service_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 /// A group name as useradd/groupadd accept it.
@@ -881,6 +903,7 @@ mod proptests {
             && (10..=3600).contains(&c.login.session_timeout_seconds)
             && (c.policy.from.is_empty() || valid_date(&c.policy.from))
             && c.policy.groups.iter().all(|g| valid_group_name(g))
+            && (1..=30).contains(&c.devices.days)
             && (1..=10).contains(&c.email.timeout_seconds)
             && (1..=15).contains(&c.email.code_minutes)
             && (1..=60).contains(&c.email.max_sends_per_hour)
@@ -944,6 +967,18 @@ mod proptests {
     #[test]
     fn the_shipped_file_parses() {
         assert!(Config::parse(SHIPPED, "p.toml").is_ok());
+    }
+
+    #[test]
+    fn trust_never_lasts_more_than_thirty_days() {
+        let e = Config::parse("[devices]\ndays = 31\n", "c").unwrap_err().to_string();
+        assert_eq!(e, "c:2: key `devices.days`: 31 is out of range 1..=30 (trust never lasts longer)");
+        let e = Config::parse("[devices]\nssh_services = [\"sshd\", \"a b\"]\n", "c")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c:2: key `devices.ssh_services`:"), "{e}");
+        let shipped = Config::parse(SHIPPED, "p.toml").unwrap();
+        assert_eq!(shipped.devices, DevicesConfig::default());
     }
 
     /// The shipped file writes every `[email]` key with its built-in
