@@ -27,12 +27,23 @@ pub const NONE_TO_REMOVE: &str = "No trusted devices to remove.";
 /// Lists the caller's trusted devices.
 pub fn list(account: &dyn Account, json: bool, out: &mut dyn Write) -> Result<(), Failure> {
     let devices = account.list_devices()?;
+    write_list(&devices, json, NO_DEVICES, out)
+}
+
+/// Writes `devices` as one JSON array line (`json`), or as their blocks,
+/// or as the line `none` when there is none.
+pub fn write_list(
+    devices: &[Device],
+    json: bool,
+    none: &str,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
     let text = if json {
-        json_line(serde_json::to_string(&devices), "the devices")?
+        json_line(serde_json::to_string(devices), "the devices")?
     } else if devices.is_empty() {
-        format!("{NO_DEVICES}\n")
+        format!("{none}\n")
     } else {
-        blocks(&devices)
+        blocks(devices)
     };
     out.write_all(text.as_bytes()).map_err(write_failure)
 }
@@ -224,14 +235,16 @@ pub mod tests {
         assert!(out.is_empty());
     }
 
-    fn one(id: &str) -> WhichDevices {
+    /// `remove ID`.
+    pub fn one(id: &str) -> WhichDevices {
         WhichDevices {
             id: Some(id.into()),
             all: false,
         }
     }
 
-    fn every() -> WhichDevices {
+    /// `remove --all`.
+    pub fn every() -> WhichDevices {
         WhichDevices {
             id: None,
             all: true,

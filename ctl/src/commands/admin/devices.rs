@@ -8,10 +8,10 @@
 
 use std::io::Write;
 
-use super::{json_line, Me};
+use super::Me;
 use crate::cli::WhichDevices;
 use crate::client::Admin;
-use crate::commands::devices::{blocks, checked_id, removed_line};
+use crate::commands::devices::{checked_id, removed_line, write_list};
 use crate::commands::write_failure;
 use crate::error::Failure;
 use crate::input::Input;
@@ -20,14 +20,8 @@ use crate::text::one_line;
 pub fn list(admin: &dyn Admin, name: &str, json: bool, out: &mut dyn Write) -> Result<(), Failure> {
     let report = admin.get_user(name)?;
     let devices = admin.list_devices(name)?;
-    let text = if json {
-        json_line(serde_json::to_string(&devices), "the devices")?
-    } else if devices.is_empty() {
-        format!("{} has no trusted devices.\n", one_line(&report.user))
-    } else {
-        blocks(&devices)
-    };
-    out.write_all(text.as_bytes()).map_err(write_failure)
+    let none = format!("{} has no trusted devices.", one_line(&report.user));
+    write_list(&devices, json, &none, out)
 }
 
 pub fn remove(
@@ -52,7 +46,8 @@ pub fn remove(
 mod tests {
     use super::*;
     use crate::commands::admin::fake::{carol, denied, report, root, FakeAdmin};
-    use crate::commands::devices::tests::{laptop, office};
+    use crate::commands::devices::blocks;
+    use crate::commands::devices::tests::{every, laptop, office, one};
     use crate::error::Reason;
 
     fn listed(f: &FakeAdmin, json: bool) -> (Result<(), Failure>, String) {
@@ -127,20 +122,6 @@ mod tests {
         let mut out = Vec::new();
         let r = remove(f, &mut input, &mut out, "alice", &which, me);
         (r, String::from_utf8(out).unwrap(), seen.text())
-    }
-
-    fn one(id: &str) -> WhichDevices {
-        WhichDevices {
-            id: Some(id.into()),
-            all: false,
-        }
-    }
-
-    fn every() -> WhichDevices {
-        WhichDevices {
-            id: None,
-            all: true,
-        }
     }
 
     #[test]
