@@ -3,9 +3,9 @@
 //!
 //! Each subcommand has its own `*Args` struct and a module in
 //! [`crate::commands`] (`admin ...`: [`crate::commands::admin`]; `enable
-//! email`: [`crate::commands::enable::email`]). Commands planned in
-//! DESIGN.md (`devices`) are added as new variants here and new modules
-//! there.
+//! email`: [`crate::commands::enable::email`]; `devices`:
+//! [`crate::commands::devices`]). A new command is a new variant here and a
+//! new module there.
 
 use std::path::PathBuf;
 
@@ -85,6 +85,34 @@ stdin is the password (nothing is read for root)."
     };
 }
 
+/// What a trusted device is, shared by `devices` and `admin devices`.
+macro_rules! devices_help {
+    () => {
+        "A trusted device is an SSH key that a login proved (sshd with
+AuthenticationMethods publickey,keyboard-interactive), on which its user,
+after a right code, chose not to be asked again: later logins proving the
+same key (and coming from the same address, when the trust is bound to
+it) are not asked for a code. The trust lasts at most 30 days from when
+it was given and is never extended by use. It ends earlier when it is
+removed (`devices remove`), when the account's methods change, and on an
+administrator's reset."
+    };
+}
+
+/// What `devices` and `admin devices` print.
+macro_rules! devices_output_help {
+    () => {
+        "Output: for each device a block of `Label: value` lines, the blocks
+separated by an empty line: ID (for `remove`), Identified by (the SSH key's
+type and SHA-256 fingerprint, or `address ...` for a bare address),
+Address (only when the trust is bound to the client address), Added, Last
+used (or never), Expires (local times).
+With --json: one JSON array with an object per device, the fields id,
+label, address (\"\" = not bound), added, last_used (0 = never), expires
+(Unix times in seconds)."
+    };
+}
+
 /// What the lines of `admin user` and `admin users` mean.
 macro_rules! user_report_help {
     () => {
@@ -140,18 +168,21 @@ pub enum Command {
         long_about = "Show the two-factor state of your account: active methods, how many\n\
                       backup codes are left (never the codes), preferred and last used\n\
                       method, the last two-factor login (local time), failed attempts and\n\
-                      lockout, and whether an enrolment is pending.",
+                      lockout, whether an enrolment is pending, and how many devices are\n\
+                      trusted (not asked for a code again).",
         after_help = concat!(
             "Output: `Label: value` lines: User, Methods (authenticator app, codes by\n",
             "email), Backup codes left, Preferred method (asked first at login; \"none:\n",
             "the one used last\" when not set), Last method used, Last 2FA login,\n",
-            "Failed attempts, Locked, Pending enrolment.\n",
+            "Failed attempts, Locked, Pending enrolment, Trusted devices (how many;\n",
+            "when there are some, `twofactorctl devices` lists them).\n",
             "With --json, prints one JSON object with the fields user, methods (active\n",
             "methods: \"app\", \"email\"), preferred (\"app\", \"email\", or \"\" = the one\n",
             "used last), last_method (\"app\", \"email\", \"backup-code\", or \"\" = none\n",
             "yet), last_login (Unix time, 0 = never), failures, locked_until (Unix\n",
             "time, 0 = not locked), enrolment_pending (an app or an address waits for\n",
-            "its code) and backup_codes_left.\n\n",
+            "its code), backup_codes_left and trusted_devices (how many devices are\n",
+            "trusted now; `twofactorctl devices` lists them).\n\n",
             exit_status_help!()
         )
     )]
@@ -219,14 +250,31 @@ pub enum Command {
     )]
     Prefer(PreferArgs),
 
+    /// List your trusted devices (not asked for a code again), or remove them
+    #[command(
+        args_conflicts_with_subcommands = true,
+        long_about = concat!(
+            "Without a subcommand, list the trusted devices of your account: logins\n",
+            "from them are not asked for a code until the trust expires. Needs no\n",
+            "password. `devices remove ID` (or `--all`) removes them.\n\n",
+            devices_help!()
+        ),
+        after_help = concat!(
+            devices_output_help!(),
+            "\nNo device: the one line \"No trusted devices.\" (exit status 0).\n\n",
+            exit_status_help!()
+        )
+    )]
+    Devices(DevicesArgs),
+
     /// Administration: mandatory policy, users, reset, unlock, import (root or admin_group)
     #[command(
         subcommand_required = true,
         long_about = concat!(
             "Administer two-factor authentication for the users of this machine:\n",
             "the mandatory policy, who has two-factor authentication, resets with a\n",
-            "one-time recovery code, lockouts, and importing google-authenticator\n",
-            "files. Every change is recorded by twofactord's audit log (who, what,\n",
+            "one-time recovery code, lockouts, trusted devices, and importing\n",
+            "google-authenticator files. Every change is recorded by twofactord's audit log (who, what,\n",
             "for whom).\n\n",
             admin_input_help!()
         ),
@@ -299,8 +347,10 @@ pub enum AdminCommand {
         after_help = concat!(
             "Output: `Label: value` lines: User, UID, Methods, Backup codes left,\n",
             "Preferred method, Last method used, Last 2FA login, Failed attempts,\n",
-            "Locked, Policy applies, Recovery code.\n",
-            "With --json: one JSON object.\n",
+            "Locked, Policy applies, Recovery code, Trusted devices (how many); then,\n",
+            "after an empty line, a block per trusted device as in `admin devices`.\n",
+            "With --json: one JSON object, with the fields below and devices (an array\n",
+            "of the trusted devices, with the fields of `admin devices --json`).\n",
             user_report_help!(),
             "\n\n",
             admin_exit_status_help!()
@@ -353,6 +403,27 @@ pub enum AdminCommand {
         )
     )]
     Unlock(UnlockArgs),
+
+    /// List a user's trusted devices, or remove them
+    #[command(
+        args_conflicts_with_subcommands = true,
+        subcommand_negates_reqs = true,
+        long_about = concat!(
+            "Without a subcommand, list the trusted devices of user NAME: their logins\n",
+            "from them are not asked for a code until the trust expires. Needs no\n",
+            "password. `admin devices remove NAME ID` (or `--all`) removes them.\n\n",
+            devices_help!()
+        ),
+        after_help = concat!(
+            devices_output_help!(),
+            "\nNo device: the one line \"NAME has no trusted devices.\" (exit status 0;\n",
+            "a user twofactord does not know: exit status 1).\n\n",
+            admin_input_help!(),
+            "\n\n",
+            admin_exit_status_help!()
+        )
+    )]
+    Devices(AdminDevicesArgs),
 
     /// Import users' two-factor secrets from another tool
     Import(ImportArgs),
@@ -447,6 +518,114 @@ pub struct UnlockArgs {
     /// The user's login name
     #[arg(value_name = "NAME")]
     pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AdminDevicesArgs {
+    /// The user's login name
+    #[arg(value_name = "NAME", required = true)]
+    pub name: Option<String>,
+
+    /// Print the devices as one JSON array (for scripts)
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub change: Option<AdminDevicesChange>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminDevicesChange {
+    /// Remove one of a user's trusted devices, or all of them
+    #[command(
+        long_about = "Remove the trusted device ID of user NAME (the ID `admin devices NAME`\n\
+                      lists), or with --all every trusted device of NAME: their next login\n\
+                      from it is asked for a code again. Asks for your password unless you\n\
+                      are root. The user's methods and backup codes stay as they are.",
+        override_usage = "twofactorctl admin devices remove NAME <ID|--all>",
+        after_help = concat!(
+            "Output (stdout): one line, e.g. \"Removed 1 trusted device of NAME.\" or\n",
+            "\"Removed 3 trusted devices of NAME.\"; with --all and none there: \"NAME has\n",
+            "no trusted devices to remove.\" An ID that is not listed is refused (exit\n",
+            "status 1), as is a user twofactord does not know.\n\n",
+            admin_input_help!(),
+            "\n\n",
+            admin_exit_status_help!()
+        )
+    )]
+    Remove(AdminDevicesRemoveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AdminDevicesRemoveArgs {
+    /// The user's login name
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    #[command(flatten)]
+    pub which: WhichDevices,
+}
+
+#[derive(Debug, Args)]
+pub struct DevicesArgs {
+    /// Print the devices as one JSON array (for scripts)
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub change: Option<DevicesChange>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevicesChange {
+    /// Remove one trusted device, or all of them (asks for your password)
+    #[command(
+        long_about = "Remove the trusted device ID (the ID `twofactorctl devices` lists), or\n\
+                      with --all every trusted device of your account: the next login from\n\
+                      it is asked for a code again. Asks for your account password again\n\
+                      (checked by twofactord). Your methods and backup codes stay as they\n\
+                      are.",
+        after_help = concat!(
+            "Output (stdout): one line, e.g. \"Removed 1 trusted device.\" or\n",
+            "\"Removed 3 trusted devices.\"; with --all and none there:\n",
+            "\"No trusted devices to remove.\" An ID that is not listed is refused\n",
+            "(exit status 1).\n",
+            "The ID \"all\" is refused (exit status 2): --all removes every device.\n\n",
+            "Input when stdin is not a terminal: line 1 = the account password.\n\n",
+            exit_status_help!()
+        )
+    )]
+    Remove(DevicesRemoveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevicesRemoveArgs {
+    #[command(flatten)]
+    pub which: WhichDevices,
+}
+
+/// Which trusted devices `remove` removes: exactly one of ID and --all.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+pub struct WhichDevices {
+    /// The device's ID, as listed
+    #[arg(value_name = "ID")]
+    pub id: Option<String>,
+
+    /// Every trusted device
+    #[arg(long)]
+    pub all: bool,
+}
+
+impl WhichDevices {
+    /// The id `RemoveDevices` expects (`all` for --all).
+    pub fn wire_id(&self) -> &str {
+        if self.all {
+            "all"
+        } else {
+            self.id.as_deref().unwrap_or("")
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -919,6 +1098,128 @@ mod tests {
             }) => assert!(g.all && g.name.is_none() && g.file.is_none()),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn parses_the_devices_commands() {
+        let Command::Devices(d) = command(&["devices"]) else {
+            panic!("not devices");
+        };
+        assert!(!d.json && d.change.is_none());
+        let Command::Devices(d) = command(&["devices", "--json"]) else {
+            panic!("not devices --json");
+        };
+        assert!(d.json && d.change.is_none());
+        for (args, wire, all) in [
+            (&["devices", "remove", "1a2b3c4d"][..], "1a2b3c4d", false),
+            (&["devices", "remove", "--all"], "all", true),
+        ] {
+            let Command::Devices(DevicesArgs {
+                change: Some(DevicesChange::Remove(r)),
+                json: false,
+            }) = command(args)
+            else {
+                panic!("not devices remove: {args:?}");
+            };
+            assert_eq!((r.which.wire_id(), r.which.all), (wire, all), "{args:?}");
+        }
+
+        match admin(&["devices", "alice"]) {
+            AdminCommand::Devices(d) => {
+                assert_eq!(d.name.as_deref(), Some("alice"));
+                assert!(!d.json && d.change.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+        match admin(&["devices", "alice", "--json"]) {
+            AdminCommand::Devices(d) => assert!(d.json && d.name.is_some()),
+            other => panic!("{other:?}"),
+        }
+        for (args, wire) in [
+            (&["devices", "remove", "alice", "99ff0011"][..], "99ff0011"),
+            (&["devices", "remove", "alice", "--all"], "all"),
+            (&["devices", "remove", "--all", "alice"], "all"),
+        ] {
+            match admin(args) {
+                AdminCommand::Devices(AdminDevicesArgs {
+                    change: Some(AdminDevicesChange::Remove(r)),
+                    ..
+                }) => assert_eq!((r.name.as_str(), r.which.wire_id()), ("alice", wire)),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn devices_usage_errors_exit_2() {
+        for args in [
+            &["twofactorctl", "devices", "remove"][..],
+            &["twofactorctl", "devices", "remove", "1a2b", "--all"],
+            &["twofactorctl", "devices", "remove", "1a2b", "99ff"],
+            &["twofactorctl", "devices", "--json", "remove", "1a2b"],
+            &[
+                "twofactorctl",
+                "devices",
+                "remove",
+                "1a2b",
+                "--password",
+                "x",
+            ],
+            &["twofactorctl", "devices", "1a2b"],
+            &["twofactorctl", "admin", "devices"],
+            &["twofactorctl", "admin", "devices", "remove", "alice"],
+            &[
+                "twofactorctl",
+                "admin",
+                "devices",
+                "remove",
+                "alice",
+                "x",
+                "--all",
+            ],
+            &["twofactorctl", "admin", "devices", "alice", "bob"],
+            &["twofactorctl", "admin", "devices", "alice", "remove", "x"],
+        ] {
+            let err = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn devices_help_explains_trust() {
+        for path in [&["devices"][..], &["admin", "devices"]] {
+            let help = long_help_of(path);
+            for needle in [
+                "publickey,keyboard-interactive",
+                "30 days",
+                "never extended by use",
+                "methods change",
+                "reset",
+                "last_used",
+                "Exit status:",
+            ] {
+                assert!(help.contains(needle), "{path:?} {needle}: {help}");
+            }
+        }
+        let remove = long_help_of(&["devices", "remove"]);
+        for needle in [
+            "line 1 = the account password",
+            "Removed 1 trusted device.",
+            "No trusted devices to remove.",
+            "--all",
+        ] {
+            assert!(remove.contains(needle), "{needle}: {remove}");
+        }
+        let remove = long_help_of(&["admin", "devices", "remove"]);
+        for needle in ["root, who is not asked", "of NAME", "NAME <ID|--all>"] {
+            assert!(remove.contains(needle), "{needle}: {remove}");
+        }
+        let status = long_help_of(&["status"]);
+        for needle in ["trusted_devices", "Trusted devices", "twofactorctl devices"] {
+            assert!(status.contains(needle), "{needle}: {status}");
+        }
+        let user = long_help_of(&["admin", "user"]);
+        assert!(user.contains("devices (an array"), "{user}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use twofactor_proto::error::Error as DaemonError;
 use twofactor_proto::proxy::{Account1ProxyBlocking, Admin1ProxyBlocking};
-use twofactor_proto::types::{AppEnrolment, ImportReport, Policy, Recovery, UserReport};
+use twofactor_proto::types::{AppEnrolment, Device, ImportReport, Policy, Recovery, UserReport};
 use twofactor_proto::AccountStatus;
 use zbus::blocking::connection::Builder;
 
@@ -46,6 +46,11 @@ pub trait Account {
     fn set_preferred(&self, method: &str) -> Result<(), Failure>;
     /// Removes a method (`app`, `email`) or `all`.
     fn disable(&self, method: &str, password: &[u8]) -> Result<(), Failure>;
+    /// The caller's trusted devices (expired ones are not listed).
+    fn list_devices(&self) -> Result<Vec<Device>, Failure>;
+    /// Removes the trusted device `id`, or every one with `all`; returns
+    /// how many were removed.
+    fn remove_devices(&self, id: &str, password: &[u8]) -> Result<u32, Failure>;
 }
 
 /// What the `admin` commands need from `org.twofactor.Admin1`. Implemented
@@ -65,6 +70,9 @@ pub trait Admin {
     fn get_user(&self, user: &str) -> Result<UserReport, Failure>;
     fn reset(&self, user: &str, password: &[u8]) -> Result<Recovery, Failure>;
     fn unlock(&self, user: &str, password: &[u8]) -> Result<(), Failure>;
+    fn list_devices(&self, user: &str) -> Result<Vec<Device>, Failure>;
+    /// `id` is a device id or `all`; returns how many were removed.
+    fn remove_devices(&self, user: &str, id: &str, password: &[u8]) -> Result<u32, Failure>;
     /// `path` empty: the user's `~/.google_authenticator`.
     fn import_google_authenticator(
         &self,
@@ -145,6 +153,12 @@ impl Account for Client {
     fn disable(&self, method: &str, password: &[u8]) -> Result<(), Failure> {
         self.proxy.disable(method, password).map_err(map_error)
     }
+    fn list_devices(&self) -> Result<Vec<Device>, Failure> {
+        self.proxy.list_devices().map_err(map_error)
+    }
+    fn remove_devices(&self, id: &str, password: &[u8]) -> Result<u32, Failure> {
+        self.proxy.remove_devices(id, password).map_err(map_error)
+    }
 }
 
 impl Admin for Client {
@@ -173,6 +187,14 @@ impl Admin for Client {
     }
     fn unlock(&self, user: &str, password: &[u8]) -> Result<(), Failure> {
         self.admin.unlock(user, password).map_err(map_error)
+    }
+    fn list_devices(&self, user: &str) -> Result<Vec<Device>, Failure> {
+        self.admin.list_devices(user).map_err(map_error)
+    }
+    fn remove_devices(&self, user: &str, id: &str, password: &[u8]) -> Result<u32, Failure> {
+        self.admin
+            .remove_devices(user, id, password)
+            .map_err(map_error)
     }
     fn import_google_authenticator(
         &self,

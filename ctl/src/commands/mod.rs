@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod backup;
+pub mod devices;
 pub mod disable;
 pub mod enable;
 pub mod prefer;
@@ -17,7 +18,7 @@ use std::io::{self, Write};
 
 use twofactor_proto::types::method;
 
-use crate::cli::{Cli, Command, EnableMethod};
+use crate::cli::{Cli, Command, DevicesChange, EnableMethod};
 use crate::client::Client;
 use crate::error::Failure;
 use crate::input::Input;
@@ -57,6 +58,13 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let mut input = Input::from_stdin()?;
             backup::run(&client, &mut input, &mut out, &args, &Here::this_machine())
         }
+        Command::Devices(args) => match args.change {
+            None => devices::list(&client, args.json, &mut out),
+            Some(DevicesChange::Remove(remove)) => {
+                let mut input = Input::from_stdin()?;
+                devices::remove(&client, &mut input, &mut out, &remove.which)
+            }
+        },
         Command::Admin(args) => admin::run(
             &client,
             args.command,
@@ -158,7 +166,7 @@ pub mod fake {
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
 
-    use twofactor_proto::types::AppEnrolment;
+    use twofactor_proto::types::{AppEnrolment, Device};
     use twofactor_proto::AccountStatus;
 
     use super::backup::Here;
@@ -178,6 +186,8 @@ pub mod fake {
         pub email_sends: RefCell<VecDeque<Result<String, Failure>>>,
         pub email_confirms: RefCell<VecDeque<Result<Vec<String>, Failure>>>,
         pub prefers: RefCell<VecDeque<Result<(), Failure>>>,
+        pub device_lists: RefCell<VecDeque<Result<Vec<Device>, Failure>>>,
+        pub device_removals: RefCell<VecDeque<Result<u32, Failure>>>,
         /// Every call, with its arguments (passwords included, to check them).
         pub calls: RefCell<Vec<String>>,
     }
@@ -309,6 +319,15 @@ pub mod fake {
             self.answer(
                 format!("Disable({method},{})", text(password)),
                 &self.disables,
+            )
+        }
+        fn list_devices(&self) -> Result<Vec<Device>, Failure> {
+            self.answer("ListDevices".into(), &self.device_lists)
+        }
+        fn remove_devices(&self, id: &str, password: &[u8]) -> Result<u32, Failure> {
+            self.answer(
+                format!("RemoveDevices({id},{})", text(password)),
+                &self.device_removals,
             )
         }
     }

@@ -64,6 +64,11 @@ pub fn human(s: &AccountStatus, now: i64) -> String {
     } else {
         "no"
     };
+    let trusted = if s.trusted_devices == 0 {
+        "0".to_owned()
+    } else {
+        format!("{} (`twofactorctl devices` lists them)", s.trusted_devices)
+    };
     let rows = [
         ("User", one_line(&s.user)),
         ("Methods", methods),
@@ -74,6 +79,7 @@ pub fn human(s: &AccountStatus, now: i64) -> String {
         ("Failed attempts", s.failures.to_string()),
         ("Locked", locked),
         ("Pending enrolment", pending.to_owned()),
+        ("Trusted devices", trusted),
     ];
     let mut text = String::new();
     for (label, value) in rows {
@@ -99,6 +105,7 @@ mod tests {
             locked_until: 0,
             enrolment_pending: false,
             backup_codes_left: 7,
+            trusted_devices: 0,
         }
     }
 
@@ -124,7 +131,8 @@ mod tests {
         assert!(text.contains("Locked:            no\n"));
         assert!(text.contains("Pending enrolment: no\n"));
         assert!(text.contains("Backup codes left: 7\n"), "{text}");
-        assert_eq!(text.lines().count(), 9);
+        assert!(text.contains("Trusted devices:   0\n"), "{text}");
+        assert_eq!(text.lines().count(), 10);
     }
 
     #[test]
@@ -163,7 +171,7 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line}: {text}");
         }
-        assert_eq!(text.lines().count(), 9);
+        assert_eq!(text.lines().count(), 10);
     }
 
     #[test]
@@ -179,7 +187,7 @@ mod tests {
         assert_eq!(v["methods"], serde_json::json!(["app", "email"]));
         assert_eq!(v["preferred"], "");
         assert_eq!(v["last_method"], "email");
-        assert_eq!(v.as_object().unwrap().len(), 9);
+        assert_eq!(v.as_object().unwrap().len(), 10);
     }
 
     #[test]
@@ -212,7 +220,24 @@ mod tests {
         assert_eq!(v["locked_until"], 0);
         assert_eq!(v["enrolment_pending"], false);
         assert_eq!(v["backup_codes_left"], 7);
-        assert_eq!(v.as_object().unwrap().len(), 9);
+        assert_eq!(v["trusted_devices"], 0);
+        assert_eq!(v.as_object().unwrap().len(), 10);
+    }
+
+    #[test]
+    fn trusted_devices_point_to_the_list() {
+        let status = AccountStatus {
+            trusted_devices: 2,
+            ..alice()
+        };
+        let text = run_to_string(status.clone(), false, 0);
+        assert!(
+            text.ends_with("Trusted devices:   2 (`twofactorctl devices` lists them)\n"),
+            "{text}"
+        );
+        let text = run_to_string(status, true, 0);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["trusted_devices"], 2);
     }
 
     #[test]
@@ -222,7 +247,7 @@ mod tests {
             ..AccountStatus::default()
         };
         let text = run_to_string(status, false, 0);
-        assert_eq!(text.lines().count(), 9);
+        assert_eq!(text.lines().count(), 10);
         assert!(!text.contains('\x1b'));
     }
 

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 
-use twofactor_proto::types::{ImportReport, Policy, Recovery, UserReport};
+use twofactor_proto::types::{Device, ImportReport, Policy, Recovery, UserReport};
 
 use super::Me;
 use crate::client::Admin;
@@ -20,6 +20,8 @@ pub struct FakeAdmin {
     pub users: Queue<UserReport>,
     pub resets: Queue<Recovery>,
     pub unlocks: Queue<()>,
+    pub device_lists: Queue<Vec<Device>>,
+    pub device_removals: Queue<u32>,
     pub imports: Queue<ImportReport>,
     pub import_alls: Queue<Vec<ImportReport>>,
     pub calls: RefCell<Vec<String>>,
@@ -110,6 +112,14 @@ impl Admin for FakeAdmin {
     fn unlock(&self, user: &str, password: &[u8]) -> Result<(), Failure> {
         self.call(format!("Unlock({user},{})", pw(password)));
         next(&self.unlocks)
+    }
+    fn list_devices(&self, user: &str) -> Result<Vec<Device>, Failure> {
+        self.call(format!("ListDevices({user})"));
+        next(&self.device_lists)
+    }
+    fn remove_devices(&self, user: &str, id: &str, password: &[u8]) -> Result<u32, Failure> {
+        self.call(format!("RemoveDevices({user},{id},{})", pw(password)));
+        next(&self.device_removals)
     }
     fn import_google_authenticator(
         &self,

@@ -1,6 +1,6 @@
 //! `twofactorctl admin ...`: the mandatory policy, who has two-factor
-//! authentication, resets with a recovery code, unlocking, and importing
-//! google-authenticator files, through `org.twofactor.Admin1`.
+//! authentication, resets with a recovery code, unlocking, trusted devices,
+//! and importing google-authenticator files, through `org.twofactor.Admin1`.
 //!
 //! twofactord decides who is an administrator (uid 0, or a member of its
 //! `admin_group`) and checks a non-root administrator's password for every
@@ -10,6 +10,7 @@
 //! password), so that a caller who is not an administrator, or a name that
 //! does not exist, is refused before a password is typed.
 
+pub mod devices;
 pub mod import;
 pub mod policy;
 pub mod reset;
@@ -24,7 +25,7 @@ use std::io::Write;
 use twofactor_proto::names::MAX_PASSWORD_BYTES;
 use zeroize::Zeroizing;
 
-use crate::cli::{AdminCommand, ImportSource};
+use crate::cli::{AdminCommand, AdminDevicesChange, ImportSource};
 use crate::client::Admin;
 use crate::error::Failure;
 use crate::input::{Input, Password};
@@ -102,6 +103,14 @@ pub fn run(
             let mut input = Input::from_stdin()?;
             unlock::run(admin, &mut input, out, &args.name, me, now)
         }
+        AdminCommand::Devices(args) => match (args.change, args.name) {
+            (Some(AdminDevicesChange::Remove(remove)), _) => {
+                let mut input = Input::from_stdin()?;
+                devices::remove(admin, &mut input, out, &remove.name, &remove.which, me)
+            }
+            (None, Some(name)) => devices::list(admin, &name, args.json, out),
+            (None, None) => Err(Failure::usage("admin devices: give the user's NAME")),
+        },
         AdminCommand::Import(args) => match args.source {
             ImportSource::GoogleAuthenticator(args) => {
                 let mut input = Input::from_stdin()?;

@@ -1,13 +1,14 @@
 //! `twofactorctl admin users [--json]` and `admin user NAME [--json]`: the
-//! two-factor state of the system's users, as twofactord reports it.
-//! Reading needs no password.
+//! two-factor state of the system's users, as twofactord reports it (for
+//! one user, with their trusted devices). Reading needs no password.
 
 use std::io::Write;
 
-use twofactor_proto::types::UserReport;
+use twofactor_proto::types::{Device, UserReport};
 
 use super::{json_line, label_lines};
 use crate::client::Admin;
+use crate::commands::devices::blocks;
 use crate::commands::{describe_all, describe_last, describe_preferred, write_failure};
 use crate::error::Failure;
 use crate::localtime;
@@ -50,10 +51,14 @@ pub fn show(
     now: i64,
 ) -> Result<(), Failure> {
     let report = admin.get_user(name)?;
+    let devices = admin.list_devices(name)?;
     let text = if json {
-        json_line(serde_json::to_string(&report), "the user")?
+        json_line(
+            with_devices(&report, &devices).and_then(|v| serde_json::to_string(&v)),
+            "the user",
+        )?
     } else {
-        details(&report, now)
+        details(&report, &devices, now)
     };
     out.write_all(text.as_bytes()).map_err(write_failure)
 }
@@ -121,8 +126,21 @@ pub fn table(reports: &[UserReport], now: i64) -> String {
     text
 }
 
-/// One user as aligned `Label: value` lines.
-pub fn details(r: &UserReport, now: i64) -> String {
+/// The JSON of `admin user`: the report's fields, and `devices`.
+fn with_devices(
+    report: &UserReport,
+    devices: &[Device],
+) -> Result<serde_json::Value, serde_json::Error> {
+    let mut value = serde_json::to_value(report)?;
+    if let serde_json::Value::Object(fields) = &mut value {
+        fields.insert("devices".to_owned(), serde_json::to_value(devices)?);
+    }
+    Ok(value)
+}
+
+/// One user as aligned `Label: value` lines, then their trusted devices
+/// (after an empty line).
+pub fn details(r: &UserReport, devices: &[Device], now: i64) -> String {
     let uid = if r.known_to_system {
         r.uid.to_string()
     } else {
@@ -148,7 +166,12 @@ pub fn details(r: &UserReport, now: i64) -> String {
     } else {
         "none"
     };
-    label_lines(&[
+    let trusted = if devices.is_empty() {
+        "none".to_owned()
+    } else {
+        devices.len().to_string()
+    };
+    let mut text = label_lines(&[
         ("User", one_line(&r.user)),
         ("UID", uid),
         ("Methods", methods),
@@ -160,7 +183,13 @@ pub fn details(r: &UserReport, now: i64) -> String {
         ("Locked", locked),
         ("Policy applies", yes_no(r.policy_applies).to_owned()),
         ("Recovery code", recovery.to_owned()),
-    ])
+        ("Trusted devices", trusted),
+    ]);
+    if !devices.is_empty() {
+        text.push('\n');
+        text.push_str(&blocks(devices));
+    }
+    text
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -183,6 +212,7 @@ fn last_login(ts: i64) -> String {
 mod tests {
     use super::*;
     use crate::commands::admin::fake::{denied, report, FakeAdmin};
+    use crate::commands::devices::tests::{laptop, office};
     use crate::error::Reason;
 
     const NOW: i64 = 1_700_000_000;
@@ -317,10 +347,11 @@ mod tests {
     fn one_user_in_label_lines() {
         let fake = FakeAdmin::default();
         fake.users.borrow_mut().push_back(Ok(alice()));
+        fake.device_lists.borrow_mut().push_back(Ok(vec![]));
         let mut out = Vec::new();
         show(&fake, "alice", false, &mut out, NOW).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert_eq!(fake.calls(), ["GetUser(alice)"]);
+        assert_eq!(fake.calls(), ["GetUser(alice)", "ListDevices(alice)"]);
         let labels: Vec<&str> = text.lines().map(|l| l.split(':').next().unwrap()).collect();
         assert_eq!(
             labels,
@@ -335,7 +366,8 @@ mod tests {
                 "Failed attempts",
                 "Locked",
                 "Policy applies",
-                "Recovery code"
+                "Recovery code",
+                "Trusted devices"
             ]
         );
         assert!(text.contains("User:              alice\n"), "{text}");
@@ -347,6 +379,42 @@ mod tests {
         assert!(text.contains("(another 1 min 30 s)"));
         assert!(text.contains("Policy applies:    yes\n"));
         assert!(text.contains("Recovery code:     none\n"));
+        assert!(text.ends_with("Trusted devices:   none\n"), "{text}");
+    }
+
+    #[test]
+    fn one_user_with_their_devices() {
+        let fake = FakeAdmin::default();
+        fake.users.borrow_mut().push_back(Ok(alice()));
+        fake.device_lists
+            .borrow_mut()
+            .push_back(Ok(vec![laptop(), office()]));
+        let mut out = Vec::new();
+        show(&fake, "alice", false, &mut out, NOW).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let (user, devices) = text.split_once("\n\n").unwrap();
+        assert!(user.ends_with("Trusted devices:   2"), "{text}");
+        assert_eq!(devices, blocks(&[laptop(), office()]));
+    }
+
+    #[test]
+    fn one_user_as_json_lists_the_devices() {
+        let fake = FakeAdmin::default();
+        fake.users.borrow_mut().push_back(Ok(alice()));
+        fake.device_lists.borrow_mut().push_back(Ok(vec![office()]));
+        let mut out = Vec::new();
+        show(&fake, "alice", true, &mut out, NOW).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        // The fields of before are all still there.
+        assert_eq!(v["user"], "alice");
+        assert_eq!(v["backup_codes_left"], 7);
+        assert_eq!(v.as_object().unwrap().len(), 13);
+        let devices = v["devices"].as_array().unwrap();
+        assert_eq!(devices.len(), 1);
+        assert_eq!(devices[0]["id"], "99ff0011");
+        assert_eq!(devices[0]["label"], office().label);
+        assert_eq!(devices[0]["address"], "192.0.2.7");
+        assert_eq!(devices[0]["expires"], office().expires);
     }
 
     #[test]
@@ -361,7 +429,7 @@ mod tests {
         let a = cells(text.lines().nth(1).unwrap());
         assert_eq!(a[2..5], ["app,email", "7", "email"], "{text}");
 
-        let text = details(&both, NOW);
+        let text = details(&both, &[], NOW);
         for line in [
             "Methods:           authenticator app, codes by email\n",
             "Preferred method:  codes by email\n",
@@ -374,6 +442,7 @@ mod tests {
                 preferred: String::new(),
                 ..both
             },
+            &[],
             NOW,
         );
         assert!(none.contains("Preferred method:  none: the one used last\n"));
@@ -383,6 +452,7 @@ mod tests {
     fn one_unknown_user_says_so() {
         let fake = FakeAdmin::default();
         fake.users.borrow_mut().push_back(Ok(gone()));
+        fake.device_lists.borrow_mut().push_back(Ok(vec![]));
         let mut out = Vec::new();
         show(&fake, "olduser", false, &mut out, NOW).unwrap();
         let text = String::from_utf8(out).unwrap();
@@ -396,12 +466,14 @@ mod tests {
     fn one_user_as_json() {
         let fake = FakeAdmin::default();
         fake.users.borrow_mut().push_back(Ok(alice()));
+        fake.device_lists.borrow_mut().push_back(Ok(vec![]));
         let mut out = Vec::new();
         show(&fake, "alice", true, &mut out, NOW).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["user"], "alice");
         assert_eq!(v["policy_applies"], true);
-        assert_eq!(v.as_object().unwrap().len(), 12);
+        assert_eq!(v["devices"], serde_json::json!([]));
+        assert_eq!(v.as_object().unwrap().len(), 13);
     }
 
     #[test]
