@@ -86,7 +86,8 @@ pub fn run(
 }
 
 /// What the reset removes, from the user's report (said on stderr before
-/// the question). Trusted devices join the list once they exist.
+/// the question). The report does not count trusted devices; the last line
+/// says that their trust ends too.
 pub fn explanation(r: &UserReport, now: i64) -> Vec<String> {
     let user = one_line(&r.user);
     let mut items = Vec::new();
@@ -131,8 +132,9 @@ pub fn explanation(r: &UserReport, now: i64) -> Vec<String> {
         v
     };
     lines.push(format!(
-        "A new recovery code lets {user} log in once within 24 hours; they must then \
-         set up a new authenticator app before that login completes."
+        "Devices {user} trusted (if any) are no longer trusted. A new recovery code lets \
+         {user} log in once within 24 hours; they must then set up a new method before \
+         that login completes."
     ));
     lines
 }
@@ -159,10 +161,9 @@ fn result_text(user: &str, recovery: &Recovery, now: i64) -> Zeroizing<String> {
     text.push_str(&format!(
         "Give this code to {user} over a secure channel: in person, by phone (once you\n\
          recognise them), or by signed and encrypted mail; never by plain mail or chat.\n\
-         It is shown only this once. At the \"Verification code:\" prompt of their next\n\
-         login, {user} types it instead of a code; it works once, and they must then\n\
-         set up a new authenticator app before that login completes. A new reset\n\
-         voids it.\n"
+         It is shown only this once. At the \"Verification code ...:\" prompt of their\n\
+         next login, {user} types it instead of a code; it works once, and they must\n\
+         then set up a new method before that login completes. A new reset voids it.\n"
     ));
     text
 }
@@ -243,7 +244,7 @@ mod tests {
         assert_eq!(out.matches(CODE).count(), 1);
         assert!(out.contains("secure channel: in person, by phone"));
         assert!(out.contains("signed and encrypted mail"));
-        assert!(out.contains("\"Verification code:\" prompt"));
+        assert!(out.contains("\"Verification code ...:\" prompt"));
         assert!(out.contains("set up a new authenticator app before that login completes"));
         // Never on stderr.
         assert!(!said.contains(CODE));
