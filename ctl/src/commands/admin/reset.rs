@@ -245,7 +245,7 @@ mod tests {
         assert!(out.contains("secure channel: in person, by phone"));
         assert!(out.contains("signed and encrypted mail"));
         assert!(out.contains("\"Verification code ...:\" prompt"));
-        assert!(out.contains("set up a new authenticator app before that login completes"));
+        assert!(out.contains("set up a new method before that login completes"));
         // Never on stderr.
         assert!(!said.contains(CODE));
     }
