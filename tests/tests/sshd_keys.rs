@@ -39,6 +39,16 @@ fn password_then_code(s: &Enrolled, sshd: &Sshd, ssh: Scripted, code: &str) -> F
     ssh.finish()
 }
 
+/// A user enrolled with the app, an ed25519 key in their authorized_keys,
+/// and a publickey-first sshd with the module.
+fn enrolled_with_key() -> (Enrolled, KeyPair, Sshd) {
+    let s = Enrolled::with_defaults();
+    let key = KeyPair::new(KeyKind::Ed25519);
+    s.user.authorize_key(&key);
+    let sshd = Sshd::start_with(&module_args(&s), &SshdOptions::publickey_first());
+    (s, key, sshd)
+}
+
 /// Key, then password, then code: in. sshd logs the key's fingerprint as
 /// the partial success, the module is asked in keyboard-interactive.
 #[test]
@@ -46,10 +56,7 @@ fn authorized_key_then_password_and_code_in() {
     if !need_root!() {
         return;
     }
-    let s = Enrolled::with_defaults();
-    let key = KeyPair::new(KeyKind::Ed25519);
-    s.user.authorize_key(&key);
-    let sshd = Sshd::start_with(&module_args(&s), &SshdOptions::publickey_first());
+    let (s, key, sshd) = enrolled_with_key();
 
     let out = password_then_code(
         &s,
@@ -89,12 +96,12 @@ fn authorized_key_then_password_and_code_in() {
     );
 
     // The code is still checked after the key: a wrong one is refused.
-    let ssh = sshd.ssh_scripted_with_key(&s.user, Some(&key));
-    ssh.wait_prompt(1);
-    ssh.answer(1, s.user.password());
-    ssh.wait_prompt(2);
-    ssh.answer(2, &totp::wrong_code(&s.code_now()));
-    let out = ssh.finish();
+    let out = password_then_code(
+        &s,
+        &sshd,
+        sshd.ssh_scripted_with_key(&s.user, Some(&key)),
+        &totp::wrong_code(&s.code_now()),
+    );
     assert!(
         !logged_in(&out),
         "wrong code after the key: {}",
@@ -110,11 +117,8 @@ fn unauthorized_key_or_no_key_refused_before_any_prompt() {
     if !need_root!() {
         return;
     }
-    let s = Enrolled::with_defaults();
-    let authorized = KeyPair::new(KeyKind::Ed25519);
+    let (s, authorized, sshd) = enrolled_with_key();
     let other = KeyPair::new(KeyKind::Ed25519);
-    s.user.authorize_key(&authorized);
-    let sshd = Sshd::start_with(&module_args(&s), &SshdOptions::publickey_first());
 
     let out = sshd.ssh_with_key(&s.user, Some(&other), s.user.password(), &s.code_now());
     assert!(
@@ -151,6 +155,19 @@ fn unauthorized_key_or_no_key_refused_before_any_prompt() {
     assert!(logged_in(&out), "control: {}", out.describe());
 }
 
+/// A user enrolled with the app and an sshd set up as `options` say, with
+/// an [`AuthInfoProbe`] before the module in its PAM stack.
+fn probed(options: SshdOptions) -> (Enrolled, AuthInfoProbe, Sshd) {
+    let s = Enrolled::with_defaults();
+    let probe = AuthInfoProbe::new();
+    let options = SshdOptions {
+        extra_pam_auth: probe.pam_line(),
+        ..options
+    };
+    let sshd = Sshd::start_with(&module_args(&s), &options);
+    (s, probe, sshd)
+}
+
 /// During keyboard-interactive the PAM environment holds
 /// `SSH_AUTH_INFO_0=publickey TYPE BASE64` of the key the client proved,
 /// ed25519 and RSA alike (a pam_exec probe before the module records it).
@@ -159,13 +176,7 @@ fn ssh_auth_info_0_names_the_proved_key() {
     if !need_root!() {
         return;
     }
-    let s = Enrolled::with_defaults();
-    let probe = AuthInfoProbe::new();
-    let options = SshdOptions {
-        extra_pam_auth: probe.pam_line(),
-        ..SshdOptions::publickey_first()
-    };
-    let sshd = Sshd::start_with(&module_args(&s), &options);
+    let (s, probe, sshd) = probed(SshdOptions::publickey_first());
     let keys = [KeyPair::new(KeyKind::Ed25519), KeyPair::new(KeyKind::Rsa)];
     for key in &keys {
         s.user.authorize_key(key);
@@ -209,13 +220,7 @@ fn keyboard_interactive_only_has_no_key_in_auth_info() {
     if !need_root!() {
         return;
     }
-    let s = Enrolled::with_defaults();
-    let probe = AuthInfoProbe::new();
-    let options = SshdOptions {
-        extra_pam_auth: probe.pam_line(),
-        ..SshdOptions::default()
-    };
-    let sshd = Sshd::start_with(&module_args(&s), &options);
+    let (s, probe, sshd) = probed(SshdOptions::default());
     let out = password_then_code(&s, &sshd, sshd.ssh_scripted(&s.user), &s.code_now());
     assert!(
         logged_in(&out),
