@@ -24,6 +24,7 @@ pub mod scenario;
 pub mod smtp;
 pub mod ssh_enrol;
 pub mod sshd;
+pub mod sshkeys;
 pub mod syslog;
 pub mod totp;
 pub mod users;

@@ -7,12 +7,13 @@
 //! stack is never touched. Everything put into /etc is removed on Drop.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::etc::EtcFile;
 use crate::proc::{self, Finished};
+use crate::sshkeys::{self, KeyKind, KeyPair};
 use crate::users::TestUser;
 
 pub const SSH_TIMEOUT: Duration = Duration::from_secs(90);
@@ -20,8 +21,15 @@ pub const SSH_TIMEOUT: Duration = Duration::from_secs(90);
 /// PAM service text: pam_unix for the password, then the module with
 /// `module_args`; the module in the account phase too, as the README says.
 pub fn pam_stack(module_args: &str) -> String {
+    pam_stack_with(module_args, "")
+}
+
+/// [`pam_stack`] with `extra_auth` (whole lines) between pam_unix and the
+/// module in the auth phase.
+pub fn pam_stack_with(module_args: &str, extra_auth: &str) -> String {
     format!(
         "auth required pam_unix.so\n\
+         {extra_auth}\
          auth required {so} {module_args}\n\
          account required pam_unix.so\n\
          account required {so}\n\
@@ -29,6 +37,43 @@ pub fn pam_stack(module_args: &str) -> String {
          password required pam_deny.so\n",
         so = crate::pam_module_so().display()
     )
+}
+
+/// How a test [`Sshd`] differs from the default (keyboard-interactive
+/// only, the PAM stack of [`pam_stack`]).
+#[derive(Clone, Debug, Default)]
+pub struct SshdOptions {
+    /// `AuthenticationMethods publickey,keyboard-interactive`: the client
+    /// proves a key listed in the user's ~/.ssh/authorized_keys (checked with
+    /// `StrictModes yes`), then the PAM stack runs in keyboard-interactive
+    /// with `SSH_AUTH_INFO_0` (`publickey TYPE BASE64`) in its environment.
+    pub publickey_first: bool,
+    /// PAM lines put before the module's auth line (see [`pam_stack_with`]).
+    pub extra_pam_auth: String,
+}
+
+impl SshdOptions {
+    /// The publickey-first set-up, with no extra PAM lines.
+    pub fn publickey_first() -> SshdOptions {
+        SshdOptions {
+            publickey_first: true,
+            ..SshdOptions::default()
+        }
+    }
+
+    /// The lines of sshd_config that choose the authentication methods.
+    fn auth_config(&self) -> &'static str {
+        if self.publickey_first {
+            "PubkeyAuthentication yes\n\
+             AuthorizedKeysFile .ssh/authorized_keys\n\
+             AuthenticationMethods publickey,keyboard-interactive\n\
+             StrictModes yes\n"
+        } else {
+            "PubkeyAuthentication no\n\
+             AuthenticationMethods keyboard-interactive\n\
+             StrictModes no\n"
+        }
+    }
 }
 
 pub struct Sshd {
@@ -48,6 +93,11 @@ fn free_port() -> u16 {
 impl Sshd {
     /// Starts sshd with the module's `module_args` (e.g. `bus=ADDR`).
     pub fn start(module_args: &str) -> Sshd {
+        Sshd::start_with(module_args, &SshdOptions::default())
+    }
+
+    /// [`Sshd::start`] set up as `options` say.
+    pub fn start_with(module_args: &str, options: &SshdOptions) -> Sshd {
         let service = format!(
             "sshd-twofactor-test-{}-{}",
             std::process::id(),
@@ -56,7 +106,7 @@ impl Sshd {
         let dir = crate::temp_dir("tft-sshd-");
         let pam = EtcFile::create(
             format!("/etc/pam.d/{service}"),
-            &pam_stack(module_args),
+            &pam_stack_with(module_args, &options.extra_pam_auth),
             0o644,
         );
         let program = dir.path().join(&service);
@@ -64,14 +114,7 @@ impl Sshd {
         crate::set_mode(&program, 0o755);
         std::fs::create_dir_all("/run/sshd").expect("mkdir /run/sshd (privilege separation)");
         let key = dir.path().join("hostkey");
-        let out = proc::run(
-            Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-                .arg(&key),
-            b"",
-            Duration::from_secs(30),
-        );
-        assert!(out.success(), "ssh-keygen: {}", out.describe());
+        sshkeys::keygen(KeyKind::Ed25519, &key, "tft-host");
         let conf = dir.path().join("sshd_config");
         crate::write_file(
             &conf,
@@ -82,15 +125,14 @@ impl Sshd {
                  UsePAM yes\n\
                  KbdInteractiveAuthentication yes\n\
                  PasswordAuthentication no\n\
-                 PubkeyAuthentication no\n\
-                 AuthenticationMethods keyboard-interactive\n\
+                 {auth}\
                  PermitRootLogin no\n\
-                 StrictModes no\n\
                  UseDNS no\n\
                  LoginGraceTime 60\n\
                  MaxAuthTries 3\n\
                  LogLevel VERBOSE\n",
                 key = key.display(),
+                auth = options.auth_config(),
                 pid = dir.path().join("sshd.pid").display()
             ),
             0o644,
@@ -158,16 +200,26 @@ impl Sshd {
     /// prompts with `code` (both handed over in files, never argv), and runs
     /// `echo LOGGED-IN`.
     pub fn ssh(&self, user: &TestUser, password: &str, code: &str) -> Finished {
-        let client = self.dir.path().join(format!("client-{}", crate::unique()));
-        std::fs::create_dir(&client).expect("client dir");
-        crate::set_mode(&client, 0o700);
+        self.ssh_with_key(user, None, password, code)
+    }
+
+    /// [`Sshd::ssh`], the client offering `key` (and only it) by publickey
+    /// first if given (for an sshd started with
+    /// [`SshdOptions::publickey_first`]).
+    pub fn ssh_with_key(
+        &self,
+        user: &TestUser,
+        key: Option<&KeyPair>,
+        password: &str,
+        code: &str,
+    ) -> Finished {
+        let client = self.client_dir();
         let pw = client.join("password");
         let cf = client.join("code");
         crate::write_file(&pw, format!("{password}\n"), 0o600);
         crate::write_file(&cf, format!("{code}\n"), 0o600);
-        let askpass = client.join("askpass");
         crate::write_file(
-            &askpass,
+            &client.join("askpass"),
             format!(
                 "#!/bin/sh\n\
                  echo \"$1\" >> '{log}'\n\
@@ -182,18 +234,11 @@ impl Sshd {
             ),
             0o700,
         );
-        let home = client.join("home");
-        std::fs::create_dir(&home).expect("client home");
-        let mut cmd = Command::new("setsid");
-        cmd.arg("-w")
-            .args(ssh_client_args(self.port, &user.name))
-            .env_clear()
-            .env("PATH", crate::PATH)
-            .env("HOME", &home)
-            .env("SSH_ASKPASS", &askpass)
-            .env("SSH_ASKPASS_REQUIRE", "force")
-            .env("DISPLAY", ":0");
-        proc::run(&mut cmd, b"", SSH_TIMEOUT)
+        proc::run(
+            &mut self.client_command(&client, user, key),
+            b"",
+            SSH_TIMEOUT,
+        )
     }
 
     /// Starts an ssh login as `user` whose answers the test gives as the
@@ -202,13 +247,16 @@ impl Sshd {
     /// timeout) for the test to write it ([`Scripted::answer`]). For flows
     /// whose later answers are known only later (a code sent by email).
     pub fn ssh_scripted(&self, user: &TestUser) -> Scripted {
-        let client = self.dir.path().join(format!("client-{}", crate::unique()));
-        std::fs::create_dir(&client).expect("client dir");
-        crate::set_mode(&client, 0o700);
-        let askpass = client.join("askpass");
+        self.ssh_scripted_with_key(user, None)
+    }
+
+    /// [`Sshd::ssh_scripted`], the client offering `key` (and only it) by
+    /// publickey first if given (see [`Sshd::ssh_with_key`]).
+    pub fn ssh_scripted_with_key(&self, user: &TestUser, key: Option<&KeyPair>) -> Scripted {
+        let client = self.client_dir();
         // The count of prompts is kept in a file; each call takes the next.
         crate::write_file(
-            &askpass,
+            &client.join("askpass"),
             format!(
                 "#!/bin/sh
                  d='{dir}'
@@ -224,22 +272,42 @@ impl Sshd {
             ),
             0o700,
         );
-        let home = client.join("home");
-        std::fs::create_dir(&home).expect("client home");
-        let mut cmd = Command::new("setsid");
-        cmd.arg("-w")
-            .args(ssh_client_args(self.port, &user.name))
-            .env_clear()
-            .env("PATH", crate::PATH)
-            .env("HOME", &home)
-            .env("SSH_ASKPASS", &askpass)
-            .env("SSH_ASKPASS_REQUIRE", "force")
-            .env("DISPLAY", ":0");
+        let mut cmd = self.client_command(&client, user, key);
         let run = std::thread::spawn(move || proc::run(&mut cmd, b"", SSH_TIMEOUT));
         Scripted {
             dir: client,
             run: Some(run),
         }
+    }
+
+    /// A new directory (0700) for one client run: its askpass program
+    /// (`askpass`, written by the caller), answers, prompts and HOME.
+    fn client_dir(&self) -> PathBuf {
+        let client = self.dir.path().join(format!("client-{}", crate::unique()));
+        std::fs::create_dir(&client).expect("client dir");
+        crate::set_mode(&client, 0o700);
+        client
+    }
+
+    /// `setsid -w ssh ...` logging in as `user` (by `key` first if given),
+    /// with `client`'s askpass program and an empty HOME in `client`.
+    fn client_command(&self, client: &Path, user: &TestUser, key: Option<&KeyPair>) -> Command {
+        let home = client.join("home");
+        std::fs::create_dir(&home).expect("client home");
+        let mut cmd = Command::new("setsid");
+        cmd.arg("-w")
+            .args(ssh_client_args_with_key(
+                self.port,
+                &user.name,
+                key.map(|k| k.private.as_path()),
+            ))
+            .env_clear()
+            .env("PATH", crate::PATH)
+            .env("HOME", &home)
+            .env("SSH_ASKPASS", client.join("askpass"))
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", ":0");
+        cmd
     }
 
     /// The prompts the askpass program was asked, all clients so far.
@@ -472,20 +540,37 @@ pub fn su_as_user(
 /// `ssh` and its arguments for a non-interactive keyboard-interactive login
 /// of `user` to the test sshd on `port`, running `echo LOGGED-IN`.
 pub fn ssh_client_args(port: u16, user: &str) -> Vec<String> {
+    ssh_client_args_with_key(port, user, None)
+}
+
+/// [`ssh_client_args`]; with `key` (a private key file), publickey with that
+/// key alone comes before keyboard-interactive.
+pub fn ssh_client_args_with_key(port: u16, user: &str, key: Option<&Path>) -> Vec<String> {
     let mut args: Vec<String> = ["ssh", "-F", "/dev/null", "-n", "-T", "-p"]
         .iter()
         .map(|s| s.to_string())
         .collect();
     args.push(port.to_string());
-    for option in [
-        "PreferredAuthentications=keyboard-interactive",
+    let methods: &[&str] = match key {
+        Some(key) => {
+            args.push("-i".into());
+            args.push(key.display().to_string());
+            &[
+                "PreferredAuthentications=publickey,keyboard-interactive",
+                "PubkeyAuthentication=yes",
+                "IdentitiesOnly=yes",
+            ]
+        }
+        None => &["PreferredAuthentications=keyboard-interactive"],
+    };
+    for option in methods.iter().copied().chain([
         "StrictHostKeyChecking=no",
         "UserKnownHostsFile=/dev/null",
         "GlobalKnownHostsFile=/dev/null",
         "NumberOfPasswordPrompts=1",
         "BatchMode=no",
         "ConnectTimeout=20",
-    ] {
+    ]) {
         args.push("-o".into());
         args.push(option.into());
     }

@@ -80,10 +80,7 @@ impl TestUser {
         user.gid = gid;
         std::fs::create_dir(&home).expect("create home");
         crate::set_mode(&home, 0o755);
-        let c_home = std::ffi::CString::new(home_s).expect("no NUL in path");
-        // SAFETY: chown(2) with a valid NUL-terminated path and plain ids.
-        let rc = unsafe { libc::chown(c_home.as_ptr(), uid, gid) };
-        assert_eq!(rc, 0, "chown home");
+        user.chown(&home);
         // The password goes through stdin, never argv.
         let line = format!("{}:{}\n", user.name, user.password);
         let out = run_locked(&["chpasswd"], line.as_bytes());
@@ -101,6 +98,12 @@ impl TestUser {
 
     pub fn ids(&self) -> (u32, u32) {
         (self.uid, self.gid)
+    }
+
+    /// Gives `path` to the user and their primary group.
+    pub fn chown(&self, path: &std::path::Path) {
+        std::os::unix::fs::chown(path, Some(self.uid), Some(self.gid))
+            .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
     }
 
     /// A second passwd entry with this user's uid (`useradd -o`), as an
