@@ -428,7 +428,10 @@ impl Config {
             return Err(invalid(
                 "devices",
                 "days",
-                format!("{} is out of range 1..=30 (trust never lasts longer)", d.days),
+                format!(
+                    "{} is out of range 1..=30 (trust never lasts longer)",
+                    d.days
+                ),
             ));
         }
         if let Some(bad) = d.ssh_services.iter().find(|s| !valid_service_name(s)) {
@@ -971,8 +974,13 @@ mod proptests {
 
     #[test]
     fn trust_never_lasts_more_than_thirty_days() {
-        let e = Config::parse("[devices]\ndays = 31\n", "c").unwrap_err().to_string();
-        assert_eq!(e, "c:2: key `devices.days`: 31 is out of range 1..=30 (trust never lasts longer)");
+        let e = Config::parse("[devices]\ndays = 31\n", "c")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "c:2: key `devices.days`: 31 is out of range 1..=30 (trust never lasts longer)"
+        );
         let e = Config::parse("[devices]\nssh_services = [\"sshd\", \"a b\"]\n", "c")
             .unwrap_err()
             .to_string();

@@ -367,6 +367,18 @@ impl Scripted {
             .map(|h| h.join().expect("the ssh thread"))
             .expect("finished once")
     }
+
+    /// Waits for ssh to end; its end and every prompt asked.
+    pub fn finish_with_prompts(self) -> (Finished, Vec<String>) {
+        let dir = self.dir.clone();
+        let out = self.finish();
+        let prompts = std::fs::read_to_string(dir.join("prompts"))
+            .unwrap_or_default()
+            .split_terminator("----\n")
+            .map(str::to_string)
+            .collect();
+        (out, prompts)
+    }
 }
 
 impl Drop for Sshd {
@@ -509,8 +521,8 @@ pub fn su_as_user(
     );
     for (k, v) in env {
         assert!(
-            !k.contains(['\'', ' ']) && !v.contains(['\'', ' ']),
-            "no quotes or spaces in test environment values"
+            !k.contains(['\'', ' ']) && !v.contains('\''),
+            "no quotes in test environment values, no spaces in names"
         );
         inner.push_str(&format!(" '{k}={v}'"));
     }

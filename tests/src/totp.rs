@@ -64,6 +64,53 @@ pub fn ensure_step_margin(secs: i64) {
     }
 }
 
+/// Fresh codes one after another for a daemon whose clock is the real one
+/// plus `offset` seconds: each code is of a later step than the last one
+/// handed out (the daemon never accepts a step twice), within the step the
+/// daemon is in or the next (its ±1 step window); when both are used up,
+/// waits for the daemon's next step.
+pub struct Codes {
+    secret: String,
+    last: std::cell::Cell<i64>,
+}
+
+impl Codes {
+    pub fn new(secret: &str) -> Codes {
+        Codes {
+            secret: secret.to_string(),
+            last: std::cell::Cell::new(i64::MIN),
+        }
+    }
+
+    /// Codes after `last_step` (a step the daemon already used).
+    pub fn resume(secret: &str, last_step: i64) -> Codes {
+        let c = Codes::new(secret);
+        c.last.set(last_step);
+        c
+    }
+
+    /// The step of the last code handed out.
+    pub fn last_step(&self) -> i64 {
+        self.last.get()
+    }
+
+    /// The next fresh code, for a daemon `offset` seconds ahead.
+    pub fn next(&self, offset: i64) -> String {
+        loop {
+            let current = (now() + offset).div_euclid(STEP);
+            let step = current.max(self.last.get().saturating_add(1));
+            if step <= current + 1 && (step > current || seconds_left_in_step() >= 5) {
+                self.last.set(step);
+                return oathtool(&self.secret, Some(step * STEP));
+            }
+            let start = now();
+            crate::wait_until(Duration::from_secs(STEP as u64 + 2), || {
+                (now() + offset).div_euclid(STEP) > start.saturating_add(offset).div_euclid(STEP)
+            });
+        }
+    }
+}
+
 /// Decodes RFC 4648 base32 (no padding needed, case-insensitive, spaces
 /// ignored). `None` if a character is not base32.
 pub fn base32_decode(s: &str) -> Option<Vec<u8>> {
