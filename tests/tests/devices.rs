@@ -8,7 +8,7 @@
 
 use twofactor_tests::admin::{self, AdminConfig, FakeClock};
 use twofactor_tests::proc::Finished;
-use twofactor_tests::sshd::{su_as_user, Scripted, Sshd, SshdOptions};
+use twofactor_tests::sshd::{su_as_user, Scripted, Sshd, SshdOptions, SudoSetup};
 use twofactor_tests::sshkeys::{KeyKind, KeyPair};
 use twofactor_tests::{need_root, totp, DaemonConfig, Env, TestUser, CODE_PROMPT};
 
@@ -201,7 +201,7 @@ fn trust_ends_after_thirty_days_a_new_secret_and_a_reset() {
 }
 
 #[test]
-fn password_only_ssh_and_su_are_never_offered_trust_even_with_a_forged_auth_info() {
+fn password_only_ssh_su_and_sudo_are_never_offered_trust_even_with_a_forged_auth_info() {
     if !need_root!() {
         return;
     }
@@ -235,5 +235,16 @@ fn password_only_ssh_and_su_are_never_offered_trust_even_with_a_forged_auth_info
     // su without the code is refused: the forged key did not pass as trusted.
     let out = su("");
     assert!(!out.stdout().contains("SU-OK"), "{}", out.describe());
+    // The same through sudo.
+    let sudo = SudoSetup::new(&s.user, &format!("bus={}", s.env.bus.plain_address()));
+    let env = [("SSH_AUTH_INFO_0", forged.trim_end())];
+    let out = sudo.run(&s.user, None, &env, s.user.password(), "");
+    assert!(
+        !out.success(),
+        "sudo passed without a code: {}",
+        out.describe()
+    );
+    let out = sudo.run(&s.user, None, &env, s.user.password(), &s.codes.next(0));
+    assert!(out.success(), "{}", out.describe());
     assert_eq!(s.devices_json().as_array().map(Vec::len), Some(1));
 }
