@@ -285,3 +285,60 @@ fn trust_can_be_turned_off_and_malformed_key_lines_are_no_device() {
     assert_eq!(kind, "ssh-ed25519");
     assert_eq!(blob.len(), 4 + 11 + 4 + 32);
 }
+
+#[test]
+fn the_user_is_told_and_an_administrator_lists_and_removes() {
+    let mut config = Config::default();
+    config.email.notices = true;
+    let w = World::at(config, T0);
+    let secret = Secret::from_bytes(b"12345678901234567890".to_vec());
+    let bytes = secret.bytes().to_vec();
+    w.rt.block_on(w.core.store.run(move |c| {
+        accounts::ensure(c, "alice", 0)?;
+        totp::activate(c, "alice", &Secret::from_bytes(bytes), 0, 0)
+    }))
+    .unwrap();
+    login(&w, &secret, with_key("alice", 1), "y");
+    let sent = w.rt.block_on(async {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while w.mail.sent.lock().map(|s| s.is_empty()).unwrap_or(true)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        w.mail.take()
+    });
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].to, "alice@localhost");
+    assert!(
+        sent[0].body.contains("A device was trusted"),
+        "{}",
+        sent[0].body
+    );
+    // An administrator sees it and removes it; bob (not an admin) may not.
+    let list =
+        w.rt.block_on(w.admin.list_devices(&root(), "alice"))
+            .unwrap();
+    assert_eq!(list.len(), 1);
+    let bob = Caller {
+        uid: 1001,
+        bus_name: ":1.8".into(),
+    };
+    assert!(matches!(
+        w.rt.block_on(w.admin.list_devices(&bob, "alice")),
+        Err(Error::PermissionDenied(_))
+    ));
+    assert!(matches!(
+        w.rt.block_on(w.admin.remove_devices(&root(), "alice", "zz", Vec::new())),
+        Err(Error::InvalidInput(_))
+    ));
+    assert_eq!(
+        w.rt.block_on(w.admin.remove_devices(&root(), "alice", "all", Vec::new()))
+            .unwrap(),
+        1
+    );
+    assert_eq!(count(&w), 0);
+    assert!(w
+        .audit_lines()
+        .contains("devices-removed user=alice by=root device=all count=1"));
+}
