@@ -436,7 +436,13 @@ fn admin_users_and_user_show_who_has_2fa() {
     let rg = find(&gone_name);
     assert_eq!(rg["known_to_system"], false, "{rg}");
     assert_eq!(rg["methods"], json!(["app"]), "{rg}");
-    assert_eq!(admin::user_json(&env, &a.name), ra);
+    // `admin user` is the row of `admin users`, with the devices added.
+    let mut one = admin::user_json(&env, &a.name);
+    assert_eq!(one["devices"], json!([]), "{one}");
+    if let Some(o) = one.as_object_mut() {
+        o.remove("devices");
+    }
+    assert_eq!(one, ra);
 
     // The table.
     let out = admin::root_ok(&env, &["admin", "users"]);
@@ -1186,10 +1192,16 @@ fn every_admin_call(target: &str, password: &str) -> Vec<serde_json::Value> {
             "ay",
             json!([{"bytes": password}]),
         ),
+        admin_call("ListDevices", "s", json!([target])),
+        admin_call(
+            "RemoveDevices",
+            "ssay",
+            json!([target, "all", {"bytes": password}]),
+        ),
     ]
 }
 
-const ADMIN_METHODS: usize = 8;
+const ADMIN_METHODS: usize = 10;
 
 /// A user who is not an administrator is refused on every Admin1 method,
 /// called directly on the bus with their own right password, and through
@@ -1267,6 +1279,8 @@ fn non_admin_is_refused_on_every_admin_method() {
         vec!["admin", "unlock", &target.name],
         vec!["admin", "import", "google-authenticator", &target.name],
         vec!["admin", "import", "google-authenticator", "--all"],
+        vec!["admin", "devices", &target.name],
+        vec!["admin", "devices", "remove", &target.name, "--all"],
     ] {
         let out = env
             .ctl()
@@ -1323,10 +1337,11 @@ fn admin_group_member_reads_freely_and_changes_with_own_password() {
         let changes: Vec<serde_json::Value> = every_admin_call(&target.name, pw)
             .into_iter()
             .filter(|c| {
-                !["GetPolicy", "ListUsers", "GetUser"].contains(&c["method"].as_str().unwrap_or(""))
+                !["GetPolicy", "ListUsers", "GetUser", "ListDevices"]
+                    .contains(&c["method"].as_str().unwrap_or(""))
             })
             .collect();
-        assert_eq!(changes.len(), 5);
+        assert_eq!(changes.len(), 6);
         let r = env.bus.py_calls(Some(m.ids()), json!(changes));
         for (call, reply) in changes.iter().zip(&r) {
             assert_eq!(
