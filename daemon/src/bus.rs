@@ -5,9 +5,10 @@
 //! bare struct as its fields (several out arguments), which is not what
 //! the interface XML says.
 //!
-//! Every call starts by asking the bus daemon for the caller's uid
-//! (`GetConnectionUnixUser` of the message's sender). Nothing the caller
-//! sends is trusted for identity; if the uid cannot be had, the call fails.
+//! Every call starts from the caller's uid as the bus daemon gives it
+//! (`GetConnectionUnixUser` of the message's sender, asked once per
+//! connection: [`Callers`]). Nothing the caller sends is trusted for
+//! identity; if the uid cannot be had, the call fails.
 
 use crate::account::Accounts;
 use crate::admin::Admin;
@@ -26,24 +27,75 @@ use zbus::message::Header;
 use zbus::zvariant::{OwnedValue, Value};
 use zbus::Connection;
 
-async fn caller(conn: &Connection, header: &Header<'_>) -> Result<Caller, Error> {
-    let denied = || Error::PermissionDenied("the caller could not be identified".into());
-    let sender = header.sender().ok_or_else(denied)?.to_string();
-    let reply = conn
-        .call_method(
-            Some("org.freedesktop.DBus"),
-            "/org/freedesktop/DBus",
-            Some("org.freedesktop.DBus"),
-            "GetConnectionUnixUser",
-            &(sender.as_str(),),
-        )
-        .await
-        .map_err(|_| denied())?;
-    let uid: u32 = reply.body().deserialize().map_err(|_| denied())?;
-    Ok(Caller {
-        uid,
-        bus_name: sender,
-    })
+/// The uid of each caller, by its unique bus name. The bus never gives a
+/// unique name out twice while it runs (and when the bus goes, so does
+/// this daemon's connection and with it every name here), so a name's uid
+/// never changes: it is asked of the bus (`GetConnectionUnixUser`) once
+/// per connection, not once per call, and forgotten when the connection
+/// leaves the bus (`forget`, from `NameOwnerChanged`).
+#[derive(Default)]
+pub struct Callers {
+    known: std::sync::Mutex<HashMap<String, u32>>,
+    /// Look-ups made on the bus (for tests and measurements).
+    asked: std::sync::atomic::AtomicU64,
+}
+
+/// Names kept at most; past this the table starts over (a bound, not a
+/// limit on callers).
+const MAX_CALLERS: usize = 65_536;
+
+impl Callers {
+    /// The caller of the message with `header`: its unique name and uid,
+    /// from the bus, never from anything the caller sent.
+    pub async fn of(&self, conn: &Connection, header: &Header<'_>) -> Result<Caller, Error> {
+        let denied = || Error::PermissionDenied("the caller could not be identified".into());
+        let sender = header.sender().ok_or_else(denied)?.to_string();
+        if let Some(uid) = self.cached(&sender) {
+            return Ok(Caller {
+                uid,
+                bus_name: sender,
+            });
+        }
+        self.asked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let reply = conn
+            .call_method(
+                Some("org.freedesktop.DBus"),
+                "/org/freedesktop/DBus",
+                Some("org.freedesktop.DBus"),
+                "GetConnectionUnixUser",
+                &(sender.as_str(),),
+            )
+            .await
+            .map_err(|_| denied())?;
+        let uid: u32 = reply.body().deserialize().map_err(|_| denied())?;
+        if let Ok(mut known) = self.known.lock() {
+            if known.len() >= MAX_CALLERS {
+                known.clear();
+            }
+            known.insert(sender.clone(), uid);
+        }
+        Ok(Caller {
+            uid,
+            bus_name: sender,
+        })
+    }
+
+    fn cached(&self, sender: &str) -> Option<u32> {
+        self.known.lock().ok()?.get(sender).copied()
+    }
+
+    /// A connection left the bus.
+    pub fn forget(&self, bus_name: &str) {
+        if let Ok(mut known) = self.known.lock() {
+            known.remove(bus_name);
+        }
+    }
+
+    /// How many times the bus was asked for a caller's uid.
+    pub fn asked(&self) -> u64 {
+        self.asked.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// A login's details from `Begin`'s dictionary: `user` required, the other
@@ -71,6 +123,7 @@ fn origin_of(details: &HashMap<String, OwnedValue>) -> Result<Origin, Error> {
 
 pub struct LoginInterface {
     pub logins: Arc<Logins>,
+    pub callers: Arc<Callers>,
 }
 
 #[zbus::interface(name = "org.twofactor.Login1")]
@@ -82,7 +135,7 @@ impl LoginInterface {
         #[zbus(connection)] conn: &Connection,
         details: HashMap<String, OwnedValue>,
     ) -> Result<(String, WireStep), Error> {
-        let caller = caller(conn, &header).await?;
+        let caller = self.callers.of(conn, &header).await?;
         let origin = origin_of(&details)?;
         let (id, step) = self.logins.begin(&caller, origin).await?;
         Ok((id, step.to_wire()))
@@ -96,7 +149,7 @@ impl LoginInterface {
         session: String,
         answer: Vec<u8>,
     ) -> Result<(WireStep,), Error> {
-        let caller = caller(conn, &header).await?;
+        let caller = self.callers.of(conn, &header).await?;
         let step = self.logins.answer(&caller, &session, answer).await?;
         Ok((step.to_wire(),))
     }
@@ -108,7 +161,7 @@ impl LoginInterface {
         #[zbus(connection)] conn: &Connection,
         session: String,
     ) -> Result<(), Error> {
-        let caller = caller(conn, &header).await?;
+        let caller = self.callers.of(conn, &header).await?;
         self.logins.cancel(&caller, &session).await
     }
 
@@ -120,7 +173,7 @@ impl LoginInterface {
         #[zbus(connection)] conn: &Connection,
         session: String,
     ) -> Result<(WireStep,), Error> {
-        let caller = caller(conn, &header).await?;
+        let caller = self.callers.of(conn, &header).await?;
         let step = self.logins.commit(&caller, &session).await?;
         Ok((step.to_wire(),))
     }
@@ -128,6 +181,7 @@ impl LoginInterface {
 
 pub struct AccountInterface {
     pub accounts: Arc<Accounts>,
+    pub callers: Arc<Callers>,
 }
 
 #[zbus::interface(name = "org.twofactor.Account1")]
@@ -138,7 +192,7 @@ impl AccountInterface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(AccountStatus,), Error> {
-        let caller = caller(conn, &header).await?;
+        let caller = self.callers.of(conn, &header).await?;
         Ok((self.accounts.status(&caller).await?,))
     }
 
@@ -149,7 +203,7 @@ impl AccountInterface {
         #[zbus(connection)] conn: &Connection,
         password: Vec<u8>,
     ) -> Result<(AppEnrolment,), Error> {
-        let caller = caller(conn, &header).await?;
+        let caller = self.callers.of(conn, &header).await?;
         Ok((self.accounts.enroll_app(&caller, password).await?,))
     }
 
@@ -161,7 +215,7 @@ impl AccountInterface {
         enrolment: String,
         code: String,
     ) -> Result<Vec<String>, Error> {
-        let caller = caller(conn, &header).await?;
+        let caller = self.callers.of(conn, &header).await?;
         self.accounts.confirm_app(&caller, &enrolment, &code).await
     }
 
@@ -173,7 +227,7 @@ impl AccountInterface {
         #[zbus(connection)] conn: &Connection,
         password: Vec<u8>,
     ) -> Result<Vec<String>, Error> {
-        let caller = caller(conn, &header).await?;
+        let caller = self.callers.of(conn, &header).await?;
         self.accounts.new_backup_codes(&caller, password).await
     }
 
@@ -186,7 +240,7 @@ impl AccountInterface {
         address: String,
         password: Vec<u8>,
     ) -> Result<String, Error> {
-        let caller = caller(conn, &header).await?;
+        let caller = self.callers.of(conn, &header).await?;
         self.accounts
             .enroll_email(&caller, &address, password)
             .await
@@ -198,7 +252,7 @@ impl AccountInterface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, Error> {
-        let caller = caller(conn, &header).await?;
+        let caller = self.callers.of(conn, &header).await?;
         self.accounts.resend_email(&caller).await
     }
 
@@ -210,7 +264,7 @@ impl AccountInterface {
         #[zbus(connection)] conn: &Connection,
         code: String,
     ) -> Result<Vec<String>, Error> {
-        let caller = caller(conn, &header).await?;
+        let caller = self.callers.of(conn, &header).await?;
         self.accounts.confirm_email(&caller, &code).await
     }
 
@@ -221,7 +275,7 @@ impl AccountInterface {
         #[zbus(connection)] conn: &Connection,
         method: String,
     ) -> Result<(), Error> {
-        let caller = caller(conn, &header).await?;
+        let caller = self.callers.of(conn, &header).await?;
         self.accounts.set_preferred(&caller, &method).await
     }
 
@@ -231,7 +285,7 @@ impl AccountInterface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<Device>, Error> {
-        let caller = caller(conn, &header).await?;
+        let caller = self.callers.of(conn, &header).await?;
         self.accounts.list_devices(&caller).await
     }
 
@@ -243,7 +297,7 @@ impl AccountInterface {
         id: String,
         password: Vec<u8>,
     ) -> Result<u32, Error> {
-        let caller = caller(conn, &header).await?;
+        let caller = self.callers.of(conn, &header).await?;
         self.accounts.remove_devices(&caller, &id, password).await
     }
 
@@ -255,13 +309,14 @@ impl AccountInterface {
         method: String,
         password: Vec<u8>,
     ) -> Result<(), Error> {
-        let caller = caller(conn, &header).await?;
+        let caller = self.callers.of(conn, &header).await?;
         self.accounts.disable(&caller, &method, password).await
     }
 }
 
 pub struct AdminInterface {
     pub admin: Arc<Admin>,
+    pub callers: Arc<Callers>,
 }
 
 #[zbus::interface(name = "org.twofactor.Admin1")]
@@ -272,7 +327,7 @@ impl AdminInterface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(Policy,), Error> {
-        let caller = caller(conn, &header).await?;
+        let caller = self.callers.of(conn, &header).await?;
         Ok((self.admin.get_policy(&caller).await?,))
     }
 
@@ -286,7 +341,7 @@ impl AdminInterface {
         from: String,
         password: Vec<u8>,
     ) -> Result<(), Error> {
-        let caller = caller(conn, &header).await?;
+        let caller = self.callers.of(conn, &header).await?;
         self.admin
             .set_policy(&caller, mandatory, groups, from, password)
             .await
@@ -298,7 +353,7 @@ impl AdminInterface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<UserReport>, Error> {
-        let caller = caller(conn, &header).await?;
+        let caller = self.callers.of(conn, &header).await?;
         self.admin.list_users(&caller).await
     }
 
@@ -309,7 +364,7 @@ impl AdminInterface {
         #[zbus(connection)] conn: &Connection,
         user: String,
     ) -> Result<(UserReport,), Error> {
-        let caller = caller(conn, &header).await?;
+        let caller = self.callers.of(conn, &header).await?;
         let user = self.admin.account_name(&user).await?;
         Ok((self.admin.get_user(&caller, &user).await?,))
     }
@@ -322,7 +377,7 @@ impl AdminInterface {
         user: String,
         password: Vec<u8>,
     ) -> Result<(Recovery,), Error> {
-        let caller = caller(conn, &header).await?;
+        let caller = self.callers.of(conn, &header).await?;
         let user = self.admin.account_name(&user).await?;
         Ok((self.admin.reset(&caller, &user, password).await?,))
     }
@@ -335,7 +390,7 @@ impl AdminInterface {
         user: String,
         password: Vec<u8>,
     ) -> Result<(), Error> {
-        let caller = caller(conn, &header).await?;
+        let caller = self.callers.of(conn, &header).await?;
         let user = self.admin.account_name(&user).await?;
         self.admin.unlock(&caller, &user, password).await
     }
@@ -347,7 +402,7 @@ impl AdminInterface {
         #[zbus(connection)] conn: &Connection,
         user: String,
     ) -> Result<Vec<Device>, Error> {
-        let caller = caller(conn, &header).await?;
+        let caller = self.callers.of(conn, &header).await?;
         let user = self.admin.account_name(&user).await?;
         self.admin.list_devices(&caller, &user).await
     }
@@ -361,7 +416,7 @@ impl AdminInterface {
         id: String,
         password: Vec<u8>,
     ) -> Result<u32, Error> {
-        let caller = caller(conn, &header).await?;
+        let caller = self.callers.of(conn, &header).await?;
         let user = self.admin.account_name(&user).await?;
         self.admin
             .remove_devices(&caller, &user, &id, password)
@@ -377,7 +432,7 @@ impl AdminInterface {
         path: String,
         password: Vec<u8>,
     ) -> Result<(ImportReport,), Error> {
-        let caller = caller(conn, &header).await?;
+        let caller = self.callers.of(conn, &header).await?;
         let user = self.admin.account_name(&user).await?;
         Ok((self
             .admin
@@ -392,7 +447,7 @@ impl AdminInterface {
         #[zbus(connection)] conn: &Connection,
         password: Vec<u8>,
     ) -> Result<Vec<ImportReport>, Error> {
-        let caller = caller(conn, &header).await?;
+        let caller = self.callers.of(conn, &header).await?;
         self.admin
             .import_google_authenticator_all(&caller, password)
             .await
@@ -424,14 +479,18 @@ mod tests {
     fn served_interfaces_match_reviewed_xml() {
         let clock = ManualClock::at(0);
         let (core, _) = crate::core::testing::core(Config::default(), &clock, &[], &[]);
+        let callers = Arc::new(Callers::default());
         let login = LoginInterface {
             logins: Arc::new(Logins::new(core.clone())),
+            callers: callers.clone(),
         };
         let account = AccountInterface {
             accounts: Arc::new(Accounts::new(core.clone())),
+            callers: callers.clone(),
         };
         let admin = AdminInterface {
             admin: Arc::new(Admin::new(core)),
+            callers,
         };
         for (served, file) in [
             (introspect(&login), "org.twofactor.Login1.xml"),

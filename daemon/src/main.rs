@@ -326,15 +326,35 @@ async fn serve(
         None => zbus::connection::Builder::system(),
     }
     .map_err(|e| format!("cannot connect to the bus: {e}"))?;
+    // One table of callers for the three interfaces: a connection's uid is
+    // asked of the bus once.
+    let callers = Arc::new(bus::Callers::default());
     let _conn = builder
         .serve_at(
             OBJECT_PATH,
             bus::LoginInterface {
                 logins: logins.clone(),
+                callers: callers.clone(),
             },
         )
-        .and_then(|b| b.serve_at(OBJECT_PATH, bus::AccountInterface { accounts }))
-        .and_then(|b| b.serve_at(OBJECT_PATH, bus::AdminInterface { admin }))
+        .and_then(|b| {
+            b.serve_at(
+                OBJECT_PATH,
+                bus::AccountInterface {
+                    accounts,
+                    callers: callers.clone(),
+                },
+            )
+        })
+        .and_then(|b| {
+            b.serve_at(
+                OBJECT_PATH,
+                bus::AdminInterface {
+                    admin,
+                    callers: callers.clone(),
+                },
+            )
+        })
         .and_then(|b| b.name(BUS_NAME))
         .map_err(|e| format!("cannot set up the bus connection: {e}"))?
         .build()
@@ -344,7 +364,7 @@ async fn serve(
         version: env!("CARGO_PKG_VERSION"),
     });
 
-    let departures = watch_departures(&_conn, logins.clone()).await?;
+    let departures = watch_departures(&_conn, logins.clone(), callers).await?;
     let expiry = {
         let logins = logins.clone();
         tokio::spawn(async move {
@@ -366,12 +386,14 @@ async fn serve(
     Ok(())
 }
 
-/// Drops the logins of every bus connection that leaves the bus (the bus
+/// Drops the logins and the cached uid of every bus connection that leaves
+/// the bus (the bus
 /// announces it with `NameOwnerChanged(name, old, "")` for its unique
 /// name, which the bus never gives out again).
 async fn watch_departures(
     conn: &zbus::Connection,
     logins: Arc<login::Logins>,
+    callers: Arc<bus::Callers>,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     use futures_util::StreamExt;
     let proxy = zbus::fdo::DBusProxy::new(conn)
@@ -387,6 +409,7 @@ async fn watch_departures(
                 continue;
             };
             if args.new_owner().is_none() && args.name().starts_with(':') {
+                callers.forget(args.name());
                 logins.connection_closed(args.name()).await;
             }
         }

@@ -75,6 +75,29 @@ impl Methods {
     }
 }
 
+/// The user's methods as a login sees them, inside a store job.
+pub(super) fn methods_in(
+    c: &rusqlite::Connection,
+    user: &str,
+    config: &crate::config::Config,
+) -> rusqlite::Result<Methods> {
+    let enrolled = methods::enrolled(c, user)?;
+    let address = if enrolled.contains(&Method::Email) {
+        email::address(c, user)?
+    } else {
+        None
+    };
+    Ok(Methods {
+        usable: enrolled
+            .iter()
+            .copied()
+            .filter(|m| m.offered(config))
+            .collect(),
+        enrolled,
+        address,
+    })
+}
+
 /// The list shown after an empty answer; `back` is the method asked before.
 pub struct Menu {
     options: Vec<Choice>,
@@ -96,23 +119,7 @@ impl Logins {
         let config = self.core.config.clone();
         self.core
             .store
-            .run(move |c| {
-                let enrolled = methods::enrolled(c, &user)?;
-                let address = if enrolled.contains(&Method::Email) {
-                    email::address(c, &user)?
-                } else {
-                    None
-                };
-                Ok(Methods {
-                    usable: enrolled
-                        .iter()
-                        .copied()
-                        .filter(|m| m.offered(&config))
-                        .collect(),
-                    enrolled,
-                    address,
-                })
-            })
+            .run(move |c| methods_in(c, &user, &config))
             .await
             .map_err(|e| e.to_string())
     }

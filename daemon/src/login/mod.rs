@@ -120,6 +120,8 @@ struct Facts {
     /// The method to ask first (among those this machine offers, else
     /// the first they have); None: the user has no method.
     first: Option<Method>,
+    /// The id of the trusted device the login presents (its use recorded).
+    trusted: Option<String>,
     methods: choose::Methods,
     recovery_pending: bool,
     policy: twofactor_proto::types::Policy,
@@ -176,24 +178,36 @@ impl Logins {
             origin.user = name;
         }
         let now = self.core.clock.now();
+        let device = if known {
+            self.presented(caller, &origin)
+        } else {
+            None
+        };
         let facts = if known {
             let user = origin.user.clone();
-            let initial = self.core.config.policy.clone();
-            let methods = self
-                .methods_of(&user)
-                .await
-                .map_err(|e| self.internal("login-begin", &e))?;
+            let config = self.core.config.clone();
+            let presented = device.clone();
+            // Everything a login needs to know, in one store job.
             self.core
                 .store
                 .run(move |c| {
+                    let methods = choose::methods_in(c, &user, &config)?;
+                    // A user with no method never gets trust.
+                    let trusted = match &presented {
+                        Some(d) if !methods.usable.is_empty() => {
+                            crate::devices::trusted_now(c, &user, d, now)?
+                        }
+                        _ => None,
+                    };
                     let (preferred, last_used) = accounts::method_choice(c, &user)?;
                     let first = methods::first_to_ask(&methods.usable, &preferred, &last_used)
                         .or_else(|| methods.enrolled.first().copied());
                     Ok(Facts {
                         first,
+                        trusted,
                         methods,
                         recovery_pending: recovery::pending(c, &user, now)?.is_some(),
-                        policy: policy::get(c, &initial)?,
+                        policy: policy::get(c, &config.policy)?,
                     })
                 })
                 .await
@@ -201,21 +215,20 @@ impl Logins {
         } else {
             Facts {
                 first: None,
+                trusted: None,
                 methods: Default::default(),
                 recovery_pending: false,
                 policy: Default::default(),
             }
         };
-        let device = if known {
-            self.presented(caller, &origin)
-        } else {
-            None
-        };
-        if let Some(d) = &device {
-            // A user with no method never gets trust.
-            if !facts.methods.usable.is_empty() && self.trusted(&origin, d).await {
-                return Ok((String::new(), Step::new(Action::Accept)));
-            }
+        if let Some(id) = &facts.trusted {
+            self.core
+                .audit
+                .log(crate::audit::Event::TrustedDeviceLogin {
+                    origin: &origin,
+                    device: id,
+                });
+            return Ok((String::new(), Step::new(Action::Accept)));
         }
         let phase = if !known || facts.first.is_some() || facts.recovery_pending {
             // A name the system does not know is asked like an app user.

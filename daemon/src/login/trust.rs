@@ -5,7 +5,7 @@
 //! (`Commit`), like every change a login makes.
 //!
 //! ```text
-//!   Begin ── trusted device (and a method) ──▶ Accept (no code)
+//!   Begin ── trusted device (and a method; read with the login's facts) ──▶ Accept (no code)
 //!   AskCode ── right app/email code, device presented ──▶ OfferTrust ── "y" ──▶ AcceptPending ── Commit ──▶ trusted
 //!                                                              └── else ──▶ Accept
 //! ```
@@ -30,38 +30,6 @@ impl Logins {
             return None;
         }
         devices::presented(&self.core.config.devices, origin, &origin.ssh_auth_info)
-    }
-
-    /// Whether `device` is one `origin.user` trusts now; if so its use is
-    /// recorded and the login audited with the device's id.
-    pub(super) async fn trusted(&self, origin: &Origin, device: &Presented) -> bool {
-        let (user, d, now) = (origin.user.clone(), device.clone(), self.core.clock.now());
-        let found = self
-            .core
-            .store
-            .run(move |c| {
-                let id = devices::trusted(c, &user, &d, now)?;
-                if let Some(id) = &id {
-                    devices::used(c, &user, id, now)?;
-                }
-                Ok(id)
-            })
-            .await;
-        match found {
-            Ok(Some(id)) => {
-                self.core.audit.log(Event::TrustedDeviceLogin {
-                    origin,
-                    device: &id,
-                });
-                true
-            }
-            Ok(None) => false,
-            Err(e) => {
-                // Not knowing means asking for the code.
-                self.internal("login-device", &e.to_string());
-                false
-            }
-        }
     }
 
     /// After a right code: ask whether to trust the device, keeping what
