@@ -29,8 +29,8 @@
 //! `--state FILE` the pairs used are kept between runs (read at the start,
 //! written at the end), so consecutive runs against the same service never
 //! reuse one either; and a run that starts with fewer than half of the
-//! users unused in the current step first waits for the next step (not
-//! measured).
+//! users (or than `--count`, if fewer) unused in the current step first
+//! waits for the next step (not measured).
 //!
 //! The run ends after `--seconds S` (default 10) of wall time, after
 //! `--count N` logins, or when the users are used up, whichever comes first.
@@ -168,8 +168,7 @@ fn read_users(path: &str) -> Result<Vec<User>, String> {
             continue;
         }
         let mut fields = line.split_whitespace();
-        let (Some(name), Some(secret), None) = (fields.next(), fields.next(), fields.next())
-        else {
+        let (Some(name), Some(secret), None) = (fields.next(), fields.next(), fields.next()) else {
             return Err(format!("{path}:{}: expected `NAME BASE32SECRET`", i + 1));
         };
         let secret = totp::base32_decode(secret)
@@ -256,8 +255,7 @@ impl Shared<'_> {
         for _ in 0..n {
             let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
             let u = &self.users[i];
-            if u
-                .busy
+            if u.busy
                 .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
                 .is_err()
             {
@@ -337,16 +335,23 @@ fn run(opts: &Options) -> Result<(), String> {
     if let Some(state) = &opts.state {
         read_state(state, &users)?;
     }
-    // Start on a step where at least half of the users are unused.
-    let step = current_step();
-    let unused = users
-        .iter()
-        .filter(|u| u.last_step.load(Ordering::Relaxed) < step)
-        .count();
-    if unused * 2 < users.len() {
-        let now = unix_now();
+    // Start on a step where enough users are unused: half of them, or the
+    // --count if that is fewer (the state may mark steps ahead as used).
+    let half = users.len().div_ceil(2);
+    let needed = opts
+        .count
+        .map_or(half, |c| usize::try_from(c).unwrap_or(usize::MAX).min(half));
+    loop {
+        let step = current_step();
+        let unused = users
+            .iter()
+            .filter(|u| u.last_step.load(Ordering::Relaxed) < step)
+            .count();
+        if unused >= needed {
+            break;
+        }
         let next = Duration::from_secs((step + 1) * totp::STEP_SECONDS);
-        let wait = next.saturating_sub(now) + Duration::from_millis(50);
+        let wait = next.saturating_sub(unix_now()) + Duration::from_millis(50);
         eprintln!(
             "pam-bench: {unused} of {} users unused in this 30-s step; waiting {:.1} s for the next",
             users.len(),
@@ -414,7 +419,11 @@ fn run(opts: &Options) -> Result<(), String> {
     } else {
         "time"
     };
-    let rate = if elapsed > 0.0 { ok as f64 / elapsed } else { 0.0 };
+    let rate = if elapsed > 0.0 {
+        ok as f64 / elapsed
+    } else {
+        0.0
+    };
     let (p50, p99) = (
         percentile_ms(&latencies, 50.0),
         percentile_ms(&latencies, 99.0),

@@ -60,7 +60,7 @@ mod tests {
         assert_eq!(code(secret, 59 / 30), "287082");
         assert_eq!(code(secret, 1111111109 / 30), "081804");
         assert_eq!(code(secret, 1234567890 / 30), "005924");
-        assert_eq!(code(secret, 20000000000 / 30), "279037");
+        assert_eq!(code(secret, 20000000000 / 30), "353130");
     }
 
     #[test]
