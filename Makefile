@@ -7,6 +7,8 @@
 #   make deb             Debian packages (dpkg-buildpackage -us -uc -b) into target/deb
 #   make demo            try it locally without touching /etc or PAM (scripts/demo)
 #   make lint            cargo fmt --check + clippy -D warnings
+#   make bench           (as root) login benchmark against google-authenticator-libpam
+#                        (bench/run; BENCH_ARGS="--quick" or "--users 500 --rounds 3")
 #   sudo make install    install the release build (run `make` first, as yourself)
 #   sudo make uninstall  remove what install put there (keeps config and state)
 #
@@ -53,7 +55,7 @@ CTL_BIN := $(RELEASE_DIR)/twofactorctl
 PAM_SO := $(RELEASE_DIR)/libpam_twofactor.so
 DOCS := README.md $(wildcard docs/*.md)
 
-.PHONY: all build module man check-module test deb deb-test lint demo install uninstall clean help
+.PHONY: all build module man check-module test deb deb-test lint demo bench install uninstall clean help
 
 all: build
 
@@ -118,8 +120,16 @@ lint:
 demo:
 	scripts/demo
 
+# The side-by-side login benchmark (docs/performance.md): the module on its
+# own as in `build`, then the daemon, the CLI and the driver pam-bench; then
+# bench/run, which needs root (it creates and removes test users).
+BENCH_ARGS ?=
+bench: module
+	$(CARGO) build --release -p twofactord -p twofactorctl -p twofactor-bench $(CARGO_LOCKED)
+	CARGO_TARGET_DIR=$(TARGET_DIR) bench/run $(BENCH_ARGS)
+
 help:
-	@sed -n '3,9p' Makefile
+	@sed -n '3,11p' Makefile
 
 # install does not run cargo: `sudo make install` usually runs as root with a
 # PATH that has no cargo, and should not rebuild as root. Build first.
