@@ -1,108 +1,11 @@
 //! One login through libpam (Linux-PAM), with a conversation that answers
 //! the first prompt with a code.
 
-use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ffi::{c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
-const PAM_SUCCESS: c_int = 0;
-const PAM_BUF_ERR: c_int = 5;
-const PAM_CONV_ERR: c_int = 19;
-const PAM_RHOST: c_int = 4;
-
-const PAM_PROMPT_ECHO_OFF: c_int = 1;
-const PAM_PROMPT_ECHO_ON: c_int = 2;
-const PAM_ERROR_MSG: c_int = 3;
-const PAM_TEXT_INFO: c_int = 4;
-
-/// Names of the Linux-PAM return codes, by value (`_pam_types.h`).
-const CODE_NAMES: [&str; 32] = [
-    "PAM_SUCCESS",
-    "PAM_OPEN_ERR",
-    "PAM_SYMBOL_ERR",
-    "PAM_SERVICE_ERR",
-    "PAM_SYSTEM_ERR",
-    "PAM_BUF_ERR",
-    "PAM_PERM_DENIED",
-    "PAM_AUTH_ERR",
-    "PAM_CRED_INSUFFICIENT",
-    "PAM_AUTHINFO_UNAVAIL",
-    "PAM_USER_UNKNOWN",
-    "PAM_MAXTRIES",
-    "PAM_NEW_AUTHTOK_REQD",
-    "PAM_ACCT_EXPIRED",
-    "PAM_SESSION_ERR",
-    "PAM_CRED_UNAVAIL",
-    "PAM_CRED_EXPIRED",
-    "PAM_CRED_ERR",
-    "PAM_NO_MODULE_DATA",
-    "PAM_CONV_ERR",
-    "PAM_AUTHTOK_ERR",
-    "PAM_AUTHTOK_RECOVERY_ERR",
-    "PAM_AUTHTOK_LOCK_BUSY",
-    "PAM_AUTHTOK_DISABLE_AGING",
-    "PAM_TRY_AGAIN",
-    "PAM_IGNORE",
-    "PAM_ABORT",
-    "PAM_AUTHTOK_EXPIRED",
-    "PAM_MODULE_UNKNOWN",
-    "PAM_BAD_ITEM",
-    "PAM_CONV_AGAIN",
-    "PAM_INCOMPLETE",
-];
-
-fn code_name(code: c_int) -> &'static str {
-    usize::try_from(code)
-        .ok()
-        .and_then(|i| CODE_NAMES.get(i).copied())
-        .unwrap_or("PAM_UNKNOWN")
-}
-
-#[repr(C)]
-struct PamMessage {
-    msg_style: c_int,
-    msg: *const c_char,
-}
-
-#[repr(C)]
-struct PamResponse {
-    resp: *mut c_char,
-    resp_retcode: c_int,
-}
-
-type ConvFn = extern "C" fn(
-    num_msg: c_int,
-    msg: *mut *const PamMessage,
-    resp: *mut *mut PamResponse,
-    appdata_ptr: *mut c_void,
-) -> c_int;
-
-#[repr(C)]
-struct PamConv {
-    conv: Option<ConvFn>,
-    appdata_ptr: *mut c_void,
-}
-
-/// Opaque `pam_handle_t`.
-#[repr(C)]
-struct PamHandle {
-    _private: [u8; 0],
-}
-
-#[link(name = "pam")]
-extern "C" {
-    fn pam_start_confdir(
-        service_name: *const c_char,
-        user: *const c_char,
-        pam_conversation: *const PamConv,
-        confdir: *const c_char,
-        pamh: *mut *mut PamHandle,
-    ) -> c_int;
-    fn pam_set_item(pamh: *mut PamHandle, item_type: c_int, item: *const c_void) -> c_int;
-    fn pam_authenticate(pamh: *mut PamHandle, flags: c_int) -> c_int;
-    fn pam_acct_mgmt(pamh: *mut PamHandle, flags: c_int) -> c_int;
-    fn pam_end(pamh: *mut PamHandle, pam_status: c_int) -> c_int;
-}
+use twofactor_pam_client::*;
 
 /// What the conversation answers (`appdata_ptr`).
 struct Answers<'a> {
