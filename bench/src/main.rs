@@ -39,13 +39,18 @@
 //! ```text
 //! {"service":..,"threads":..,"users":..,"logins":..,"ok":..,"failures":..,
 //!  "failure_codes":{"PAM_AUTH_ERR":..},"seconds":..,"logins_per_s":..,
-//!  "p50_ms":..,"p99_ms":..,"max_ms":..,"stopped_by":"time"|"count"|"users"}
+//!  "p50_ms":..,"p99_ms":..,"max_ms":..,"stopped_by":"time"|"count"|"users",
+//!  "phases_p50_ms":{"pam_start":..,"first_prompt":..,"pam_authenticate":..,
+//!                   "pam_acct_mgmt":..,"pam_end":..}}
 //! ```
 //!
 //! and one line for people on stderr. `logins_per_s` is successful logins
 //! divided by the wall time from the first `pam_start` to the end of the
 //! last login; the latencies (`pam_start` to `pam_end` included) are those
-//! of the successful logins. Exit status: 0 when the run completed (whatever
+//! of the successful logins. `phases_p50_ms`: the median time from the
+//! start of `pam_start` to the end of each phase (`first_prompt`: the code
+//! prompt reached the conversation), where the time of a login goes. Exit
+//! status: 0 when the run completed (whatever
 //! the failures), 1 when it could not run, 2 for a usage error.
 
 mod pam;
@@ -285,6 +290,7 @@ impl Shared<'_> {
 #[derive(Default)]
 struct Tally {
     latencies_us: Vec<u64>,
+    phases: Vec<pam::Phases>,
     failures: BTreeMap<String, u64>,
 }
 
@@ -307,13 +313,36 @@ fn worker(shared: &Shared) -> Tally {
         let elapsed = started.elapsed();
         user.busy.store(false, Ordering::Release);
         match result {
-            Ok(()) => tally
-                .latencies_us
-                .push(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX)),
+            Ok(phases) => {
+                tally
+                    .latencies_us
+                    .push(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
+                tally.phases.push(phases);
+            }
             Err(failure) => *tally.failures.entry(failure).or_insert(0) += 1,
         }
     }
     tally
+}
+
+/// The median of when each phase ended (ms from `pam_start`), over the
+/// successful logins.
+fn phase_medians(phases: &[pam::Phases]) -> serde_json::Value {
+    let median = |of: fn(&pam::Phases) -> Duration| {
+        let mut us: Vec<u64> = phases
+            .iter()
+            .map(|p| u64::try_from(of(p).as_micros()).unwrap_or(u64::MAX))
+            .collect();
+        us.sort_unstable();
+        round3(percentile_ms(&us, 50.0))
+    };
+    serde_json::json!({
+        "pam_start": median(|p| p.pam_start),
+        "first_prompt": median(|p| p.first_prompt),
+        "pam_authenticate": median(|p| p.pam_authenticate),
+        "pam_acct_mgmt": median(|p| p.pam_acct_mgmt),
+        "pam_end": median(|p| p.pam_end),
+    })
 }
 
 fn percentile_ms(sorted_us: &[u64], p: f64) -> f64 {
@@ -402,9 +431,11 @@ fn run(opts: &Options) -> Result<(), String> {
         return Err("a worker thread panicked".into());
     }
     let mut latencies: Vec<u64> = Vec::new();
+    let mut phases: Vec<pam::Phases> = Vec::new();
     let mut failure_codes: BTreeMap<String, u64> = BTreeMap::new();
     for t in tallies {
         latencies.extend(t.latencies_us);
+        phases.extend(t.phases);
         for (k, v) in t.failures {
             *failure_codes.entry(k).or_insert(0) += v;
         }
@@ -443,6 +474,7 @@ fn run(opts: &Options) -> Result<(), String> {
         "p99_ms": round3(p99),
         "max_ms": round3(max),
         "stopped_by": stopped_by,
+        "phases_p50_ms": phase_medians(&phases),
     });
     let mut out = std::io::stdout().lock();
     writeln!(out, "{json}")

@@ -4,6 +4,7 @@
 use std::ffi::{c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
+use std::time::{Duration, Instant};
 
 use twofactor_pam_client::*;
 
@@ -11,18 +12,39 @@ use twofactor_pam_client::*;
 struct Answers<'a> {
     code: &'a str,
     prompts: u32,
+    /// When the first prompt came.
+    first_prompt: Option<Instant>,
 }
 
-/// Logs `user` in: Ok, or the failure as `phase:PAM_CODE` (e.g.
-/// `auth:PAM_AUTH_ERR`).
+/// When each part of a successful login ended, counted from the start of
+/// `pam_start`: where the time goes.
+#[derive(Debug, Clone, Copy)]
+pub struct Phases {
+    pub pam_start: Duration,
+    /// The code prompt reached the conversation (for twofactor: the bus
+    /// connection and `Begin` are done).
+    pub first_prompt: Duration,
+    pub pam_authenticate: Duration,
+    pub pam_acct_mgmt: Duration,
+    /// The whole login.
+    pub pam_end: Duration,
+}
+
+/// Logs `user` in: when each phase ended, or the failure as
+/// `phase:PAM_CODE` (e.g. `auth:PAM_AUTH_ERR`).
 pub fn login(
     confdir: &CStr,
     service: &CStr,
     user: &CStr,
     rhost: &CStr,
     code: &str,
-) -> Result<(), String> {
-    let mut answers = Answers { code, prompts: 0 };
+) -> Result<Phases, String> {
+    let began = Instant::now();
+    let mut answers = Answers {
+        code,
+        prompts: 0,
+        first_prompt: None,
+    };
     let conv = PamConv {
         conv: Some(conversation),
         appdata_ptr: (&mut answers as *mut Answers).cast(),
@@ -42,6 +64,8 @@ pub fn login(
     if rc != PAM_SUCCESS || pamh.is_null() {
         return Err(format!("start:{}", code_name(rc)));
     }
+    let pam_start = began.elapsed();
+    let (mut authenticated, mut account_checked) = (Duration::ZERO, Duration::ZERO);
     // SAFETY: pamh is a live handle; libpam copies the string.
     let mut rc = unsafe { pam_set_item(pamh, PAM_RHOST, rhost.as_ptr().cast()) };
     let mut phase = "set_item";
@@ -49,16 +73,27 @@ pub fn login(
         phase = "auth";
         // SAFETY: pamh is a live handle.
         rc = unsafe { pam_authenticate(pamh, 0) };
+        authenticated = began.elapsed();
     }
     if rc == PAM_SUCCESS {
         phase = "account";
         // SAFETY: pamh is a live handle.
         rc = unsafe { pam_acct_mgmt(pamh, 0) };
+        account_checked = began.elapsed();
     }
     // SAFETY: pamh is live and ended once.
     unsafe { pam_end(pamh, rc) };
+    let pam_end = began.elapsed();
     if rc == PAM_SUCCESS {
-        Ok(())
+        Ok(Phases {
+            pam_start,
+            first_prompt: answers
+                .first_prompt
+                .map_or(Duration::ZERO, |t| t.duration_since(began)),
+            pam_authenticate: authenticated,
+            pam_acct_mgmt: account_checked,
+            pam_end,
+        })
     } else {
         Err(format!("{phase}:{}", code_name(rc)))
     }
@@ -123,6 +158,7 @@ unsafe fn converse(
             PAM_PROMPT_ECHO_OFF | PAM_PROMPT_ECHO_ON => {
                 answers.prompts += 1;
                 if answers.prompts == 1 {
+                    answers.first_prompt = Some(Instant::now());
                     answers.code.as_bytes()
                 } else {
                     b""

@@ -1,11 +1,14 @@
 //! The module's view of `twofactord`: the `org.twofactor.Login1` calls,
 //! behind a trait so that the login loop can be tested with a scripted fake.
 //!
-//! The real implementation ([`libdbus::BusDaemon`]) talks to the bus through
-//! libdbus, synchronously, on a private connection: no threads and no async
-//! runtime inside the host process (sshd, su, sudo, a screen locker).
+//! The real implementation ([`bus::BusDaemon`]) talks to the bus itself
+//! ([`wire`] is the part of the D-Bus format it needs), synchronously, on a
+//! private connection: no threads, no async runtime and no library beyond
+//! libc and libpam inside the host process (sshd, su, sudo, a screen
+//! locker).
 
-pub mod libdbus;
+pub mod bus;
+pub mod wire;
 
 use std::fmt;
 

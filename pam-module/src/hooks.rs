@@ -11,7 +11,7 @@ use pam::module::PamHandle;
 
 use crate::args;
 use crate::conv::PamConversation;
-use crate::daemon::libdbus::BusDaemon;
+use crate::daemon::bus::BusDaemon;
 use crate::daemon::LoginRequest;
 use crate::flow::{self, Settings};
 use crate::log::{Level, Log, Syslog};

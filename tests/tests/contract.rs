@@ -1,5 +1,5 @@
 //! The daemon's replies on the wire match the contract written down in
-//! proto/interfaces/*.xml (which the PAM module, a libdbus client, relies
+//! proto/interfaces/*.xml (which the PAM module, its own D-Bus client, relies
 //! on): every method's reply body has exactly the signature of its out
 //! arguments.
 

@@ -1,0 +1,532 @@
+//! [`Daemon`] over a private D-Bus connection of the module's own: a Unix
+//! socket, the SASL `EXTERNAL` handshake, `Hello`, then the
+//! `org.twofactor.Login1` calls, synchronously, with the marshalling of
+//! [`super::wire`]. No thread, no async runtime, and no shared library
+//! beyond libc and libpam in the host process (sshd, su, sudo, a screen
+//! locker). docs/performance.md says why libdbus went: loading it, with
+//! libsystemd and its compression and crypto libraries, cost more per
+//! login than everything else the module did.
+//!
+//! The handshake is pipelined, as sd-bus does: the authentication lines,
+//! `BEGIN`, `Hello` and the first call go out in one write, and the bus
+//! answers them in order, so a login waits for the bus once per call.
+//!
+//! The address is the `bus=` argument or the fixed system bus socket. It is
+//! never taken from the environment (`DBUS_SYSTEM_BUS_ADDRESS`): `su` and
+//! `sudo` run the module with the user's environment, and a user who could
+//! choose the bus could run a fake daemon that says "accept". The bus
+//! authenticates the connection by the socket's peer credentials (an empty
+//! `EXTERNAL` response): the module claims no identity of its own.
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, SockAddr, Socket, Type};
+use twofactor_proto::names::{detail, login, BUS_NAME, LOGIN_INTERFACE, OBJECT_PATH};
+use twofactor_proto::{Step, WireStep};
+use zeroize::Zeroize;
+
+use super::wire::{self, Call, Message, Reader, WireError, Writer};
+use super::{classify, Daemon, DaemonError, LoginRequest};
+
+/// What the module writes before its first message: the credentials byte,
+/// `EXTERNAL` with an empty response (the bus reads the peer credentials
+/// of the socket), then `BEGIN`.
+const AUTH: &[u8] = b"\0AUTH EXTERNAL\r\nDATA\r\nBEGIN\r\n";
+
+/// The longest line the bus may send during authentication.
+const MAX_AUTH_LINE: usize = 512;
+
+/// Serial of `Hello`, the first message.
+const HELLO_SERIAL: u32 = 1;
+
+/// `org.twofactor.Login1` of `twofactord` on one bus.
+pub struct BusDaemon {
+    address: String,
+    timeout: Duration,
+    connection: Option<Connection>,
+}
+
+impl BusDaemon {
+    /// Does not connect yet; the first call does.
+    pub fn new(address: &str, timeout: Duration) -> Self {
+        BusDaemon {
+            address: address.to_string(),
+            timeout,
+            connection: None,
+        }
+    }
+
+    /// Sends `member(body)` and waits for its reply, connecting first if
+    /// this is the first call; the whole within the timeout.
+    fn call(
+        &mut self,
+        member: &str,
+        signature: &str,
+        body: &mut Writer,
+    ) -> Result<Message, DaemonError> {
+        let deadline = Instant::now() + self.timeout;
+        if self.connection.is_none() {
+            self.connection = Some(Connection::open(&self.address, deadline)?);
+        }
+        let Some(connection) = self.connection.as_mut() else {
+            return Err(DaemonError::Unavailable("no connection".into()));
+        };
+        let call = Call {
+            destination: BUS_NAME,
+            path: OBJECT_PATH,
+            interface: LOGIN_INTERFACE,
+            member,
+            signature,
+        };
+        let result = connection.call(&call, body, deadline);
+        body.wipe();
+        if result.is_err() {
+            // A connection that failed a call (timed out, half-read) is not
+            // used again.
+            self.connection = None;
+        }
+        let reply = result?;
+        if reply.kind == wire::ERROR {
+            return Err(classify(
+                reply.error_name.as_deref(),
+                reply.error_message().as_deref(),
+            ));
+        }
+        Ok(reply)
+    }
+}
+
+impl Daemon for BusDaemon {
+    fn begin(&mut self, r: &LoginRequest) -> Result<(String, Step), DaemonError> {
+        let details = [
+            (detail::USER, &r.user),
+            (detail::SERVICE, &r.service),
+            (detail::RHOST, &r.rhost),
+            (detail::TTY, &r.tty),
+            (detail::SSH_AUTH_INFO, &r.ssh_auth_info),
+        ];
+        for (_, value) in details {
+            no_nul(value)?;
+        }
+        let mut body = Writer::new();
+        body.array(8, |w| {
+            for (key, value) in details {
+                w.structure(|w| {
+                    w.string(key);
+                    w.string_variant(value);
+                });
+            }
+        });
+        let reply = self.call(login::BEGIN, "a{sv}", &mut body)?;
+        read_reply(&reply, "s(a(us)us)", login::BEGIN, |r| {
+            let session = r.string()?;
+            Ok((session, read_step(r)?))
+        })
+    }
+
+    fn answer(&mut self, session: &str, answer: &[u8]) -> Result<Step, DaemonError> {
+        no_nul(session)?;
+        // The body holds the answer: `call` wipes it once sent.
+        let mut body = Writer::new();
+        body.string(session);
+        body.bytes(answer);
+        let reply = self.call(login::ANSWER, "say", &mut body)?;
+        read_reply(&reply, "(a(us)us)", login::ANSWER, read_step)
+    }
+
+    fn cancel(&mut self, session: &str) -> Result<(), DaemonError> {
+        no_nul(session)?;
+        let mut body = Writer::new();
+        body.string(session);
+        self.call(login::CANCEL, "s", &mut body).map(|_| ())
+    }
+
+    fn commit(&mut self, session: &str) -> Result<Step, DaemonError> {
+        no_nul(session)?;
+        let mut body = Writer::new();
+        body.string(session);
+        let reply = self.call(login::COMMIT, "s", &mut body)?;
+        read_reply(&reply, "(a(us)us)", login::COMMIT, read_step)
+    }
+}
+
+/// Reads a reply body of `signature` with `read`, to its end.
+fn read_reply<T>(
+    reply: &Message,
+    signature: &str,
+    member: &str,
+    read: impl FnOnce(&mut Reader<'_>) -> Result<T, WireError>,
+) -> Result<T, DaemonError> {
+    let unexpected =
+        |e: WireError| DaemonError::Failed(format!("unexpected reply to {member}: {e}"));
+    let mut r = reply.body(signature).map_err(unexpected)?;
+    let value = read(&mut r).map_err(unexpected)?;
+    r.finish().map_err(unexpected)?;
+    Ok(value)
+}
+
+/// A step, `(a(us)us)`.
+fn read_step(r: &mut Reader<'_>) -> Result<Step, WireError> {
+    r.align(8)?;
+    let messages = r.array(8, |r| {
+        r.align(8)?;
+        Ok((r.u32()?, r.string()?))
+    })?;
+    let action = r.u32()?;
+    let prompt = r.string()?;
+    Ok(Step::from_wire(WireStep {
+        messages,
+        action,
+        prompt,
+    }))
+}
+
+/// D-Bus strings cannot carry NUL.
+fn no_nul(value: &str) -> Result<(), DaemonError> {
+    if value.contains('\0') {
+        Err(DaemonError::Failed(
+            "a value for the daemon contains NUL".into(),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// The socket path of a `unix:path=…` address (the only kind the system
+/// bus uses); other keys (`guid=`) are ignored, values are %-unescaped.
+fn socket_path(address: &str) -> Result<PathBuf, DaemonError> {
+    let unsupported = || {
+        DaemonError::Failed(format!(
+            "unsupported bus address {address:?} (use unix:path=…)"
+        ))
+    };
+    // Several addresses separated by ';': the first is used.
+    let first = address.split(';').next().unwrap_or_default();
+    let rest = first.strip_prefix("unix:").ok_or_else(unsupported)?;
+    for pair in rest.split(',') {
+        if let Some(value) = pair.strip_prefix("path=") {
+            return unescape(value).map(PathBuf::from).ok_or_else(unsupported);
+        }
+    }
+    Err(unsupported())
+}
+
+/// D-Bus address values: bytes outside a safe set are `%XX`.
+fn unescape(value: &str) -> Option<std::ffi::OsString> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut out = Vec::with_capacity(value.len());
+    let mut bytes = value.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hi = char::from(bytes.next()?).to_digit(16)?;
+            let lo = char::from(bytes.next()?).to_digit(16)?;
+            out.push(u8::try_from(hi * 16 + lo).ok()?);
+        } else {
+            out.push(b);
+        }
+    }
+    if out.is_empty() || out.contains(&0) {
+        return None;
+    }
+    Some(std::ffi::OsString::from_vec(out))
+}
+
+/// One connection to the bus.
+struct Connection {
+    stream: UnixStream,
+    /// Bytes read and not yet used.
+    buffer: Vec<u8>,
+    /// The bus's authentication answer has been read.
+    authenticated: bool,
+    /// `Hello` has been answered.
+    registered: bool,
+    next_serial: u32,
+}
+
+impl Connection {
+    /// Connects to the bus at `address` and writes the handshake and
+    /// `Hello`, without waiting for the bus: its answers are read with the
+    /// first call's reply. A socket that does not exist or refuses
+    /// connections is [`DaemonError::Absent`]; a bus whose backlog is full
+    /// until the deadline is [`DaemonError::Unavailable`].
+    fn open(address: &str, deadline: Instant) -> Result<Connection, DaemonError> {
+        let path = socket_path(address)?;
+        let cannot = |e: io::Error| {
+            let why = format!("cannot connect to {address}: {e}");
+            match e.kind() {
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+                    DaemonError::Absent(why)
+                }
+                _ => DaemonError::Unavailable(why),
+            }
+        };
+        let addr = SockAddr::unix(&path).map_err(cannot)?;
+        let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(cannot)?;
+        // connect(2) on a Unix socket waits for room in the listener's
+        // backlog for at most the send timeout.
+        socket
+            .set_write_timeout(Some(left(deadline).map_err(cannot)?))
+            .map_err(cannot)?;
+        socket.connect(&addr).map_err(cannot)?;
+        let mut connection = Connection {
+            stream: UnixStream::from(std::os::fd::OwnedFd::from(socket)),
+            buffer: Vec::new(),
+            authenticated: false,
+            registered: false,
+            next_serial: HELLO_SERIAL + 1,
+        };
+        let hello = Call {
+            destination: "org.freedesktop.DBus",
+            path: "/org/freedesktop/DBus",
+            interface: "org.freedesktop.DBus",
+            member: "Hello",
+            signature: "",
+        }
+        .encode(HELLO_SERIAL, &[]);
+        let mut first = AUTH.to_vec();
+        first.extend_from_slice(&hello);
+        connection.write(&first, deadline)?;
+        Ok(connection)
+    }
+
+    fn call(
+        &mut self,
+        call: &Call<'_>,
+        body: &Writer,
+        deadline: Instant,
+    ) -> Result<Message, DaemonError> {
+        let serial = self.next_serial;
+        self.next_serial = self.next_serial.wrapping_add(1).max(HELLO_SERIAL + 1);
+        let mut message = call.encode(serial, body.as_bytes());
+        let written = self.write(&message, deadline);
+        message.zeroize();
+        written?;
+        if !self.authenticated {
+            self.read_auth(deadline)?;
+        }
+        loop {
+            let reply = self.read_message(deadline)?;
+            match reply.reply_serial {
+                Some(HELLO_SERIAL) if !self.registered => {
+                    if reply.kind == wire::ERROR {
+                        return Err(DaemonError::Unavailable(format!(
+                            "the bus refused Hello: {}",
+                            reply.error_name.as_deref().unwrap_or("(no error name)")
+                        )));
+                    }
+                    self.registered = true;
+                }
+                Some(s) if s == serial => return Ok(reply),
+                // Signals (NameAcquired) and anything else: not ours.
+                _ => {}
+            }
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8], deadline: Instant) -> Result<(), DaemonError> {
+        let lost = |e: io::Error| DaemonError::Unavailable(format!("cannot write to the bus: {e}"));
+        self.stream
+            .set_write_timeout(Some(left(deadline).map_err(lost)?))
+            .map_err(lost)?;
+        self.stream.write_all(bytes).map_err(lost)
+    }
+
+    /// Reads more bytes into the buffer, waiting until the deadline.
+    fn fill(&mut self, deadline: Instant) -> Result<(), DaemonError> {
+        let unavailable = |why: String| DaemonError::Unavailable(why);
+        let wait =
+            left(deadline).map_err(|_| unavailable("no answer from the bus in time".into()))?;
+        self.stream
+            .set_read_timeout(Some(wait))
+            .map_err(|e| unavailable(format!("cannot read from the bus: {e}")))?;
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err(unavailable("the bus closed the connection".into())),
+                Ok(n) => {
+                    self.buffer
+                        .extend_from_slice(chunk.get(..n).unwrap_or_default());
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(unavailable("no answer from the bus in time".into()))
+                }
+                Err(e) => return Err(unavailable(format!("cannot read from the bus: {e}"))),
+            }
+        }
+    }
+
+    /// Reads the bus's answers to the authentication lines: `DATA` (the
+    /// empty challenge of `EXTERNAL`), then `OK <guid>`. Anything else
+    /// (`REJECTED`, `ERROR`) means the bus did not accept the connection.
+    fn read_auth(&mut self, deadline: Instant) -> Result<(), DaemonError> {
+        loop {
+            while let Some(end) = self.buffer.windows(2).position(|w| w == b"\r\n") {
+                let line: Vec<u8> = self.buffer.drain(..end + 2).take(end).collect();
+                if line == b"DATA" {
+                    continue;
+                }
+                if line.starts_with(b"OK ") {
+                    self.authenticated = true;
+                    return Ok(());
+                }
+                let shown = String::from_utf8_lossy(&line)
+                    .chars()
+                    .take(80)
+                    .collect::<String>();
+                return Err(DaemonError::Unavailable(format!(
+                    "the bus refused the connection: {shown}"
+                )));
+            }
+            if self.buffer.len() > MAX_AUTH_LINE {
+                return Err(DaemonError::Unavailable(
+                    "the bus sent an overlong authentication line".into(),
+                ));
+            }
+            self.fill(deadline)?;
+        }
+    }
+
+    /// Reads one whole message.
+    fn read_message(&mut self, deadline: Instant) -> Result<Message, DaemonError> {
+        let malformed = |e: WireError| DaemonError::Unavailable(e.0);
+        loop {
+            if let Some(len) = wire::message_len(&self.buffer).map_err(malformed)? {
+                if self.buffer.len() >= len {
+                    let bytes: Vec<u8> = self.buffer.drain(..len).collect();
+                    return Message::parse(&bytes).map_err(malformed);
+                }
+            }
+            self.fill(deadline)?;
+        }
+    }
+}
+
+/// Time left until `deadline`; none left is a timeout.
+fn left(deadline: Instant) -> io::Result<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        Err(io::Error::new(io::ErrorKind::TimedOut, "no time left"))
+    } else {
+        Ok(left)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> LoginRequest {
+        LoginRequest {
+            user: "alice".into(),
+            service: "test".into(),
+            rhost: String::new(),
+            tty: String::new(),
+            ssh_auth_info: String::new(),
+        }
+    }
+
+    #[test]
+    fn no_bus_is_absent() {
+        let mut d = BusDaemon::new(
+            "unix:path=/nonexistent/twofactor-test",
+            Duration::from_secs(1),
+        );
+        assert!(matches!(d.begin(&request()), Err(DaemonError::Absent(_))));
+    }
+
+    #[test]
+    fn silent_bus_times_out_within_the_timeout() {
+        // A socket that accepts connections (into its backlog) but never
+        // answers: the call gives up after the timeout.
+        let dir = std::env::temp_dir().join(format!("pam-twofactor-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(std::fs::create_dir(&dir).is_ok());
+        let sock = dir.join("bus");
+        let listener = std::os::unix::net::UnixListener::bind(&sock);
+        assert!(listener.is_ok());
+        let mut d = BusDaemon::new(
+            &format!("unix:path={}", sock.display()),
+            Duration::from_secs(1),
+        );
+        let started = std::time::Instant::now();
+        let result = d.begin(&request());
+        let took = started.elapsed();
+        drop(listener);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            matches!(result, Err(DaemonError::Unavailable(_))),
+            "{result:?}"
+        );
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+    }
+
+    #[test]
+    fn a_bus_that_rejects_authentication_is_unavailable() {
+        use std::io::Write as _;
+        let dir = std::env::temp_dir().join(format!("pam-twofactor-rej-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(std::fs::create_dir(&dir).is_ok());
+        let sock = dir.join("bus");
+        let Ok(listener) = std::os::unix::net::UnixListener::bind(&sock) else {
+            panic!("bind");
+        };
+        let server = std::thread::spawn(move || {
+            if let Ok((mut s, _)) = listener.accept() {
+                let _ = s.write_all(b"REJECTED EXTERNAL\r\n");
+                let mut sink = [0u8; 1024];
+                let _ = std::io::Read::read(&mut s, &mut sink);
+            }
+        });
+        let mut d = BusDaemon::new(
+            &format!("unix:path={}", sock.display()),
+            Duration::from_secs(5),
+        );
+        let result = d.begin(&request());
+        let _ = server.join();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            matches!(&result, Err(DaemonError::Unavailable(why)) if why.contains("REJECTED")),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn nul_is_refused_before_sending() {
+        assert!(matches!(no_nul("a\0b"), Err(DaemonError::Failed(_))));
+        assert_eq!(no_nul("ab"), Ok(()));
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            socket_path("unix:path=/run/dbus/system_bus_socket"),
+            Ok(PathBuf::from("/run/dbus/system_bus_socket"))
+        );
+        assert_eq!(
+            socket_path("unix:path=/tmp/a%20b,guid=0123;unix:path=/x"),
+            Ok(PathBuf::from("/tmp/a b"))
+        );
+        for bad in [
+            "tcp:host=localhost,port=1",
+            "unix:abstract=/x",
+            "unix:path=",
+            "unix:path=/a%2",
+            "unix:path=/a%00b",
+        ] {
+            assert!(
+                matches!(socket_path(bad), Err(DaemonError::Failed(_))),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,588 @@
+//! The part of the D-Bus wire format (specification, "Message Protocol")
+//! the module needs: method calls with the argument types of
+//! `org.twofactor.Login1` and `org.freedesktop.DBus.Hello`, and the replies
+//! and errors they get back. Nothing else is read or written.
+//!
+//! Every length and offset read from the bus is checked against the
+//! buffer; a message the module cannot read is an error, never a panic.
+
+use std::fmt;
+
+/// A message this large is not one of ours (the daemon's replies are a few
+/// hundred bytes); the specification's limit is 128 MiB.
+pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+/// The fixed part of a header: endianness, type, flags, version, body
+/// length, serial, and the length of the header-field array.
+pub const FIXED_HEADER_BYTES: usize = 16;
+
+/// Message types.
+pub const METHOD_CALL: u8 = 1;
+pub const METHOD_RETURN: u8 = 2;
+pub const ERROR: u8 = 3;
+
+/// Header field codes.
+const FIELD_PATH: u8 = 1;
+const FIELD_INTERFACE: u8 = 2;
+const FIELD_MEMBER: u8 = 3;
+const FIELD_ERROR_NAME: u8 = 4;
+const FIELD_REPLY_SERIAL: u8 = 5;
+const FIELD_DESTINATION: u8 = 6;
+const FIELD_SIGNATURE: u8 = 8;
+
+/// Why bytes from the bus could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError(pub String);
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn bad(what: &str) -> WireError {
+    WireError(format!("malformed message from the bus: {what}"))
+}
+
+fn pad(len: usize, align: usize) -> usize {
+    (align - len % align) % align
+}
+
+/// Builds a little-endian body or header, aligning as the format says.
+/// Alignment is relative to the start of the buffer, which is where the
+/// message (header) or the body starts: both start 8-aligned.
+#[derive(Default)]
+pub struct Writer {
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    pub fn new() -> Self {
+        Writer::default()
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.buf
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    pub fn align(&mut self, align: usize) {
+        let n = pad(self.buf.len(), align);
+        self.buf.resize(self.buf.len() + n, 0);
+    }
+
+    pub fn byte(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+
+    pub fn u32(&mut self, v: u32) {
+        self.align(4);
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    /// `s` or `o`. The callers have refused NUL in `v` already.
+    pub fn string(&mut self, v: &str) {
+        self.u32(len_u32(v.len()));
+        self.buf.extend_from_slice(v.as_bytes());
+        self.buf.push(0);
+    }
+
+    /// `g`: at most 255 bytes, which every signature here is.
+    pub fn signature(&mut self, v: &str) {
+        self.buf.push(u8::try_from(v.len()).unwrap_or(u8::MAX));
+        self.buf.extend_from_slice(v.as_bytes());
+        self.buf.push(0);
+    }
+
+    /// `ay`.
+    pub fn bytes(&mut self, v: &[u8]) {
+        self.u32(len_u32(v.len()));
+        self.buf.extend_from_slice(v);
+    }
+
+    /// An array whose elements `write` appends; `align` is the elements'
+    /// alignment (8 for structs and dict entries). The length excludes the
+    /// padding before the first element.
+    pub fn array(&mut self, align: usize, write: impl FnOnce(&mut Writer)) {
+        self.align(4);
+        let at = self.buf.len();
+        self.u32(0);
+        self.align(align);
+        let start = self.buf.len();
+        write(self);
+        let len = len_u32(self.buf.len() - start);
+        if let Some(slot) = self.buf.get_mut(at..at + 4) {
+            slot.copy_from_slice(&len.to_le_bytes());
+        }
+    }
+
+    /// A dict entry or struct: 8-aligned.
+    pub fn structure(&mut self, write: impl FnOnce(&mut Writer)) {
+        self.align(8);
+        write(self);
+    }
+
+    /// A variant holding a string.
+    pub fn string_variant(&mut self, v: &str) {
+        self.signature("s");
+        self.string(v);
+    }
+
+    /// Wipes what was written (an answer the user typed may be in it).
+    pub fn wipe(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.buf);
+    }
+}
+
+/// Lengths here are bounded by what the module sends (PAM items and
+/// answers of at most a few KiB): never above `u32::MAX`.
+fn len_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// A method call: header, padding, body.
+pub struct Call<'a> {
+    pub destination: &'a str,
+    pub path: &'a str,
+    pub interface: &'a str,
+    pub member: &'a str,
+    /// The body's signature, "" for none.
+    pub signature: &'a str,
+}
+
+impl Call<'_> {
+    /// The whole message, little-endian, `serial` nonzero.
+    pub fn encode(&self, serial: u32, body: &[u8]) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.byte(b'l');
+        w.byte(METHOD_CALL);
+        w.byte(0); // flags: a reply is expected
+        w.byte(1); // protocol version
+        w.u32(len_u32(body.len()));
+        w.u32(serial);
+        w.array(8, |w| {
+            let mut field = |code: u8, sig: &str, value: &str| {
+                w.structure(|w| {
+                    w.byte(code);
+                    w.signature(sig);
+                    if sig == "g" {
+                        w.signature(value);
+                    } else {
+                        w.string(value);
+                    }
+                });
+            };
+            field(FIELD_PATH, "o", self.path);
+            field(FIELD_INTERFACE, "s", self.interface);
+            field(FIELD_MEMBER, "s", self.member);
+            field(FIELD_DESTINATION, "s", self.destination);
+            if !self.signature.is_empty() {
+                field(FIELD_SIGNATURE, "g", self.signature);
+            }
+        });
+        w.align(8);
+        let mut out = w.into_bytes();
+        out.extend_from_slice(body);
+        out
+    }
+}
+
+/// How many bytes the message at the start of `buf` takes, once its fixed
+/// header is there (`None` before). Refuses a message over
+/// [`MAX_MESSAGE_BYTES`] before it is read.
+pub fn message_len(buf: &[u8]) -> Result<Option<usize>, WireError> {
+    let Some(head) = buf
+        .get(..FIXED_HEADER_BYTES)
+        .and_then(|h| <[u8; FIXED_HEADER_BYTES]>::try_from(h).ok())
+    else {
+        return Ok(None);
+    };
+    let big = match head[0] {
+        b'l' => false,
+        b'B' => true,
+        _ => return Err(bad("unknown byte order")),
+    };
+    if head[3] != 1 {
+        return Err(bad("unknown protocol version"));
+    }
+    let word = |b: [u8; 4]| {
+        usize::try_from(if big {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+        .unwrap_or(usize::MAX)
+    };
+    let body = word([head[4], head[5], head[6], head[7]]);
+    let fields = word([head[12], head[13], head[14], head[15]]);
+    let header = FIXED_HEADER_BYTES.saturating_add(fields);
+    let total = header.saturating_add(pad(header, 8)).saturating_add(body);
+    if total > MAX_MESSAGE_BYTES {
+        return Err(bad("too large"));
+    }
+    Ok(Some(total))
+}
+
+/// A message from the bus, as far as the module cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub kind: u8,
+    pub reply_serial: Option<u32>,
+    pub error_name: Option<String>,
+    pub signature: String,
+    big_endian: bool,
+    body: Vec<u8>,
+}
+
+impl Message {
+    /// Reads one whole message (`buf` is exactly [`message_len`] bytes).
+    pub fn parse(buf: &[u8]) -> Result<Message, WireError> {
+        let total = message_len(buf)?.ok_or_else(|| bad("truncated header"))?;
+        if total != buf.len() {
+            return Err(bad("length does not match"));
+        }
+        let big_endian = buf.first() == Some(&b'B');
+        let kind = buf.get(1).copied().ok_or_else(|| bad("truncated header"))?;
+        let mut r = Reader::new(buf, big_endian);
+        r.pos = 4;
+        let body_len = r.u32()? as usize;
+        let _serial = r.u32()?;
+        let fields_len = r.u32()? as usize;
+        let fields_end = FIXED_HEADER_BYTES
+            .checked_add(fields_len)
+            .ok_or_else(|| bad("overflow"))?;
+        let mut reply_serial = None;
+        let mut error_name = None;
+        let mut signature = String::new();
+        while r.pos < fields_end {
+            r.align(8)?;
+            let code = r.byte()?;
+            let sig = r.signature()?;
+            match (code, sig.as_str()) {
+                (FIELD_REPLY_SERIAL, "u") => reply_serial = Some(r.u32()?),
+                (FIELD_ERROR_NAME, "s") => error_name = Some(r.string()?),
+                (FIELD_SIGNATURE, "g") => signature = r.signature()?,
+                (_, "s" | "o") => {
+                    r.string()?;
+                }
+                (_, "u") => {
+                    r.u32()?;
+                }
+                (_, "g") => {
+                    r.signature()?;
+                }
+                _ => return Err(bad("unknown header field type")),
+            }
+        }
+        if r.pos != fields_end {
+            return Err(bad("header fields overrun"));
+        }
+        let body_start = fields_end + pad(fields_end, 8);
+        let body = buf
+            .get(body_start..body_start.saturating_add(body_len))
+            .ok_or_else(|| bad("body out of bounds"))?
+            .to_vec();
+        Ok(Message {
+            kind,
+            reply_serial,
+            error_name,
+            signature,
+            big_endian,
+            body,
+        })
+    }
+
+    /// The body, for reading, if its signature is `expected`.
+    pub fn body(&self, expected: &str) -> Result<Reader<'_>, WireError> {
+        if self.signature != expected {
+            return Err(WireError(format!(
+                "unexpected reply signature \"{}\" (expected \"{expected}\")",
+                self.signature
+            )));
+        }
+        Ok(Reader::new(&self.body, self.big_endian))
+    }
+
+    /// An error's message: its body's first string, if it has one.
+    pub fn error_message(&self) -> Option<String> {
+        if !self.signature.starts_with('s') {
+            return None;
+        }
+        Reader::new(&self.body, self.big_endian).string().ok()
+    }
+}
+
+/// Reads values from a header or body, bounds-checked.
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    big_endian: bool,
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8], big_endian: bool) -> Self {
+        Reader {
+            buf,
+            pos: 0,
+            big_endian,
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        let end = self.pos.checked_add(n).ok_or_else(|| bad("overflow"))?;
+        let bytes = self
+            .buf
+            .get(self.pos..end)
+            .ok_or_else(|| bad("value out of bounds"))?;
+        self.pos = end;
+        Ok(bytes)
+    }
+
+    pub fn align(&mut self, align: usize) -> Result<(), WireError> {
+        let n = pad(self.pos, align);
+        if self.take(n)?.iter().any(|&b| b != 0) {
+            return Err(bad("nonzero padding"));
+        }
+        Ok(())
+    }
+
+    pub fn byte(&mut self) -> Result<u8, WireError> {
+        self.take(1)?
+            .first()
+            .copied()
+            .ok_or_else(|| bad("value out of bounds"))
+    }
+
+    pub fn u32(&mut self) -> Result<u32, WireError> {
+        self.align(4)?;
+        let b = <[u8; 4]>::try_from(self.take(4)?).map_err(|_| bad("value out of bounds"))?;
+        Ok(if self.big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    }
+
+    fn text(&mut self, len: usize) -> Result<String, WireError> {
+        let bytes = self.take(len)?;
+        if self.byte()? != 0 {
+            return Err(bad("string not NUL-terminated"));
+        }
+        if bytes.contains(&0) {
+            return Err(bad("NUL inside a string"));
+        }
+        String::from_utf8(bytes.to_vec()).map_err(|_| bad("string not UTF-8"))
+    }
+
+    /// `s` or `o`.
+    pub fn string(&mut self) -> Result<String, WireError> {
+        let len = self.u32()? as usize;
+        self.text(len)
+    }
+
+    /// `g`.
+    pub fn signature(&mut self) -> Result<String, WireError> {
+        let len = usize::from(self.byte()?);
+        self.text(len)
+    }
+
+    /// An array whose elements `read` reads one at a time; `align` is the
+    /// elements' alignment.
+    pub fn array<T>(
+        &mut self,
+        align: usize,
+        mut read: impl FnMut(&mut Reader<'a>) -> Result<T, WireError>,
+    ) -> Result<Vec<T>, WireError> {
+        let len = self.u32()? as usize;
+        self.align(align)?;
+        let end = self.pos.checked_add(len).ok_or_else(|| bad("overflow"))?;
+        if end > self.buf.len() {
+            return Err(bad("array out of bounds"));
+        }
+        let mut items = Vec::new();
+        while self.pos < end {
+            items.push(read(self)?);
+        }
+        if self.pos != end {
+            return Err(bad("array element overruns the array"));
+        }
+        Ok(items)
+    }
+
+    /// The body has been read to its end.
+    pub fn finish(&self) -> Result<(), WireError> {
+        if self.pos == self.buf.len() {
+            Ok(())
+        } else {
+            Err(bad("trailing bytes in the body"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call() -> Call<'static> {
+        Call {
+            destination: "org.twofactor.Daemon1",
+            path: "/org/twofactor/Daemon1",
+            interface: "org.twofactor.Login1",
+            member: "Cancel",
+            signature: "s",
+        }
+    }
+
+    #[test]
+    fn a_call_is_framed_as_the_specification_says() {
+        let mut body = Writer::new();
+        body.string("abc");
+        let msg = call().encode(7, &body.into_bytes());
+        assert_eq!(&msg[..4], b"l\x01\x00\x01");
+        assert_eq!(u32::from_le_bytes([msg[4], msg[5], msg[6], msg[7]]), 8);
+        assert_eq!(u32::from_le_bytes([msg[8], msg[9], msg[10], msg[11]]), 7);
+        assert_eq!(message_len(&msg), Ok(Some(msg.len())));
+        assert_eq!((msg.len() - 8) % 8, 0, "the body starts 8-aligned");
+        // The body (u32 3, "abc\0") ends the message, after 8-alignment.
+        assert_eq!(&msg[msg.len() - 8..], b"\x03\x00\x00\x00abc\x00");
+        // Our own reader reads our header back.
+        let parsed = Message::parse(&msg);
+        assert!(matches!(parsed, Ok(ref m) if m.kind == METHOD_CALL && m.signature == "s"));
+    }
+
+    /// A method return as dbus-daemon frames it: REPLY_SERIAL, DESTINATION,
+    /// SENDER, SIGNATURE.
+    fn reply(kind: u8, fields: &[(u8, &str, &str)], sig: &str, body: &[u8]) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.byte(b'l');
+        w.byte(kind);
+        w.byte(1);
+        w.byte(1);
+        w.u32(body.len() as u32);
+        w.u32(99);
+        w.array(8, |w| {
+            w.structure(|w| {
+                w.byte(FIELD_REPLY_SERIAL);
+                w.signature("u");
+                w.u32(5);
+            });
+            for (code, s, v) in fields {
+                w.structure(|w| {
+                    w.byte(*code);
+                    w.signature(s);
+                    w.string(v);
+                });
+            }
+            if !sig.is_empty() {
+                w.structure(|w| {
+                    w.byte(FIELD_SIGNATURE);
+                    w.signature("g");
+                    w.signature(sig);
+                });
+            }
+        });
+        w.align(8);
+        let mut out = w.into_bytes();
+        out.extend_from_slice(body);
+        out
+    }
+
+    #[test]
+    fn a_step_reply_reads_back() {
+        let mut b = Writer::new();
+        b.structure(|w| {
+            w.array(8, |w| {
+                w.structure(|w| {
+                    w.u32(1);
+                    w.string("hello");
+                });
+                w.structure(|w| {
+                    w.u32(2);
+                    w.string("again");
+                });
+            });
+            w.u32(3);
+            w.string("Code: ");
+        });
+        let msg = reply(
+            METHOD_RETURN,
+            &[(7, "s", ":1.1")],
+            "(a(us)us)",
+            &b.into_bytes(),
+        );
+        let m = Message::parse(&msg).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(m.reply_serial, Some(5));
+        let mut r = m.body("(a(us)us)").unwrap_or_else(|e| panic!("{e}"));
+        r.align(8).unwrap_or_else(|e| panic!("{e}"));
+        let messages = r
+            .array(8, |r| {
+                r.align(8)?;
+                Ok((r.u32()?, r.string()?))
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(messages, vec![(1, "hello".into()), (2, "again".into())]);
+        assert_eq!(r.u32(), Ok(3));
+        assert_eq!(r.string(), Ok("Code: ".into()));
+        assert_eq!(r.finish(), Ok(()));
+        assert!(m.body("s").is_err());
+    }
+
+    #[test]
+    fn an_error_carries_its_name_and_message() {
+        let mut b = Writer::new();
+        b.string("no such session");
+        let msg = reply(
+            ERROR,
+            &[(FIELD_ERROR_NAME, "s", "org.twofactor.Error.NotFound")],
+            "s",
+            &b.into_bytes(),
+        );
+        let m = Message::parse(&msg).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(m.kind, ERROR);
+        assert_eq!(
+            m.error_name.as_deref(),
+            Some("org.twofactor.Error.NotFound")
+        );
+        assert_eq!(m.error_message().as_deref(), Some("no such session"));
+    }
+
+    #[test]
+    fn lies_in_lengths_are_errors_not_panics() {
+        let mut b = Writer::new();
+        b.string("x");
+        let good = reply(METHOD_RETURN, &[], "s", &b.into_bytes());
+        // Every truncation and every single-byte corruption: an error or a
+        // message, never a panic or an out-of-bounds read.
+        for cut in 0..good.len() {
+            let _ = message_len(&good[..cut]);
+            let _ = Message::parse(&good[..cut]);
+        }
+        for at in 0..good.len() {
+            for v in [0u8, 1, 0x7f, 0xff] {
+                let mut m = good.clone();
+                m[at] = v;
+                if let Ok(msg) = Message::parse(&m) {
+                    if let Ok(mut r) = msg.body("s") {
+                        let _ = r.string();
+                    }
+                }
+            }
+        }
+        let mut huge = good.clone();
+        huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(message_len(&huge).is_err());
+    }
+
+    #[test]
+    fn a_string_length_past_the_end_is_refused() {
+        let mut r = Reader::new(b"\xff\x00\x00\x00ab\x00", false);
+        assert!(r.string().is_err());
+        let mut r = Reader::new(b"\x02\x00\x00\x00a\x00\x00", false);
+        assert!(r.string().is_err(), "NUL inside");
+        let mut r = Reader::new(b"\x02\x00\x00\x00\xff\xfe\x00", false);
+        assert!(r.string().is_err(), "not UTF-8");
+    }
+}
