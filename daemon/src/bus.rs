@@ -135,9 +135,10 @@ impl LoginInterface {
         #[zbus(connection)] conn: &Connection,
         details: HashMap<String, OwnedValue>,
     ) -> Result<(String, WireStep), Error> {
-        let caller = self.callers.of(conn, &header).await?;
         let origin = origin_of(&details)?;
-        let (id, step) = self.logins.begin(&caller, origin).await?;
+        // The caller's uid is asked of the bus while the name is resolved.
+        let caller = self.callers.of(conn, &header);
+        let (id, step) = self.logins.begin_with(caller, origin).await?;
         Ok((id, step.to_wire()))
     }
 

@@ -399,8 +399,11 @@ async fn watch_departures(
     let proxy = zbus::fdo::DBusProxy::new(conn)
         .await
         .map_err(|e| format!("cannot watch the bus: {e}"))?;
+    // Only departures (new owner ""): the bus then sends this daemon one
+    // signal per connection that leaves, not also one per connection that
+    // comes (every login's module connects anew).
     let mut changes = proxy
-        .receive_name_owner_changed()
+        .receive_name_owner_changed_with_args(&[(2, "")])
         .await
         .map_err(|e| format!("cannot watch the bus: {e}"))?;
     Ok(tokio::spawn(async move {

@@ -144,9 +144,16 @@ impl Logins {
 
     /// Starts a login. Returns the session id ("" when the step is final)
     /// and the first step.
-    pub async fn begin(
+    pub async fn begin(&self, caller: &Caller, origin: Origin) -> Result<(String, Step), Error> {
+        self.begin_with(async { Ok(caller.clone()) }, origin).await
+    }
+
+    /// [`Logins::begin`], with the caller still to be had (from the bus):
+    /// the name is resolved meanwhile, which tells nothing to anyone and
+    /// changes nothing; every decision waits for the caller.
+    pub async fn begin_with(
         &self,
-        caller: &Caller,
+        caller: impl std::future::Future<Output = Result<Caller, Error>>,
         mut origin: Origin,
     ) -> Result<(String, Step), Error> {
         for (name, value) in [
@@ -167,11 +174,16 @@ impl Logins {
         // One account, one identity: every spelling of a name (a same-uid
         // alias, another case under a case-insensitive name service) is
         // resolved to the uid's own name, and all state is keyed by that.
-        let resolved = if plausible_name(&origin.user) {
-            self.core.resolve(&origin.user).await?
-        } else {
-            None
+        let resolving = async {
+            if plausible_name(&origin.user) {
+                self.core.resolve(&origin.user).await
+            } else {
+                Ok(None)
+            }
         };
+        let (caller, resolved) = tokio::join!(caller, resolving);
+        let caller = &caller?;
+        let resolved = resolved?;
         self.authorize(caller, resolved.as_ref().map(|(_, uid)| *uid))?;
         let known = resolved.is_some();
         if let Some((name, _)) = resolved {
@@ -187,10 +199,11 @@ impl Logins {
             let user = origin.user.clone();
             let config = self.core.config.clone();
             let presented = device.clone();
-            // Everything a login needs to know, in one store job.
+            // Everything a login needs to know, in one read beside the
+            // writer (the code itself is checked in the writer).
             self.core
                 .store
-                .run(move |c| {
+                .read(move |c| {
                     let methods = choose::methods_in(c, &user, &config)?;
                     // A user with no method never gets trust.
                     let trusted = match &presented {

@@ -8,6 +8,12 @@
 //! Because there is only one writer, jobs never interleave: two logins with
 //! the same code are two jobs in sequence, and the second sees the first's
 //! accepted step.
+//!
+//! Reads that decide nothing by themselves (what a login is about to ask,
+//! [`Store::read`]) need not queue behind the writer's fsync: they run on a
+//! small pool of read-only connections, on a blocking thread, each in its
+//! own read transaction (a consistent snapshot of what was committed). A
+//! code is still checked and used up only in the writer.
 
 pub mod schema;
 
@@ -21,6 +27,8 @@ use tokio::sync::oneshot;
 
 /// Largest number of jobs committed together.
 const MAX_BATCH: usize = 256;
+/// Read-only connections kept open between reads.
+const MAX_IDLE_READERS: usize = 8;
 /// File name of the database inside the state directory.
 pub const DB_FILE: &str = "twofactor.db";
 
@@ -183,7 +191,59 @@ pub struct Store {
     // Field order: the job sender goes before the writer is joined.
     jobs: mpsc::Sender<Box<dyn Job>>,
     commits: Arc<AtomicU64>,
+    /// None for an in-memory database: reads go to the writer.
+    readers: Option<Arc<Readers>>,
     _writer: Arc<Writer>,
+}
+
+/// Read-only connections to the database file, opened when needed and
+/// kept (a few) for the next read.
+struct Readers {
+    path: PathBuf,
+    keys: Arc<Keys>,
+    idle: std::sync::Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    fn take(&self) -> Result<Connection, rusqlite::Error> {
+        if let Some(conn) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
+            return Ok(conn);
+        }
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch("PRAGMA foreign_keys=ON;")?;
+        self.keys.register(&conn)?;
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+        }
+    }
+
+    /// `f` inside one read transaction on a read-only connection.
+    fn read<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, rusqlite::Error>,
+    ) -> Result<R, StoreError> {
+        let conn = self.take()?;
+        conn.execute_batch("BEGIN DEFERRED")?;
+        let result = f(&conn);
+        let ended = match &result {
+            Ok(_) => conn.execute_batch("COMMIT"),
+            Err(_) => conn.execute_batch("ROLLBACK"),
+        };
+        let value = result?;
+        ended?;
+        self.give_back(conn);
+        Ok(value)
+    }
 }
 
 /// The writer thread, joined when the last [`Store`] is dropped.
@@ -236,7 +296,13 @@ impl Store {
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        Store::start(conn, keys, Some(lock), mode)
+        let mut store = Store::start(conn, keys.clone(), Some(lock), mode)?;
+        store.readers = Some(Arc::new(Readers {
+            path,
+            keys,
+            idle: std::sync::Mutex::new(Vec::new()),
+        }));
+        Ok(store)
     }
 
     /// A private in-memory database with a fresh key (unit tests).
@@ -279,6 +345,7 @@ impl Store {
         Ok(Store {
             jobs,
             commits,
+            readers: None,
             _writer: Arc::new(Writer(std::sync::Mutex::new(Some(handle)))),
         })
     }
@@ -344,6 +411,24 @@ impl Store {
 }
 
 impl Store {
+    /// Runs `f` on a read-only connection in one read transaction, beside
+    /// the writer rather than behind it: for reads whose result decides
+    /// nothing by itself. `f` sees what was committed when it started; a
+    /// write in `f` fails. (In memory, where there is one connection, `f`
+    /// runs in the writer.)
+    pub async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, rusqlite::Error> + Send + 'static,
+    {
+        let Some(readers) = self.readers.clone() else {
+            return self.run(f).await;
+        };
+        tokio::task::spawn_blocking(move || readers.read(f))
+            .await
+            .map_err(|e| StoreError::Failed(format!("a read did not finish: {e}")))?
+    }
+
     /// Transactions committed so far (each may carry many jobs).
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
