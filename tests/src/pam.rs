@@ -265,6 +265,9 @@ pub struct PamRun {
     /// pam_acct_mgmt's result name (empty: it did not run).
     pub account: String,
     pub code: i64,
+    /// The harness's `host` line (threads and descriptors before, during
+    /// and after the login), if it printed one.
+    pub host: Option<serde_json::Value>,
     pub output: Finished,
     /// More to show when an assertion fails (module syslog, daemon log).
     pub context: String,
@@ -280,6 +283,7 @@ impl PamRun {
             auth: String::new(),
             account: String::new(),
             code: -1,
+            host: None,
             output,
             context: String::new(),
         };
@@ -300,6 +304,7 @@ impl PamRun {
                 }
                 "auth" => run.auth = v["name"].as_str().unwrap_or_default().to_string(),
                 "account" => run.account = v["name"].as_str().unwrap_or_default().to_string(),
+                "host" => run.host = Some(v.clone()),
                 _ => {}
             }
         }

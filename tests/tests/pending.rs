@@ -31,6 +31,18 @@ fn password_then_code(env: &Env) -> PamService {
     )
 }
 
+/// The module ran in the harness's process without starting a thread
+/// (not even while it waited for the daemon) and left no descriptor open
+/// after pam_end (issue 11: "starts no thread and leaves nothing behind").
+fn assert_left_nothing_behind(run: &twofactor_tests::PamRun) {
+    let Some(host) = &run.host else {
+        panic!("the harness printed no host line: {}", run.describe());
+    };
+    assert_eq!(host["threads_most"], host["threads_before"], "{host}");
+    assert_eq!(host["threads_after"], host["threads_before"], "{host}");
+    assert_eq!(host["fds_after"], host["fds_before"], "{host}");
+}
+
 fn status(env: &Env, user: &TestUser) -> serde_json::Value {
     env.ctl().status_json(user)
 }
@@ -92,6 +104,8 @@ fn right_password_and_enrolment_is_stored_by_the_account_phase() {
     let at = conversation::enrol_at_login(&pam.login(&user.name), &[user.password()]);
     assert_eq!(at.run.auth, "PAM_SUCCESS", "{}", at.run.describe());
     assert_eq!(at.run.account, "PAM_SUCCESS", "{}", at.run.describe());
+    // The connection lived from the auth phase to the account phase's commit.
+    assert_left_nothing_behind(&at.run);
     assert!(
         at.end_turn
             .infos
@@ -105,11 +119,13 @@ fn right_password_and_enrolment_is_stored_by_the_account_phase() {
     assert_eq!(s["backup_codes_left"], 10, "{s}");
     // The stored secret is the one shown: the next login takes its code.
     totp::ensure_step_margin(3);
-    pam.login(&user.name)
+    let run = pam
+        .login(&user.name)
         .answer(user.password())
         .answer(totp::code_at_step_offset(&at.shown.secret, 1))
-        .run()
-        .assert_result("PAM_SUCCESS");
+        .run();
+    run.assert_result("PAM_SUCCESS");
+    assert_left_nothing_behind(&run);
 }
 
 #[test]

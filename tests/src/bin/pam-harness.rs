@@ -28,6 +28,12 @@
 //! {"event":"account","code":N,"name":"..."}          pam_acct_mgmt's, if it ran
 //! {"event":"result","code":N,"name":"PAM_SUCCESS"}  once, at the end: the login's
 //!                                                    result (the first failure)
+//! {"event":"host","threads_before":N,"threads_most":N,"threads_after":N,
+//!  "fds_before":N,"fds_after":N}                   after pam_end: this process's
+//!                                                    threads and open descriptors
+//!                                                    before pam_start, at most
+//!                                                    while a conversation ran, and
+//!                                                    after pam_end
 //! ```
 //!
 //! Exit status: 0 once `pam_authenticate` has run (whatever its result), 1 if
@@ -145,6 +151,28 @@ fn json_str(s: &str) -> String {
     serde_json::Value::from(s).to_string()
 }
 
+/// Threads of this process now.
+fn threads() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Open file descriptors of this process now (the directory's own
+/// descriptor, open while it is read, is not counted).
+fn fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count().saturating_sub(1))
+}
+
+/// The most threads seen while a conversation ran (the module is inside
+/// pam_authenticate then).
+static THREADS_MOST: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 fn emit_result(code: c_int) {
     emit_code("result", code);
 }
@@ -201,6 +229,7 @@ extern "C" fn conversation(
     resp: *mut *mut PamResponse,
     appdata_ptr: *mut c_void,
 ) -> c_int {
+    THREADS_MOST.fetch_max(threads(), std::sync::atomic::Ordering::Relaxed);
     // A panic must not unwind into libpam.
     catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: libpam passes num_msg message pointers (Linux-PAM layout:
@@ -327,6 +356,7 @@ fn main() -> ExitCode {
         appdata_ptr: (&mut session as *mut Session).cast(),
     };
 
+    let (threads_before, fds_before) = (threads(), fds());
     let mut pamh: *mut PamHandle = ptr::null_mut();
     // SAFETY: all strings are NUL-terminated and outlive the handle; `conv`
     // and `session` live until after pam_end; pamh is a valid out-pointer.
@@ -377,5 +407,11 @@ fn main() -> ExitCode {
     // SAFETY: pamh is live and ended once; nothing uses it afterwards.
     unsafe { pam_end(pamh, rc) };
     drop(session);
+    emit(&format!(
+        r#"{{"event":"host","threads_before":{threads_before},"threads_most":{},"threads_after":{},"fds_before":{fds_before},"fds_after":{}}}"#,
+        THREADS_MOST.load(std::sync::atomic::Ordering::Relaxed),
+        threads(),
+        fds()
+    ));
     ExitCode::SUCCESS
 }
