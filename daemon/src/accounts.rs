@@ -1,12 +1,13 @@
 //! The `accounts` table: one row per user the daemon knows, with the login
 //! bookkeeping that is not specific to a method.
 
+use crate::store::Cached;
 use rusqlite::{params, Connection, OptionalExtension};
 use twofactor_proto::AccountStatus;
 
 /// Creates the account row if missing.
 pub fn ensure(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.execute_cached(
         "INSERT INTO accounts(user, created) VALUES (?1, ?2) ON CONFLICT(user) DO NOTHING",
         params![user, now],
     )
@@ -15,7 +16,7 @@ pub fn ensure(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<()> {
 
 /// Records a successful second factor.
 pub fn record_login(conn: &Connection, user: &str, method: &str, now: i64) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.execute_cached(
         "UPDATE accounts SET last_login = ?2, last_method = ?3 WHERE user = ?1",
         params![user, now, method],
     )
@@ -24,7 +25,7 @@ pub fn record_login(conn: &Connection, user: &str, method: &str, now: i64) -> ru
 
 /// Sets the method a login asks first ("" for none).
 pub fn set_preferred(conn: &Connection, user: &str, method: &str) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.execute_cached(
         "UPDATE accounts SET preferred = ?2 WHERE user = ?1",
         params![user, method],
     )
@@ -35,7 +36,7 @@ pub fn set_preferred(conn: &Connection, user: &str, method: &str) -> rusqlite::R
 /// login (names; empty when unset).
 pub fn method_choice(conn: &Connection, user: &str) -> rusqlite::Result<(String, String)> {
     Ok(conn
-        .query_row(
+        .query_row_cached(
             "SELECT preferred, last_method FROM accounts WHERE user = ?1",
             [user],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -47,7 +48,7 @@ pub fn method_choice(conn: &Connection, user: &str) -> rusqlite::Result<(String,
 /// The account as its owner (or an admin) sees it.
 pub fn status(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<AccountStatus> {
     let mut status = conn
-        .query_row(
+        .query_row_cached(
             // The longest lock in force: the account's own, or one of a
             // source of its logins (see ratelimit).
             "SELECT preferred, last_method, last_login, failures,

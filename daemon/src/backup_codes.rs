@@ -13,6 +13,7 @@
 //! stolen database leaves 40 bits behind argon2 for each code.
 
 use crate::random::{Random, RandomError};
+use crate::store::Cached;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use rusqlite::{params, Connection};
@@ -200,8 +201,8 @@ pub fn replace_set(
     hashed: &[(String, String)],
     now: i64,
 ) -> rusqlite::Result<()> {
-    conn.execute("DELETE FROM backup_codes WHERE user = ?1", [user])?;
-    let mut insert = conn.prepare(
+    conn.execute_cached("DELETE FROM backup_codes WHERE user = ?1", [user])?;
+    let mut insert = conn.prepare_cached(
         "INSERT INTO backup_codes(user, selector, hash, created)
          VALUES (?1, seal(?1, 'backup_codes.selector', ?2), seal(?1, 'backup_codes.hash', ?3), ?4)",
     )?;
@@ -220,7 +221,7 @@ pub fn candidate(
     user: &str,
     selector: &str,
 ) -> rusqlite::Result<Option<(i64, String)>> {
-    let mut rows = conn.prepare(
+    let mut rows = conn.prepare_cached(
         "SELECT id, unseal(user, 'backup_codes.selector', selector),
                 unseal(user, 'backup_codes.hash', hash)
          FROM backup_codes WHERE user = ?1 AND used_at IS NULL",
@@ -252,7 +253,7 @@ pub fn candidate(
 /// Marks a code used. False if it was used meanwhile (by a concurrent
 /// login): only one consumer ever gets true.
 pub fn consume(conn: &Connection, id: i64, now: i64) -> rusqlite::Result<bool> {
-    Ok(conn.execute(
+    Ok(conn.execute_cached(
         "UPDATE backup_codes SET used_at = ?2 WHERE id = ?1 AND used_at IS NULL",
         params![id, now],
     )? == 1)
@@ -260,7 +261,7 @@ pub fn consume(conn: &Connection, id: i64, now: i64) -> rusqlite::Result<bool> {
 
 /// Unused codes left; `None` if the user never had a set.
 pub fn remaining(conn: &Connection, user: &str) -> rusqlite::Result<Option<u32>> {
-    let (total, unused): (u32, u32) = conn.query_row(
+    let (total, unused): (u32, u32) = conn.query_row_cached(
         "SELECT count(*), count(*) FILTER (WHERE used_at IS NULL) FROM backup_codes WHERE user = ?1",
         [user],
         |r| Ok((r.get(0)?, r.get(1)?)),
@@ -269,7 +270,7 @@ pub fn remaining(conn: &Connection, user: &str) -> rusqlite::Result<Option<u32>>
 }
 
 pub fn remove_all(conn: &Connection, user: &str) -> rusqlite::Result<()> {
-    conn.execute("DELETE FROM backup_codes WHERE user = ?1", [user])
+    conn.execute_cached("DELETE FROM backup_codes WHERE user = ?1", [user])
         .map(|_| ())
 }
 
@@ -387,7 +388,7 @@ mod tests {
     #[test]
     fn consume_is_once() {
         let c = crate::store::testing::connection();
-        c.execute("INSERT INTO accounts(user, created) VALUES ('u', 0)", [])
+        c.execute_cached("INSERT INTO accounts(user, created) VALUES ('u', 0)", [])
             .unwrap();
         replace_set(
             &c,

@@ -15,6 +15,7 @@
 use crate::audit::Origin;
 use crate::config::DevicesConfig;
 use crate::random::{Random, RandomError};
+use crate::store::Cached;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine;
 use rusqlite::{params, Connection};
@@ -114,7 +115,7 @@ pub fn trusted(
     presented: &Presented,
     now: i64,
 ) -> rusqlite::Result<Option<String>> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT id, unseal(user, 'devices.identity', identity) FROM devices
          WHERE user = ?1 AND expires > ?2",
     )?;
@@ -147,7 +148,7 @@ pub fn trusted_now(
 
 /// Records a use of device `id`.
 pub fn used(conn: &Connection, user: &str, id: &str, now: i64) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.execute_cached(
         "UPDATE devices SET last_used = ?3 WHERE user = ?1 AND id = ?2",
         params![user, id, now],
     )
@@ -167,7 +168,7 @@ pub fn trust(
     if let Some(old) = trusted(conn, user, presented, i64::MIN)? {
         remove(conn, user, &old)?;
     }
-    conn.execute(
+    conn.execute_cached(
         "INSERT INTO devices(id, user, identity, label, address, added, last_used, expires)
          VALUES (?1, ?2, seal(?2, 'devices.identity', ?3), seal(?2, 'devices.label', ?4),
                  seal(?2, 'devices.address', ?5), ?6, 0, ?7)",
@@ -186,7 +187,7 @@ pub fn trust(
 
 /// `user`'s devices trusted at `now`, oldest first.
 pub fn list(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<Vec<Device>> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT id, unseal(user, 'devices.label', label), unseal(user, 'devices.address', address),
                 added, last_used, expires
          FROM devices WHERE user = ?1 AND expires > ?2 ORDER BY added, id",
@@ -207,7 +208,7 @@ pub fn list(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<Vec<Dev
 
 /// How many devices `user` has trusted at `now`.
 pub fn count(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<u32> {
-    conn.query_row(
+    conn.query_row_cached(
         "SELECT COUNT(*) FROM devices WHERE user = ?1 AND expires > ?2",
         params![user, now],
         |r| r.get(0),
@@ -216,7 +217,7 @@ pub fn count(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<u32> {
 
 /// Removes device `id` of `user`; false if there is none.
 pub fn remove(conn: &Connection, user: &str, id: &str) -> rusqlite::Result<bool> {
-    Ok(conn.execute(
+    Ok(conn.execute_cached(
         "DELETE FROM devices WHERE user = ?1 AND id = ?2",
         params![user, id],
     )? > 0)
@@ -225,5 +226,5 @@ pub fn remove(conn: &Connection, user: &str, id: &str) -> rusqlite::Result<bool>
 /// Ends every trust of `user` (their methods changed, a reset, `remove
 /// --all`); returns how many devices were trusted.
 pub fn remove_all(conn: &Connection, user: &str) -> rusqlite::Result<u32> {
-    Ok(conn.execute("DELETE FROM devices WHERE user = ?1", [user])? as u32)
+    Ok(conn.execute_cached("DELETE FROM devices WHERE user = ?1", [user])? as u32)
 }

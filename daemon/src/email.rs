@@ -12,6 +12,7 @@ use crate::config::EmailConfig;
 use crate::core::Core;
 use crate::mail::Mail;
 use crate::random::{Random, RandomError};
+use crate::store::Cached;
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -87,7 +88,7 @@ pub fn matches(stored: &[u8], code: &str) -> bool {
 /// The user's confirmed address, if they have the method.
 pub fn address(conn: &Connection, user: &str) -> rusqlite::Result<Option<String>> {
     let sealed: Option<Vec<u8>> = conn
-        .query_row(
+        .query_row_cached(
             "SELECT unseal(user, 'email.address', address) FROM email WHERE user = ?1",
             [user],
             |r| r.get(0),
@@ -97,20 +98,20 @@ pub fn address(conn: &Connection, user: &str) -> rusqlite::Result<Option<String>
 }
 
 pub fn is_enrolled(conn: &Connection, user: &str) -> rusqlite::Result<bool> {
-    conn.query_row("SELECT 1 FROM email WHERE user = ?1", [user], |_| Ok(()))
+    conn.query_row_cached("SELECT 1 FROM email WHERE user = ?1", [user], |_| Ok(()))
         .optional()
         .map(|r| r.is_some())
 }
 
 /// Removes the method and any code in flight; false if there was none.
 pub fn remove(conn: &Connection, user: &str) -> rusqlite::Result<bool> {
-    conn.execute("DELETE FROM email_codes WHERE user = ?1", [user])?;
-    Ok(conn.execute("DELETE FROM email WHERE user = ?1", [user])? > 0)
+    conn.execute_cached("DELETE FROM email_codes WHERE user = ?1", [user])?;
+    Ok(conn.execute_cached("DELETE FROM email WHERE user = ?1", [user])? > 0)
 }
 
 /// Sets (or replaces) the confirmed address.
 pub fn activate(conn: &Connection, user: &str, address: &str, now: i64) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.execute_cached(
         "INSERT INTO email(user, address, created) VALUES (?1, seal(?1, 'email.address', ?2), ?3)
          ON CONFLICT(user) DO UPDATE SET address = excluded.address, created = excluded.created",
         params![user, address.as_bytes(), now],
@@ -120,7 +121,7 @@ pub fn activate(conn: &Connection, user: &str, address: &str, now: i64) -> rusql
 
 /// Whether a confirmation is waiting (for status).
 pub fn has_pending(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<bool> {
-    conn.query_row(
+    conn.query_row_cached(
         "SELECT 1 FROM email_codes WHERE user = ?1 AND purpose = 'confirm' AND expires > ?2",
         params![user, now],
         |_| Ok(()),
@@ -136,7 +137,7 @@ pub fn pending_address(
     now: i64,
 ) -> rusqlite::Result<Option<String>> {
     let sealed: Option<Vec<u8>> = conn
-        .query_row(
+        .query_row_cached(
             "SELECT unseal(user, 'email_codes.address', address) FROM email_codes
              WHERE user = ?1 AND purpose = 'confirm' AND expires > ?2",
             params![user, now],
@@ -154,11 +155,11 @@ pub fn count_send(
     now: i64,
     max_per_hour: u32,
 ) -> rusqlite::Result<Result<(), i64>> {
-    conn.execute(
+    conn.execute_cached(
         "DELETE FROM email_sends WHERE user = ?1 AND at <= ?2",
         params![user, now - 3600],
     )?;
-    let (count, oldest): (u32, Option<i64>) = conn.query_row(
+    let (count, oldest): (u32, Option<i64>) = conn.query_row_cached(
         "SELECT COUNT(*), MIN(at) FROM email_sends WHERE user = ?1",
         [user],
         |r| Ok((r.get(0)?, r.get(1)?)),
@@ -166,7 +167,7 @@ pub fn count_send(
     if count >= max_per_hour {
         return Ok(Err((oldest.unwrap_or(now) + 3600 - now).max(1)));
     }
-    conn.execute(
+    conn.execute_cached(
         "INSERT INTO email_sends(user, at) VALUES (?1, ?2)",
         params![user, now],
     )?;
@@ -183,7 +184,7 @@ pub fn store_code(
     digest: &[u8],
     expires: i64,
 ) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.execute_cached(
         "INSERT INTO email_codes(user, purpose, address, digest, expires, attempts)
          VALUES (?1, ?2, seal(?1, 'email_codes.address', ?3), seal(?1, 'email_codes.digest', ?4), ?5, 0)
          ON CONFLICT(user, purpose) DO UPDATE SET address = excluded.address,
@@ -217,7 +218,7 @@ pub fn check(
     now: i64,
 ) -> rusqlite::Result<EmailCheck> {
     let row: Option<(Vec<u8>, Vec<u8>, i64, i64)> = conn
-        .query_row(
+        .query_row_cached(
             "SELECT unseal(user, 'email_codes.digest', digest),
                     unseal(user, 'email_codes.address', address), expires, attempts
              FROM email_codes WHERE user = ?1 AND purpose = ?2",
@@ -229,7 +230,7 @@ pub fn check(
         return Ok(EmailCheck::NoCode);
     };
     let delete = || {
-        conn.execute(
+        conn.execute_cached(
             "DELETE FROM email_codes WHERE user = ?1 AND purpose = ?2",
             params![user, purpose.name()],
         )
@@ -249,7 +250,7 @@ pub fn check(
             delete()?;
             return Ok(EmailCheck::Dropped);
         }
-        conn.execute(
+        conn.execute_cached(
             "UPDATE email_codes SET attempts = attempts + 1 WHERE user = ?1 AND purpose = ?2",
             params![user, purpose.name()],
         )?;
@@ -496,7 +497,7 @@ mod tests {
             ("email", "address"),
         ] {
             let raw: Vec<u8> = c
-                .query_row(&format!("SELECT {col} FROM {table}"), [], |r| r.get(0))
+                .query_row_cached(&format!("SELECT {col} FROM {table}"), [], |r| r.get(0))
                 .unwrap();
             assert!(crate::sealing::is_sealed(&raw), "{table}.{col}");
             assert!(!String::from_utf8_lossy(&raw).contains("secret.person"));

@@ -6,6 +6,7 @@
 
 use crate::clock::local_date;
 use crate::config::PolicyConfig;
+use crate::store::Cached;
 use crate::users::{LookupError, Users};
 use rusqlite::{params, Connection, OptionalExtension};
 use twofactor_proto::types::Policy;
@@ -23,7 +24,7 @@ pub enum Applies {
 /// The stored policy; the config's initial value if none is stored.
 pub fn get(conn: &Connection, initial: &PolicyConfig) -> rusqlite::Result<Policy> {
     let stored = conn
-        .query_row(
+        .query_row_cached(
             "SELECT mandatory, groups, from_date, updated_by, updated_at FROM policy WHERE id = 1",
             [],
             |r| {
@@ -48,7 +49,7 @@ pub fn get(conn: &Connection, initial: &PolicyConfig) -> rusqlite::Result<Policy
 }
 
 pub fn set(conn: &Connection, policy: &Policy) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.execute_cached(
         "INSERT INTO policy(id, mandatory, groups, from_date, updated_by, updated_at)
          VALUES (1, ?1, ?2, ?3, ?4, ?5)
          ON CONFLICT(id) DO UPDATE SET mandatory = excluded.mandatory,

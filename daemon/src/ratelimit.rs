@@ -18,6 +18,7 @@
 
 use crate::audit::Origin;
 use crate::config::LimitsConfig;
+use crate::store::Cached;
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Whether an attempt may be checked now.
@@ -53,14 +54,14 @@ pub const REAUTH_SOURCE: &str = "reauth";
 /// account without a row is open.
 pub fn gate(conn: &Connection, user: &str, source: &str, now: i64) -> rusqlite::Result<Gate> {
     let account: Option<i64> = conn
-        .query_row(
+        .query_row_cached(
             "SELECT locked_until FROM accounts WHERE user = ?1",
             [user],
             |r| r.get(0),
         )
         .optional()?;
     let from_source: Option<i64> = conn
-        .query_row(
+        .query_row_cached(
             "SELECT locked_until FROM source_failures WHERE user = ?1 AND source = ?2",
             params![user, source],
             |r| r.get(0),
@@ -101,16 +102,16 @@ pub fn record_failure(
     limits: &LimitsConfig,
 ) -> rusqlite::Result<Option<i64>> {
     let count = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
-    let account: i64 = conn.query_row(
+    let account: i64 = conn.query_row_cached(
         "UPDATE accounts SET failures = failures + 1 WHERE user = ?1 RETURNING failures",
         [user],
         |r| r.get(0),
     )?;
-    conn.execute(
+    conn.execute_cached(
         "DELETE FROM source_failures WHERE user = ?1 AND locked_until <= ?2 AND last < ?3",
         params![user, now, now - FORGET_AFTER_SECONDS],
     )?;
-    let from_source: i64 = conn.query_row(
+    let from_source: i64 = conn.query_row_cached(
         "INSERT INTO source_failures(user, source, failures, last) VALUES (?1, ?2, 1, ?3)
          ON CONFLICT(user, source) DO UPDATE SET failures = failures + 1, last = ?3
          RETURNING failures",
@@ -119,14 +120,14 @@ pub fn record_failure(
     )?;
     let source_wait = wait_after(count(from_source), limits);
     if let Some(w) = source_wait {
-        conn.execute(
+        conn.execute_cached(
             "UPDATE source_failures SET locked_until = ?3 WHERE user = ?1 AND source = ?2",
             params![user, source, now + w],
         )?;
     }
     let account_wait = account_wait_after(count(account), limits);
     if let Some(w) = account_wait {
-        conn.execute(
+        conn.execute_cached(
             "UPDATE accounts SET locked_until = ?2 WHERE user = ?1",
             params![user, now + w],
         )?;
@@ -146,13 +147,13 @@ pub fn refund(
     source: &str,
     limits: &LimitsConfig,
 ) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.execute_cached(
         "UPDATE accounts SET failures = failures - 1,
                 locked_until = CASE WHEN failures - 1 < ?2 THEN 0 ELSE locked_until END
          WHERE user = ?1 AND failures > 0",
         params![user, limits.account_max_failures],
     )?;
-    conn.execute(
+    conn.execute_cached(
         "UPDATE source_failures SET failures = failures - 1,
                 locked_until = CASE WHEN failures - 1 < ?3 THEN 0 ELSE locked_until END
          WHERE user = ?1 AND source = ?2 AND failures > 0",
@@ -164,11 +165,11 @@ pub fn refund(
 /// A right code or password from `source`: the account's count and that
 /// source's count start over.
 pub fn record_success(conn: &Connection, user: &str, source: &str) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.execute_cached(
         "UPDATE accounts SET failures = 0, locked_until = 0 WHERE user = ?1",
         [user],
     )?;
-    conn.execute(
+    conn.execute_cached(
         "DELETE FROM source_failures WHERE user = ?1 AND source = ?2",
         params![user, source],
     )
@@ -178,11 +179,11 @@ pub fn record_success(conn: &Connection, user: &str, source: &str) -> rusqlite::
 /// Clears every count and lock of the account (an administrator's unlock
 /// or reset, a new method set up).
 pub fn clear(conn: &Connection, user: &str) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.execute_cached(
         "UPDATE accounts SET failures = 0, locked_until = 0 WHERE user = ?1",
         [user],
     )?;
-    conn.execute("DELETE FROM source_failures WHERE user = ?1", [user])
+    conn.execute_cached("DELETE FROM source_failures WHERE user = ?1", [user])
         .map(|_| ())
 }
 
@@ -212,7 +213,7 @@ mod tests {
 
     fn db() -> Connection {
         let c = crate::store::testing::connection();
-        c.execute("INSERT INTO accounts(user, created) VALUES ('u', 0)", [])
+        c.execute_cached("INSERT INTO accounts(user, created) VALUES ('u', 0)", [])
             .unwrap();
         c
     }

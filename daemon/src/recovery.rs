@@ -15,6 +15,7 @@
 
 use crate::backup_codes::{Code, ALPHABET};
 use crate::random::{Random, RandomError};
+use crate::store::Cached;
 use rusqlite::{params, Connection, OptionalExtension};
 use zeroize::Zeroizing;
 
@@ -46,7 +47,7 @@ pub fn replace(
     now: i64,
     by: &str,
 ) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.execute_cached(
         "INSERT INTO recovery_codes(user, hash, created, expires, created_by) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT(user) DO UPDATE SET hash = excluded.hash, created = excluded.created,
              expires = excluded.expires, created_by = excluded.created_by",
@@ -57,7 +58,7 @@ pub fn replace(
 
 /// The user's unexpired code hash, if any.
 pub fn pending(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<Option<String>> {
-    conn.query_row(
+    conn.query_row_cached(
         "SELECT hash FROM recovery_codes WHERE user = ?1 AND expires > ?2",
         params![user, now],
         |r| r.get(0),
@@ -75,7 +76,7 @@ pub fn claim(
     until: i64,
     now: i64,
 ) -> rusqlite::Result<bool> {
-    Ok(conn.execute(
+    Ok(conn.execute_cached(
         "UPDATE recovery_codes SET claimed_by = ?3, claimed_until = ?4
          WHERE user = ?1 AND hash = ?2 AND expires > ?5 AND claimed_until <= ?5",
         params![user, hash, session, until, now],
@@ -84,7 +85,7 @@ pub fn claim(
 
 /// Gives a claimed code back (the login failed or was cancelled).
 pub fn release(conn: &Connection, user: &str, session: &str) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.execute_cached(
         "UPDATE recovery_codes SET claimed_by = NULL, claimed_until = 0
          WHERE user = ?1 AND claimed_by = ?2",
         params![user, session],
@@ -100,14 +101,14 @@ pub fn consume_claimed(
     session: &str,
     now: i64,
 ) -> rusqlite::Result<bool> {
-    Ok(conn.execute(
+    Ok(conn.execute_cached(
         "DELETE FROM recovery_codes WHERE user = ?1 AND claimed_by = ?2 AND claimed_until > ?3",
         params![user, session, now],
     )? == 1)
 }
 
 pub fn remove(conn: &Connection, user: &str) -> rusqlite::Result<()> {
-    conn.execute("DELETE FROM recovery_codes WHERE user = ?1", [user])
+    conn.execute_cached("DELETE FROM recovery_codes WHERE user = ?1", [user])
         .map(|_| ())
 }
 
@@ -137,7 +138,7 @@ mod tests {
     #[test]
     fn single_use_expiring_replaced() {
         let c = crate::store::testing::connection();
-        c.execute("INSERT INTO accounts(user, created) VALUES ('u', 0)", [])
+        c.execute_cached("INSERT INTO accounts(user, created) VALUES ('u', 0)", [])
             .unwrap();
         replace(&c, "u", "h1", 100, "root").unwrap();
         assert_eq!(pending(&c, "u", 100).unwrap().as_deref(), Some("h1"));

@@ -6,6 +6,7 @@
 //! accepted one, so a code (and any earlier one) is never accepted twice.
 
 use crate::random::{Random, RandomError};
+use crate::store::Cached;
 use rusqlite::{params, Connection, OptionalExtension};
 use subtle::ConstantTimeEq;
 use totp_rs::{Algorithm, TOTP};
@@ -144,7 +145,7 @@ pub fn check(secret: &Secret, code: &str, now: i64, skew: u32, last_step: i64) -
 
 /// The active app secret of a user and its last accepted step.
 pub fn load(conn: &Connection, user: &str) -> rusqlite::Result<Option<(Secret, i64)>> {
-    conn.query_row(
+    conn.query_row_cached(
         "SELECT unseal(user, 'totp.secret', secret), last_step FROM totp WHERE user = ?1",
         [user],
         |r| Ok((Secret::from_bytes(r.get(0)?), r.get(1)?)),
@@ -153,13 +154,13 @@ pub fn load(conn: &Connection, user: &str) -> rusqlite::Result<Option<(Secret, i
 }
 
 pub fn is_enrolled(conn: &Connection, user: &str) -> rusqlite::Result<bool> {
-    conn.query_row("SELECT 1 FROM totp WHERE user = ?1", [user], |_| Ok(()))
+    conn.query_row_cached("SELECT 1 FROM totp WHERE user = ?1", [user], |_| Ok(()))
         .optional()
         .map(|o| o.is_some())
 }
 
 pub fn set_last_step(conn: &Connection, user: &str, step: i64) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.execute_cached(
         "UPDATE totp SET last_step = ?2 WHERE user = ?1",
         params![user, step],
     )
@@ -175,7 +176,7 @@ pub fn activate(
     step: i64,
     now: i64,
 ) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.execute_cached(
         "INSERT INTO totp(user, secret, created, last_step)
          VALUES (?1, seal(?1, 'totp.secret', ?2), ?3, ?4)
          ON CONFLICT(user) DO UPDATE SET secret = excluded.secret,
@@ -186,8 +187,8 @@ pub fn activate(
 }
 
 pub fn remove(conn: &Connection, user: &str) -> rusqlite::Result<bool> {
-    conn.execute("DELETE FROM totp_pending WHERE user = ?1", [user])?;
-    Ok(conn.execute("DELETE FROM totp WHERE user = ?1", [user])? > 0)
+    conn.execute_cached("DELETE FROM totp_pending WHERE user = ?1", [user])?;
+    Ok(conn.execute_cached("DELETE FROM totp WHERE user = ?1", [user])? > 0)
 }
 
 /// Stores an unconfirmed enrolment; any earlier one of the user is dropped.
@@ -198,11 +199,11 @@ pub fn add_pending(
     secret: &Secret,
     now: i64,
 ) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.execute_cached(
         "DELETE FROM totp_pending WHERE user = ?1 OR expires <= ?2",
         params![user, now],
     )?;
-    conn.execute(
+    conn.execute_cached(
         "INSERT INTO totp_pending(id, user, secret, expires)
          VALUES (?1, ?2, seal(?2, 'totp_pending.secret', ?3), ?4)",
         params![id, user, secret.bytes(), now + PENDING_SECONDS],
@@ -211,7 +212,7 @@ pub fn add_pending(
 }
 
 pub fn has_pending(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<bool> {
-    conn.query_row(
+    conn.query_row_cached(
         "SELECT 1 FROM totp_pending WHERE user = ?1 AND expires > ?2",
         params![user, now],
         |_| Ok(()),
@@ -268,7 +269,7 @@ fn confirm(
     activate_it: bool,
 ) -> rusqlite::Result<Confirm> {
     let row: Option<(Vec<u8>, i64)> = conn
-        .query_row(
+        .query_row_cached(
             "SELECT unseal(user, 'totp_pending.secret', secret), attempts
              FROM totp_pending WHERE id = ?1 AND user = ?2 AND expires > ?3",
             params![id, user, now],
@@ -283,16 +284,16 @@ fn confirm(
         Check::Accepted(step) => {
             if activate_it {
                 activate(conn, user, &secret, step, now)?;
-                conn.execute("DELETE FROM totp_pending WHERE user = ?1", [user])?;
+                conn.execute_cached("DELETE FROM totp_pending WHERE user = ?1", [user])?;
             }
             Ok(Confirm::Activated)
         }
         Check::Replayed | Check::Wrong => {
             let dropped = attempts + 1 >= PENDING_ATTEMPTS;
             if dropped {
-                conn.execute("DELETE FROM totp_pending WHERE id = ?1", [id])?;
+                conn.execute_cached("DELETE FROM totp_pending WHERE id = ?1", [id])?;
             } else {
-                conn.execute(
+                conn.execute_cached(
                     "UPDATE totp_pending SET attempts = attempts + 1 WHERE id = ?1",
                     [id],
                 )?;

@@ -25,6 +25,37 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use tokio::sync::oneshot;
 
+/// Statements each connection keeps compiled (rusqlite's default is 16;
+/// the daemon has about 70 distinct ones).
+const STATEMENT_CACHE: usize = 128;
+
+/// Queries through the connection's cache of compiled statements: a login
+/// runs the same dozen statements every time, and compiling them again
+/// was a fifth of the daemon's CPU time per login (docs/performance.md).
+pub trait Cached {
+    /// [`Connection::query_row`], compiled once.
+    fn query_row_cached<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
+    /// [`Connection::execute`], compiled once.
+    fn execute_cached<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+}
+
+impl Cached for Connection {
+    fn query_row_cached<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+
+    fn execute_cached<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+}
+
 /// Largest number of jobs committed together.
 const MAX_BATCH: usize = 256;
 /// Read-only connections kept open between reads.
@@ -214,6 +245,7 @@ impl Readers {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.execute_batch("PRAGMA foreign_keys=ON;")?;
         self.keys.register(&conn)?;
         Ok(conn)
@@ -485,6 +517,7 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, commits: &AtomicU6
 
 fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // WAL for concurrent reads, FULL so that a commit survives power loss,
     // secure_delete so that removed secrets are overwritten on disk.
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
