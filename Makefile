@@ -3,7 +3,8 @@
 #   make                 release build: daemon and CLI, then the PAM module on
 #                        its own (so it links no zbus/tokio), and the man pages
 #   make test            build everything, then run every test (what CI runs;
-#                        as root this includes the Debian package test)
+#                        as root this includes the Debian package test and
+#                        one quick run of the benchmark)
 #   make deb             Debian packages (dpkg-buildpackage -us -uc -b) into target/deb
 #   make demo            try it locally without touching /etc or PAM (scripts/demo)
 #   make lint            cargo fmt --check + clippy -D warnings
@@ -55,7 +56,7 @@ CTL_BIN := $(RELEASE_DIR)/twofactorctl
 PAM_SO := $(RELEASE_DIR)/libpam_twofactor.so
 DOCS := README.md $(wildcard docs/*.md)
 
-.PHONY: all build module man check-module test deb deb-test lint demo bench install uninstall clean help
+.PHONY: all build module man check-module test deb deb-test lint demo bench bench-check install uninstall clean help
 
 all: build
 
@@ -112,6 +113,7 @@ test:
 	$(CARGO) test --workspace $(CARGO_LOCKED)
 	scripts/demo --non-interactive </dev/null
 	$(MAKE) deb-test
+	$(MAKE) bench-check
 
 lint:
 	$(CARGO) fmt --all --check
@@ -127,6 +129,17 @@ BENCH_ARGS ?=
 bench: module
 	$(CARGO) build --release -p twofactord -p twofactorctl -p twofactor-bench $(CARGO_LOCKED)
 	CARGO_TARGET_DIR=$(TARGET_DIR) bench/run $(BENCH_ARGS)
+
+# The benchmark once in its quick mode (24 users, a few logins per run), so
+# that it keeps working: it fails only if a login fails or the set-up does,
+# never on a time. Root only, like the benchmark.
+bench-check:
+	@if [ "$$(id -u)" -ne 0 ]; then \
+	  if [ -n "$(TWOFACTOR_REQUIRE_ROOT)" ]; then echo "bench-check: needs root" >&2; exit 1; fi; \
+	  echo "bench-check: skipped (needs root: it creates users)"; \
+	else \
+	  $(MAKE) bench BENCH_ARGS=--quick; \
+	fi
 
 help:
 	@sed -n '3,11p' Makefile
