@@ -129,8 +129,9 @@ impl Daemon for BusDaemon {
 
     fn answer(&mut self, session: &str, answer: &[u8]) -> Result<Step, DaemonError> {
         no_nul(session)?;
-        // The body holds the answer: `call` wipes it once sent.
-        let mut body = Writer::new();
+        // The body holds the answer: `call` wipes it once sent; it is
+        // allocated once, at its final size.
+        let mut body = Writer::with_capacity(session.len() + answer.len() + 16);
         body.string(session);
         body.bytes(answer);
         let reply = self.call(login::ANSWER, "say", &mut body)?;
@@ -309,6 +310,11 @@ impl Connection {
         }
         loop {
             let reply = self.read_message(deadline)?;
+            if !reply.is_reply() {
+                // A signal (NameAcquired, or one any user sent this
+                // connection, REPLY_SERIAL field or not): never an answer.
+                continue;
+            }
             match reply.reply_serial {
                 Some(HELLO_SERIAL) if !self.registered => {
                     if reply.kind == wire::ERROR {
@@ -320,7 +326,7 @@ impl Connection {
                     self.registered = true;
                 }
                 Some(s) if s == serial => return Ok(reply),
-                // Signals (NameAcquired) and anything else: not ours.
+                // A reply to nothing we are waiting for.
                 _ => {}
             }
         }
@@ -496,6 +502,111 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         assert!(
             matches!(&result, Err(DaemonError::Unavailable(why)) if why.contains("REJECTED")),
+            "{result:?}"
+        );
+    }
+
+    /// A bus played by the test: it accepts the handshake, answers Hello,
+    /// then sends `messages` (after reading what the module sent).
+    fn fake_bus(name: &str, messages: Vec<Vec<u8>>) -> (PathBuf, std::thread::JoinHandle<()>) {
+        use std::io::Write as _;
+        let dir = std::env::temp_dir().join(format!("pam-twofactor-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(std::fs::create_dir(&dir).is_ok());
+        let sock = dir.join("bus");
+        let Ok(listener) = std::os::unix::net::UnixListener::bind(&sock) else {
+            panic!("bind");
+        };
+        let server = std::thread::spawn(move || {
+            if let Ok((mut s, _)) = listener.accept() {
+                let mut sink = [0u8; 4096];
+                let _ = std::io::Read::read(&mut s, &mut sink);
+                let mut hello = Writer::new();
+                hello.string(":1.7");
+                let mut out = b"DATA\r\nOK 0123456789abcdef0123456789abcdef\r\n".to_vec();
+                out.extend(wire::encode_reply(
+                    wire::METHOD_RETURN,
+                    1,
+                    &[],
+                    "s",
+                    &hello.into_bytes(),
+                ));
+                for m in messages {
+                    out.extend(m);
+                }
+                let _ = s.write_all(&out);
+                let _ = std::io::Read::read(&mut s, &mut sink);
+            }
+        });
+        (dir, server)
+    }
+
+    fn accept_step_body() -> Vec<u8> {
+        let mut b = Writer::new();
+        b.string("session");
+        b.structure(|w| {
+            w.array(8, |_| {});
+            w.u32(Step::new(twofactor_proto::Action::Accept).to_wire().action);
+            w.string("");
+        });
+        b.into_bytes()
+    }
+
+    #[test]
+    fn a_signal_posing_as_the_reply_is_not_the_answer() {
+        // Any user may send this connection a signal, with a REPLY_SERIAL
+        // field naming the module's call (serial 2: Begin) and the body of
+        // an accepting step. Only the bus's real reply counts: here an
+        // error.
+        let forged = wire::encode_reply(wire::SIGNAL, 2, &[], "s(a(us)us)", &accept_step_body());
+        let mut message = Writer::new();
+        message.string("the daemon failed");
+        let real = wire::encode_reply(
+            wire::ERROR,
+            2,
+            &[(4, "s", "org.twofactor.Error.Internal")],
+            "s",
+            &message.into_bytes(),
+        );
+        let (dir, server) = fake_bus("forged", vec![forged, real]);
+        let mut d = BusDaemon::new(
+            &format!("unix:path={}", dir.join("bus").display()),
+            Duration::from_secs(5),
+        );
+        let result = d.begin(&request());
+        drop(d);
+        let _ = server.join();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            matches!(&result, Err(DaemonError::Failed(why)) if why.contains("Internal")),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn the_real_reply_is_read() {
+        // The same bus, answering with the accepting step as a method
+        // return: the module reads it (so the test above fails for the
+        // right reason).
+        let real = wire::encode_reply(
+            wire::METHOD_RETURN,
+            2,
+            &[],
+            "s(a(us)us)",
+            &accept_step_body(),
+        );
+        let (dir, server) = fake_bus("real", vec![real]);
+        let mut d = BusDaemon::new(
+            &format!("unix:path={}", dir.join("bus").display()),
+            Duration::from_secs(5),
+        );
+        let result = d.begin(&request());
+        drop(d);
+        let _ = server.join();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            matches!(&result, Ok((session, step)) if session == "session"
+                && step.action == twofactor_proto::Action::Accept),
             "{result:?}"
         );
     }

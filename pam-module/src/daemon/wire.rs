@@ -20,6 +20,7 @@ pub const FIXED_HEADER_BYTES: usize = 16;
 pub const METHOD_CALL: u8 = 1;
 pub const METHOD_RETURN: u8 = 2;
 pub const ERROR: u8 = 3;
+pub const SIGNAL: u8 = 4;
 
 /// Header field codes.
 const FIELD_PATH: u8 = 1;
@@ -59,6 +60,14 @@ pub struct Writer {
 impl Writer {
     pub fn new() -> Self {
         Writer::default()
+    }
+
+    /// Room for `bytes` from the start, so that writing them never moves
+    /// the buffer and leaves a copy behind (an answer the user typed).
+    pub fn with_capacity(bytes: usize) -> Self {
+        Writer {
+            buf: Vec::with_capacity(bytes),
+        }
     }
 
     pub fn into_bytes(self) -> Vec<u8> {
@@ -184,7 +193,11 @@ impl Call<'_> {
             }
         });
         w.align(8);
-        let mut out = w.into_bytes();
+        let header = w.into_bytes();
+        // One allocation of the final size: the body (it may hold an
+        // answer) is copied once and never moved.
+        let mut out = Vec::with_capacity(header.len() + body.len());
+        out.extend_from_slice(&header);
         out.extend_from_slice(body);
         out
     }
@@ -238,6 +251,14 @@ pub struct Message {
 }
 
 impl Message {
+    /// A method return or an error: the only kinds that answer a call. Any
+    /// user may send this connection a signal, and a signal may carry a
+    /// REPLY_SERIAL field; the bus lets through only the replies it
+    /// expects, from the connection the call went to.
+    pub fn is_reply(&self) -> bool {
+        self.kind == METHOD_RETURN || self.kind == ERROR
+    }
+
     /// Reads one whole message (`buf` is exactly [`message_len`] bytes).
     pub fn parse(buf: &[u8]) -> Result<Message, WireError> {
         let total = message_len(buf)?.ok_or_else(|| bad("truncated header"))?;
@@ -422,6 +443,50 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A message as dbus-daemon frames a reply (REPLY_SERIAL, other fields,
+/// SIGNATURE), for tests that play the bus.
+#[cfg(test)]
+pub(crate) fn encode_reply(
+    kind: u8,
+    reply_serial: u32,
+    fields: &[(u8, &str, &str)],
+    sig: &str,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.byte(b'l');
+    w.byte(kind);
+    w.byte(1);
+    w.byte(1);
+    w.u32(body.len() as u32);
+    w.u32(99);
+    w.array(8, |w| {
+        w.structure(|w| {
+            w.byte(FIELD_REPLY_SERIAL);
+            w.signature("u");
+            w.u32(reply_serial);
+        });
+        for (code, s, v) in fields {
+            w.structure(|w| {
+                w.byte(*code);
+                w.signature(s);
+                w.string(v);
+            });
+        }
+        if !sig.is_empty() {
+            w.structure(|w| {
+                w.byte(FIELD_SIGNATURE);
+                w.signature("g");
+                w.signature(sig);
+            });
+        }
+    });
+    w.align(8);
+    let mut out = w.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,41 +518,8 @@ mod tests {
         assert!(matches!(parsed, Ok(ref m) if m.kind == METHOD_CALL && m.signature == "s"));
     }
 
-    /// A method return as dbus-daemon frames it: REPLY_SERIAL, DESTINATION,
-    /// SENDER, SIGNATURE.
     fn reply(kind: u8, fields: &[(u8, &str, &str)], sig: &str, body: &[u8]) -> Vec<u8> {
-        let mut w = Writer::new();
-        w.byte(b'l');
-        w.byte(kind);
-        w.byte(1);
-        w.byte(1);
-        w.u32(body.len() as u32);
-        w.u32(99);
-        w.array(8, |w| {
-            w.structure(|w| {
-                w.byte(FIELD_REPLY_SERIAL);
-                w.signature("u");
-                w.u32(5);
-            });
-            for (code, s, v) in fields {
-                w.structure(|w| {
-                    w.byte(*code);
-                    w.signature(s);
-                    w.string(v);
-                });
-            }
-            if !sig.is_empty() {
-                w.structure(|w| {
-                    w.byte(FIELD_SIGNATURE);
-                    w.signature("g");
-                    w.signature(sig);
-                });
-            }
-        });
-        w.align(8);
-        let mut out = w.into_bytes();
-        out.extend_from_slice(body);
-        out
+        encode_reply(kind, 5, fields, sig, body)
     }
 
     #[test]
