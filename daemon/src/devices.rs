@@ -131,21 +131,6 @@ pub fn trusted(
     Ok(None)
 }
 
-/// The id of `user`'s device that `presented` is, if trusted at `now`,
-/// with this use recorded.
-pub fn trusted_now(
-    conn: &Connection,
-    user: &str,
-    presented: &Presented,
-    now: i64,
-) -> rusqlite::Result<Option<String>> {
-    let id = trusted(conn, user, presented, now)?;
-    if let Some(id) = &id {
-        used(conn, user, id, now)?;
-    }
-    Ok(id)
-}
-
 /// Records a use of device `id`.
 pub fn used(conn: &Connection, user: &str, id: &str, now: i64) -> rusqlite::Result<()> {
     conn.execute_cached(

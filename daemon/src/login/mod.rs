@@ -208,7 +208,7 @@ impl Logins {
                     // A user with no method never gets trust.
                     let trusted = match &presented {
                         Some(d) if !methods.usable.is_empty() => {
-                            crate::devices::trusted_now(c, &user, d, now)?
+                            crate::devices::trusted(c, &user, d, now)?
                         }
                         _ => None,
                     };
@@ -235,6 +235,14 @@ impl Logins {
             }
         };
         if let Some(id) = &facts.trusted {
+            // The read above could not write: the use of the device is
+            // recorded (durably) before the login is let through.
+            let (user, device_id) = (origin.user.clone(), id.clone());
+            self.core
+                .store
+                .run(move |c| crate::devices::used(c, &user, &device_id, now))
+                .await
+                .map_err(|e| self.internal("login-begin", &e.to_string()))?;
             self.core
                 .audit
                 .log(crate::audit::Event::TrustedDeviceLogin {

@@ -447,14 +447,25 @@ impl Store {
     /// the writer rather than behind it: for reads whose result decides
     /// nothing by itself. `f` sees what was committed when it started; a
     /// write in `f` fails. (In memory, where there is one connection, `f`
-    /// runs in the writer.)
+    /// runs in the writer with `query_only` on: a write fails there too.)
     pub async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, rusqlite::Error> + Send + 'static,
     {
         let Some(readers) = self.readers.clone() else {
-            return self.run(f).await;
+            // In memory: in the writer, with writes refused as on a
+            // read-only connection, so that tests see what the file would.
+            return self
+                .run(move |c| {
+                    c.execute_batch("PRAGMA query_only=ON")?;
+                    let result = f(c);
+                    let off = c.execute_batch("PRAGMA query_only=OFF");
+                    let value = result?;
+                    off?;
+                    Ok(value)
+                })
+                .await;
         };
         tokio::task::spawn_blocking(move || readers.read(f))
             .await
