@@ -122,7 +122,12 @@ fn a_trusted_key_skips_the_code_until_removed_and_other_keys_do_not() {
     assert!(prompts[2].contains(QUESTION), "{prompts:?}");
     // The same key: the password only.
     let (out, prompts) = s.login(Some(&s.key), "n");
-    assert!(logged_in(&out), "{}\n{prompts:?}", out.describe());
+    assert!(
+        logged_in(&out),
+        "{}\n{prompts:?}\n{}",
+        out.describe(),
+        s.env.daemon.log()
+    );
     assert_eq!(
         prompts.len(),
         1,
