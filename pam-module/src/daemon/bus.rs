@@ -244,6 +244,8 @@ struct Connection {
     authenticated: bool,
     /// `Hello` has been answered.
     registered: bool,
+    /// Bytes still to read past (an oversized signal).
+    skip: usize,
     next_serial: u32,
 }
 
@@ -277,6 +279,7 @@ impl Connection {
             buffer: Vec::new(),
             authenticated: false,
             registered: false,
+            skip: 0,
             next_serial: HELLO_SERIAL + 1,
         };
         let hello = Call {
@@ -402,14 +405,32 @@ impl Connection {
         }
     }
 
-    /// Reads one whole message.
+    /// Reads one whole message. A signal over [`wire::MAX_MESSAGE_BYTES`]
+    /// (any user may send one to this connection) is read past without
+    /// being kept; any other message that large is an error.
     fn read_message(&mut self, deadline: Instant) -> Result<Message, DaemonError> {
         let malformed = |e: WireError| DaemonError::Unavailable(e.0);
         loop {
-            if let Some(len) = wire::message_len(&self.buffer).map_err(malformed)? {
-                if self.buffer.len() >= len {
-                    let bytes: Vec<u8> = self.buffer.drain(..len).collect();
-                    return Message::parse(&bytes).map_err(malformed);
+            if self.skip > 0 {
+                let n = self.skip.min(self.buffer.len());
+                self.buffer.drain(..n);
+                self.skip -= n;
+            }
+            if self.skip == 0 {
+                if let Some(frame) = wire::frame(&self.buffer).map_err(malformed)? {
+                    if frame.total > wire::MAX_MESSAGE_BYTES {
+                        if frame.kind != wire::SIGNAL {
+                            return Err(DaemonError::Unavailable(
+                                "a message from the bus is too large".into(),
+                            ));
+                        }
+                        self.skip = frame.total;
+                        continue;
+                    }
+                    if self.buffer.len() >= frame.total {
+                        let bytes: Vec<u8> = self.buffer.drain(..frame.total).collect();
+                        return Message::parse(&bytes).map_err(malformed);
+                    }
                 }
             }
             self.fill(deadline)?;
@@ -579,6 +600,34 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         assert!(
             matches!(&result, Err(DaemonError::Failed(why)) if why.contains("Internal")),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn an_oversized_signal_is_read_past() {
+        // 2 MiB of signal (over the 1 MiB the module keeps), then the reply.
+        let mut big = Writer::new();
+        big.bytes(&vec![0x5a; 2 << 20]);
+        let signal = wire::encode_reply(wire::SIGNAL, 0, &[], "ay", &big.into_bytes());
+        let real = wire::encode_reply(
+            wire::METHOD_RETURN,
+            2,
+            &[],
+            "s(a(us)us)",
+            &accept_step_body(),
+        );
+        let (dir, server) = fake_bus("oversized", vec![signal, real]);
+        let mut d = BusDaemon::new(
+            &format!("unix:path={}", dir.join("bus").display()),
+            Duration::from_secs(5),
+        );
+        let result = d.begin(&request());
+        drop(d);
+        let _ = server.join();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            matches!(&result, Ok((_, step)) if step.action == twofactor_proto::Action::Accept),
             "{result:?}"
         );
     }

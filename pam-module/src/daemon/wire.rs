@@ -203,10 +203,17 @@ impl Call<'_> {
     }
 }
 
-/// How many bytes the message at the start of `buf` takes, once its fixed
-/// header is there (`None` before). Refuses a message over
-/// [`MAX_MESSAGE_BYTES`] before it is read.
-pub fn message_len(buf: &[u8]) -> Result<Option<usize>, WireError> {
+/// The start of a message: its type and how many bytes it takes in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    pub kind: u8,
+    pub total: usize,
+}
+
+/// The frame of the message at the start of `buf`, once its fixed header
+/// is there (`None` before): known before the message is read, so that one
+/// over [`MAX_MESSAGE_BYTES`] need never be held.
+pub fn frame(buf: &[u8]) -> Result<Option<Frame>, WireError> {
     let Some(head) = buf
         .get(..FIXED_HEADER_BYTES)
         .and_then(|h| <[u8; FIXED_HEADER_BYTES]>::try_from(h).ok())
@@ -233,10 +240,10 @@ pub fn message_len(buf: &[u8]) -> Result<Option<usize>, WireError> {
     let fields = word([head[12], head[13], head[14], head[15]]);
     let header = FIXED_HEADER_BYTES.saturating_add(fields);
     let total = header.saturating_add(pad(header, 8)).saturating_add(body);
-    if total > MAX_MESSAGE_BYTES {
-        return Err(bad("too large"));
-    }
-    Ok(Some(total))
+    Ok(Some(Frame {
+        kind: head[1],
+        total,
+    }))
 }
 
 /// A message from the bus, as far as the module cares.
@@ -259,9 +266,13 @@ impl Message {
         self.kind == METHOD_RETURN || self.kind == ERROR
     }
 
-    /// Reads one whole message (`buf` is exactly [`message_len`] bytes).
+    /// Reads one whole message (`buf` is exactly its [`frame`]'s bytes, at
+    /// most [`MAX_MESSAGE_BYTES`]).
     pub fn parse(buf: &[u8]) -> Result<Message, WireError> {
-        let total = message_len(buf)?.ok_or_else(|| bad("truncated header"))?;
+        let total = frame(buf)?.ok_or_else(|| bad("truncated header"))?.total;
+        if total > MAX_MESSAGE_BYTES {
+            return Err(bad("too large"));
+        }
         if total != buf.len() {
             return Err(bad("length does not match"));
         }
@@ -509,7 +520,13 @@ mod tests {
         assert_eq!(&msg[..4], b"l\x01\x00\x01");
         assert_eq!(u32::from_le_bytes([msg[4], msg[5], msg[6], msg[7]]), 8);
         assert_eq!(u32::from_le_bytes([msg[8], msg[9], msg[10], msg[11]]), 7);
-        assert_eq!(message_len(&msg), Ok(Some(msg.len())));
+        assert_eq!(
+            frame(&msg),
+            Ok(Some(Frame {
+                kind: METHOD_CALL,
+                total: msg.len()
+            }))
+        );
         assert_eq!((msg.len() - 8) % 8, 0, "the body starts 8-aligned");
         // The body (u32 3, "abc\0") ends the message, after 8-alignment.
         assert_eq!(&msg[msg.len() - 8..], b"\x03\x00\x00\x00abc\x00");
@@ -589,7 +606,7 @@ mod tests {
         // Every truncation and every single-byte corruption: an error or a
         // message, never a panic or an out-of-bounds read.
         for cut in 0..good.len() {
-            let _ = message_len(&good[..cut]);
+            let _ = frame(&good[..cut]);
             let _ = Message::parse(&good[..cut]);
         }
         for at in 0..good.len() {
@@ -605,7 +622,8 @@ mod tests {
         }
         let mut huge = good.clone();
         huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(message_len(&huge).is_err());
+        assert!(matches!(frame(&huge), Ok(Some(f)) if f.total > MAX_MESSAGE_BYTES));
+        assert!(Message::parse(&huge).is_err());
     }
 
     #[test]
