@@ -527,15 +527,16 @@ mod tests {
         );
     }
 
-    /// A bus played by the test: it accepts the handshake, answers Hello,
-    /// then sends `messages` (after reading what the module sent).
-    fn fake_bus(name: &str, messages: Vec<Vec<u8>>) -> (PathBuf, std::thread::JoinHandle<()>) {
+    /// `Begin` against a bus played by the test: it accepts the
+    /// handshake, answers Hello, then sends `messages` (after reading what
+    /// the module sent).
+    fn begin_against(name: &str, messages: Vec<Vec<u8>>) -> Result<(String, Step), DaemonError> {
         use std::io::Write as _;
         let dir = std::env::temp_dir().join(format!("pam-twofactor-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         assert!(std::fs::create_dir(&dir).is_ok());
-        let sock = dir.join("bus");
-        let Ok(listener) = std::os::unix::net::UnixListener::bind(&sock) else {
+        let sock_path = dir.join("bus");
+        let Ok(listener) = std::os::unix::net::UnixListener::bind(&sock_path) else {
             panic!("bind");
         };
         let server = std::thread::spawn(move || {
@@ -559,7 +560,15 @@ mod tests {
                 let _ = std::io::Read::read(&mut s, &mut sink);
             }
         });
-        (dir, server)
+        let mut d = BusDaemon::new(
+            &format!("unix:path={}", sock_path.display()),
+            Duration::from_secs(5),
+        );
+        let result = d.begin(&request());
+        drop(d);
+        let _ = server.join();
+        let _ = std::fs::remove_dir_all(&dir);
+        result
     }
 
     fn accept_step_body() -> Vec<u8> {
@@ -589,15 +598,7 @@ mod tests {
             "s",
             &message.into_bytes(),
         );
-        let (dir, server) = fake_bus("forged", vec![forged, real]);
-        let mut d = BusDaemon::new(
-            &format!("unix:path={}", dir.join("bus").display()),
-            Duration::from_secs(5),
-        );
-        let result = d.begin(&request());
-        drop(d);
-        let _ = server.join();
-        let _ = std::fs::remove_dir_all(&dir);
+        let result = begin_against("forged", vec![forged, real]);
         assert!(
             matches!(&result, Err(DaemonError::Failed(why)) if why.contains("Internal")),
             "{result:?}"
@@ -617,15 +618,7 @@ mod tests {
             "s(a(us)us)",
             &accept_step_body(),
         );
-        let (dir, server) = fake_bus("oversized", vec![signal, real]);
-        let mut d = BusDaemon::new(
-            &format!("unix:path={}", dir.join("bus").display()),
-            Duration::from_secs(5),
-        );
-        let result = d.begin(&request());
-        drop(d);
-        let _ = server.join();
-        let _ = std::fs::remove_dir_all(&dir);
+        let result = begin_against("oversized", vec![signal, real]);
         assert!(
             matches!(&result, Ok((_, step)) if step.action == twofactor_proto::Action::Accept),
             "{result:?}"
@@ -644,15 +637,7 @@ mod tests {
             "s(a(us)us)",
             &accept_step_body(),
         );
-        let (dir, server) = fake_bus("real", vec![real]);
-        let mut d = BusDaemon::new(
-            &format!("unix:path={}", dir.join("bus").display()),
-            Duration::from_secs(5),
-        );
-        let result = d.begin(&request());
-        drop(d);
-        let _ = server.join();
-        let _ = std::fs::remove_dir_all(&dir);
+        let result = begin_against("real", vec![real]);
         assert!(
             matches!(&result, Ok((session, step)) if session == "session"
                 && step.action == twofactor_proto::Action::Accept),
