@@ -269,10 +269,12 @@ impl Connection {
         let addr = SockAddr::unix(&path).map_err(cannot)?;
         let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(cannot)?;
         // connect(2) on a Unix socket waits for room in the listener's
-        // backlog for at most the send timeout.
-        socket
-            .set_write_timeout(Some(left(deadline).map_err(cannot)?))
-            .map_err(cannot)?;
+        // backlog for at most the send timeout (at least 1 ms: a zero
+        // timeval would mean no limit).
+        let wait = left(deadline)
+            .map_err(cannot)?
+            .max(Duration::from_millis(1));
+        socket.set_write_timeout(Some(wait)).map_err(cannot)?;
         socket.connect(&addr).map_err(cannot)?;
         let mut connection = Connection {
             stream: UnixStream::from(std::os::fd::OwnedFd::from(socket)),
