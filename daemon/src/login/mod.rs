@@ -195,7 +195,7 @@ impl Logins {
         } else {
             None
         };
-        let facts = if known {
+        let mut facts = if known {
             let user = origin.user.clone();
             let config = self.core.config.clone();
             let presented = device.clone();
@@ -234,15 +234,25 @@ impl Logins {
                 policy: Default::default(),
             }
         };
-        if let Some(id) = &facts.trusted {
-            // The read above could not write: the use of the device is
-            // recorded (durably) before the login is let through.
-            let (user, device_id) = (origin.user.clone(), id.clone());
-            self.core
+        if let (Some(_), Some(presented)) = (&facts.trusted, &device) {
+            // The read above could not write, and the trust may have been
+            // removed since: the writer checks it again and records the use
+            // (durably) in one job before the login is let through.
+            let (user, presented) = (origin.user.clone(), presented.clone());
+            facts.trusted = self
+                .core
                 .store
-                .run(move |c| crate::devices::used(c, &user, &device_id, now))
+                .run(move |c| {
+                    let id = crate::devices::trusted(c, &user, &presented, now)?;
+                    if let Some(id) = &id {
+                        crate::devices::used(c, &user, id, now)?;
+                    }
+                    Ok(id)
+                })
                 .await
                 .map_err(|e| self.internal("login-begin", &e.to_string()))?;
+        }
+        if let Some(id) = &facts.trusted {
             self.core
                 .audit
                 .log(crate::audit::Event::TrustedDeviceLogin {
