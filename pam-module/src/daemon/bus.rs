@@ -501,38 +501,35 @@ mod tests {
 
     #[test]
     fn a_bus_that_rejects_authentication_is_unavailable() {
-        use std::io::Write as _;
-        let dir = std::env::temp_dir().join(format!("pam-twofactor-rej-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        assert!(std::fs::create_dir(&dir).is_ok());
-        let sock = dir.join("bus");
-        let Ok(listener) = std::os::unix::net::UnixListener::bind(&sock) else {
-            panic!("bind");
-        };
-        let server = std::thread::spawn(move || {
-            if let Ok((mut s, _)) = listener.accept() {
-                let _ = s.write_all(b"REJECTED EXTERNAL\r\n");
-                let mut sink = [0u8; 1024];
-                let _ = std::io::Read::read(&mut s, &mut sink);
-            }
-        });
-        let mut d = BusDaemon::new(
-            &format!("unix:path={}", sock.display()),
-            Duration::from_secs(5),
-        );
-        let result = d.begin(&request());
-        let _ = server.join();
-        let _ = std::fs::remove_dir_all(&dir);
+        let result = begin_against("rejects", b"REJECTED EXTERNAL\r\n".to_vec());
         assert!(
             matches!(&result, Err(DaemonError::Unavailable(why)) if why.contains("REJECTED")),
             "{result:?}"
         );
     }
 
-    /// `Begin` against a bus played by the test: it accepts the
-    /// handshake, answers Hello, then sends `messages` (after reading what
-    /// the module sent).
-    fn begin_against(name: &str, messages: Vec<Vec<u8>>) -> Result<(String, Step), DaemonError> {
+    /// What a bus that accepts the handshake says: `DATA`, `OK`, the reply
+    /// to Hello, then `messages`.
+    fn handshake_then(messages: Vec<Vec<u8>>) -> Vec<u8> {
+        let mut hello = Writer::new();
+        hello.string(":1.7");
+        let mut out = b"DATA\r\nOK 0123456789abcdef0123456789abcdef\r\n".to_vec();
+        out.extend(wire::encode_reply(
+            wire::METHOD_RETURN,
+            1,
+            &[],
+            "s",
+            &hello.into_bytes(),
+        ));
+        for m in messages {
+            out.extend(m);
+        }
+        out
+    }
+
+    /// `Begin` against a bus played by the test: it reads what the module
+    /// sends first, then writes `bytes`.
+    fn begin_against(name: &str, bytes: Vec<u8>) -> Result<(String, Step), DaemonError> {
         use std::io::Write as _;
         let dir = std::env::temp_dir().join(format!("pam-twofactor-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -545,20 +542,7 @@ mod tests {
             if let Ok((mut s, _)) = listener.accept() {
                 let mut sink = [0u8; 4096];
                 let _ = std::io::Read::read(&mut s, &mut sink);
-                let mut hello = Writer::new();
-                hello.string(":1.7");
-                let mut out = b"DATA\r\nOK 0123456789abcdef0123456789abcdef\r\n".to_vec();
-                out.extend(wire::encode_reply(
-                    wire::METHOD_RETURN,
-                    1,
-                    &[],
-                    "s",
-                    &hello.into_bytes(),
-                ));
-                for m in messages {
-                    out.extend(m);
-                }
-                let _ = s.write_all(&out);
+                let _ = s.write_all(&bytes);
                 let _ = std::io::Read::read(&mut s, &mut sink);
             }
         });
@@ -600,7 +584,7 @@ mod tests {
             "s",
             &message.into_bytes(),
         );
-        let result = begin_against("forged", vec![forged, real]);
+        let result = begin_against("forged", handshake_then(vec![forged, real]));
         assert!(
             matches!(&result, Err(DaemonError::Failed(why)) if why.contains("Internal")),
             "{result:?}"
@@ -620,7 +604,7 @@ mod tests {
             "s(a(us)us)",
             &accept_step_body(),
         );
-        let result = begin_against("oversized", vec![signal, real]);
+        let result = begin_against("oversized", handshake_then(vec![signal, real]));
         assert!(
             matches!(&result, Ok((_, step)) if step.action == twofactor_proto::Action::Accept),
             "{result:?}"
@@ -639,7 +623,7 @@ mod tests {
             "s(a(us)us)",
             &accept_step_body(),
         );
-        let result = begin_against("real", vec![real]);
+        let result = begin_against("real", handshake_then(vec![real]));
         assert!(
             matches!(&result, Ok((session, step)) if session == "session"
                 && step.action == twofactor_proto::Action::Accept),
