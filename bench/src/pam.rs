@@ -115,76 +115,33 @@ extern "C" fn conversation(
     .unwrap_or(PAM_CONV_ERR)
 }
 
-/// Frees the replies filled in so far.
-///
 /// # Safety
-/// `replies` comes from `calloc(n, ..)`, every non-null `resp` from malloc.
-unsafe fn free_replies(replies: *mut PamResponse, n: usize) {
-    for i in 0..n {
-        // SAFETY: i < n, inside the array; resp was malloc'ed by us.
-        unsafe { libc::free((*replies.add(i)).resp.cast()) };
-    }
-    // SAFETY: calloc'ed by us, freed once.
-    unsafe { libc::free(replies.cast()) };
-}
-
-/// # Safety
-/// As libpam calls a conversation function.
+/// As libpam calls a conversation function; `appdata` points at the
+/// `Answers` of a live login.
 unsafe fn converse(
     num_msg: c_int,
     msg: *mut *const PamMessage,
     resp: *mut *mut PamResponse,
     appdata: *mut c_void,
 ) -> c_int {
-    let Ok(n) = usize::try_from(num_msg) else {
-        return PAM_CONV_ERR;
-    };
-    if n == 0 || msg.is_null() || resp.is_null() || appdata.is_null() {
+    if appdata.is_null() {
         return PAM_CONV_ERR;
     }
     // SAFETY: appdata is the &mut Answers of login(), alive during the call.
     let answers = unsafe { &mut *appdata.cast::<Answers>() };
-    // SAFETY: a zeroed array of n replies, checked for null.
-    let replies =
-        unsafe { libc::calloc(n, std::mem::size_of::<PamResponse>()) }.cast::<PamResponse>();
-    if replies.is_null() {
-        return PAM_BUF_ERR;
-    }
-    for i in 0..n {
-        // SAFETY: i < num_msg; each entry is a valid message pointer.
-        let style = unsafe { (**msg.add(i)).msg_style };
-        let answer: &[u8] = match style {
-            PAM_TEXT_INFO | PAM_ERROR_MSG => continue,
-            PAM_PROMPT_ECHO_OFF | PAM_PROMPT_ECHO_ON => {
-                answers.prompts += 1;
-                if answers.prompts == 1 {
-                    answers.first_prompt = Some(Instant::now());
-                    answers.code.as_bytes()
-                } else {
-                    b""
-                }
+    let reply = |style: c_int, _text: &CStr| match style {
+        PAM_TEXT_INFO | PAM_ERROR_MSG => Reply::Nothing,
+        PAM_PROMPT_ECHO_OFF | PAM_PROMPT_ECHO_ON => {
+            answers.prompts += 1;
+            if answers.prompts == 1 {
+                answers.first_prompt = Some(Instant::now());
+                Reply::Answer(answers.code.as_bytes().to_vec())
+            } else {
+                Reply::Answer(Vec::new())
             }
-            _ => {
-                // SAFETY: as above.
-                unsafe { free_replies(replies, n) };
-                return PAM_CONV_ERR;
-            }
-        };
-        // SAFETY: room for the answer and its NUL; checked for null.
-        let p = unsafe { libc::malloc(answer.len() + 1) }.cast::<u8>();
-        if p.is_null() {
-            // SAFETY: as above.
-            unsafe { free_replies(replies, n) };
-            return PAM_BUF_ERR;
         }
-        // SAFETY: p has answer.len() + 1 bytes, not overlapping `answer`.
-        unsafe {
-            ptr::copy_nonoverlapping(answer.as_ptr(), p, answer.len());
-            *p.add(answer.len()) = 0;
-            (*replies.add(i)).resp = p.cast();
-        }
-    }
-    // SAFETY: resp is writable; libpam takes ownership of the replies.
-    unsafe { *resp = replies };
-    PAM_SUCCESS
+        _ => Reply::Fail(PAM_CONV_ERR),
+    };
+    // SAFETY: as this function's own contract.
+    unsafe { twofactor_pam_client::converse(num_msg, msg, resp, reply) }
 }

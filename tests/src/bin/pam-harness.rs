@@ -40,7 +40,7 @@
 //! `pam_start_confdir` or `pam_set_item` failed (a result line is printed
 //! with that code), 2 for a usage error.
 
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::{c_int, c_void, CStr, CString};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -184,45 +184,6 @@ fn emit_code(event: &str, code: c_int) {
     ));
 }
 
-/// Frees the responses filled in so far, wiping the answers first.
-///
-/// # Safety
-/// `replies` must come from `calloc(n, ..)` with every non-null `resp` from
-/// `malloc`.
-unsafe fn free_replies(replies: *mut PamResponse, n: usize) {
-    for i in 0..n {
-        // SAFETY: i < n, inside the calloc'ed array.
-        let r = unsafe { &mut *replies.add(i) };
-        if !r.resp.is_null() {
-            // SAFETY: resp is a NUL-terminated malloc'ed string we wrote.
-            let len = unsafe { libc::strlen(r.resp) };
-            // SAFETY: the string owns len bytes before its NUL.
-            unsafe { ptr::write_bytes(r.resp, 0, len) };
-            // SAFETY: malloc'ed by us, freed once.
-            unsafe { libc::free(r.resp.cast()) };
-            r.resp = ptr::null_mut();
-        }
-    }
-    // SAFETY: calloc'ed by us, freed once.
-    unsafe { libc::free(replies.cast()) };
-}
-
-/// Copies `bytes` into a new malloc'ed NUL-terminated string, as libpam frees
-/// responses with free(3).
-fn malloc_cstring(bytes: &[u8]) -> *mut c_char {
-    // SAFETY: plain allocation of len + 1 bytes; checked for null below.
-    let p = unsafe { libc::malloc(bytes.len() + 1) }.cast::<u8>();
-    if p.is_null() {
-        return ptr::null_mut();
-    }
-    // SAFETY: p has room for len + 1 bytes and does not overlap `bytes`.
-    unsafe {
-        ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
-        *p.add(bytes.len()) = 0;
-    }
-    p.cast()
-}
-
 extern "C" fn conversation(
     num_msg: c_int,
     msg: *mut *const PamMessage,
@@ -249,84 +210,41 @@ unsafe fn converse(
     resp: *mut *mut PamResponse,
     appdata: *mut c_void,
 ) -> c_int {
-    let Ok(n) = usize::try_from(num_msg) else {
-        return PAM_CONV_ERR;
-    };
-    if n == 0 || msg.is_null() || resp.is_null() || appdata.is_null() {
+    if appdata.is_null() {
         return PAM_CONV_ERR;
     }
     // SAFETY: appdata is &mut Session from main, alive during pam_authenticate.
     let session = unsafe { &mut *appdata.cast::<Session>() };
-    // SAFETY: zero-initialised array of n responses; checked for null.
-    let replies =
-        unsafe { libc::calloc(n, std::mem::size_of::<PamResponse>()) }.cast::<PamResponse>();
-    if replies.is_null() {
-        return PAM_BUF_ERR;
-    }
-    for i in 0..n {
-        // SAFETY: i < num_msg; each entry is a valid message pointer.
-        let m = unsafe { &**msg.add(i) };
-        let text = if m.msg.is_null() {
-            String::new()
-        } else {
-            // SAFETY: libpam's message text is a NUL-terminated string.
-            unsafe { CStr::from_ptr(m.msg) }
-                .to_string_lossy()
-                .into_owned()
-        };
-        let answer = match m.msg_style {
+    let reply = |style: c_int, text: &CStr| {
+        let text = json_str(&text.to_string_lossy());
+        match style {
             PAM_TEXT_INFO => {
-                emit(&format!(r#"{{"event":"info","text":{}}}"#, json_str(&text)));
-                None
+                emit(&format!(r#"{{"event":"info","text":{text}}}"#));
+                Reply::Nothing
             }
             PAM_ERROR_MSG => {
-                emit(&format!(
-                    r#"{{"event":"error","text":{}}}"#,
-                    json_str(&text)
-                ));
-                None
+                emit(&format!(r#"{{"event":"error","text":{text}}}"#));
+                Reply::Nothing
             }
             PAM_PROMPT_ECHO_OFF | PAM_PROMPT_ECHO_ON => {
-                let echo = m.msg_style == PAM_PROMPT_ECHO_ON;
+                let echo = style == PAM_PROMPT_ECHO_ON;
                 emit(&format!(
-                    r#"{{"event":"prompt","echo":{echo},"text":{}}}"#,
-                    json_str(&text)
+                    r#"{{"event":"prompt","echo":{echo},"text":{text}}}"#
                 ));
-                match session.next_answer() {
-                    Some(a) => Some(a),
-                    None => {
-                        // SAFETY: replies came from calloc above, with
-                        // malloc'ed answers only.
-                        unsafe { free_replies(replies, n) };
-                        return PAM_CONV_ERR;
-                    }
-                }
+                session
+                    .next_answer()
+                    .map_or(Reply::Fail(PAM_CONV_ERR), Reply::Answer)
             }
             other => {
                 emit(&format!(
-                    r#"{{"event":"unsupported","style":{other},"text":{}}}"#,
-                    json_str(&text)
+                    r#"{{"event":"unsupported","style":{other},"text":{text}}}"#
                 ));
-                // SAFETY: as above.
-                unsafe { free_replies(replies, n) };
-                return PAM_CONV_ERR;
+                Reply::Fail(PAM_CONV_ERR)
             }
-        };
-        if let Some(mut bytes) = answer {
-            let p = malloc_cstring(&bytes);
-            bytes.iter_mut().for_each(|b| *b = 0);
-            if p.is_null() {
-                // SAFETY: as above.
-                unsafe { free_replies(replies, n) };
-                return PAM_BUF_ERR;
-            }
-            // SAFETY: i < n, inside the calloc'ed array.
-            unsafe { (*replies.add(i)).resp = p };
         }
-    }
-    // SAFETY: resp is writable (checked non-null); libpam takes ownership.
-    unsafe { *resp = replies };
-    PAM_SUCCESS
+    };
+    // SAFETY: as this function's own contract.
+    unsafe { twofactor_pam_client::converse(num_msg, msg, resp, reply) }
 }
 
 fn main() -> ExitCode {

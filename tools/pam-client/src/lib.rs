@@ -2,10 +2,12 @@
 //! conversation types, the functions of a login (`pam_start_confdir` to
 //! `pam_end`), the constants used, and the names of the return codes.
 //! Shared by the tests' `pam-harness` and the benchmark's `pam-bench`, the
-//! project's two libpam clients. Declarations only: every call is the
-//! caller's, with its own `// SAFETY:` comment.
+//! project's two libpam clients. Besides the declarations, one piece of
+//! code both need: the body of a conversation function ([`converse`]),
+//! which builds the reply array libpam takes over.
 
-use std::ffi::{c_char, c_int, c_void};
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ptr;
 
 pub const PAM_SUCCESS: c_int = 0;
 pub const PAM_BUF_ERR: c_int = 5;
@@ -110,4 +112,112 @@ pub fn code_name(code: c_int) -> &'static str {
         .ok()
         .and_then(|i| CODE_NAMES.get(i).copied())
         .unwrap_or("PAM_UNKNOWN")
+}
+
+/// What a client says to one message of a conversation.
+pub enum Reply {
+    /// Answer it (a prompt) with these bytes; they are wiped once copied.
+    Answer(Vec<u8>),
+    /// Nothing to answer (a text shown).
+    Nothing,
+    /// Fail the whole conversation with this PAM code.
+    Fail(c_int),
+}
+
+/// The body of a conversation function: asks `reply` about each of the
+/// `num_msg` messages (its style and text) and hands libpam the array of
+/// replies, each a malloc'ed NUL-terminated string, as libpam frees them.
+/// When a reply is `Fail` (or memory runs out), what was built is wiped,
+/// freed, and the code returned.
+///
+/// # Safety
+/// As libpam calls a conversation function: `msg` holds `num_msg` valid
+/// message pointers (Linux-PAM layout: an array of pointers) and `resp` is
+/// writable.
+pub unsafe fn converse(
+    num_msg: c_int,
+    msg: *mut *const PamMessage,
+    resp: *mut *mut PamResponse,
+    mut reply: impl FnMut(c_int, &CStr) -> Reply,
+) -> c_int {
+    let Ok(n) = usize::try_from(num_msg) else {
+        return PAM_CONV_ERR;
+    };
+    if n == 0 || msg.is_null() || resp.is_null() {
+        return PAM_CONV_ERR;
+    }
+    // SAFETY: a zeroed array of n replies, checked for null.
+    let replies =
+        unsafe { libc::calloc(n, std::mem::size_of::<PamResponse>()) }.cast::<PamResponse>();
+    if replies.is_null() {
+        return PAM_BUF_ERR;
+    }
+    for i in 0..n {
+        // SAFETY: i < num_msg; each entry is a valid message pointer.
+        let m = unsafe { &**msg.add(i) };
+        let text = if m.msg.is_null() {
+            c""
+        } else {
+            // SAFETY: libpam's message text is a NUL-terminated string.
+            unsafe { CStr::from_ptr(m.msg) }
+        };
+        let code = match reply(m.msg_style, text) {
+            Reply::Nothing => continue,
+            Reply::Fail(code) => code,
+            Reply::Answer(mut bytes) => {
+                let p = malloc_cstring(&bytes);
+                bytes.iter_mut().for_each(|b| *b = 0);
+                if !p.is_null() {
+                    // SAFETY: i < n, inside the calloc'ed array.
+                    unsafe { (*replies.add(i)).resp = p };
+                    continue;
+                }
+                PAM_BUF_ERR
+            }
+        };
+        // SAFETY: replies came from calloc above, with malloc'ed answers only.
+        unsafe { free_replies(replies, n) };
+        return code;
+    }
+    // SAFETY: resp is writable (checked non-null); libpam takes ownership.
+    unsafe { *resp = replies };
+    PAM_SUCCESS
+}
+
+/// Frees the replies filled in so far, wiping the answers first.
+///
+/// # Safety
+/// `replies` comes from `calloc(n, ..)`, every non-null `resp` from malloc.
+unsafe fn free_replies(replies: *mut PamResponse, n: usize) {
+    for i in 0..n {
+        // SAFETY: i < n, inside the calloc'ed array.
+        let r = unsafe { &mut *replies.add(i) };
+        if !r.resp.is_null() {
+            // SAFETY: resp is a NUL-terminated malloc'ed string we wrote.
+            let len = unsafe { libc::strlen(r.resp) };
+            // SAFETY: the string owns len bytes before its NUL.
+            unsafe { ptr::write_bytes(r.resp, 0, len) };
+            // SAFETY: malloc'ed by us, freed once.
+            unsafe { libc::free(r.resp.cast()) };
+            r.resp = ptr::null_mut();
+        }
+    }
+    // SAFETY: calloc'ed by us, freed once.
+    unsafe { libc::free(replies.cast()) };
+}
+
+/// Copies `bytes` into a new malloc'ed NUL-terminated string (null when
+/// memory runs out).
+fn malloc_cstring(bytes: &[u8]) -> *mut c_char {
+    // SAFETY: plain allocation of len + 1 bytes; checked for null below.
+    let p = unsafe { libc::malloc(bytes.len() + 1) }.cast::<u8>();
+    if p.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: p has room for len + 1 bytes and does not overlap `bytes`.
+    unsafe {
+        ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
+        *p.add(bytes.len()) = 0;
+    }
+    p.cast()
 }
