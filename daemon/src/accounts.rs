@@ -1,32 +1,32 @@
 //! The `accounts` table: one row per user the daemon knows, with the login
 //! bookkeeping that is not specific to a method.
 
-use crate::store::Cached;
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::params;
+use crate::store::{Db, DbResult, Optional};
 use twofactor_proto::AccountStatus;
 
 /// Creates the account row if missing.
-pub fn ensure(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<()> {
-    conn.execute_cached(
-        "INSERT INTO accounts(user, created) VALUES (?1, ?2) ON CONFLICT(user) DO NOTHING",
+pub fn ensure(conn: &Db, user: &str, now: i64) -> DbResult<()> {
+    conn.execute(
+        "INSERT INTO accounts(username, created) VALUES (?1, ?2) ON CONFLICT(username) DO NOTHING",
         params![user, now],
     )
     .map(|_| ())
 }
 
 /// Records a successful second factor.
-pub fn record_login(conn: &Connection, user: &str, method: &str, now: i64) -> rusqlite::Result<()> {
-    conn.execute_cached(
-        "UPDATE accounts SET last_login = ?2, last_method = ?3 WHERE user = ?1",
+pub fn record_login(conn: &Db, user: &str, method: &str, now: i64) -> DbResult<()> {
+    conn.execute(
+        "UPDATE accounts SET last_login = ?2, last_method = ?3 WHERE username = ?1",
         params![user, now, method],
     )
     .map(|_| ())
 }
 
 /// Sets the method a login asks first ("" for none).
-pub fn set_preferred(conn: &Connection, user: &str, method: &str) -> rusqlite::Result<()> {
-    conn.execute_cached(
-        "UPDATE accounts SET preferred = ?2 WHERE user = ?1",
+pub fn set_preferred(conn: &Db, user: &str, method: &str) -> DbResult<()> {
+    conn.execute(
+        "UPDATE accounts SET preferred = ?2 WHERE username = ?1",
         params![user, method],
     )
     .map(|_| ())
@@ -34,10 +34,10 @@ pub fn set_preferred(conn: &Connection, user: &str, method: &str) -> rusqlite::R
 
 /// The user's preferred method and the method of their last successful
 /// login (names; empty when unset).
-pub fn method_choice(conn: &Connection, user: &str) -> rusqlite::Result<(String, String)> {
+pub fn method_choice(conn: &Db, user: &str) -> DbResult<(String, String)> {
     Ok(conn
-        .query_row_cached(
-            "SELECT preferred, last_method FROM accounts WHERE user = ?1",
+        .query_row(
+            "SELECT preferred, last_method FROM accounts WHERE username = ?1",
             [user],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
@@ -46,15 +46,15 @@ pub fn method_choice(conn: &Connection, user: &str) -> rusqlite::Result<(String,
 }
 
 /// The account as its owner (or an admin) sees it.
-pub fn status(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<AccountStatus> {
+pub fn status(conn: &Db, user: &str, now: i64) -> DbResult<AccountStatus> {
     let mut status = conn
-        .query_row_cached(
+        .query_row(
             // The longest lock in force: the account's own, or one of a
             // source of its logins (see ratelimit).
-            "SELECT preferred, last_method, last_login, failures,
-                    MAX(locked_until, COALESCE(
-                        (SELECT MAX(locked_until) FROM source_failures s WHERE s.user = a.user), 0))
-             FROM accounts a WHERE user = ?1",
+            "SELECT preferred, last_method, last_login, failures, locked_until,
+                    COALESCE((SELECT MAX(locked_until) FROM source_failures s
+                              WHERE s.username = a.username), 0)
+             FROM accounts a WHERE username = ?1",
             [user],
             |r| {
                 Ok(AccountStatus {
@@ -63,7 +63,7 @@ pub fn status(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<Accou
                     last_method: r.get(1)?,
                     last_login: r.get(2)?,
                     failures: r.get(3)?,
-                    locked_until: r.get(4)?,
+                    locked_until: r.get::<i64>(4)?.max(r.get(5)?),
                     ..AccountStatus::default()
                 })
             },

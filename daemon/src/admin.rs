@@ -27,9 +27,9 @@ use crate::notices::{self, Notice};
 use crate::policy;
 use crate::ratelimit;
 use crate::recovery;
+use crate::store::{Db, DbResult};
 use crate::totp::{self, STEP_SECONDS};
 use crate::users::plausible_name;
-use rusqlite::Connection;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use twofactor_proto::error::Error;
@@ -228,9 +228,11 @@ impl Admin {
             .core
             .store
             .run(|c| {
-                let mut st = c.prepare("SELECT user FROM accounts ORDER BY user")?;
-                let rows = st.query_map([], |r| r.get(0))?;
-                rows.collect()
+                c.query_map(
+                    "SELECT username FROM accounts ORDER BY username",
+                    crate::params![],
+                    |r| r.get(0),
+                )
             })
             .await
             .map_err(|e| self.core.internal("admin-list-users", &e.to_string()))?;
@@ -579,7 +581,7 @@ fn no_user(user: &str) -> Error {
 }
 
 /// The stored part of a report.
-fn row(c: &Connection, user: &str, now: i64) -> rusqlite::Result<UserReport> {
+fn row(c: &Db, user: &str, now: i64) -> DbResult<UserReport> {
     let s = accounts::status(c, user, now)?;
     Ok(UserReport {
         user: s.user,

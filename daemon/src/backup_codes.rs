@@ -12,11 +12,11 @@
 //! at most one argon2 verification (none when no selector matches), and a
 //! stolen database leaves 40 bits behind argon2 for each code.
 
+use crate::params;
 use crate::random::{Random, RandomError};
-use crate::store::Cached;
+use crate::store::{Db, DbResult};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use rusqlite::{params, Connection};
 use std::sync::atomic::{AtomicU64, Ordering};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -195,19 +195,18 @@ pub async fn new_hashed_set(
 }
 
 /// Replaces the user's whole set (the old codes stop working at once).
-pub fn replace_set(
-    conn: &Connection,
-    user: &str,
-    hashed: &[(String, String)],
-    now: i64,
-) -> rusqlite::Result<()> {
-    conn.execute_cached("DELETE FROM backup_codes WHERE user = ?1", [user])?;
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO backup_codes(user, selector, hash, created)
-         VALUES (?1, seal(?1, 'backup_codes.selector', ?2), seal(?1, 'backup_codes.hash', ?3), ?4)",
-    )?;
+pub fn replace_set(conn: &Db, user: &str, hashed: &[(String, String)], now: i64) -> DbResult<()> {
+    conn.execute("DELETE FROM backup_codes WHERE username = ?1", [user])?;
     for (selector, hash) in hashed {
-        insert.execute(params![user, selector, hash, now])?;
+        conn.execute(
+            "INSERT INTO backup_codes(username, selector, hash, created) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                user,
+                conn.seal(user, "backup_codes.selector", selector.as_bytes())?,
+                conn.seal(user, "backup_codes.hash", hash.as_bytes())?,
+                now
+            ],
+        )?;
     }
     Ok(())
 }
@@ -216,35 +215,18 @@ pub fn replace_set(
 /// Selectors are sealed at rest (an imported 8-digit code's selector is
 /// half of its digits), so the user's unused codes (at most a set) are
 /// opened and compared here, in constant time.
-pub fn candidate(
-    conn: &Connection,
-    user: &str,
-    selector: &str,
-) -> rusqlite::Result<Option<(i64, String)>> {
-    let mut rows = conn.prepare_cached(
-        "SELECT id, unseal(user, 'backup_codes.selector', selector),
-                unseal(user, 'backup_codes.hash', hash)
-         FROM backup_codes WHERE user = ?1 AND used_at IS NULL",
+pub fn candidate(conn: &Db, user: &str, selector: &str) -> DbResult<Option<(i64, String)>> {
+    let rows = conn.query_map(
+        "SELECT id, selector, hash FROM backup_codes WHERE username = ?1 AND used_at IS NULL",
+        [user],
+        |r| Ok((r.get::<i64>(0)?, r.get::<Vec<u8>>(1)?, r.get::<Vec<u8>>(2)?)),
     )?;
     let mut found = None;
-    for row in rows.query_map([user], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            Zeroizing::new(r.get::<_, Vec<u8>>(1)?),
-            r.get::<_, Vec<u8>>(2)?,
-        ))
-    })? {
-        let (id, stored, hash) = row?;
+    for (id, stored, hash) in rows {
+        let stored = conn.unseal(user, "backup_codes.selector", &stored)?;
         let same: bool = stored.as_slice().ct_eq(selector.as_bytes()).into();
         if same && found.is_none() {
-            let hash = String::from_utf8(hash).map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    2,
-                    rusqlite::types::Type::Blob,
-                    Box::new(e),
-                )
-            })?;
-            found = Some((id, hash));
+            found = Some((id, conn.unseal_text(user, "backup_codes.hash", &hash)?));
         }
     }
     Ok(found)
@@ -252,25 +234,25 @@ pub fn candidate(
 
 /// Marks a code used. False if it was used meanwhile (by a concurrent
 /// login): only one consumer ever gets true.
-pub fn consume(conn: &Connection, id: i64, now: i64) -> rusqlite::Result<bool> {
-    Ok(conn.execute_cached(
+pub fn consume(conn: &Db, id: i64, now: i64) -> DbResult<bool> {
+    Ok(conn.execute(
         "UPDATE backup_codes SET used_at = ?2 WHERE id = ?1 AND used_at IS NULL",
         params![id, now],
     )? == 1)
 }
 
 /// Unused codes left; `None` if the user never had a set.
-pub fn remaining(conn: &Connection, user: &str) -> rusqlite::Result<Option<u32>> {
-    let (total, unused): (u32, u32) = conn.query_row_cached(
-        "SELECT count(*), count(*) FILTER (WHERE used_at IS NULL) FROM backup_codes WHERE user = ?1",
+pub fn remaining(conn: &Db, user: &str) -> DbResult<Option<u32>> {
+    let (total, unused): (u32, u32) = conn.query_row(
+        "SELECT count(*), count(*) FILTER (WHERE used_at IS NULL) FROM backup_codes WHERE username = ?1",
         [user],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     Ok((total > 0).then_some(unused))
 }
 
-pub fn remove_all(conn: &Connection, user: &str) -> rusqlite::Result<()> {
-    conn.execute_cached("DELETE FROM backup_codes WHERE user = ?1", [user])
+pub fn remove_all(conn: &Db, user: &str) -> DbResult<()> {
+    conn.execute("DELETE FROM backup_codes WHERE username = ?1", [user])
         .map(|_| ())
 }
 
@@ -388,8 +370,11 @@ mod tests {
     #[test]
     fn consume_is_once() {
         let c = crate::store::testing::connection();
-        c.execute_cached("INSERT INTO accounts(user, created) VALUES ('u', 0)", [])
-            .unwrap();
+        c.execute(
+            "INSERT INTO accounts(username, created) VALUES ('u', 0)",
+            params![],
+        )
+        .unwrap();
         replace_set(
             &c,
             "u",

@@ -31,6 +31,70 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub email: EmailConfig,
     pub devices: DevicesConfig,
+    pub store: StoreConfig,
+}
+
+/// Where the daemon keeps its state: the SQLite file in `state_dir` (one
+/// machine), or a PostgreSQL database the daemons of many hosts share.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub backend: Backend,
+    /// PostgreSQL server: a host name, an IP address, or the directory of
+    /// its Unix socket (starting with `/`).
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+    pub user: String,
+    /// File holding the database password (root-only, first line); never
+    /// the password itself in this file. Empty: no password (e.g. peer
+    /// authentication over the Unix socket).
+    pub password_file: PathBuf,
+    /// `verify-full` (TLS; the server's certificate and name checked) or
+    /// `disable` (only to a server on this machine).
+    pub sslmode: SslMode,
+    /// CA certificate(s) (PEM) the server's certificate is checked
+    /// against; empty: the system's CA store.
+    pub ca_file: PathBuf,
+    /// Longest wait for a connection.
+    pub connect_timeout_seconds: u32,
+    /// Longest time a statement, or a wait for a row lock, may take.
+    pub statement_timeout_seconds: u32,
+}
+
+/// The store's engine.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    Sqlite,
+    Postgresql,
+}
+
+/// How the connection to PostgreSQL is protected.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    #[default]
+    VerifyFull,
+    Disable,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: Backend::Sqlite,
+            host: "localhost".into(),
+            port: 5432,
+            dbname: "twofactor".into(),
+            user: "twofactor".into(),
+            password_file: PathBuf::new(),
+            sslmode: SslMode::VerifyFull,
+            ca_file: PathBuf::new(),
+            connect_timeout_seconds: 3,
+            statement_timeout_seconds: 5,
+        }
+    }
 }
 
 /// Trusted devices ("don't ask again on this device").
@@ -208,6 +272,7 @@ impl Default for Config {
             policy: PolicyConfig::default(),
             email: EmailConfig::default(),
             devices: DevicesConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -444,7 +509,74 @@ impl Config {
                 ),
             ));
         }
-        self.validate_email(text, &invalid)
+        self.validate_email(text, &invalid)?;
+        self.validate_store(text, &invalid)
+    }
+
+    /// `[store]`, checked whichever backend is chosen (a typo is a typo).
+    /// The password and CA files themselves are read when connecting.
+    fn validate_store(
+        &self,
+        text: &str,
+        invalid: &dyn Fn(&str, &str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let s = &self.store;
+        let bad = |key: &str, message: String| Err(invalid("store", key, message));
+        let socket = s.host.starts_with('/');
+        if !socket && !valid_relay(&s.host) {
+            return bad(
+                "host",
+                "must be a host name, an IP address or a socket directory (/…)".into(),
+            );
+        }
+        if s.port == 0 {
+            return bad("port", "0 is out of range 1..=65535".into());
+        }
+        for (key, value) in [("dbname", &s.dbname), ("user", &s.user)] {
+            if value.is_empty() || value.len() > 63 || value.chars().any(char::is_control) {
+                return bad(
+                    key,
+                    "must be 1 to 63 characters without control characters".into(),
+                );
+            }
+        }
+        for (key, path) in [("password_file", &s.password_file), ("ca_file", &s.ca_file)] {
+            if !path.as_os_str().is_empty() && !path.is_absolute() {
+                return bad(key, "must be empty or an absolute path".into());
+            }
+        }
+        if s.sslmode == SslMode::Disable && !socket && !crate::mail::is_loopback(&s.host) {
+            let key = if line_of_key(text, "store", "sslmode") != 0 {
+                "sslmode"
+            } else {
+                "host"
+            };
+            return bad(
+                key,
+                format!(
+                    "\"disable\" (no TLS) is allowed only with a server on this machine \
+                     (localhost, 127.0.0.0/8, ::1, a socket directory), not {}: use \
+                     \"verify-full\"",
+                    s.host
+                ),
+            );
+        }
+        if !(1..=10).contains(&s.connect_timeout_seconds) {
+            return bad(
+                "connect_timeout_seconds",
+                format!("{} is out of range 1..=10", s.connect_timeout_seconds),
+            );
+        }
+        if !(1..=10).contains(&s.statement_timeout_seconds) {
+            return bad(
+                "statement_timeout_seconds",
+                format!(
+                    "{} is out of range 1..=10 (pam_twofactor waits 15 s for the daemon)",
+                    s.statement_timeout_seconds
+                ),
+            );
+        }
+        Ok(())
     }
 
     /// `[email]`, checked whether mail is on or not (a typo is a typo). The

@@ -14,11 +14,11 @@
 
 use crate::audit::Origin;
 use crate::config::DevicesConfig;
+use crate::params;
 use crate::random::{Random, RandomError};
-use crate::store::Cached;
+use crate::store::{Db, DbResult};
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine;
-use rusqlite::{params, Connection};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use twofactor_proto::types::Device;
@@ -109,21 +109,14 @@ pub fn new_id(rng: &dyn Random) -> Result<String, RandomError> {
 }
 
 /// The id of `user`'s device that `presented` is, if trusted at `now`.
-pub fn trusted(
-    conn: &Connection,
-    user: &str,
-    presented: &Presented,
-    now: i64,
-) -> rusqlite::Result<Option<String>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, unseal(user, 'devices.identity', identity) FROM devices
-         WHERE user = ?1 AND expires > ?2",
+pub fn trusted(conn: &Db, user: &str, presented: &Presented, now: i64) -> DbResult<Option<String>> {
+    let rows = conn.query_map(
+        "SELECT id, identity FROM devices WHERE username = ?1 AND expires > ?2",
+        params![user, now],
+        |r| Ok((r.get::<String>(0)?, r.get::<Vec<u8>>(1)?)),
     )?;
-    let rows = stmt.query_map(params![user, now], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
-    })?;
-    for row in rows {
-        let (id, identity) = row?;
+    for (id, sealed) in rows {
+        let identity = conn.unseal(user, "devices.identity", &sealed)?;
         if bool::from(identity.as_slice().ct_eq(&presented.identity)) {
             return Ok(Some(id));
         }
@@ -132,9 +125,9 @@ pub fn trusted(
 }
 
 /// Records a use of device `id`.
-pub fn used(conn: &Connection, user: &str, id: &str, now: i64) -> rusqlite::Result<()> {
-    conn.execute_cached(
-        "UPDATE devices SET last_used = ?3 WHERE user = ?1 AND id = ?2",
+pub fn used(conn: &Db, user: &str, id: &str, now: i64) -> DbResult<()> {
+    conn.execute(
+        "UPDATE devices SET last_used = ?3 WHERE username = ?1 AND id = ?2",
         params![user, id, now],
     )
     .map(|_| ())
@@ -143,26 +136,25 @@ pub fn used(conn: &Connection, user: &str, id: &str, now: i64) -> rusqlite::Resu
 /// Trusts `presented` for `user` until `expires` (replacing an earlier
 /// trust of the same device).
 pub fn trust(
-    conn: &Connection,
+    conn: &Db,
     user: &str,
     id: &str,
     presented: &Presented,
     now: i64,
     expires: i64,
-) -> rusqlite::Result<()> {
+) -> DbResult<()> {
     if let Some(old) = trusted(conn, user, presented, i64::MIN)? {
         remove(conn, user, &old)?;
     }
-    conn.execute_cached(
-        "INSERT INTO devices(id, user, identity, label, address, added, last_used, expires)
-         VALUES (?1, ?2, seal(?2, 'devices.identity', ?3), seal(?2, 'devices.label', ?4),
-                 seal(?2, 'devices.address', ?5), ?6, 0, ?7)",
+    conn.execute(
+        "INSERT INTO devices(id, username, identity, label, address, added, last_used, expires)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)",
         params![
             id,
             user,
-            presented.identity.as_slice(),
-            presented.label.as_bytes(),
-            presented.address.as_bytes(),
+            conn.seal(user, "devices.identity", &presented.identity)?,
+            conn.seal(user, "devices.label", presented.label.as_bytes())?,
+            conn.seal(user, "devices.address", presented.address.as_bytes())?,
             now,
             expires
         ],
@@ -171,45 +163,47 @@ pub fn trust(
 }
 
 /// `user`'s devices trusted at `now`, oldest first.
-pub fn list(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<Vec<Device>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, unseal(user, 'devices.label', label), unseal(user, 'devices.address', address),
-                added, last_used, expires
-         FROM devices WHERE user = ?1 AND expires > ?2 ORDER BY added, id",
-    )?;
-    let rows = stmt.query_map(params![user, now], |r| {
-        let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
-        Ok(Device {
-            id: r.get(0)?,
-            label: text(r.get(1)?),
-            address: text(r.get(2)?),
-            added: r.get(3)?,
-            last_used: r.get(4)?,
-            expires: r.get(5)?,
-        })
-    })?;
-    rows.collect()
+pub fn list(conn: &Db, user: &str, now: i64) -> DbResult<Vec<Device>> {
+    conn.query_map(
+        "SELECT id, label, address, added, last_used, expires
+         FROM devices WHERE username = ?1 AND expires > ?2 ORDER BY added, id",
+        params![user, now],
+        |r| {
+            let text = |column: &str, sealed: Vec<u8>| -> DbResult<String> {
+                let plain = conn.unseal(user, column, &sealed)?;
+                Ok(String::from_utf8_lossy(&plain).into_owned())
+            };
+            Ok(Device {
+                id: r.get(0)?,
+                label: text("devices.label", r.get(1)?)?,
+                address: text("devices.address", r.get(2)?)?,
+                added: r.get(3)?,
+                last_used: r.get(4)?,
+                expires: r.get(5)?,
+            })
+        },
+    )
 }
 
 /// How many devices `user` has trusted at `now`.
-pub fn count(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<u32> {
-    conn.query_row_cached(
-        "SELECT COUNT(*) FROM devices WHERE user = ?1 AND expires > ?2",
+pub fn count(conn: &Db, user: &str, now: i64) -> DbResult<u32> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM devices WHERE username = ?1 AND expires > ?2",
         params![user, now],
         |r| r.get(0),
     )
 }
 
 /// Removes device `id` of `user`; false if there is none.
-pub fn remove(conn: &Connection, user: &str, id: &str) -> rusqlite::Result<bool> {
-    Ok(conn.execute_cached(
-        "DELETE FROM devices WHERE user = ?1 AND id = ?2",
+pub fn remove(conn: &Db, user: &str, id: &str) -> DbResult<bool> {
+    Ok(conn.execute(
+        "DELETE FROM devices WHERE username = ?1 AND id = ?2",
         params![user, id],
     )? > 0)
 }
 
 /// Ends every trust of `user` (their methods changed, a reset, `remove
 /// --all`); returns how many devices were trusted.
-pub fn remove_all(conn: &Connection, user: &str) -> rusqlite::Result<u32> {
-    Ok(conn.execute_cached("DELETE FROM devices WHERE user = ?1", [user])? as u32)
+pub fn remove_all(conn: &Db, user: &str) -> DbResult<u32> {
+    Ok(conn.execute("DELETE FROM devices WHERE username = ?1", [user])? as u32)
 }

@@ -11,9 +11,9 @@ use crate::audit::Event;
 use crate::config::EmailConfig;
 use crate::core::Core;
 use crate::mail::Mail;
+use crate::params;
 use crate::random::{Random, RandomError};
-use crate::store::Cached;
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::{Db, DbResult, Optional};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -86,43 +86,49 @@ pub fn matches(stored: &[u8], code: &str) -> bool {
 }
 
 /// The user's confirmed address, if they have the method.
-pub fn address(conn: &Connection, user: &str) -> rusqlite::Result<Option<String>> {
+pub fn address(conn: &Db, user: &str) -> DbResult<Option<String>> {
     let sealed: Option<Vec<u8>> = conn
-        .query_row_cached(
-            "SELECT unseal(user, 'email.address', address) FROM email WHERE user = ?1",
+        .query_row(
+            "SELECT address FROM email WHERE username = ?1",
             [user],
             |r| r.get(0),
         )
         .optional()?;
-    Ok(sealed.map(|b| String::from_utf8_lossy(&b).into_owned()))
+    sealed
+        .map(|b| conn.unseal_text(user, "email.address", &b))
+        .transpose()
 }
 
-pub fn is_enrolled(conn: &Connection, user: &str) -> rusqlite::Result<bool> {
-    conn.query_row_cached("SELECT 1 FROM email WHERE user = ?1", [user], |_| Ok(()))
-        .optional()
-        .map(|r| r.is_some())
+pub fn is_enrolled(conn: &Db, user: &str) -> DbResult<bool> {
+    conn.query_row(
+        "SELECT 1 FROM email WHERE username = ?1",
+        [user],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|r| r.is_some())
 }
 
 /// Removes the method and any code in flight; false if there was none.
-pub fn remove(conn: &Connection, user: &str) -> rusqlite::Result<bool> {
-    conn.execute_cached("DELETE FROM email_codes WHERE user = ?1", [user])?;
-    Ok(conn.execute_cached("DELETE FROM email WHERE user = ?1", [user])? > 0)
+pub fn remove(conn: &Db, user: &str) -> DbResult<bool> {
+    conn.execute("DELETE FROM email_codes WHERE username = ?1", [user])?;
+    Ok(conn.execute("DELETE FROM email WHERE username = ?1", [user])? > 0)
 }
 
 /// Sets (or replaces) the confirmed address.
-pub fn activate(conn: &Connection, user: &str, address: &str, now: i64) -> rusqlite::Result<()> {
-    conn.execute_cached(
-        "INSERT INTO email(user, address, created) VALUES (?1, seal(?1, 'email.address', ?2), ?3)
-         ON CONFLICT(user) DO UPDATE SET address = excluded.address, created = excluded.created",
-        params![user, address.as_bytes(), now],
+pub fn activate(conn: &Db, user: &str, address: &str, now: i64) -> DbResult<()> {
+    conn.execute(
+        "INSERT INTO email(username, address, created) VALUES (?1, ?2, ?3)
+         ON CONFLICT(username) DO UPDATE SET address = excluded.address, created = excluded.created",
+        params![user, conn.seal(user, "email.address", address.as_bytes())?, now],
     )
     .map(|_| ())
 }
 
 /// Whether a confirmation is waiting (for status).
-pub fn has_pending(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<bool> {
-    conn.query_row_cached(
-        "SELECT 1 FROM email_codes WHERE user = ?1 AND purpose = 'confirm' AND expires > ?2",
+pub fn has_pending(conn: &Db, user: &str, now: i64) -> DbResult<bool> {
+    conn.query_row(
+        "SELECT 1 FROM email_codes WHERE username = ?1 AND purpose = 'confirm' AND expires > ?2",
         params![user, now],
         |_| Ok(()),
     )
@@ -131,44 +137,37 @@ pub fn has_pending(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<
 }
 
 /// The address a confirmation code was sent to (for a resend).
-pub fn pending_address(
-    conn: &Connection,
-    user: &str,
-    now: i64,
-) -> rusqlite::Result<Option<String>> {
+pub fn pending_address(conn: &Db, user: &str, now: i64) -> DbResult<Option<String>> {
     let sealed: Option<Vec<u8>> = conn
-        .query_row_cached(
-            "SELECT unseal(user, 'email_codes.address', address) FROM email_codes
-             WHERE user = ?1 AND purpose = 'confirm' AND expires > ?2",
+        .query_row(
+            "SELECT address FROM email_codes
+             WHERE username = ?1 AND purpose = 'confirm' AND expires > ?2",
             params![user, now],
             |r| r.get(0),
         )
         .optional()?;
-    Ok(sealed.map(|b| String::from_utf8_lossy(&b).into_owned()))
+    sealed
+        .map(|b| conn.unseal_text(user, "email_codes.address", &b))
+        .transpose()
 }
 
 /// Counts a send against the hourly limit, if there is room: Err(seconds)
 /// until the oldest send of the last hour leaves the window.
-pub fn count_send(
-    conn: &Connection,
-    user: &str,
-    now: i64,
-    max_per_hour: u32,
-) -> rusqlite::Result<Result<(), i64>> {
-    conn.execute_cached(
-        "DELETE FROM email_sends WHERE user = ?1 AND at <= ?2",
+pub fn count_send(conn: &Db, user: &str, now: i64, max_per_hour: u32) -> DbResult<Result<(), i64>> {
+    conn.execute(
+        "DELETE FROM email_sends WHERE username = ?1 AND at <= ?2",
         params![user, now - 3600],
     )?;
-    let (count, oldest): (u32, Option<i64>) = conn.query_row_cached(
-        "SELECT COUNT(*), MIN(at) FROM email_sends WHERE user = ?1",
+    let (count, oldest): (u32, Option<i64>) = conn.query_row(
+        "SELECT COUNT(*), MIN(at) FROM email_sends WHERE username = ?1",
         [user],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     if count >= max_per_hour {
         return Ok(Err((oldest.unwrap_or(now) + 3600 - now).max(1)));
     }
-    conn.execute_cached(
-        "INSERT INTO email_sends(user, at) VALUES (?1, ?2)",
+    conn.execute(
+        "INSERT INTO email_sends(username, at) VALUES (?1, ?2)",
         params![user, now],
     )?;
     Ok(Ok(()))
@@ -177,19 +176,25 @@ pub fn count_send(
 /// Stores a new code for `purpose` (replacing the previous one) to
 /// `address`, valid until `expires`.
 pub fn store_code(
-    conn: &Connection,
+    conn: &Db,
     user: &str,
     purpose: Purpose,
     address: &str,
     digest: &[u8],
     expires: i64,
-) -> rusqlite::Result<()> {
-    conn.execute_cached(
-        "INSERT INTO email_codes(user, purpose, address, digest, expires, attempts)
-         VALUES (?1, ?2, seal(?1, 'email_codes.address', ?3), seal(?1, 'email_codes.digest', ?4), ?5, 0)
-         ON CONFLICT(user, purpose) DO UPDATE SET address = excluded.address,
+) -> DbResult<()> {
+    conn.execute(
+        "INSERT INTO email_codes(username, purpose, address, digest, expires, attempts)
+         VALUES (?1, ?2, ?3, ?4, ?5, 0)
+         ON CONFLICT(username, purpose) DO UPDATE SET address = excluded.address,
              digest = excluded.digest, expires = excluded.expires, attempts = 0",
-        params![user, purpose.name(), address.as_bytes(), digest, expires],
+        params![
+            user,
+            purpose.name(),
+            conn.seal(user, "email_codes.address", address.as_bytes())?,
+            conn.seal(user, "email_codes.digest", digest)?,
+            expires
+        ],
     )
     .map(|_| ())
 }
@@ -211,27 +216,27 @@ pub enum EmailCheck {
 /// Checks `code` against the code for `purpose`, using it up when right
 /// (in the caller's transaction: only one concurrent check can succeed).
 pub fn check(
-    conn: &Connection,
+    conn: &Db,
     user: &str,
     purpose: Purpose,
     code: &str,
     now: i64,
-) -> rusqlite::Result<EmailCheck> {
+) -> DbResult<EmailCheck> {
     let row: Option<(Vec<u8>, Vec<u8>, i64, i64)> = conn
-        .query_row_cached(
-            "SELECT unseal(user, 'email_codes.digest', digest),
-                    unseal(user, 'email_codes.address', address), expires, attempts
-             FROM email_codes WHERE user = ?1 AND purpose = ?2",
+        .query_row(
+            "SELECT digest, address, expires, attempts
+             FROM email_codes WHERE username = ?1 AND purpose = ?2",
             params![user, purpose.name()],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?;
-    let Some((digest, address, expires, attempts)) = row else {
+    let Some((sealed_digest, address, expires, attempts)) = row else {
         return Ok(EmailCheck::NoCode);
     };
+    let digest = conn.unseal(user, "email_codes.digest", &sealed_digest)?;
     let delete = || {
-        conn.execute_cached(
-            "DELETE FROM email_codes WHERE user = ?1 AND purpose = ?2",
+        conn.execute(
+            "DELETE FROM email_codes WHERE username = ?1 AND purpose = ?2",
             params![user, purpose.name()],
         )
     };
@@ -240,7 +245,17 @@ pub fn check(
         return Ok(EmailCheck::Expired);
     }
     if matches(&digest, code) {
-        delete()?;
+        // Used up by a compare-and-set on this very code: of two logins
+        // (or two hosts) that both read it, one deletes it, the other
+        // deletes nothing and is refused.
+        let used = conn.execute(
+            "DELETE FROM email_codes WHERE username = ?1 AND purpose = ?2 AND digest = ?3",
+            params![user, purpose.name(), sealed_digest],
+        )?;
+        if used != 1 {
+            return Ok(EmailCheck::NoCode);
+        }
+        let address = conn.unseal(user, "email_codes.address", &address)?;
         return Ok(EmailCheck::Accepted(
             String::from_utf8_lossy(&address).into_owned(),
         ));
@@ -250,8 +265,8 @@ pub fn check(
             delete()?;
             return Ok(EmailCheck::Dropped);
         }
-        conn.execute_cached(
-            "UPDATE email_codes SET attempts = attempts + 1 WHERE user = ?1 AND purpose = ?2",
+        conn.execute(
+            "UPDATE email_codes SET attempts = attempts + 1 WHERE username = ?1 AND purpose = ?2",
             params![user, purpose.name()],
         )?;
     }
@@ -423,7 +438,7 @@ mod tests {
     use super::*;
     use crate::random::OsRandom;
 
-    fn conn() -> Connection {
+    fn conn() -> Db<'static> {
         let c = crate::store::testing::connection();
         crate::accounts::ensure(&c, "u", 0).unwrap();
         c
@@ -497,7 +512,9 @@ mod tests {
             ("email", "address"),
         ] {
             let raw: Vec<u8> = c
-                .query_row_cached(&format!("SELECT {col} FROM {table}"), [], |r| r.get(0))
+                .query_row(&format!("SELECT {col} FROM {table}"), params![], |r| {
+                    r.get(0)
+                })
                 .unwrap();
             assert!(crate::sealing::is_sealed(&raw), "{table}.{col}");
             assert!(!String::from_utf8_lossy(&raw).contains("secret.person"));

@@ -64,7 +64,8 @@ fn main() -> ExitCode {
         }
     };
     let db = config.state_dir.join(store::DB_FILE);
-    if std::fs::symlink_metadata(&db).is_err() {
+    let sqlite = config.store.backend == config::Backend::Sqlite;
+    if sqlite && std::fs::symlink_metadata(&db).is_err() {
         let e = store::StoreError::Missing { path: db }.to_string();
         Audit::new(!args.no_syslog, false).log(Event::Error {
             context: "database",
@@ -98,7 +99,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    let store = match store::Store::open(&config.state_dir, keys, store::Mode::Existing) {
+    let store = match store::Store::open_configured(&config, keys, store::Mode::Existing) {
         Ok(s) => s,
         Err(e) => {
             let audit = Audit::new(!args.no_syslog, true);
@@ -158,13 +159,24 @@ fn keys_for(config: &Config) -> Result<Arc<sealing::Keys>, String> {
 
 /// `--init`: creates what a first installation needs.
 fn init(config: &Config) -> ExitCode {
-    let db = config.state_dir.join(store::DB_FILE);
-    let have_db = std::fs::symlink_metadata(&db).is_ok();
+    let sqlite = config.store.backend == config::Backend::Sqlite;
+    let db = if sqlite {
+        config.state_dir.join(store::DB_FILE).display().to_string()
+    } else {
+        format!("the PostgreSQL database {}", config.store.dbname)
+    };
+    let have_db = match config.store.backend {
+        config::Backend::Sqlite => {
+            std::fs::symlink_metadata(config.state_dir.join(store::DB_FILE)).is_ok()
+        }
+        // Created below unless it exists (then --init says so).
+        config::Backend::Postgresql => false,
+    };
     let have_key = std::fs::symlink_metadata(&config.key_file).is_ok();
     if have_db && have_key {
         eprintln!(
             "twofactord: {} and {} exist already; nothing to initialise",
-            db.display(),
+            db,
             config.key_file.display()
         );
         return ExitCode::from(1);
@@ -202,7 +214,7 @@ fn init(config: &Config) -> ExitCode {
     } else {
         store::Mode::Create
     };
-    let opened = store::Store::open(&config.state_dir, keys, mode);
+    let opened = store::Store::open_configured(config, keys, mode);
     let checked = match &opened {
         Ok(store) => block_on(store.verify_sealed()),
         Err(_) => Ok(()),
@@ -210,9 +222,9 @@ fn init(config: &Config) -> ExitCode {
     match (opened, checked) {
         (Ok(_), Ok(())) => {
             if have_db {
-                println!("Sealed the secrets of {} with the new key.", db.display());
+                println!("Sealed the secrets of {db} with the new key.");
             } else {
-                println!("Created the database {}.", db.display());
+                println!("Created {db}.");
             }
             ExitCode::SUCCESS
         }
@@ -244,17 +256,14 @@ fn rotate_key(config: &Config) -> ExitCode {
     }
     let result = (|| -> Result<(String, usize), String> {
         let rotation = sealing::rotate(&config.key_file).map_err(|e| e.to_string())?;
-        let store = store::Store::open(
-            &config.state_dir,
-            rotation.during.clone(),
-            store::Mode::Existing,
-        )
-        .map_err(|e| match e {
-            store::StoreError::Busy { .. } => {
-                format!("{e}: stop twofactord first (it went on sealing with the old key)")
-            }
-            e => e.to_string(),
-        })?;
+        let store =
+            store::Store::open_configured(config, rotation.during.clone(), store::Mode::Existing)
+                .map_err(|e| match e {
+                store::StoreError::Busy { .. } => {
+                    format!("{e}: stop twofactord first (it went on sealing with the old key)")
+                }
+                e => e.to_string(),
+            })?;
         let n = block_on(store.reseal()).map_err(|e| e.to_string())?;
         let id = rotation.finish().map_err(|e| e.to_string())?;
         Ok((id, n))

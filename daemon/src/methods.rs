@@ -4,7 +4,7 @@
 //! method's own table: adding a method is a variant here, its module and
 //! its migration.
 
-use rusqlite::Connection;
+use crate::store::{Db, DbResult};
 use twofactor_proto::types::method;
 
 use crate::config::Config;
@@ -47,7 +47,7 @@ impl Method {
     }
 
     /// Whether `user` has this method.
-    pub fn is_enrolled(self, conn: &Connection, user: &str) -> rusqlite::Result<bool> {
+    pub fn is_enrolled(self, conn: &Db, user: &str) -> DbResult<bool> {
         match self {
             Method::App => totp::is_enrolled(conn, user),
             Method::Email => email::is_enrolled(conn, user),
@@ -55,7 +55,7 @@ impl Method {
     }
 
     /// Removes this method of `user`; false if there was none.
-    pub fn remove(self, conn: &Connection, user: &str) -> rusqlite::Result<bool> {
+    pub fn remove(self, conn: &Db, user: &str) -> DbResult<bool> {
         match self {
             Method::App => totp::remove(conn, user),
             Method::Email => email::remove(conn, user),
@@ -64,7 +64,7 @@ impl Method {
 }
 
 /// The methods `user` has, in [`Method::ALL`] order.
-pub fn enrolled(conn: &Connection, user: &str) -> rusqlite::Result<Vec<Method>> {
+pub fn enrolled(conn: &Db, user: &str) -> DbResult<Vec<Method>> {
     let mut found = Vec::new();
     for m in Method::ALL {
         if m.is_enrolled(conn, user)? {
@@ -85,13 +85,13 @@ pub fn first_to_ask(enrolled: &[Method], preferred: &str, last_used: &str) -> Op
 }
 
 /// Whether `user` has any method (a second factor to ask for).
-pub fn has_any(conn: &Connection, user: &str) -> rusqlite::Result<bool> {
+pub fn has_any(conn: &Db, user: &str) -> DbResult<bool> {
     Ok(!enrolled(conn, user)?.is_empty())
 }
 
 /// Removes every method of `user` (an administrator's reset, `disable
 /// all`); true if there was one.
-pub fn remove_all(conn: &Connection, user: &str) -> rusqlite::Result<bool> {
+pub fn remove_all(conn: &Db, user: &str) -> DbResult<bool> {
     let mut removed = false;
     for m in Method::ALL {
         removed |= m.remove(conn, user)?;

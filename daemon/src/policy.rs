@@ -6,9 +6,9 @@
 
 use crate::clock::local_date;
 use crate::config::PolicyConfig;
-use crate::store::Cached;
+use crate::params;
+use crate::store::{Db, DbResult, Optional};
 use crate::users::{LookupError, Users};
-use rusqlite::{params, Connection, OptionalExtension};
 use twofactor_proto::types::Policy;
 
 /// Whether the policy applies to one user now.
@@ -22,11 +22,11 @@ pub enum Applies {
 }
 
 /// The stored policy; the config's initial value if none is stored.
-pub fn get(conn: &Connection, initial: &PolicyConfig) -> rusqlite::Result<Policy> {
+pub fn get(conn: &Db, initial: &PolicyConfig) -> DbResult<Policy> {
     let stored = conn
-        .query_row_cached(
+        .query_row(
             "SELECT mandatory, groups, from_date, updated_by, updated_at FROM policy WHERE id = 1",
-            [],
+            params![],
             |r| {
                 let groups: String = r.get(1)?;
                 Ok(Policy {
@@ -48,8 +48,8 @@ pub fn get(conn: &Connection, initial: &PolicyConfig) -> rusqlite::Result<Policy
     }))
 }
 
-pub fn set(conn: &Connection, policy: &Policy) -> rusqlite::Result<()> {
-    conn.execute_cached(
+pub fn set(conn: &Db, policy: &Policy) -> DbResult<()> {
+    conn.execute(
         "INSERT INTO policy(id, mandatory, groups, from_date, updated_by, updated_at)
          VALUES (1, ?1, ?2, ?3, ?4, ?5)
          ON CONFLICT(id) DO UPDATE SET mandatory = excluded.mandatory,

@@ -18,8 +18,8 @@
 
 use crate::audit::Origin;
 use crate::config::LimitsConfig;
-use crate::store::Cached;
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::params;
+use crate::store::{Db, DbResult, Optional};
 
 /// Whether an attempt may be checked now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,17 +52,17 @@ pub const REAUTH_SOURCE: &str = "reauth";
 
 /// Reads the account's and the source's locks; the longer wait wins. An
 /// account without a row is open.
-pub fn gate(conn: &Connection, user: &str, source: &str, now: i64) -> rusqlite::Result<Gate> {
+pub fn gate(conn: &Db, user: &str, source: &str, now: i64) -> DbResult<Gate> {
     let account: Option<i64> = conn
-        .query_row_cached(
-            "SELECT locked_until FROM accounts WHERE user = ?1",
+        .query_row(
+            "SELECT locked_until FROM accounts WHERE username = ?1",
             [user],
             |r| r.get(0),
         )
         .optional()?;
     let from_source: Option<i64> = conn
-        .query_row_cached(
-            "SELECT locked_until FROM source_failures WHERE user = ?1 AND source = ?2",
+        .query_row(
+            "SELECT locked_until FROM source_failures WHERE username = ?1 AND source = ?2",
             params![user, source],
             |r| r.get(0),
         )
@@ -95,40 +95,41 @@ pub fn account_wait_after(failures: u32, limits: &LimitsConfig) -> Option<i64> {
 /// Counts one failure of `user` from `source` (the account row must
 /// exist). Returns the wait now imposed on that source, if any.
 pub fn record_failure(
-    conn: &Connection,
+    conn: &Db,
     user: &str,
     source: &str,
     now: i64,
     limits: &LimitsConfig,
-) -> rusqlite::Result<Option<i64>> {
+) -> DbResult<Option<i64>> {
     let count = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
-    let account: i64 = conn.query_row_cached(
-        "UPDATE accounts SET failures = failures + 1 WHERE user = ?1 RETURNING failures",
+    let account: i64 = conn.query_row(
+        "UPDATE accounts SET failures = failures + 1 WHERE username = ?1 RETURNING failures",
         [user],
         |r| r.get(0),
     )?;
-    conn.execute_cached(
-        "DELETE FROM source_failures WHERE user = ?1 AND locked_until <= ?2 AND last < ?3",
+    conn.execute(
+        "DELETE FROM source_failures WHERE username = ?1 AND locked_until <= ?2 AND last < ?3",
         params![user, now, now - FORGET_AFTER_SECONDS],
     )?;
-    let from_source: i64 = conn.query_row_cached(
-        "INSERT INTO source_failures(user, source, failures, last) VALUES (?1, ?2, 1, ?3)
-         ON CONFLICT(user, source) DO UPDATE SET failures = failures + 1, last = ?3
+    let from_source: i64 = conn.query_row(
+        "INSERT INTO source_failures(username, source, failures, last) VALUES (?1, ?2, 1, ?3)
+         ON CONFLICT(username, source) DO UPDATE
+             SET failures = source_failures.failures + 1, last = ?3
          RETURNING failures",
         params![user, source, now],
         |r| r.get(0),
     )?;
     let source_wait = wait_after(count(from_source), limits);
     if let Some(w) = source_wait {
-        conn.execute_cached(
-            "UPDATE source_failures SET locked_until = ?3 WHERE user = ?1 AND source = ?2",
+        conn.execute(
+            "UPDATE source_failures SET locked_until = ?3 WHERE username = ?1 AND source = ?2",
             params![user, source, now + w],
         )?;
     }
     let account_wait = account_wait_after(count(account), limits);
     if let Some(w) = account_wait {
-        conn.execute_cached(
-            "UPDATE accounts SET locked_until = ?2 WHERE user = ?1",
+        conn.execute(
+            "UPDATE accounts SET locked_until = ?2 WHERE username = ?1",
             params![user, now + w],
         )?;
     }
@@ -141,22 +142,17 @@ pub fn record_failure(
 /// Gives back one attempt that was counted before it was checked and
 /// turned out right (a password re-check): the counts go down by one, and
 /// a lock that attempt imposed is lifted.
-pub fn refund(
-    conn: &Connection,
-    user: &str,
-    source: &str,
-    limits: &LimitsConfig,
-) -> rusqlite::Result<()> {
-    conn.execute_cached(
+pub fn refund(conn: &Db, user: &str, source: &str, limits: &LimitsConfig) -> DbResult<()> {
+    conn.execute(
         "UPDATE accounts SET failures = failures - 1,
                 locked_until = CASE WHEN failures - 1 < ?2 THEN 0 ELSE locked_until END
-         WHERE user = ?1 AND failures > 0",
+         WHERE username = ?1 AND failures > 0",
         params![user, limits.account_max_failures],
     )?;
-    conn.execute_cached(
+    conn.execute(
         "UPDATE source_failures SET failures = failures - 1,
                 locked_until = CASE WHEN failures - 1 < ?3 THEN 0 ELSE locked_until END
-         WHERE user = ?1 AND source = ?2 AND failures > 0",
+         WHERE username = ?1 AND source = ?2 AND failures > 0",
         params![user, source, limits.max_failures],
     )
     .map(|_| ())
@@ -164,13 +160,13 @@ pub fn refund(
 
 /// A right code or password from `source`: the account's count and that
 /// source's count start over.
-pub fn record_success(conn: &Connection, user: &str, source: &str) -> rusqlite::Result<()> {
-    conn.execute_cached(
-        "UPDATE accounts SET failures = 0, locked_until = 0 WHERE user = ?1",
+pub fn record_success(conn: &Db, user: &str, source: &str) -> DbResult<()> {
+    conn.execute(
+        "UPDATE accounts SET failures = 0, locked_until = 0 WHERE username = ?1",
         [user],
     )?;
-    conn.execute_cached(
-        "DELETE FROM source_failures WHERE user = ?1 AND source = ?2",
+    conn.execute(
+        "DELETE FROM source_failures WHERE username = ?1 AND source = ?2",
         params![user, source],
     )
     .map(|_| ())
@@ -178,12 +174,12 @@ pub fn record_success(conn: &Connection, user: &str, source: &str) -> rusqlite::
 
 /// Clears every count and lock of the account (an administrator's unlock
 /// or reset, a new method set up).
-pub fn clear(conn: &Connection, user: &str) -> rusqlite::Result<()> {
-    conn.execute_cached(
-        "UPDATE accounts SET failures = 0, locked_until = 0 WHERE user = ?1",
+pub fn clear(conn: &Db, user: &str) -> DbResult<()> {
+    conn.execute(
+        "UPDATE accounts SET failures = 0, locked_until = 0 WHERE username = ?1",
         [user],
     )?;
-    conn.execute_cached("DELETE FROM source_failures WHERE user = ?1", [user])
+    conn.execute("DELETE FROM source_failures WHERE username = ?1", [user])
         .map(|_| ())
 }
 
@@ -211,10 +207,13 @@ mod tests {
         assert_eq!(wait_after(u32::MAX, &l), Some(35));
     }
 
-    fn db() -> Connection {
+    fn db() -> Db<'static> {
         let c = crate::store::testing::connection();
-        c.execute_cached("INSERT INTO accounts(user, created) VALUES ('u', 0)", [])
-            .unwrap();
+        c.execute(
+            "INSERT INTO accounts(username, created) VALUES ('u', 0)",
+            params![],
+        )
+        .unwrap();
         c
     }
 

@@ -14,9 +14,9 @@
 //! factor.
 
 use crate::backup_codes::{Code, ALPHABET};
+use crate::params;
 use crate::random::{Random, RandomError};
-use crate::store::Cached;
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::{Db, DbResult, Optional};
 use zeroize::Zeroizing;
 
 pub const LEN: usize = 16;
@@ -40,16 +40,10 @@ pub fn generate(rng: &dyn Random) -> Result<Code, RandomError> {
 }
 
 /// Stores a new code for the user; an earlier unused one is voided.
-pub fn replace(
-    conn: &Connection,
-    user: &str,
-    hash: &str,
-    now: i64,
-    by: &str,
-) -> rusqlite::Result<()> {
-    conn.execute_cached(
-        "INSERT INTO recovery_codes(user, hash, created, expires, created_by) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT(user) DO UPDATE SET hash = excluded.hash, created = excluded.created,
+pub fn replace(conn: &Db, user: &str, hash: &str, now: i64, by: &str) -> DbResult<()> {
+    conn.execute(
+        "INSERT INTO recovery_codes(username, hash, created, expires, created_by) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(username) DO UPDATE SET hash = excluded.hash, created = excluded.created,
              expires = excluded.expires, created_by = excluded.created_by",
         params![user, hash, now, now + VALID_SECONDS, by],
     )
@@ -57,9 +51,9 @@ pub fn replace(
 }
 
 /// The user's unexpired code hash, if any.
-pub fn pending(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<Option<String>> {
-    conn.query_row_cached(
-        "SELECT hash FROM recovery_codes WHERE user = ?1 AND expires > ?2",
+pub fn pending(conn: &Db, user: &str, now: i64) -> DbResult<Option<String>> {
+    conn.query_row(
+        "SELECT hash FROM recovery_codes WHERE username = ?1 AND expires > ?2",
         params![user, now],
         |r| r.get(0),
     )
@@ -69,25 +63,25 @@ pub fn pending(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<Opti
 /// Claims the code with this hash for `session` until `until`: true for
 /// exactly one login at a time.
 pub fn claim(
-    conn: &Connection,
+    conn: &Db,
     user: &str,
     hash: &str,
     session: &str,
     until: i64,
     now: i64,
-) -> rusqlite::Result<bool> {
-    Ok(conn.execute_cached(
+) -> DbResult<bool> {
+    Ok(conn.execute(
         "UPDATE recovery_codes SET claimed_by = ?3, claimed_until = ?4
-         WHERE user = ?1 AND hash = ?2 AND expires > ?5 AND claimed_until <= ?5",
+         WHERE username = ?1 AND hash = ?2 AND expires > ?5 AND claimed_until <= ?5",
         params![user, hash, session, until, now],
     )? == 1)
 }
 
 /// Gives a claimed code back (the login failed or was cancelled).
-pub fn release(conn: &Connection, user: &str, session: &str) -> rusqlite::Result<()> {
-    conn.execute_cached(
+pub fn release(conn: &Db, user: &str, session: &str) -> DbResult<()> {
+    conn.execute(
         "UPDATE recovery_codes SET claimed_by = NULL, claimed_until = 0
-         WHERE user = ?1 AND claimed_by = ?2",
+         WHERE username = ?1 AND claimed_by = ?2",
         params![user, session],
     )
     .map(|_| ())
@@ -95,20 +89,15 @@ pub fn release(conn: &Connection, user: &str, session: &str) -> rusqlite::Result
 
 /// Uses up the code `session` claimed: false if the claim was lost (it
 /// expired and another login took the code, or a new reset replaced it).
-pub fn consume_claimed(
-    conn: &Connection,
-    user: &str,
-    session: &str,
-    now: i64,
-) -> rusqlite::Result<bool> {
-    Ok(conn.execute_cached(
-        "DELETE FROM recovery_codes WHERE user = ?1 AND claimed_by = ?2 AND claimed_until > ?3",
+pub fn consume_claimed(conn: &Db, user: &str, session: &str, now: i64) -> DbResult<bool> {
+    Ok(conn.execute(
+        "DELETE FROM recovery_codes WHERE username = ?1 AND claimed_by = ?2 AND claimed_until > ?3",
         params![user, session, now],
     )? == 1)
 }
 
-pub fn remove(conn: &Connection, user: &str) -> rusqlite::Result<()> {
-    conn.execute_cached("DELETE FROM recovery_codes WHERE user = ?1", [user])
+pub fn remove(conn: &Db, user: &str) -> DbResult<()> {
+    conn.execute("DELETE FROM recovery_codes WHERE username = ?1", [user])
         .map(|_| ())
 }
 
@@ -138,8 +127,11 @@ mod tests {
     #[test]
     fn single_use_expiring_replaced() {
         let c = crate::store::testing::connection();
-        c.execute_cached("INSERT INTO accounts(user, created) VALUES ('u', 0)", [])
-            .unwrap();
+        c.execute(
+            "INSERT INTO accounts(username, created) VALUES ('u', 0)",
+            params![],
+        )
+        .unwrap();
         replace(&c, "u", "h1", 100, "root").unwrap();
         assert_eq!(pending(&c, "u", 100).unwrap().as_deref(), Some("h1"));
         let day = 100 + VALID_SECONDS;

@@ -238,40 +238,6 @@ impl Keys {
             .map_err(|_| SealError::Open)
     }
 
-    /// Registers `seal(user, column, value)` and `unseal(user, column,
-    /// value)` on a connection.
-    pub fn register(
-        self: &std::sync::Arc<Self>,
-        conn: &rusqlite::Connection,
-    ) -> rusqlite::Result<()> {
-        use rusqlite::functions::FunctionFlags;
-        let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY;
-        let keys = self.clone();
-        conn.create_scalar_function("seal", 3, flags, move |ctx| {
-            let user: String = ctx.get(0)?;
-            let column: String = ctx.get(1)?;
-            let value = value_bytes(ctx.get_raw(2))?;
-            keys.seal(&user, &column, &value)
-                .map_err(|e| rusqlite::Error::UserFunctionError(Box::new(e)))
-        })?;
-        let keys = self.clone();
-        conn.create_scalar_function("unseal", 3, flags, move |ctx| {
-            let user: String = ctx.get(0)?;
-            let column: String = ctx.get(1)?;
-            let value = value_bytes(ctx.get_raw(2))?;
-            keys.open(&user, &column, &value)
-                .map(|plain| plain.to_vec())
-                .map_err(|e| rusqlite::Error::UserFunctionError(Box::new(e)))
-        })?;
-        conn.create_scalar_function("is_sealed", 1, flags, move |ctx| {
-            Ok(match ctx.get_raw(0) {
-                rusqlite::types::ValueRef::Blob(b) => is_sealed(b),
-                _ => false,
-            })
-        })?;
-        Ok(())
-    }
-
     /// These keys with a new key in front (which seals from now on).
     fn with_new_first(&self) -> Result<Keys, SealError> {
         let new = Keys::generate()?;
@@ -313,17 +279,6 @@ fn associated(user: &str, column: &str) -> Vec<u8> {
     aad.push(0);
     aad.extend_from_slice(user.as_bytes());
     aad
-}
-
-fn value_bytes(v: rusqlite::types::ValueRef<'_>) -> rusqlite::Result<Zeroizing<Vec<u8>>> {
-    use rusqlite::types::ValueRef;
-    match v {
-        ValueRef::Blob(b) => Ok(Zeroizing::new(b.to_vec())),
-        ValueRef::Text(t) => Ok(Zeroizing::new(t.to_vec())),
-        _ => Err(rusqlite::Error::UserFunctionError(
-            "seal/unseal take a blob or text".into(),
-        )),
-    }
 }
 
 /// Writes `text` to a new file at `path`: created 0600 next to it,

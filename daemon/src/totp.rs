@@ -5,9 +5,9 @@
 //! A code is accepted for a step only if that step is later than the last
 //! accepted one, so a code (and any earlier one) is never accepted twice.
 
+use crate::params;
 use crate::random::{Random, RandomError};
-use crate::store::Cached;
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::{Db, DbResult, Optional};
 use subtle::ConstantTimeEq;
 use totp_rs::{Algorithm, TOTP};
 use twofactor_proto::names::MAX_ANSWER_BYTES;
@@ -144,76 +144,83 @@ pub fn check(secret: &Secret, code: &str, now: i64, skew: u32, last_step: i64) -
 }
 
 /// The active app secret of a user and its last accepted step.
-pub fn load(conn: &Connection, user: &str) -> rusqlite::Result<Option<(Secret, i64)>> {
-    conn.query_row_cached(
-        "SELECT unseal(user, 'totp.secret', secret), last_step FROM totp WHERE user = ?1",
-        [user],
-        |r| Ok((Secret::from_bytes(r.get(0)?), r.get(1)?)),
-    )
-    .optional()
+pub fn load(conn: &Db, user: &str) -> DbResult<Option<(Secret, i64)>> {
+    let row: Option<(Vec<u8>, i64)> = conn
+        .query_row(
+            "SELECT secret, last_step FROM totp WHERE username = ?1",
+            [user],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    row.map(|(sealed, last_step)| {
+        let secret = conn.unseal(user, "totp.secret", &sealed)?;
+        Ok((Secret::from_bytes(secret.to_vec()), last_step))
+    })
+    .transpose()
 }
 
-pub fn is_enrolled(conn: &Connection, user: &str) -> rusqlite::Result<bool> {
-    conn.query_row_cached("SELECT 1 FROM totp WHERE user = ?1", [user], |_| Ok(()))
+pub fn is_enrolled(conn: &Db, user: &str) -> DbResult<bool> {
+    conn.query_row("SELECT 1 FROM totp WHERE username = ?1", [user], |_| Ok(()))
         .optional()
         .map(|o| o.is_some())
 }
 
-pub fn set_last_step(conn: &Connection, user: &str, step: i64) -> rusqlite::Result<()> {
-    conn.execute_cached(
-        "UPDATE totp SET last_step = ?2 WHERE user = ?1",
+/// Uses `step` of the user's app secret: a compare-and-set, true only for
+/// the one caller that moved `last_step` forward. Two logins, or two hosts
+/// sharing a database, that both saw an older step cannot both succeed:
+/// the second one's update matches no row.
+pub fn use_step(conn: &Db, user: &str, step: i64) -> DbResult<bool> {
+    Ok(conn.execute(
+        "UPDATE totp SET last_step = ?2 WHERE username = ?1 AND last_step < ?2",
         params![user, step],
-    )
-    .map(|_| ())
+    )? == 1)
 }
 
 /// Makes `secret` the user's app secret (replacing any earlier one);
 /// `step` is the step of the confirming code, which is thereby used.
-pub fn activate(
-    conn: &Connection,
-    user: &str,
-    secret: &Secret,
-    step: i64,
-    now: i64,
-) -> rusqlite::Result<()> {
-    conn.execute_cached(
-        "INSERT INTO totp(user, secret, created, last_step)
-         VALUES (?1, seal(?1, 'totp.secret', ?2), ?3, ?4)
-         ON CONFLICT(user) DO UPDATE SET secret = excluded.secret,
+pub fn activate(conn: &Db, user: &str, secret: &Secret, step: i64, now: i64) -> DbResult<()> {
+    conn.execute(
+        "INSERT INTO totp(username, secret, created, last_step)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(username) DO UPDATE SET secret = excluded.secret,
              created = excluded.created, last_step = excluded.last_step",
-        params![user, secret.bytes(), now, step],
+        params![
+            user,
+            conn.seal(user, "totp.secret", secret.bytes())?,
+            now,
+            step
+        ],
     )
     .map(|_| ())
 }
 
-pub fn remove(conn: &Connection, user: &str) -> rusqlite::Result<bool> {
-    conn.execute_cached("DELETE FROM totp_pending WHERE user = ?1", [user])?;
-    Ok(conn.execute_cached("DELETE FROM totp WHERE user = ?1", [user])? > 0)
+pub fn remove(conn: &Db, user: &str) -> DbResult<bool> {
+    conn.execute("DELETE FROM totp_pending WHERE username = ?1", [user])?;
+    Ok(conn.execute("DELETE FROM totp WHERE username = ?1", [user])? > 0)
 }
 
 /// Stores an unconfirmed enrolment; any earlier one of the user is dropped.
-pub fn add_pending(
-    conn: &Connection,
-    id: &str,
-    user: &str,
-    secret: &Secret,
-    now: i64,
-) -> rusqlite::Result<()> {
-    conn.execute_cached(
-        "DELETE FROM totp_pending WHERE user = ?1 OR expires <= ?2",
+pub fn add_pending(conn: &Db, id: &str, user: &str, secret: &Secret, now: i64) -> DbResult<()> {
+    conn.execute(
+        "DELETE FROM totp_pending WHERE username = ?1 OR expires <= ?2",
         params![user, now],
     )?;
-    conn.execute_cached(
-        "INSERT INTO totp_pending(id, user, secret, expires)
-         VALUES (?1, ?2, seal(?2, 'totp_pending.secret', ?3), ?4)",
-        params![id, user, secret.bytes(), now + PENDING_SECONDS],
+    conn.execute(
+        "INSERT INTO totp_pending(id, username, secret, expires)
+         VALUES (?1, ?2, ?3, ?4)",
+        params![
+            id,
+            user,
+            conn.seal(user, "totp_pending.secret", secret.bytes())?,
+            now + PENDING_SECONDS
+        ],
     )
     .map(|_| ())
 }
 
-pub fn has_pending(conn: &Connection, user: &str, now: i64) -> rusqlite::Result<bool> {
-    conn.query_row_cached(
-        "SELECT 1 FROM totp_pending WHERE user = ?1 AND expires > ?2",
+pub fn has_pending(conn: &Db, user: &str, now: i64) -> DbResult<bool> {
+    conn.query_row(
+        "SELECT 1 FROM totp_pending WHERE username = ?1 AND expires > ?2",
         params![user, now],
         |_| Ok(()),
     )
@@ -236,42 +243,42 @@ pub enum Confirm {
 /// Checks a confirmation code against a pending enrolment without
 /// activating it (a wrong code still counts toward the enrolment's tries).
 pub fn check_pending(
-    conn: &Connection,
+    conn: &Db,
     id: &str,
     user: &str,
     code: &str,
     now: i64,
     skew: u32,
-) -> rusqlite::Result<Confirm> {
+) -> DbResult<Confirm> {
     confirm(conn, id, user, code, now, skew, false)
 }
 
 /// Checks a confirmation code and, if right, makes the pending secret the
 /// user's app secret.
 pub fn confirm_pending(
-    conn: &Connection,
+    conn: &Db,
     id: &str,
     user: &str,
     code: &str,
     now: i64,
     skew: u32,
-) -> rusqlite::Result<Confirm> {
+) -> DbResult<Confirm> {
     confirm(conn, id, user, code, now, skew, true)
 }
 
 fn confirm(
-    conn: &Connection,
+    conn: &Db,
     id: &str,
     user: &str,
     code: &str,
     now: i64,
     skew: u32,
     activate_it: bool,
-) -> rusqlite::Result<Confirm> {
+) -> DbResult<Confirm> {
     let row: Option<(Vec<u8>, i64)> = conn
-        .query_row_cached(
-            "SELECT unseal(user, 'totp_pending.secret', secret), attempts
-             FROM totp_pending WHERE id = ?1 AND user = ?2 AND expires > ?3",
+        .query_row(
+            "SELECT secret, attempts
+             FROM totp_pending WHERE id = ?1 AND username = ?2 AND expires > ?3",
             params![id, user, now],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
@@ -279,21 +286,21 @@ fn confirm(
     let Some((bytes, attempts)) = row else {
         return Ok(Confirm::NotFound);
     };
-    let secret = Secret::from_bytes(bytes);
+    let secret = Secret::from_bytes(conn.unseal(user, "totp_pending.secret", &bytes)?.to_vec());
     match check(&secret, code, now, skew, -1) {
         Check::Accepted(step) => {
             if activate_it {
                 activate(conn, user, &secret, step, now)?;
-                conn.execute_cached("DELETE FROM totp_pending WHERE user = ?1", [user])?;
+                conn.execute("DELETE FROM totp_pending WHERE username = ?1", [user])?;
             }
             Ok(Confirm::Activated)
         }
         Check::Replayed | Check::Wrong => {
             let dropped = attempts + 1 >= PENDING_ATTEMPTS;
             if dropped {
-                conn.execute_cached("DELETE FROM totp_pending WHERE id = ?1", [id])?;
+                conn.execute("DELETE FROM totp_pending WHERE id = ?1", [id])?;
             } else {
-                conn.execute_cached(
+                conn.execute(
                     "UPDATE totp_pending SET attempts = attempts + 1 WHERE id = ?1",
                     [id],
                 )?;

@@ -2,7 +2,8 @@
 //! `dbus-daemon` with the shipped policy, the real `twofactord` on a
 //! temporary store, real local users, the built `twofactorctl`, the built
 //! `pam_twofactor.so` under real libpam (through `pam-harness`), a real
-//! `sshd` and `sudo`, and TOTP codes computed independently by `oathtool`.
+//! `sshd` and `sudo`, TOTP codes computed independently by `oathtool`, and
+//! a private PostgreSQL server for the daemon's `postgresql` store.
 //!
 //! Every fixture cleans up after itself on `Drop` (also when a test panics):
 //! processes are killed by pid, users removed by their own names, files in
@@ -18,6 +19,7 @@ pub mod email;
 pub mod etc;
 pub mod groups;
 pub mod pam;
+pub mod postgres;
 pub mod proc;
 pub mod qr;
 pub mod scenario;
@@ -37,6 +39,7 @@ pub use ctl::Ctl;
 pub use daemon::Env;
 pub use daemon::{Daemon, DaemonConfig, BUS_NAME};
 pub use pam::{PamRun, PamService};
+pub use postgres::PgServer;
 pub use scenario::Enrolled;
 pub use users::TestUser;
 

@@ -12,7 +12,7 @@
 //! (an app code: one job, one commit) or in a second job after an argon2
 //! verification off the writer (backup and recovery codes).
 
-use rusqlite::Connection;
+use crate::store::{Db, DbResult};
 use twofactor_proto::names::MAX_ANSWER_BYTES;
 use twofactor_proto::types::method;
 use twofactor_proto::{Action, Step};
@@ -66,12 +66,12 @@ enum Counted<T> {
 /// gate (a locked source or account is refused unchecked), the attempt
 /// counted as a failure, then `check`, the kind's own part.
 fn attempt<T>(
-    c: &Connection,
+    c: &Db,
     origin: (&str, &str),
     now: i64,
     limits: &LimitsConfig,
-    check: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-) -> rusqlite::Result<Counted<T>> {
+    check: impl FnOnce(&Db) -> DbResult<T>,
+) -> DbResult<Counted<T>> {
     let (user, source) = origin;
     if let Gate::Wait(s) = ratelimit::gate(c, user, source, now)? {
         return Ok(Counted::Locked(s));
@@ -86,13 +86,7 @@ fn attempt<T>(
 
 /// A right code: the account's and this source's counts start over, and
 /// the login is recorded with its method.
-fn succeeded(
-    c: &Connection,
-    user: &str,
-    source: &str,
-    method: &str,
-    now: i64,
-) -> rusqlite::Result<()> {
+fn succeeded(c: &Db, user: &str, source: &str, method: &str, now: i64) -> DbResult<()> {
     ratelimit::record_success(c, user, source)?;
     accounts::record_login(c, user, method, now)
 }
@@ -110,22 +104,23 @@ enum AppCheck {
 /// is accepted and its step recorded in the same job, so that it can never
 /// be accepted again, even by a login running at the same moment.
 fn check_app(
-    c: &Connection,
+    c: &Db,
     user: &str,
     source: &str,
     code: &str,
     now: i64,
     skew: u32,
-) -> rusqlite::Result<AppCheck> {
+) -> DbResult<AppCheck> {
     let Some((secret, last_step)) = totp::load(c, user)? else {
         return Ok(AppCheck::NoMethod);
     };
     Ok(match totp::check(&secret, code, now, skew, last_step) {
-        Check::Accepted(step) => {
-            totp::set_last_step(c, user, step)?;
+        Check::Accepted(step) if totp::use_step(c, user, step)? => {
             succeeded(c, user, source, method::APP, now)?;
             AppCheck::Accepted(backup_codes::remaining(c, user)?)
         }
+        // Used meanwhile by another login (another host's daemon).
+        Check::Accepted(_) => AppCheck::Replayed,
         Check::Replayed => AppCheck::Replayed,
         Check::Wrong => AppCheck::Wrong,
     })

@@ -15,6 +15,7 @@ use crate::audit::{Event, Origin};
 use crate::email::{self, Purpose, Sent};
 use crate::mail;
 use crate::methods::{self, Method};
+use crate::store::{Db, DbResult};
 use twofactor_proto::{Action, Step};
 
 pub const APP_PROMPT: &str = "Verification code from your authenticator app: ";
@@ -76,11 +77,7 @@ impl Methods {
 }
 
 /// The user's methods as a login sees them, inside a store job.
-pub(super) fn methods_in(
-    c: &rusqlite::Connection,
-    user: &str,
-    config: &crate::config::Config,
-) -> rusqlite::Result<Methods> {
+pub(super) fn methods_in(c: &Db, user: &str, config: &crate::config::Config) -> DbResult<Methods> {
     let enrolled = methods::enrolled(c, user)?;
     let address = if enrolled.contains(&Method::Email) {
         email::address(c, user)?

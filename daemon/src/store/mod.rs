@@ -1,60 +1,43 @@
-//! The database: one SQLite file in WAL mode, owned by one writer thread.
+//! The database, behind one interface for the rules ([`Db`]) and two
+//! engines: one SQLite file on this machine (the default), or one
+//! PostgreSQL database shared by every host of a fleet
+//! (`[store] backend = "postgresql"`).
 //!
-//! Every read and write goes through [`Store::run`], which hands a closure to
-//! the writer thread. The writer takes whatever jobs are queued, runs each in
-//! its own savepoint inside one `BEGIN IMMEDIATE` transaction and commits
-//! them together (group commit): one fsync serves many concurrent logins,
-//! and no answer leaves before its change is durable (`synchronous=FULL`).
-//! Because there is only one writer, jobs never interleave: two logins with
-//! the same code are two jobs in sequence, and the second sees the first's
-//! accepted step.
+//! Every write goes through [`Store::run`], which hands a closure to the
+//! writer thread. The writer takes whatever jobs are queued, runs each in
+//! its own savepoint inside one transaction and commits them together
+//! (group commit): one fsync serves many concurrent logins, and no answer
+//! leaves before its change is durable (SQLite `synchronous=FULL`;
+//! PostgreSQL's commit). Within one daemon jobs never interleave; between
+//! daemons sharing PostgreSQL, a code is used up by a compare-and-set on its
+//! row, so that of two hosts given the same code one matches the row and
+//! the other matches nothing.
 //!
 //! Reads that decide nothing by themselves (what a login is about to ask,
-//! [`Store::read`]) need not queue behind the writer's fsync: they run on a
-//! small pool of read-only connections, on a blocking thread, each in its
-//! own read transaction (a consistent snapshot of what was committed). A
-//! code is still checked and used up only in the writer.
+//! [`Store::read`]) need not queue behind the writer's fsync: with SQLite
+//! they run on a small pool of read-only connections, on a blocking
+//! thread, each in its own read transaction. (With PostgreSQL they run in
+//! the writer.) A code is still checked and used up only in the writer.
 
+pub mod db;
+mod postgresql;
 pub mod schema;
+mod sqlite;
 
+pub use db::{Db, DbError, FromValue, Optional, Params, Row, ToValue};
+/// What a statement, or a job of statements, returns.
+pub type DbResult<T> = db::Result<T>;
+use crate::params;
+
+use crate::config::{self as cfg, StoreConfig};
 use crate::sealing::Keys;
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use db::Engine;
+use rusqlite::{Connection, OpenFlags};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use tokio::sync::oneshot;
-
-/// Statements each connection keeps compiled (rusqlite's default is 16;
-/// the daemon has about 70 distinct ones).
-const STATEMENT_CACHE: usize = 128;
-
-/// Queries through the connection's cache of compiled statements: a login
-/// runs the same dozen statements every time, and compiling them again
-/// was a fifth of the daemon's CPU time per login (docs/performance.md).
-pub trait Cached {
-    /// [`Connection::query_row`], compiled once.
-    fn query_row_cached<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
-    where
-        P: rusqlite::Params,
-        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
-    /// [`Connection::execute`], compiled once.
-    fn execute_cached<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
-}
-
-impl Cached for Connection {
-    fn query_row_cached<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
-    where
-        P: rusqlite::Params,
-        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-    {
-        self.prepare_cached(sql)?.query_row(params, f)
-    }
-
-    fn execute_cached<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
-        self.prepare_cached(sql)?.execute(params)
-    }
-}
 
 /// Largest number of jobs committed together.
 const MAX_BATCH: usize = 256;
@@ -62,11 +45,17 @@ const MAX_BATCH: usize = 256;
 const MAX_IDLE_READERS: usize = 8;
 /// File name of the database inside the state directory.
 pub const DB_FILE: &str = "twofactor.db";
+/// The advisory lock a PostgreSQL store is created and migrated under, so
+/// that of several hosts starting at once one migrates and the others
+/// wait ("2FA" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0032_4641;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("database error: {0}")]
+    Db(#[from] DbError),
     #[error("{path}: {message}")]
     Unsafe { path: PathBuf, message: String },
     #[error("{path}: {source}")]
@@ -102,6 +91,8 @@ pub enum StoreError {
     Exists { path: PathBuf },
     #[error("{path}: another twofactord (or a key rotation) is using this state directory")]
     Busy { path: PathBuf },
+    #[error("the database is unreachable: {0}")]
+    Unreachable(String),
 }
 
 impl From<crate::sealing::SealError> for StoreError {
@@ -110,7 +101,8 @@ impl From<crate::sealing::SealError> for StoreError {
     }
 }
 
-/// Every sealed column: (table, column); each table has a `user` column.
+/// Every sealed column: (table, column); each table has a `username`
+/// column, the user the value is sealed for.
 const SEALED: [(&str, &str); 10] = [
     ("totp", "secret"),
     ("totp_pending", "secret"),
@@ -124,38 +116,64 @@ const SEALED: [(&str, &str); 10] = [
     ("devices", "address"),
 ];
 
+/// The values of one sealed column, with the users they belong to.
+fn sealed_values(
+    db: &Db,
+    table: &str,
+    column: &str,
+    limit: Option<u32>,
+) -> db::Result<Vec<(String, Vec<u8>)>> {
+    let sql = match limit {
+        Some(n) => format!("SELECT username, {column} FROM {table} LIMIT {n}"),
+        None => format!("SELECT username, {column} FROM {table}"),
+    };
+    db.query_map(&sql, params![], |r| Ok((r.get(0)?, r.get(1)?)))
+}
+
+/// Replaces one stored value of a sealed column (the value itself finds
+/// the row: sealed values differ by their random nonce).
+fn replace_value(
+    db: &Db,
+    table: &str,
+    column: &str,
+    user: &str,
+    old: &[u8],
+    new: &[u8],
+) -> db::Result<u64> {
+    db.execute(
+        &format!("UPDATE {table} SET {column} = ?3 WHERE username = ?1 AND {column} = ?2"),
+        params![user, old, new],
+    )
+}
+
 /// Opens one sealed value of each column: the key file must be the
 /// database's own, or the daemon would refuse every login it serves.
-fn check_key(conn: &Connection) -> Result<(), StoreError> {
+fn check_key(db: &Db) -> Result<(), StoreError> {
     for (table, column) in SEALED {
-        let opened = conn.query_row(
-            &format!(
-                "SELECT count(unseal(user, '{table}.{column}', {column})) FROM \
-                 (SELECT user, {column} FROM {table} WHERE is_sealed({column}) LIMIT 1)"
-            ),
-            [],
-            |r| r.get::<_, i64>(0),
-        );
-        if opened.is_err() {
-            return Err(StoreError::WrongKey);
+        for (user, value) in sealed_values(db, table, column, Some(1))? {
+            if crate::sealing::is_sealed(&value)
+                && db
+                    .unseal(&user, &format!("{table}.{column}"), &value)
+                    .is_err()
+            {
+                return Err(StoreError::WrongKey);
+            }
         }
     }
     Ok(())
 }
 
-/// Seals values an older version stored in clear, in one transaction.
-fn seal_legacy(conn: &mut Connection) -> Result<(), StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+/// Seals values an older version stored in clear.
+fn seal_legacy(db: &Db) -> Result<(), StoreError> {
     for (table, column) in SEALED {
-        tx.execute(
-            &format!(
-                "UPDATE {table} SET {column} = seal(user, '{table}.{column}', {column}) \
-                 WHERE NOT is_sealed({column})"
-            ),
-            [],
-        )?;
+        let name = format!("{table}.{column}");
+        for (user, value) in sealed_values(db, table, column, None)? {
+            if !crate::sealing::is_sealed(&value) {
+                let sealed = db.seal(&user, &name, &value)?;
+                replace_value(db, table, column, &user, &value, &sealed)?;
+            }
+        }
     }
-    tx.commit()?;
     Ok(())
 }
 
@@ -184,7 +202,7 @@ type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 /// A unit of work for the writer: run it (then complete it after the
 /// commit), or fail it without running.
 trait Job: Send {
-    fn run(self: Box<Self>, conn: &Connection) -> Completion;
+    fn run(self: Box<Self>, db: &Db) -> Completion;
     fn fail(self: Box<Self>, message: String);
 }
 
@@ -196,11 +214,11 @@ struct TypedJob<R, F> {
 impl<R, F> Job for TypedJob<R, F>
 where
     R: Send + 'static,
-    F: FnOnce(&Connection) -> Result<R, rusqlite::Error> + Send + 'static,
+    F: FnOnce(&Db) -> db::Result<R> + Send + 'static,
 {
-    fn run(self: Box<Self>, conn: &Connection) -> Completion {
+    fn run(self: Box<Self>, db: &Db) -> Completion {
         let TypedJob { f, reply } = *self;
-        let result = in_savepoint(conn, f);
+        let result = in_savepoint(db, f);
         Box::new(move |commit: Result<(), String>| {
             let outcome = match (commit, result) {
                 (Ok(()), Ok(r)) => Ok(r),
@@ -222,7 +240,8 @@ pub struct Store {
     // Field order: the job sender goes before the writer is joined.
     jobs: mpsc::Sender<Box<dyn Job>>,
     commits: Arc<AtomicU64>,
-    /// None for an in-memory database: reads go to the writer.
+    /// None for an in-memory database or PostgreSQL: reads go to the
+    /// writer.
     readers: Option<Arc<Readers>>,
     _writer: Arc<Writer>,
 }
@@ -245,9 +264,8 @@ impl Readers {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        conn.set_prepared_statement_cache_capacity(sqlite::STATEMENT_CACHE);
         conn.execute_batch("PRAGMA foreign_keys=ON;")?;
-        self.keys.register(&conn)?;
         Ok(conn)
     }
 
@@ -260,16 +278,14 @@ impl Readers {
     }
 
     /// `f` inside one read transaction on a read-only connection.
-    fn read<R>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<R, rusqlite::Error>,
-    ) -> Result<R, StoreError> {
-        let conn = self.take()?;
-        conn.execute_batch("BEGIN DEFERRED")?;
-        let result = f(&conn);
+    fn read<R>(&self, f: impl FnOnce(&Db) -> db::Result<R>) -> Result<R, StoreError> {
+        let mut conn = self.take()?;
+        let db = Db::new(&mut conn, &self.keys);
+        db.execute_batch("BEGIN DEFERRED")?;
+        let result = f(&db);
         let ended = match &result {
-            Ok(_) => conn.execute_batch("COMMIT"),
-            Err(_) => conn.execute_batch("ROLLBACK"),
+            Ok(_) => db.execute_batch("COMMIT"),
+            Err(_) => db.execute_batch("ROLLBACK"),
         };
         let value = result?;
         ended?;
@@ -305,7 +321,168 @@ pub enum Mode {
 /// (the daemon while it runs, a key rotation while it re-seals).
 pub const LOCK_FILE: &str = "twofactor.lock";
 
+/// Where the writer's batches run.
+trait Backend: Send {
+    /// The engine for the next batch: connected, its schema current.
+    fn engine(&mut self, keys: &Keys) -> Result<&mut dyn Engine, String>;
+    /// What opens a batch's transaction.
+    fn begin(&self) -> &'static str;
+    /// After a batch: let a failed connection go (the next batch opens
+    /// another).
+    fn settle(&mut self) {}
+}
+
+/// The SQLite file (or memory): one connection for the daemon's life.
+struct Sqlite(Connection);
+
+impl Backend for Sqlite {
+    fn engine(&mut self, _: &Keys) -> Result<&mut dyn Engine, String> {
+        Ok(&mut self.0)
+    }
+    fn begin(&self) -> &'static str {
+        "BEGIN IMMEDIATE"
+    }
+}
+
+/// PostgreSQL: a connection opened when needed, again after a failure.
+struct Postgres {
+    config: StoreConfig,
+    mode: Mode,
+    conn: Option<postgresql::Connection>,
+}
+
+impl Backend for Postgres {
+    fn engine(&mut self, keys: &Keys) -> Result<&mut dyn Engine, String> {
+        if self.conn.as_ref().is_some_and(|c| c.is_closed()) {
+            self.conn = None;
+        }
+        if self.conn.is_none() {
+            let mut conn = postgresql::connect(&self.config)
+                .map_err(|e| StoreError::Unreachable(e.to_string()).to_string())?;
+            prepare_postgresql(&mut conn, keys, self.mode).map_err(|e| e.to_string())?;
+            // Created once; every later connection finds it.
+            self.mode = Mode::Existing;
+            self.conn = Some(conn);
+        }
+        match self.conn.as_mut() {
+            Some(conn) => Ok(conn),
+            None => Err(StoreError::Closed.to_string()),
+        }
+    }
+    fn begin(&self) -> &'static str {
+        "BEGIN"
+    }
+    fn settle(&mut self) {
+        if self.conn.as_ref().is_some_and(|c| c.is_closed()) {
+            self.conn = None;
+        }
+    }
+}
+
+/// A new connection's schema: created (`--init`), migrated under an
+/// advisory lock (hosts starting at once migrate one after another), or
+/// refused when newer than this daemon; then the key is checked.
+fn prepare_postgresql(
+    conn: &mut postgresql::Connection,
+    keys: &Keys,
+    mode: Mode,
+) -> Result<(), StoreError> {
+    let db = Db::new(conn, keys);
+    db.execute_batch("BEGIN")?;
+    let prepared = (|| {
+        db.query_row("SELECT pg_advisory_xact_lock(?1)", [MIGRATION_LOCK], |_| {
+            Ok(())
+        })?;
+        let exists: bool = db.query_row(
+            "SELECT to_regclass('twofactor_schema') IS NOT NULL",
+            params![],
+            |r| r.get(0),
+        )?;
+        let found: i64 = if exists {
+            db.query_row("SELECT version FROM twofactor_schema", params![], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .unwrap_or(0)
+        } else {
+            0
+        };
+        let known = schema::current_version();
+        if found > known {
+            return Err(StoreError::TooNew { found, known });
+        }
+        match (found, mode) {
+            (0, Mode::Existing) => return Err(StoreError::Empty),
+            (0, Mode::Create) => {
+                db.execute_batch(schema::POSTGRESQL_BASE)?;
+                db.execute_batch("CREATE TABLE twofactor_schema (version BIGINT NOT NULL)")?;
+                db.execute(
+                    "INSERT INTO twofactor_schema(version) VALUES (?1)",
+                    [schema::POSTGRESQL_BASE_VERSION],
+                )?;
+            }
+            (_, Mode::Create) => {
+                return Err(StoreError::Exists {
+                    path: PathBuf::from("the PostgreSQL database"),
+                })
+            }
+            (_, Mode::Existing) => {}
+        }
+        let from = found.max(schema::POSTGRESQL_BASE_VERSION);
+        for (i, (_, sql)) in schema::LATER.iter().enumerate() {
+            let version = schema::POSTGRESQL_BASE_VERSION + i as i64 + 1;
+            if version > from {
+                db.execute_batch(sql)?;
+                db.execute("UPDATE twofactor_schema SET version = ?1", [version])?;
+            }
+        }
+        Ok(())
+    })();
+    match prepared {
+        Ok(()) => db.execute_batch("COMMIT")?,
+        Err(e) => {
+            let _ = db.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    }
+    check_key(&db)
+}
+
 impl Store {
+    /// Opens the store `[store]` names: the SQLite file in `state_dir`,
+    /// or the PostgreSQL database (see [`Store::open_postgresql`]).
+    pub fn open_configured(
+        config: &crate::config::Config,
+        keys: Arc<Keys>,
+        mode: Mode,
+    ) -> Result<Store, StoreError> {
+        match config.store.backend {
+            cfg::Backend::Sqlite => Store::open(&config.state_dir, keys, mode),
+            cfg::Backend::Postgresql => Store::open_postgresql(&config.store, keys, mode),
+        }
+    }
+
+    /// A store in a PostgreSQL database. With [`Mode::Create`] the schema
+    /// is created now (an error if it exists). Otherwise nothing is
+    /// checked yet: the writer connects for its first job and again after
+    /// any failure, so that the daemon starts while the database is down
+    /// and recovers when it is back ([`Store::probe`] tells how it is).
+    pub fn open_postgresql(
+        config: &StoreConfig,
+        keys: Arc<Keys>,
+        mode: Mode,
+    ) -> Result<Store, StoreError> {
+        let mut backend = Postgres {
+            config: config.clone(),
+            mode,
+            conn: None,
+        };
+        if mode == Mode::Create {
+            backend.engine(&keys).map_err(StoreError::Failed)?;
+        }
+        Store::start(Box::new(backend), keys, None)
+    }
+
     /// Opens `state_dir/twofactor.db` (or creates it, with
     /// [`Mode::Create`]), checks the directory and file permissions, takes
     /// the directory's lock, migrates, seals what was stored in clear by
@@ -328,7 +505,8 @@ impl Store {
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        let mut store = Store::start(conn, keys.clone(), Some(lock), mode)?;
+        let conn = prepare_sqlite(conn, &keys, mode)?;
+        let mut store = Store::start(Box::new(Sqlite(conn)), keys.clone(), Some(lock))?;
         store.readers = Some(Arc::new(Readers {
             path,
             keys,
@@ -340,26 +518,16 @@ impl Store {
     /// A private in-memory database with a fresh key (unit tests).
     #[cfg(test)]
     pub fn open_in_memory() -> Result<Store, StoreError> {
-        let keys = Keys::generate().map_err(|e| StoreError::Failed(e.to_string()))?;
-        Store::start(
-            Connection::open_in_memory()?,
-            Arc::new(keys),
-            None,
-            Mode::Create,
-        )
+        let keys = Arc::new(Keys::generate().map_err(|e| StoreError::Failed(e.to_string()))?);
+        let conn = prepare_sqlite(Connection::open_in_memory()?, &keys, Mode::Create)?;
+        Store::start(Box::new(Sqlite(conn)), keys, None)
     }
 
     fn start(
-        mut conn: Connection,
+        backend: Box<dyn Backend>,
         keys: Arc<Keys>,
         lock: Option<nix::fcntl::Flock<std::fs::File>>,
-        mode: Mode,
     ) -> Result<Store, StoreError> {
-        configure(&conn)?;
-        keys.register(&conn)?;
-        migrate(&mut conn, mode)?;
-        check_key(&conn)?;
-        seal_legacy(&mut conn)?;
         let (jobs, rx) = mpsc::channel::<Box<dyn Job>>();
         let commits = Arc::new(AtomicU64::new(0));
         let counter = commits.clone();
@@ -368,7 +536,7 @@ impl Store {
             .spawn(move || {
                 // The directory stays locked while the writer runs.
                 let _lock = lock;
-                writer(conn, rx, &counter)
+                writer(backend, &keys, rx, &counter)
             })
             .map_err(|source| StoreError::Io {
                 path: PathBuf::from("<writer thread>"),
@@ -382,18 +550,21 @@ impl Store {
         })
     }
 
+    /// Whether the database can be used now (PostgreSQL: connects if need
+    /// be); the error says why not.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.run(|_| Ok(())).await
+    }
+
     /// Opens every sealed value once: an error when one does not open with
     /// these keys (the key file is not the database's own).
     pub async fn verify_sealed(&self) -> Result<(), StoreError> {
-        self.run(|c| {
+        self.run(|db| {
             for (table, column) in SEALED {
-                c.query_row(
-                    &format!(
-                        "SELECT count(unseal(user, '{table}.{column}', {column})) FROM {table}"
-                    ),
-                    [],
-                    |r| r.get::<_, i64>(0),
-                )?;
+                let name = format!("{table}.{column}");
+                for (user, value) in sealed_values(db, table, column, None)? {
+                    db.unseal(&user, &name, &value)?;
+                }
             }
             Ok(())
         })
@@ -405,16 +576,15 @@ impl Store {
     /// rotation, while the keys that sealed before can still open). Returns
     /// how many values were sealed again.
     pub async fn reseal(&self) -> Result<usize, StoreError> {
-        self.run(|c| {
+        self.run(|db| {
             let mut n = 0;
             for (table, column) in SEALED {
-                n += c.execute(
-                    &format!(
-                        "UPDATE {table} SET {column} = \
-                         seal(user, '{table}.{column}', unseal(user, '{table}.{column}', {column}))"
-                    ),
-                    [],
-                )?;
+                let name = format!("{table}.{column}");
+                for (user, value) in sealed_values(db, table, column, None)? {
+                    let plain = db.unseal(&user, &name, &value)?;
+                    let sealed = db.seal(&user, &name, &plain)?;
+                    n += replace_value(db, table, column, &user, &value, &sealed)? as usize;
+                }
             }
             Ok(n)
         })
@@ -428,7 +598,7 @@ impl Store {
     pub async fn run<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
-        F: FnOnce(&Connection) -> Result<R, rusqlite::Error> + Send + 'static,
+        F: FnOnce(&Db) -> db::Result<R> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel::<Result<R, String>>();
         self.jobs
@@ -447,25 +617,15 @@ impl Store {
     /// the writer rather than behind it: for reads whose result decides
     /// nothing by itself. `f` sees what was committed when it started; a
     /// write in `f` fails. (In memory, where there is one connection, `f`
-    /// runs in the writer with `query_only` on: a write fails there too.)
+    /// runs in the writer with `query_only` on: a write fails there too.
+    /// With PostgreSQL, `f` runs in the writer.)
     pub async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
-        F: FnOnce(&Connection) -> Result<R, rusqlite::Error> + Send + 'static,
+        F: FnOnce(&Db) -> db::Result<R> + Send + 'static,
     {
         let Some(readers) = self.readers.clone() else {
-            // In memory: in the writer, with writes refused as on a
-            // read-only connection, so that tests see what the file would.
-            return self
-                .run(move |c| {
-                    c.execute_batch("PRAGMA query_only=ON")?;
-                    let result = f(c);
-                    let off = c.execute_batch("PRAGMA query_only=OFF");
-                    let value = result?;
-                    off?;
-                    Ok(value)
-                })
-                .await;
+            return self.run(f).await;
         };
         tokio::task::spawn_blocking(move || readers.read(f))
             .await
@@ -478,27 +638,29 @@ impl Store {
     }
 }
 
-fn in_savepoint<R>(
-    conn: &Connection,
-    f: impl FnOnce(&Connection) -> Result<R, rusqlite::Error>,
-) -> Result<R, String> {
-    conn.execute_batch("SAVEPOINT job")
+fn in_savepoint<R>(db: &Db, f: impl FnOnce(&Db) -> db::Result<R>) -> Result<R, String> {
+    db.execute_batch("SAVEPOINT job")
         .map_err(|e| e.to_string())?;
-    match f(conn) {
+    match f(db) {
         Ok(r) => {
-            conn.execute_batch("RELEASE job")
+            db.execute_batch("RELEASE SAVEPOINT job")
                 .map_err(|e| e.to_string())?;
             Ok(r)
         }
         Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            let _ = db.execute_batch("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job");
             Err(e.to_string())
         }
     }
 }
 
 /// The writer loop: take a batch, run it in one transaction, commit, answer.
-fn writer(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, commits: &AtomicU64) {
+fn writer(
+    mut backend: Box<dyn Backend>,
+    keys: &Keys,
+    rx: mpsc::Receiver<Box<dyn Job>>,
+    commits: &AtomicU64,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -507,28 +669,61 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Box<dyn Job>>, commits: &AtomicU6
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let begin = backend.begin();
+        let engine = match backend.engine(keys) {
+            Ok(engine) => engine,
+            Err(message) => {
+                for job in batch {
+                    job.fail(message.clone());
+                }
+                continue;
+            }
+        };
+        let db = Db::new(engine, keys);
+        if let Err(e) = db.execute_batch(begin) {
             let message = e.to_string();
             for job in batch {
                 job.fail(message.clone());
             }
+            backend.settle();
             continue;
         }
-        let completions: Vec<Completion> = batch.into_iter().map(|job| job.run(&conn)).collect();
-        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        let completions: Vec<Completion> = batch.into_iter().map(|job| job.run(&db)).collect();
+        let commit = db.execute_batch("COMMIT").map_err(|e| e.to_string());
         commits.fetch_add(1, Ordering::Relaxed);
         if commit.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = db.execute_batch("ROLLBACK");
         }
+        backend.settle();
         for done in completions {
             done(commit.clone());
         }
     }
 }
 
+/// A SQLite connection made ready: configured, migrated, its key checked,
+/// values from before sealing sealed.
+fn prepare_sqlite(mut conn: Connection, keys: &Keys, mode: Mode) -> Result<Connection, StoreError> {
+    configure(&conn)?;
+    migrate(&mut conn, mode)?;
+    {
+        let db = Db::new(&mut conn, keys);
+        check_key(&db)?;
+        db.execute_batch("BEGIN IMMEDIATE")?;
+        match seal_legacy(&db) {
+            Ok(()) => db.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = db.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+    }
+    Ok(conn)
+}
+
 fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.set_prepared_statement_cache_capacity(sqlite::STATEMENT_CACHE);
     // WAL for concurrent reads, FULL so that a commit survives power loss,
     // secure_delete so that removed secrets are overwritten on disk.
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
@@ -558,12 +753,12 @@ fn migrate(conn: &mut Connection, mode: Mode) -> Result<(), StoreError> {
         // missing one.
         return Err(StoreError::Empty);
     }
-    for (i, sql) in schema::MIGRATIONS
+    let all = schema::MIGRATIONS
         .iter()
-        .enumerate()
-        .skip(found.max(0) as usize)
-    {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        .copied()
+        .chain(schema::LATER.iter().map(|(sqlite, _)| *sqlite));
+    for (i, sql) in all.enumerate().skip(found.max(0) as usize) {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", i as i64 + 1)?;
         tx.commit()?;
@@ -647,22 +842,23 @@ fn prepare_file(path: &Path, mode: Mode) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A bare connection for unit tests of the modules that own tables: in
-/// memory, every migration applied, `seal`/`unseal` registered with a fresh
-/// key, as the store's own connection has them.
+/// A bare database for unit tests of the modules that own tables: in
+/// memory, every migration applied, sealing with a fresh key.
 #[cfg(test)]
 pub mod testing {
     use super::*;
 
-    pub fn connection() -> Connection {
-        let c = Connection::open_in_memory().expect("in-memory database");
-        Arc::new(Keys::generate().expect("a key"))
-            .register(&c)
-            .expect("seal functions");
-        for m in schema::MIGRATIONS {
-            c.execute_batch(m).expect("migration");
-        }
-        c
+    /// A database handle for a unit test (left for the process to free).
+    pub fn connection() -> Db<'static> {
+        let keys: &'static Keys = Box::leak(Box::new(Keys::generate().expect("a key")));
+        let conn = prepare_sqlite(
+            Connection::open_in_memory().expect("in-memory database"),
+            keys,
+            Mode::Create,
+        )
+        .expect("schema");
+        let conn: &'static mut Connection = Box::leak(Box::new(conn));
+        Db::new(conn, keys)
     }
 }
 
@@ -696,9 +892,12 @@ mod tests {
         let keys = keys();
         {
             let store = Store::open(&dir, keys.clone(), Mode::Create).unwrap();
-            rt.block_on(
-                store.run(|c| c.execute("INSERT INTO accounts(user, created) VALUES ('a', 1)", [])),
-            )
+            rt.block_on(store.run(|c| {
+                c.execute(
+                    "INSERT INTO accounts(username, created) VALUES ('a', 1)",
+                    params![],
+                )
+            }))
             .unwrap();
         }
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
@@ -712,11 +911,14 @@ mod tests {
         // Reopen: migrations are not re-run, data is there.
         let store = Store::open(&dir, keys, Mode::Existing).unwrap();
         let n: i64 = rt
-            .block_on(store.run(|c| c.query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))))
+            .block_on(
+                store
+                    .run(|c| c.query_row("SELECT count(*) FROM accounts", params![], |r| r.get(0))),
+            )
             .unwrap();
         assert_eq!(n, 1);
         let v: i64 = rt
-            .block_on(store.run(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0))))
+            .block_on(store.run(|c| c.query_row("PRAGMA user_version", params![], |r| r.get(0))))
             .unwrap();
         assert_eq!(v, schema::current_version());
         drop(store);
@@ -848,16 +1050,12 @@ mod tests {
             .block_on(store.run(|c| crate::backup_codes::candidate(c, "bob", "1234")))
             .unwrap();
         assert_eq!(found.map(|(_, h)| h), Some("$argon2id$legacy".to_string()));
-        let clear: i64 = rt
-            .block_on(store.run(|c| {
-                c.query_row(
-                    "SELECT count(*) FROM totp WHERE NOT is_sealed(secret)",
-                    [],
-                    |r| r.get(0),
-                )
-            }))
+        let stored: Vec<Vec<u8>> = rt
+            .block_on(
+                store.run(|c| c.query_map("SELECT secret FROM totp", params![], |r| r.get(0))),
+            )
             .unwrap();
-        assert_eq!(clear, 0);
+        assert!(stored.iter().all(|v| crate::sealing::is_sealed(v)));
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -892,19 +1090,28 @@ mod tests {
         let s2 = store.clone();
         rt.block_on(async move {
             let bad = s2.run(|c| {
-                c.execute("INSERT INTO accounts(user, created) VALUES ('x', 1)", [])?;
-                c.execute("INSERT INTO nosuchtable VALUES (1)", [])
+                c.execute(
+                    "INSERT INTO accounts(username, created) VALUES ('x', 1)",
+                    params![],
+                )?;
+                c.execute("INSERT INTO nosuchtable VALUES (1)", params![])
             });
-            let good =
-                s2.run(|c| c.execute("INSERT INTO accounts(user, created) VALUES ('y', 1)", []));
+            let good = s2.run(|c| {
+                c.execute(
+                    "INSERT INTO accounts(username, created) VALUES ('y', 1)",
+                    params![],
+                )
+            });
             let (b, g) = tokio::join!(bad, good);
             assert!(b.is_err());
             assert!(g.is_ok());
             let users: Vec<String> = s2
                 .run(|c| {
-                    let mut st = c.prepare("SELECT user FROM accounts ORDER BY user")?;
-                    let rows = st.query_map([], |r| r.get(0))?;
-                    rows.collect()
+                    c.query_map(
+                        "SELECT username FROM accounts ORDER BY username",
+                        params![],
+                        |r| r.get(0),
+                    )
                 })
                 .await
                 .unwrap();
@@ -918,7 +1125,12 @@ mod tests {
         let store = Arc::new(Store::open_in_memory().unwrap());
         rt.block_on(async {
             store
-                .run(|c| c.execute("INSERT INTO accounts(user, created) VALUES ('c', 0)", []))
+                .run(|c| {
+                    c.execute(
+                        "INSERT INTO accounts(username, created) VALUES ('c', 0)",
+                        params![],
+                    )
+                })
                 .await
                 .unwrap();
             let mut handles = Vec::new();
@@ -926,11 +1138,15 @@ mod tests {
                 let s = store.clone();
                 handles.push(tokio::spawn(async move {
                     s.run(|c| {
-                        let n: i64 =
-                            c.query_row("SELECT failures FROM accounts WHERE user='c'", [], |r| {
-                                r.get(0)
-                            })?;
-                        c.execute("UPDATE accounts SET failures=?1 WHERE user='c'", [n + 1])
+                        let n: i64 = c.query_row(
+                            "SELECT failures FROM accounts WHERE username='c'",
+                            params![],
+                            |r| r.get(0),
+                        )?;
+                        c.execute(
+                            "UPDATE accounts SET failures=?1 WHERE username='c'",
+                            [n + 1],
+                        )
                     })
                     .await
                 }));
@@ -940,9 +1156,11 @@ mod tests {
             }
             let n: i64 = store
                 .run(|c| {
-                    c.query_row("SELECT failures FROM accounts WHERE user='c'", [], |r| {
-                        r.get(0)
-                    })
+                    c.query_row(
+                        "SELECT failures FROM accounts WHERE username='c'",
+                        params![],
+                        |r| r.get(0),
+                    )
                 })
                 .await
                 .unwrap();

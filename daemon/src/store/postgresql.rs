@@ -1,0 +1,265 @@
+//! The PostgreSQL engine: one database shared by the daemons of many hosts.
+//!
+//! Each daemon keeps one connection for its writer (jobs of a batch share a
+//! transaction and its commit, as with SQLite). Statements are prepared
+//! once per connection. Correctness across hosts does not rest on the
+//! single writer: every use of a code is a compare-and-set on its row
+//! (`UPDATE … WHERE last_step < ?2`, `… WHERE used_at IS NULL`), and
+//! PostgreSQL's row locks make the second of two hosts see the first's
+//! change and match no row.
+//!
+//! A connection that fails is dropped; the next job connects again (the
+//! daemon recovers by itself when the database comes back). Until then
+//! every job fails, so logins are refused: nothing is decided from a copy.
+//! Timeouts (connect, statement, lock, TCP) are shorter than the PAM
+//! module's, so a slow or unreachable database is a refusal, not a hung
+//! login.
+
+use super::db::{DbError, Engine, Result, Row, Value, ValueRef};
+use crate::config::{SslMode, StoreConfig};
+use postgres::types::{IsNull, ToSql, Type};
+use postgres::{Client, Statement};
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// A connection and the statements prepared on it.
+pub struct Connection {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+impl Connection {
+    /// Whether the connection has failed (the next job opens another).
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    fn statement(&mut self, sql: &str) -> Result<Statement> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let prepared = self.client.prepare(&dialect(sql))?;
+        self.statements.insert(sql.to_string(), prepared.clone());
+        Ok(prepared)
+    }
+}
+
+/// `?N` parameters as PostgreSQL writes them (`$N`); quoted text is left
+/// as it is.
+fn dialect(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut quoted = false;
+    for c in sql.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '?' if !quoted => out.push('$'),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+impl ToSql for ValueRef<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match *self {
+            ValueRef::Null => Ok(IsNull::Yes),
+            ValueRef::Int(i) => match *ty {
+                Type::INT8 => i.to_sql(ty, out),
+                Type::INT4 => i32::try_from(i)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(i)?.to_sql(ty, out),
+                Type::BOOL => (i != 0).to_sql(ty, out),
+                _ => Err(format!("an integer for a parameter of type {ty}").into()),
+            },
+            ValueRef::Text(t) if <&str as ToSql>::accepts(ty) => t.to_sql(ty, out),
+            ValueRef::Blob(b) if <&[u8] as ToSql>::accepts(ty) => b.to_sql(ty, out),
+            ValueRef::Text(_) | ValueRef::Blob(_) => {
+                Err(format!("text or bytes for a parameter of type {ty}").into())
+            }
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+fn value(row: &postgres::Row, i: usize) -> Result<Value> {
+    let ty = row.columns().get(i).map(|c| c.type_().clone());
+    let value = match ty {
+        Some(Type::INT8) => row.try_get::<_, Option<i64>>(i)?.map(Value::Int),
+        Some(Type::INT4) => row
+            .try_get::<_, Option<i32>>(i)?
+            .map(|v| Value::Int(v.into())),
+        Some(Type::INT2) => row
+            .try_get::<_, Option<i16>>(i)?
+            .map(|v| Value::Int(v.into())),
+        Some(Type::BOOL) => row
+            .try_get::<_, Option<bool>>(i)?
+            .map(|v| Value::Int(v.into())),
+        Some(Type::BYTEA) => row.try_get::<_, Option<Vec<u8>>>(i)?.map(Value::Blob),
+        Some(ref t) if <String as postgres::types::FromSql>::accepts(t) => {
+            row.try_get::<_, Option<String>>(i)?.map(Value::Text)
+        }
+        other => {
+            return Err(DbError::Type {
+                column: i,
+                message: format!("unsupported type {other:?}"),
+            })
+        }
+    };
+    Ok(value.unwrap_or(Value::Null))
+}
+
+fn bind<'a>(params: &'a [ValueRef<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
+}
+
+impl Engine for Connection {
+    fn query(&mut self, sql: &str, params: &[ValueRef<'_>]) -> Result<Vec<Row>> {
+        let statement = self.statement(sql)?;
+        let rows = self.client.query(&statement, &bind(params))?;
+        rows.iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| value(r, i))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .map(|values| values.map(Row::new))
+            .collect()
+    }
+
+    fn execute(&mut self, sql: &str, params: &[ValueRef<'_>]) -> Result<u64> {
+        let statement = self.statement(sql)?;
+        Ok(self.client.execute(&statement, &bind(params))?)
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<()> {
+        Ok(self.client.batch_execute(sql)?)
+    }
+}
+
+/// Opens a connection as `[store]` says: the password read from its file
+/// now (so a changed password needs no restart), TLS with the server's
+/// certificate and name checked.
+pub fn connect(config: &StoreConfig) -> Result<Connection> {
+    let mut pg = postgres::Config::new();
+    let timeout = Duration::from_secs(config.connect_timeout_seconds.into());
+    let statement_ms = u64::from(config.statement_timeout_seconds) * 1000;
+    pg.host(&config.host)
+        .port(config.port)
+        .dbname(&config.dbname)
+        .user(&config.user)
+        .application_name("twofactord")
+        .connect_timeout(timeout)
+        // A partition: unacknowledged data fails the connection after the
+        // statement timeout; an idle one is probed every second.
+        .tcp_user_timeout(Duration::from_millis(statement_ms))
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(1))
+        .keepalives_interval(Duration::from_secs(1))
+        .keepalives_retries(3)
+        .options(&format!(
+            "-c statement_timeout={statement_ms} -c lock_timeout={statement_ms} \
+             -c idle_in_transaction_session_timeout={}",
+            statement_ms * 2
+        ));
+    if !config.password_file.as_os_str().is_empty() {
+        let password = read_password(&config.password_file)?;
+        pg.password(password.as_bytes());
+    }
+    let client = match config.sslmode {
+        SslMode::Disable => {
+            pg.ssl_mode(postgres::config::SslMode::Disable);
+            pg.connect(postgres::NoTls)?
+        }
+        SslMode::VerifyFull => {
+            pg.ssl_mode(postgres::config::SslMode::Require);
+            pg.connect(tls(&config.ca_file)?)?
+        }
+    };
+    Ok(Connection {
+        client,
+        statements: HashMap::new(),
+    })
+}
+
+/// The database password: the first line of a file only root can read.
+fn read_password(path: &Path) -> Result<Zeroizing<String>> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| DbError::Other(format!("{shown}: {e}")))?;
+    if meta.mode() & 0o077 != 0 || meta.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(DbError::Other(format!(
+            "{shown}: the database password file must belong to the daemon's user and have \
+             mode 0600 or 0400"
+        )));
+    }
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|e| DbError::Other(format!("{shown}: {e}")))?,
+    );
+    let line = text.lines().next().unwrap_or("");
+    if line.is_empty() {
+        return Err(DbError::Other(format!("{shown}: the file is empty")));
+    }
+    Ok(Zeroizing::new(line.to_string()))
+}
+
+/// TLS that checks the server's certificate against `ca_file` (or the
+/// system's CA store when empty) and its name against `host`.
+fn tls(ca_file: &Path) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    if ca_file.as_os_str().is_empty() {
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+    } else {
+        let shown = ca_file.display();
+        for cert in CertificateDer::pem_file_iter(ca_file)
+            .map_err(|e| DbError::Other(format!("{shown}: {e}")))?
+        {
+            let cert = cert.map_err(|e| DbError::Other(format!("{shown}: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| DbError::Other(format!("{shown}: {e}")))?;
+        }
+    }
+    if roots.is_empty() {
+        return Err(DbError::Other(
+            "no CA certificate to check the database server's certificate with".into(),
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| DbError::Other(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_written_the_postgresql_way_outside_quotes() {
+        assert_eq!(
+            dialect("SELECT a FROM t WHERE b = ?1 AND c = '?2' AND d > ?10"),
+            "SELECT a FROM t WHERE b = $1 AND c = '?2' AND d > $10"
+        );
+    }
+}
