@@ -117,6 +117,29 @@ impl Daemon {
     /// Writes the config, the state directory (0700) and the PAM service
     /// directory, without starting the daemon (see [`Daemon::try_launch`]).
     pub fn prepare(config: &DaemonConfig) -> Daemon {
+        let d = Daemon::prepare_files(config);
+        let init = d.init();
+        assert!(
+            init.success(),
+            "twofactord --init failed: {}",
+            init.describe()
+        );
+        d
+    }
+
+    /// Another host of `first`'s fleet: `config` (which names the store
+    /// `first` uses) and a copy of `first`'s key file, as an administrator
+    /// distributes it; no `--init` (the store exists).
+    pub fn prepare_sharing(config: &DaemonConfig, first: &Daemon) -> Daemon {
+        let d = Daemon::prepare_files(config);
+        let key = key_file_for(&d.state_dir());
+        std::fs::copy(key_file_for(&first.state_dir()), &key).expect("copy the key file");
+        crate::set_mode(&key, 0o600);
+        d
+    }
+
+    /// The config, the state directory and the PAM service directory.
+    fn prepare_files(config: &DaemonConfig) -> Daemon {
         let dir = crate::var_temp_dir("tft-daemon-");
         let state = dir.path().join("state");
         std::fs::create_dir(&state).expect("create state dir");
@@ -128,26 +151,20 @@ impl Daemon {
             reauth_service_text(),
             0o644,
         );
-        crate::write_file(
-            &dir.path().join("twofactord.toml"),
-            config.to_toml(&state),
-            0o644,
-        );
-        let d = Daemon {
+        let mut text = config.to_toml(&state);
+        if crate::postgres::selected() && !config.extra.contains("[store]") {
+            text.push('\n');
+            text.push_str(&crate::postgres::shared_store_toml());
+        }
+        crate::write_file(&dir.path().join("twofactord.toml"), text, 0o644);
+        Daemon {
             dir,
             bus_address: String::new(),
             child: None,
             start_timeout: Duration::from_secs(30),
             extra_preload: Vec::new(),
             extra_env: Vec::new(),
-        };
-        let init = d.init();
-        assert!(
-            init.success(),
-            "twofactord --init failed: {}",
-            init.describe()
-        );
-        d
+        }
     }
 
     /// `twofactord --init --config <this daemon's config>`: the key file and
@@ -413,6 +430,15 @@ impl Env {
 
     pub fn with_defaults() -> Env {
         Env::start(&DaemonConfig::default())
+    }
+
+    /// A second host sharing `first`'s store: its own bus and daemon,
+    /// `first`'s key file.
+    pub fn start_sharing(config: &DaemonConfig, first: &Env) -> Env {
+        let bus = PrivateBus::start();
+        let mut daemon = Daemon::prepare_sharing(config, &first.daemon);
+        daemon.launch(&bus);
+        Env { daemon, bus }
     }
 
     pub fn ctl(&self) -> crate::Ctl {

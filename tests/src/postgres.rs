@@ -617,3 +617,39 @@ impl Drop for PgServer {
         }
     }
 }
+
+/// Environment variable that runs the behaviour tests against PostgreSQL:
+/// `TWOFACTOR_TEST_STORE=postgresql` gives every test daemon that names
+/// no store of its own a fresh database on one server shared by the test
+/// binary (one suite, two stores; see the Makefile's `test`).
+pub const STORE_ENV: &str = "TWOFACTOR_TEST_STORE";
+
+/// Whether the tests run against PostgreSQL ([`STORE_ENV`]).
+pub fn selected() -> bool {
+    std::env::var(STORE_ENV).is_ok_and(|v| v == "postgresql")
+}
+
+static SHARED: std::sync::Mutex<Option<PgServer>> = std::sync::Mutex::new(None);
+
+/// Stops the shared server when the test binary exits.
+extern "C" fn stop_shared() {
+    let server = SHARED.lock().ok().and_then(|mut s| s.take());
+    drop(server);
+}
+
+/// The `[store]` section of a fresh database on the test binary's shared
+/// server (started at the first call; stopped when the binary exits, from
+/// an `atexit` handler, since a static is never dropped).
+pub fn shared_store_toml() -> String {
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if shared.is_none() {
+        *shared = Some(PgServer::start());
+        // SAFETY: registers a plain `extern "C" fn()` that takes no
+        // arguments; libc calls it once at exit().
+        let registered = unsafe { libc::atexit(stop_shared) };
+        assert_eq!(registered, 0, "atexit failed");
+    }
+    let pg = shared.as_ref().expect("started above");
+    let db = pg.create_database();
+    pg.store_toml(&db, false)
+}

@@ -324,7 +324,7 @@ pub const LOCK_FILE: &str = "twofactor.lock";
 /// Where the writer's batches run.
 trait Backend: Send {
     /// The engine for the next batch: connected, its schema current.
-    fn engine(&mut self, keys: &Keys) -> Result<&mut dyn Engine, String>;
+    fn engine(&mut self, keys: &Keys) -> Result<&mut dyn Engine, StoreError>;
     /// What opens a batch's transaction.
     fn begin(&self) -> &'static str;
     /// After a batch: let a failed connection go (the next batch opens
@@ -336,7 +336,7 @@ trait Backend: Send {
 struct Sqlite(Connection);
 
 impl Backend for Sqlite {
-    fn engine(&mut self, _: &Keys) -> Result<&mut dyn Engine, String> {
+    fn engine(&mut self, _: &Keys) -> Result<&mut dyn Engine, StoreError> {
         Ok(&mut self.0)
     }
     fn begin(&self) -> &'static str {
@@ -352,21 +352,21 @@ struct Postgres {
 }
 
 impl Backend for Postgres {
-    fn engine(&mut self, keys: &Keys) -> Result<&mut dyn Engine, String> {
+    fn engine(&mut self, keys: &Keys) -> Result<&mut dyn Engine, StoreError> {
         if self.conn.as_ref().is_some_and(|c| c.is_closed()) {
             self.conn = None;
         }
         if self.conn.is_none() {
             let mut conn = postgresql::connect(&self.config)
-                .map_err(|e| StoreError::Unreachable(e.to_string()).to_string())?;
-            prepare_postgresql(&mut conn, keys, self.mode).map_err(|e| e.to_string())?;
+                .map_err(|e| StoreError::Unreachable(e.to_string()))?;
+            prepare_postgresql(&mut conn, keys, self.mode)?;
             // Created once; every later connection finds it.
             self.mode = Mode::Existing;
             self.conn = Some(conn);
         }
         match self.conn.as_mut() {
             Some(conn) => Ok(conn),
-            None => Err(StoreError::Closed.to_string()),
+            None => Err(StoreError::Closed),
         }
     }
     fn begin(&self) -> &'static str {
@@ -390,9 +390,7 @@ fn prepare_postgresql(
     let db = Db::new(conn, keys);
     db.execute_batch("BEGIN")?;
     let prepared = (|| {
-        db.query_row("SELECT pg_advisory_xact_lock(?1)", [MIGRATION_LOCK], |_| {
-            Ok(())
-        })?;
+        db.execute("SELECT pg_advisory_xact_lock(?1)", [MIGRATION_LOCK])?;
         let exists: bool = db.query_row(
             "SELECT to_regclass('twofactor_schema') IS NOT NULL",
             params![],
@@ -478,7 +476,7 @@ impl Store {
             conn: None,
         };
         if mode == Mode::Create {
-            backend.engine(&keys).map_err(StoreError::Failed)?;
+            backend.engine(&keys)?;
         }
         Store::start(Box::new(backend), keys, None)
     }
@@ -672,7 +670,8 @@ fn writer(
         let begin = backend.begin();
         let engine = match backend.engine(keys) {
             Ok(engine) => engine,
-            Err(message) => {
+            Err(e) => {
+                let message = e.to_string();
                 for job in batch {
                     job.fail(message.clone());
                 }
