@@ -95,6 +95,9 @@ pub struct Daemon {
     pub extra_preload: Vec<PathBuf>,
     /// More environment variables for the daemon.
     pub extra_env: Vec<(String, String)>,
+    /// The `[store]` section added to every config written (see
+    /// [`crate::postgres::STORE_ENV`]); empty for SQLite.
+    store: String,
 }
 
 /// The reauth PAM service the daemon's libpam reads (through pam_wrapper):
@@ -151,20 +154,22 @@ impl Daemon {
             reauth_service_text(),
             0o644,
         );
-        let mut text = config.to_toml(&state);
-        if crate::postgres::selected() && !config.extra.contains("[store]") {
-            text.push('\n');
-            text.push_str(&crate::postgres::shared_store_toml());
-        }
-        crate::write_file(&dir.path().join("twofactord.toml"), text, 0o644);
-        Daemon {
+        let store = if crate::postgres::selected() && !config.extra.contains("[store]") {
+            crate::postgres::shared_store_toml()
+        } else {
+            String::new()
+        };
+        let d = Daemon {
             dir,
             bus_address: String::new(),
             child: None,
             start_timeout: Duration::from_secs(30),
             extra_preload: Vec::new(),
             extra_env: Vec::new(),
-        }
+            store,
+        };
+        d.write_config(&config.to_toml(&state));
+        d
     }
 
     /// `twofactord --init --config <this daemon's config>`: the key file and
@@ -192,8 +197,15 @@ impl Daemon {
         )
     }
 
-    /// Replaces the config file with `text`.
+    /// Replaces the config file with `text` (plus the `[store]` section of
+    /// the suite's PostgreSQL database, when the tests run against
+    /// PostgreSQL and `text` names no store).
     pub fn write_config(&self, text: &str) {
+        let mut text = text.to_string();
+        if !text.contains("[store]") && !self.store.is_empty() {
+            text.push('\n');
+            text.push_str(&self.store);
+        }
         crate::write_file(&self.config_path(), text, 0o644);
     }
 
