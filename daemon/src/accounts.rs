@@ -14,13 +14,26 @@ pub fn ensure(conn: &Db, user: &str, now: i64) -> DbResult<()> {
     .map(|_| ())
 }
 
-/// Records a successful second factor.
-pub fn record_login(conn: &Db, user: &str, method: &str, now: i64) -> DbResult<()> {
+/// Records a successful second factor, and the host it was on (a store
+/// may be shared by many).
+pub fn record_login(conn: &Db, user: &str, method: &str, now: i64, host: &str) -> DbResult<()> {
     conn.execute(
-        "UPDATE accounts SET last_login = ?2, last_method = ?3 WHERE username = ?1",
-        params![user, now, method],
+        "UPDATE accounts SET last_login = ?2, last_method = ?3, last_host = ?4 WHERE username = ?1",
+        params![user, now, method, host],
     )
     .map(|_| ())
+}
+
+/// The host of the user's last successful login ("" if none recorded).
+pub fn last_host(conn: &Db, user: &str) -> DbResult<String> {
+    Ok(conn
+        .query_row(
+            "SELECT last_host FROM accounts WHERE username = ?1",
+            [user],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or_default())
 }
 
 /// Sets the method a login asks first ("" for none).

@@ -593,6 +593,7 @@ fn row(c: &Db, user: &str, now: i64) -> DbResult<UserReport> {
         locked_until: s.locked_until,
         failures: s.failures,
         recovery_pending: recovery::pending(c, user, now)?.is_some(),
+        last_host: accounts::last_host(c, user)?,
         ..UserReport::default()
     })
 }

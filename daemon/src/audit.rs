@@ -454,6 +454,9 @@ pub struct Audit {
     writer: Mutex<Option<SyncSender<(Level, String)>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     stderr: bool,
+    /// ` host=NAME`, ending every line: lines of the hosts that share a
+    /// store are told apart wherever they are collected.
+    host: String,
     #[cfg(test)]
     pub captured: Mutex<Vec<String>>,
 }
@@ -485,13 +488,15 @@ impl Audit {
             writer: Mutex::new(writer),
             thread: Mutex::new(thread),
             stderr,
+            host: format!(" host={}", quote(&crate::config::hostname())),
             #[cfg(test)]
             captured: Mutex::new(Vec::new()),
         }
     }
 
     pub fn log(&self, event: Event<'_>) {
-        let (level, line) = event.render();
+        let (level, mut line) = event.render();
+        line.push_str(&self.host);
         if self.stderr {
             eprintln!("twofactord: {line}");
         }

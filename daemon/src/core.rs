@@ -33,6 +33,9 @@ pub struct Core {
     pub users: Arc<dyn Users>,
     pub reauth: Arc<dyn Reauth>,
     pub audit: Arc<Audit>,
+    /// This machine's name, recorded with each account's last login (a
+    /// store may be shared by many hosts).
+    pub host: String,
     /// Email codes and notices (`mail::Disabled` unless `[email]` is on).
     pub mailer: Arc<dyn Mailer>,
     pub reauth_slots: Semaphore,
@@ -64,6 +67,7 @@ impl Core {
             users,
             reauth,
             audit,
+            host: crate::config::hostname(),
             mailer: Arc::new(mail::Disabled),
             reauth_slots: Semaphore::new(REAUTH_SLOTS),
             hasher: Hasher::owasp(),

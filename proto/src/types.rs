@@ -106,7 +106,7 @@ pub struct Policy {
 }
 
 /// One account as an administrator sees it.
-/// D-Bus signature `(suasussxxubbb)`.
+/// D-Bus signature `(suasussxxubbbs)`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "zbus", derive(Serialize, Deserialize, Type))]
 pub struct UserReport {
@@ -129,6 +129,10 @@ pub struct UserReport {
     pub recovery_pending: bool,
     /// The system's user database knows this user.
     pub known_to_system: bool,
+    /// The host of the last successful 2FA login (empty: never, or before
+    /// hosts were recorded); with a store shared by many hosts, any of
+    /// them.
+    pub last_host: String,
 }
 
 /// What an import of a google-authenticator file did.

@@ -465,6 +465,7 @@ fn admin_users_and_user_show_who_has_2fa() {
             "PREFERRED",
             "POLICY",
             "LAST 2FA LOGIN",
+            "HOST",
             "LOCKED",
             "RECOVERY"
         ],
@@ -482,10 +483,14 @@ fn admin_users_and_user_show_who_has_2fa() {
     assert_eq!(row_a[3], "10", "{row_a:?}");
     assert_eq!(row_a[5], "no", "{row_a:?}");
     assert_ne!(row_a[6], "never", "{row_a:?}");
-    assert_eq!(&row_a[7..], ["no", "no"], "{row_a:?}");
+    // The host of the last login: this machine (the store may be shared).
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    assert_eq!(row_a[7], host.trim(), "{row_a:?}");
+    assert_eq!(&row_a[8..], ["no", "no"], "{row_a:?}");
     let row_b = row(&b.name);
     assert_eq!(row_b[2], "-", "{row_b:?}");
     assert_eq!(row_b[6], "never", "{row_b:?}");
+    assert_eq!(row_b[7], "-", "{row_b:?}");
     let row_gone = row(&format!("{gone_name}*"));
     assert_eq!(row_gone[1], "-", "{row_gone:?}");
     assert!(text.contains("* not a user of this system"), "{text}");

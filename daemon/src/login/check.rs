@@ -86,9 +86,9 @@ fn attempt<T>(
 
 /// A right code: the account's and this source's counts start over, and
 /// the login is recorded with its method.
-fn succeeded(c: &Db, user: &str, source: &str, method: &str, now: i64) -> DbResult<()> {
+fn succeeded(c: &Db, user: &str, source: &str, method: &str, now: i64, host: &str) -> DbResult<()> {
     ratelimit::record_success(c, user, source)?;
-    accounts::record_login(c, user, method, now)
+    accounts::record_login(c, user, method, now, host)
 }
 
 /// What an app code's own part found.
@@ -110,13 +110,14 @@ fn check_app(
     code: &str,
     now: i64,
     skew: u32,
+    host: &str,
 ) -> DbResult<AppCheck> {
     let Some((secret, last_step)) = totp::load(c, user)? else {
         return Ok(AppCheck::NoMethod);
     };
     Ok(match totp::check(&secret, code, now, skew, last_step) {
         Check::Accepted(step) if totp::use_step(c, user, step)? => {
-            succeeded(c, user, source, method::APP, now)?;
+            succeeded(c, user, source, method::APP, now, host)?;
             AppCheck::Accepted(backup_codes::remaining(c, user)?)
         }
         // Used meanwhile by another login (another host's daemon).
@@ -170,6 +171,7 @@ impl Logins {
 
     async fn check_app_code(&self, origin: &Origin, code: Zeroizing<String>) -> Step {
         let (user, source) = (origin.user.clone(), ratelimit::source_of(origin));
+        let host = self.core.host.clone();
         let now = self.core.clock.now();
         let skew = self.core.config.totp.skew_steps;
         let limits = self.core.config.limits.clone();
@@ -178,7 +180,7 @@ impl Logins {
             .store
             .run(move |c| {
                 attempt(c, (&user, &source), now, &limits, |c| {
-                    check_app(c, &user, &source, &code, now, skew)
+                    check_app(c, &user, &source, &code, now, skew, &host)
                 })
             })
             .await;
@@ -214,6 +216,7 @@ impl Logins {
     /// concurrent logins can succeed).
     async fn check_email_code(&self, origin: &Origin, code: Zeroizing<String>) -> Step {
         let (user, source) = (origin.user.clone(), ratelimit::source_of(origin));
+        let host = self.core.host.clone();
         let now = self.core.clock.now();
         let limits = self.core.config.limits.clone();
         let offered = Method::Email.offered(&self.core.config);
@@ -227,7 +230,7 @@ impl Logins {
                     }
                     let found = email::check(c, &user, Purpose::Login, &code, now)?;
                     if matches!(found, EmailCheck::Accepted(_)) {
-                        succeeded(c, &user, &source, method::EMAIL, now)?;
+                        succeeded(c, &user, &source, method::EMAIL, now, &host)?;
                         return Ok(Some(Ok(backup_codes::remaining(c, &user)?)));
                     }
                     Ok(Some(Err(found)))
@@ -308,12 +311,13 @@ impl Logins {
             return self.refused(origin, "wrong-backup-code", lock);
         }
         let (user, source) = (origin.user.clone(), ratelimit::source_of(origin));
+        let host = self.core.host.clone();
         let consumed = store
             .run(move |c| {
                 if !backup_codes::consume(c, id, now)? {
                     return Ok(None);
                 }
-                succeeded(c, &user, &source, method::BACKUP_CODE, now)?;
+                succeeded(c, &user, &source, method::BACKUP_CODE, now, &host)?;
                 backup_codes::remaining(c, &user)
             })
             .await;

@@ -448,6 +448,7 @@ impl Logins {
     pub(super) async fn commit_enrolment(&self, origin: &Origin, c: Confirmed) -> Step {
         let now = self.core.clock.now();
         let user = origin.user.clone();
+        let host = self.core.host.clone();
         let Confirmed { setup, why, hashed } = c;
         let method = setup.method();
         let count = hashed.len();
@@ -472,7 +473,7 @@ impl Logins {
                 recovery::remove(conn, &user)?;
                 crate::devices::remove_all(conn, &user)?;
                 ratelimit::clear(conn, &user)?;
-                accounts::record_login(conn, &user, method.name(), now)?;
+                accounts::record_login(conn, &user, method.name(), now, &host)?;
                 Ok(true)
             })
             .await;

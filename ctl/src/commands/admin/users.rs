@@ -15,7 +15,7 @@ use crate::localtime;
 use crate::text::one_line;
 
 /// The column headers of `admin users`.
-pub const HEADERS: [&str; 9] = [
+pub const HEADERS: [&str; 10] = [
     "USER",
     "UID",
     "2FA",
@@ -23,6 +23,7 @@ pub const HEADERS: [&str; 9] = [
     "PREFERRED",
     "POLICY",
     "LAST 2FA LOGIN",
+    "HOST",
     "LOCKED",
     "RECOVERY",
 ];
@@ -92,6 +93,11 @@ pub fn table(reports: &[UserReport], now: i64) -> String {
             },
             yes_no(r.policy_applies).to_owned(),
             last_login(r.last_login),
+            if r.last_host.is_empty() {
+                "-".to_owned()
+            } else {
+                one_line(&r.last_host)
+            },
             if r.locked_until > now {
                 format!("until {}", localtime::format(r.locked_until))
             } else {
@@ -179,6 +185,14 @@ pub fn details(r: &UserReport, devices: &[Device], now: i64) -> String {
         ("Preferred method", describe_preferred(&r.preferred)),
         ("Last method used", describe_last(&r.last_method)),
         ("Last 2FA login", last_login(r.last_login)),
+        (
+            "On host",
+            if r.last_host.is_empty() {
+                "-".to_owned()
+            } else {
+                one_line(&r.last_host)
+            },
+        ),
         ("Failed attempts", r.failures.to_string()),
         ("Locked", locked),
         ("Policy applies", yes_no(r.policy_applies).to_owned()),
@@ -224,6 +238,7 @@ mod tests {
             preferred: "app".into(),
             last_method: "app".into(),
             last_login: NOW - 3600,
+            last_host: "web1".into(),
             failures: 3,
             locked_until: NOW + 90,
             policy_applies: true,
@@ -272,17 +287,18 @@ mod tests {
             "{text}"
         );
         assert_eq!(a[6], localtime::format(NOW - 3600));
-        assert_eq!(a[7], format!("until {}", localtime::format(NOW + 90)));
-        assert_eq!(a[8], "no");
+        assert_eq!(a[7], "web1");
+        assert_eq!(a[8], format!("until {}", localtime::format(NOW + 90)));
+        assert_eq!(a[9], "no");
         let b = cells(lines[2]);
         assert_eq!(
             b,
-            ["bob", "1001", "-", "0", "-", "no", "never", "no", "no"],
+            ["bob", "1001", "-", "0", "-", "no", "never", "-", "no", "no"],
             "{text}"
         );
         let o = cells(lines[3]);
         assert_eq!(o[..2], ["olduser*", "-"], "{text}");
-        assert_eq!(o[8], "pending");
+        assert_eq!(o[9], "pending");
         assert_eq!(lines[4], UNKNOWN_NOTE);
         assert_eq!(lines.len(), 5);
         // Columns line up: each header starts where its cells start.
@@ -309,7 +325,7 @@ mod tests {
             ..alice()
         };
         let text = listed(vec![r], false);
-        assert_eq!(cells(text.lines().nth(1).unwrap())[7], "no");
+        assert_eq!(cells(text.lines().nth(1).unwrap())[8], "no");
     }
 
     #[test]
@@ -331,7 +347,8 @@ mod tests {
         assert_eq!(a["policy_applies"], true);
         assert_eq!(a["recovery_pending"], false);
         assert_eq!(a["known_to_system"], true);
-        assert_eq!(a.as_object().unwrap().len(), 12);
+        assert_eq!(a["last_host"], "web1");
+        assert_eq!(a.as_object().unwrap().len(), 13);
         assert_eq!(v[1]["known_to_system"], false);
         assert_eq!(v[1]["recovery_pending"], true);
     }
@@ -363,6 +380,7 @@ mod tests {
                 "Preferred method",
                 "Last method used",
                 "Last 2FA login",
+                "On host",
                 "Failed attempts",
                 "Locked",
                 "Policy applies",
@@ -375,6 +393,7 @@ mod tests {
         assert!(text.contains("Methods:           authenticator app\n"));
         assert!(text.contains("Backup codes left: 7\n"));
         assert!(text.contains("Failed attempts:   3\n"));
+        assert!(text.contains("On host:           web1\n"), "{text}");
         assert!(text.contains("Locked:            yes, until "), "{text}");
         assert!(text.contains("(another 1 min 30 s)"));
         assert!(text.contains("Policy applies:    yes\n"));
@@ -408,7 +427,7 @@ mod tests {
         // The fields of before are all still there.
         assert_eq!(v["user"], "alice");
         assert_eq!(v["backup_codes_left"], 7);
-        assert_eq!(v.as_object().unwrap().len(), 13);
+        assert_eq!(v.as_object().unwrap().len(), 14);
         let devices = v["devices"].as_array().unwrap();
         assert_eq!(devices.len(), 1);
         assert_eq!(devices[0]["id"], "99ff0011");
@@ -473,7 +492,7 @@ mod tests {
         assert_eq!(v["user"], "alice");
         assert_eq!(v["policy_applies"], true);
         assert_eq!(v["devices"], serde_json::json!([]));
-        assert_eq!(v.as_object().unwrap().len(), 13);
+        assert_eq!(v.as_object().unwrap().len(), 14);
     }
 
     #[test]
