@@ -22,6 +22,10 @@ file, stops it with a message, because starting afresh would let every enrolled 
 without a code. Back up the database and the key file apart; `twofactord --rotate-key` (daemon \
 stopped) seals everything with a new key.
 
+A fleet shares one PostgreSQL database ([store] backend = \"postgresql\"): run `--init` on one \
+host, copy its key file to the others; `twofactord --copy-store-to FILE` moves an existing \
+store into the one FILE names.
+
 Audit lines go to syslog, facility authpriv, ident twofactord. See /usr/share/doc/twofactor.";
 
 /// The twofactor daemon: verifies second factors for pam_twofactor.so and
@@ -62,6 +66,16 @@ pub struct Args {
     /// file; run while the daemon is stopped (it refuses otherwise).
     #[arg(long, conflicts_with = "check_config")]
     pub rotate_key: bool,
+    /// Copy everything in this configuration's store into the store that
+    /// the configuration FILE names (SQLite to PostgreSQL when a machine
+    /// joins a fleet, or back), then exit. The target must be new or empty;
+    /// both use this configuration's key file. Stop the daemons first.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["check_config", "init", "rotate_key"]
+    )]
+    pub copy_store_to: Option<PathBuf>,
 }
 
 #[cfg(test)]

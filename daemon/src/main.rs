@@ -50,6 +50,9 @@ fn main() -> ExitCode {
     if args.rotate_key {
         return rotate_key(&config);
     }
+    if let Some(target) = &args.copy_store_to {
+        return copy_store(&config, target);
+    }
     // Refuse a missing database or key file before detaching, where the
     // message can still be seen.
     let keys = match keys_for(&config) {
@@ -287,6 +290,49 @@ fn rotate_key(config: &Config) -> ExitCode {
     }
 }
 
+/// `--copy-store-to FILE`: everything in this configuration's store into
+/// the (new or empty) store FILE names, with this configuration's keys.
+fn copy_store(config: &Config, target: &std::path::Path) -> ExitCode {
+    let result = (|| -> Result<store::copy::Counts, String> {
+        let keys = keys_for(config)?;
+        let target_config = Config::load(target, true).map_err(|e| e.to_string())?;
+        let from = store::Store::open_configured(config, keys.clone(), store::Mode::Existing)
+            .map_err(|e| match e {
+                store::StoreError::Busy { .. } => format!("{e}: stop twofactord first"),
+                e => format!("the source store: {e}"),
+            })?;
+        let to = match store::Store::open_configured(
+            &target_config,
+            keys.clone(),
+            store::Mode::Create,
+        ) {
+            Err(store::StoreError::Exists { .. }) => {
+                store::Store::open_configured(&target_config, keys, store::Mode::Existing)
+            }
+            other => other,
+        }
+        .map_err(|e| format!("the target store: {e}"))?;
+        block_on(store::copy::copy(&from, &to)).map_err(|e| e.to_string())
+    })();
+    match result {
+        Ok(counts) => {
+            let total: u64 = counts.iter().map(|(_, n)| n).sum();
+            println!(
+                "Copied {total} rows into the store of {}:",
+                target.display()
+            );
+            for (table, n) in counts {
+                println!("  {table}: {n}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("twofactord: copy failed: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// Runs a store job to its end outside the daemon's runtime.
 fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
     match tokio::runtime::Builder::new_current_thread().build() {
@@ -305,6 +351,17 @@ async fn serve(
     bus: Option<String>,
     audit: Arc<Audit>,
 ) -> Result<(), String> {
+    // A shared database may be down when a host starts: the daemon serves
+    // anyway and refuses logins until the database answers (every store
+    // job tries to connect again), and says so now.
+    if config.store.backend == config::Backend::Postgresql {
+        if let Err(e) = store.probe().await {
+            audit.log(Event::Error {
+                context: "database",
+                error: &format!("{e}; logins are refused until the database can be used"),
+            });
+        }
+    }
     let reauth = Arc::new(reauth::PamReauth {
         service: config.reauth_service.clone(),
     });

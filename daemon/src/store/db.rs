@@ -231,6 +231,11 @@ impl Row {
         Row { values }
     }
 
+    /// Every column, as read.
+    pub fn values(&self) -> &[Value] {
+        &self.values
+    }
+
     /// Column `i` (from 0) as a `T`.
     pub fn get<T: FromValue>(&self, i: usize) -> Result<T> {
         let v = self.values.get(i).ok_or_else(|| DbError::Type {

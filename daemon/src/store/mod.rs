@@ -19,6 +19,7 @@
 //! thread, each in its own read transaction. (With PostgreSQL they run in
 //! the writer.) A code is still checked and used up only in the writer.
 
+pub mod copy;
 pub mod db;
 mod postgresql;
 pub mod schema;
