@@ -102,6 +102,13 @@ deb-test:
 	  $(CARGO) test -p twofactor-tests --test deb $(CARGO_LOCKED) -- --ignored --test-threads=1; \
 	fi
 
+# The behaviour suites run a second time against PostgreSQL (one suite, two
+# stores): every test daemon gets a fresh database on one private server
+# per test binary. The suites about the SQLite file itself (at_rest,
+# robustness) and the slow sshd ones run once, against SQLite.
+POSTGRESQL_SUITES := --test login --test backup_codes --test enrolment --test admin \
+	--test policy --test concurrency --test email --test access --test identity --test pending
+
 # The integration tests run the built binaries (twofactord, twofactorctl,
 # pam_twofactor.so, pam-harness) from target/debug, so build all of them
 # first; check that the shipped config is one the daemon accepts; run every
@@ -111,6 +118,7 @@ test:
 	$(CARGO) build --workspace --all-targets $(CARGO_LOCKED)
 	$(TARGET_DIR)/debug/twofactord --check-config --config config/twofactord.toml
 	$(CARGO) test --workspace $(CARGO_LOCKED)
+	TWOFACTOR_TEST_STORE=postgresql $(CARGO) test -p twofactor-tests $(CARGO_LOCKED) $(POSTGRESQL_SUITES)
 	scripts/demo --non-interactive </dev/null
 	$(MAKE) deb-test
 	$(MAKE) bench-check

@@ -1014,6 +1014,58 @@ mod tests {
     }
 
     #[test]
+    fn store_values_are_checked_with_file_line_and_key() {
+        for (line, key, says) in [
+            ("backend = \"mysql\"", "backend", "unknown variant"),
+            ("host = \"db server\"", "host", "socket directory"),
+            ("port = 0", "port", "1..=65535"),
+            ("user = \"a\\u0001\"", "user", "control"),
+            ("user = \"\"", "user", "1 to 63"),
+            ("password_file = \"pw\"", "password_file", "absolute"),
+            ("ca_file = \"ca.pem\"", "ca_file", "absolute"),
+            ("sslmode = \"require\"", "sslmode", "unknown variant"),
+            (
+                "host = \"db.example.com\"\nsslmode = \"disable\"",
+                "sslmode",
+                "verify-full",
+            ),
+            (
+                "connect_timeout_seconds = 0",
+                "connect_timeout_seconds",
+                "1..=10",
+            ),
+            (
+                "statement_timeout_seconds = 11",
+                "statement_timeout_seconds",
+                "1..=10",
+            ),
+        ] {
+            let text = format!("issuer = \"x\"\n[store]\ndbname = \"tf\"\n{line}\n");
+            let e = Config::parse(&text, "/etc/t.toml").unwrap_err().to_string();
+            let at = line.lines().count() + 3;
+            assert!(
+                e.starts_with(&format!("/etc/t.toml:{at}: key `store.{key}`:")),
+                "{line}: {e}"
+            );
+            assert!(e.contains(says), "{line}: {e}");
+        }
+    }
+
+    #[test]
+    fn store_settings_that_are_allowed() {
+        for text in [
+            "[store]\nbackend = \"sqlite\"\n",
+            "[store]\nbackend = \"postgresql\"\nhost = \"db.example.com\"\n\
+             password_file = \"/etc/twofactor/db-password\"\nca_file = \"/etc/twofactor/db-ca.pem\"\n",
+            "[store]\nbackend = \"postgresql\"\nhost = \"127.0.0.1\"\nsslmode = \"disable\"\n",
+            "[store]\nbackend = \"postgresql\"\nhost = \"/var/run/postgresql\"\nsslmode = \"disable\"\n",
+        ] {
+            Config::parse(text, "c").unwrap_or_else(|e| panic!("{text}: {e}"));
+        }
+        assert_eq!(Config::default().store.backend, Backend::Sqlite);
+    }
+
+    #[test]
     fn missing_default_file_is_defaults_but_explicit_is_error() {
         let p = Path::new("/nonexistent/twofactord.toml");
         assert_eq!(Config::load(p, false).unwrap(), Config::default());
@@ -1045,6 +1097,12 @@ mod proptests {
             && c.email.port != 0
             && c.email.body.contains("{code}")
             && (c.email.security != SmtpSecurity::None || crate::mail::is_loopback(&c.email.relay))
+            && (1..=10).contains(&c.store.connect_timeout_seconds)
+            && (1..=10).contains(&c.store.statement_timeout_seconds)
+            && c.store.port != 0
+            && (c.store.sslmode != SslMode::Disable
+                || c.store.host.starts_with('/')
+                || crate::mail::is_loopback(&c.store.host))
     }
 
     /// An error names the file and a line of it.
