@@ -253,20 +253,29 @@ fn init(config: &Config) -> ExitCode {
 /// holds the state directory); only once everything is sealed again do the
 /// old keys leave the file.
 fn rotate_key(config: &Config) -> ExitCode {
-    if let Err(e) = keys_for(config) {
-        eprintln!("twofactord: {e}");
-        return ExitCode::from(1);
-    }
+    let current = match keys_for(config) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("twofactord: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let open = |keys| {
+        store::Store::open_configured(config, keys, store::Mode::Existing).map_err(|e| match e {
+            store::StoreError::Busy { .. } => {
+                format!("{e}: stop twofactord first (it went on sealing with the old key)")
+            }
+            e => e.to_string(),
+        })
+    };
     let result = (|| -> Result<(String, usize), String> {
+        // No daemon may use the store while its key changes (in a fleet,
+        // the other hosts would go on sealing with a key the new key file
+        // lacks): checked before the key file is touched, and again after.
+        refuse_beside_daemons(&open(current)?)?;
         let rotation = sealing::rotate(&config.key_file).map_err(|e| e.to_string())?;
-        let store =
-            store::Store::open_configured(config, rotation.during.clone(), store::Mode::Existing)
-                .map_err(|e| match e {
-                store::StoreError::Busy { .. } => {
-                    format!("{e}: stop twofactord first (it went on sealing with the old key)")
-                }
-                e => e.to_string(),
-            })?;
+        let store = open(rotation.during.clone())?;
+        refuse_beside_daemons(&store)?;
         let n = block_on(store.reseal()).map_err(|e| e.to_string())?;
         let id = rotation.finish().map_err(|e| e.to_string())?;
         Ok((id, n))
@@ -301,6 +310,7 @@ fn copy_store(config: &Config, target: &std::path::Path) -> ExitCode {
                 store::StoreError::Busy { .. } => format!("{e}: stop twofactord first"),
                 e => format!("the source store: {e}"),
             })?;
+        refuse_beside_daemons(&from)?;
         let to = match store::Store::open_configured(
             &target_config,
             keys.clone(),
@@ -312,6 +322,7 @@ fn copy_store(config: &Config, target: &std::path::Path) -> ExitCode {
             other => other,
         }
         .map_err(|e| format!("the target store: {e}"))?;
+        refuse_beside_daemons(&to)?;
         block_on(store::copy::copy(&from, &to)).map_err(|e| e.to_string())
     })();
     match result {
@@ -330,6 +341,20 @@ fn copy_store(config: &Config, target: &std::path::Path) -> ExitCode {
             eprintln!("twofactord: copy failed: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// A shared store in use by running daemons: an error saying to stop
+/// them (a rotation beside them would leave values sealed with a key the
+/// new key file no longer has; a copy would miss their changes).
+fn refuse_beside_daemons(store: &store::Store) -> Result<(), String> {
+    match block_on(store.other_daemons()) {
+        Ok(0) => Ok(()),
+        Ok(n) => Err(format!(
+            "{n} twofactord connection(s) are using the shared database: stop twofactord on \
+             every host first"
+        )),
+        Err(e) => Err(e.to_string()),
     }
 }
 

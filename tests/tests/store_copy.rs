@@ -139,4 +139,47 @@ fn a_populated_sqlite_store_copied_into_postgresql_serves_a_fleet() {
         .answer(&codes[1])
         .run()
         .assert_result("PAM_AUTH_ERR");
+
+    // A key rotation beside running hosts is refused before the key file
+    // is touched (they would go on sealing with the old key); so is a copy
+    // out of the shared store.
+    let key = twofactor_tests::daemon::key_file_for(&alone.daemon.state_dir());
+    let before = std::fs::read(&key).unwrap_or_default();
+    let rotate = proc::run(
+        std::process::Command::new(twofactor_tests::twofactord_bin())
+            .arg("--rotate-key")
+            .arg("--config")
+            .arg(&target)
+            .env_clear()
+            .env("PATH", twofactor_tests::PATH),
+        b"",
+        std::time::Duration::from_secs(60),
+    );
+    assert!(!rotate.success(), "{}", rotate.describe());
+    assert!(
+        rotate
+            .stderr()
+            .contains("stop twofactord on every host first"),
+        "{}",
+        rotate.describe()
+    );
+    assert_eq!(std::fs::read(&key).unwrap_or_default(), before);
+    let back = alone.daemon.state_dir().with_file_name("back.toml");
+    twofactor_tests::write_file(
+        &back,
+        sqlite.to_toml(&alone.daemon.state_dir().with_file_name("back-state")),
+        0o644,
+    );
+    let out = copy_store(&target, &back);
+    assert!(
+        !out.success() && out.stderr().contains("stop twofactord on every host first"),
+        "{}",
+        out.describe()
+    );
+    // Refused before the target was made.
+    assert!(!alone
+        .daemon
+        .state_dir()
+        .with_file_name("back-state")
+        .exists());
 }

@@ -244,6 +244,8 @@ pub struct Store {
     /// None for an in-memory database or PostgreSQL: reads go to the
     /// writer.
     readers: Option<Arc<Readers>>,
+    /// Shared by the daemons of many hosts (PostgreSQL).
+    shared: bool,
     _writer: Arc<Writer>,
 }
 
@@ -479,7 +481,9 @@ impl Store {
         if mode == Mode::Create {
             backend.engine(&keys)?;
         }
-        Store::start(Box::new(backend), keys, None)
+        let mut store = Store::start(Box::new(backend), keys, None)?;
+        store.shared = true;
+        Ok(store)
     }
 
     /// Opens `state_dir/twofactor.db` (or creates it, with
@@ -545,8 +549,27 @@ impl Store {
             jobs,
             commits,
             readers: None,
+            shared: false,
             _writer: Arc::new(Writer(std::sync::Mutex::new(Some(handle)))),
         })
+    }
+
+    /// Other daemons connected to a shared store now (always 0 for a
+    /// SQLite file, which one process at a time holds): a key rotation or
+    /// a copy must not run beside them.
+    pub async fn other_daemons(&self) -> Result<i64, StoreError> {
+        if !self.shared {
+            return Ok(0);
+        }
+        self.run(|db| {
+            db.query_row(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'twofactord' \
+                 AND datname = current_database() AND pid <> pg_backend_pid()",
+                params![],
+                |r| r.get(0),
+            )
+        })
+        .await
     }
 
     /// Whether the database can be used now (PostgreSQL: connects if need
