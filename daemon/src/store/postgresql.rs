@@ -256,6 +256,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_password_file_must_be_the_daemons_own_and_closed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db-password");
+        std::fs::write(&path, "s3cret-pass\nignored\n").unwrap();
+        for mode in [0o644, 0o640, 0o604] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = read_password(&path).unwrap_err().to_string();
+            assert!(e.contains("mode 0600 or 0400"), "{mode:o}: {e}");
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(read_password(&path).unwrap().as_str(), "s3cret-pass");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&path, "").unwrap();
+        assert!(read_password(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("empty"));
+        assert!(read_password(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
     fn parameters_are_written_the_postgresql_way_outside_quotes() {
         assert_eq!(
             dialect("SELECT a FROM t WHERE b = ?1 AND c = '?2' AND d > ?10"),
