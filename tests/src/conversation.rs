@@ -254,3 +254,12 @@ pub fn enrol_at_login_ending(
         run,
     }
 }
+
+/// The wait in the module's lockout message: parses "Too many failed attempts; try again in N seconds." -> N.
+pub fn lock_wait(errors: &[String]) -> Option<u64> {
+    let [e] = errors else { return None };
+    e.strip_prefix("Too many failed attempts; try again in ")?
+        .strip_suffix(" seconds.")?
+        .parse()
+        .ok()
+}

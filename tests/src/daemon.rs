@@ -141,6 +141,13 @@ impl Daemon {
         d
     }
 
+    /// Like [`Daemon::prepare`] without `--init` (no key file, no
+    /// database): for tests that run [`Daemon::init`] themselves (e.g.
+    /// several hosts initialising one PostgreSQL database at once).
+    pub fn prepare_without_init(config: &DaemonConfig) -> Daemon {
+        Daemon::prepare_files(config)
+    }
+
     /// The config, the state directory and the PAM service directory.
     fn prepare_files(config: &DaemonConfig) -> Daemon {
         let dir = crate::var_temp_dir("tft-daemon-");

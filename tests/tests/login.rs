@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use twofactor_tests::conversation::lock_wait;
 use twofactor_tests::pam::PamService;
 use twofactor_tests::syslog::SyslogSink;
 use twofactor_tests::{
@@ -36,15 +37,6 @@ impl Says {
 
 /// Shown by the module when the daemon cannot be reached.
 const UNAVAILABLE: &str = "Two-factor authentication is unavailable; login refused.";
-
-/// Parses "Too many failed attempts; try again in N seconds." -> N.
-fn lock_wait(errors: &[String]) -> Option<u64> {
-    let [e] = errors else { return None };
-    e.strip_prefix("Too many failed attempts; try again in ")?
-        .strip_suffix(" seconds.")?
-        .parse()
-        .ok()
-}
 
 #[test]
 fn right_code_in_then_same_code_refused() {

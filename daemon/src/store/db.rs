@@ -23,7 +23,9 @@ pub enum DbError {
     NoRows,
     #[error("{0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("{0}")]
+    /// PostgreSQL's error with its causes (the server's message, the I/O
+    /// error), which `postgres::Error` alone does not print.
+    #[error("{}", chain(.0))]
     Postgres(#[from] postgres::Error),
     /// A value of another type than the rule reads.
     #[error("column {column}: {message}")]
@@ -36,6 +38,18 @@ pub enum DbError {
 }
 
 pub type Result<T> = std::result::Result<T, DbError>;
+
+/// An error and its sources, `: `-separated.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
 
 /// `Result<T>` of a statement that returns at most one row.
 pub trait Optional<T> {

@@ -330,9 +330,11 @@ trait Backend: Send {
     fn engine(&mut self, keys: &Keys) -> Result<&mut dyn Engine, StoreError>;
     /// What opens a batch's transaction.
     fn begin(&self) -> &'static str;
-    /// After a batch: let a failed connection go (the next batch opens
-    /// another).
-    fn settle(&mut self) {}
+    /// After a failure: let a failed connection go (the next batch opens
+    /// another); whether one was let go.
+    fn settle(&mut self) -> bool {
+        false
+    }
 }
 
 /// The SQLite file (or memory): one connection for the daemon's life.
@@ -375,10 +377,12 @@ impl Backend for Postgres {
     fn begin(&self) -> &'static str {
         "BEGIN"
     }
-    fn settle(&mut self) {
-        if self.conn.as_ref().is_some_and(|c| c.is_closed()) {
+    fn settle(&mut self) -> bool {
+        let closed = self.conn.as_ref().is_some_and(|c| c.is_closed());
+        if closed {
             self.conn = None;
         }
+        closed
     }
 }
 
@@ -692,6 +696,29 @@ fn writer(
             }
         }
         let begin = backend.begin();
+        // A connection that died while idle (the database restarted) is
+        // seen only when used: if BEGIN fails on it, nothing of the batch
+        // has run, so it is tried once more on a new connection.
+        let mut tries = 2;
+        let engine = loop {
+            tries -= 1;
+            let failed = match backend.engine(keys) {
+                Ok(engine) => match engine.batch(begin) {
+                    Ok(()) => break Ok(()),
+                    Err(e) => e.to_string(),
+                },
+                Err(e) => break Err(e.to_string()),
+            };
+            if !backend.settle() || tries == 0 {
+                break Err(failed);
+            }
+        };
+        if let Err(message) = engine {
+            for job in batch {
+                job.fail(message.clone());
+            }
+            continue;
+        }
         let engine = match backend.engine(keys) {
             Ok(engine) => engine,
             Err(e) => {
@@ -703,14 +730,6 @@ fn writer(
             }
         };
         let db = Db::new(engine, keys);
-        if let Err(e) = db.execute_batch(begin) {
-            let message = e.to_string();
-            for job in batch {
-                job.fail(message.clone());
-            }
-            backend.settle();
-            continue;
-        }
         let completions: Vec<Completion> = batch.into_iter().map(|job| job.run(&db)).collect();
         let commit = db.execute_batch("COMMIT").map_err(|e| e.to_string());
         commits.fetch_add(1, Ordering::Relaxed);
