@@ -576,6 +576,18 @@ impl Config {
                 ),
             );
         }
+        // A batch meets a dead connection (its statement deadline, plus a
+        // second), then connects again: both within the module's wait.
+        if s.connect_timeout_seconds + s.statement_timeout_seconds > 12 {
+            return bad(
+                "statement_timeout_seconds",
+                format!(
+                    "connect_timeout_seconds + statement_timeout_seconds is {}; at most 12 \
+                     (pam_twofactor waits 15 s for the daemon)",
+                    s.connect_timeout_seconds + s.statement_timeout_seconds
+                ),
+            );
+        }
         Ok(())
     }
 
@@ -1039,6 +1051,11 @@ mod tests {
                 "statement_timeout_seconds",
                 "1..=10",
             ),
+            (
+                "connect_timeout_seconds = 3\nstatement_timeout_seconds = 10",
+                "statement_timeout_seconds",
+                "at most 12",
+            ),
         ] {
             let text = format!("issuer = \"x\"\n[store]\ndbname = \"tf\"\n{line}\n");
             let e = Config::parse(&text, "/etc/t.toml").unwrap_err().to_string();
@@ -1099,6 +1116,7 @@ mod proptests {
             && (c.email.security != SmtpSecurity::None || crate::mail::is_loopback(&c.email.relay))
             && (1..=10).contains(&c.store.connect_timeout_seconds)
             && (1..=10).contains(&c.store.statement_timeout_seconds)
+            && c.store.connect_timeout_seconds + c.store.statement_timeout_seconds <= 12
             && c.store.port != 0
             && (c.store.sslmode != SslMode::Disable
                 || c.store.host.starts_with('/')

@@ -28,6 +28,7 @@ pub mod ssh_enrol;
 pub mod sshd;
 pub mod sshkeys;
 pub mod syslog;
+pub mod tcp_proxy;
 pub mod totp;
 pub mod users;
 

@@ -822,3 +822,57 @@ fn hosts_initialising_at_once_create_the_schema_once() {
         "starting the hosts added schema rows"
     );
 }
+
+/// The database stops answering but keeps the connection (a hung server,
+/// or a partition whose packets are still acknowledged: a freezing proxy
+/// between the daemon and PostgreSQL). The login is refused by the
+/// daemon's own deadline on the call, not left to hang until the module
+/// gives up; once the database answers again the next login works, with
+/// no restart.
+#[test]
+fn a_database_that_stops_answering_is_a_refusal_not_a_hung_login() {
+    if !need_root!() || !need_postgres!() {
+        return;
+    }
+    let user = TestUser::new();
+    let pg = PgServer::start();
+    let db = pg.create_database();
+    let upstream = format!("127.0.0.1:{}", pg.port())
+        .parse()
+        .expect("the server's address");
+    let proxy = twofactor_tests::tcp_proxy::Proxy::start(upstream);
+    let store = pg.store_toml(&db, false).replace(
+        &format!("port = {}", pg.port()),
+        &format!("port = {}", proxy.port()),
+    );
+    let config = DaemonConfig {
+        extra: format!("{store}\nconnect_timeout_seconds = 1\nstatement_timeout_seconds = 2\n"),
+        ..DaemonConfig::default()
+    };
+    let a = Env::start(&config);
+    let secret = a.ctl().enroll_app(&user).compact_secret();
+    let pam = a.pam("");
+    let login = |answer: &str| login_on("A", &pam, &user, answer, &a, &a);
+    let codes = Codes::new(&secret);
+    login(&codes.next(0))
+        .assert_result("PAM_SUCCESS")
+        .assert_errors(&[]);
+
+    proxy.freeze();
+    let code = codes.next(0);
+    // Refused by the daemon (the module logs that twofactord refused the
+    // login), not by the module's own 15 s wait for an answer.
+    assert_refused_db_down(&login(&code));
+    let log = a.daemon.wait_log("the database did not answer within 3 s");
+    assert!(
+        log.contains("the database did not answer within 3 s"),
+        "{log}"
+    );
+
+    proxy.thaw();
+    // The code was refused before it was checked: it is still unused.
+    login(&code)
+        .assert_result("PAM_SUCCESS")
+        .assert_asked_code()
+        .assert_errors(&[]);
+}

@@ -26,7 +26,7 @@ pub enum DbError {
     /// PostgreSQL's error with its causes (the server's message, the I/O
     /// error), which `postgres::Error` alone does not print.
     #[error("{}", chain(.0))]
-    Postgres(#[from] postgres::Error),
+    Postgres(#[from] tokio_postgres::Error),
     /// A value of another type than the rule reads.
     #[error("column {column}: {message}")]
     Type { column: usize, message: String },

@@ -699,19 +699,24 @@ fn writer(
         // A connection that died while idle (the database restarted) is
         // seen only when used: if BEGIN fails on it, nothing of the batch
         // has run, so it is tried once more on a new connection.
-        let mut tries = 2;
+        let mut earlier: Option<String> = None;
         let engine = loop {
-            tries -= 1;
             let failed = match backend.engine(keys) {
                 Ok(engine) => match engine.batch(begin) {
                     Ok(()) => break Ok(()),
                     Err(e) => e.to_string(),
                 },
-                Err(e) => break Err(e.to_string()),
+                Err(e) => e.to_string(),
             };
-            if !backend.settle() || tries == 0 {
+            // Both failures are told: the first is usually the cause.
+            let failed = match earlier.take() {
+                Some(first) => break Err(format!("{first}; then: {failed}")),
+                None => failed,
+            };
+            if !backend.settle() {
                 break Err(failed);
             }
+            earlier = Some(failed);
         };
         if let Err(message) = engine {
             for job in batch {

@@ -11,38 +11,80 @@
 //! A connection that fails is dropped; the next job connects again (the
 //! daemon recovers by itself when the database comes back). Until then
 //! every job fails, so logins are refused: nothing is decided from a copy.
-//! Timeouts (connect, statement, lock, TCP) are shorter than the PAM
-//! module's, so a slow or unreachable database is a refusal, not a hung
-//! login.
+//! Every call to the server runs under a deadline kept here, in the
+//! daemon, besides the server's own statement and lock timeouts and the
+//! kernel's TCP timeouts: a server that accepts the bytes and never
+//! answers (hung, or behind a partition that still acknowledges) costs
+//! the batch at most `statement_timeout_seconds` and the connection,
+//! never a hung writer.
 
 use super::db::{DbError, Engine, Result, Row, Value, ValueRef};
 use crate::config::{SslMode, StoreConfig};
-use postgres::types::{IsNull, ToSql, Type};
-use postgres::{Client, Statement};
 use std::collections::HashMap;
+use std::future::Future;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_postgres::types::{IsNull, ToSql, Type};
+use tokio_postgres::{Client, Statement};
 use zeroize::Zeroizing;
 
 /// A connection and the statements prepared on it.
 pub struct Connection {
     client: Client,
     statements: HashMap<String, Statement>,
+    // Last: dropping its runtime drops the connection's task and closes
+    // the socket.
+    calls: Calls,
+}
+
+/// What drives the calls of a connection: a runtime of the writer's
+/// thread, and the deadline of each call.
+struct Calls {
+    runtime: tokio::runtime::Runtime,
+    /// The longest any call may take.
+    deadline: Duration,
+    /// A call ran past its deadline: the connection is given up.
+    broken: bool,
+}
+
+impl Calls {
+    /// Runs one call to the server to its end, or fails it (and gives the
+    /// connection up) at the deadline.
+    fn run<T>(
+        &mut self,
+        call: impl Future<Output = std::result::Result<T, tokio_postgres::Error>>,
+    ) -> Result<T> {
+        // The timer is made inside the runtime, which it needs.
+        let deadline = self.deadline;
+        match self
+            .runtime
+            .block_on(async move { tokio::time::timeout(deadline, call).await })
+        {
+            Ok(result) => Ok(result?),
+            Err(_) => {
+                self.broken = true;
+                Err(DbError::Other(format!(
+                    "the database did not answer within {} s",
+                    self.deadline.as_secs()
+                )))
+            }
+        }
+    }
 }
 
 impl Connection {
     /// Whether the connection has failed (the next job opens another).
     pub fn is_closed(&self) -> bool {
-        self.client.is_closed()
+        self.calls.broken || self.client.is_closed()
     }
 
     fn statement(&mut self, sql: &str) -> Result<Statement> {
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
-        let prepared = self.client.prepare(&dialect(sql))?;
+        let prepared = self.calls.run(self.client.prepare(&dialect(sql)))?;
         self.statements.insert(sql.to_string(), prepared.clone());
         Ok(prepared)
     }
@@ -93,10 +135,10 @@ impl ToSql for ValueRef<'_> {
         true
     }
 
-    postgres::types::to_sql_checked!();
+    tokio_postgres::types::to_sql_checked!();
 }
 
-fn value(row: &postgres::Row, i: usize) -> Result<Value> {
+fn value(row: &tokio_postgres::Row, i: usize) -> Result<Value> {
     let ty = row.columns().get(i).map(|c| c.type_().clone());
     let value = match ty {
         Some(Type::INT8) => row.try_get::<_, Option<i64>>(i)?.map(Value::Int),
@@ -110,7 +152,7 @@ fn value(row: &postgres::Row, i: usize) -> Result<Value> {
             .try_get::<_, Option<bool>>(i)?
             .map(|v| Value::Int(v.into())),
         Some(Type::BYTEA) => row.try_get::<_, Option<Vec<u8>>>(i)?.map(Value::Blob),
-        Some(ref t) if <String as postgres::types::FromSql>::accepts(t) => {
+        Some(ref t) if <String as tokio_postgres::types::FromSql>::accepts(t) => {
             row.try_get::<_, Option<String>>(i)?.map(Value::Text)
         }
         other => {
@@ -130,7 +172,9 @@ fn bind<'a>(params: &'a [ValueRef<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
 impl Engine for Connection {
     fn query(&mut self, sql: &str, params: &[ValueRef<'_>]) -> Result<Vec<Row>> {
         let statement = self.statement(sql)?;
-        let rows = self.client.query(&statement, &bind(params))?;
+        let rows = self
+            .calls
+            .run(self.client.query(&statement, &bind(params)))?;
         rows.iter()
             .map(|r| {
                 (0..r.len())
@@ -143,11 +187,12 @@ impl Engine for Connection {
 
     fn execute(&mut self, sql: &str, params: &[ValueRef<'_>]) -> Result<u64> {
         let statement = self.statement(sql)?;
-        Ok(self.client.execute(&statement, &bind(params))?)
+        self.calls
+            .run(self.client.execute(&statement, &bind(params)))
     }
 
     fn batch(&mut self, sql: &str) -> Result<()> {
-        Ok(self.client.batch_execute(sql)?)
+        self.calls.run(self.client.batch_execute(sql))
     }
 }
 
@@ -155,7 +200,7 @@ impl Engine for Connection {
 /// now (so a changed password needs no restart), TLS with the server's
 /// certificate and name checked.
 pub fn connect(config: &StoreConfig) -> Result<Connection> {
-    let mut pg = postgres::Config::new();
+    let mut pg = tokio_postgres::Config::new();
     let timeout = Duration::from_secs(config.connect_timeout_seconds.into());
     let statement_ms = u64::from(config.statement_timeout_seconds) * 1000;
     pg.host(&config.host)
@@ -171,7 +216,7 @@ pub fn connect(config: &StoreConfig) -> Result<Connection> {
         .keepalives_idle(Duration::from_secs(1))
         .keepalives_interval(Duration::from_secs(1))
         .keepalives_retries(3)
-        .options(&format!(
+        .options(format!(
             "-c statement_timeout={statement_ms} -c lock_timeout={statement_ms} \
              -c idle_in_transaction_session_timeout={}",
             statement_ms * 2
@@ -180,19 +225,45 @@ pub fn connect(config: &StoreConfig) -> Result<Connection> {
         let password = read_password(&config.password_file)?;
         pg.password(password.as_bytes());
     }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| DbError::Other(format!("cannot start the database client: {e}")))?;
+    // The connect timeout bounds the socket's connection; this, the
+    // whole (TLS and the start-up exchange included).
+    let limit = timeout;
+    let late = || DbError::Other(format!("no connection within {} s", limit.as_secs()));
     let client = match config.sslmode {
         SslMode::Disable => {
-            pg.ssl_mode(postgres::config::SslMode::Disable);
-            pg.connect(postgres::NoTls)?
+            pg.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            let (client, connection) = runtime
+                .block_on(async {
+                    tokio::time::timeout(limit, pg.connect(tokio_postgres::NoTls)).await
+                })
+                .map_err(|_| late())??;
+            runtime.spawn(connection);
+            client
         }
         SslMode::VerifyFull => {
-            pg.ssl_mode(postgres::config::SslMode::Require);
-            pg.connect(tls(&config.ca_file)?)?
+            pg.ssl_mode(tokio_postgres::config::SslMode::Require);
+            let tls = tls(&config.ca_file)?;
+            let (client, connection) = runtime
+                .block_on(async { tokio::time::timeout(limit, pg.connect(tls)).await })
+                .map_err(|_| late())??;
+            runtime.spawn(connection);
+            client
         }
     };
     Ok(Connection {
         client,
         statements: HashMap::new(),
+        calls: Calls {
+            runtime,
+            // The server's statement timeout, and a second for the answer
+            // to travel: the server's own error is the clearer one.
+            deadline: Duration::from_millis(statement_ms + 1000),
+            broken: false,
+        },
     })
 }
 
