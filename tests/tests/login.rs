@@ -365,10 +365,13 @@ fn lockout_after_max_failures() {
     if !need_root!() {
         return;
     }
+    // A lock of 4 s: long enough that the status read after the refused
+    // login still sees it on a loaded machine (or a store over the
+    // network).
     let config = DaemonConfig {
         max_failures: 3,
-        lockout_seconds: 2,
-        max_lockout_seconds: 4,
+        lockout_seconds: 4,
+        max_lockout_seconds: 8,
         ..DaemonConfig::default()
     };
     let s = Enrolled::new(&config);

@@ -16,8 +16,9 @@
 //! Reads that decide nothing by themselves (what a login is about to ask,
 //! [`Store::read`]) need not queue behind the writer's fsync: with SQLite
 //! they run on a small pool of read-only connections, on a blocking
-//! thread, each in its own read transaction. (With PostgreSQL they run in
-//! the writer.) A code is still checked and used up only in the writer.
+//! thread, each in its own read transaction; with PostgreSQL on a second
+//! connection with a thread of its own, in read-only transactions. A code
+//! is still checked and used up only in the writer.
 
 pub mod copy;
 pub mod db;
@@ -241,9 +242,11 @@ pub struct Store {
     // Field order: the job sender goes before the writer is joined.
     jobs: mpsc::Sender<Box<dyn Job>>,
     commits: Arc<AtomicU64>,
-    /// None for an in-memory database or PostgreSQL: reads go to the
-    /// writer.
+    /// SQLite's read-only connections; None for an in-memory database.
     readers: Option<Arc<Readers>>,
+    /// PostgreSQL's reader: a second connection and thread, whose
+    /// batches are read-only transactions.
+    reader: Option<Box<Store>>,
     /// Shared by the daemons of many hosts (PostgreSQL).
     shared: bool,
     _writer: Arc<Writer>,
@@ -354,6 +357,8 @@ struct Postgres {
     config: StoreConfig,
     mode: Mode,
     conn: Option<postgresql::Connection>,
+    /// Batches of reads only (`BEGIN READ ONLY`): the store's reader.
+    read_only: bool,
 }
 
 impl Backend for Postgres {
@@ -375,7 +380,11 @@ impl Backend for Postgres {
         }
     }
     fn begin(&self) -> &'static str {
-        "BEGIN"
+        if self.read_only {
+            "BEGIN READ ONLY"
+        } else {
+            "BEGIN"
+        }
     }
     fn settle(&mut self) -> bool {
         let closed = self.conn.as_ref().is_some_and(|c| c.is_closed());
@@ -481,11 +490,19 @@ impl Store {
             config: config.clone(),
             mode,
             conn: None,
+            read_only: false,
         };
         if mode == Mode::Create {
             backend.engine(&keys)?;
         }
-        let mut store = Store::start(Box::new(backend), keys, None)?;
+        let reader = Postgres {
+            config: config.clone(),
+            mode: Mode::Existing,
+            conn: None,
+            read_only: true,
+        };
+        let mut store = Store::start(Box::new(backend), keys.clone(), None)?;
+        store.reader = Some(Box::new(Store::start(Box::new(reader), keys, None)?));
         store.shared = true;
         Ok(store)
     }
@@ -553,6 +570,7 @@ impl Store {
             jobs,
             commits,
             readers: None,
+            reader: None,
             shared: false,
             _writer: Arc::new(Writer(std::sync::Mutex::new(Some(handle)))),
         })
@@ -644,12 +662,16 @@ impl Store {
     /// nothing by itself. `f` sees what was committed when it started; a
     /// write in `f` fails. (In memory, where there is one connection, `f`
     /// runs in the writer with `query_only` on: a write fails there too.
-    /// With PostgreSQL, `f` runs in the writer.)
+    /// With PostgreSQL, `f` runs on the reader's connection, in a
+    /// read-only transaction.)
     pub async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
         F: FnOnce(&Db) -> db::Result<R> + Send + 'static,
     {
+        if let Some(reader) = &self.reader {
+            return reader.run(f).await;
+        }
         let Some(readers) = self.readers.clone() else {
             return self.run(f).await;
         };
