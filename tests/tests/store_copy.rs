@@ -177,9 +177,25 @@ fn a_populated_sqlite_store_copied_into_postgresql_serves_a_fleet() {
         out.describe()
     );
     // Refused before the target was made.
-    assert!(!alone
-        .daemon
-        .state_dir()
-        .with_file_name("back-state")
-        .exists());
+    let back_dir = alone.daemon.state_dir().with_file_name("back-state");
+    assert!(!back_dir.exists());
+
+    // With the fleet's daemons stopped, back into a SQLite file: the same
+    // rows.
+    drop((pam_a, pam_b));
+    drop((a, b));
+    let sessions = "SELECT count(*) FROM pg_stat_activity \
+                    WHERE application_name = 'twofactord' AND datname = current_database()";
+    assert!(
+        twofactor_tests::wait_until(std::time::Duration::from_secs(10), || pg
+            .psql(&db, sessions)
+            == "0"),
+        "the stopped hosts' sessions are still there"
+    );
+    let out = copy_store(&target, &back);
+    assert!(out.success(), "{}", out.describe());
+    assert_eq!(printed_count(&out, "accounts"), 2);
+    assert_eq!(printed_count(&out, "totp"), 2);
+    assert_eq!(printed_count(&out, "backup_codes"), 20);
+    assert!(back_dir.join("twofactor.db").exists());
 }

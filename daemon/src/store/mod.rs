@@ -702,6 +702,37 @@ fn in_savepoint<R>(db: &Db, f: impl FnOnce(&Db) -> db::Result<R>) -> Result<R, S
     }
 }
 
+/// Opens a batch's transaction. A connection that died while idle (the
+/// database restarted) is seen only when used: if BEGIN fails on it,
+/// nothing of the batch has run, so it is tried once more on a new
+/// connection. Both failures are told (the first is usually the cause).
+fn begin_batch<'a>(
+    backend: &'a mut dyn Backend,
+    keys: &Keys,
+) -> Result<&'a mut dyn Engine, String> {
+    let begin = backend.begin();
+    let first = match backend.engine(keys) {
+        Ok(engine) => match engine.batch(begin) {
+            Ok(()) => None,
+            Err(e) => Some(e.to_string()),
+        },
+        Err(e) => return Err(e.to_string()),
+    };
+    if let Some(first) = first {
+        if !backend.settle() {
+            return Err(first);
+        }
+        let engine = backend
+            .engine(keys)
+            .map_err(|e| format!("{first}; then: {e}"))?;
+        engine
+            .batch(begin)
+            .map_err(|e| format!("{first}; then: {e}"))?;
+        return Ok(engine);
+    }
+    backend.engine(keys).map_err(|e| e.to_string())
+}
+
 /// The writer loop: take a batch, run it in one transaction, commit, answer.
 fn writer(
     mut backend: Box<dyn Backend>,
@@ -717,39 +748,9 @@ fn writer(
                 Err(_) => break,
             }
         }
-        let begin = backend.begin();
-        // A connection that died while idle (the database restarted) is
-        // seen only when used: if BEGIN fails on it, nothing of the batch
-        // has run, so it is tried once more on a new connection.
-        let mut earlier: Option<String> = None;
-        let engine = loop {
-            let failed = match backend.engine(keys) {
-                Ok(engine) => match engine.batch(begin) {
-                    Ok(()) => break Ok(()),
-                    Err(e) => e.to_string(),
-                },
-                Err(e) => e.to_string(),
-            };
-            // Both failures are told: the first is usually the cause.
-            let failed = match earlier.take() {
-                Some(first) => break Err(format!("{first}; then: {failed}")),
-                None => failed,
-            };
-            if !backend.settle() {
-                break Err(failed);
-            }
-            earlier = Some(failed);
-        };
-        if let Err(message) = engine {
-            for job in batch {
-                job.fail(message.clone());
-            }
-            continue;
-        }
-        let engine = match backend.engine(keys) {
+        let engine = match begin_batch(backend.as_mut(), keys) {
             Ok(engine) => engine,
-            Err(e) => {
-                let message = e.to_string();
+            Err(message) => {
                 for job in batch {
                     job.fail(message.clone());
                 }
