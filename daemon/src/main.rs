@@ -162,18 +162,19 @@ fn keys_for(config: &Config) -> Result<Arc<sealing::Keys>, String> {
 
 /// `--init`: creates what a first installation needs.
 fn init(config: &Config) -> ExitCode {
-    let sqlite = config.store.backend == config::Backend::Sqlite;
-    let db = if sqlite {
-        config.state_dir.join(store::DB_FILE).display().to_string()
-    } else {
-        format!("the PostgreSQL database {}", config.store.dbname)
-    };
-    let have_db = match config.store.backend {
+    let (db, have_db) = match config.store.backend {
         config::Backend::Sqlite => {
-            std::fs::symlink_metadata(config.state_dir.join(store::DB_FILE)).is_ok()
+            let path = config.state_dir.join(store::DB_FILE);
+            (
+                path.display().to_string(),
+                std::fs::symlink_metadata(&path).is_ok(),
+            )
         }
         // Created below unless it exists (then --init says so).
-        config::Backend::Postgresql => false,
+        config::Backend::Postgresql => (
+            format!("the PostgreSQL database {}", config.store.dbname),
+            false,
+        ),
     };
     let have_key = std::fs::symlink_metadata(&config.key_file).is_ok();
     if have_db && have_key {

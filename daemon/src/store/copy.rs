@@ -7,8 +7,7 @@
 //! one, so the copy is whole or nothing; the target must hold nothing yet,
 //! and each table's rows are counted on both sides afterwards.
 
-use super::db::{Value, ValueRef};
-use super::{Db, DbResult, Params, Store, StoreError, ToValue};
+use super::{Db, DbResult, Store, StoreError};
 use crate::params;
 
 /// Every table and the columns copied, parents before children (foreign
@@ -45,23 +44,6 @@ pub const TABLES: [(&str, &str); 11] = [
         "id, username, identity, label, address, added, last_used, expires",
     ),
 ];
-
-impl ToValue for Value {
-    fn to_value(&self) -> ValueRef<'_> {
-        match self {
-            Value::Null => ValueRef::Null,
-            Value::Int(i) => ValueRef::Int(*i),
-            Value::Text(t) => ValueRef::Text(t),
-            Value::Blob(b) => ValueRef::Blob(b),
-        }
-    }
-}
-
-impl Params for &[Value] {
-    fn values(&self) -> Vec<ValueRef<'_>> {
-        self.iter().map(ToValue::to_value).collect()
-    }
-}
 
 /// Rows per table, in [`TABLES`]' order.
 pub type Counts = Vec<(&'static str, u64)>;

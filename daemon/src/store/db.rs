@@ -156,6 +156,25 @@ impl<T: ToValue, const N: usize> Params for [T; N] {
     }
 }
 
+impl ToValue for Value {
+    fn to_value(&self) -> ValueRef<'_> {
+        match self {
+            Value::Null => ValueRef::Null,
+            Value::Int(i) => ValueRef::Int(*i),
+            Value::Text(t) => ValueRef::Text(t),
+            Value::Blob(b) => ValueRef::Blob(b),
+        }
+    }
+}
+
+/// A row read from one store, bound as it is to another
+/// (`--copy-store-to`).
+impl Params for &[Value] {
+    fn values(&self) -> Vec<ValueRef<'_>> {
+        self.iter().map(ToValue::to_value).collect()
+    }
+}
+
 impl Params for &[&dyn ToValue] {
     fn values(&self) -> Vec<ValueRef<'_>> {
         self.iter().map(|v| v.to_value()).collect()

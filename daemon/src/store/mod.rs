@@ -287,14 +287,7 @@ impl Readers {
     fn read<R>(&self, f: impl FnOnce(&Db) -> db::Result<R>) -> Result<R, StoreError> {
         let mut conn = self.take()?;
         let db = Db::new(&mut conn, &self.keys);
-        db.execute_batch("BEGIN DEFERRED")?;
-        let result = f(&db);
-        let ended = match &result {
-            Ok(_) => db.execute_batch("COMMIT"),
-            Err(_) => db.execute_batch("ROLLBACK"),
-        };
-        let value = result?;
-        ended?;
+        let value = in_transaction(&db, "BEGIN DEFERRED", || f(&db))?;
         self.give_back(conn);
         Ok(value)
     }
@@ -363,9 +356,7 @@ struct Postgres {
 
 impl Backend for Postgres {
     fn engine(&mut self, keys: &Keys) -> Result<&mut dyn Engine, StoreError> {
-        if self.conn.as_ref().is_some_and(|c| c.is_closed()) {
-            self.conn = None;
-        }
+        self.settle();
         if self.conn.is_none() {
             let mut conn = postgresql::connect(&self.config)
                 .map_err(|e| StoreError::Unreachable(e.to_string()))?;
@@ -404,8 +395,7 @@ fn prepare_postgresql(
     mode: Mode,
 ) -> Result<(), StoreError> {
     let db = Db::new(conn, keys);
-    db.execute_batch("BEGIN")?;
-    let prepared = (|| {
+    in_transaction(&db, "BEGIN", || {
         db.execute("SELECT pg_advisory_xact_lock(?1)", [MIGRATION_LOCK])?;
         let exists: bool = db.query_row(
             "SELECT to_regclass('twofactor_schema') IS NOT NULL",
@@ -451,14 +441,7 @@ fn prepare_postgresql(
             }
         }
         Ok(())
-    })();
-    match prepared {
-        Ok(()) => db.execute_batch("COMMIT")?,
-        Err(e) => {
-            let _ = db.execute_batch("ROLLBACK");
-            return Err(e);
-        }
-    }
+    })?;
     check_key(&db)
 }
 
@@ -673,7 +656,18 @@ impl Store {
             return reader.run(f).await;
         }
         let Some(readers) = self.readers.clone() else {
-            return self.run(f).await;
+            // In memory: in the writer, with writes refused as on a
+            // read-only connection, so that tests see what the file would.
+            return self
+                .run(move |db| {
+                    db.execute_batch("PRAGMA query_only=ON")?;
+                    let result = f(db);
+                    let off = db.execute_batch("PRAGMA query_only=OFF");
+                    let value = result?;
+                    off?;
+                    Ok(value)
+                })
+                .await;
         };
         tokio::task::spawn_blocking(move || readers.read(f))
             .await
@@ -683,6 +677,26 @@ impl Store {
     /// Transactions committed so far (each may carry many jobs).
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
+    }
+}
+
+/// `f` inside one transaction opened with `begin`: committed when it
+/// succeeds, rolled back when it fails.
+fn in_transaction<R, E: From<DbError>>(
+    db: &Db,
+    begin: &str,
+    f: impl FnOnce() -> Result<R, E>,
+) -> Result<R, E> {
+    db.execute_batch(begin)?;
+    match f() {
+        Ok(r) => {
+            db.execute_batch("COMMIT")?;
+            Ok(r)
+        }
+        Err(e) => {
+            let _ = db.execute_batch("ROLLBACK");
+            Err(e)
+        }
     }
 }
 
@@ -779,14 +793,7 @@ fn prepare_sqlite(mut conn: Connection, keys: &Keys, mode: Mode) -> Result<Conne
     {
         let db = Db::new(&mut conn, keys);
         check_key(&db)?;
-        db.execute_batch("BEGIN IMMEDIATE")?;
-        match seal_legacy(&db) {
-            Ok(()) => db.execute_batch("COMMIT")?,
-            Err(e) => {
-                let _ = db.execute_batch("ROLLBACK");
-                return Err(e);
-            }
-        }
+        in_transaction(&db, "BEGIN IMMEDIATE", || seal_legacy(&db))?;
     }
     Ok(conn)
 }
@@ -1150,6 +1157,33 @@ mod tests {
             Store::open(&dir, keys(), Mode::Existing),
             Err(StoreError::TooNew { found: 99, .. })
         ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_write_in_a_read_fails_in_memory_as_on_the_file() {
+        let rt = rt();
+        let dir = fresh_dir("read-only");
+        let file = Store::open(&dir, keys(), Mode::Create).unwrap();
+        let memory = Store::open_in_memory().unwrap();
+        for store in [&file, &memory] {
+            let write = |db: &Db| {
+                db.execute(
+                    "INSERT INTO accounts(username, created) VALUES ('r', 1)",
+                    params![],
+                )
+            };
+            assert!(rt.block_on(store.read(write)).is_err());
+            let n: i64 = rt
+                .block_on(store.read(|db| {
+                    db.query_row("SELECT count(*) FROM accounts", params![], |r| r.get(0))
+                }))
+                .unwrap();
+            assert_eq!(n, 0);
+            // The writer still writes after it.
+            rt.block_on(store.run(write)).unwrap();
+        }
+        drop(file);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
