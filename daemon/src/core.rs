@@ -258,12 +258,46 @@ impl Core {
         self.lookup(move |users| users.canonical(&name)).await
     }
 
+    /// [`Core::resolve`], then, for a name that stands for an account,
+    /// the read `read` makes for its canonical name: in one blocking job
+    /// where the store allows ([`Store::read_after`]). A name that is not
+    /// plausible is not looked up. The read's own failure is returned
+    /// apart, so that the caller can decide on the account first.
+    pub async fn resolve_then_read<R, G>(
+        &self,
+        name: &str,
+        read: impl FnOnce(&str) -> G + Send + 'static,
+    ) -> Result<Resolved<R>, Error>
+    where
+        R: Send + 'static,
+        G: FnOnce(&crate::store::Db) -> crate::store::db::Result<R> + Send + 'static,
+    {
+        let (name, users) = (name.to_string(), self.users.clone());
+        let (account, facts) = self
+            .store
+            .read_after(move || {
+                let account = users.canonical(&name);
+                let read = account.as_ref().map(|(canonical, _)| read(canonical));
+                (account, read)
+            })
+            .await
+            .map_err(|e| self.internal("name-service", &e.to_string()))?;
+        Ok(Resolved { account, facts })
+    }
+
     /// Audits an internal failure and returns the error the caller sees
     /// (which never carries the details).
     pub fn internal(&self, context: &str, error: &str) -> Error {
         self.audit.log(Event::Error { context, error });
         Error::Internal("the daemon could not complete the request; nothing was changed".into())
     }
+}
+
+/// What [`Core::resolve_then_read`] found: the account, as (canonical
+/// name, uid), and what was read for it (None: no account, no read).
+pub struct Resolved<R> {
+    pub account: Option<(String, u32)>,
+    pub facts: Option<Result<R, crate::store::StoreError>>,
 }
 
 /// A name held in a set while a value of this type lives.

@@ -6,11 +6,15 @@
 //! any code prompt; anything else is refused without counting.
 //!
 //! Every kind of code goes through the same path: [`attempt`] takes the
-//! lockout gate and counts the attempt as a failure **before** anything is
-//! checked, then runs the kind's own part; a right code then resets the
-//! counts ([`succeeded`]), in the same store job where the check is cheap
-//! (an app code: one job, one commit) or in a second job after an argon2
-//! verification off the writer (backup and recovery codes).
+//! lockout gate, runs the kind's own part and counts the attempt as a
+//! failure in the same store job, so that nothing is verified uncounted.
+//! Where the kind's part decides in that job (app and email codes: one
+//! job, one commit), a right code resets the counts ([`succeeded`]) and is
+//! not counted at all: one transaction either way, and a commit of two
+//! pages instead of four (docs/performance.md). Backup and recovery codes
+//! are verified afterwards, with argon2 off the writer: their attempt is
+//! counted, durably, **before** that verification, and a right code
+//! resets the counts in a second job.
 
 use crate::store::{Db, DbResult};
 use twofactor_proto::names::MAX_ANSWER_BYTES;
@@ -63,25 +67,29 @@ enum Counted<T> {
 }
 
 /// The shared part of every code check, inside one store job: the lockout
-/// gate (a locked source or account is refused unchecked), the attempt
-/// counted as a failure, then `check`, the kind's own part.
+/// gate (a locked source or account is refused unchecked), `check`, the
+/// kind's own part, and the attempt counted as a failure unless `check`
+/// accepted it in this job (`accepted`; it then reset the counts itself).
 fn attempt<T>(
     c: &Db,
     origin: (&str, &str),
     now: i64,
     limits: &LimitsConfig,
     check: impl FnOnce(&Db) -> DbResult<T>,
+    accepted: impl FnOnce(&T) -> bool,
 ) -> DbResult<Counted<T>> {
     let (user, source) = origin;
     if let Gate::Wait(s) = ratelimit::gate(c, user, source, now)? {
         return Ok(Counted::Locked(s));
     }
     accounts::ensure(c, user, now)?;
-    let lock = ratelimit::record_failure(c, user, source, now, limits)?;
-    Ok(Counted::Checked {
-        lock,
-        found: check(c)?,
-    })
+    let found = check(c)?;
+    let lock = if accepted(&found) {
+        None
+    } else {
+        ratelimit::record_failure(c, user, source, now, limits)?
+    };
+    Ok(Counted::Checked { lock, found })
 }
 
 /// A right code: the account's and this source's counts start over, and
@@ -179,9 +187,14 @@ impl Logins {
             .core
             .store
             .run(move |c| {
-                attempt(c, (&user, &source), now, &limits, |c| {
-                    check_app(c, &user, &source, &code, now, skew, &host)
-                })
+                attempt(
+                    c,
+                    (&user, &source),
+                    now,
+                    &limits,
+                    |c| check_app(c, &user, &source, &code, now, skew, &host),
+                    |found| matches!(found, AppCheck::Accepted(_)),
+                )
             })
             .await;
         match checked {
@@ -224,17 +237,24 @@ impl Logins {
             .core
             .store
             .run(move |c| {
-                attempt(c, (&user, &source), now, &limits, |c| {
-                    if !offered || !Method::Email.is_enrolled(c, &user)? {
-                        return Ok(None);
-                    }
-                    let found = email::check(c, &user, Purpose::Login, &code, now)?;
-                    if matches!(found, EmailCheck::Accepted(_)) {
-                        succeeded(c, &user, &source, method::EMAIL, now, &host)?;
-                        return Ok(Some(Ok(backup_codes::remaining(c, &user)?)));
-                    }
-                    Ok(Some(Err(found)))
-                })
+                attempt(
+                    c,
+                    (&user, &source),
+                    now,
+                    &limits,
+                    |c| {
+                        if !offered || !Method::Email.is_enrolled(c, &user)? {
+                            return Ok(None);
+                        }
+                        let found = email::check(c, &user, Purpose::Login, &code, now)?;
+                        if matches!(found, EmailCheck::Accepted(_)) {
+                            succeeded(c, &user, &source, method::EMAIL, now, &host)?;
+                            return Ok(Some(Ok(backup_codes::remaining(c, &user)?)));
+                        }
+                        Ok(Some(Err(found)))
+                    },
+                    |found| matches!(found, Some(Ok(_))),
+                )
             })
             .await;
         match checked {
@@ -283,12 +303,20 @@ impl Logins {
         let selector = code.selector().to_string();
         let found = store
             .run(move |c| {
-                attempt(c, (&user, &source), now, &limits, |c| {
-                    if !methods::has_any(c, &user)? {
-                        return Ok(None);
-                    }
-                    backup_codes::candidate(c, &user, &selector)
-                })
+                attempt(
+                    c,
+                    (&user, &source),
+                    now,
+                    &limits,
+                    |c| {
+                        if !methods::has_any(c, &user)? {
+                            return Ok(None);
+                        }
+                        backup_codes::candidate(c, &user, &selector)
+                    },
+                    // Verified after this job: counted first.
+                    |_| false,
+                )
             })
             .await;
         let (id, hash, lock) = match found {
@@ -358,9 +386,15 @@ impl Logins {
         let (user, source) = (origin.user.clone(), ratelimit::source_of(origin));
         let found = store
             .run(move |c| {
-                attempt(c, (&user, &source), now, &limits, |c| {
-                    recovery::pending(c, &user, now)
-                })
+                attempt(
+                    c,
+                    (&user, &source),
+                    now,
+                    &limits,
+                    |c| recovery::pending(c, &user, now),
+                    // Verified after this job: counted first.
+                    |_| false,
+                )
             })
             .await;
         let (hash, lock) = match found {

@@ -37,12 +37,12 @@ use unknown::UnknownNames;
 
 use crate::accounts;
 use crate::audit::{Event, Origin};
-use crate::core::{Caller, Core};
+use crate::core::{Caller, Core, Resolved};
 use crate::methods::{self, Method};
 use crate::policy::{self, Applies};
 use crate::random;
 use crate::recovery;
-use crate::users::plausible_name;
+use crate::store::Db;
 use std::sync::Arc;
 use twofactor_proto::error::Error;
 use twofactor_proto::{Action, Step};
@@ -127,6 +127,33 @@ struct Facts {
     policy: twofactor_proto::types::Policy,
 }
 
+/// Everything a login needs to know of `user`, in one read (`presented`:
+/// the device the login presents, if any).
+fn facts_of(
+    c: &Db,
+    user: &str,
+    config: &crate::config::Config,
+    presented: Option<&crate::devices::Presented>,
+    now: i64,
+) -> crate::store::db::Result<Facts> {
+    let methods = choose::methods_in(c, user, config)?;
+    // A user with no method never gets trust.
+    let trusted = match presented {
+        Some(d) if !methods.usable.is_empty() => crate::devices::trusted(c, user, d, now)?,
+        _ => None,
+    };
+    let (preferred, last_used) = accounts::method_choice(c, user)?;
+    let first = methods::first_to_ask(&methods.usable, &preferred, &last_used)
+        .or_else(|| methods.enrolled.first().copied());
+    Ok(Facts {
+        first,
+        trusted,
+        methods,
+        recovery_pending: recovery::pending(c, user, now)?.is_some(),
+        policy: policy::get(c, &config.policy)?,
+    })
+}
+
 pub struct Logins {
     core: Arc<Core>,
     sessions: Sessions,
@@ -174,66 +201,44 @@ impl Logins {
         // One account, one identity: every spelling of a name (a same-uid
         // alias, another case under a case-insensitive name service) is
         // resolved to the uid's own name, and all state is keyed by that.
-        let resolving = async {
-            if plausible_name(&origin.user) {
-                self.core.resolve(&origin.user).await
-            } else {
-                Ok(None)
-            }
-        };
+        // Everything a login needs to know is read right after, in the
+        // same job, while the caller's uid is asked of the bus: the read
+        // decides nothing by itself (the code is checked in the writer),
+        // and nothing is decided before the caller is known.
+        let now = self.core.clock.now();
+        let config = self.core.config.clone();
+        let offered = crate::devices::presented(&config.devices, &origin, &origin.ssh_auth_info);
+        let resolving = self.core.resolve_then_read(&origin.user, move |user| {
+            let user = user.to_string();
+            move |c: &Db| facts_of(c, &user, &config, offered.as_ref(), now)
+        });
         let (caller, resolved) = tokio::join!(caller, resolving);
         let caller = &caller?;
-        let resolved = resolved?;
-        self.authorize(caller, resolved.as_ref().map(|(_, uid)| *uid))?;
-        let known = resolved.is_some();
-        if let Some((name, _)) = resolved {
+        let Resolved { account, facts } = resolved?;
+        self.authorize(caller, account.as_ref().map(|(_, uid)| *uid))?;
+        let known = account.is_some();
+        if let Some((name, _)) = account {
             origin.user = name;
         }
-        let now = self.core.clock.now();
         let device = if known {
             self.presented(caller, &origin)
         } else {
             None
         };
-        let mut facts = if known {
-            let user = origin.user.clone();
-            let config = self.core.config.clone();
-            let presented = device.clone();
-            // Everything a login needs to know, in one read beside the
-            // writer (the code itself is checked in the writer).
-            self.core
-                .store
-                .read(move |c| {
-                    let methods = choose::methods_in(c, &user, &config)?;
-                    // A user with no method never gets trust.
-                    let trusted = match &presented {
-                        Some(d) if !methods.usable.is_empty() => {
-                            crate::devices::trusted(c, &user, d, now)?
-                        }
-                        _ => None,
-                    };
-                    let (preferred, last_used) = accounts::method_choice(c, &user)?;
-                    let first = methods::first_to_ask(&methods.usable, &preferred, &last_used)
-                        .or_else(|| methods.enrolled.first().copied());
-                    Ok(Facts {
-                        first,
-                        trusted,
-                        methods,
-                        recovery_pending: recovery::pending(c, &user, now)?.is_some(),
-                        policy: policy::get(c, &config.policy)?,
-                    })
-                })
-                .await
-                .map_err(|e| self.internal("login-begin", &e.to_string()))?
-        } else {
-            Facts {
+        let mut facts = match facts {
+            Some(read) => read.map_err(|e| self.internal("login-begin", &e.to_string()))?,
+            None => Facts {
                 first: None,
                 trusted: None,
                 methods: Default::default(),
                 recovery_pending: false,
                 policy: Default::default(),
-            }
+            },
         };
+        if device.is_none() {
+            // Trust is only for a device this caller may present.
+            facts.trusted = None;
+        }
         if let (Some(_), Some(presented)) = (&facts.trusted, &device) {
             // The read above could not write, and the trust may have been
             // removed since: the writer checks it again and records the use
@@ -496,6 +501,7 @@ mod tests {
     use crate::backup_codes::{self, Code};
     use crate::clock::{Clock, ManualClock};
     use crate::config::Config;
+    use crate::params;
     use crate::totp;
     use crate::totp::Secret;
     use std::sync::Mutex;
@@ -1134,6 +1140,50 @@ mod tests {
             &attempt(from("198.51.100.66"), &w.code(0)),
             "try again in 20 seconds",
         );
+    }
+
+    #[test]
+    fn a_right_app_code_is_not_counted_and_a_wrong_one_is() {
+        let w = world();
+        // Counts of the rows each login writes into the failure table (a
+        // trigger on the writer's own connection).
+        w.rt.block_on(w.core.store.run(|c| {
+            c.execute_batch(
+                "CREATE TEMP TABLE counted(n INTEGER);
+                 CREATE TEMP TRIGGER count_failures AFTER INSERT ON main.source_failures
+                 BEGIN INSERT INTO counted VALUES (1); END;",
+            )
+        }))
+        .unwrap();
+        let counted =
+            || -> i64 {
+                w.rt.block_on(w.core.store.run(|c| {
+                    c.query_row("SELECT count(*) FROM temp.counted", params![], |r| r.get(0))
+                }))
+                .unwrap()
+            };
+        let login = |answer: String| {
+            w.rt.block_on(async {
+                let (id, _) = w.logins.begin(&root(), origin("alice")).await?;
+                w.logins.answer(&root(), &id, answer.into_bytes()).await
+            })
+            .unwrap()
+        };
+        // A right code is checked and used in one job, which commits no
+        // failure row to take back (half the pages of its commit).
+        assert_eq!(login(w.code(0)).action, Action::Accept);
+        assert_eq!(counted(), 0);
+        assert_eq!(w.failures(), 0);
+        // A wrong one is counted, in the same job as its check.
+        w.clock.advance(30);
+        let wrong = if w.code(0) == "111111" {
+            "222222"
+        } else {
+            "111111"
+        };
+        assert_eq!(login(wrong.into()).action, Action::Deny);
+        assert_eq!(counted(), 1);
+        assert_eq!(w.failures(), 1);
     }
 
     /// A name service that hangs on one name until released (a slow LDAP).

@@ -205,6 +205,29 @@ fn a_reset_a_new_secret_or_a_removal_ends_trust() {
 }
 
 #[test]
+fn a_trusted_device_is_no_pass_for_a_non_root_caller() {
+    let (w, secret) = world();
+    login(&w, &secret, with_key("alice", 1), "y");
+    assert_eq!(count(&w), 1);
+    // The login's facts are read before the caller is known (while the
+    // bus is asked): the trust they find must not reach a screen locker
+    // at alice's own uid, which cannot present a device.
+    let alice = Caller {
+        uid: 1000,
+        bus_name: ":1.9".into(),
+    };
+    let (id, step) =
+        w.rt.block_on(w.logins.begin(&alice, with_key("alice", 1)))
+            .unwrap();
+    assert!(!id.is_empty(), "a session: the code is asked");
+    assert_eq!(step.action, Action::AskHidden(APP_PROMPT.into()));
+    // root (sshd) with the same key still passes on the trust.
+    let steps = login(&w, &secret, with_key("alice", 1), "y");
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].action, Action::Accept);
+}
+
+#[test]
 fn never_for_other_services_non_root_callers_backup_codes_or_no_method() {
     let (w, secret) = world();
     // su presents no device, whatever its environment says.

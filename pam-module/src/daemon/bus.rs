@@ -154,6 +154,38 @@ impl Daemon for BusDaemon {
     }
 }
 
+/// What the bus itself costs a login, for the benchmark's floor
+/// (`bus-floor`, docs/performance.md): a new connection's first call
+/// (handshake, `Hello` and the call, as a login's `Begin`) and a later
+/// call on it (as `Answer`), each `org.freedesktop.DBus.Peer.Ping` to
+/// twofactord, which its bus library answers without any login rule.
+/// Returns the two times.
+pub fn ping_twice(address: &str, timeout: Duration) -> Result<(Duration, Duration), DaemonError> {
+    let ping = Call {
+        destination: BUS_NAME,
+        path: OBJECT_PATH,
+        interface: "org.freedesktop.DBus.Peer",
+        member: "Ping",
+        signature: "",
+    };
+    let start = Instant::now();
+    let deadline = start + timeout;
+    let mut connection = Connection::open(address, deadline)?;
+    let ping_once =
+        |connection: &mut Connection| match connection.call(&ping, &Writer::new(), deadline)? {
+            reply if reply.kind == wire::ERROR => Err(classify(
+                reply.error_name.as_deref(),
+                reply.error_message().as_deref(),
+            )),
+            _ => Ok(()),
+        };
+    ping_once(&mut connection)?;
+    let first = start.elapsed();
+    let again = Instant::now();
+    ping_once(&mut connection)?;
+    Ok((first, again.elapsed()))
+}
+
 /// Reads a reply body of `signature` with `read`, to its end.
 fn read_reply<T>(
     reply: &Message,
