@@ -208,9 +208,10 @@ impl Logins {
         let now = self.core.clock.now();
         let config = self.core.config.clone();
         let offered = crate::devices::presented(&config.devices, &origin, &origin.ssh_auth_info);
+        let looked_for = offered.clone();
         let resolving = self.core.resolve_then_read(&origin.user, move |user| {
             let user = user.to_string();
-            move |c: &Db| facts_of(c, &user, &config, offered.as_ref(), now)
+            move |c: &Db| facts_of(c, &user, &config, looked_for.as_ref(), now)
         });
         let (caller, resolved) = tokio::join!(caller, resolving);
         let caller = &caller?;
@@ -221,7 +222,7 @@ impl Logins {
             origin.user = name;
         }
         let device = if known {
-            self.presented(caller, &origin)
+            trust::presented(caller, offered)
         } else {
             None
         };

@@ -22,16 +22,14 @@ pub fn question(days: u32) -> String {
     format!("Don't ask again on this device for {days} days? [y/N] ")
 }
 
-impl Logins {
-    /// The device a login presents, if it may be trusted at all: only
-    /// root's logins (sshd), only from the services named as sshd.
-    pub(super) fn presented(&self, caller: &Caller, origin: &Origin) -> Option<Presented> {
-        if caller.uid != 0 {
-            return None;
-        }
-        devices::presented(&self.core.config.devices, origin, &origin.ssh_auth_info)
-    }
+/// The device a login presents, if it may be trusted at all: only root's
+/// logins (sshd), only from the services named as sshd. `offered`: what
+/// the login's details name ([`devices::presented`]).
+pub(super) fn presented(caller: &Caller, offered: Option<Presented>) -> Option<Presented> {
+    offered.filter(|_| caller.uid == 0)
+}
 
+impl Logins {
     /// After a right code: ask whether to trust the device, keeping what
     /// the accepting step had to say.
     pub(super) fn offer_trust(&self, accepted: Step, device: Presented) -> Next {

@@ -693,7 +693,7 @@ impl Store {
         let unfinished = |e: tokio::task::JoinError| {
             StoreError::Failed(format!("a look-up before a read did not finish: {e}"))
         };
-        if let (None, Some(readers)) = (&self.reader, self.readers.clone()) {
+        if let Some(readers) = self.readers.clone() {
             return tokio::task::spawn_blocking(move || {
                 let (value, read) = first();
                 (value, read.map(|g| readers.read(g)))
