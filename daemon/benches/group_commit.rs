@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 use twofactord::config::LimitsConfig;
+use twofactord::rules::{bookkeeping, ratelimit};
 use twofactord::store::Store;
-use twofactord::{accounts, ratelimit};
 
 fn main() {
     let base = std::env::var_os("CARGO_TARGET_DIR")
@@ -20,7 +20,7 @@ fn main() {
         });
     let dir = base.join(format!("bench-group-commit-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let keys = std::sync::Arc::new(twofactord::sealing::Keys::generate().expect("key"));
+    let keys = std::sync::Arc::new(twofactord::adapters::sealing::Keys::generate().expect("key"));
     let store = Store::open(&dir, keys, twofactord::store::Mode::Create).expect("open store");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -37,7 +37,7 @@ fn main() {
         store
             .run(|c| {
                 for i in 0..1000 {
-                    accounts::ensure(c, &format!("user{i}"), 0)?;
+                    bookkeeping::ensure(c, &format!("user{i}"), 0)?;
                 }
                 Ok(())
             })

@@ -22,17 +22,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use twofactor_proto::Action;
-use twofactord::accounts;
-use twofactord::audit::{Audit, Origin};
+use twofactord::adapters::nss::{LookupError, Users};
+use twofactord::adapters::pam_reauth::{Reauth, ReauthError};
+use twofactord::adapters::syslog::{Audit, Origin};
+use twofactord::api::login::Logins;
 use twofactord::clock::Clock;
 use twofactord::config::Config;
-use twofactord::core::{Caller, Core};
-use twofactord::login::Logins;
 use twofactord::random::OsRandom;
-use twofactord::reauth::{Reauth, ReauthError};
+use twofactord::rules::bookkeeping;
+use twofactord::rules::totp::{self, Secret};
+use twofactord::services::core::{Caller, Core};
 use twofactord::store::{Mode, Store};
-use twofactord::totp::{self, Secret};
-use twofactord::users::{LookupError, Users};
 
 const SIZES: [usize; 4] = [100, 1_000, 10_000, 100_000];
 const LOGINS_PER_ROUND: usize = 100;
@@ -134,7 +134,7 @@ fn main() {
         });
     let dir = base.join(format!("bench-login-path-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let keys = Arc::new(twofactord::sealing::Keys::generate().expect("key"));
+    let keys = Arc::new(twofactord::adapters::sealing::Keys::generate().expect("key"));
     let store = Store::open(&dir, keys, Mode::Create).expect("open store");
     let sizes: Vec<usize> = SIZES.iter().copied().filter(|&n| n <= max).collect();
     let top = sizes.last().copied().unwrap_or(0);
@@ -183,7 +183,7 @@ fn main() {
             let now = clock.now();
             rt.block_on(store.run(move |c| {
                 for (user, bytes) in &batch {
-                    accounts::ensure(c, user, now)?;
+                    bookkeeping::ensure(c, user, now)?;
                     totp::activate(c, user, &Secret::from_bytes(bytes.clone()), 0, now)?;
                 }
                 Ok(())

@@ -545,7 +545,8 @@ impl Config {
                 return bad(key, "must be empty or an absolute path".into());
             }
         }
-        if s.sslmode == SslMode::Disable && !socket && !crate::mail::is_loopback(&s.host) {
+        if s.sslmode == SslMode::Disable && !socket && !crate::adapters::smtp::is_loopback(&s.host)
+        {
             let key = if line_of_key(text, "store", "sslmode") != 0 {
                 "sslmode"
             } else {
@@ -593,7 +594,7 @@ impl Config {
 
     /// `[email]`, checked whether mail is on or not (a typo is a typo). The
     /// password and CA files themselves are checked when the mailer is
-    /// made (`mail::Smtp::new`, at start-up and by `--check-config`).
+    /// made (`smtp::Smtp::new`, at start-up and by `--check-config`).
     fn validate_email(
         &self,
         text: &str,
@@ -610,7 +611,7 @@ impl Config {
         if e.port == 0 {
             return bad("port", "0 is out of range 1..=65535".into());
         }
-        if e.security == SmtpSecurity::None && !crate::mail::is_loopback(&e.relay) {
+        if e.security == SmtpSecurity::None && !crate::adapters::smtp::is_loopback(&e.relay) {
             // Blame the line written: `security` if set, else `relay`.
             let key = if line_of_key(text, "email", "security") != 0 {
                 "security"
@@ -657,7 +658,7 @@ impl Config {
         if !e.body.contains("{code}") {
             return bad("body", "must contain {code}".into());
         }
-        if !e.from.is_empty() && !crate::mail::valid_address(&e.from) {
+        if !e.from.is_empty() && !crate::adapters::smtp::valid_address(&e.from) {
             return bad(
                 "from",
                 "must be empty (twofactor@HOSTNAME) or one address local@domain".into(),
@@ -1113,14 +1114,15 @@ mod proptests {
             && (1..=60).contains(&c.email.max_sends_per_hour)
             && c.email.port != 0
             && c.email.body.contains("{code}")
-            && (c.email.security != SmtpSecurity::None || crate::mail::is_loopback(&c.email.relay))
+            && (c.email.security != SmtpSecurity::None
+                || crate::adapters::smtp::is_loopback(&c.email.relay))
             && (1..=10).contains(&c.store.connect_timeout_seconds)
             && (1..=10).contains(&c.store.statement_timeout_seconds)
             && c.store.connect_timeout_seconds + c.store.statement_timeout_seconds <= 12
             && c.store.port != 0
             && (c.store.sslmode != SslMode::Disable
                 || c.store.host.starts_with('/')
-                || crate::mail::is_loopback(&c.store.host))
+                || crate::adapters::smtp::is_loopback(&c.store.host))
     }
 
     /// An error names the file and a line of it.

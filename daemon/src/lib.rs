@@ -1,33 +1,26 @@
-//! twofactord as a library: the daemon's parts, one module per concept,
-//! each owning its tables and rules. `main.rs` wires them to the bus; tests
-//! and benchmarks use them directly.
+//! twofactord as a library. The folders are the layers, and arrows only
+//! point down (docs/architecture.md; `scripts/check-layers` enforces it):
+//!
+//! - [`api`]: the D-Bus faces (`Login1` with the login state machine,
+//!   `Account1`, `Admin1`) and the bus wiring;
+//! - [`services`]: the capabilities the faces are handed (password
+//!   re-checks, the hashing pool, the outbox, the user directory);
+//! - [`rules`]: synchronous functions over the store, one file per table
+//!   or concept;
+//! - [`store`]: the SQLite and PostgreSQL engines, the writer and readers;
+//! - [`adapters`]: the outside world (SMTP, syslog, PAM, NSS, sealing,
+//!   google-authenticator files).
+//!
+//! [`config`], [`args`], [`clock`] and [`random`] are plain values every
+//! layer may read. `main.rs` wires the layers to the bus; tests and
+//! benchmarks use them directly.
 
-pub mod account;
-pub mod accounts;
-pub mod admin;
+pub mod adapters;
+pub mod api;
 pub mod args;
-pub mod audit;
-pub mod backup_codes;
-pub mod bus;
 pub mod clock;
 pub mod config;
-pub mod core;
-pub mod devices;
-pub mod email;
-pub mod google_auth;
-pub mod login;
-pub mod mail;
-pub mod methods;
-pub mod notices;
-pub mod policy;
-pub mod qr;
 pub mod random;
-pub mod ratelimit;
-pub mod reauth;
-pub mod recovery;
-pub mod sealing;
+pub mod rules;
+pub mod services;
 pub mod store;
-#[cfg(test)]
-pub mod testing;
-pub mod totp;
-pub mod users;

@@ -5,12 +5,13 @@ use clap::Parser;
 use std::process::ExitCode;
 use std::sync::Arc;
 use twofactor_proto::names::{BUS_NAME, OBJECT_PATH};
+use twofactord::adapters::syslog::{Audit, Event};
+use twofactord::adapters::{nss, pam_reauth, sealing, smtp};
+use twofactord::api::{account, admin, bus, login};
 use twofactord::args::Args;
-use twofactord::audit::{Audit, Event};
 use twofactord::config::{self, Config};
-use twofactord::{
-    account, admin, bus, clock, core, login, mail, random, reauth, sealing, store, users,
-};
+use twofactord::services::core;
+use twofactord::{clock, random, store};
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -33,7 +34,7 @@ fn main() -> ExitCode {
             || !e.password_file.as_os_str().is_empty()
             || !e.ca_file.as_os_str().is_empty()
         {
-            if let Err(e) = mail::Smtp::new(e) {
+            if let Err(e) = smtp::Smtp::new(e) {
                 eprintln!(
                     "twofactord: configuration error: {}: [email]: {e}",
                     args.config.display()
@@ -79,8 +80,8 @@ fn main() -> ExitCode {
     }
     // The mailer reads its password file now, before detaching, so that a
     // bad file stops the daemon where the message can still be seen.
-    let mailer: Arc<dyn mail::Mailer> = if config.email.in_use() {
-        match mail::Smtp::new(&config.email) {
+    let mailer: Arc<dyn smtp::Mailer> = if config.email.in_use() {
+        match smtp::Smtp::new(&config.email) {
             Ok(m) => Arc::new(m),
             Err(e) => {
                 let e = format!("{}: [email]: {e}", args.config.display());
@@ -93,7 +94,7 @@ fn main() -> ExitCode {
             }
         }
     } else {
-        Arc::new(mail::Disabled)
+        Arc::new(smtp::Disabled)
     };
     if !args.foreground {
         // Detach before any thread exists (the store writer, the runtime).
@@ -373,7 +374,7 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
 async fn serve(
     config: Config,
     store: store::Store,
-    mailer: Arc<dyn mail::Mailer>,
+    mailer: Arc<dyn smtp::Mailer>,
     bus: Option<String>,
     audit: Arc<Audit>,
 ) -> Result<(), String> {
@@ -388,7 +389,7 @@ async fn serve(
             });
         }
     }
-    let reauth = Arc::new(reauth::PamReauth {
+    let reauth = Arc::new(pam_reauth::PamReauth {
         service: config.reauth_service.clone(),
     });
     let core = Arc::new(
@@ -397,7 +398,7 @@ async fn serve(
             store,
             Arc::new(clock::SystemClock),
             Arc::new(random::OsRandom),
-            Arc::new(users::SystemUsers),
+            Arc::new(nss::SystemUsers),
             reauth,
             audit.clone(),
         )

@@ -1,4 +1,4 @@
-//! The daemon's mailer (`twofactord::mail::Smtp`) against a real SMTP
+//! The daemon's mailer (`twofactord::adapters::smtp::Smtp`) against a real SMTP
 //! server (aiosmtpd, see `twofactor_tests::smtp`): what arrives is exactly
 //! what was sent; TLS is checked (CA and host name) and STARTTLS is never
 //! skipped; authentication works and fails without telling the password;
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use twofactor_tests::smtp::{free_port, Certs, Received, Security, SilentRelay, SmtpServer};
 use twofactor_tests::{need_root, Daemon, DaemonConfig, PrivateBus, BUS_NAME};
 use twofactord::config::{EmailConfig, SmtpSecurity};
-use twofactord::mail::{Mail, MailError, Mailer, Smtp};
+use twofactord::adapters::smtp::{Mail, MailError, Mailer, Smtp};
 
 const ARRIVAL: Duration = Duration::from_secs(20);
 const CODE: &str = "493817";

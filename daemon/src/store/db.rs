@@ -11,7 +11,7 @@
 //! never by a read followed by a write, so that two daemons sharing one
 //! database cannot both use it.
 
-use crate::sealing::Keys;
+use crate::adapters::sealing::Keys;
 use std::cell::RefCell;
 use zeroize::Zeroizing;
 

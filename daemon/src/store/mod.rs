@@ -31,8 +31,8 @@ pub use db::{Db, DbError, FromValue, Optional, Params, Row, ToValue};
 pub type DbResult<T> = db::Result<T>;
 use crate::params;
 
+use crate::adapters::sealing::Keys;
 use crate::config::{self as cfg, StoreConfig};
-use crate::sealing::Keys;
 use db::Engine;
 use rusqlite::{Connection, OpenFlags};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -97,8 +97,8 @@ pub enum StoreError {
     Unreachable(String),
 }
 
-impl From<crate::sealing::SealError> for StoreError {
-    fn from(e: crate::sealing::SealError) -> Self {
+impl From<crate::adapters::sealing::SealError> for StoreError {
+    fn from(e: crate::adapters::sealing::SealError) -> Self {
         StoreError::Failed(e.to_string())
     }
 }
@@ -153,7 +153,7 @@ fn replace_value(
 fn check_key(db: &Db) -> Result<(), StoreError> {
     for (table, column) in SEALED {
         for (user, value) in sealed_values(db, table, column, Some(1))? {
-            if crate::sealing::is_sealed(&value)
+            if crate::adapters::sealing::is_sealed(&value)
                 && db
                     .unseal(&user, &format!("{table}.{column}"), &value)
                     .is_err()
@@ -170,7 +170,7 @@ fn seal_legacy(db: &Db) -> Result<(), StoreError> {
     for (table, column) in SEALED {
         let name = format!("{table}.{column}");
         for (user, value) in sealed_values(db, table, column, None)? {
-            if !crate::sealing::is_sealed(&value) {
+            if !crate::adapters::sealing::is_sealed(&value) {
                 let sealed = db.seal(&user, &name, &value)?;
                 replace_value(db, table, column, &user, &value, &sealed)?;
             }
@@ -1090,9 +1090,15 @@ mod tests {
         let store = Store::open(&dir, keys.clone(), Mode::Create).unwrap();
         let s = secret.clone();
         rt.block_on(store.run(move |c| {
-            crate::accounts::ensure(c, "alice", 0)?;
-            crate::totp::activate(c, "alice", &crate::totp::Secret::from_bytes(s), 0, 0)?;
-            crate::backup_codes::replace_set(
+            crate::rules::bookkeeping::ensure(c, "alice", 0)?;
+            crate::rules::totp::activate(
+                c,
+                "alice",
+                &crate::rules::totp::Secret::from_bytes(s),
+                0,
+                0,
+            )?;
+            crate::rules::backup_codes::replace_set(
                 c,
                 "alice",
                 &[("4821".into(), "$argon2id$v=19$m=19456,t=2,p=1$x$y".into())],
@@ -1118,12 +1124,12 @@ mod tests {
         let store = Store::open(&dir, keys, Mode::Existing).unwrap();
         rt.block_on(store.verify_sealed()).unwrap();
         let (loaded, _) = rt
-            .block_on(store.run(|c| crate::totp::load(c, "alice")))
+            .block_on(store.run(|c| crate::rules::totp::load(c, "alice")))
             .unwrap()
             .unwrap();
         assert_eq!(loaded.bytes(), &secret[..]);
         let found = rt
-            .block_on(store.run(|c| crate::backup_codes::candidate(c, "alice", "4821")))
+            .block_on(store.run(|c| crate::rules::backup_codes::candidate(c, "alice", "4821")))
             .unwrap();
         assert!(found.is_some_and(|(_, h)| h.starts_with("$argon2id$")));
         drop(store);
@@ -1156,12 +1162,12 @@ mod tests {
         let rt = rt();
         let store = Store::open(&dir, keys(), Mode::Existing).unwrap();
         let (secret, _) = rt
-            .block_on(store.run(|c| crate::totp::load(c, "bob")))
+            .block_on(store.run(|c| crate::rules::totp::load(c, "bob")))
             .unwrap()
             .unwrap();
         assert_eq!(secret.bytes(), b"12345678901234567890");
         let found = rt
-            .block_on(store.run(|c| crate::backup_codes::candidate(c, "bob", "1234")))
+            .block_on(store.run(|c| crate::rules::backup_codes::candidate(c, "bob", "1234")))
             .unwrap();
         assert_eq!(found.map(|(_, h)| h), Some("$argon2id$legacy".to_string()));
         let stored: Vec<Vec<u8>> = rt
@@ -1169,7 +1175,9 @@ mod tests {
                 store.run(|c| c.query_map("SELECT secret FROM totp", params![], |r| r.get(0))),
             )
             .unwrap();
-        assert!(stored.iter().all(|v| crate::sealing::is_sealed(v)));
+        assert!(stored
+            .iter()
+            .all(|v| crate::adapters::sealing::is_sealed(v)));
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }

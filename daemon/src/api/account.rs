@@ -2,18 +2,18 @@
 //! caller's (from the bus credentials); changes that could weaken it need
 //! the account password again.
 
-use crate::accounts;
-use crate::audit::Event;
-use crate::backup_codes::{self, Code};
-use crate::core::{Caller, Core};
-use crate::devices;
-use crate::email::{self, EmailCheck, Purpose, Sent};
-use crate::mail;
-use crate::methods::{self, Method};
-use crate::notices::{self, Notice};
-use crate::policy::{self, Applies};
+use crate::adapters::smtp;
+use crate::adapters::syslog::Event;
 use crate::random;
-use crate::totp::{self, Confirm, Secret};
+use crate::rules::backup_codes::{self, Code};
+use crate::rules::bookkeeping;
+use crate::rules::email_codes::{self, EmailCheck, Purpose, Sent};
+use crate::rules::methods::{self, Method};
+use crate::rules::policy::{self, Applies};
+use crate::rules::totp::{self, Confirm, Secret};
+use crate::rules::trusted_devices;
+use crate::services::core::{Caller, Core};
+use crate::services::notices::{self, Notice};
 use std::sync::Arc;
 use twofactor_proto::error::Error;
 use twofactor_proto::types::{method, AppEnrolment, Device};
@@ -34,7 +34,7 @@ impl Accounts {
         let now = self.core.clock.now();
         self.core
             .store
-            .run(move |c| accounts::status(c, &user, now))
+            .run(move |c| bookkeeping::status(c, &user, now))
             .await
             .map_err(|e| self.internal("status", &e.to_string()))
     }
@@ -65,7 +65,7 @@ impl Accounts {
         self.core
             .store
             .run(move |c| {
-                accounts::ensure(c, &u, now)?;
+                bookkeeping::ensure(c, &u, now)?;
                 totp::add_pending(c, &id, &u, &secret, now)
             })
             .await
@@ -115,9 +115,9 @@ impl Accounts {
                 let outcome = totp::confirm_pending(conn, &i, &u, &code, now, skew)?;
                 if outcome == Confirm::Activated {
                     backup_codes::replace_set(conn, &u, &hashed, now)?;
-                    crate::recovery::remove(conn, &u)?;
+                    crate::rules::recovery_codes::remove(conn, &u)?;
                     // A new secret ends the trust of every device.
-                    devices::remove_all(conn, &u)?;
+                    trusted_devices::remove_all(conn, &u)?;
                 }
                 Ok(outcome)
             })
@@ -152,7 +152,7 @@ impl Accounts {
         if !Method::Email.offered(&self.core.config) {
             return Err(email_off());
         }
-        if !mail::valid_address(address) {
+        if !smtp::valid_address(address) {
             return Err(Error::InvalidInput(
                 "that is not an email address this daemon accepts (name@domain, ASCII, no \
                  spaces)"
@@ -180,7 +180,7 @@ impl Accounts {
         let address = self
             .core
             .store
-            .run(move |c| email::pending_address(c, &u, now))
+            .run(move |c| email_codes::pending_address(c, &u, now))
             .await
             .map_err(|e| self.internal("resend-email", &e.to_string()))?
             .ok_or_else(no_email_pending)?;
@@ -188,8 +188,10 @@ impl Accounts {
     }
 
     async fn send_confirmation(&self, user: &str, address: &str) -> Result<String, Error> {
-        match email::send_code(&self.core, user, Purpose::Confirm, address, "twofactorctl").await {
-            Sent::Sent => Ok(mail::masked(address)),
+        match email_codes::send_code(&self.core, user, Purpose::Confirm, address, "twofactorctl")
+            .await
+        {
+            Sent::Sent => Ok(smtp::masked(address)),
             Sent::TooMany(seconds) => Err(Error::RateLimited(format!(
                 "too many codes were sent; the next can be sent in {} minutes",
                 (seconds + 59) / 60
@@ -219,11 +221,11 @@ impl Accounts {
             .store
             .run(move |c| {
                 let first = !methods::has_any(c, &u)?;
-                let old = email::address(c, &u)?;
-                let found = email::check(c, &u, Purpose::Confirm, &code, now)?;
+                let old = email_codes::address(c, &u)?;
+                let found = email_codes::check(c, &u, Purpose::Confirm, &code, now)?;
                 if let EmailCheck::Accepted(address) = &found {
-                    email::activate(c, &u, address, now)?;
-                    devices::remove_all(c, &u)?;
+                    email_codes::activate(c, &u, address, now)?;
+                    trusted_devices::remove_all(c, &u)?;
                     if first {
                         backup_codes::replace_set(c, &u, &hashed, now)?;
                     }
@@ -302,8 +304,8 @@ impl Accounts {
                         return Ok(false);
                     }
                 }
-                accounts::ensure(c, &u, now)?;
-                accounts::set_preferred(c, &u, wanted.map(Method::name).unwrap_or(""))?;
+                bookkeeping::ensure(c, &u, now)?;
+                bookkeeping::set_preferred(c, &u, wanted.map(Method::name).unwrap_or(""))?;
                 Ok(true)
             })
             .await
@@ -326,7 +328,7 @@ impl Accounts {
         let now = self.core.clock.now();
         self.core
             .store
-            .run(move |c| devices::list(c, &user, now))
+            .run(move |c| trusted_devices::list(c, &user, now))
             .await
             .map_err(|e| self.internal("devices", &e.to_string()))
     }
@@ -432,7 +434,7 @@ impl Accounts {
             .core
             .store
             .run(move |c| {
-                let had = email::address(c, &u)?;
+                let had = email_codes::address(c, &u)?;
                 let removed = match only {
                     Some(m) => m.remove(c, &u)?,
                     None => methods::remove_all(c, &u)?,
@@ -441,7 +443,7 @@ impl Accounts {
                     backup_codes::remove_all(c, &u)?;
                 }
                 if removed {
-                    devices::remove_all(c, &u)?;
+                    trusted_devices::remove_all(c, &u)?;
                 }
                 Ok((removed, had))
             })
@@ -547,9 +549,9 @@ pub(crate) async fn remove_devices(
         .store
         .run(move |c| {
             if all {
-                devices::remove_all(c, &u)
+                trusted_devices::remove_all(c, &u)
             } else {
-                Ok(u32::from(devices::remove(c, &u, &i)?))
+                Ok(u32::from(trusted_devices::remove(c, &u, &i)?))
             }
         })
         .await
@@ -606,10 +608,10 @@ fn not_pending() -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::fixture::World;
     use crate::clock::Clock;
     use crate::config::Config;
-    use crate::testing::World;
-    use crate::{email, policy};
+    use crate::rules::{email_codes, policy};
 
     fn setup() -> World {
         World::at(
@@ -751,7 +753,7 @@ mod tests {
         World::at(config, 1_700_000_000)
     }
 
-    fn code_in(mail: &crate::mail::Mail) -> String {
+    fn code_in(mail: &crate::adapters::smtp::Mail) -> String {
         mail.body
             .split(|c: char| !c.is_ascii_digit())
             .find(|d| d.len() == 6)
@@ -761,7 +763,7 @@ mod tests {
 
     /// The `n` mails sent by now or soon (notices go out in the
     /// background): waits for them, up to 5 s.
-    fn mails(w: &World, n: usize) -> Vec<crate::mail::Mail> {
+    fn mails(w: &World, n: usize) -> Vec<crate::adapters::smtp::Mail> {
         w.rt.block_on(async {
             let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
             while w.mail.sent.lock().map(|s| s.len()).unwrap_or(0) < n
@@ -824,7 +826,7 @@ mod tests {
             .unwrap();
         let first = code_in(&w.mail.take()[0]);
         let address = |w: &World| {
-            w.rt.block_on(w.core.store.run(|c| email::address(c, "alice")))
+            w.rt.block_on(w.core.store.run(|c| email_codes::address(c, "alice")))
                 .unwrap()
         };
         assert_eq!(address(&w).as_deref(), Some("alice@example.com"));
@@ -875,8 +877,8 @@ mod tests {
             Err(Error::InvalidInput(_))
         ));
         rt.block_on(w.core.store.run(|c| {
-            accounts::ensure(c, "alice", 0)?;
-            email::activate(c, "alice", "a@example.com", 0)
+            bookkeeping::ensure(c, "alice", 0)?;
+            email_codes::activate(c, "alice", "a@example.com", 0)
         }))
         .unwrap();
         rt.block_on(a.set_preferred(&alice(), "email")).unwrap();
@@ -890,9 +892,9 @@ mod tests {
         let w = mailing();
         let (a, rt) = (&w.accounts, &w.rt);
         rt.block_on(w.core.store.run(|c| {
-            accounts::ensure(c, "alice", 0)?;
+            bookkeeping::ensure(c, "alice", 0)?;
             totp::activate(c, "alice", &Secret::from_bytes(vec![1; 20]), 0, 0)?;
-            email::activate(c, "alice", "a@example.com", 0)?;
+            email_codes::activate(c, "alice", "a@example.com", 0)?;
             policy::set(
                 c,
                 &twofactor_proto::types::Policy {
@@ -927,7 +929,7 @@ mod tests {
             bus_name: ":1.9".into(),
         };
         rt.block_on(w.core.store.run(|c| {
-            accounts::ensure(c, "staffer", 0)?;
+            bookkeeping::ensure(c, "staffer", 0)?;
             totp::activate(c, "staffer", &Secret::from_bytes(vec![2; 20]), 0, 0)
         }))
         .unwrap();
@@ -943,8 +945,8 @@ mod tests {
         let w = mailing();
         let (a, rt) = (&w.accounts, &w.rt);
         rt.block_on(w.core.store.run(|c| {
-            accounts::ensure(c, "alice", 0)?;
-            email::activate(c, "alice", "a@example.com", 0)
+            bookkeeping::ensure(c, "alice", 0)?;
+            email_codes::activate(c, "alice", "a@example.com", 0)
         }))
         .unwrap();
         rt.block_on(a.disable(&alice(), "email", b"pw-a".to_vec()))

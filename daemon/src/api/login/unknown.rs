@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::config::LimitsConfig;
-use crate::ratelimit;
+use crate::rules::ratelimit;
 
 /// Names whose failures are remembered at once (oldest forgotten first).
 const MAX_UNKNOWN_NAMES: usize = 4096;

@@ -16,7 +16,7 @@
 //! - A success resets the account's count and its source's count (not
 //!   other sources': the owner's success does not unlock an attacker).
 
-use crate::audit::Origin;
+use crate::adapters::syslog::Origin;
 use crate::config::LimitsConfig;
 use crate::params;
 use crate::store::{Db, DbResult, Optional};

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use twofactor_proto::error::Error;
 
 use super::Phase;
-use crate::audit::Origin;
-use crate::core::Caller;
+use crate::adapters::syslog::Origin;
+use crate::services::core::Caller;
 
 /// Logins in progress, in all.
 pub(super) const MAX_SESSIONS: usize = 4096;
@@ -26,7 +26,7 @@ pub(super) struct Session {
     pub(super) owner: Caller,
     pub(super) origin: Origin,
     /// The device the login presents, if any (see `trust`).
-    pub(super) device: Option<crate::devices::Presented>,
+    pub(super) device: Option<crate::rules::trusted_devices::Presented>,
     pub(super) phase: Phase,
     pub(super) expires: i64,
 }

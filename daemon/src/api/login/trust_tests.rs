@@ -6,11 +6,11 @@
 //! method never get it.
 
 use super::*;
+use crate::api::fixture::{origin, root, World, T0};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::devices;
-use crate::testing::{origin, root, World, T0};
-use crate::totp::{self, Secret};
+use crate::rules::totp::{self, Secret};
+use crate::rules::trusted_devices;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
@@ -36,7 +36,7 @@ fn world() -> (World, Secret) {
     let secret = Secret::from_bytes(b"12345678901234567890".to_vec());
     let bytes = secret.bytes().to_vec();
     w.rt.block_on(w.core.store.run(move |c| {
-        accounts::ensure(c, "alice", 0)?;
+        bookkeeping::ensure(c, "alice", 0)?;
         totp::activate(c, "alice", &Secret::from_bytes(bytes), 0, 0)
     }))
     .unwrap();
@@ -85,7 +85,7 @@ fn count(w: &World) -> u32 {
     w.rt.block_on(
         w.core
             .store
-            .run(|c| devices::count(c, "alice", i64::MIN + 1)),
+            .run(|c| trusted_devices::count(c, "alice", i64::MIN + 1)),
     )
     .unwrap()
 }
@@ -150,7 +150,7 @@ fn trust_ends_after_thirty_days_however_often_it_is_used() {
     }
     // Trust ends 30 days after it was given, not after the last use.
     let list =
-        w.rt.block_on(w.core.store.run(|c| devices::list(c, "alice", 0)))
+        w.rt.block_on(w.core.store.run(|c| trusted_devices::list(c, "alice", 0)))
             .unwrap();
     assert_eq!(list[0].expires, list[0].added + 30 * 86_400);
     assert!(list[0].last_used > list[0].added);
@@ -258,7 +258,7 @@ fn never_for_other_services_non_root_callers_backup_codes_or_no_method() {
     assert_eq!(steps.len(), 1);
     assert_eq!(count(&w), 0);
     // A backup code is not a method's code: no question.
-    let codes = crate::backup_codes::generate_set(&crate::random::OsRandom).unwrap();
+    let codes = crate::rules::backup_codes::generate_set(&crate::random::OsRandom).unwrap();
     let hashed: Vec<(String, String)> = codes
         .iter()
         .map(|c| {
@@ -269,7 +269,7 @@ fn never_for_other_services_non_root_callers_backup_codes_or_no_method() {
     w.rt.block_on(
         w.core
             .store
-            .run(move |c| crate::backup_codes::replace_set(c, "alice", &hashed, 0)),
+            .run(move |c| crate::rules::backup_codes::replace_set(c, "alice", &hashed, 0)),
     )
     .unwrap();
     let step = w.rt.block_on(async {
@@ -291,7 +291,7 @@ fn trust_can_be_turned_off_and_malformed_key_lines_are_no_device() {
     let secret = Secret::from_bytes(b"12345678901234567890".to_vec());
     let bytes = secret.bytes().to_vec();
     w.rt.block_on(w.core.store.run(move |c| {
-        accounts::ensure(c, "alice", 0)?;
+        bookkeeping::ensure(c, "alice", 0)?;
         totp::activate(c, "alice", &Secret::from_bytes(bytes), 0, 0)
     }))
     .unwrap();
@@ -302,9 +302,9 @@ fn trust_can_be_turned_off_and_malformed_key_lines_are_no_device() {
         "password",
         "",
     ] {
-        assert!(devices::ssh_key(bad).is_none(), "{bad}");
+        assert!(trusted_devices::ssh_key(bad).is_none(), "{bad}");
     }
-    let (kind, blob) = devices::ssh_key(&auth_info(3)).unwrap();
+    let (kind, blob) = trusted_devices::ssh_key(&auth_info(3)).unwrap();
     assert_eq!(kind, "ssh-ed25519");
     assert_eq!(blob.len(), 4 + 11 + 4 + 32);
 }
@@ -317,7 +317,7 @@ fn the_user_is_told_and_an_administrator_lists_and_removes() {
     let secret = Secret::from_bytes(b"12345678901234567890".to_vec());
     let bytes = secret.bytes().to_vec();
     w.rt.block_on(w.core.store.run(move |c| {
-        accounts::ensure(c, "alice", 0)?;
+        bookkeeping::ensure(c, "alice", 0)?;
         totp::activate(c, "alice", &Secret::from_bytes(bytes), 0, 0)
     }))
     .unwrap();

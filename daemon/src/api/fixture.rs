@@ -5,13 +5,13 @@
 
 use std::sync::Arc;
 
-use crate::account::Accounts;
-use crate::admin::Admin;
-use crate::audit::{Audit, Origin};
+use crate::adapters::syslog::{Audit, Origin};
+use crate::api::account::Accounts;
+use crate::api::admin::Admin;
+use crate::api::login::Logins;
 use crate::clock::ManualClock;
 use crate::config::Config;
-use crate::core::{Caller, Core};
-use crate::login::Logins;
+use crate::services::core::{Caller, Core};
 
 /// 2026-01-01 12:00 UTC.
 pub const T0: i64 = 1_767_268_800;
@@ -45,7 +45,7 @@ pub struct World {
     pub rt: tokio::runtime::Runtime,
     pub audit: Arc<Audit>,
     /// What the daemon mailed.
-    pub mail: Arc<crate::mail::testing::Captured>,
+    pub mail: Arc<crate::adapters::smtp::testing::Captured>,
 }
 
 impl World {
@@ -56,9 +56,14 @@ impl World {
 
     pub fn at(config: Config, t0: i64) -> World {
         let clock = ManualClock::at(t0);
-        let mail = Arc::new(crate::mail::testing::Captured::default());
-        let (core, audit) =
-            crate::core::testing::core_mailing(config, &clock, USERS, PASSWORDS, mail.clone());
+        let mail = Arc::new(crate::adapters::smtp::testing::Captured::default());
+        let (core, audit) = crate::services::core::testing::core_mailing(
+            config,
+            &clock,
+            USERS,
+            PASSWORDS,
+            mail.clone(),
+        );
         World {
             logins: Logins::new(core.clone()),
             accounts: Accounts::new(core.clone()),

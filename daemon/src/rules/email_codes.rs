@@ -7,12 +7,12 @@
 //! any number of concurrent logins answering it, exactly one succeeds. A new
 //! code for the same purpose replaces (voids) the previous one.
 
-use crate::audit::Event;
+use crate::adapters::smtp::Mail;
+use crate::adapters::syslog::Event;
 use crate::config::EmailConfig;
-use crate::core::Core;
-use crate::mail::Mail;
 use crate::params;
 use crate::random::{Random, RandomError};
+use crate::services::core::Core;
 use crate::store::{Db, DbResult, Optional};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -392,7 +392,7 @@ async fn deliver(
                 return Ok(Err(wait));
             }
             if let Keep::Stored(purpose) = keep {
-                crate::accounts::ensure(c, &u, now)?;
+                crate::rules::bookkeeping::ensure(c, &u, now)?;
                 store_code(c, &u, purpose, &address, &d, expires)?;
             }
             Ok(Ok(()))
@@ -418,7 +418,7 @@ async fn deliver(
             core.audit.log(Event::MailSent {
                 user,
                 purpose: label,
-                to: &crate::mail::masked(to),
+                to: &crate::adapters::smtp::masked(to),
             });
             Ok((digest, expires))
         }
@@ -440,7 +440,7 @@ mod tests {
 
     fn conn() -> Db<'static> {
         let c = crate::store::testing::connection();
-        crate::accounts::ensure(&c, "u", 0).unwrap();
+        crate::rules::bookkeeping::ensure(&c, "u", 0).unwrap();
         c
     }
 
@@ -516,7 +516,7 @@ mod tests {
                     r.get(0)
                 })
                 .unwrap();
-            assert!(crate::sealing::is_sealed(&raw), "{table}.{col}");
+            assert!(crate::adapters::sealing::is_sealed(&raw), "{table}.{col}");
             assert!(!String::from_utf8_lossy(&raw).contains("secret.person"));
         }
         assert_eq!(

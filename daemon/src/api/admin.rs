@@ -14,22 +14,22 @@
 //! included) or on a user whose groups cannot be looked up is refused and
 //! audited; nothing changes.
 
-use crate::accounts;
-use crate::audit::Event;
-use crate::backup_codes::{self, Code};
+use crate::adapters::google_authenticator::{self, ImportError};
+use crate::adapters::nss::plausible_name;
+use crate::adapters::syslog::Event;
 use crate::config::{valid_date, valid_group_name};
-use crate::core::{Caller, Core};
-use crate::devices;
-use crate::email;
-use crate::google_auth::{self, ImportError};
-use crate::methods;
-use crate::notices::{self, Notice};
-use crate::policy;
-use crate::ratelimit;
-use crate::recovery;
+use crate::rules::backup_codes::{self, Code};
+use crate::rules::bookkeeping;
+use crate::rules::email_codes;
+use crate::rules::methods;
+use crate::rules::policy;
+use crate::rules::ratelimit;
+use crate::rules::recovery_codes;
+use crate::rules::totp::{self, STEP_SECONDS};
+use crate::rules::trusted_devices;
+use crate::services::core::{Caller, Core};
+use crate::services::notices::{self, Notice};
 use crate::store::{Db, DbResult};
-use crate::totp::{self, STEP_SECONDS};
-use crate::users::plausible_name;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use twofactor_proto::error::Error;
@@ -307,7 +307,7 @@ impl Admin {
             return Err(no_user(user));
         }
         self.check_target(caller, &by, "admin-reset", user).await?;
-        let code = recovery::generate(self.core.rng.as_ref())
+        let code = recovery_codes::generate(self.core.rng.as_ref())
             .map_err(|e| self.core.internal("admin-reset", &e.to_string()))?;
         let hash = self.hash(&code, "admin-reset").await?;
         let now = self.core.clock.now();
@@ -317,13 +317,13 @@ impl Admin {
             .core
             .store
             .run(move |c| {
-                let had = email::address(c, &u)?;
-                accounts::ensure(c, &u, now)?;
+                let had = email_codes::address(c, &u)?;
+                bookkeeping::ensure(c, &u, now)?;
                 methods::remove_all(c, &u)?;
                 backup_codes::remove_all(c, &u)?;
-                devices::remove_all(c, &u)?;
+                trusted_devices::remove_all(c, &u)?;
                 ratelimit::clear(c, &u)?;
-                recovery::replace(c, &u, &hash, now, &b)?;
+                recovery_codes::replace(c, &u, &hash, now, &b)?;
                 Ok(had)
             })
             .await
@@ -332,7 +332,7 @@ impl Admin {
         notices::send_to(&self.core, user, had, Notice::Reset { by: by.clone() });
         Ok(Recovery {
             code: code.display(),
-            expires: now + recovery::VALID_SECONDS,
+            expires: now + recovery_codes::VALID_SECONDS,
         })
     }
 
@@ -367,7 +367,7 @@ impl Admin {
         let (u, now) = (user.to_string(), self.core.clock.now());
         self.core
             .store
-            .run(move |c| devices::list(c, &u, now))
+            .run(move |c| trusted_devices::list(c, &u, now))
             .await
             .map_err(|e| self.core.internal("admin-devices", &e.to_string()))
     }
@@ -389,7 +389,7 @@ impl Admin {
         }
         self.check_target(caller, &by, "admin-devices-remove", user)
             .await?;
-        crate::account::remove_devices(&self.core, user, id, &by).await
+        crate::api::account::remove_devices(&self.core, user, id, &by).await
     }
 
     pub async fn import_google_authenticator(
@@ -475,14 +475,14 @@ impl Admin {
         let shown = path.display().to_string();
         let name = user.to_string();
         let parsed = tokio::task::spawn_blocking(move || {
-            let owner = google_auth::Owner {
+            let owner = google_authenticator::Owner {
                 user: &name,
                 uid,
                 home: &home,
             };
-            google_auth::read(owner, &path).and_then(|text| {
+            google_authenticator::read(owner, &path).and_then(|text| {
                 let text = Zeroizing::new(text);
-                google_auth::parse(&text, &shown)
+                google_authenticator::parse(&text, &shown)
             })
         })
         .await
@@ -522,14 +522,14 @@ impl Admin {
                 if methods::has_any(c, &u)? {
                     return Ok(false);
                 }
-                accounts::ensure(c, &u, now)?;
+                bookkeeping::ensure(c, &u, now)?;
                 // Codes of the current and earlier steps may already have
                 // been used with google-authenticator: accept only later ones.
                 totp::activate(c, &u, &secret, now.div_euclid(STEP_SECONDS), now)?;
                 if !hashed.is_empty() {
                     backup_codes::replace_set(c, &u, &hashed, now)?;
                 }
-                recovery::remove(c, &u)?;
+                recovery_codes::remove(c, &u)?;
                 Ok(true)
             })
             .await;
@@ -582,7 +582,7 @@ fn no_user(user: &str) -> Error {
 
 /// The stored part of a report.
 fn row(c: &Db, user: &str, now: i64) -> DbResult<UserReport> {
-    let s = accounts::status(c, user, now)?;
+    let s = bookkeeping::status(c, user, now)?;
     Ok(UserReport {
         user: s.user,
         methods: s.methods,
@@ -592,8 +592,8 @@ fn row(c: &Db, user: &str, now: i64) -> DbResult<UserReport> {
         last_login: s.last_login,
         locked_until: s.locked_until,
         failures: s.failures,
-        recovery_pending: recovery::pending(c, user, now)?.is_some(),
-        last_host: accounts::last_host(c, user)?,
+        recovery_pending: recovery_codes::pending(c, user, now)?.is_some(),
+        last_host: bookkeeping::last_host(c, user)?,
         ..UserReport::default()
     })
 }
@@ -605,7 +605,7 @@ mod tests {
     use crate::config::Config;
     use twofactor_proto::{Action, Step};
 
-    use crate::testing::{as_uid, origin, root, World, T0};
+    use crate::api::fixture::{as_uid, origin, root, World, T0};
 
     fn world() -> World {
         World::new(Config {
@@ -621,11 +621,11 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\n")
     }
-    fn secret_of(step: &Step) -> crate::totp::Secret {
+    fn secret_of(step: &Step) -> crate::rules::totp::Secret {
         let text = texts(step);
         let line = text.lines().find(|l| l.starts_with("Secret: ")).unwrap();
         let b32: String = line["Secret: ".len()..].split_whitespace().collect();
-        crate::totp::Secret::from_bytes(totp_rs::Secret::Encoded(b32).to_bytes().unwrap())
+        crate::rules::totp::Secret::from_bytes(totp_rs::Secret::Encoded(b32).to_bytes().unwrap())
     }
 
     impl World {
@@ -651,7 +651,7 @@ mod tests {
                 .unwrap()
         }
         /// Walks an enrolment at the prompt to its end; returns the secret.
-        fn enrol_at_prompt(&self, id: &str, first: &Step) -> crate::totp::Secret {
+        fn enrol_at_prompt(&self, id: &str, first: &Step) -> crate::rules::totp::Secret {
             assert_eq!(
                 first.action,
                 Action::AskVisible("Code from the app: ".into())
@@ -704,7 +704,7 @@ mod tests {
         let (id, step) = w.begin("alice");
         assert_eq!(
             step.action,
-            Action::AskHidden(crate::login::APP_PROMPT.into())
+            Action::AskHidden(crate::api::login::APP_PROMPT.into())
         );
         assert_eq!(
             w.answer(&id, &secret.code_at(w.clock.now(), 6)).action,
@@ -722,7 +722,7 @@ mod tests {
         let (_, step) = w.begin("alice");
         assert_eq!(
             step.action,
-            Action::AskHidden(crate::login::APP_PROMPT.into())
+            Action::AskHidden(crate::api::login::APP_PROMPT.into())
         );
         let lines = w.audit.captured.lock().unwrap().join("\n");
         assert!(lines.contains("enrol user=alice service=sshd"), "{lines}");
@@ -827,7 +827,7 @@ mod tests {
         let (id, step) = w.begin("alice");
         assert_eq!(
             step.action,
-            Action::AskHidden(crate::login::APP_PROMPT.into()),
+            Action::AskHidden(crate::api::login::APP_PROMPT.into()),
             "still asked after a reset"
         );
         assert_eq!(w.answer(&id, &first_code.code).action, Action::Deny);
@@ -871,7 +871,7 @@ mod tests {
         let (id, step) = w.begin("alice");
         assert_eq!(
             step.action,
-            Action::AskHidden(crate::login::APP_PROMPT.into()),
+            Action::AskHidden(crate::api::login::APP_PROMPT.into()),
             "asked again"
         );
         let step = w.answer(&id, &code.code);

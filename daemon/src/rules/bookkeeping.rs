@@ -89,13 +89,13 @@ pub fn status(conn: &Db, user: &str, now: i64) -> DbResult<AccountStatus> {
     if status.locked_until <= now {
         status.locked_until = 0;
     }
-    status.methods = crate::methods::enrolled(conn, user)?
+    status.methods = crate::rules::methods::enrolled(conn, user)?
         .into_iter()
         .map(|m| m.name().to_string())
         .collect();
-    status.enrolment_pending =
-        crate::totp::has_pending(conn, user, now)? || crate::email::has_pending(conn, user, now)?;
-    status.backup_codes_left = crate::backup_codes::remaining(conn, user)?.unwrap_or(0);
-    status.trusted_devices = crate::devices::count(conn, user, now)?;
+    status.enrolment_pending = crate::rules::totp::has_pending(conn, user, now)?
+        || crate::rules::email_codes::has_pending(conn, user, now)?;
+    status.backup_codes_left = crate::rules::backup_codes::remaining(conn, user)?.unwrap_or(0);
+    status.trusted_devices = crate::rules::trusted_devices::count(conn, user, now)?;
     Ok(status)
 }

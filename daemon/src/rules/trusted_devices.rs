@@ -12,7 +12,7 @@
 //! label shown to the user, both sealed; when it was trusted, last used,
 //! and when trust ends (fixed when given: never later than 30 days after).
 
-use crate::audit::Origin;
+use crate::adapters::syslog::Origin;
 use crate::config::DevicesConfig;
 use crate::params;
 use crate::random::{Random, RandomError};

@@ -3,12 +3,12 @@
 //! and failing gently when the relay does.
 
 use super::*;
+use crate::adapters::smtp::Mail;
+use crate::api::fixture::{origin, root, World, T0};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::email;
-use crate::mail::Mail;
-use crate::testing::{origin, root, World, T0};
-use crate::totp::{self, Secret};
+use crate::rules::email_codes;
+use crate::rules::totp::{self, Secret};
 use twofactor_proto::types::method;
 
 const ADDRESS: &str = "alice.private@example.org";
@@ -25,9 +25,9 @@ fn world() -> (World, Secret) {
     let secret = Secret::from_bytes(b"12345678901234567890".to_vec());
     let bytes = secret.bytes().to_vec();
     w.rt.block_on(w.core.store.run(move |c| {
-        accounts::ensure(c, "alice", 0)?;
+        bookkeeping::ensure(c, "alice", 0)?;
         totp::activate(c, "alice", &Secret::from_bytes(bytes), 0, 0)?;
-        email::activate(c, "alice", ADDRESS, 0)
+        email_codes::activate(c, "alice", ADDRESS, 0)
     }))
     .unwrap();
     (w, secret)
@@ -38,7 +38,7 @@ fn prefer(w: &World, m: &str) {
     w.rt.block_on(
         w.core
             .store
-            .run(move |c| accounts::set_preferred(c, "alice", &m)),
+            .run(move |c| bookkeeping::set_preferred(c, "alice", &m)),
     )
     .unwrap();
 }
@@ -67,7 +67,7 @@ fn answer(w: &World, caller: &Caller, id: &str, a: &str) -> Step {
 }
 
 fn failures(w: &World) -> u32 {
-    w.rt.block_on(w.core.store.run(|c| accounts::status(c, "alice", 0)))
+    w.rt.block_on(w.core.store.run(|c| bookkeeping::status(c, "alice", 0)))
         .unwrap()
         .failures
 }
@@ -90,7 +90,7 @@ fn preferred_email_is_asked_first_and_its_code_is_sent_then_accepted_once() {
         assert_eq!(answer(&w, &root(), &id, &code).action, Action::Deny);
     }
     let status =
-        w.rt.block_on(w.core.store.run(|c| accounts::status(c, "alice", 0)))
+        w.rt.block_on(w.core.store.run(|c| bookkeeping::status(c, "alice", 0)))
             .unwrap();
     assert_eq!(status.last_method, method::EMAIL);
     // Nothing of the code or the whole address in the audit.
@@ -189,8 +189,8 @@ fn a_new_code_voids_the_last_and_codes_expire_after_ten_minutes() {
     config.login.session_timeout_seconds = 3600;
     let w = World::at(config, T0);
     w.rt.block_on(w.core.store.run(|c| {
-        accounts::ensure(c, "alice", 0)?;
-        email::activate(c, "alice", ADDRESS, 0)
+        bookkeeping::ensure(c, "alice", 0)?;
+        email_codes::activate(c, "alice", ADDRESS, 0)
     }))
     .unwrap();
     prefer(&w, "email");
@@ -268,8 +268,8 @@ fn fifty_concurrent_logins_with_one_email_code_accept_once() {
     config.email.max_sends_per_hour = 100;
     w = World::at(config, T0);
     w.rt.block_on(w.core.store.run(|c| {
-        accounts::ensure(c, "alice", 0)?;
-        email::activate(c, "alice", ADDRESS, 0)
+        bookkeeping::ensure(c, "alice", 0)?;
+        email_codes::activate(c, "alice", ADDRESS, 0)
     }))
     .unwrap();
     let logins = Arc::new(Logins::new(w.core.clone()));
@@ -326,8 +326,8 @@ fn a_user_whose_only_method_is_turned_off_gets_no_free_pass() {
     let off = World::at(config, T0);
     off.rt
         .block_on(off.core.store.run(|c| {
-            accounts::ensure(c, "alice", 0)?;
-            email::activate(c, "alice", ADDRESS, 0)
+            bookkeeping::ensure(c, "alice", 0)?;
+            email_codes::activate(c, "alice", ADDRESS, 0)
         }))
         .unwrap();
     let (id, step) = off
@@ -348,7 +348,7 @@ fn a_user_whose_only_method_is_turned_off_gets_no_free_pass() {
 fn mandatory_world() -> World {
     let (w, _) = world();
     w.rt.block_on(w.core.store.run(|c| {
-        crate::policy::set(
+        crate::rules::policy::set(
             c,
             &twofactor_proto::types::Policy {
                 mandatory: true,
@@ -407,7 +407,7 @@ fn enrolment_at_the_prompt_offers_email_and_stores_it_only_at_commit() {
     );
     assert_eq!(ask("yes").action, Action::AcceptPending);
     let has = |w: &World| {
-        w.rt.block_on(w.core.store.run(|c| email::address(c, "bob")))
+        w.rt.block_on(w.core.store.run(|c| email_codes::address(c, "bob")))
             .unwrap()
     };
     assert_eq!(has(&w), None, "nothing stored before the account phase");
@@ -415,7 +415,7 @@ fn enrolment_at_the_prompt_offers_email_and_stores_it_only_at_commit() {
     assert_eq!(done.action, Action::Accept);
     assert_eq!(has(&w).as_deref(), Some("bob@example.net"));
     let status =
-        w.rt.block_on(w.core.store.run(|c| accounts::status(c, "bob", 0)))
+        w.rt.block_on(w.core.store.run(|c| bookkeeping::status(c, "bob", 0)))
             .unwrap();
     assert_eq!(status.methods, vec!["email".to_string()]);
     assert_eq!(status.backup_codes_left, 10);

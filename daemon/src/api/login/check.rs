@@ -23,15 +23,15 @@ use twofactor_proto::{Action, Step};
 use zeroize::Zeroizing;
 
 use super::{enrol, Logins, Next, COMMIT_SECONDS, INTERNAL, INVALID};
-use crate::accounts;
-use crate::audit::{Event, Origin};
-use crate::backup_codes::{self, Code};
+use crate::adapters::syslog::{Event, Origin};
 use crate::config::LimitsConfig;
-use crate::email::{self, EmailCheck, Purpose};
-use crate::methods::{self, Method};
-use crate::ratelimit::{self, Gate};
-use crate::recovery;
-use crate::totp::{self, Check, Malformed};
+use crate::rules::backup_codes::{self, Code};
+use crate::rules::bookkeeping;
+use crate::rules::email_codes::{self, EmailCheck, Purpose};
+use crate::rules::methods::{self, Method};
+use crate::rules::ratelimit::{self, Gate};
+use crate::rules::recovery_codes;
+use crate::rules::totp::{self, Check, Malformed};
 
 /// What an answer at the code prompt is.
 pub(super) enum Attempt {
@@ -53,7 +53,7 @@ pub(super) fn classify(answer: &[u8], asked: Method) -> Result<Attempt, Malforme
         Ok(code) => Ok(Attempt::Code(asked, code)),
         Err(Malformed::NotSixDigits) => backup_codes::parse(text)
             .map(Attempt::Backup)
-            .or_else(|| recovery::parse(text).map(Attempt::Recovery))
+            .or_else(|| recovery_codes::parse(text).map(Attempt::Recovery))
             .ok_or(Malformed::NotSixDigits),
         Err(other) => Err(other),
     }
@@ -82,7 +82,7 @@ fn attempt<T>(
     if let Gate::Wait(s) = ratelimit::gate(c, user, source, now)? {
         return Ok(Counted::Locked(s));
     }
-    accounts::ensure(c, user, now)?;
+    bookkeeping::ensure(c, user, now)?;
     let found = check(c)?;
     let lock = if accepted(&found) {
         None
@@ -96,7 +96,7 @@ fn attempt<T>(
 /// the login is recorded with its method.
 fn succeeded(c: &Db, user: &str, source: &str, method: &str, now: i64, host: &str) -> DbResult<()> {
     ratelimit::record_success(c, user, source)?;
-    accounts::record_login(c, user, method, now, host)
+    bookkeeping::record_login(c, user, method, now, host)
 }
 
 /// What an app code's own part found.
@@ -246,7 +246,7 @@ impl Logins {
                         if !offered || !Method::Email.is_enrolled(c, &user)? {
                             return Ok(None);
                         }
-                        let found = email::check(c, &user, Purpose::Login, &code, now)?;
+                        let found = email_codes::check(c, &user, Purpose::Login, &code, now)?;
                         if matches!(found, EmailCheck::Accepted(_)) {
                             succeeded(c, &user, &source, method::EMAIL, now, &host)?;
                             return Ok(Some(Ok(backup_codes::remaining(c, &user)?)));
@@ -391,7 +391,7 @@ impl Logins {
                     (&user, &source),
                     now,
                     &limits,
-                    |c| recovery::pending(c, &user, now),
+                    |c| recovery_codes::pending(c, &user, now),
                     // Verified after this job: counted first.
                     |_| false,
                 )
@@ -421,7 +421,7 @@ impl Logins {
                 // The claim outlives the prompt by the commit window, so
                 // that the account phase can still use the code up.
                 let until = expires + COMMIT_SECONDS;
-                let claimed = recovery::claim(c, &user, &hash, &sid, until, now)?;
+                let claimed = recovery_codes::claim(c, &user, &hash, &sid, until, now)?;
                 if claimed {
                     ratelimit::record_success(c, &user, &source)?;
                 }

@@ -11,10 +11,10 @@
 //! ```
 
 use super::{Logins, Next, Phase, INTERNAL};
-use crate::audit::{Event, Origin};
-use crate::core::Caller;
-use crate::devices::{self, Presented};
-use crate::notices::{self, Notice};
+use crate::adapters::syslog::{Event, Origin};
+use crate::rules::trusted_devices::{self, Presented};
+use crate::services::core::Caller;
+use crate::services::notices::{self, Notice};
 use twofactor_proto::{Action, Step};
 
 /// The question, with the number of days.
@@ -24,7 +24,7 @@ pub fn question(days: u32) -> String {
 
 /// The device a login presents, if it may be trusted at all: only root's
 /// logins (sshd), only from the services named as sshd. `offered`: what
-/// the login's details name ([`devices::presented`]).
+/// the login's details name ([`trusted_devices::presented`]).
 pub(super) fn presented(caller: &Caller, offered: Option<Presented>) -> Option<Presented> {
     offered.filter(|_| caller.uid == 0)
 }
@@ -57,7 +57,7 @@ impl Logins {
     pub(super) async fn commit_trust(&self, origin: &Origin, device: Presented) -> Step {
         let days = self.core.config.devices.days;
         let now = self.core.clock.now();
-        let id = match devices::new_id(self.core.rng.as_ref()) {
+        let id = match trusted_devices::new_id(self.core.rng.as_ref()) {
             Ok(id) => id,
             Err(e) => {
                 self.internal("login-device", &e.to_string());
@@ -68,7 +68,9 @@ impl Logins {
         let stored = self
             .core
             .store
-            .run(move |c| devices::trust(c, &user, &i, &d, now, now + i64::from(days) * 86_400))
+            .run(move |c| {
+                trusted_devices::trust(c, &user, &i, &d, now, now + i64::from(days) * 86_400)
+            })
             .await;
         match stored {
             Ok(()) => {

@@ -7,7 +7,7 @@
 use super::check::{classify, Attempt};
 use super::tests::{root, world};
 use super::*;
-use crate::backup_codes;
+use crate::rules::backup_codes;
 use proptest::prelude::*;
 use twofactor_proto::names::MAX_ANSWER_BYTES;
 

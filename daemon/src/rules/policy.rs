@@ -4,11 +4,11 @@
 //! The config file's `[policy]` seeds the table once, when it is empty;
 //! after that, `twofactorctl admin policy` is the only way to change it.
 
+use crate::adapters::nss::{LookupError, Users};
 use crate::clock::local_date;
 use crate::config::PolicyConfig;
 use crate::params;
 use crate::store::{Db, DbResult, Optional};
-use crate::users::{LookupError, Users};
 use twofactor_proto::types::Policy;
 
 /// Whether the policy applies to one user now.

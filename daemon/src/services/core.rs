@@ -1,17 +1,17 @@
 //! What every part of the daemon shares: configuration, the store, time,
 //! randomness, the user database, password checks and the audit log.
 
-use crate::accounts;
-use crate::audit::{Audit, Event};
-use crate::backup_codes::{Code, Hasher};
+use crate::adapters::nss::Users;
+use crate::adapters::pam_reauth::Reauth;
+use crate::adapters::smtp::{self, Mail, MailError, Mailer};
+use crate::adapters::syslog::{Audit, Event};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::mail::{self, Mail, MailError, Mailer};
 use crate::random::Random;
-use crate::ratelimit::{self, Gate};
-use crate::reauth::Reauth;
+use crate::rules::backup_codes::{Code, Hasher};
+use crate::rules::bookkeeping;
+use crate::rules::ratelimit::{self, Gate};
 use crate::store::Store;
-use crate::users::Users;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
@@ -36,7 +36,7 @@ pub struct Core {
     /// This machine's name, recorded with each account's last login (a
     /// store may be shared by many hosts).
     pub host: String,
-    /// Email codes and notices (`mail::Disabled` unless `[email]` is on).
+    /// Email codes and notices (`smtp::Disabled` unless `[email]` is on).
     pub mailer: Arc<dyn Mailer>,
     pub reauth_slots: Semaphore,
     pub hasher: Hasher,
@@ -68,7 +68,7 @@ impl Core {
             reauth,
             audit,
             host: crate::config::hostname(),
-            mailer: Arc::new(mail::Disabled),
+            mailer: Arc::new(smtp::Disabled),
             reauth_slots: Semaphore::new(REAUTH_SLOTS),
             hasher: Hasher::owasp(),
             hash_slots: Semaphore::new(HASH_SLOTS),
@@ -127,7 +127,7 @@ impl Core {
                 if let Gate::Wait(s) = ratelimit::gate(c, &u, ratelimit::REAUTH_SOURCE, now)? {
                     return Ok(Err(s));
                 }
-                accounts::ensure(c, &u, now)?;
+                bookkeeping::ensure(c, &u, now)?;
                 Ok(Ok(ratelimit::record_failure(
                     c,
                     &u,
@@ -218,7 +218,7 @@ impl Core {
         if let Some(h) = self.decoy.get() {
             return Some(h);
         }
-        let code = crate::backup_codes::generate_set(self.rng.as_ref())
+        let code = crate::rules::backup_codes::generate_set(self.rng.as_ref())
             .ok()?
             .into_iter()
             .next()?;
@@ -336,10 +336,10 @@ pub struct Caller {
 #[cfg(test)]
 pub mod testing {
     use super::*;
+    use crate::adapters::nss::testing::FakeUsers;
+    use crate::adapters::pam_reauth::testing::FakeReauth;
     use crate::clock::ManualClock;
     use crate::random::OsRandom;
-    use crate::reauth::testing::FakeReauth;
-    use crate::users::testing::FakeUsers;
 
     /// A core on an in-memory store with the given users (name, uid) and
     /// passwords (name, password); audit lines are captured, not logged.
@@ -354,7 +354,7 @@ pub mod testing {
             clock,
             users,
             passwords,
-            Arc::new(crate::mail::Disabled),
+            Arc::new(crate::adapters::smtp::Disabled),
         )
     }
 
@@ -364,7 +364,7 @@ pub mod testing {
         clock: &ManualClock,
         users: &[(&str, u32)],
         passwords: &[(&str, &str)],
-        mailer: Arc<dyn crate::mail::Mailer>,
+        mailer: Arc<dyn crate::adapters::smtp::Mailer>,
     ) -> (Arc<Core>, Arc<Audit>) {
         let audit = Arc::new(Audit::new(false, false));
         let core = Arc::new(
@@ -386,10 +386,10 @@ pub mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::nss::testing::FakeUsers;
+    use crate::adapters::pam_reauth::ReauthError;
     use crate::clock::ManualClock;
     use crate::random::OsRandom;
-    use crate::reauth::ReauthError;
-    use crate::users::testing::FakeUsers;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A password check that takes a while (pam_unix delays failures) and
@@ -472,7 +472,7 @@ mod tests {
         let check =
             |p: &[u8]| rt.block_on(core.check_password("alice", Zeroizing::new(p.to_vec()), "t"));
         let failures = || {
-            rt.block_on(core.store.run(|c| accounts::status(c, "alice", 0)))
+            rt.block_on(core.store.run(|c| bookkeeping::status(c, "alice", 0)))
                 .unwrap()
                 .failures
         };

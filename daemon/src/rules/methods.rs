@@ -8,7 +8,7 @@ use crate::store::{Db, DbResult};
 use twofactor_proto::types::method;
 
 use crate::config::Config;
-use crate::{email, totp};
+use crate::rules::{email_codes, totp};
 
 /// A second-factor method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -50,7 +50,7 @@ impl Method {
     pub fn is_enrolled(self, conn: &Db, user: &str) -> DbResult<bool> {
         match self {
             Method::App => totp::is_enrolled(conn, user),
-            Method::Email => email::is_enrolled(conn, user),
+            Method::Email => email_codes::is_enrolled(conn, user),
         }
     }
 
@@ -58,7 +58,7 @@ impl Method {
     pub fn remove(self, conn: &Db, user: &str) -> DbResult<bool> {
         match self {
             Method::App => totp::remove(conn, user),
-            Method::Email => email::remove(conn, user),
+            Method::Email => email_codes::remove(conn, user),
         }
     }
 }
@@ -139,11 +139,11 @@ mod tests {
     #[test]
     fn enrolled_lists_what_the_user_has() {
         let c = crate::store::testing::connection();
-        crate::accounts::ensure(&c, "u", 0).unwrap();
+        crate::rules::bookkeeping::ensure(&c, "u", 0).unwrap();
         assert!(!has_any(&c, "u").unwrap());
         totp::activate(&c, "u", &totp::Secret::from_bytes(vec![7; 20]), 0, 0).unwrap();
         assert_eq!(enrolled(&c, "u").unwrap(), vec![Method::App]);
-        email::activate(&c, "u", "u@example.com", 0).unwrap();
+        email_codes::activate(&c, "u", "u@example.com", 0).unwrap();
         assert_eq!(enrolled(&c, "u").unwrap(), vec![Method::App, Method::Email]);
         assert!(remove_all(&c, "u").unwrap());
         assert!(!has_any(&c, "u").unwrap());

@@ -13,9 +13,9 @@
 //! (within its 24 hours) instead of leaving the account without a second
 //! factor.
 
-use crate::backup_codes::{Code, ALPHABET};
 use crate::params;
 use crate::random::{Random, RandomError};
+use crate::rules::backup_codes::{Code, ALPHABET};
 use crate::store::{Db, DbResult, Optional};
 use zeroize::Zeroizing;
 
@@ -36,7 +36,7 @@ pub fn parse(answer: &str) -> Option<Code> {
 }
 
 pub fn generate(rng: &dyn Random) -> Result<Code, RandomError> {
-    crate::backup_codes::random_code(rng, LEN)
+    crate::rules::backup_codes::random_code(rng, LEN)
 }
 
 /// Stores a new code for the user; an earlier unused one is voided.
@@ -117,7 +117,7 @@ mod tests {
             "a backup code is not a recovery code"
         );
         assert!(
-            crate::backup_codes::parse(&shown).is_none(),
+            crate::rules::backup_codes::parse(&shown).is_none(),
             "and the reverse"
         );
         let bits = (LEN as f64) * (ALPHABET.len() as f64).log2();
@@ -168,7 +168,7 @@ mod tests {
 #[cfg(test)]
 mod proptests {
     use super::*;
-    use crate::backup_codes::proptests::near_codes;
+    use crate::rules::backup_codes::proptests::near_codes;
     use proptest::prelude::*;
 
     /// The documented rule: spaces, `-` and ASCII case are ignored; what is

@@ -174,7 +174,7 @@ pub struct HashError(String);
 /// A new set with its (selector, hash) rows, hashed on a blocking thread,
 /// a few sets at a time.
 pub async fn new_hashed_set(
-    core: &std::sync::Arc<crate::core::Core>,
+    core: &std::sync::Arc<crate::services::core::Core>,
 ) -> Result<(Vec<Code>, Vec<(String, String)>), String> {
     let _slot = core.hash_slots.acquire().await.map_err(|e| e.to_string())?;
     let core = core.clone();

@@ -12,16 +12,16 @@
 //! ```
 
 use super::{Logins, Next, Phase, INTERNAL};
-use crate::accounts;
-use crate::audit::{Event, Origin};
-use crate::backup_codes;
-use crate::email;
-use crate::methods::Method;
-use crate::notices::{self, Notice};
-use crate::qr;
-use crate::ratelimit;
-use crate::recovery;
-use crate::totp::{self, Check, Secret};
+use crate::adapters::syslog::{Event, Origin};
+use crate::api::qr;
+use crate::rules::backup_codes;
+use crate::rules::bookkeeping;
+use crate::rules::email_codes;
+use crate::rules::methods::Method;
+use crate::rules::ratelimit;
+use crate::rules::recovery_codes;
+use crate::rules::totp::{self, Check, Secret};
+use crate::services::notices::{self, Notice};
 use twofactor_proto::error::Error;
 use twofactor_proto::types::method;
 use twofactor_proto::{Action, Step};
@@ -220,7 +220,7 @@ impl Logins {
                 },
             },
             Stage::Address => {
-                if !crate::mail::valid_address(text) {
+                if !crate::adapters::smtp::valid_address(text) {
                     e.stage = Stage::Address;
                     return match self.try_again(origin, e).await {
                         Some(e) => again(
@@ -232,10 +232,11 @@ impl Logins {
                     };
                 }
                 let sent =
-                    email::send_kept_code(&self.core, &origin.user, text, &origin.service).await;
+                    email_codes::send_kept_code(&self.core, &origin.user, text, &origin.service)
+                        .await;
                 match sent {
                     Ok((digest, expires)) => {
-                        let masked = crate::mail::masked(text);
+                        let masked = crate::adapters::smtp::masked(text);
                         e.stage = Stage::Code {
                             address: text.to_string(),
                             digest,
@@ -268,7 +269,7 @@ impl Logins {
                 let now = self.core.clock.now();
                 let right = now < expires
                     && totp::parse_code(answer)
-                        .map(|code| email::matches(&digest, &code))
+                        .map(|code| email_codes::matches(&digest, &code))
                         .unwrap_or(false);
                 if right {
                     return self
@@ -460,20 +461,20 @@ impl Logins {
                 // After a recovery code, the code is used up here, with the
                 // new method; if the claim was lost, nothing is stored.
                 if let Some(session) = &claim {
-                    if !recovery::consume_claimed(conn, &user, session, now)? {
+                    if !recovery_codes::consume_claimed(conn, &user, session, now)? {
                         return Ok(false);
                     }
                 }
-                accounts::ensure(conn, &user, now)?;
+                bookkeeping::ensure(conn, &user, now)?;
                 match &setup {
                     Setup::App { secret, step } => totp::activate(conn, &user, secret, *step, now)?,
-                    Setup::Email { address } => email::activate(conn, &user, address, now)?,
+                    Setup::Email { address } => email_codes::activate(conn, &user, address, now)?,
                 }
                 backup_codes::replace_set(conn, &user, &hashed, now)?;
-                recovery::remove(conn, &user)?;
-                crate::devices::remove_all(conn, &user)?;
+                recovery_codes::remove(conn, &user)?;
+                crate::rules::trusted_devices::remove_all(conn, &user)?;
                 ratelimit::clear(conn, &user)?;
-                accounts::record_login(conn, &user, method.name(), now, &host)?;
+                bookkeeping::record_login(conn, &user, method.name(), now, &host)?;
                 Ok(true)
             })
             .await;

@@ -11,10 +11,10 @@
 //! ```
 
 use super::{Logins, Next, Phase, INTERNAL};
-use crate::audit::{Event, Origin};
-use crate::email::{self, Purpose, Sent};
-use crate::mail;
-use crate::methods::{self, Method};
+use crate::adapters::smtp;
+use crate::adapters::syslog::{Event, Origin};
+use crate::rules::email_codes::{self, Purpose, Sent};
+use crate::rules::methods::{self, Method};
 use crate::store::{Db, DbResult};
 use twofactor_proto::{Action, Step};
 
@@ -48,7 +48,7 @@ impl Methods {
     fn masked(&self) -> String {
         self.address
             .as_deref()
-            .map(mail::masked)
+            .map(smtp::masked)
             .unwrap_or_else(|| "your email address".into())
     }
 
@@ -80,7 +80,7 @@ impl Methods {
 pub(super) fn methods_in(c: &Db, user: &str, config: &crate::config::Config) -> DbResult<Methods> {
     let enrolled = methods::enrolled(c, user)?;
     let address = if enrolled.contains(&Method::Email) {
-        email::address(c, user)?
+        email_codes::address(c, user)?
     } else {
         None
     };
@@ -135,7 +135,7 @@ impl Logins {
         } else if method == Method::Email {
             let sent = match methods.address.as_deref() {
                 Some(to) => {
-                    email::send_code(
+                    email_codes::send_code(
                         &self.core,
                         &origin.user,
                         Purpose::Login,

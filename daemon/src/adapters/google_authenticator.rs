@@ -20,8 +20,8 @@
 //! - at most [`MAX_BYTES`] are read, and the file's content is never put in
 //!   an error message.
 
-use crate::backup_codes::{self, Code};
-use crate::totp::Secret;
+use crate::rules::backup_codes::{self, Code};
+use crate::rules::totp::Secret;
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use std::ffi::OsStr;

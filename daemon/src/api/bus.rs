@@ -10,11 +10,11 @@
 //! connection: [`Callers`]). Nothing the caller sends is trusted for
 //! identity; if the uid cannot be had, the call fails.
 
-use crate::account::Accounts;
-use crate::admin::Admin;
-use crate::audit::Origin;
-use crate::core::Caller;
-use crate::login::Logins;
+use crate::adapters::syslog::Origin;
+use crate::api::account::Accounts;
+use crate::api::admin::Admin;
+use crate::api::login::Logins;
+use crate::services::core::Caller;
 use std::collections::HashMap;
 use std::sync::Arc;
 use twofactor_proto::error::Error;
@@ -479,7 +479,7 @@ mod tests {
     #[test]
     fn served_interfaces_match_reviewed_xml() {
         let clock = ManualClock::at(0);
-        let (core, _) = crate::core::testing::core(Config::default(), &clock, &[], &[]);
+        let (core, _) = crate::services::core::testing::core(Config::default(), &clock, &[], &[]);
         let callers = Arc::new(Callers::default());
         let login = LoginInterface {
             logins: Arc::new(Logins::new(core.clone())),

@@ -35,13 +35,13 @@ use sessions::{Session, Sessions};
 pub use trust::question as trust_question;
 use unknown::UnknownNames;
 
-use crate::accounts;
-use crate::audit::{Event, Origin};
-use crate::core::{Caller, Core, Resolved};
-use crate::methods::{self, Method};
-use crate::policy::{self, Applies};
+use crate::adapters::syslog::{Event, Origin};
 use crate::random;
-use crate::recovery;
+use crate::rules::bookkeeping;
+use crate::rules::methods::{self, Method};
+use crate::rules::policy::{self, Applies};
+use crate::rules::recovery_codes;
+use crate::services::core::{Caller, Core, Resolved};
 use crate::store::Db;
 use std::sync::Arc;
 use twofactor_proto::error::Error;
@@ -72,7 +72,7 @@ enum Phase {
     /// The code was right; backup codes were shown, confirmation asked.
     EnrolConfirm(enrol::Confirming),
     /// A right code on a login that presents a device: trust it?
-    OfferTrust(crate::devices::Presented),
+    OfferTrust(crate::rules::trusted_devices::Presented),
     /// The auth phase passed with a change pending (`AcceptPending`); the
     /// module commits it from the account phase, once the whole PAM auth
     /// stack has succeeded.
@@ -84,7 +84,7 @@ enum Change {
     /// A method set up at the prompt.
     Enrolment(enrol::Confirmed),
     /// A device to trust.
-    Trust(crate::devices::Presented),
+    Trust(crate::rules::trusted_devices::Presented),
 }
 
 impl Phase {
@@ -133,23 +133,25 @@ fn facts_of(
     c: &Db,
     user: &str,
     config: &crate::config::Config,
-    presented: Option<&crate::devices::Presented>,
+    presented: Option<&crate::rules::trusted_devices::Presented>,
     now: i64,
 ) -> crate::store::db::Result<Facts> {
     let methods = choose::methods_in(c, user, config)?;
     // A user with no method never gets trust.
     let trusted = match presented {
-        Some(d) if !methods.usable.is_empty() => crate::devices::trusted(c, user, d, now)?,
+        Some(d) if !methods.usable.is_empty() => {
+            crate::rules::trusted_devices::trusted(c, user, d, now)?
+        }
         _ => None,
     };
-    let (preferred, last_used) = accounts::method_choice(c, user)?;
+    let (preferred, last_used) = bookkeeping::method_choice(c, user)?;
     let first = methods::first_to_ask(&methods.usable, &preferred, &last_used)
         .or_else(|| methods.enrolled.first().copied());
     Ok(Facts {
         first,
         trusted,
         methods,
-        recovery_pending: recovery::pending(c, user, now)?.is_some(),
+        recovery_pending: recovery_codes::pending(c, user, now)?.is_some(),
         policy: policy::get(c, &config.policy)?,
     })
 }
@@ -207,7 +209,11 @@ impl Logins {
         // and nothing is decided before the caller is known.
         let now = self.core.clock.now();
         let config = self.core.config.clone();
-        let offered = crate::devices::presented(&config.devices, &origin, &origin.ssh_auth_info);
+        let offered = crate::rules::trusted_devices::presented(
+            &config.devices,
+            &origin,
+            &origin.ssh_auth_info,
+        );
         let looked_for = offered.clone();
         let resolving = self.core.resolve_then_read(&origin.user, move |user| {
             let user = user.to_string();
@@ -249,9 +255,9 @@ impl Logins {
                 .core
                 .store
                 .run(move |c| {
-                    let id = crate::devices::trusted(c, &user, &presented, now)?;
+                    let id = crate::rules::trusted_devices::trusted(c, &user, &presented, now)?;
                     if let Some(id) = &id {
-                        crate::devices::used(c, &user, id, now)?;
+                        crate::rules::trusted_devices::used(c, &user, id, now)?;
                     }
                     Ok(id)
                 })
@@ -261,7 +267,7 @@ impl Logins {
         if let Some(id) = &facts.trusted {
             self.core
                 .audit
-                .log(crate::audit::Event::TrustedDeviceLogin {
+                .log(crate::adapters::syslog::Event::TrustedDeviceLogin {
                     origin: &origin,
                     device: id,
                 });
@@ -476,7 +482,7 @@ impl Logins {
         if let Err(e) = self
             .core
             .store
-            .run(move |c| recovery::release(c, &user, &sid))
+            .run(move |c| recovery_codes::release(c, &user, &sid))
             .await
         {
             self.internal("login-recovery", &e.to_string());
@@ -498,29 +504,29 @@ mod trust_tests;
 mod tests {
     use super::sessions::{MAX_SESSIONS_PER_CONNECTION, MAX_SESSIONS_PER_USER};
     use super::*;
-    use crate::accounts;
-    use crate::backup_codes::{self, Code};
     use crate::clock::{Clock, ManualClock};
     use crate::config::Config;
     use crate::params;
-    use crate::totp;
-    use crate::totp::Secret;
+    use crate::rules::backup_codes::{self, Code};
+    use crate::rules::bookkeeping;
+    use crate::rules::totp;
+    use crate::rules::totp::Secret;
     use std::sync::Mutex;
     use twofactor_proto::types::method;
 
-    pub(super) use crate::testing::{origin, root};
+    pub(super) use crate::api::fixture::{origin, root};
 
     const T0: i64 = 1_700_000_010;
 
     /// The shared world, with alice's app enrolled (bob has nothing), and
     /// small limits: 3 failures, then 30 s.
     pub(super) struct World {
-        shared: crate::testing::World,
+        shared: crate::api::fixture::World,
         secret: Secret,
     }
 
     impl std::ops::Deref for World {
-        type Target = crate::testing::World;
+        type Target = crate::api::fixture::World;
         fn deref(&self) -> &Self::Target {
             &self.shared
         }
@@ -530,13 +536,13 @@ mod tests {
         let mut config = Config::default();
         config.limits.max_failures = 3;
         config.limits.lockout_seconds = 30;
-        let shared = crate::testing::World::at(config, T0);
+        let shared = crate::api::fixture::World::at(config, T0);
         let secret = Secret::from_bytes(b"12345678901234567890".to_vec());
         let bytes = secret.bytes().to_vec();
         shared
             .rt
             .block_on(shared.core.store.run(move |c| {
-                accounts::ensure(c, "alice", 0)?;
+                bookkeeping::ensure(c, "alice", 0)?;
                 totp::activate(c, "alice", &Secret::from_bytes(bytes), 0, 0)
             }))
             .unwrap();
@@ -559,7 +565,7 @@ mod tests {
         }
         fn failures(&self) -> u32 {
             self.rt
-                .block_on(self.core.store.run(|c| accounts::status(c, "alice", 0)))
+                .block_on(self.core.store.run(|c| bookkeeping::status(c, "alice", 0)))
                 .unwrap()
                 .failures
         }
@@ -825,7 +831,7 @@ mod tests {
             Action::Accept
         );
         let status =
-            w.rt.block_on(w.core.store.run(|c| accounts::status(c, "alice", 0)))
+            w.rt.block_on(w.core.store.run(|c| bookkeeping::status(c, "alice", 0)))
                 .unwrap();
         assert_eq!(status.backup_codes_left, 8);
         assert_eq!(status.last_method, method::BACKUP_CODE);
@@ -1023,7 +1029,7 @@ mod tests {
         // asked for root's code, not let in.
         let secret = w.secret.bytes().to_vec();
         w.rt.block_on(w.core.store.run(move |c| {
-            accounts::ensure(c, "root", 0)?;
+            bookkeeping::ensure(c, "root", 0)?;
             totp::activate(c, "root", &Secret::from_bytes(secret), 0, 0)
         }))
         .unwrap();
@@ -1189,12 +1195,12 @@ mod tests {
 
     /// A name service that hangs on one name until released (a slow LDAP).
     struct SlowDirectory {
-        inner: crate::users::testing::FakeUsers,
+        inner: crate::adapters::nss::testing::FakeUsers,
         gate: Arc<(Mutex<bool>, std::sync::Condvar)>,
         answered: Arc<std::sync::atomic::AtomicBool>,
     }
 
-    impl crate::users::Users for SlowDirectory {
+    impl crate::adapters::nss::Users for SlowDirectory {
         fn name_of(&self, uid: u32) -> Option<String> {
             self.inner.name_of(uid)
         }
@@ -1213,7 +1219,7 @@ mod tests {
             }
             self.inner.uid_of(name)
         }
-        fn groups_of(&self, name: &str) -> Result<Vec<String>, crate::users::LookupError> {
+        fn groups_of(&self, name: &str) -> Result<Vec<String>, crate::adapters::nss::LookupError> {
             self.inner.groups_of(name)
         }
         fn home_of(&self, name: &str) -> Option<std::path::PathBuf> {
@@ -1235,12 +1241,12 @@ mod tests {
             Arc::new(clock),
             Arc::new(crate::random::OsRandom),
             Arc::new(SlowDirectory {
-                inner: crate::users::testing::FakeUsers::new(&[("alice", 1000)]),
+                inner: crate::adapters::nss::testing::FakeUsers::new(&[("alice", 1000)]),
                 gate: gate.clone(),
                 answered: answered.clone(),
             }),
-            Arc::new(crate::reauth::testing::FakeReauth::new(&[])),
-            Arc::new(crate::audit::Audit::new(false, false)),
+            Arc::new(crate::adapters::pam_reauth::testing::FakeReauth::new(&[])),
+            Arc::new(crate::adapters::syslog::Audit::new(false, false)),
         ));
         let logins = Arc::new(Logins::new(core));
         // One async worker thread, as little as there can be.

@@ -5,11 +5,11 @@
 //! mail), and only when `[email] notices` is on. Notices are sent after
 //! the change, off its path: the change never waits for or depends on one.
 
-use crate::audit::Event;
-use crate::core::Core;
-use crate::email;
-use crate::mail::{self, Mail};
-use crate::methods::Method;
+use crate::adapters::smtp::{self, Mail};
+use crate::adapters::syslog::Event;
+use crate::rules::email_codes;
+use crate::rules::methods::Method;
+use crate::services::core::Core;
 use std::sync::Arc;
 
 /// What happened to the account.
@@ -47,7 +47,7 @@ impl Notice {
             Notice::MethodAdded(m) => format!("A second-factor method was added: {}.", label(*m)),
             Notice::AddressChanged { new, .. } => format!(
                 "Codes by email now go to another address ({}); this address no longer gets them.",
-                mail::masked(new)
+                smtp::masked(new)
             ),
             Notice::MethodRemoved(Some(m)) => {
                 format!("A second-factor method was removed: {}.", label(*m))
@@ -112,7 +112,7 @@ pub fn send_to(
         let looked_up = match (&notice, confirmed) {
             (Notice::AddressChanged { old, .. }, _) => Ok(Some(old.clone())),
             (_, Some(address)) => Ok(Some(address)),
-            (_, None) => core.store.run(move |c| email::address(c, &u)).await,
+            (_, None) => core.store.run(move |c| email_codes::address(c, &u)).await,
         };
         let address = match looked_up {
             Ok(Some(address)) => address,
@@ -125,7 +125,7 @@ pub fn send_to(
                 return;
             }
         };
-        let to = mail::masked(&address);
+        let to = smtp::masked(&address);
         match core.send_mail(compose(&user, &address, &notice)).await {
             Ok(()) => core.audit.log(Event::MailSent {
                 user: &user,

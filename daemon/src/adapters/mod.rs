@@ -1,0 +1,10 @@
+//! The outside world: SMTP, syslog, PAM, the name service, the sealing
+//! key and google-authenticator files. Adapters know nothing of the
+//! layers above them.
+
+pub mod google_authenticator;
+pub mod nss;
+pub mod pam_reauth;
+pub mod sealing;
+pub mod smtp;
+pub mod syslog;

@@ -1,0 +1,4 @@
+//! The capabilities the D-Bus faces are handed: each has one owner.
+
+pub mod core;
+pub mod notices;
