@@ -24,7 +24,7 @@
 //! measurement failed, 2 for a usage error.
 
 use clap::Parser;
-use pam_twofactor::daemon::bus::ping_twice;
+use pam_twofactor::dbus::bus::ping_twice;
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::process::ExitCode;

@@ -450,8 +450,9 @@ pub enum PolicyChange {
                       them, none are kept).",
         after_help = concat!(
             "Checked before anything is asked (exit status 2): each name of --groups\n",
-            "must be a group of this system (letters, digits, . _ - $; not starting\n",
-            "with -), --from must be a real date written YYYY-MM-DD.\n\n",
+            "must be a group of this system (letters, digits, . _ -, and $ only at\n",
+            "the end; not starting with -; not all digits), --from must be a real date\n",
+            "written YYYY-MM-DD.\n\n",
             admin_input_help!(),
             "\n\n",
             admin_exit_status_help!()

@@ -31,7 +31,7 @@ use twofactor_proto::{Action, MessageKind, Step};
 
 use crate::args::FailMode;
 use crate::conv::{ConvError, Conversation};
-use crate::daemon::{Daemon, DaemonError, LoginRequest};
+use crate::dbus::{Daemon, DaemonError, LoginRequest};
 use crate::log::{Level, Log};
 
 /// Shown (as `PAM_ERROR_MSG`) when the login is refused because the daemon

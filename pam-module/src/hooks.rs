@@ -11,8 +11,8 @@ use pam::module::PamHandle;
 
 use crate::args;
 use crate::conv::PamConversation;
-use crate::daemon::bus::BusDaemon;
-use crate::daemon::LoginRequest;
+use crate::dbus::bus::BusDaemon;
+use crate::dbus::LoginRequest;
 use crate::flow::{self, Settings};
 use crate::log::{Level, Log, Syslog};
 

@@ -33,7 +33,7 @@
 
 pub mod args;
 pub mod conv;
-pub mod daemon;
+pub mod dbus;
 pub mod flow;
 pub mod hooks;
 pub mod log;

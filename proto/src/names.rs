@@ -17,7 +17,8 @@ pub const ERROR_PREFIX: &str = "org.twofactor.Error";
 /// its `bus=` argument), never to an address taken from the environment.
 pub const SYSTEM_BUS_ADDRESS: &str = "unix:path=/run/dbus/system_bus_socket";
 
-/// Longest answer the daemon looks at; longer answers are refused unread.
+/// Longest answer (`Login1.Answer`, and a code given to `Account1`) the
+/// daemon looks at; longer answers are refused unread.
 pub const MAX_ANSWER_BYTES: usize = 1024;
 /// Longest password the daemon passes to the re-authentication service.
 pub const MAX_PASSWORD_BYTES: usize = 4096;
@@ -39,10 +40,18 @@ pub mod detail {
     /// the methods the client already passed, e.g. `publickey ssh-ed25519
     /// AAAA...`); the daemon uses it only for services it knows as sshd.
     pub const SSH_AUTH_INFO: &str = "ssh_auth_info";
+
+    /// Longest value of [`USER`], [`SERVICE`], [`RHOST`] and [`TTY`], in
+    /// bytes; the daemon refuses a `Begin` with a longer one.
+    pub const MAX_VALUE_BYTES: usize = 1024;
+    /// Longest [`SSH_AUTH_INFO`], in bytes (a large certificate fits); the
+    /// daemon refuses a `Begin` with a longer one.
+    pub const MAX_SSH_AUTH_INFO_BYTES: usize = 16 * 1024;
 }
 
 /// Method names of `org.twofactor.Login1`, for clients that do not use the
-/// zbus proxies (the PAM module).
+/// zbus proxies (the PAM module). The signatures of their bodies are in
+/// [`crate::signature::login`].
 pub mod login {
     /// `Begin(details a{sv}) -> (session s, step (a(us)us))`: the login's
     /// details by name (see [`detail`]), so that later details do not change

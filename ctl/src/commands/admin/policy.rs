@@ -8,6 +8,7 @@
 
 use std::io::Write;
 
+use twofactor_proto::group::{self, MAX_NAME_BYTES, MAX_POLICY_GROUPS};
 use twofactor_proto::types::Policy;
 
 use super::{json_line, label_lines, Me};
@@ -19,8 +20,6 @@ use crate::input::Input;
 use crate::localtime;
 use crate::text::one_line;
 
-/// Most groups a policy may name (as twofactord).
-pub const MAX_GROUPS: usize = 256;
 /// The first line after a change.
 pub const SAVED: &str = "Policy saved. Now in force:";
 
@@ -134,11 +133,12 @@ pub fn parse_groups(
                  (e.g. --groups staff,ops), or leave --groups out for everyone",
             ));
         }
-        if !valid_group_name(name) {
+        if !group::is_valid_name(name) {
             return Err(Failure::usage(format!(
                 "--groups: {:?} is not a valid group name (letters, digits, '.', '_', \
-                 '-', '$'; not starting with '-'; at most 64)",
-                name.chars().take(64).collect::<String>()
+                 '-', and '$' only at the end; not starting with '-'; not all digits; \
+                 at most {MAX_NAME_BYTES} bytes)",
+                name.chars().take(MAX_NAME_BYTES).collect::<String>()
             )));
         }
         match exists(name) {
@@ -158,22 +158,12 @@ pub fn parse_groups(
             groups.push(name.to_owned());
         }
     }
-    if groups.len() > MAX_GROUPS {
+    if groups.len() > MAX_POLICY_GROUPS {
         return Err(Failure::usage(format!(
-            "--groups: at most {MAX_GROUPS} groups"
+            "--groups: at most {MAX_POLICY_GROUPS} groups"
         )));
     }
     Ok(groups)
-}
-
-/// The rule twofactord applies to group names.
-pub fn valid_group_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('-')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-$".contains(&b))
 }
 
 /// `--from`: a real calendar day written `YYYY-MM-DD` (years 1970 to 9999).
@@ -379,6 +369,9 @@ mod tests {
             args(OnOff::On, Some(""), None),
             args(OnOff::On, Some("a b"), None),
             args(OnOff::On, Some("-x"), None),
+            args(OnOff::On, Some("1000"), None),
+            args(OnOff::On, Some("st$ff"), None),
+            args(OnOff::On, Some(".."), None),
             args(OnOff::On, None, Some("2026-02-29")),
             args(OnOff::On, None, Some("2026-13-01")),
             args(OnOff::On, None, Some("2026-1-01")),
@@ -404,6 +397,42 @@ mod tests {
         );
         let f = parse_groups("staff", &|_| Err("NSS down".into())).unwrap_err();
         assert!(f.message().contains("NSS down"));
+    }
+
+    #[test]
+    fn group_names_follow_the_contracts_rule() {
+        let any = |_: &str| Ok(true);
+        for name in ["1000", "st$ff", "..", "-x", "a b"] {
+            let f = parse_groups(name, &any).unwrap_err();
+            assert!(
+                f.message().contains("is not a valid group name"),
+                "{name}: {}",
+                f.message()
+            );
+            assert!(!group::is_valid_name(name), "{name}");
+        }
+        assert_eq!(
+            parse_groups("wheel$, ops ,ops", &any).unwrap(),
+            ["wheel$", "ops"]
+        );
+    }
+
+    #[test]
+    fn at_most_the_contracts_number_of_groups() {
+        let any = |_: &str| Ok(true);
+        let names = |n: usize| {
+            (0..n)
+                .map(|i| format!("g{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        assert_eq!(
+            parse_groups(&names(MAX_POLICY_GROUPS), &any).unwrap().len(),
+            MAX_POLICY_GROUPS
+        );
+        let f = parse_groups(&names(MAX_POLICY_GROUPS + 1), &any).unwrap_err();
+        assert_eq!(f.exit_code(), 2);
+        assert_eq!(f.message(), "--groups: at most 256 groups");
     }
 
     #[test]

@@ -22,8 +22,9 @@ use crate::input::Input;
 use crate::localtime;
 use crate::text::{one_line, token};
 
-/// Longest answer read at the confirmation question.
-const MAX_ANSWER_BYTES: usize = 64;
+/// Longest answer read at the confirmation question (a local question:
+/// not the contract's `names::MAX_ANSWER_BYTES`).
+const MAX_CONFIRMATION_BYTES: usize = 64;
 /// Start of the line with the recovery code.
 pub const CODE_PREFIX: &str = "Recovery code: ";
 /// Start of the line with the expiry.
@@ -142,7 +143,7 @@ pub fn explanation(r: &UserReport, now: i64) -> Vec<String> {
 /// Asks the question at the terminal: only `y` or `yes` (any case) goes
 /// on; anything else, or Ctrl-D, does not.
 fn confirmed(input: &mut Input, user: &str) -> Result<bool, Failure> {
-    let answer = input.optional_answer(&question(user), "the answer", MAX_ANSWER_BYTES)?;
+    let answer = input.optional_answer(&question(user), "the answer", MAX_CONFIRMATION_BYTES)?;
     Ok(answer.is_some_and(|a| matches!(a.to_ascii_lowercase().as_str(), "y" | "yes")))
 }
 

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, SockAddr, Socket, Type};
 use twofactor_proto::names::{detail, login, BUS_NAME, LOGIN_INTERFACE, OBJECT_PATH};
+use twofactor_proto::signature::login as sig;
 use twofactor_proto::{Step, WireStep};
 use zeroize::Zeroize;
 
@@ -108,8 +109,19 @@ impl Daemon for BusDaemon {
             (detail::TTY, &r.tty),
             (detail::SSH_AUTH_INFO, &r.ssh_auth_info),
         ];
-        for (_, value) in details {
+        for (key, value) in details {
             no_nul(value)?;
+            let limit = if key == detail::SSH_AUTH_INFO {
+                detail::MAX_SSH_AUTH_INFO_BYTES
+            } else {
+                detail::MAX_VALUE_BYTES
+            };
+            if value.len() > limit {
+                // The daemon refuses it too: not worth a call.
+                return Err(DaemonError::Failed(format!(
+                    "{key} is longer than the {limit} bytes the daemon accepts"
+                )));
+            }
         }
         let mut body = Writer::new();
         body.array(8, |w| {
@@ -120,8 +132,8 @@ impl Daemon for BusDaemon {
                 });
             }
         });
-        let reply = self.call(login::BEGIN, "a{sv}", &mut body)?;
-        read_reply(&reply, "s(a(us)us)", login::BEGIN, |r| {
+        let reply = self.call(login::BEGIN, sig::BEGIN_IN, &mut body)?;
+        read_reply(&reply, sig::BEGIN_OUT, login::BEGIN, |r| {
             let session = r.string()?;
             Ok((session, read_step(r)?))
         })
@@ -134,23 +146,24 @@ impl Daemon for BusDaemon {
         let mut body = Writer::with_capacity(session.len() + answer.len() + 16);
         body.string(session);
         body.bytes(answer);
-        let reply = self.call(login::ANSWER, "say", &mut body)?;
-        read_reply(&reply, "(a(us)us)", login::ANSWER, read_step)
+        let reply = self.call(login::ANSWER, sig::ANSWER_IN, &mut body)?;
+        read_reply(&reply, sig::ANSWER_OUT, login::ANSWER, read_step)
     }
 
     fn cancel(&mut self, session: &str) -> Result<(), DaemonError> {
         no_nul(session)?;
         let mut body = Writer::new();
         body.string(session);
-        self.call(login::CANCEL, "s", &mut body).map(|_| ())
+        self.call(login::CANCEL, sig::CANCEL_IN, &mut body)
+            .map(|_| ())
     }
 
     fn commit(&mut self, session: &str) -> Result<Step, DaemonError> {
         no_nul(session)?;
         let mut body = Writer::new();
         body.string(session);
-        let reply = self.call(login::COMMIT, "s", &mut body)?;
-        read_reply(&reply, "(a(us)us)", login::COMMIT, read_step)
+        let reply = self.call(login::COMMIT, sig::COMMIT_IN, &mut body)?;
+        read_reply(&reply, sig::COMMIT_OUT, login::COMMIT, read_step)
     }
 }
 
@@ -606,7 +619,7 @@ mod tests {
         // field naming the module's call (serial 2: Begin) and the body of
         // an accepting step. Only the bus's real reply counts: here an
         // error.
-        let forged = wire::encode_reply(wire::SIGNAL, 2, &[], "s(a(us)us)", &accept_step_body());
+        let forged = wire::encode_reply(wire::SIGNAL, 2, &[], sig::BEGIN_OUT, &accept_step_body());
         let mut message = Writer::new();
         message.string("the daemon failed");
         let real = wire::encode_reply(
@@ -633,7 +646,7 @@ mod tests {
             wire::METHOD_RETURN,
             2,
             &[],
-            "s(a(us)us)",
+            sig::BEGIN_OUT,
             &accept_step_body(),
         );
         let result = begin_against("oversized", handshake_then(vec![signal, real]));
@@ -652,7 +665,7 @@ mod tests {
             wire::METHOD_RETURN,
             2,
             &[],
-            "s(a(us)us)",
+            sig::BEGIN_OUT,
             &accept_step_body(),
         );
         let result = begin_against("real", handshake_then(vec![real]));
@@ -661,6 +674,55 @@ mod tests {
                 && step.action == twofactor_proto::Action::Accept),
             "{result:?}"
         );
+    }
+
+    #[test]
+    fn details_over_the_contracts_limits_are_refused_before_connecting() {
+        // No bus at this address: a refusal that tried to connect would be
+        // Absent, not Failed.
+        let mut d = BusDaemon::new(
+            "unix:path=/nonexistent/twofactor-test",
+            Duration::from_secs(1),
+        );
+        let long = |n: usize| "x".repeat(n);
+        for (r, what) in [
+            (
+                LoginRequest {
+                    user: long(detail::MAX_VALUE_BYTES + 1),
+                    ..request()
+                },
+                detail::USER,
+            ),
+            (
+                LoginRequest {
+                    rhost: long(detail::MAX_VALUE_BYTES + 1),
+                    ..request()
+                },
+                detail::RHOST,
+            ),
+            (
+                LoginRequest {
+                    ssh_auth_info: long(detail::MAX_SSH_AUTH_INFO_BYTES + 1),
+                    ..request()
+                },
+                detail::SSH_AUTH_INFO,
+            ),
+        ] {
+            let result = d.begin(&r);
+            assert!(
+                matches!(&result, Err(DaemonError::Failed(why)) if why.starts_with(what)),
+                "{what}: {result:?}"
+            );
+        }
+        // At the limits the call is made (and finds no bus).
+        let at_limits = LoginRequest {
+            user: long(detail::MAX_VALUE_BYTES),
+            service: long(detail::MAX_VALUE_BYTES),
+            rhost: long(detail::MAX_VALUE_BYTES),
+            tty: long(detail::MAX_VALUE_BYTES),
+            ssh_auth_info: long(detail::MAX_SSH_AUTH_INFO_BYTES),
+        };
+        assert!(matches!(d.begin(&at_limits), Err(DaemonError::Absent(_))));
     }
 
     #[test]

@@ -559,12 +559,14 @@ mod tests {
         let msg = reply(
             METHOD_RETURN,
             &[(7, "s", ":1.1")],
-            "(a(us)us)",
+            twofactor_proto::signature::STEP,
             &b.into_bytes(),
         );
         let m = Message::parse(&msg).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(m.reply_serial, Some(5));
-        let mut r = m.body("(a(us)us)").unwrap_or_else(|e| panic!("{e}"));
+        let mut r = m
+            .body(twofactor_proto::signature::STEP)
+            .unwrap_or_else(|e| panic!("{e}"));
         r.align(8).unwrap_or_else(|e| panic!("{e}"));
         let messages = r
             .array(8, |r| {
