@@ -6,33 +6,11 @@
 //! second line or field. Only the fields listed in [`Event`] exist: there is
 //! no way to log a code, secret, URI or password through this module.
 
+use crate::origin::Origin;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
-
-/// Who and where, for login events.
-#[derive(Clone, Default)]
-pub struct Origin {
-    pub user: String,
-    pub service: String,
-    pub rhost: String,
-    pub tty: String,
-    /// `SSH_AUTH_INFO_0` as the module found it in the PAM environment
-    /// (used only to recognise a trusted device; never logged).
-    pub ssh_auth_info: String,
-}
-
-impl std::fmt::Debug for Origin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Origin")
-            .field("user", &self.user)
-            .field("service", &self.service)
-            .field("rhost", &self.rhost)
-            .field("tty", &self.tty)
-            .finish_non_exhaustive()
-    }
-}
 
 /// Everything the daemon audits.
 #[derive(Debug, Clone)]

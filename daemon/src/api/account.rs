@@ -2,7 +2,6 @@
 //! caller's (from the bus credentials); changes that could weaken it need
 //! the account password again.
 
-use crate::adapters::smtp;
 use crate::adapters::syslog::Event;
 use crate::random;
 use crate::rules::backup_codes::{self, Code};
@@ -152,7 +151,7 @@ impl Accounts {
         if !Method::Email.offered(&self.core.config) {
             return Err(email_off());
         }
-        if !smtp::valid_address(address) {
+        if !crate::address::valid_address(address) {
             return Err(Error::InvalidInput(
                 "that is not an email address this daemon accepts (name@domain, ASCII, no \
                  spaces)"
@@ -191,7 +190,7 @@ impl Accounts {
         match email_codes::send_code(&self.core, user, Purpose::Confirm, address, "twofactorctl")
             .await
         {
-            Sent::Sent => Ok(smtp::masked(address)),
+            Sent::Sent => Ok(crate::address::masked(address)),
             Sent::TooMany(seconds) => Err(Error::RateLimited(format!(
                 "too many codes were sent; the next can be sent in {} minutes",
                 (seconds + 59) / 60
@@ -487,7 +486,7 @@ impl Accounts {
         let u = user.to_string();
         let applies = self
             .core
-            .lookup(move |users| policy::applies_to_user(users, &u, &policy, now))
+            .lookup(move |users| policy::applies_to_user(|| users.groups_of(&u), &policy, now))
             .await?
             // Group membership unknown: the method stays (fail closed).
             .map_err(|e| self.internal("disable", &e.to_string()))?;

@@ -14,13 +14,14 @@
 //! included) or on a user whose groups cannot be looked up is refused and
 //! audited; nothing changes.
 
-use crate::adapters::google_authenticator::{self, ImportError};
+use crate::adapters::home_files;
 use crate::adapters::nss::plausible_name;
 use crate::adapters::syslog::Event;
 use crate::config::{valid_date, valid_group_name};
 use crate::rules::backup_codes::{self, Code};
 use crate::rules::bookkeeping;
 use crate::rules::email_codes;
+use crate::rules::google_authenticator;
 use crate::rules::methods;
 use crate::rules::policy;
 use crate::rules::ratelimit;
@@ -282,7 +283,7 @@ impl Admin {
                         r.known_to_system = uid.is_some();
                         r.uid = uid.unwrap_or(0);
                         r.policy_applies = r.known_to_system
-                            && policy::applies_to_user(users, &r.user, &policy, now)
+                            && policy::applies_to_user(|| users.groups_of(&r.user), &policy, now)
                                 == Ok(policy::Applies::Now);
                         r
                     })
@@ -475,22 +476,22 @@ impl Admin {
         let shown = path.display().to_string();
         let name = user.to_string();
         let parsed = tokio::task::spawn_blocking(move || {
-            let owner = google_authenticator::Owner {
+            let owner = home_files::Owner {
                 user: &name,
                 uid,
                 home: &home,
             };
-            google_authenticator::read(owner, &path).and_then(|text| {
-                let text = Zeroizing::new(text);
-                google_authenticator::parse(&text, &shown)
-            })
+            let text = Zeroizing::new(home_files::read(owner, &path).map_err(|e| e.to_string())?);
+            google_authenticator::parse(&text, &shown).map_err(|e| e.to_string())
         })
         .await
-        .unwrap_or_else(|e| Err(ImportError::Unreadable(String::new(), e.to_string())));
+        .unwrap_or_else(|e| {
+            Err(home_files::ReadError::Unreadable(String::new(), e.to_string()).to_string())
+        });
         let parsed = match parsed {
             Ok(p) => p,
-            Err(e) => {
-                report.message = e.to_string();
+            Err(message) => {
+                report.message = message;
                 return report;
             }
         };

@@ -10,10 +10,10 @@
 //! connection: [`Callers`]). Nothing the caller sends is trusted for
 //! identity; if the uid cannot be had, the call fails.
 
-use crate::adapters::syslog::Origin;
 use crate::api::account::Accounts;
 use crate::api::admin::Admin;
 use crate::api::login::Logins;
+use crate::origin::Origin;
 use crate::services::core::Caller;
 use std::collections::HashMap;
 use std::sync::Arc;

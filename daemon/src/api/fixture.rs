@@ -5,12 +5,14 @@
 
 use std::sync::Arc;
 
-use crate::adapters::syslog::{Audit, Origin};
+use crate::adapters::syslog::Audit;
+
 use crate::api::account::Accounts;
 use crate::api::admin::Admin;
 use crate::api::login::Logins;
 use crate::clock::ManualClock;
 use crate::config::Config;
+use crate::origin::Origin;
 use crate::services::core::{Caller, Core};
 
 /// 2026-01-01 12:00 UTC.

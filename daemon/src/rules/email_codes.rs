@@ -418,7 +418,7 @@ async fn deliver(
             core.audit.log(Event::MailSent {
                 user,
                 purpose: label,
-                to: &crate::adapters::smtp::masked(to),
+                to: &crate::address::masked(to),
             });
             Ok((digest, expires))
         }

@@ -8,6 +8,7 @@
 pub mod backup_codes;
 pub mod bookkeeping;
 pub mod email_codes;
+pub mod google_authenticator;
 pub mod methods;
 pub mod policy;
 pub mod ratelimit;

@@ -4,7 +4,6 @@
 //! The config file's `[policy]` seeds the table once, when it is empty;
 //! after that, `twofactorctl admin policy` is the only way to change it.
 
-use crate::adapters::nss::{LookupError, Users};
 use crate::clock::local_date;
 use crate::config::PolicyConfig;
 use crate::params;
@@ -74,25 +73,25 @@ fn split(groups: &str) -> Vec<String> {
         .collect()
 }
 
-/// Whether the policy applies to `user` now (groups from the system, the
-/// date in the daemon's local time).
+/// Whether the policy applies to a user now: `groups_of` gives the user's
+/// groups (from the system; asked only for a group-limited policy), the
+/// date is the daemon's local one.
 ///
 /// A group-limited policy needs the user's groups; when the name service
-/// cannot give them, the answer is an error, never "no groups": callers
+/// cannot give them, the answer is that error, never "no groups": callers
 /// fail closed (a login is refused, the last method stays).
-pub fn applies_to_user(
-    users: &dyn Users,
-    user: &str,
+pub fn applies_to_user<E>(
+    groups_of: impl FnOnce() -> Result<Vec<String>, E>,
     policy: &Policy,
     now: i64,
-) -> Result<Applies, LookupError> {
+) -> Result<Applies, E> {
     if !policy.mandatory {
         return Ok(Applies::No);
     }
     let groups = if policy.groups.is_empty() {
         Vec::new()
     } else {
-        users.groups_of(user)?
+        groups_of()?
     };
     Ok(applies(policy, &groups, &local_date(now)))
 }

@@ -16,8 +16,8 @@
 //! - A success resets the account's count and its source's count (not
 //!   other sources': the owner's success does not unlock an attacker).
 
-use crate::adapters::syslog::Origin;
 use crate::config::LimitsConfig;
+use crate::origin::Origin;
 use crate::params;
 use crate::store::{Db, DbResult, Optional};
 

@@ -12,8 +12,8 @@
 //! label shown to the user, both sealed; when it was trusted, last used,
 //! and when trust ends (fixed when given: never later than 30 days after).
 
-use crate::adapters::syslog::Origin;
 use crate::config::DevicesConfig;
+use crate::origin::Origin;
 use crate::params;
 use crate::random::{Random, RandomError};
 use crate::store::{Db, DbResult};

@@ -5,7 +5,7 @@
 //! mail), and only when `[email] notices` is on. Notices are sent after
 //! the change, off its path: the change never waits for or depends on one.
 
-use crate::adapters::smtp::{self, Mail};
+use crate::adapters::smtp::Mail;
 use crate::adapters::syslog::Event;
 use crate::rules::email_codes;
 use crate::rules::methods::Method;
@@ -47,7 +47,7 @@ impl Notice {
             Notice::MethodAdded(m) => format!("A second-factor method was added: {}.", label(*m)),
             Notice::AddressChanged { new, .. } => format!(
                 "Codes by email now go to another address ({}); this address no longer gets them.",
-                smtp::masked(new)
+                crate::address::masked(new)
             ),
             Notice::MethodRemoved(Some(m)) => {
                 format!("A second-factor method was removed: {}.", label(*m))
@@ -125,7 +125,7 @@ pub fn send_to(
                 return;
             }
         };
-        let to = smtp::masked(&address);
+        let to = crate::address::masked(&address);
         match core.send_mail(compose(&user, &address, &notice)).await {
             Ok(()) => core.audit.log(Event::MailSent {
                 user: &user,

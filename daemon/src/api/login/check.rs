@@ -23,8 +23,9 @@ use twofactor_proto::{Action, Step};
 use zeroize::Zeroizing;
 
 use super::{enrol, Logins, Next, COMMIT_SECONDS, INTERNAL, INVALID};
-use crate::adapters::syslog::{Event, Origin};
+use crate::adapters::syslog::Event;
 use crate::config::LimitsConfig;
+use crate::origin::Origin;
 use crate::rules::backup_codes::{self, Code};
 use crate::rules::bookkeeping;
 use crate::rules::email_codes::{self, EmailCheck, Purpose};

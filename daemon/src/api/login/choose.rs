@@ -11,8 +11,8 @@
 //! ```
 
 use super::{Logins, Next, Phase, INTERNAL};
-use crate::adapters::smtp;
-use crate::adapters::syslog::{Event, Origin};
+use crate::adapters::syslog::Event;
+use crate::origin::Origin;
 use crate::rules::email_codes::{self, Purpose, Sent};
 use crate::rules::methods::{self, Method};
 use crate::store::{Db, DbResult};
@@ -48,7 +48,7 @@ impl Methods {
     fn masked(&self) -> String {
         self.address
             .as_deref()
-            .map(smtp::masked)
+            .map(crate::address::masked)
             .unwrap_or_else(|| "your email address".into())
     }
 

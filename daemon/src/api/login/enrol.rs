@@ -12,8 +12,9 @@
 //! ```
 
 use super::{Logins, Next, Phase, INTERNAL};
-use crate::adapters::syslog::{Event, Origin};
+use crate::adapters::syslog::Event;
 use crate::api::qr;
+use crate::origin::Origin;
 use crate::rules::backup_codes;
 use crate::rules::bookkeeping;
 use crate::rules::email_codes;
@@ -220,7 +221,7 @@ impl Logins {
                 },
             },
             Stage::Address => {
-                if !crate::adapters::smtp::valid_address(text) {
+                if !crate::address::valid_address(text) {
                     e.stage = Stage::Address;
                     return match self.try_again(origin, e).await {
                         Some(e) => again(
@@ -236,7 +237,7 @@ impl Logins {
                         .await;
                 match sent {
                     Ok((digest, expires)) => {
-                        let masked = crate::adapters::smtp::masked(text);
+                        let masked = crate::address::masked(text);
                         e.stage = Stage::Code {
                             address: text.to_string(),
                             digest,

@@ -35,7 +35,9 @@ use sessions::{Session, Sessions};
 pub use trust::question as trust_question;
 use unknown::UnknownNames;
 
-use crate::adapters::syslog::{Event, Origin};
+use crate::adapters::syslog::Event;
+
+use crate::origin::Origin;
 use crate::random;
 use crate::rules::bookkeeping;
 use crate::rules::methods::{self, Method};
@@ -332,7 +334,7 @@ impl Logins {
     ) -> Result<Applies, String> {
         let user = user.to_string();
         self.core
-            .lookup(move |users| policy::applies_to_user(users, &user, &policy, now))
+            .lookup(move |users| policy::applies_to_user(|| users.groups_of(&user), &policy, now))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())

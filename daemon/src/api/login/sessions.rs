@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use twofactor_proto::error::Error;
 
 use super::Phase;
-use crate::adapters::syslog::Origin;
+use crate::origin::Origin;
 use crate::services::core::Caller;
 
 /// Logins in progress, in all.

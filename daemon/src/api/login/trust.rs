@@ -11,7 +11,8 @@
 //! ```
 
 use super::{Logins, Next, Phase, INTERNAL};
-use crate::adapters::syslog::{Event, Origin};
+use crate::adapters::syslog::Event;
+use crate::origin::Origin;
 use crate::rules::trusted_devices::{self, Presented};
 use crate::services::core::Caller;
 use crate::services::notices::{self, Notice};

@@ -1,12 +1,6 @@
-//! Reading `~/.google_authenticator` files (google-authenticator-libpam),
-//! for `twofactorctl admin import google-authenticator`.
-//!
-//! The file is: the base32 secret on the first line, option lines starting
-//! with `"` (`" TOTP_AUTH`, `" HOTP_COUNTER n`, `" RATE_LIMIT`, …), then
-//! 8-digit scratch codes, one per line. Only TOTP files are imported; the
-//! scratch codes become backup codes.
-//!
-//! The daemon reads the file as root, on an administrator's word, so:
+//! Reading a file in a user's home directory on an administrator's word
+//! (`twofactorctl admin import google-authenticator`): the daemon reads it
+//! as root, so
 //!
 //! - the path must be inside the user's own home directory (from the passwd
 //!   entry). This is decided lexically, before any file-system access, and
@@ -19,9 +13,9 @@
 //!   with exactly one hard link (checked with `fstat` on the descriptor);
 //! - at most [`MAX_BYTES`] are read, and the file's content is never put in
 //!   an error message.
+//!
+//! What the text means is `rules::google_authenticator`'s business.
 
-use crate::rules::backup_codes::{self, Code};
-use crate::rules::totp::Secret;
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use std::ffi::OsStr;
@@ -33,14 +27,6 @@ use std::path::{Component, Path, PathBuf};
 /// Largest file read.
 const MAX_BYTES: u64 = 64 * 1024;
 
-/// What a file holds.
-pub struct Parsed {
-    pub secret: Secret,
-    pub scratch: Vec<Code>,
-    /// Scratch lines that were not 8 digits.
-    pub skipped_lines: u32,
-}
-
 /// Whose file is read: the user's name, uid and home directory (passwd).
 #[derive(Debug, Clone, Copy)]
 pub struct Owner<'a> {
@@ -50,7 +36,7 @@ pub struct Owner<'a> {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ImportError {
+pub enum ReadError {
     /// Any path outside the home: one message, whatever is there.
     #[error("the file must be inside {0}'s home directory ({1})")]
     Outside(String, String),
@@ -68,10 +54,6 @@ pub enum ImportError {
     HardLinked(String),
     #[error("{0} could not be read: {1}")]
     Unreadable(String, String),
-    #[error("{0} is an HOTP (counter-based) file; only TOTP (time-based) secrets can be imported. The user must enrol anew with `twofactorctl enable app`")]
-    Hotp(String),
-    #[error("{0} does not hold a valid base32 secret of at least 128 bits on its first line")]
-    BadSecret(String),
 }
 
 /// The components of an absolute path after lexical normalisation: `.`
@@ -129,11 +111,10 @@ fn describe(e: Errno) -> String {
 }
 
 /// Opens and reads `path` for `owner`, under the rules of this module.
-pub fn read(owner: Owner<'_>, path: &Path) -> Result<String, ImportError> {
+pub fn read(owner: Owner<'_>, path: &Path) -> Result<String, ReadError> {
     let home_shown = owner.home.display().to_string();
-    let outside = || ImportError::Outside(owner.user.to_string(), home_shown.clone());
-    let home_error =
-        |why: String| ImportError::Home(owner.user.to_string(), home_shown.clone(), why);
+    let outside = || ReadError::Outside(owner.user.to_string(), home_shown.clone());
+    let home_error = |why: String| ReadError::Home(owner.user.to_string(), home_shown.clone(), why);
     // Lexically, before anything is opened: the answer for a path outside
     // the home is the same whether or not it exists.
     if normalise(owner.home).is_none_or(|h| h.is_empty()) {
@@ -160,105 +141,38 @@ pub fn read(owner: Owner<'_>, path: &Path) -> Result<String, ImportError> {
         ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS,
     )
     .map_err(|e| match e {
-        Errno::ENOENT => ImportError::Missing(shown.clone()),
-        Errno::ELOOP => ImportError::Symlink(shown.clone()),
+        Errno::ENOENT => ReadError::Missing(shown.clone()),
+        Errno::ELOOP => ReadError::Symlink(shown.clone()),
         // Not reachable without `..` or a symlink, both refused above.
         Errno::EXDEV => outside(),
-        e => ImportError::Unreadable(shown.clone(), describe(e)),
+        e => ReadError::Unreadable(shown.clone(), describe(e)),
     })?;
     let file = std::fs::File::from(fd);
     let meta = file
         .metadata()
-        .map_err(|e| ImportError::Unreadable(shown.clone(), e.kind().to_string()))?;
+        .map_err(|e| ReadError::Unreadable(shown.clone(), e.kind().to_string()))?;
     if !meta.is_file() {
-        return Err(ImportError::NotRegular(shown));
+        return Err(ReadError::NotRegular(shown));
     }
     if meta.uid() != owner.uid {
-        return Err(ImportError::NotOwned(shown, owner.user.to_string()));
+        return Err(ReadError::NotOwned(shown, owner.user.to_string()));
     }
     if meta.nlink() != 1 {
-        return Err(ImportError::HardLinked(shown));
+        return Err(ReadError::HardLinked(shown));
     }
     let mut text = String::new();
     file.take(MAX_BYTES)
         .read_to_string(&mut text)
-        .map_err(|e| ImportError::Unreadable(shown.clone(), e.kind().to_string()))?;
+        .map_err(|e| ReadError::Unreadable(shown.clone(), e.kind().to_string()))?;
     Ok(text)
-}
-
-/// Parses the text of a file (`shown` names it in errors).
-pub fn parse(text: &str, shown: &str) -> Result<Parsed, ImportError> {
-    let mut lines = text.lines();
-    let first = lines.next().unwrap_or("").trim();
-    let mut scratch = Vec::new();
-    let mut skipped_lines = 0;
-    for line in lines {
-        let line = line.trim();
-        if let Some(option) = line.strip_prefix('"') {
-            if option.split_whitespace().next() == Some("HOTP_COUNTER") {
-                return Err(ImportError::Hotp(shown.to_string()));
-            }
-            continue;
-        }
-        if line.is_empty() {
-            continue;
-        }
-        let is_scratch =
-            line.len() == backup_codes::SCRATCH_LEN && line.bytes().all(|b| b.is_ascii_digit());
-        match backup_codes::parse(line).filter(|_| is_scratch) {
-            Some(code) => scratch.push(code),
-            None => skipped_lines += 1,
-        }
-    }
-    let bytes = totp_rs::Secret::Encoded(first.to_ascii_uppercase())
-        .to_bytes()
-        .map_err(|_| ImportError::BadSecret(shown.to_string()))?;
-    if bytes.len() < 16 {
-        return Err(ImportError::BadSecret(shown.to_string()));
-    }
-    Ok(Parsed {
-        secret: Secret::from_bytes(bytes),
-        scratch,
-        skipped_lines,
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const TOTP_FILE: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n\" RATE_LIMIT 3 30\n\" WINDOW_SIZE 17\n\" DISALLOW_REUSE\n\" TOTP_AUTH\n12345678\n87654321\n";
-
-    #[test]
-    fn totp_file_with_scratch_codes() {
-        let p = parse(TOTP_FILE, "f").unwrap();
-        assert_eq!(p.secret.bytes().len(), 20);
-        assert_eq!(p.scratch.len(), 2);
-        assert_eq!(p.scratch[0].display(), "1234-5678");
-        assert_eq!(p.skipped_lines, 0);
-    }
-
-    #[test]
-    fn hotp_and_bad_files_are_refused_without_their_content() {
-        let hotp = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n\" HOTP_COUNTER 1\n12345678\n";
-        assert_eq!(parse(hotp, "f").err(), Some(ImportError::Hotp("f".into())));
-        let e = parse("not base32 at all!\n", "f").err().unwrap();
-        assert_eq!(e, ImportError::BadSecret("f".into()));
-        assert!(!e.to_string().contains("base32 at all"));
-        assert!(parse("JBSWY3DP\n", "f").is_err(), "too short");
-        assert!(parse("", "f").is_err());
-    }
-
-    #[test]
-    fn odd_scratch_lines_are_skipped() {
-        let p = parse(
-            "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n1234\nabcdefgh\n11112222\n",
-            "f",
-        )
-        .unwrap();
-        assert_eq!(p.scratch.len(), 1);
-        assert_eq!(p.skipped_lines, 2);
-    }
+    /// Any content: what it means is not read here.
+    const TOTP_FILE: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n\" TOTP_AUTH\n12345678\n";
 
     /// A fresh directory standing for a home (no symlink in its path).
     struct Dir(PathBuf);
@@ -307,7 +221,7 @@ mod tests {
         assert_eq!(read(owner(&d.0, me()), &odd).unwrap(), TOTP_FILE);
         assert_eq!(
             read(owner(&d.0, me()), &d.0.join("none")),
-            Err(ImportError::Missing(d.0.join("none").display().to_string()))
+            Err(ReadError::Missing(d.0.join("none").display().to_string()))
         );
     }
 
@@ -321,18 +235,18 @@ mod tests {
         std::os::unix::fs::symlink(real.join("ga"), d.0.join("ga")).unwrap();
         assert!(matches!(
             read(owner(&d.0, me()), &d.0.join("ga")),
-            Err(ImportError::Symlink(_))
+            Err(ReadError::Symlink(_))
         ));
         // A directory of the path is a link (to a directory inside the home).
         std::os::unix::fs::symlink(&real, d.0.join("dir")).unwrap();
         let e = read(owner(&d.0, me()), &d.0.join("dir/ga")).unwrap_err();
-        assert!(matches!(e, ImportError::Symlink(_)), "{e:?}");
+        assert!(matches!(e, ReadError::Symlink(_)), "{e:?}");
         assert!(e.to_string().contains("symlinks are not followed"), "{e}");
         // The home itself is reached through a link.
         let home_link = d.0.join("home-link");
         std::os::unix::fs::symlink(&real, &home_link).unwrap();
         let e = read(owner(&home_link, me()), &home_link.join("ga")).unwrap_err();
-        assert!(matches!(e, ImportError::Home(..)), "{e:?}");
+        assert!(matches!(e, ReadError::Home(..)), "{e:?}");
         assert!(e.to_string().contains("symbolic link"), "{e}");
         // Without the links, the same file reads.
         assert_eq!(
@@ -351,10 +265,7 @@ mod tests {
         let other = me().wrapping_add(1);
         assert_eq!(
             read(owner(&d.0, other), &f),
-            Err(ImportError::NotOwned(
-                f.display().to_string(),
-                "alice".into()
-            ))
+            Err(ReadError::NotOwned(f.display().to_string(), "alice".into()))
         );
     }
 
@@ -367,7 +278,7 @@ mod tests {
         for p in [&f, &d.0.join("ga2")] {
             assert_eq!(
                 read(owner(&d.0, me()), p),
-                Err(ImportError::HardLinked(p.display().to_string()))
+                Err(ReadError::HardLinked(p.display().to_string()))
             );
         }
         std::fs::remove_file(d.0.join("ga2")).unwrap();
@@ -383,7 +294,7 @@ mod tests {
         for p in [d.0.join("dir"), fifo] {
             assert_eq!(
                 read(owner(&d.0, me()), &p),
-                Err(ImportError::NotRegular(p.display().to_string()))
+                Err(ReadError::NotRegular(p.display().to_string()))
             );
         }
     }
@@ -397,7 +308,7 @@ mod tests {
         let sibling = d.0.join("alice2");
         std::fs::create_dir(&sibling).unwrap();
         std::fs::write(sibling.join("ga"), TOTP_FILE).unwrap();
-        let expected = ImportError::Outside("alice".into(), home.display().to_string());
+        let expected = ReadError::Outside("alice".into(), home.display().to_string());
         let paths = [
             PathBuf::from("/etc/shadow"),
             PathBuf::from("/etc/passwd"),
@@ -432,14 +343,14 @@ mod tests {
     fn the_home_must_be_a_usable_absolute_path() {
         for home in ["/", "relative", ""] {
             let e = read(owner(Path::new(home), me()), Path::new("/etc/shadow")).unwrap_err();
-            assert!(matches!(e, ImportError::Home(..)), "{home}: {e:?}");
+            assert!(matches!(e, ReadError::Home(..)), "{home}: {e:?}");
         }
         let e = read(
             owner(Path::new("/nonexistent-home-of-tf"), me()),
             Path::new("/nonexistent-home-of-tf/ga"),
         )
         .unwrap_err();
-        assert!(matches!(e, ImportError::Home(..)), "{e:?}");
+        assert!(matches!(e, ReadError::Home(..)), "{e:?}");
     }
 
     #[test]
@@ -458,43 +369,5 @@ mod tests {
         assert_eq!(b("/../home/alice/ga"), Some(PathBuf::from("ga")));
         assert_eq!(b("home/alice/ga"), None);
         assert_eq!(beneath(Path::new("/"), Path::new("/etc/shadow")), None);
-    }
-}
-
-#[cfg(test)]
-mod proptests {
-    use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(500))]
-
-        /// Any file text: no panic; what is accepted has a secret of at
-        /// least 16 bytes and only 8-digit scratch codes.
-        #[test]
-        fn parse_any_text(text in any::<String>()) {
-            if let Ok(p) = parse(&text, "f") {
-                prop_assert!(p.secret.bytes().len() >= 16);
-                prop_assert!(p.scratch.iter().all(|c| c.display().replace('-', "").len() == backup_codes::SCRATCH_LEN));
-            }
-        }
-
-        /// Files shaped like real ones (a base32 line, options, codes).
-        #[test]
-        fn parse_shaped_files(
-            secret in "[A-Za-z2-7=]{0,40}",
-            lines in proptest::collection::vec(prop_oneof![
-                "[0-9]{6,10}",
-                "\" [A-Z_]{1,12}( [0-9]{0,3})?",
-                "\\PC{0,12}",
-            ], 0..8),
-        ) {
-            let text = format!("{secret}\n{}\n", lines.join("\n"));
-            if let Ok(p) = parse(&text, "f") {
-                prop_assert!(p.secret.bytes().len() >= 16);
-                let codes = lines.iter().filter(|l| l.trim().len() == 8 && l.trim().bytes().all(|b| b.is_ascii_digit())).count();
-                prop_assert_eq!(p.scratch.len(), codes);
-            }
-        }
     }
 }
