@@ -7,9 +7,12 @@
 #                        one quick run of the benchmark)
 #   make deb             Debian packages (dpkg-buildpackage -us -uc -b) into target/deb
 #   make demo            try it locally without touching /etc or PAM (scripts/demo)
-#   make lint            cargo fmt --check + clippy -D warnings
+#   make lint            cargo fmt --check + clippy -D warnings + the daemon's
+#                        layers (scripts/check-layers)
 #   make bench           (as root) login benchmark against google-authenticator-libpam
 #                        (bench/run; BENCH_ARGS="--quick" or "--users 500 --rounds 3")
+#   make fuzz            each fuzz target of fuzz/ for a few seconds (scripts/fuzz-smoke;
+#                        needs nightly, installs cargo-fuzz; FUZZ_SECONDS=60 for longer)
 #   sudo make install    install the release build (run `make` first, as yourself)
 #   sudo make uninstall  remove what install put there (keeps config and state)
 #
@@ -56,7 +59,7 @@ CTL_BIN := $(RELEASE_DIR)/twofactorctl
 PAM_SO := $(RELEASE_DIR)/libpam_twofactor.so
 DOCS := README.md $(wildcard docs/*.md)
 
-.PHONY: all build module man check-module test deb deb-test lint demo bench bench-check install uninstall clean help
+.PHONY: all build module man check-module test deb deb-test lint demo bench bench-check fuzz install uninstall clean help
 
 all: build
 
@@ -126,6 +129,7 @@ test:
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets $(CARGO_LOCKED) -- -D warnings
+	scripts/check-layers daemon/src
 
 demo:
 	scripts/demo
@@ -149,8 +153,14 @@ bench-check:
 	  $(MAKE) bench BENCH_ARGS=--quick; \
 	fi
 
+# The fuzz targets (fuzz/: the PAM module's D-Bus reader and bus
+# connection), each for FUZZ_SECONDS (5) from its seeds; fails on a crash.
+# Nightly only (sanitizers); its own target directory under TARGET_DIR.
+fuzz:
+	FUZZ_TARGET_DIR=$(TARGET_DIR)/fuzz scripts/fuzz-smoke
+
 help:
-	@sed -n '3,11p' Makefile
+	@sed -n '3,17p' Makefile
 
 # install does not run cargo: `sudo make install` usually runs as root with a
 # PATH that has no cargo, and should not rebuild as root. Build first.

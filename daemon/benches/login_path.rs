@@ -32,7 +32,7 @@ use twofactord::origin::Origin;
 use twofactord::random::OsRandom;
 use twofactord::rules::bookkeeping;
 use twofactord::rules::totp::{self, Secret};
-use twofactord::services::core::{Caller, Core};
+use twofactord::services::{Caller, Handles, World};
 use twofactord::store::{Mode, Store};
 
 const SIZES: [usize; 4] = [100, 1_000, 10_000, 100_000];
@@ -144,16 +144,19 @@ fn main() {
         name_by_uid: (0..top).map(|i| (10_000 + i as u32, name(i))).collect(),
     };
     let clock = Arc::new(StepClock(AtomicI64::new(1_800_000_000)));
-    let core = Arc::new(Core::new(
+    let handles = Handles::new(
         Config::default(),
         store.clone(),
-        clock.clone(),
-        Arc::new(OsRandom),
-        Arc::new(table),
-        Arc::new(NoPasswords),
-        Arc::new(Audit::new(false, false)),
-    ));
-    let logins = Arc::new(Logins::new(core));
+        World {
+            clock: clock.clone(),
+            rng: Arc::new(OsRandom),
+            users: Arc::new(table),
+            reauth: Arc::new(NoPasswords),
+            mailer: Arc::new(twofactord::adapters::smtp::Disabled),
+            audit: Arc::new(Audit::new(false, false)),
+        },
+    );
+    let logins = Arc::new(Logins::new(&handles));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -545,7 +545,7 @@ impl Config {
                 return bad(key, "must be empty or an absolute path".into());
             }
         }
-        if s.sslmode == SslMode::Disable && !socket && !crate::address::is_loopback(&s.host) {
+        if s.sslmode == SslMode::Disable && !socket && !crate::message::is_loopback(&s.host) {
             let key = if line_of_key(text, "store", "sslmode") != 0 {
                 "sslmode"
             } else {
@@ -610,7 +610,7 @@ impl Config {
         if e.port == 0 {
             return bad("port", "0 is out of range 1..=65535".into());
         }
-        if e.security == SmtpSecurity::None && !crate::address::is_loopback(&e.relay) {
+        if e.security == SmtpSecurity::None && !crate::message::is_loopback(&e.relay) {
             // Blame the line written: `security` if set, else `relay`.
             let key = if line_of_key(text, "email", "security") != 0 {
                 "security"
@@ -657,7 +657,7 @@ impl Config {
         if !e.body.contains("{code}") {
             return bad("body", "must contain {code}".into());
         }
-        if !e.from.is_empty() && !crate::address::valid_address(&e.from) {
+        if !e.from.is_empty() && !crate::message::valid_address(&e.from) {
             return bad(
                 "from",
                 "must be empty (twofactor@HOSTNAME) or one address local@domain".into(),
@@ -1114,14 +1114,14 @@ mod proptests {
             && c.email.port != 0
             && c.email.body.contains("{code}")
             && (c.email.security != SmtpSecurity::None
-                || crate::address::is_loopback(&c.email.relay))
+                || crate::message::is_loopback(&c.email.relay))
             && (1..=10).contains(&c.store.connect_timeout_seconds)
             && (1..=10).contains(&c.store.statement_timeout_seconds)
             && c.store.connect_timeout_seconds + c.store.statement_timeout_seconds <= 12
             && c.store.port != 0
             && (c.store.sslmode != SslMode::Disable
                 || c.store.host.starts_with('/')
-                || crate::address::is_loopback(&c.store.host))
+                || crate::message::is_loopback(&c.store.host))
     }
 
     /// An error names the file and a line of it.

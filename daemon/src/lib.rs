@@ -16,11 +16,12 @@
 //! benchmarks use them directly.
 
 pub mod adapters;
-pub mod address;
+
 pub mod api;
 pub mod args;
 pub mod clock;
 pub mod config;
+pub mod message;
 pub mod origin;
 pub mod random;
 pub mod rules;

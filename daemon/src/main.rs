@@ -10,7 +10,7 @@ use twofactord::adapters::{nss, pam_reauth, sealing, smtp};
 use twofactord::api::{account, admin, bus, login};
 use twofactord::args::Args;
 use twofactord::config::{self, Config};
-use twofactord::services::core;
+use twofactord::services::{Handles, World};
 use twofactord::{clock, random, store};
 
 fn main() -> ExitCode {
@@ -392,27 +392,27 @@ async fn serve(
     let reauth = Arc::new(pam_reauth::PamReauth {
         service: config.reauth_service.clone(),
     });
-    let core = Arc::new(
-        core::Core::new(
-            config,
-            store,
-            Arc::new(clock::SystemClock),
-            Arc::new(random::OsRandom),
-            Arc::new(nss::SystemUsers),
+    let handles = Handles::new(
+        config,
+        store,
+        World {
+            clock: Arc::new(clock::SystemClock),
+            rng: Arc::new(random::OsRandom),
+            users: Arc::new(nss::SystemUsers),
             reauth,
-            audit.clone(),
-        )
-        .with_mailer(mailer),
+            mailer,
+            audit: audit.clone(),
+        },
     );
     // The decoy hash for attempts that match no code, made now so that no
     // attempt pays for it.
     {
-        let core = core.clone();
-        let _ = tokio::task::spawn_blocking(move || core.decoy_hash().is_some()).await;
+        let hashing = handles.hashing.clone();
+        let _ = tokio::task::spawn_blocking(move || hashing.decoy_hash().is_some()).await;
     }
-    let logins = Arc::new(login::Logins::new(core.clone()));
-    let accounts = Arc::new(account::Accounts::new(core.clone()));
-    let admin = Arc::new(admin::Admin::new(core.clone()));
+    let logins = Arc::new(login::Logins::new(&handles));
+    let accounts = Arc::new(account::Accounts::new(&handles));
+    let admin = Arc::new(admin::Admin::new(&handles));
 
     let builder = match &bus {
         Some(address) => zbus::connection::Builder::address(address.as_str()),

@@ -2,6 +2,7 @@
 //! key and google-authenticator files. Adapters know nothing of the
 //! layers above them.
 
+pub mod argon2id;
 pub mod home_files;
 pub mod nss;
 pub mod pam_reauth;

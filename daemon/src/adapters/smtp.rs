@@ -4,8 +4,8 @@
 //! blocking and bounded by the configured timeout; callers run it off the
 //! async workers (`Core::send_mail`). No error carries a message's content.
 
-use crate::address::{is_loopback, valid_address};
 use crate::config::{EmailConfig, SmtpSecurity};
+use crate::message::{is_loopback, valid_address, Mail};
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
@@ -15,23 +15,6 @@ use std::io::ErrorKind;
 use std::path::Path;
 use std::time::Duration;
 use zeroize::Zeroizing;
-
-/// One message to one address.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Mail {
-    pub to: String,
-    pub subject: String,
-    pub body: String,
-}
-
-impl std::fmt::Debug for Mail {
-    /// The body may hold a code: never printed.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mail")
-            .field("subject", &self.subject)
-            .finish_non_exhaustive()
-    }
-}
 
 /// Why a message was not sent (never its content, never the password).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -472,6 +472,15 @@ impl Audit {
         }
     }
 
+    /// Audits an internal failure and returns the error the caller sees
+    /// (which never carries the details).
+    pub fn internal(&self, context: &str, error: &str) -> twofactor_proto::error::Error {
+        self.log(Event::Error { context, error });
+        twofactor_proto::error::Error::Internal(
+            "the daemon could not complete the request; nothing was changed".into(),
+        )
+    }
+
     pub fn log(&self, event: Event<'_>) {
         let (level, mut line) = event.render();
         line.push_str(&self.host);

@@ -2,8 +2,12 @@
 //! caller's (from the bus credentials); changes that could weaken it need
 //! the account password again.
 
+use crate::adapters::syslog::Audit as AuditLog;
 use crate::adapters::syslog::Event;
+use crate::clock::Clock as ClockHandle;
+use crate::config::Config as ConfigValue;
 use crate::random;
+use crate::random::Random as RandomHandle;
 use crate::rules::backup_codes::{self, Code};
 use crate::rules::bookkeeping;
 use crate::rules::email_codes::{self, EmailCheck, Purpose, Sent};
@@ -11,8 +15,13 @@ use crate::rules::methods::{self, Method};
 use crate::rules::policy::{self, Applies};
 use crate::rules::totp::{self, Confirm, Secret};
 use crate::rules::trusted_devices;
-use crate::services::core::{Caller, Core};
-use crate::services::notices::{self, Notice};
+use crate::services::directory::Directory;
+use crate::services::hash_pool::HashPool;
+use crate::services::notices::Notice;
+use crate::services::outbox::Outbox;
+use crate::services::passwords::Passwords;
+use crate::services::{Caller, Handles};
+use crate::store::Store as StoreHandle;
 use std::sync::Arc;
 use twofactor_proto::error::Error;
 use twofactor_proto::types::{method, AppEnrolment, Device};
@@ -20,20 +29,37 @@ use twofactor_proto::AccountStatus;
 use zeroize::Zeroizing;
 
 pub struct Accounts {
-    core: Arc<Core>,
+    config: Arc<ConfigValue>,
+    store: StoreHandle,
+    clock: Arc<dyn ClockHandle>,
+    rng: Arc<dyn RandomHandle>,
+    audit: Arc<AuditLog>,
+    hashing: Arc<HashPool>,
+    passwords: Arc<Passwords>,
+    outbox: Arc<Outbox>,
+    directory: Directory,
 }
 
 impl Accounts {
-    pub fn new(core: Arc<Core>) -> Self {
-        Accounts { core }
+    pub fn new(h: &Handles) -> Self {
+        Accounts {
+            config: h.config.clone(),
+            store: h.store.clone(),
+            clock: h.clock.clone(),
+            rng: h.rng.clone(),
+            audit: h.audit.clone(),
+            hashing: h.hashing.clone(),
+            passwords: h.passwords.clone(),
+            outbox: h.outbox.clone(),
+            directory: h.directory.clone(),
+        }
     }
 
     pub async fn status(&self, caller: &Caller) -> Result<AccountStatus, Error> {
         let user = self.user_of(caller).await?;
-        let now = self.core.clock.now();
-        self.core
-            .store
-            .run(move |c| bookkeeping::status(c, &user, now))
+        let now = self.clock.now();
+        self.store
+            .run(move |c| crate::rules::account_view::status(c, &user, now))
             .await
             .map_err(|e| self.internal("status", &e.to_string()))
     }
@@ -48,28 +74,27 @@ impl Accounts {
         let password = Zeroizing::new(password);
         let user = self.user_of(caller).await?;
         self.reauth(&user, password, "enroll-app").await?;
-        let secret = Secret::generate(self.core.rng.as_ref())
+        let secret = Secret::generate(self.rng.as_ref())
             .map_err(|e| self.internal("enroll-app", &e.to_string()))?;
-        let id = random::token(self.core.rng.as_ref())
+        let id = random::token(self.rng.as_ref())
             .map_err(|e| self.internal("enroll-app", &e.to_string()))?;
-        let issuer = self.core.config.issuer_or_hostname();
+        let issuer = self.config.issuer_or_hostname();
         let host = crate::config::hostname();
         let enrolment = AppEnrolment {
             enrolment: id.clone(),
             secret_base32: secret.base32(),
             uri: secret.uri(&issuer, &format!("{user}@{host}")),
         };
-        let now = self.core.clock.now();
+        let now = self.clock.now();
         let u = user.clone();
-        self.core
-            .store
+        self.store
             .run(move |c| {
                 bookkeeping::ensure(c, &u, now)?;
                 totp::add_pending(c, &id, &u, &secret, now)
             })
             .await
             .map_err(|e| self.internal("enroll-app", &e.to_string()))?;
-        self.core.audit.log(Event::EnrolStart {
+        self.audit.log(Event::EnrolStart {
             user: &user,
             method: method::APP,
         });
@@ -92,12 +117,11 @@ impl Accounts {
         if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(not_pending());
         }
-        let now = self.core.clock.now();
-        let skew = self.core.config.totp.skew_steps;
+        let now = self.clock.now();
+        let skew = self.config.totp.skew_steps;
         // Check first, so that a wrong code costs no hashing.
         let (u, i, c) = (user.clone(), id.to_string(), code.clone());
         let checked = self
-            .core
             .store
             .run(move |conn| totp::check_pending(conn, &i, &u, &c, now, skew))
             .await
@@ -108,7 +132,6 @@ impl Accounts {
         let (codes, hashed) = self.new_set("confirm-app").await?;
         let (u, i) = (user.clone(), id.to_string());
         let outcome = self
-            .core
             .store
             .run(move |conn| {
                 let outcome = totp::confirm_pending(conn, &i, &u, &code, now, skew)?;
@@ -125,15 +148,15 @@ impl Accounts {
         if outcome != Confirm::Activated {
             return Err(self.confirm_failed(&user, outcome));
         }
-        self.core.audit.log(Event::Enrol {
+        self.audit.log(Event::Enrol {
             user: &user,
             method: method::APP,
         });
-        self.core.audit.log(Event::BackupCodesNew {
+        self.audit.log(Event::BackupCodesNew {
             user: &user,
             count: codes.len(),
         });
-        notices::send(&self.core, &user, Notice::MethodAdded(Method::App));
+        self.outbox.notify(&user, Notice::MethodAdded(Method::App));
         Ok(codes.iter().map(Code::display).collect())
     }
 
@@ -148,10 +171,10 @@ impl Accounts {
         password: Vec<u8>,
     ) -> Result<String, Error> {
         let password = Zeroizing::new(password);
-        if !Method::Email.offered(&self.core.config) {
+        if !Method::Email.offered(&self.config) {
             return Err(email_off());
         }
-        if !crate::address::valid_address(address) {
+        if !crate::message::valid_address(address) {
             return Err(Error::InvalidInput(
                 "that is not an email address this daemon accepts (name@domain, ASCII, no \
                  spaces)"
@@ -160,7 +183,7 @@ impl Accounts {
         }
         let user = self.user_of(caller).await?;
         self.reauth(&user, password, "enroll-email").await?;
-        self.core.audit.log(Event::EnrolStart {
+        self.audit.log(Event::EnrolStart {
             user: &user,
             method: method::EMAIL,
         });
@@ -170,14 +193,13 @@ impl Accounts {
     /// Sends a new confirmation code to the address being confirmed (the
     /// previous code stops working). Returns the masked address.
     pub async fn resend_email(&self, caller: &Caller) -> Result<String, Error> {
-        if !Method::Email.offered(&self.core.config) {
+        if !Method::Email.offered(&self.config) {
             return Err(email_off());
         }
         let user = self.user_of(caller).await?;
-        let now = self.core.clock.now();
+        let now = self.clock.now();
         let u = user.clone();
         let address = self
-            .core
             .store
             .run(move |c| email_codes::pending_address(c, &u, now))
             .await
@@ -187,10 +209,12 @@ impl Accounts {
     }
 
     async fn send_confirmation(&self, user: &str, address: &str) -> Result<String, Error> {
-        match email_codes::send_code(&self.core, user, Purpose::Confirm, address, "twofactorctl")
+        match self
+            .outbox
+            .send_code(user, Purpose::Confirm, address, "twofactorctl")
             .await
         {
-            Sent::Sent => Ok(crate::address::masked(address)),
+            Sent::Sent => Ok(crate::message::masked(address)),
             Sent::TooMany(seconds) => Err(Error::RateLimited(format!(
                 "too many codes were sent; the next can be sent in {} minutes",
                 (seconds + 59) / 60
@@ -205,7 +229,7 @@ impl Accounts {
     /// is the one sent. When email is the user's first method, returns a
     /// new set of backup codes (shown once); otherwise none.
     pub async fn confirm_email(&self, caller: &Caller, code: &str) -> Result<Vec<String>, Error> {
-        if !Method::Email.offered(&self.core.config) {
+        if !Method::Email.offered(&self.config) {
             return Err(email_off());
         }
         let user = self.user_of(caller).await?;
@@ -213,10 +237,9 @@ impl Accounts {
             Error::InvalidInput("the confirmation code is the 6 digits of the email".into())
         })?;
         let (codes, hashed) = self.new_set("confirm-email").await?;
-        let now = self.core.clock.now();
+        let now = self.clock.now();
         let u = user.clone();
         let outcome = self
-            .core
             .store
             .run(move |c| {
                 let first = !methods::has_any(c, &u)?;
@@ -235,7 +258,7 @@ impl Accounts {
             .map_err(|e| self.internal("confirm-email", &e.to_string()))?;
         match outcome {
             (EmailCheck::Accepted(new), first, old) => {
-                self.core.audit.log(Event::Enrol {
+                self.audit.log(Event::Enrol {
                     user: &user,
                     method: method::EMAIL,
                 });
@@ -243,11 +266,11 @@ impl Accounts {
                     Some(old) if old != new => Notice::AddressChanged { old, new },
                     _ => Notice::MethodAdded(Method::Email),
                 };
-                notices::send(&self.core, &user, notice);
+                self.outbox.notify(&user, notice);
                 if !first {
                     return Ok(Vec::new());
                 }
-                self.core.audit.log(Event::BackupCodesNew {
+                self.audit.log(Event::BackupCodesNew {
                     user: &user,
                     count: codes.len(),
                 });
@@ -260,7 +283,7 @@ impl Accounts {
                     EmailCheck::Expired => "expired",
                     _ => "no-code",
                 };
-                self.core.audit.log(Event::EnrolFailure {
+                self.audit.log(Event::EnrolFailure {
                     user: &user,
                     method: method::EMAIL,
                     reason,
@@ -292,10 +315,9 @@ impl Accounts {
             name => Some(Method::from_name(name).ok_or_else(|| unknown_method(which))?),
         };
         let user = self.user_of(caller).await?;
-        let now = self.core.clock.now();
+        let now = self.clock.now();
         let u = user.clone();
         let set = self
-            .core
             .store
             .run(move |c| {
                 if let Some(m) = wanted {
@@ -314,7 +336,7 @@ impl Accounts {
                 "you have no {which} method; set it up first (`twofactorctl enable {which}`)"
             )));
         }
-        self.core.audit.log(Event::Prefer {
+        self.audit.log(Event::Prefer {
             user: &user,
             method: which,
         });
@@ -324,9 +346,8 @@ impl Accounts {
     /// The caller's trusted devices.
     pub async fn list_devices(&self, caller: &Caller) -> Result<Vec<Device>, Error> {
         let user = self.user_of(caller).await?;
-        let now = self.core.clock.now();
-        self.core
-            .store
+        let now = self.clock.now();
+        self.store
             .run(move |c| trusted_devices::list(c, &user, now))
             .await
             .map_err(|e| self.internal("devices", &e.to_string()))
@@ -342,7 +363,7 @@ impl Accounts {
         let password = Zeroizing::new(password);
         let user = self.user_of(caller).await?;
         self.reauth(&user, password, "devices-remove").await?;
-        remove_devices(&self.core, &user, id, &user).await
+        remove_devices(&self.store, &self.audit, &user, id, &user).await
     }
 
     /// A new set of backup codes after the password; the old set stops
@@ -356,10 +377,9 @@ impl Accounts {
         let user = self.user_of(caller).await?;
         self.reauth(&user, password, "backup-codes").await?;
         let (codes, hashed) = self.new_set("backup-codes").await?;
-        let now = self.core.clock.now();
+        let now = self.clock.now();
         let u = user.clone();
         let replaced = self
-            .core
             .store
             .run(move |c| {
                 if !methods::has_any(c, &u)? {
@@ -375,16 +395,17 @@ impl Accounts {
                 "backup codes need an active method first: run `twofactorctl enable app`".into(),
             ));
         }
-        self.core.audit.log(Event::BackupCodesNew {
+        self.audit.log(Event::BackupCodesNew {
             user: &user,
             count: codes.len(),
         });
-        notices::send(&self.core, &user, Notice::BackupCodesNew);
+        self.outbox.notify(&user, Notice::BackupCodesNew);
         Ok(codes.iter().map(Code::display).collect())
     }
 
     async fn new_set(&self, context: &str) -> Result<(Vec<Code>, Vec<(String, String)>), Error> {
-        backup_codes::new_hashed_set(&self.core)
+        self.hashing
+            .new_set()
             .await
             .map_err(|e| self.internal(context, &e))
     }
@@ -392,7 +413,7 @@ impl Accounts {
     fn confirm_failed(&self, user: &str, outcome: Confirm) -> Error {
         match outcome {
             Confirm::WrongCode { dropped } => {
-                self.core.audit.log(Event::EnrolFailure {
+                self.audit.log(Event::EnrolFailure {
                     user,
                     method: method::APP,
                     reason: if dropped {
@@ -430,7 +451,6 @@ impl Accounts {
         // With no method left, the backup codes go too: they are a fallback
         // for a method, not a method.
         let (removed, had) = self
-            .core
             .store
             .run(move |c| {
                 let had = email_codes::address(c, &u)?;
@@ -453,13 +473,14 @@ impl Accounts {
                 "two-factor authentication is not enabled for your account".into(),
             ));
         }
-        self.core.audit.log(Event::Disable {
+        self.audit.log(Event::Disable {
             user: &user,
             method: which,
         });
         // Told at the address the user had: removing email must not
         // silence the notice of its removal.
-        notices::send_to(&self.core, &user, had, Notice::MethodRemoved(only));
+        self.outbox
+            .notify_at(&user, had, Notice::MethodRemoved(only));
         Ok(())
     }
 
@@ -470,11 +491,10 @@ impl Accounts {
         user: &str,
         only: Option<Method>,
     ) -> Result<(), Error> {
-        let now = self.core.clock.now();
-        let initial = self.core.config.policy.clone();
+        let now = self.clock.now();
+        let initial = self.config.policy.clone();
         let u = user.to_string();
         let (enrolled, policy) = self
-            .core
             .store
             .run(move |c| Ok((methods::enrolled(c, &u)?, policy::get(c, &initial)?)))
             .await
@@ -485,7 +505,7 @@ impl Accounts {
         }
         let u = user.to_string();
         let applies = self
-            .core
+            .directory
             .lookup(move |users| policy::applies_to_user(|| users.groups_of(&u), &policy, now))
             .await?
             // Group membership unknown: the method stays (fail closed).
@@ -506,7 +526,10 @@ impl Accounts {
     /// workers).
     async fn user_of(&self, caller: &Caller) -> Result<String, Error> {
         let uid = caller.uid;
-        let name = self.core.lookup(move |users| users.name_of(uid)).await?;
+        let name = self
+            .directory
+            .lookup(move |users| users.name_of(uid))
+            .await?;
         name.ok_or_else(|| {
             Error::NotFound(format!(
                 "uid {} has no user name on this system",
@@ -521,18 +544,19 @@ impl Accounts {
         password: Zeroizing<Vec<u8>>,
         action: &str,
     ) -> Result<(), Error> {
-        self.core.check_password(user, password, action).await
+        self.passwords.check(user, password, action).await
     }
 
     fn internal(&self, context: &str, error: &str) -> Error {
-        self.core.internal(context, error)
+        self.audit.internal(context, error)
     }
 }
 
 /// Removes `user`'s device `id` (`all`: every one), as `by`; shared by the
 /// user's own command and the administrator's.
 pub(crate) async fn remove_devices(
-    core: &Core,
+    store: &StoreHandle,
+    audit: &AuditLog,
     user: &str,
     id: &str,
     by: &str,
@@ -544,8 +568,7 @@ pub(crate) async fn remove_devices(
         ));
     }
     let (u, i) = (user.to_string(), id.to_ascii_lowercase());
-    let removed = core
-        .store
+    let removed = store
         .run(move |c| {
             if all {
                 trusted_devices::remove_all(c, &u)
@@ -554,14 +577,14 @@ pub(crate) async fn remove_devices(
             }
         })
         .await
-        .map_err(|e| core.internal("devices-remove", &e.to_string()))?;
+        .map_err(|e| audit.internal("devices-remove", &e.to_string()))?;
     if removed == 0 && !all {
         return Err(Error::NotFound(format!(
             "no trusted device with id {:?}",
             id.chars().take(16).collect::<String>()
         )));
     }
-    core.audit.log(Event::DevicesRemoved {
+    audit.log(Event::DevicesRemoved {
         user,
         by,
         device: if all { "all" } else { id },
@@ -752,7 +775,7 @@ mod tests {
         World::at(config, 1_700_000_000)
     }
 
-    fn code_in(mail: &crate::adapters::smtp::Mail) -> String {
+    fn code_in(mail: &crate::message::Mail) -> String {
         mail.body
             .split(|c: char| !c.is_ascii_digit())
             .find(|d| d.len() == 6)
@@ -762,7 +785,7 @@ mod tests {
 
     /// The `n` mails sent by now or soon (notices go out in the
     /// background): waits for them, up to 5 s.
-    fn mails(w: &World, n: usize) -> Vec<crate::adapters::smtp::Mail> {
+    fn mails(w: &World, n: usize) -> Vec<crate::message::Mail> {
         w.rt.block_on(async {
             let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
             while w.mail.sent.lock().map(|s| s.len()).unwrap_or(0) < n
@@ -825,7 +848,7 @@ mod tests {
             .unwrap();
         let first = code_in(&w.mail.take()[0]);
         let address = |w: &World| {
-            w.rt.block_on(w.core.store.run(|c| email_codes::address(c, "alice")))
+            w.rt.block_on(w.handles.store.run(|c| email_codes::address(c, "alice")))
                 .unwrap()
         };
         assert_eq!(address(&w).as_deref(), Some("alice@example.com"));
@@ -875,7 +898,7 @@ mod tests {
             rt.block_on(a.set_preferred(&alice(), "sms")),
             Err(Error::InvalidInput(_))
         ));
-        rt.block_on(w.core.store.run(|c| {
+        rt.block_on(w.handles.store.run(|c| {
             bookkeeping::ensure(c, "alice", 0)?;
             email_codes::activate(c, "alice", "a@example.com", 0)
         }))
@@ -890,7 +913,7 @@ mod tests {
     fn under_the_policy_either_of_two_methods_may_go_but_not_the_last() {
         let w = mailing();
         let (a, rt) = (&w.accounts, &w.rt);
-        rt.block_on(w.core.store.run(|c| {
+        rt.block_on(w.handles.store.run(|c| {
             bookkeeping::ensure(c, "alice", 0)?;
             totp::activate(c, "alice", &Secret::from_bytes(vec![1; 20]), 0, 0)?;
             email_codes::activate(c, "alice", "a@example.com", 0)?;
@@ -927,7 +950,7 @@ mod tests {
             uid: 1002,
             bus_name: ":1.9".into(),
         };
-        rt.block_on(w.core.store.run(|c| {
+        rt.block_on(w.handles.store.run(|c| {
             bookkeeping::ensure(c, "staffer", 0)?;
             totp::activate(c, "staffer", &Secret::from_bytes(vec![2; 20]), 0, 0)
         }))
@@ -943,7 +966,7 @@ mod tests {
     fn removing_email_is_told_at_the_address_removed() {
         let w = mailing();
         let (a, rt) = (&w.accounts, &w.rt);
-        rt.block_on(w.core.store.run(|c| {
+        rt.block_on(w.handles.store.run(|c| {
             bookkeeping::ensure(c, "alice", 0)?;
             email_codes::activate(c, "alice", "a@example.com", 0)
         }))

@@ -16,8 +16,12 @@
 
 use crate::adapters::home_files;
 use crate::adapters::nss::plausible_name;
+use crate::adapters::syslog::Audit as AuditLog;
 use crate::adapters::syslog::Event;
+use crate::clock::Clock as ClockHandle;
+use crate::config::Config as ConfigValue;
 use crate::config::{valid_date, valid_group_name};
+use crate::random::Random as RandomHandle;
 use crate::rules::backup_codes::{self, Code};
 use crate::rules::bookkeeping;
 use crate::rules::email_codes;
@@ -28,8 +32,13 @@ use crate::rules::ratelimit;
 use crate::rules::recovery_codes;
 use crate::rules::totp::{self, STEP_SECONDS};
 use crate::rules::trusted_devices;
-use crate::services::core::{Caller, Core};
-use crate::services::notices::{self, Notice};
+use crate::services::directory::Directory;
+use crate::services::hash_pool::HashPool;
+use crate::services::notices::Notice;
+use crate::services::outbox::Outbox;
+use crate::services::passwords::Passwords;
+use crate::services::{Caller, Handles};
+use crate::store::Store as StoreHandle;
 use crate::store::{Db, DbResult};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,7 +47,15 @@ use twofactor_proto::types::{Device, ImportReport, Policy, Recovery, UserReport}
 use zeroize::Zeroizing;
 
 pub struct Admin {
-    core: Arc<Core>,
+    config: Arc<ConfigValue>,
+    store: StoreHandle,
+    clock: Arc<dyn ClockHandle>,
+    rng: Arc<dyn RandomHandle>,
+    audit: Arc<AuditLog>,
+    hashing: Arc<HashPool>,
+    passwords: Arc<Passwords>,
+    outbox: Arc<Outbox>,
+    directory: Directory,
 }
 
 /// What a caller asks for: to look, or to change (which needs the
@@ -49,14 +66,24 @@ enum Intent {
 }
 
 impl Admin {
-    pub fn new(core: Arc<Core>) -> Self {
-        Admin { core }
+    pub fn new(h: &Handles) -> Self {
+        Admin {
+            config: h.config.clone(),
+            store: h.store.clone(),
+            clock: h.clock.clone(),
+            rng: h.rng.clone(),
+            audit: h.audit.clone(),
+            hashing: h.hashing.clone(),
+            passwords: h.passwords.clone(),
+            outbox: h.outbox.clone(),
+            directory: h.directory.clone(),
+        }
     }
 
     /// Whether the system knows `user` (looked up off the async workers).
     async fn is_known(&self, user: &str) -> Result<bool, Error> {
         let u = user.to_string();
-        self.core
+        self.directory
             .lookup(move |users| users.uid_of(&u).is_some())
             .await
     }
@@ -67,7 +94,7 @@ impl Admin {
     /// still be shown and unlocked).
     pub async fn account_name(&self, name: &str) -> Result<String, Error> {
         Ok(self
-            .core
+            .directory
             .resolve(name)
             .await?
             .map_or_else(|| name.to_string(), |(canonical, _)| canonical))
@@ -84,9 +111,9 @@ impl Admin {
         if caller.uid == 0 {
             return Ok("root".into());
         }
-        let (uid, group) = (caller.uid, self.core.config.admin_group.clone());
+        let (uid, group) = (caller.uid, self.config.admin_group.clone());
         let admin = self
-            .core
+            .directory
             .lookup(move |users| {
                 let name = users.name_of(uid)?;
                 // A failed group look-up makes nobody an administrator.
@@ -95,7 +122,7 @@ impl Admin {
             })
             .await?;
         let Some(name) = admin else {
-            self.core.audit.log(Event::Denied {
+            self.audit.log(Event::Denied {
                 uid: caller.uid,
                 action,
             });
@@ -104,7 +131,7 @@ impl Admin {
             ));
         };
         if let Intent::Change(password) = intent {
-            self.core.check_password(&name, password, action).await?;
+            self.passwords.check(&name, password, action).await?;
         }
         Ok(name)
     }
@@ -122,7 +149,7 @@ impl Admin {
         if caller.uid == 0 || !self.is_privileged(user).await {
             return Ok(());
         }
-        self.core.audit.log(Event::DeniedTarget {
+        self.audit.log(Event::DeniedTarget {
             uid: caller.uid,
             by,
             action,
@@ -140,8 +167,8 @@ impl Admin {
     /// or whose group list comes back empty (every real user has at least
     /// their primary group), counts as one.
     async fn is_privileged(&self, user: &str) -> bool {
-        let (user, admin_group) = (user.to_string(), self.core.config.admin_group.clone());
-        self.core
+        let (user, admin_group) = (user.to_string(), self.config.admin_group.clone());
+        self.directory
             .lookup(move |users| {
                 match users.uid_of(&user) {
                     None | Some(0) => return true,
@@ -159,12 +186,11 @@ impl Admin {
     pub async fn get_policy(&self, caller: &Caller) -> Result<Policy, Error> {
         self.authorize(caller, "admin-get-policy", Intent::Read)
             .await?;
-        let initial = self.core.config.policy.clone();
-        self.core
-            .store
+        let initial = self.config.policy.clone();
+        self.store
             .run(move |c| policy::get(c, &initial))
             .await
-            .map_err(|e| self.core.internal("admin-get-policy", &e.to_string()))
+            .map_err(|e| self.audit.internal("admin-get-policy", &e.to_string()))
     }
 
     pub async fn set_policy(
@@ -198,15 +224,14 @@ impl Admin {
             groups,
             from,
             updated_by: by.clone(),
-            updated_at: self.core.clock.now(),
+            updated_at: self.clock.now(),
         };
         let stored = policy.clone();
-        self.core
-            .store
+        self.store
             .run(move |c| policy::set(c, &stored))
             .await
-            .map_err(|e| self.core.internal("admin-set-policy", &e.to_string()))?;
-        self.core.audit.log(Event::PolicySet {
+            .map_err(|e| self.audit.internal("admin-set-policy", &e.to_string()))?;
+        self.audit.log(Event::PolicySet {
             by: &by,
             mandatory,
             groups: &policy.groups.join(","),
@@ -219,14 +244,13 @@ impl Admin {
         self.authorize(caller, "admin-list-users", Intent::Read)
             .await?;
         let mut names: BTreeMap<String, Option<u32>> = self
-            .core
+            .directory
             .lookup(|users| users.human_users())
             .await?
             .into_iter()
             .map(|(n, u)| (n, Some(u)))
             .collect();
         let known: Vec<String> = self
-            .core
             .store
             .run(|c| {
                 c.query_map(
@@ -236,7 +260,7 @@ impl Admin {
                 )
             })
             .await
-            .map_err(|e| self.core.internal("admin-list-users", &e.to_string()))?;
+            .map_err(|e| self.audit.internal("admin-list-users", &e.to_string()))?;
         for n in known {
             names.entry(n).or_insert(None);
         }
@@ -259,11 +283,10 @@ impl Admin {
 
     /// Reports for these users, in one read of the database.
     async fn reports(&self, names: Vec<String>) -> Result<Vec<UserReport>, Error> {
-        let now = self.core.clock.now();
-        let initial = self.core.config.policy.clone();
+        let now = self.clock.now();
+        let initial = self.config.policy.clone();
         let wanted = names.clone();
         let (rows, policy) = self
-            .core
             .store
             .run(move |c| {
                 let mut rows = Vec::with_capacity(wanted.len());
@@ -273,9 +296,9 @@ impl Admin {
                 Ok((rows, policy::get(c, &initial)?))
             })
             .await
-            .map_err(|e| self.core.internal("admin-report", &e.to_string()))?;
+            .map_err(|e| self.audit.internal("admin-report", &e.to_string()))?;
         // The name service, off the async workers, for all rows at once.
-        self.core
+        self.directory
             .lookup(move |users| {
                 rows.into_iter()
                     .map(|mut r| {
@@ -308,14 +331,13 @@ impl Admin {
             return Err(no_user(user));
         }
         self.check_target(caller, &by, "admin-reset", user).await?;
-        let code = recovery_codes::generate(self.core.rng.as_ref())
-            .map_err(|e| self.core.internal("admin-reset", &e.to_string()))?;
+        let code = recovery_codes::generate(self.rng.as_ref())
+            .map_err(|e| self.audit.internal("admin-reset", &e.to_string()))?;
         let hash = self.hash(&code, "admin-reset").await?;
-        let now = self.core.clock.now();
+        let now = self.clock.now();
         let (u, b) = (user.to_string(), by.clone());
         // The notice goes to the address the user had before the reset.
         let had = self
-            .core
             .store
             .run(move |c| {
                 let had = email_codes::address(c, &u)?;
@@ -328,9 +350,10 @@ impl Admin {
                 Ok(had)
             })
             .await
-            .map_err(|e| self.core.internal("admin-reset", &e.to_string()))?;
-        self.core.audit.log(Event::Reset { by: &by, user });
-        notices::send_to(&self.core, user, had, Notice::Reset { by: by.clone() });
+            .map_err(|e| self.audit.internal("admin-reset", &e.to_string()))?;
+        self.audit.log(Event::Reset { by: &by, user });
+        self.outbox
+            .notify_at(user, had, Notice::Reset { by: by.clone() });
         Ok(Recovery {
             code: code.display(),
             expires: now + recovery_codes::VALID_SECONDS,
@@ -352,12 +375,11 @@ impl Admin {
         }
         self.check_target(caller, &by, "admin-unlock", user).await?;
         let u = user.to_string();
-        self.core
-            .store
+        self.store
             .run(move |c| ratelimit::clear(c, &u))
             .await
-            .map_err(|e| self.core.internal("admin-unlock", &e.to_string()))?;
-        self.core.audit.log(Event::Unlock { by: &by, user });
+            .map_err(|e| self.audit.internal("admin-unlock", &e.to_string()))?;
+        self.audit.log(Event::Unlock { by: &by, user });
         Ok(())
     }
 
@@ -365,12 +387,11 @@ impl Admin {
     pub async fn list_devices(&self, caller: &Caller, user: &str) -> Result<Vec<Device>, Error> {
         self.authorize(caller, "admin-devices", Intent::Read)
             .await?;
-        let (u, now) = (user.to_string(), self.core.clock.now());
-        self.core
-            .store
+        let (u, now) = (user.to_string(), self.clock.now());
+        self.store
             .run(move |c| trusted_devices::list(c, &u, now))
             .await
-            .map_err(|e| self.core.internal("admin-devices", &e.to_string()))
+            .map_err(|e| self.audit.internal("admin-devices", &e.to_string()))
     }
 
     /// Removes a user's trusted device (`all`: every one).
@@ -390,7 +411,7 @@ impl Admin {
         }
         self.check_target(caller, &by, "admin-devices-remove", user)
             .await?;
-        crate::api::account::remove_devices(&self.core, user, id, &by).await
+        crate::api::account::remove_devices(&self.store, &self.audit, user, id, &by).await
     }
 
     pub async fn import_google_authenticator(
@@ -422,7 +443,7 @@ impl Admin {
             .await?;
         let mut reports = Vec::new();
         let with_files: Vec<String> = self
-            .core
+            .directory
             .lookup(|users| {
                 users
                     .human_users()
@@ -461,7 +482,7 @@ impl Admin {
         };
         let u = user.to_string();
         let found = self
-            .core
+            .directory
             .lookup(move |users| (users.uid_of(&u), users.home_of(&u)))
             .await;
         let Ok((Some(uid), Some(home))) = found else {
@@ -512,12 +533,11 @@ impl Admin {
                 }
             }
         }
-        let now = self.core.clock.now();
+        let now = self.clock.now();
         let count = hashed.len() as u32;
         let u = user.to_string();
         let secret = parsed.secret;
         let stored = self
-            .core
             .store
             .run(move |c| {
                 if methods::has_any(c, &u)? {
@@ -548,7 +568,7 @@ impl Admin {
                     ));
                 }
                 report.message = notes.join("; ");
-                self.core.audit.log(Event::Import {
+                self.audit.log(Event::Import {
                     by,
                     user,
                     scratch_codes: count,
@@ -559,7 +579,7 @@ impl Admin {
                     "already has an authenticator app in twofactor; not changed".into();
             }
             Err(e) => {
-                self.core.internal("admin-import", &e.to_string());
+                self.audit.internal("admin-import", &e.to_string());
                 report.message = "internal error; nothing imported".into();
             }
         }
@@ -567,10 +587,10 @@ impl Admin {
     }
 
     async fn hash(&self, code: &Code, context: &str) -> Result<String, Error> {
-        self.core
-            .hash_code(code)
+        self.hashing
+            .hash(code)
             .await
-            .map_err(|e| self.core.internal(context, &e))
+            .map_err(|e| self.audit.internal(context, &e))
     }
 }
 
@@ -583,7 +603,7 @@ fn no_user(user: &str) -> Error {
 
 /// The stored part of a report.
 fn row(c: &Db, user: &str, now: i64) -> DbResult<UserReport> {
-    let s = bookkeeping::status(c, user, now)?;
+    let s = crate::rules::account_view::status(c, user, now)?;
     Ok(UserReport {
         user: s.user,
         methods: s.methods,

@@ -14,7 +14,7 @@ use crate::api::account::Accounts;
 use crate::api::admin::Admin;
 use crate::api::login::Logins;
 use crate::origin::Origin;
-use crate::services::core::Caller;
+use crate::services::Caller;
 use std::collections::HashMap;
 use std::sync::Arc;
 use twofactor_proto::error::Error;
@@ -479,18 +479,24 @@ mod tests {
     #[test]
     fn served_interfaces_match_reviewed_xml() {
         let clock = ManualClock::at(0);
-        let (core, _) = crate::services::core::testing::core(Config::default(), &clock, &[], &[]);
+        let handles = crate::services::testing::handles(
+            Config::default(),
+            &clock,
+            &[],
+            &[],
+            Arc::new(crate::adapters::smtp::Disabled),
+        );
         let callers = Arc::new(Callers::default());
         let login = LoginInterface {
-            logins: Arc::new(Logins::new(core.clone())),
+            logins: Arc::new(Logins::new(&handles)),
             callers: callers.clone(),
         };
         let account = AccountInterface {
-            accounts: Arc::new(Accounts::new(core.clone())),
+            accounts: Arc::new(Accounts::new(&handles)),
             callers: callers.clone(),
         };
         let admin = AdminInterface {
-            admin: Arc::new(Admin::new(core)),
+            admin: Arc::new(Admin::new(&handles)),
             callers,
         };
         for (served, file) in [

@@ -1,5 +1,5 @@
 //! The daemon's one test world: every part (logins, accounts, admin) over
-//! one core on an in-memory store, a manual clock, fake users and fake
+//! one set of handles on an in-memory store, a manual clock, fake users and fake
 //! passwords, the audit lines captured. Unit tests of any part build it
 //! with the config they need.
 
@@ -13,7 +13,7 @@ use crate::api::login::Logins;
 use crate::clock::ManualClock;
 use crate::config::Config;
 use crate::origin::Origin;
-use crate::services::core::{Caller, Core};
+use crate::services::{Caller, Handles};
 
 /// 2026-01-01 12:00 UTC.
 pub const T0: i64 = 1_767_268_800;
@@ -39,7 +39,7 @@ pub const PASSWORDS: &[(&str, &str)] = &[
 ];
 
 pub struct World {
-    pub core: Arc<Core>,
+    pub handles: Handles,
     pub logins: Logins,
     pub accounts: Accounts,
     pub admin: Admin,
@@ -59,18 +59,14 @@ impl World {
     pub fn at(config: Config, t0: i64) -> World {
         let clock = ManualClock::at(t0);
         let mail = Arc::new(crate::adapters::smtp::testing::Captured::default());
-        let (core, audit) = crate::services::core::testing::core_mailing(
-            config,
-            &clock,
-            USERS,
-            PASSWORDS,
-            mail.clone(),
-        );
+        let handles =
+            crate::services::testing::handles(config, &clock, USERS, PASSWORDS, mail.clone());
+        let audit = handles.audit.clone();
         World {
-            logins: Logins::new(core.clone()),
-            accounts: Accounts::new(core.clone()),
-            admin: Admin::new(core.clone()),
-            core,
+            logins: Logins::new(&handles),
+            accounts: Accounts::new(&handles),
+            admin: Admin::new(&handles),
+            handles,
             clock,
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()

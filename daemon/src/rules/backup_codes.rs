@@ -15,9 +15,6 @@
 use crate::params;
 use crate::random::{Random, RandomError};
 use crate::store::{Db, DbResult};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
-use std::sync::atomic::{AtomicU64, Ordering};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -54,7 +51,8 @@ impl Code {
     pub fn selector(&self) -> &str {
         self.0.get(..GROUP_LEN).unwrap_or("")
     }
-    fn secret(&self) -> &[u8] {
+    /// The code's bytes, for its hash (never shown, never logged).
+    pub fn secret(&self) -> &[u8] {
         self.0.as_bytes()
     }
 }
@@ -112,86 +110,6 @@ pub(crate) fn random_code(rng: &dyn Random, len: usize) -> Result<Code, RandomEr
         }
     }
     Ok(Code(out))
-}
-
-/// Hashes and checks codes, and counts verifications (the cost bound is
-/// tested, not assumed).
-pub struct Hasher {
-    params: Params,
-    verifications: AtomicU64,
-}
-
-impl Hasher {
-    /// OWASP's minimum for argon2id: 19 MiB, 2 passes, 1 lane.
-    pub fn owasp() -> Hasher {
-        Hasher::with_params(19 * 1024, 2, 1)
-    }
-
-    /// Other parameters (unit tests of logic that hash many codes).
-    pub fn with_params(m_kib: u32, t: u32, p: u32) -> Hasher {
-        let params = Params::new(m_kib, t, p, None).unwrap_or_default();
-        Hasher {
-            params,
-            verifications: AtomicU64::new(0),
-        }
-    }
-
-    fn argon2(&self) -> Argon2<'static> {
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
-    }
-
-    /// PHC string `$argon2id$v=19$m=19456,t=2,p=1$salt$hash`.
-    pub fn hash(&self, code: &Code, rng: &dyn Random) -> Result<String, HashError> {
-        let mut salt = [0u8; 16];
-        rng.fill(&mut salt).map_err(|e| HashError(e.to_string()))?;
-        let salt = SaltString::encode_b64(&salt).map_err(|e| HashError(e.to_string()))?;
-        self.argon2()
-            .hash_password(code.secret(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| HashError(e.to_string()))
-    }
-
-    /// One argon2 verification (parameters from the stored hash).
-    pub fn verify(&self, code: &Code, phc: &str) -> bool {
-        self.verifications.fetch_add(1, Ordering::Relaxed);
-        match PasswordHash::new(phc) {
-            Ok(hash) => Argon2::default()
-                .verify_password(code.secret(), &hash)
-                .is_ok(),
-            Err(_) => false,
-        }
-    }
-
-    pub fn verifications(&self) -> u64 {
-        self.verifications.load(Ordering::Relaxed)
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("hashing failed: {0}")]
-pub struct HashError(String);
-
-/// A new set with its (selector, hash) rows, hashed on a blocking thread,
-/// a few sets at a time.
-pub async fn new_hashed_set(
-    core: &std::sync::Arc<crate::services::core::Core>,
-) -> Result<(Vec<Code>, Vec<(String, String)>), String> {
-    let _slot = core.hash_slots.acquire().await.map_err(|e| e.to_string())?;
-    let core = core.clone();
-    tokio::task::spawn_blocking(move || {
-        let codes = generate_set(core.rng.as_ref()).map_err(|e| e.to_string())?;
-        let mut hashed = Vec::with_capacity(codes.len());
-        for code in &codes {
-            let hash = core
-                .hasher
-                .hash(code, core.rng.as_ref())
-                .map_err(|e| e.to_string())?;
-            hashed.push((code.selector().to_string(), hash));
-        }
-        Ok((codes, hashed))
-    })
-    .await
-    .map_err(|e| e.to_string())?
 }
 
 /// Replaces the user's whole set (the old codes stop working at once).
@@ -351,20 +269,6 @@ mod tests {
         // Imported google-authenticator scratch codes: 8 digits.
         assert_eq!(parse("12345678").unwrap().selector(), "1234");
         assert!(parse("1234567").is_none());
-    }
-
-    #[test]
-    fn hashes_are_argon2id_owasp_salted_and_verify() {
-        let h = Hasher::owasp();
-        let code = parse("abcd-efgh-jkmn").unwrap();
-        let a = h.hash(&code, &OsRandom).unwrap();
-        let b = h.hash(&code, &OsRandom).unwrap();
-        assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
-        assert_ne!(a, b, "each hash has its own salt");
-        assert!(!a.contains("abcd"));
-        assert!(h.verify(&code, &a));
-        assert!(!h.verify(&parse("abcd-efgh-jkmp").unwrap(), &a));
-        assert_eq!(h.verifications(), 2);
     }
 
     #[test]

@@ -7,12 +7,10 @@
 //! any number of concurrent logins answering it, exactly one succeeds. A new
 //! code for the same purpose replaces (voids) the previous one.
 
-use crate::adapters::smtp::Mail;
-use crate::adapters::syslog::Event;
 use crate::config::EmailConfig;
+use crate::message::Mail;
 use crate::params;
 use crate::random::{Random, RandomError};
-use crate::services::core::Core;
 use crate::store::{Db, DbResult, Optional};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -36,7 +34,7 @@ pub enum Purpose {
 }
 
 impl Purpose {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Purpose::Login => "login",
             Purpose::Confirm => "confirm",
@@ -330,107 +328,29 @@ pub enum Sent {
     Failed,
 }
 
-/// Makes a code for `purpose`, stores it (voiding the previous one for that
-/// purpose; counted against the hourly limit) and mails it to `to`. A
-/// failure is audited without the code; the address appears masked.
-pub async fn send_code(core: &Core, user: &str, purpose: Purpose, to: &str, service: &str) -> Sent {
-    match deliver(core, user, Keep::Stored(purpose), to, service).await {
-        Ok(_) => Sent::Sent,
-        Err(sent) => sent,
-    }
-}
-
-/// Makes and mails a code that is not stored: the caller keeps its digest
-/// (enrolment at the login prompt, which stores nothing before the whole
-/// PAM stack succeeded). Returns the digest and when the code expires.
-pub async fn send_kept_code(
-    core: &Core,
+/// The store's part of sending a code: counts the send against the
+/// hourly limit (`Err(seconds)` to wait when it is reached) and, for a
+/// `Some(purpose)`, stores the code's digest for it, voiding the previous
+/// one (the account row is made if missing).
+#[allow(clippy::too_many_arguments)]
+pub fn record_send(
+    conn: &Db,
     user: &str,
-    to: &str,
-    service: &str,
-) -> Result<(Vec<u8>, i64), Sent> {
-    deliver(core, user, Keep::ByCaller, to, service).await
-}
-
-/// Where a code's digest is kept.
-#[derive(Clone, Copy)]
-enum Keep {
-    Stored(Purpose),
-    ByCaller,
-}
-
-async fn deliver(
-    core: &Core,
-    user: &str,
-    keep: Keep,
-    to: &str,
-    service: &str,
-) -> Result<(Vec<u8>, i64), Sent> {
-    let label = match keep {
-        Keep::Stored(p) => p.name(),
-        Keep::ByCaller => "enrol",
-    };
-    let config = &core.config.email;
-    let made = generate(core.rng.as_ref())
-        .and_then(|code| digest(core.rng.as_ref(), &code).map(|digest| (code, digest)));
-    let (code, digest) = made.map_err(|e| {
-        core.internal("email-code", &e.to_string());
-        Sent::Failed
-    })?;
-    let now = core.clock.now();
-    let expires = now + i64::from(config.code_minutes) * 60;
-    let (u, address, per_hour, d) = (
-        user.to_string(),
-        to.to_string(),
-        config.max_sends_per_hour,
-        digest.clone(),
-    );
-    let stored = core
-        .store
-        .run(move |c| {
-            if let Err(wait) = count_send(c, &u, now, per_hour)? {
-                return Ok(Err(wait));
-            }
-            if let Keep::Stored(purpose) = keep {
-                crate::rules::bookkeeping::ensure(c, &u, now)?;
-                store_code(c, &u, purpose, &address, &d, expires)?;
-            }
-            Ok(Ok(()))
-        })
-        .await;
-    match stored {
-        Ok(Ok(())) => {}
-        Ok(Err(wait)) => {
-            core.audit.log(Event::MailFailed {
-                user,
-                purpose: label,
-                error: "hourly limit reached",
-            });
-            return Err(Sent::TooMany(wait));
-        }
-        Err(e) => {
-            core.internal("email-code", &e.to_string());
-            return Err(Sent::Failed);
-        }
+    keep: Option<Purpose>,
+    address: &str,
+    digest: &[u8],
+    now: i64,
+    expires: i64,
+    max_per_hour: u32,
+) -> DbResult<Result<(), i64>> {
+    if let Err(wait) = count_send(conn, user, now, max_per_hour)? {
+        return Ok(Err(wait));
     }
-    match core.send_mail(code_mail(config, to, &code, service)).await {
-        Ok(()) => {
-            core.audit.log(Event::MailSent {
-                user,
-                purpose: label,
-                to: &crate::address::masked(to),
-            });
-            Ok((digest, expires))
-        }
-        Err(e) => {
-            core.audit.log(Event::MailFailed {
-                user,
-                purpose: label,
-                error: &e.to_string(),
-            });
-            Err(Sent::Failed)
-        }
+    if let Some(purpose) = keep {
+        crate::rules::bookkeeping::ensure(conn, user, now)?;
+        store_code(conn, user, purpose, address, digest, expires)?;
     }
+    Ok(Ok(()))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //!
 //! [`Db`]: crate::store::Db
 
+pub mod account_view;
 pub mod backup_codes;
 pub mod bookkeeping;
 pub mod email_codes;

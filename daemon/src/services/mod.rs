@@ -1,4 +1,132 @@
-//! The capabilities the D-Bus faces are handed: each has one owner.
+//! The capabilities the D-Bus faces are handed, each with one owner: the
+//! hashing pool, password re-checks, the outbox (mail and notices, sent
+//! after the commit) and the user directory. [`Handles`] is how the daemon
+//! (`main.rs`) and the tests wire them once; each face keeps only the
+//! handles it uses.
 
-pub mod core;
+pub mod directory;
+pub mod hash_pool;
 pub mod notices;
+pub mod outbox;
+pub mod passwords;
+
+use crate::adapters::argon2id::Hasher;
+use crate::adapters::nss::Users;
+use crate::adapters::pam_reauth::Reauth;
+use crate::adapters::smtp::Mailer;
+use crate::adapters::syslog::Audit;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::random::Random;
+use crate::store::Store;
+use directory::Directory;
+use hash_pool::HashPool;
+use outbox::Outbox;
+use passwords::Passwords;
+use std::sync::Arc;
+
+/// Who called, as the bus says: the uid from the bus daemon's credentials
+/// and the caller's unique connection name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    pub bus_name: String,
+}
+
+/// Everything the faces may be handed, made once.
+#[derive(Clone)]
+pub struct Handles {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub rng: Arc<dyn Random>,
+    pub audit: Arc<Audit>,
+    /// This machine's name, recorded with each account's last login (a
+    /// store may be shared by many hosts).
+    pub host: Arc<str>,
+    pub hashing: Arc<HashPool>,
+    pub passwords: Arc<Passwords>,
+    pub outbox: Arc<Outbox>,
+    pub directory: Directory,
+}
+
+/// The outside world the handles are made over.
+pub struct World {
+    pub clock: Arc<dyn Clock>,
+    pub rng: Arc<dyn Random>,
+    pub users: Arc<dyn Users>,
+    pub reauth: Arc<dyn Reauth>,
+    pub mailer: Arc<dyn Mailer>,
+    pub audit: Arc<Audit>,
+}
+
+impl Handles {
+    pub fn new(config: Config, store: Store, world: World) -> Self {
+        let World {
+            clock,
+            rng,
+            users,
+            reauth,
+            mailer,
+            audit,
+        } = world;
+        Handles {
+            hashing: Arc::new(HashPool::new(Hasher::owasp(), rng.clone())),
+            passwords: Arc::new(Passwords::new(
+                reauth,
+                store.clone(),
+                clock.clone(),
+                config.limits.clone(),
+                audit.clone(),
+            )),
+            outbox: Arc::new(Outbox::new(
+                mailer,
+                config.email.clone(),
+                store.clone(),
+                clock.clone(),
+                rng.clone(),
+                audit.clone(),
+            )),
+            directory: Directory::new(users, store.clone(), audit.clone()),
+            host: crate::config::hostname().into(),
+            config: Arc::new(config),
+            store,
+            clock,
+            rng,
+            audit,
+        }
+    }
+}
+
+#[cfg(test)]
+pub mod testing {
+    use super::*;
+    use crate::adapters::nss::testing::FakeUsers;
+    use crate::adapters::pam_reauth::testing::FakeReauth;
+    use crate::clock::ManualClock;
+    use crate::random::OsRandom;
+
+    /// Handles on an in-memory store with the given users (name, uid) and
+    /// passwords (name, password), sending mail through `mailer`; audit
+    /// lines are captured, not logged.
+    pub fn handles(
+        config: Config,
+        clock: &ManualClock,
+        users: &[(&str, u32)],
+        passwords: &[(&str, &str)],
+        mailer: Arc<dyn Mailer>,
+    ) -> Handles {
+        Handles::new(
+            config,
+            Store::open_in_memory().expect("in-memory store"),
+            World {
+                clock: Arc::new(clock.clone()),
+                rng: Arc::new(OsRandom),
+                users: Arc::new(FakeUsers::new(users)),
+                reauth: Arc::new(FakeReauth::new(passwords)),
+                mailer,
+                audit: Arc::new(Audit::new(false, false)),
+            },
+        )
+    }
+}

@@ -1,16 +1,12 @@
-//! Security notices by email: the user is told when an administrator
+//! Security notices by email, what they say (the outbox sends them): the user is told when an administrator
 //! resets their 2FA, when a method is added or removed, and when a new set
 //! of backup codes is made. A notice goes to the user's confirmed email
 //! address, else to their local mailbox (`USER@mailbox_domain`, as cron's
 //! mail), and only when `[email] notices` is on. Notices are sent after
 //! the change, off its path: the change never waits for or depends on one.
 
-use crate::adapters::smtp::Mail;
-use crate::adapters::syslog::Event;
-use crate::rules::email_codes;
+use crate::message::Mail;
 use crate::rules::methods::Method;
-use crate::services::core::Core;
-use std::sync::Arc;
 
 /// What happened to the account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +43,7 @@ impl Notice {
             Notice::MethodAdded(m) => format!("A second-factor method was added: {}.", label(*m)),
             Notice::AddressChanged { new, .. } => format!(
                 "Codes by email now go to another address ({}); this address no longer gets them.",
-                crate::address::masked(new)
+                crate::message::masked(new)
             ),
             Notice::MethodRemoved(Some(m)) => {
                 format!("A second-factor method was removed: {}.", label(*m))
@@ -85,58 +81,4 @@ pub fn compose(user: &str, to: &str, notice: &Notice) -> Mail {
             notice.what()
         ),
     }
-}
-
-/// Sends `notice` to `user` in the background (when notices are on), to
-/// their confirmed address as it is after the change. The returned handle
-/// is for tests; the change never waits for it.
-pub fn send(core: &Arc<Core>, user: &str, notice: Notice) -> Option<tokio::task::JoinHandle<()>> {
-    send_to(core, user, None, notice)
-}
-
-/// [`send`] to `confirmed`, the address the user had before a change that
-/// removed it (a reset, `disable email`); None: look it up now.
-pub fn send_to(
-    core: &Arc<Core>,
-    user: &str,
-    confirmed: Option<String>,
-    notice: Notice,
-) -> Option<tokio::task::JoinHandle<()>> {
-    if !core.config.email.notices {
-        return None;
-    }
-    let core = core.clone();
-    let user = user.to_string();
-    Some(tokio::spawn(async move {
-        let u = user.clone();
-        let looked_up = match (&notice, confirmed) {
-            (Notice::AddressChanged { old, .. }, _) => Ok(Some(old.clone())),
-            (_, Some(address)) => Ok(Some(address)),
-            (_, None) => core.store.run(move |c| email_codes::address(c, &u)).await,
-        };
-        let address = match looked_up {
-            Ok(Some(address)) => address,
-            Ok(None) if !core.config.email.mailbox_domain.is_empty() => {
-                format!("{user}@{}", core.config.email.mailbox_domain)
-            }
-            Ok(None) => return,
-            Err(e) => {
-                core.internal("notice", &e.to_string());
-                return;
-            }
-        };
-        let to = crate::address::masked(&address);
-        match core.send_mail(compose(&user, &address, &notice)).await {
-            Ok(()) => core.audit.log(Event::MailSent {
-                user: &user,
-                purpose: "notice",
-                to: &to,
-            }),
-            Err(e) => core.audit.log(Event::MailFailed {
-                user: &user,
-                purpose: "notice",
-                error: &e.to_string(),
-            }),
-        }
-    }))
 }

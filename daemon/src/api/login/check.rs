@@ -155,7 +155,7 @@ impl Logins {
         let attempt = match classify(answer, asked) {
             Ok(attempt) => attempt,
             Err(malformed) => {
-                self.core.audit.log(Event::LoginFailure {
+                self.audit.log(Event::LoginFailure {
                     origin,
                     reason: "malformed",
                 });
@@ -180,12 +180,11 @@ impl Logins {
 
     async fn check_app_code(&self, origin: &Origin, code: Zeroizing<String>) -> Step {
         let (user, source) = (origin.user.clone(), ratelimit::source_of(origin));
-        let host = self.core.host.clone();
-        let now = self.core.clock.now();
-        let skew = self.core.config.totp.skew_steps;
-        let limits = self.core.config.limits.clone();
+        let host = self.host.clone();
+        let now = self.clock.now();
+        let skew = self.config.totp.skew_steps;
+        let limits = self.config.limits.clone();
         let checked = self
-            .core
             .store
             .run(move |c| {
                 attempt(
@@ -203,7 +202,7 @@ impl Logins {
                 found: AppCheck::Accepted(left),
                 ..
             }) => {
-                self.core.audit.log(Event::LoginSuccess {
+                self.audit.log(Event::LoginSuccess {
                     origin,
                     method: method::APP,
                 });
@@ -230,12 +229,11 @@ impl Logins {
     /// concurrent logins can succeed).
     async fn check_email_code(&self, origin: &Origin, code: Zeroizing<String>) -> Step {
         let (user, source) = (origin.user.clone(), ratelimit::source_of(origin));
-        let host = self.core.host.clone();
-        let now = self.core.clock.now();
-        let limits = self.core.config.limits.clone();
-        let offered = Method::Email.offered(&self.core.config);
+        let host = self.host.clone();
+        let now = self.clock.now();
+        let limits = self.config.limits.clone();
+        let offered = Method::Email.offered(&self.config);
         let checked = self
-            .core
             .store
             .run(move |c| {
                 attempt(
@@ -263,7 +261,7 @@ impl Logins {
                 found: Some(Ok(left)),
                 ..
             }) => {
-                self.core.audit.log(Event::LoginSuccess {
+                self.audit.log(Event::LoginSuccess {
                     origin,
                     method: method::EMAIL,
                 });
@@ -297,9 +295,9 @@ impl Logins {
     /// too (a decoy), so the answer's timing does not tell which selectors
     /// exist.
     async fn check_backup_code(&self, origin: &Origin, code: Code) -> Step {
-        let store = &self.core.store;
-        let now = self.core.clock.now();
-        let limits = self.core.config.limits.clone();
+        let store = &self.store;
+        let now = self.clock.now();
+        let limits = self.config.limits.clone();
         let (user, source) = (origin.user.clone(), ratelimit::source_of(origin));
         let selector = code.selector().to_string();
         let found = store
@@ -327,7 +325,7 @@ impl Logins {
             }) => (id, hash, lock),
             Ok(Counted::Checked { lock, found: None }) => {
                 // No code has this selector: the same argon2 work anyway.
-                self.core.verify_decoy(code).await;
+                self.hashing.verify_decoy(code).await;
                 return self.refused(origin, "wrong-backup-code", lock);
             }
             Ok(Counted::Locked(wait)) => return self.locked(origin, wait),
@@ -336,11 +334,11 @@ impl Logins {
                 return Step::new(Action::Deny).error(INTERNAL);
             }
         };
-        if !self.core.verify_code(code, hash).await {
+        if !self.hashing.verify(code, hash).await {
             return self.refused(origin, "wrong-backup-code", lock);
         }
         let (user, source) = (origin.user.clone(), ratelimit::source_of(origin));
-        let host = self.core.host.clone();
+        let host = self.host.clone();
         let consumed = store
             .run(move |c| {
                 if !backup_codes::consume(c, id, now)? {
@@ -352,11 +350,11 @@ impl Logins {
             .await;
         match consumed {
             Ok(Some(left)) => {
-                self.core.audit.log(Event::LoginSuccess {
+                self.audit.log(Event::LoginSuccess {
                     origin,
                     method: method::BACKUP_CODE,
                 });
-                self.core.audit.log(Event::BackupCodeUsed {
+                self.audit.log(Event::BackupCodeUsed {
                     user: &origin.user,
                     left,
                 });
@@ -381,9 +379,9 @@ impl Logins {
         session: &str,
         expires: i64,
     ) -> Next {
-        let store = &self.core.store;
-        let now = self.core.clock.now();
-        let limits = self.core.config.limits.clone();
+        let store = &self.store;
+        let now = self.clock.now();
+        let limits = self.config.limits.clone();
         let (user, source) = (origin.user.clone(), ratelimit::source_of(origin));
         let found = store
             .run(move |c| {
@@ -412,7 +410,7 @@ impl Logins {
                 return Next::Done(Step::new(Action::Deny).error(INTERNAL));
             }
         };
-        if !self.core.verify_code(code, hash.clone()).await {
+        if !self.hashing.verify(code, hash.clone()).await {
             return Next::Done(self.refused(origin, "wrong-recovery-code", lock));
         }
         let (user, sid) = (origin.user.clone(), session.to_string());
@@ -431,7 +429,7 @@ impl Logins {
             .await;
         match claimed {
             Ok(true) => {
-                self.core.audit.log(Event::RecoveryCodeUsed { origin });
+                self.audit.log(Event::RecoveryCodeUsed { origin });
                 match self.start_enrolment(origin, enrol::Why::Recovery(session.to_string())) {
                     Ok((phase, step)) => Next::Continue(phase, step),
                     Err(_) => {
@@ -452,14 +450,11 @@ impl Logins {
     /// like an account's failures (in memory), so the answers look the same
     /// as for an enrolled account, the lockout message included.
     fn unknown_user_failure(&self, origin: &Origin) -> Step {
-        let now = self.core.clock.now();
-        match self
-            .unknown
-            .failure(&origin.user, now, &self.core.config.limits)
-        {
+        let now = self.clock.now();
+        match self.unknown.failure(&origin.user, now, &self.config.limits) {
             Some(wait) => self.locked(origin, wait),
             None => {
-                self.core.audit.log(Event::LoginFailure {
+                self.audit.log(Event::LoginFailure {
                     origin,
                     reason: "unknown-user",
                 });
@@ -469,9 +464,9 @@ impl Logins {
     }
 
     fn refused(&self, origin: &Origin, reason: &str, lock: Option<i64>) -> Step {
-        self.core.audit.log(Event::LoginFailure { origin, reason });
+        self.audit.log(Event::LoginFailure { origin, reason });
         if let Some(seconds) = lock {
-            self.core.audit.log(Event::Lockout {
+            self.audit.log(Event::Lockout {
                 user: &origin.user,
                 seconds,
             });
@@ -480,7 +475,7 @@ impl Logins {
     }
 
     fn locked(&self, origin: &Origin, wait: i64) -> Step {
-        self.core.audit.log(Event::LoginFailure {
+        self.audit.log(Event::LoginFailure {
             origin,
             reason: "locked",
         });

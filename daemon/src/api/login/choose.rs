@@ -48,7 +48,7 @@ impl Methods {
     fn masked(&self) -> String {
         self.address
             .as_deref()
-            .map(crate::address::masked)
+            .map(crate::message::masked)
             .unwrap_or_else(|| "your email address".into())
     }
 
@@ -113,9 +113,8 @@ impl Logins {
     /// The user's methods as a login sees them.
     pub(super) async fn methods_of(&self, user: &str) -> Result<Methods, String> {
         let user = user.to_string();
-        let config = self.core.config.clone();
-        self.core
-            .store
+        let config = self.config.clone();
+        self.store
             .run(move |c| methods_in(c, &user, &config))
             .await
             .map_err(|e| e.to_string())
@@ -135,14 +134,9 @@ impl Logins {
         } else if method == Method::Email {
             let sent = match methods.address.as_deref() {
                 Some(to) => {
-                    email_codes::send_code(
-                        &self.core,
-                        &origin.user,
-                        Purpose::Login,
-                        to,
-                        &origin.service,
-                    )
-                    .await
+                    self.outbox
+                        .send_code(&origin.user, Purpose::Login, to, &origin.service)
+                        .await
                 }
                 None => Sent::Failed,
             };
@@ -150,7 +144,7 @@ impl Logins {
                 Sent::Sent => step.info(format!(
                     "A code was sent to {}; it is valid for {} minutes.",
                     methods.masked(),
-                    self.core.config.email.code_minutes
+                    self.config.email.code_minutes
                 )),
                 Sent::TooMany(seconds) => step.error(format!(
                     "Too many codes were sent; a new one can be sent in {} minutes. The last \
@@ -213,7 +207,7 @@ impl Logins {
             });
         let method = match picked {
             None => {
-                self.core.audit.log(Event::LoginFailure {
+                self.audit.log(Event::LoginFailure {
                     origin,
                     reason: "not-a-choice",
                 });

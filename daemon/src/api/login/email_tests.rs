@@ -3,10 +3,10 @@
 //! and failing gently when the relay does.
 
 use super::*;
-use crate::adapters::smtp::Mail;
 use crate::api::fixture::{origin, root, World, T0};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::message::Mail;
 use crate::rules::email_codes;
 use crate::rules::totp::{self, Secret};
 use twofactor_proto::types::method;
@@ -24,7 +24,7 @@ fn world() -> (World, Secret) {
     let w = World::at(config, T0);
     let secret = Secret::from_bytes(b"12345678901234567890".to_vec());
     let bytes = secret.bytes().to_vec();
-    w.rt.block_on(w.core.store.run(move |c| {
+    w.rt.block_on(w.handles.store.run(move |c| {
         bookkeeping::ensure(c, "alice", 0)?;
         totp::activate(c, "alice", &Secret::from_bytes(bytes), 0, 0)?;
         email_codes::activate(c, "alice", ADDRESS, 0)
@@ -36,7 +36,7 @@ fn world() -> (World, Secret) {
 fn prefer(w: &World, m: &str) {
     let m = m.to_string();
     w.rt.block_on(
-        w.core
+        w.handles
             .store
             .run(move |c| bookkeeping::set_preferred(c, "alice", &m)),
     )
@@ -67,9 +67,13 @@ fn answer(w: &World, caller: &Caller, id: &str, a: &str) -> Step {
 }
 
 fn failures(w: &World) -> u32 {
-    w.rt.block_on(w.core.store.run(|c| bookkeeping::status(c, "alice", 0)))
-        .unwrap()
-        .failures
+    w.rt.block_on(
+        w.handles
+            .store
+            .run(|c| crate::rules::account_view::status(c, "alice", 0)),
+    )
+    .unwrap()
+    .failures
 }
 
 const EMAIL_PROMPT: &str = "Verification code sent to a***@example.org: ";
@@ -90,8 +94,12 @@ fn preferred_email_is_asked_first_and_its_code_is_sent_then_accepted_once() {
         assert_eq!(answer(&w, &root(), &id, &code).action, Action::Deny);
     }
     let status =
-        w.rt.block_on(w.core.store.run(|c| bookkeeping::status(c, "alice", 0)))
-            .unwrap();
+        w.rt.block_on(
+            w.handles
+                .store
+                .run(|c| crate::rules::account_view::status(c, "alice", 0)),
+        )
+        .unwrap();
     assert_eq!(status.last_method, method::EMAIL);
     // Nothing of the code or the whole address in the audit.
     let lines = w.audit_lines();
@@ -185,10 +193,10 @@ fn a_new_code_voids_the_last_and_codes_expire_after_ten_minutes() {
     let (w, _) = world();
     // A login left open longer than a code lives (the default session
     // timeout, 120 s, ends the login first).
-    let mut config = w.core.config.clone();
+    let mut config = w.handles.config.as_ref().clone();
     config.login.session_timeout_seconds = 3600;
     let w = World::at(config, T0);
-    w.rt.block_on(w.core.store.run(|c| {
+    w.rt.block_on(w.handles.store.run(|c| {
         bookkeeping::ensure(c, "alice", 0)?;
         email_codes::activate(c, "alice", ADDRESS, 0)
     }))
@@ -264,15 +272,15 @@ fn a_relay_that_fails_says_so_and_the_app_still_works() {
 #[test]
 fn fifty_concurrent_logins_with_one_email_code_accept_once() {
     let (mut w, _) = world();
-    let mut config = w.core.config.clone();
+    let mut config = w.handles.config.as_ref().clone();
     config.email.max_sends_per_hour = 100;
     w = World::at(config, T0);
-    w.rt.block_on(w.core.store.run(|c| {
+    w.rt.block_on(w.handles.store.run(|c| {
         bookkeeping::ensure(c, "alice", 0)?;
         email_codes::activate(c, "alice", ADDRESS, 0)
     }))
     .unwrap();
-    let logins = Arc::new(Logins::new(w.core.clone()));
+    let logins = Arc::new(Logins::new(&w.handles));
     // Fifty logins at the email prompt (each sent a code, voiding the one
     // before); the last code sent is the valid one; all fifty answer it at
     // once.
@@ -321,11 +329,11 @@ fn fifty_concurrent_logins_with_one_email_code_accept_once() {
 #[test]
 fn a_user_whose_only_method_is_turned_off_gets_no_free_pass() {
     let (w, _) = world();
-    let mut config = w.core.config.clone();
+    let mut config = w.handles.config.as_ref().clone();
     config.email.codes = false;
     let off = World::at(config, T0);
     off.rt
-        .block_on(off.core.store.run(|c| {
+        .block_on(off.handles.store.run(|c| {
             bookkeeping::ensure(c, "alice", 0)?;
             email_codes::activate(c, "alice", ADDRESS, 0)
         }))
@@ -347,7 +355,7 @@ fn a_user_whose_only_method_is_turned_off_gets_no_free_pass() {
 /// [`world`] under the mandatory policy for everyone.
 fn mandatory_world() -> World {
     let (w, _) = world();
-    w.rt.block_on(w.core.store.run(|c| {
+    w.rt.block_on(w.handles.store.run(|c| {
         crate::rules::policy::set(
             c,
             &twofactor_proto::types::Policy {
@@ -407,7 +415,7 @@ fn enrolment_at_the_prompt_offers_email_and_stores_it_only_at_commit() {
     );
     assert_eq!(ask("yes").action, Action::AcceptPending);
     let has = |w: &World| {
-        w.rt.block_on(w.core.store.run(|c| email_codes::address(c, "bob")))
+        w.rt.block_on(w.handles.store.run(|c| email_codes::address(c, "bob")))
             .unwrap()
     };
     assert_eq!(has(&w), None, "nothing stored before the account phase");
@@ -415,8 +423,12 @@ fn enrolment_at_the_prompt_offers_email_and_stores_it_only_at_commit() {
     assert_eq!(done.action, Action::Accept);
     assert_eq!(has(&w).as_deref(), Some("bob@example.net"));
     let status =
-        w.rt.block_on(w.core.store.run(|c| bookkeeping::status(c, "bob", 0)))
-            .unwrap();
+        w.rt.block_on(
+            w.handles
+                .store
+                .run(|c| crate::rules::account_view::status(c, "bob", 0)),
+        )
+        .unwrap();
     assert_eq!(status.methods, vec!["email".to_string()]);
     assert_eq!(status.backup_codes_left, 10);
     assert!(w

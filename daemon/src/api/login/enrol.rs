@@ -22,7 +22,7 @@ use crate::rules::methods::Method;
 use crate::rules::ratelimit;
 use crate::rules::recovery_codes;
 use crate::rules::totp::{self, Check, Secret};
-use crate::services::notices::{self, Notice};
+use crate::services::notices::Notice;
 use twofactor_proto::error::Error;
 use twofactor_proto::types::method;
 use twofactor_proto::{Action, Step};
@@ -169,7 +169,7 @@ impl Logins {
         origin: &Origin,
         why: Why,
     ) -> Result<(Phase, Step), Error> {
-        if !Method::Email.offered(&self.core.config) {
+        if !Method::Email.offered(&self.config) {
             return self.start_app_enrolment(origin, why);
         }
         let step = Step::new(Action::AskVisible(CHOOSE_PROMPT.into()))
@@ -221,7 +221,7 @@ impl Logins {
                 },
             },
             Stage::Address => {
-                if !crate::address::valid_address(text) {
+                if !crate::message::valid_address(text) {
                     e.stage = Stage::Address;
                     return match self.try_again(origin, e).await {
                         Some(e) => again(
@@ -232,12 +232,13 @@ impl Logins {
                         None => Next::Done(Step::new(Action::Deny).error(NOT_FINISHED)),
                     };
                 }
-                let sent =
-                    email_codes::send_kept_code(&self.core, &origin.user, text, &origin.service)
-                        .await;
+                let sent = self
+                    .outbox
+                    .send_kept_code(&origin.user, text, &origin.service)
+                    .await;
                 match sent {
                     Ok((digest, expires)) => {
-                        let masked = crate::address::masked(text);
+                        let masked = crate::message::masked(text);
                         e.stage = Stage::Code {
                             address: text.to_string(),
                             digest,
@@ -267,7 +268,7 @@ impl Logins {
                 digest,
                 expires,
             } => {
-                let now = self.core.clock.now();
+                let now = self.clock.now();
                 let right = now < expires
                     && totp::parse_code(answer)
                         .map(|code| email_codes::matches(&digest, &code))
@@ -289,7 +290,7 @@ impl Logins {
                         "That is not the code of the email; try again.",
                     ),
                     None => {
-                        self.core.audit.log(Event::EnrolFailure {
+                        self.audit.log(Event::EnrolFailure {
                             user: &origin.user,
                             method: method::EMAIL,
                             reason: "wrong-code-at-login",
@@ -316,9 +317,9 @@ impl Logins {
 
     /// A new secret and the step that shows it and asks for a code.
     fn start_app_enrolment(&self, origin: &Origin, why: Why) -> Result<(Phase, Step), Error> {
-        let secret = Secret::generate(self.core.rng.as_ref())
+        let secret = Secret::generate(self.rng.as_ref())
             .map_err(|e| self.internal("enrol-login", &e.to_string()))?;
-        let issuer = self.core.config.issuer_or_hostname();
+        let issuer = self.config.issuer_or_hostname();
         let label = format!("{}@{}", origin.user, crate::config::hostname());
         let uri = secret.uri(&issuer, &label);
         let intro = match &why {
@@ -349,20 +350,18 @@ impl Logins {
     }
 
     pub(super) async fn enrol_code(&self, origin: &Origin, mut p: Pending, answer: &[u8]) -> Next {
-        let now = self.core.clock.now();
+        let now = self.clock.now();
         let right = match totp::parse_code(answer) {
-            Ok(code) => {
-                match totp::check(&p.secret, &code, now, self.core.config.totp.skew_steps, -1) {
-                    Check::Accepted(step) => Some(step),
-                    _ => None,
-                }
-            }
+            Ok(code) => match totp::check(&p.secret, &code, now, self.config.totp.skew_steps, -1) {
+                Check::Accepted(step) => Some(step),
+                _ => None,
+            },
             Err(_) => None,
         };
         let Some(step) = right else {
             p.tries += 1;
             if p.tries >= TRIES {
-                self.core.audit.log(Event::EnrolFailure {
+                self.audit.log(Event::EnrolFailure {
                     user: &origin.user,
                     method: method::APP,
                     reason: "wrong-code-at-login",
@@ -388,7 +387,7 @@ impl Logins {
     /// The new method's code was right: a set of backup codes is shown
     /// and confirmation asked (nothing is stored yet).
     async fn offer_backup_codes(&self, setup: Setup, why: Why) -> Next {
-        let (codes, hashed) = match backup_codes::new_hashed_set(&self.core).await {
+        let (codes, hashed) = match self.hashing.new_set().await {
             Ok(made) => made,
             Err(e) => {
                 self.internal("enrol-login", &e);
@@ -448,15 +447,14 @@ impl Logins {
     /// Stores a confirmed enrolment, once the whole PAM auth stack has
     /// succeeded (`Login1.Commit`, from the account phase).
     pub(super) async fn commit_enrolment(&self, origin: &Origin, c: Confirmed) -> Step {
-        let now = self.core.clock.now();
+        let now = self.clock.now();
         let user = origin.user.clone();
-        let host = self.core.host.clone();
+        let host = self.host.clone();
         let Confirmed { setup, why, hashed } = c;
         let method = setup.method();
         let count = hashed.len();
         let claim = why.claim().map(str::to_string);
         let stored = self
-            .core
             .store
             .run(move |conn| {
                 // After a recovery code, the code is used up here, with the
@@ -484,16 +482,16 @@ impl Logins {
                 "The recovery code is no longer valid (it expired, or a new reset replaced it); nothing was changed.",
             ),
             Ok(true) => {
-                self.core.audit.log(Event::EnrolAtLogin {
+                self.audit.log(Event::EnrolAtLogin {
                     origin,
                     method: method.name(),
                     why: why.name(),
                 });
-                self.core.audit.log(Event::BackupCodesNew {
+                self.audit.log(Event::BackupCodesNew {
                     user: &origin.user,
                     count,
                 });
-                notices::send(&self.core, &origin.user, Notice::MethodAdded(method));
+                self.outbox.notify(&origin.user, Notice::MethodAdded(method));
                 Step::new(Action::Accept)
                     .info("Two-factor authentication is now set up for your account.")
             }

@@ -37,14 +37,23 @@ use unknown::UnknownNames;
 
 use crate::adapters::syslog::Event;
 
+use crate::adapters::syslog::Audit as AuditLog;
+use crate::clock::Clock as ClockHandle;
+use crate::config::Config as ConfigValue;
 use crate::origin::Origin;
 use crate::random;
+use crate::random::Random as RandomHandle;
 use crate::rules::bookkeeping;
 use crate::rules::methods::{self, Method};
 use crate::rules::policy::{self, Applies};
 use crate::rules::recovery_codes;
-use crate::services::core::{Caller, Core, Resolved};
+use crate::services::directory::Directory;
+use crate::services::directory::Resolved;
+use crate::services::hash_pool::HashPool;
+use crate::services::outbox::Outbox;
+use crate::services::{Caller, Handles};
 use crate::store::Db;
+use crate::store::Store as StoreHandle;
 use std::sync::Arc;
 use twofactor_proto::error::Error;
 use twofactor_proto::{Action, Step};
@@ -159,15 +168,31 @@ fn facts_of(
 }
 
 pub struct Logins {
-    core: Arc<Core>,
+    config: Arc<ConfigValue>,
+    store: StoreHandle,
+    clock: Arc<dyn ClockHandle>,
+    rng: Arc<dyn RandomHandle>,
+    audit: Arc<AuditLog>,
+    host: Arc<str>,
+    hashing: Arc<HashPool>,
+    outbox: Arc<Outbox>,
+    directory: Directory,
     sessions: Sessions,
     unknown: UnknownNames,
 }
 
 impl Logins {
-    pub fn new(core: Arc<Core>) -> Self {
+    pub fn new(h: &Handles) -> Self {
         Logins {
-            core,
+            config: h.config.clone(),
+            store: h.store.clone(),
+            clock: h.clock.clone(),
+            rng: h.rng.clone(),
+            audit: h.audit.clone(),
+            host: h.host.clone(),
+            hashing: h.hashing.clone(),
+            outbox: h.outbox.clone(),
+            directory: h.directory.clone(),
             sessions: Sessions::default(),
             unknown: UnknownNames::default(),
         }
@@ -209,15 +234,15 @@ impl Logins {
         // same job, while the caller's uid is asked of the bus: the read
         // decides nothing by itself (the code is checked in the writer),
         // and nothing is decided before the caller is known.
-        let now = self.core.clock.now();
-        let config = self.core.config.clone();
+        let now = self.clock.now();
+        let config = self.config.clone();
         let offered = crate::rules::trusted_devices::presented(
             &config.devices,
             &origin,
             &origin.ssh_auth_info,
         );
         let looked_for = offered.clone();
-        let resolving = self.core.resolve_then_read(&origin.user, move |user| {
+        let resolving = self.directory.resolve_then_read(&origin.user, move |user| {
             let user = user.to_string();
             move |c: &Db| facts_of(c, &user, &config, looked_for.as_ref(), now)
         });
@@ -254,7 +279,6 @@ impl Logins {
             // (durably) in one job before the login is let through.
             let (user, presented) = (origin.user.clone(), presented.clone());
             facts.trusted = self
-                .core
                 .store
                 .run(move |c| {
                     let id = crate::rules::trusted_devices::trusted(c, &user, &presented, now)?;
@@ -267,8 +291,7 @@ impl Logins {
                 .map_err(|e| self.internal("login-begin", &e.to_string()))?;
         }
         if let Some(id) = &facts.trusted {
-            self.core
-                .audit
+            self.audit
                 .log(crate::adapters::syslog::Event::TrustedDeviceLogin {
                     origin: &origin,
                     device: id,
@@ -295,22 +318,18 @@ impl Logins {
                     return Ok((String::new(), Step::new(Action::Deny).error(INTERNAL)));
                 }
                 Ok(Applies::No) => {
-                    self.core
-                        .audit
-                        .log(Event::LoginNoMethod { origin: &origin });
+                    self.audit.log(Event::LoginNoMethod { origin: &origin });
                     return Ok((String::new(), Step::new(Action::Accept)));
                 }
                 Ok(Applies::Announced(date)) => {
-                    self.core
-                        .audit
-                        .log(Event::LoginNoMethod { origin: &origin });
+                    self.audit.log(Event::LoginNoMethod { origin: &origin });
                     let step = Step::new(Action::Accept).info(enrol::reminder(&date));
                     return Ok((String::new(), step));
                 }
                 Ok(Applies::Now) => self.start_enrolment(&origin, enrol::Why::Policy)?,
             }
         };
-        let id = random::token(self.core.rng.as_ref())
+        let id = random::token(self.rng.as_ref())
             .map_err(|e| self.internal("login-begin", &e.to_string()))?;
         let (phase, step) = phase;
         let session = Session {
@@ -318,7 +337,7 @@ impl Logins {
             origin,
             device,
             phase,
-            expires: now + i64::from(self.core.config.login.session_timeout_seconds),
+            expires: now + i64::from(self.config.login.session_timeout_seconds),
         };
         self.sessions.insert(id.clone(), session, now)?;
         Ok((id, step))
@@ -333,7 +352,7 @@ impl Logins {
         now: i64,
     ) -> Result<Applies, String> {
         let user = user.to_string();
-        self.core
+        self.directory
             .lookup(move |users| policy::applies_to_user(|| users.groups_of(&user), &policy, now))
             .await
             .map_err(|e| e.to_string())?
@@ -349,7 +368,7 @@ impl Logins {
             device,
             phase,
             expires,
-        } = self.sessions.take(caller, id, self.core.clock.now())?;
+        } = self.sessions.take(caller, id, self.clock.now())?;
         let next = match phase {
             Phase::AskCode { enrolled, asked } => {
                 self.check_code(&origin, enrolled, asked, &answer, id, expires)
@@ -372,7 +391,7 @@ impl Logins {
             }
         };
         let next = match (next, device.clone()) {
-            (Next::Verified(step), Some(d)) if self.core.config.devices.enabled => {
+            (Next::Verified(step), Some(d)) if self.config.devices.enabled => {
                 self.offer_trust(step, d)
             }
             (Next::Verified(step), _) => Next::Done(step),
@@ -381,7 +400,7 @@ impl Logins {
         match next {
             Next::Done(step) | Next::Verified(step) => Ok(step),
             Next::Continue(phase, step) => {
-                let now = self.core.clock.now();
+                let now = self.clock.now();
                 let expires = if matches!(phase, Phase::Commit(_)) {
                     now + COMMIT_SECONDS
                 } else {
@@ -403,8 +422,7 @@ impl Logins {
     /// The whole PAM auth stack succeeded for the login `id` (the module
     /// calls this from `pam_sm_acct_mgmt`): store what it left pending.
     pub async fn commit(&self, caller: &Caller, id: &str) -> Result<Step, Error> {
-        let Session { origin, phase, .. } =
-            self.sessions.take(caller, id, self.core.clock.now())?;
+        let Session { origin, phase, .. } = self.sessions.take(caller, id, self.clock.now())?;
         match phase {
             Phase::Commit(Change::Enrolment(confirmed)) => {
                 Ok(self.commit_enrolment(&origin, confirmed).await)
@@ -420,7 +438,7 @@ impl Logins {
     /// Forgets a session (the module's conversation failed), giving back a
     /// recovery code it had claimed.
     pub async fn cancel(&self, caller: &Caller, id: &str) -> Result<(), Error> {
-        let session = self.sessions.take(caller, id, self.core.clock.now())?;
+        let session = self.sessions.take(caller, id, self.clock.now())?;
         self.discard(&session.origin, &session.phase, "cancelled")
             .await;
         Ok(())
@@ -441,7 +459,7 @@ impl Logins {
     /// back, and a pending change is audited as dropped.
     async fn discard(&self, origin: &Origin, phase: &Phase, why: &str) {
         if matches!(phase, Phase::Commit(_)) {
-            self.core.audit.log(Event::PendingDiscarded { origin, why });
+            self.audit.log(Event::PendingDiscarded { origin, why });
         }
         if let Some(claim) = phase.recovery_claim() {
             self.release_claim(origin, claim).await;
@@ -455,7 +473,7 @@ impl Logins {
 
     /// Drops sessions past their time.
     pub fn expire(&self) {
-        self.sessions.expire(self.core.clock.now());
+        self.sessions.expire(self.clock.now());
     }
 
     /// uid 0 may run a login for anyone; any other uid only for itself
@@ -467,7 +485,7 @@ impl Logins {
         match uid {
             Some(uid) if uid == caller.uid => Ok(()),
             _ => {
-                self.core.audit.log(Event::Denied {
+                self.audit.log(Event::Denied {
                     uid: caller.uid,
                     action: "login-begin-other-user",
                 });
@@ -482,7 +500,6 @@ impl Logins {
     async fn release_claim(&self, origin: &Origin, session: &str) {
         let (user, sid) = (origin.user.clone(), session.to_string());
         if let Err(e) = self
-            .core
             .store
             .run(move |c| recovery_codes::release(c, &user, &sid))
             .await
@@ -492,7 +509,7 @@ impl Logins {
     }
 
     fn internal(&self, context: &str, error: &str) -> Error {
-        self.core.internal(context, error)
+        self.audit.internal(context, error)
     }
 }
 #[cfg(test)]
@@ -543,7 +560,7 @@ mod tests {
         let bytes = secret.bytes().to_vec();
         shared
             .rt
-            .block_on(shared.core.store.run(move |c| {
+            .block_on(shared.handles.store.run(move |c| {
                 bookkeeping::ensure(c, "alice", 0)?;
                 totp::activate(c, "alice", &Secret::from_bytes(bytes), 0, 0)
             }))
@@ -567,7 +584,11 @@ mod tests {
         }
         fn failures(&self) -> u32 {
             self.rt
-                .block_on(self.core.store.run(|c| bookkeeping::status(c, "alice", 0)))
+                .block_on(
+                    self.handles
+                        .store
+                        .run(|c| crate::rules::account_view::status(c, "alice", 0)),
+                )
                 .unwrap()
                 .failures
         }
@@ -580,13 +601,18 @@ mod tests {
             let hashed: Vec<(String, String)> = codes
                 .iter()
                 .map(|c| {
-                    let h = self.core.hasher.hash(c, &crate::random::OsRandom).unwrap();
+                    let h = self
+                        .handles
+                        .hashing
+                        .hasher()
+                        .hash(c.secret(), &crate::random::OsRandom)
+                        .unwrap();
                     (c.selector().to_string(), h)
                 })
                 .collect();
             self.rt
                 .block_on(
-                    self.core
+                    self.handles
                         .store
                         .run(move |c| backup_codes::replace_set(c, "alice", &hashed, 0)),
                 )
@@ -784,7 +810,7 @@ mod tests {
     fn concurrent_logins_with_one_code_accept_once() {
         let w = world();
         let code = w.code(0);
-        let logins = Arc::new(Logins::new(w.core.clone()));
+        let logins = Arc::new(Logins::new(&w.handles));
         let results: Vec<Step> = w.rt.block_on(async {
             let mut ids = Vec::new();
             for i in 0..50 {
@@ -833,8 +859,12 @@ mod tests {
             Action::Accept
         );
         let status =
-            w.rt.block_on(w.core.store.run(|c| bookkeeping::status(c, "alice", 0)))
-                .unwrap();
+            w.rt.block_on(
+                w.handles
+                    .store
+                    .run(|c| crate::rules::account_view::status(c, "alice", 0)),
+            )
+            .unwrap();
         assert_eq!(status.backup_codes_left, 8);
         assert_eq!(status.last_method, method::BACKUP_CODE);
         assert_eq!(status.failures, 0);
@@ -879,29 +909,29 @@ mod tests {
     fn wrong_backup_codes_cost_at_most_one_argon2_each_and_are_limited() {
         let w = world();
         let codes = w.backup_set();
-        w.core.decoy_hash();
-        let before = w.core.hasher.verifications();
+        w.handles.hashing.decoy_hash();
+        let before = w.handles.hashing.hasher().verifications();
         // A random wrong code: no selector matches, and still exactly one
         // argon2 (the decoy), like a code whose selector exists.
         denied_with(
             &w.login(&root(), "alice", b"zzzz-zzzz-zzzz").unwrap(),
             INVALID,
         );
-        assert_eq!(w.core.hasher.verifications(), before + 1);
-        let before = w.core.hasher.verifications();
+        assert_eq!(w.handles.hashing.hasher().verifications(), before + 1);
+        let before = w.handles.hashing.hasher().verifications();
         // A right selector with a wrong rest: exactly one verification.
         let forged = format!("{}-2222-2222", &codes[0][..4]);
         denied_with(
             &w.login(&root(), "alice", forged.as_bytes()).unwrap(),
             INVALID,
         );
-        assert_eq!(w.core.hasher.verifications(), before + 1);
+        assert_eq!(w.handles.hashing.hasher().verifications(), before + 1);
         // Third failure locks (max_failures = 3): no more hashing at all.
         denied_with(
             &w.login(&root(), "alice", forged.as_bytes()).unwrap(),
             INVALID,
         );
-        let locked_at = w.core.hasher.verifications();
+        let locked_at = w.handles.hashing.hasher().verifications();
         for _ in 0..20 {
             denied_with(
                 &w.login(&root(), "alice", forged.as_bytes()).unwrap(),
@@ -912,14 +942,14 @@ mod tests {
             &w.login(&root(), "alice", codes[0].as_bytes()).unwrap(),
             "try again in",
         );
-        assert_eq!(w.core.hasher.verifications(), locked_at);
+        assert_eq!(w.handles.hashing.hasher().verifications(), locked_at);
     }
 
     #[test]
     fn concurrent_logins_with_one_backup_code_accept_once() {
         let w = world();
         let code = w.backup_set().remove(0);
-        let logins = Arc::new(Logins::new(w.core.clone()));
+        let logins = Arc::new(Logins::new(&w.handles));
         let accepted = w.rt.block_on(async {
             let mut tasks = Vec::new();
             for i in 0..20 {
@@ -1030,7 +1060,7 @@ mod tests {
         // A same-uid alias is root: once root has a method, `toor` is
         // asked for root's code, not let in.
         let secret = w.secret.bytes().to_vec();
-        w.rt.block_on(w.core.store.run(move |c| {
+        w.rt.block_on(w.handles.store.run(move |c| {
             bookkeeping::ensure(c, "root", 0)?;
             totp::activate(c, "root", &Secret::from_bytes(secret), 0, 0)
         }))
@@ -1059,7 +1089,7 @@ mod tests {
     #[test]
     fn a_failed_group_look_up_fails_closed() {
         let w = world();
-        w.rt.block_on(w.core.store.run(|c| {
+        w.rt.block_on(w.handles.store.run(|c| {
             policy::set(
                 c,
                 &twofactor_proto::types::Policy {
@@ -1156,7 +1186,7 @@ mod tests {
         let w = world();
         // Counts of the rows each login writes into the failure table (a
         // trigger on the writer's own connection).
-        w.rt.block_on(w.core.store.run(|c| {
+        w.rt.block_on(w.handles.store.run(|c| {
             c.execute_batch(
                 "CREATE TEMP TABLE counted(n INTEGER);
                  CREATE TEMP TRIGGER count_failures AFTER INSERT ON main.source_failures
@@ -1166,7 +1196,7 @@ mod tests {
         .unwrap();
         let counted =
             || -> i64 {
-                w.rt.block_on(w.core.store.run(|c| {
+                w.rt.block_on(w.handles.store.run(|c| {
                     c.query_row("SELECT count(*) FROM temp.counted", params![], |r| r.get(0))
                 }))
                 .unwrap()
@@ -1237,20 +1267,23 @@ mod tests {
         let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
         let answered = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let clock = ManualClock::at(T0);
-        let core = Arc::new(Core::new(
+        let handles = crate::services::Handles::new(
             Config::default(),
             crate::store::Store::open_in_memory().unwrap(),
-            Arc::new(clock),
-            Arc::new(crate::random::OsRandom),
-            Arc::new(SlowDirectory {
-                inner: crate::adapters::nss::testing::FakeUsers::new(&[("alice", 1000)]),
-                gate: gate.clone(),
-                answered: answered.clone(),
-            }),
-            Arc::new(crate::adapters::pam_reauth::testing::FakeReauth::new(&[])),
-            Arc::new(crate::adapters::syslog::Audit::new(false, false)),
-        ));
-        let logins = Arc::new(Logins::new(core));
+            crate::services::World {
+                clock: Arc::new(clock),
+                rng: Arc::new(crate::random::OsRandom),
+                users: Arc::new(SlowDirectory {
+                    inner: crate::adapters::nss::testing::FakeUsers::new(&[("alice", 1000)]),
+                    gate: gate.clone(),
+                    answered: answered.clone(),
+                }),
+                reauth: Arc::new(crate::adapters::pam_reauth::testing::FakeReauth::new(&[])),
+                mailer: Arc::new(crate::adapters::smtp::Disabled),
+                audit: Arc::new(crate::adapters::syslog::Audit::new(false, false)),
+            },
+        );
+        let logins = Arc::new(Logins::new(&handles));
         // One async worker thread, as little as there can be.
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -90,7 +90,7 @@ proptest! {
     ) {
         let w = world();
         let origin = Origin { user: user.clone(), service, rhost, tty, ssh_auth_info: String::new() };
-        let known = w.core.users.canonical(&user).is_some();
+        let known = crate::adapters::nss::Users::canonical(&crate::adapters::nss::testing::FakeUsers::new(crate::api::fixture::USERS), &user).is_some();
         match w.rt.block_on(w.logins.begin(&root(), origin)) {
             Ok((_, step)) => {
                 if !known {

@@ -8,7 +8,7 @@ use twofactor_proto::error::Error;
 
 use super::Phase;
 use crate::origin::Origin;
-use crate::services::core::Caller;
+use crate::services::Caller;
 
 /// Logins in progress, in all.
 pub(super) const MAX_SESSIONS: usize = 4096;

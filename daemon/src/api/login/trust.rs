@@ -14,8 +14,8 @@ use super::{Logins, Next, Phase, INTERNAL};
 use crate::adapters::syslog::Event;
 use crate::origin::Origin;
 use crate::rules::trusted_devices::{self, Presented};
-use crate::services::core::Caller;
-use crate::services::notices::{self, Notice};
+use crate::services::notices::Notice;
+use crate::services::Caller;
 use twofactor_proto::{Action, Step};
 
 /// The question, with the number of days.
@@ -34,7 +34,7 @@ impl Logins {
     /// After a right code: ask whether to trust the device, keeping what
     /// the accepting step had to say.
     pub(super) fn offer_trust(&self, accepted: Step, device: Presented) -> Next {
-        let mut ask = Step::new(Action::AskVisible(question(self.core.config.devices.days)));
+        let mut ask = Step::new(Action::AskVisible(question(self.config.devices.days)));
         ask.messages = accepted.messages;
         Next::Continue(Phase::OfferTrust(device), ask)
     }
@@ -56,9 +56,9 @@ impl Logins {
 
     /// Stores the trust, once the whole PAM stack succeeded.
     pub(super) async fn commit_trust(&self, origin: &Origin, device: Presented) -> Step {
-        let days = self.core.config.devices.days;
-        let now = self.core.clock.now();
-        let id = match trusted_devices::new_id(self.core.rng.as_ref()) {
+        let days = self.config.devices.days;
+        let now = self.clock.now();
+        let id = match trusted_devices::new_id(self.rng.as_ref()) {
             Ok(id) => id,
             Err(e) => {
                 self.internal("login-device", &e.to_string());
@@ -67,7 +67,6 @@ impl Logins {
         };
         let (user, i, d) = (origin.user.clone(), id.clone(), device.clone());
         let stored = self
-            .core
             .store
             .run(move |c| {
                 trusted_devices::trust(c, &user, &i, &d, now, now + i64::from(days) * 86_400)
@@ -75,13 +74,12 @@ impl Logins {
             .await;
         match stored {
             Ok(()) => {
-                self.core.audit.log(Event::DeviceTrusted {
+                self.audit.log(Event::DeviceTrusted {
                     origin,
                     device: &id,
                     days,
                 });
-                notices::send(
-                    &self.core,
+                self.outbox.notify(
                     &origin.user,
                     Notice::DeviceTrusted {
                         label: device.label.clone(),

@@ -35,7 +35,7 @@ fn world() -> (World, Secret) {
     let w = World::at(Config::default(), T0);
     let secret = Secret::from_bytes(b"12345678901234567890".to_vec());
     let bytes = secret.bytes().to_vec();
-    w.rt.block_on(w.core.store.run(move |c| {
+    w.rt.block_on(w.handles.store.run(move |c| {
         bookkeeping::ensure(c, "alice", 0)?;
         totp::activate(c, "alice", &Secret::from_bytes(bytes), 0, 0)
     }))
@@ -83,7 +83,7 @@ fn asked_code(steps: &[Step]) -> bool {
 
 fn count(w: &World) -> u32 {
     w.rt.block_on(
-        w.core
+        w.handles
             .store
             .run(|c| trusted_devices::count(c, "alice", i64::MIN + 1)),
     )
@@ -150,8 +150,12 @@ fn trust_ends_after_thirty_days_however_often_it_is_used() {
     }
     // Trust ends 30 days after it was given, not after the last use.
     let list =
-        w.rt.block_on(w.core.store.run(|c| trusted_devices::list(c, "alice", 0)))
-            .unwrap();
+        w.rt.block_on(
+            w.handles
+                .store
+                .run(|c| trusted_devices::list(c, "alice", 0)),
+        )
+        .unwrap();
     assert_eq!(list[0].expires, list[0].added + 30 * 86_400);
     assert!(list[0].last_used > list[0].added);
     w.clock.advance(list[0].expires - w.clock.now() - 1);
@@ -262,12 +266,17 @@ fn never_for_other_services_non_root_callers_backup_codes_or_no_method() {
     let hashed: Vec<(String, String)> = codes
         .iter()
         .map(|c| {
-            let h = w.core.hasher.hash(c, &crate::random::OsRandom).unwrap();
+            let h = w
+                .handles
+                .hashing
+                .hasher()
+                .hash(c.secret(), &crate::random::OsRandom)
+                .unwrap();
             (c.selector().to_string(), h)
         })
         .collect();
     w.rt.block_on(
-        w.core
+        w.handles
             .store
             .run(move |c| crate::rules::backup_codes::replace_set(c, "alice", &hashed, 0)),
     )
@@ -290,7 +299,7 @@ fn trust_can_be_turned_off_and_malformed_key_lines_are_no_device() {
     let w = World::at(config, T0);
     let secret = Secret::from_bytes(b"12345678901234567890".to_vec());
     let bytes = secret.bytes().to_vec();
-    w.rt.block_on(w.core.store.run(move |c| {
+    w.rt.block_on(w.handles.store.run(move |c| {
         bookkeeping::ensure(c, "alice", 0)?;
         totp::activate(c, "alice", &Secret::from_bytes(bytes), 0, 0)
     }))
@@ -316,7 +325,7 @@ fn the_user_is_told_and_an_administrator_lists_and_removes() {
     let w = World::at(config, T0);
     let secret = Secret::from_bytes(b"12345678901234567890".to_vec());
     let bytes = secret.bytes().to_vec();
-    w.rt.block_on(w.core.store.run(move |c| {
+    w.rt.block_on(w.handles.store.run(move |c| {
         bookkeeping::ensure(c, "alice", 0)?;
         totp::activate(c, "alice", &Secret::from_bytes(bytes), 0, 0)
     }))

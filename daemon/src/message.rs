@@ -1,7 +1,24 @@
-//! Addresses as the daemon accepts them: a user's mailbox, how it is shown
-//! before the second factor, and whether a host is this machine. Plain
-//! checks that every layer may use (the configuration, the SMTP adapter,
-//! the faces).
+//! Mail as plain values that every layer may use: a message as the daemon
+//! composes it (a rule returns one, the outbox sends it), a user's mailbox
+//! address as the daemon accepts it, how it is shown before the second
+//! factor, and whether a host is this machine.
+
+/// One message to one address.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Mail {
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+}
+
+impl std::fmt::Debug for Mail {
+    /// The body may hold a code: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mail")
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Whether `relay` names this machine: `localhost`, 127.0.0.0/8 or `::1`.
 pub fn is_loopback(relay: &str) -> bool {

@@ -1,0 +1,79 @@
+//! The user directory: name-service look-ups (passwd, groups: possibly
+//! LDAP or SSSD) on blocking threads, so that a slow directory never
+//! stalls the async workers that serve every other login.
+
+use crate::adapters::nss::Users;
+use crate::adapters::syslog::Audit;
+use crate::store::{Db, DbResult, Store, StoreError};
+use std::sync::Arc;
+use twofactor_proto::error::Error;
+
+#[derive(Clone)]
+pub struct Directory {
+    users: Arc<dyn Users>,
+    store: Store,
+    audit: Arc<Audit>,
+}
+
+/// What [`Directory::resolve_then_read`] found: the account, as (canonical
+/// name, uid), and what was read for it (None: no account, no read).
+pub struct Resolved<R> {
+    pub account: Option<(String, u32)>,
+    pub facts: Option<Result<R, StoreError>>,
+}
+
+impl Directory {
+    pub fn new(users: Arc<dyn Users>, store: Store, audit: Arc<Audit>) -> Self {
+        Directory {
+            users,
+            store,
+            audit,
+        }
+    }
+
+    /// Runs `f` against the name service on a blocking thread.
+    pub async fn lookup<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Users) -> T + Send + 'static,
+    {
+        let users = self.users.clone();
+        tokio::task::spawn_blocking(move || f(users.as_ref()))
+            .await
+            .map_err(|e| self.audit.internal("name-service", &e.to_string()))
+    }
+
+    /// The account `name` stands for, as (canonical name, uid); see
+    /// [`Users::canonical`].
+    pub async fn resolve(&self, name: &str) -> Result<Option<(String, u32)>, Error> {
+        let name = name.to_string();
+        self.lookup(move |users| users.canonical(&name)).await
+    }
+
+    /// [`Directory::resolve`], then, for a name that stands for an
+    /// account, the read `read` makes for its canonical name: in one
+    /// blocking job where the store allows ([`Store::read_after`]). A name
+    /// that is not plausible is not looked up. The read's own failure is
+    /// returned apart, so that the caller can decide on the account first.
+    pub async fn resolve_then_read<R, G>(
+        &self,
+        name: &str,
+        read: impl FnOnce(&str) -> G + Send + 'static,
+    ) -> Result<Resolved<R>, Error>
+    where
+        R: Send + 'static,
+        G: FnOnce(&Db) -> DbResult<R> + Send + 'static,
+    {
+        let (name, users) = (name.to_string(), self.users.clone());
+        let (account, facts) = self
+            .store
+            .read_after(move || {
+                let account = users.canonical(&name);
+                let read = account.as_ref().map(|(canonical, _)| read(canonical));
+                (account, read)
+            })
+            .await
+            .map_err(|e| self.audit.internal("name-service", &e.to_string()))?;
+        Ok(Resolved { account, facts })
+    }
+}
