@@ -10,6 +10,9 @@
 pub mod bus;
 pub mod wire;
 
+#[cfg(test)]
+mod proptests;
+
 use std::fmt;
 
 use twofactor_proto::Step;

@@ -60,6 +60,21 @@ impl BusDaemon {
         }
     }
 
+    /// Over a stream that is already connected to something playing the
+    /// bus (one end of a socket pair): the handshake and `Hello` are
+    /// written at once, as after a connect. For tests and fuzzing: after
+    /// a failed call the next one finds no bus (there is no address to
+    /// connect to again).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn over(stream: UnixStream, timeout: Duration) -> Result<Self, DaemonError> {
+        let connection = Connection::start(stream, Instant::now() + timeout)?;
+        Ok(BusDaemon {
+            address: "unix:path=/nonexistent/twofactor-stream".into(),
+            timeout,
+            connection: Some(connection),
+        })
+    }
+
     /// Sends `member(body)` and waits for its reply, connecting first if
     /// this is the first call; the whole within the timeout.
     fn call(
@@ -133,10 +148,7 @@ impl Daemon for BusDaemon {
             }
         });
         let reply = self.call(login::BEGIN, sig::BEGIN_IN, &mut body)?;
-        read_reply(&reply, sig::BEGIN_OUT, login::BEGIN, |r| {
-            let session = r.string()?;
-            Ok((session, read_step(r)?))
-        })
+        read_begin_reply(&reply)
     }
 
     fn answer(&mut self, session: &str, answer: &[u8]) -> Result<Step, DaemonError> {
@@ -147,7 +159,7 @@ impl Daemon for BusDaemon {
         body.string(session);
         body.bytes(answer);
         let reply = self.call(login::ANSWER, sig::ANSWER_IN, &mut body)?;
-        read_reply(&reply, sig::ANSWER_OUT, login::ANSWER, read_step)
+        read_answer_reply(&reply)
     }
 
     fn cancel(&mut self, session: &str) -> Result<(), DaemonError> {
@@ -163,8 +175,26 @@ impl Daemon for BusDaemon {
         let mut body = Writer::new();
         body.string(session);
         let reply = self.call(login::COMMIT, sig::COMMIT_IN, &mut body)?;
-        read_reply(&reply, sig::COMMIT_OUT, login::COMMIT, read_step)
+        read_commit_reply(&reply)
     }
+}
+
+/// The session and first step of a method return to `Begin`.
+pub fn read_begin_reply(reply: &Message) -> Result<(String, Step), DaemonError> {
+    read_reply(reply, sig::BEGIN_OUT, login::BEGIN, |r| {
+        let session = r.string()?;
+        Ok((session, read_step(r)?))
+    })
+}
+
+/// The step of a method return to `Answer`.
+pub fn read_answer_reply(reply: &Message) -> Result<Step, DaemonError> {
+    read_reply(reply, sig::ANSWER_OUT, login::ANSWER, read_step)
+}
+
+/// The step of a method return to `Commit`.
+pub fn read_commit_reply(reply: &Message) -> Result<Step, DaemonError> {
+    read_reply(reply, sig::COMMIT_OUT, login::COMMIT, read_step)
 }
 
 /// What the bus itself costs a login, for the benchmark's floor
@@ -321,8 +351,16 @@ impl Connection {
             .max(Duration::from_millis(1));
         socket.set_write_timeout(Some(wait)).map_err(cannot)?;
         socket.connect(&addr).map_err(cannot)?;
+        Connection::start(
+            UnixStream::from(std::os::fd::OwnedFd::from(socket)),
+            deadline,
+        )
+    }
+
+    /// Writes the handshake and `Hello` on a connected stream.
+    fn start(stream: UnixStream, deadline: Instant) -> Result<Connection, DaemonError> {
         let mut connection = Connection {
-            stream: UnixStream::from(std::os::fd::OwnedFd::from(socket)),
+            stream,
             buffer: Vec::new(),
             authenticated: false,
             registered: false,
@@ -654,6 +692,32 @@ mod tests {
             matches!(&result, Ok((_, step)) if step.action == twofactor_proto::Action::Accept),
             "{result:?}"
         );
+    }
+
+    #[test]
+    fn a_signal_longer_than_any_bus_sends_ends_the_call_at_once() {
+        // Regression: a signal whose header claimed more than the
+        // specification's 128 MiB was read past, so a call waited for
+        // the whole timeout on a stream that could never be read in step
+        // again. Now the stream is refused when the header is read.
+        let mut signal = wire::encode_reply(wire::SIGNAL, 0, &[], "s", &[1, 0, 0, 0, b'x', 0]);
+        signal[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        let (ours, mut theirs) = UnixStream::pair().unwrap_or_else(|e| panic!("{e}"));
+        assert!(theirs.write_all(&handshake_then(vec![signal])).is_ok());
+        // The other end stays open: only the refusal ends the call early.
+        let mut d = BusDaemon::over(ours, Duration::from_secs(3)).unwrap_or_else(|e| panic!("{e}"));
+        let started = Instant::now();
+        let result = d.begin(&request());
+        assert!(
+            matches!(&result, Err(DaemonError::Unavailable(why)) if why.contains("specification")),
+            "{result:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        drop(theirs);
     }
 
     #[test]

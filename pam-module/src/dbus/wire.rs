@@ -12,6 +12,10 @@ use std::fmt;
 /// hundred bytes); the specification's limit is 128 MiB.
 pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
 
+/// The specification's limit: no bus sends a larger message, so a header
+/// that claims more is a broken stream, not something to read past.
+pub const SPEC_MAX_MESSAGE_BYTES: usize = 1 << 27;
+
 /// The fixed part of a header: endianness, type, flags, version, body
 /// length, serial, and the length of the header-field array.
 pub const FIXED_HEADER_BYTES: usize = 16;
@@ -212,7 +216,8 @@ pub struct Frame {
 
 /// The frame of the message at the start of `buf`, once its fixed header
 /// is there (`None` before): known before the message is read, so that one
-/// over [`MAX_MESSAGE_BYTES`] need never be held.
+/// over [`MAX_MESSAGE_BYTES`] need never be held. A header that claims more
+/// than [`SPEC_MAX_MESSAGE_BYTES`] is an error.
 pub fn frame(buf: &[u8]) -> Result<Option<Frame>, WireError> {
     let Some(head) = buf
         .get(..FIXED_HEADER_BYTES)
@@ -240,6 +245,9 @@ pub fn frame(buf: &[u8]) -> Result<Option<Frame>, WireError> {
     let fields = word([head[12], head[13], head[14], head[15]]);
     let header = FIXED_HEADER_BYTES.saturating_add(fields);
     let total = header.saturating_add(pad(header, 8)).saturating_add(body);
+    if total > SPEC_MAX_MESSAGE_BYTES {
+        return Err(bad("longer than the specification allows"));
+    }
     Ok(Some(Frame {
         kind: head[1],
         total,
@@ -436,7 +444,13 @@ impl<'a> Reader<'a> {
         }
         let mut items = Vec::new();
         while self.pos < end {
+            let before = self.pos;
             items.push(read(self)?);
+            // An element that takes no bytes would repeat for ever (and
+            // the list grow without bound).
+            if self.pos == before {
+                return Err(bad("array element of no size"));
+            }
         }
         if self.pos != end {
             return Err(bad("array element overruns the array"));
@@ -455,9 +469,9 @@ impl<'a> Reader<'a> {
 }
 
 /// A message as dbus-daemon frames a reply (REPLY_SERIAL, other fields,
-/// SIGNATURE), for tests that play the bus.
-#[cfg(test)]
-pub(crate) fn encode_reply(
+/// SIGNATURE), for tests and fuzz targets that play the bus.
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn encode_reply(
     kind: u8,
     reply_serial: u32,
     fields: &[(u8, &str, &str)],
@@ -623,9 +637,51 @@ mod tests {
             }
         }
         let mut huge = good.clone();
-        huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        huge[4..8].copy_from_slice(&(MAX_MESSAGE_BYTES as u32).to_le_bytes());
         assert!(matches!(frame(&huge), Ok(Some(f)) if f.total > MAX_MESSAGE_BYTES));
         assert!(Message::parse(&huge).is_err());
+    }
+
+    #[test]
+    fn a_length_past_the_specifications_limit_is_an_error() {
+        // Regression: a header claiming up to 8 GiB (body and fields
+        // lengths at u32::MAX) was framed, and a signal that large was
+        // read past until the timeout instead of refused.
+        let mut b = Writer::new();
+        b.string("x");
+        let good = encode_reply(SIGNAL, 0, &[], "s", &b.into_bytes());
+        for (at, len) in [
+            (4, u32::MAX),
+            (12, u32::MAX),
+            (4, SPEC_MAX_MESSAGE_BYTES as u32),
+        ] {
+            let mut m = good.clone();
+            m[at..at + 4].copy_from_slice(&len.to_le_bytes());
+            assert!(frame(&m).is_err(), "{at}: {len}");
+            assert!(Message::parse(&m).is_err());
+        }
+        // Just under: framed (and then read past, if a signal).
+        let mut m = good.clone();
+        let fields = u32::from_le_bytes([m[12], m[13], m[14], m[15]]) as usize;
+        let header = (FIXED_HEADER_BYTES + fields).next_multiple_of(8);
+        let body = (SPEC_MAX_MESSAGE_BYTES - header) as u32;
+        m[4..8].copy_from_slice(&body.to_le_bytes());
+        assert!(matches!(frame(&m), Ok(Some(f)) if f.total == SPEC_MAX_MESSAGE_BYTES));
+        m[4..8].copy_from_slice(&(body + 1).to_le_bytes());
+        assert!(frame(&m).is_err());
+    }
+
+    #[test]
+    fn an_array_element_that_reads_nothing_ends_the_array() {
+        // An element reader that takes no bytes must not loop for ever
+        // (pushing elements without bound): the array is refused.
+        let mut w = Writer::new();
+        w.array(4, |w| w.u32(1));
+        let bytes = w.into_bytes();
+        let mut r = Reader::new(&bytes, false);
+        assert_eq!(r.array(4, |_| Ok(())), Err(bad("array element of no size")));
+        let mut r = Reader::new(&bytes, false);
+        assert_eq!(r.array(4, |r| r.u32()), Ok(vec![1]));
     }
 
     #[test]
