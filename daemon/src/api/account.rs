@@ -12,6 +12,7 @@ use crate::rules::backup_codes::{self, Code};
 use crate::rules::bookkeeping;
 use crate::rules::email_codes::{self, EmailCheck, Purpose, Sent};
 use crate::rules::methods::{self, Method};
+use crate::rules::methods::{BackupCodes, NewMethod};
 use crate::rules::policy::{self, Applies};
 use crate::rules::totp::{self, Confirm, Secret};
 use crate::rules::trusted_devices;
@@ -136,10 +137,14 @@ impl Accounts {
             .run(move |conn| {
                 let outcome = totp::confirm_pending(conn, &i, &u, &code, now, skew)?;
                 if outcome == Confirm::Activated {
-                    backup_codes::replace_set(conn, &u, &hashed, now)?;
-                    crate::rules::recovery_codes::remove(conn, &u)?;
-                    // A new secret ends the trust of every device.
-                    trusted_devices::remove_all(conn, &u)?;
+                    // `enable app` always shows a new set, first method or not.
+                    methods::activate(
+                        conn,
+                        &u,
+                        NewMethod::Written(Method::App),
+                        BackupCodes::Replace(&hashed),
+                        now,
+                    )?;
                 }
                 Ok(outcome)
             })
@@ -246,11 +251,14 @@ impl Accounts {
                 let old = email_codes::address(c, &u)?;
                 let found = email_codes::check(c, &u, Purpose::Confirm, &code, now)?;
                 if let EmailCheck::Accepted(address) = &found {
-                    email_codes::activate(c, &u, address, now)?;
-                    trusted_devices::remove_all(c, &u)?;
-                    if first {
-                        backup_codes::replace_set(c, &u, &hashed, now)?;
-                    }
+                    // Email brings backup codes only as a first method: a
+                    // user who has the app keeps the set they saved.
+                    let backups = if first {
+                        BackupCodes::Replace(&hashed)
+                    } else {
+                        BackupCodes::Keep
+                    };
+                    methods::activate(c, &u, NewMethod::Email { address }, backups, now)?;
                 }
                 Ok((found, first, old))
             })
@@ -978,5 +986,43 @@ mod tests {
         assert!(notice[0]
             .body
             .contains("method was removed: codes by email"));
+    }
+
+    /// `enable app`: the post-state of methods::activate.
+    #[test]
+    fn confirming_the_app_is_a_method_added() {
+        let w = setup();
+        w.leave_leftovers("alice");
+        let e =
+            w.rt.block_on(w.accounts.enroll_app(&alice(), b"pw-a".to_vec()))
+                .unwrap();
+        let secret = Secret::from_bytes(
+            totp_rs::Secret::Encoded(e.secret_base32.clone())
+                .to_bytes()
+                .unwrap(),
+        );
+        let code = secret.code_at(w.clock.now(), 6);
+        w.rt.block_on(w.accounts.confirm_app(&alice(), &e.enrolment, &code))
+            .unwrap();
+        w.assert_method_added("alice", "app", "enrol");
+    }
+
+    /// `enable email`: the same post-state. It used to leave an open
+    /// recovery code usable.
+    #[test]
+    fn confirming_email_is_a_method_added() {
+        let w = mailing();
+        w.leave_leftovers("alice");
+        w.rt.block_on(
+            w.accounts
+                .enroll_email(&alice(), "alice@example.com", b"pw-a".to_vec()),
+        )
+        .unwrap();
+        let code = code_in(&w.mail.take()[0]);
+        let codes =
+            w.rt.block_on(w.accounts.confirm_email(&alice(), &code))
+                .unwrap();
+        assert_eq!(codes.len(), 10, "a first method brings backup codes");
+        w.assert_method_added("alice", "email", "enrol");
     }
 }

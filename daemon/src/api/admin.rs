@@ -30,7 +30,7 @@ use crate::rules::methods;
 use crate::rules::policy;
 use crate::rules::ratelimit;
 use crate::rules::recovery_codes;
-use crate::rules::totp::{self, STEP_SECONDS};
+use crate::rules::totp::STEP_SECONDS;
 use crate::rules::trusted_devices;
 use crate::services::directory::Directory;
 use crate::services::hash_pool::HashPool;
@@ -541,21 +541,14 @@ impl Admin {
             .store
             .run(move |c| {
                 if methods::has_any(c, &u)? {
-                    return Ok(false);
+                    return Ok(None);
                 }
-                bookkeeping::ensure(c, &u, now)?;
-                // Codes of the current and earlier steps may already have
-                // been used with google-authenticator: accept only later ones.
-                totp::activate(c, &u, &secret, now.div_euclid(STEP_SECONDS), now)?;
-                if !hashed.is_empty() {
-                    backup_codes::replace_set(c, &u, &hashed, now)?;
-                }
-                recovery_codes::remove(c, &u)?;
-                Ok(true)
+                Ok(Some(import_rows(c, &u, &secret, &hashed, now)?))
             })
             .await;
         match stored {
-            Ok(true) => {
+            Ok(Some(added)) => {
+                self.outbox.notify(user, Notice::MethodAdded(added.method));
                 report.imported = true;
                 report.scratch_codes = count;
                 let mut notes = vec![format!(
@@ -574,7 +567,7 @@ impl Admin {
                     scratch_codes: count,
                 });
             }
-            Ok(false) => {
+            Ok(None) => {
                 report.message =
                     "already has an authenticator app in twofactor; not changed".into();
             }
@@ -592,6 +585,30 @@ impl Admin {
             .await
             .map_err(|e| self.audit.internal(context, &e))
     }
+}
+
+/// The store's part of an import: the secret as the user's app, their
+/// scratch codes (if any) as their backup codes.
+fn import_rows(
+    c: &Db,
+    user: &str,
+    secret: &crate::rules::totp::Secret,
+    hashed: &[(String, String)],
+    now: i64,
+) -> DbResult<methods::Added> {
+    // Codes of the current and earlier steps may already have been used
+    // with google-authenticator: accept only later ones.
+    let new = methods::NewMethod::App {
+        secret,
+        step: now.div_euclid(STEP_SECONDS),
+    };
+    // A file without scratch codes leaves the set as it is.
+    let backups = if hashed.is_empty() {
+        methods::BackupCodes::Keep
+    } else {
+        methods::BackupCodes::Replace(hashed)
+    };
+    methods::activate(c, user, new, backups, now)
 }
 
 fn no_user(user: &str) -> Error {
@@ -1236,5 +1253,40 @@ mod tests {
                 .all(|m| m == "the file must be inside alice's home directory (/home/alice)"),
             "{messages:?}"
         );
+    }
+
+    /// Enrolment at the login prompt: the post-state of methods::activate.
+    #[test]
+    fn enrolment_at_the_prompt_is_a_method_added() {
+        let w = world();
+        w.set_policy(true, &[], "");
+        let (id, first) = w.begin("alice");
+        // Left after the login began, before anything is committed.
+        w.leave_leftovers("alice");
+        w.enrol_at_prompt(&id, &first);
+        w.assert_method_added("alice", "app", "enrol");
+    }
+
+    /// An import's store part: the same post-state (it used to leave
+    /// trusted devices trusted under a new secret). The audit line and
+    /// the file are the end-to-end import tests' (tests/tests/admin.rs).
+    #[test]
+    fn an_import_is_a_method_added() {
+        let w = world();
+        w.leave_leftovers("alice");
+        let secret = crate::rules::totp::Secret::from_bytes(vec![9; 20]);
+        let hashed = vec![("1234".to_string(), "hash".to_string())];
+        let now = w.clock.now();
+        let added =
+            w.rt.block_on(
+                w.handles
+                    .store
+                    .run(move |c| import_rows(c, "alice", &secret, &hashed, now)),
+            )
+            .unwrap();
+        assert_eq!(added.backup_codes, Some(1));
+        assert_eq!(added.devices_ended, 1);
+        assert_eq!(w.methods(1000), (vec!["app".to_string()], 1));
+        assert_eq!(w.leftovers("alice"), (false, 0));
     }
 }

@@ -10,7 +10,7 @@ use crate::adapters::syslog::Audit;
 use crate::api::account::Accounts;
 use crate::api::admin::Admin;
 use crate::api::login::Logins;
-use crate::clock::ManualClock;
+use crate::clock::{Clock, ManualClock};
 use crate::config::Config;
 use crate::origin::Origin;
 use crate::services::{Caller, Handles};
@@ -84,6 +84,73 @@ impl World {
             .lock()
             .map(|l| l.join("\n"))
             .unwrap_or_default()
+    }
+}
+
+impl World {
+    /// What an account may have before a method is added: an open
+    /// recovery code and a trusted device.
+    pub fn leave_leftovers(&self, user: &str) {
+        let (u, now) = (user.to_string(), self.clock.now());
+        self.rt
+            .block_on(self.handles.store.run(move |c| {
+                crate::rules::bookkeeping::ensure(c, &u, now)?;
+                crate::rules::recovery_codes::replace(c, &u, "hash", now, "root")?;
+                let device = crate::rules::trusted_devices::Presented::for_tests(&u);
+                crate::rules::trusted_devices::trust(
+                    c,
+                    &u,
+                    "00112233aabbccdd",
+                    &device,
+                    now,
+                    now + 3600,
+                )
+            }))
+            .expect("leftovers stored");
+        assert!(self.leftovers(user) == (true, 1));
+    }
+
+    /// (an open recovery code, trusted devices) of `user`.
+    pub fn leftovers(&self, user: &str) -> (bool, u32) {
+        let (u, now) = (user.to_string(), self.clock.now());
+        self.rt
+            .block_on(self.handles.store.run(move |c| {
+                Ok((
+                    crate::rules::recovery_codes::pending(c, &u, now)?.is_some(),
+                    crate::rules::trusted_devices::count(c, &u, now)?,
+                ))
+            }))
+            .expect("leftovers read")
+    }
+
+    /// The state every way of adding a method leaves (methods::activate):
+    /// `method` active, backup codes present, the recovery code gone, no
+    /// trusted device, and the caller's audit line (`audited`) written.
+    pub fn assert_method_added(&self, user: &str, method: &str, audited: &str) {
+        let u = user.to_string();
+        let status = self
+            .rt
+            .block_on(
+                self.handles
+                    .store
+                    .run(move |c| crate::rules::account_view::status(c, &u, 0)),
+            )
+            .expect("status read");
+        assert!(status.methods.iter().any(|m| m == method), "{status:?}");
+        assert!(status.backup_codes_left > 0, "backup codes: {status:?}");
+        assert_eq!(
+            self.leftovers(user),
+            (false, 0),
+            "recovery code and devices"
+        );
+        let lines = self.audit_lines();
+        assert!(
+            lines
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(audited)
+                    && l.contains(&format!("user={user}"))),
+            "no {audited} line for {user} in:\n{lines}"
+        );
     }
 }
 

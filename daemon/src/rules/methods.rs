@@ -8,7 +8,7 @@ use crate::store::{Db, DbResult};
 use twofactor_proto::types::method;
 
 use crate::config::Config;
-use crate::rules::{email_codes, totp};
+use crate::rules::{backup_codes, bookkeeping, email_codes, recovery_codes, totp, trusted_devices};
 
 /// A second-factor method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -99,6 +99,89 @@ pub fn remove_all(conn: &Db, user: &str) -> DbResult<bool> {
     Ok(removed)
 }
 
+/// The method a user is given.
+pub enum NewMethod<'a> {
+    /// An app secret; codes of `step` and earlier are refused.
+    App { secret: &'a totp::Secret, step: i64 },
+    /// Email codes to a confirmed address (replacing an older address).
+    Email { address: &'a str },
+    /// A method whose own confirmation has already written it
+    /// (`totp::confirm_pending` moves the pending secret in place, in the
+    /// same transaction).
+    Written(Method),
+}
+
+impl NewMethod<'_> {
+    pub fn method(&self) -> Method {
+        match self {
+            NewMethod::App { .. } => Method::App,
+            NewMethod::Email { .. } => Method::Email,
+            NewMethod::Written(m) => *m,
+        }
+    }
+}
+
+/// What becomes of the user's backup codes.
+pub enum BackupCodes<'a> {
+    /// A new set (selector, hash) replaces the old one.
+    Replace(&'a [(String, String)]),
+    /// The set stays as it is.
+    Keep,
+}
+
+/// What [`activate`] did, for the audit log and the notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Added {
+    pub method: Method,
+    /// Codes in the new set; None when the set was kept.
+    pub backup_codes: Option<usize>,
+    /// Trusted devices whose trust ended.
+    pub devices_ended: u32,
+}
+
+/// A method was added: the one place that says what that does, inside the
+/// caller's transaction.
+///
+/// - the account row exists and the method is stored;
+/// - the backup codes are replaced or kept, as the caller says (see
+///   [`BackupCodes`]: `enable app` always shows a new set; email brings one
+///   only as a first method; an import brings the user's scratch codes);
+/// - an administrator's open recovery code is removed: the account has a
+///   way in again, and a code left lying about would be one more;
+/// - every trusted device ends: trust was given under the old factors.
+///
+/// Failure counts are left alone (a login that adds a method clears them
+/// because the login succeeded, not because a method was added). The
+/// caller audits who did it and hands [`Added`] to the outbox's notice.
+pub fn activate(
+    conn: &Db,
+    user: &str,
+    new: NewMethod<'_>,
+    backups: BackupCodes<'_>,
+    now: i64,
+) -> DbResult<Added> {
+    bookkeeping::ensure(conn, user, now)?;
+    match &new {
+        NewMethod::App { secret, step } => totp::activate(conn, user, secret, *step, now)?,
+        NewMethod::Email { address } => email_codes::activate(conn, user, address, now)?,
+        NewMethod::Written(_) => {}
+    }
+    let backup_codes = match backups {
+        BackupCodes::Replace(hashed) => {
+            backup_codes::replace_set(conn, user, hashed, now)?;
+            Some(hashed.len())
+        }
+        BackupCodes::Keep => None,
+    };
+    recovery_codes::remove(conn, user)?;
+    let devices_ended = trusted_devices::remove_all(conn, user)?;
+    Ok(Added {
+        method: new.method(),
+        backup_codes,
+        devices_ended,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,5 +231,60 @@ mod tests {
         assert!(remove_all(&c, "u").unwrap());
         assert!(!has_any(&c, "u").unwrap());
         assert!(!remove_all(&c, "u").unwrap());
+    }
+
+    #[test]
+    fn activate_stores_the_method_ends_devices_and_the_recovery_code() {
+        let c = crate::store::testing::connection();
+        bookkeeping::ensure(&c, "u", 0).unwrap();
+        recovery_codes::replace(&c, "u", "hash", 0, "root").unwrap();
+        let presented = trusted_devices::Presented::for_tests("u");
+        trusted_devices::trust(&c, "u", "0123456789abcdef", &presented, 0, 1_000).unwrap();
+        backup_codes::replace_set(&c, "u", &[("abcd".into(), "h".into())], 0).unwrap();
+        let secret = totp::Secret::from_bytes(vec![7; 20]);
+        let added = activate(
+            &c,
+            "u",
+            NewMethod::App {
+                secret: &secret,
+                step: 0,
+            },
+            BackupCodes::Keep,
+            10,
+        )
+        .unwrap();
+        assert_eq!(
+            added,
+            Added {
+                method: Method::App,
+                backup_codes: None,
+                devices_ended: 1
+            }
+        );
+        assert_eq!(enrolled(&c, "u").unwrap(), vec![Method::App]);
+        assert_eq!(recovery_codes::pending(&c, "u", 10).unwrap(), None);
+        assert_eq!(trusted_devices::count(&c, "u", 10).unwrap(), 0);
+        assert_eq!(backup_codes::remaining(&c, "u").unwrap(), Some(1), "kept");
+        let set = [
+            ("efgh".to_string(), "h2".to_string()),
+            ("ijkl".into(), "h3".into()),
+        ];
+        let added = activate(
+            &c,
+            "u",
+            NewMethod::Email {
+                address: "u@example.com",
+            },
+            BackupCodes::Replace(&set),
+            20,
+        )
+        .unwrap();
+        assert_eq!(added.backup_codes, Some(2));
+        assert_eq!(
+            backup_codes::remaining(&c, "u").unwrap(),
+            Some(2),
+            "replaced"
+        );
+        assert_eq!(enrolled(&c, "u").unwrap(), vec![Method::App, Method::Email]);
     }
 }

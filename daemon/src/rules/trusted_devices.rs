@@ -34,6 +34,18 @@ pub struct Presented {
     pub address: String,
 }
 
+#[cfg(test)]
+impl Presented {
+    /// A device of its own for each `seed` (tests of other rules).
+    pub fn for_tests(seed: &str) -> Presented {
+        Presented {
+            identity: Sha256::digest(seed.as_bytes()).into(),
+            label: format!("test {seed}"),
+            address: String::new(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Presented {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Presented").finish_non_exhaustive()

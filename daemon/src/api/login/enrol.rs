@@ -15,10 +15,10 @@ use super::{Logins, Next, Phase, INTERNAL};
 use crate::adapters::syslog::Event;
 use crate::api::qr;
 use crate::origin::Origin;
-use crate::rules::backup_codes;
 use crate::rules::bookkeeping;
 use crate::rules::email_codes;
 use crate::rules::methods::Method;
+use crate::rules::methods::{self, BackupCodes, NewMethod};
 use crate::rules::ratelimit;
 use crate::rules::recovery_codes;
 use crate::rules::totp::{self, Check, Secret};
@@ -464,14 +464,15 @@ impl Logins {
                         return Ok(false);
                     }
                 }
-                bookkeeping::ensure(conn, &user, now)?;
-                match &setup {
-                    Setup::App { secret, step } => totp::activate(conn, &user, secret, *step, now)?,
-                    Setup::Email { address } => email_codes::activate(conn, &user, address, now)?,
-                }
-                backup_codes::replace_set(conn, &user, &hashed, now)?;
-                recovery_codes::remove(conn, &user)?;
-                crate::rules::trusted_devices::remove_all(conn, &user)?;
+                let new = match &setup {
+                    Setup::App { secret, step } => NewMethod::App {
+                        secret,
+                        step: *step,
+                    },
+                    Setup::Email { address } => NewMethod::Email { address },
+                };
+                methods::activate(conn, &user, new, BackupCodes::Replace(&hashed), now)?;
+                // The login succeeded: its failures are forgotten.
                 ratelimit::clear(conn, &user)?;
                 bookkeeping::record_login(conn, &user, method.name(), now, &host)?;
                 Ok(true)
