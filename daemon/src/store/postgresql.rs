@@ -19,7 +19,11 @@
 //! never a hung writer.
 
 use super::db::{DbError, Engine, Result, Row, Value, ValueRef};
+use super::resealing::check_key;
+use super::Optional;
+use super::{in_transaction, schema, Db, Keys, Mode, StoreError};
 use crate::config::{SslMode, StoreConfig};
+use crate::params;
 use std::collections::HashMap;
 use std::future::Future;
 use std::os::unix::fs::MetadataExt;
@@ -320,6 +324,70 @@ fn tls(ca_file: &Path) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// The advisory lock a PostgreSQL store is created and migrated under, so
+/// that of several hosts starting at once one migrates and the others
+/// wait ("2FA" in ASCII).
+pub(super) const MIGRATION_LOCK: i64 = 0x0032_4641;
+
+/// A new connection's schema: created (`--init`), migrated under an
+/// advisory lock (hosts starting at once migrate one after another), or
+/// refused when newer than this daemon; then the key is checked.
+pub(super) fn prepare_postgresql(
+    conn: &mut Connection,
+    keys: &Keys,
+    mode: Mode,
+) -> std::result::Result<(), StoreError> {
+    let db = Db::new(conn, keys);
+    in_transaction(&db, "BEGIN", || {
+        db.execute("SELECT pg_advisory_xact_lock(?1)", [MIGRATION_LOCK])?;
+        let exists: bool = db.query_row(
+            "SELECT to_regclass('twofactor_schema') IS NOT NULL",
+            params![],
+            |r| r.get(0),
+        )?;
+        let found: i64 = if exists {
+            db.query_row("SELECT version FROM twofactor_schema", params![], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .unwrap_or(0)
+        } else {
+            0
+        };
+        let known = schema::current_version();
+        if found > known {
+            return Err(StoreError::TooNew { found, known });
+        }
+        match (found, mode) {
+            (0, Mode::Existing) => return Err(StoreError::Empty),
+            (0, Mode::Create) => {
+                db.execute_batch(schema::POSTGRESQL_BASE)?;
+                db.execute_batch("CREATE TABLE twofactor_schema (version BIGINT NOT NULL)")?;
+                db.execute(
+                    "INSERT INTO twofactor_schema(version) VALUES (?1)",
+                    [schema::POSTGRESQL_BASE_VERSION],
+                )?;
+            }
+            (_, Mode::Create) => {
+                return Err(StoreError::Exists {
+                    path: std::path::PathBuf::from("the PostgreSQL database"),
+                })
+            }
+            (_, Mode::Existing) => {}
+        }
+        let from = found.max(schema::POSTGRESQL_BASE_VERSION);
+        for (i, (_, sql)) in schema::LATER.iter().enumerate() {
+            let version = schema::POSTGRESQL_BASE_VERSION + i as i64 + 1;
+            if version > from {
+                db.execute_batch(sql)?;
+                db.execute("UPDATE twofactor_schema SET version = ?1", [version])?;
+            }
+        }
+        Ok(())
+    })?;
+    check_key(&db)
 }
 
 #[cfg(test)]

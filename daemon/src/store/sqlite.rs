@@ -3,6 +3,8 @@
 //! docs/performance.md).
 
 use super::db::{DbError, Engine, Result, Row, Value, ValueRef};
+use super::resealing::{check_key, seal_legacy};
+use super::{in_transaction, schema, Db, Keys, Mode, StoreError};
 use rusqlite::types::{ToSqlOutput, ValueRef as SqlRef};
 use rusqlite::Connection;
 
@@ -67,4 +69,66 @@ impl Engine for Connection {
     fn batch(&mut self, sql: &str) -> Result<()> {
         Ok(self.execute_batch(sql)?)
     }
+}
+
+/// A SQLite connection made ready: configured, migrated, its key checked,
+/// values from before sealing sealed.
+pub(super) fn prepare_sqlite(
+    mut conn: Connection,
+    keys: &Keys,
+    mode: Mode,
+) -> std::result::Result<Connection, StoreError> {
+    configure(&conn)?;
+    migrate(&mut conn, mode)?;
+    {
+        let db = Db::new(&mut conn, keys);
+        check_key(&db)?;
+        in_transaction(&db, "BEGIN IMMEDIATE", || seal_legacy(&db))?;
+    }
+    Ok(conn)
+}
+
+pub(super) fn configure(conn: &Connection) -> std::result::Result<(), StoreError> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // WAL for concurrent reads, FULL so that a commit survives power loss,
+    // secure_delete so that removed secrets are overwritten on disk.
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if mode != "wal" && mode != "memory" {
+        return Err(StoreError::Failed(format!(
+            "cannot switch the database to WAL mode (got {mode})"
+        )));
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;",
+    )?;
+    let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+    if check != "ok" {
+        return Err(StoreError::Corrupt(check));
+    }
+    Ok(())
+}
+
+pub(super) fn migrate(conn: &mut Connection, mode: Mode) -> std::result::Result<(), StoreError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let known = schema::current_version();
+    if found > known {
+        return Err(StoreError::TooNew { found, known });
+    }
+    if found == 0 && mode == Mode::Existing {
+        // An emptied file is a new database to SQLite: refuse, as for a
+        // missing one.
+        return Err(StoreError::Empty);
+    }
+    let all = schema::MIGRATIONS
+        .iter()
+        .copied()
+        .chain(schema::LATER.iter().map(|(sqlite, _)| *sqlite));
+    for (i, sql) in all.enumerate().skip(found.max(0) as usize) {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
 }
