@@ -115,13 +115,14 @@ POSTGRESQL_SUITES := --test login --test backup_codes --test enrolment --test ad
 # The integration tests run the built binaries (twofactord, twofactorctl,
 # pam_twofactor.so, pam-harness) from target/debug, so build all of them
 # first; check that the shipped config is one the daemon accepts; run every
-# test; and last run the demo on its own, so the README's first command
-# keeps working.
+# test; run each fuzz target for a few seconds (make fuzz); and last run
+# the demo on its own, so the README's first command keeps working.
 test:
 	$(CARGO) build --workspace --all-targets $(CARGO_LOCKED)
 	$(TARGET_DIR)/debug/twofactord --check-config --config config/twofactord.toml
 	$(CARGO) test --workspace $(CARGO_LOCKED)
 	TWOFACTOR_TEST_STORE=postgresql $(CARGO) test -p twofactor-tests $(CARGO_LOCKED) $(POSTGRESQL_SUITES)
+	$(MAKE) fuzz
 	scripts/demo --non-interactive </dev/null
 	$(MAKE) deb-test
 	$(MAKE) bench-check
