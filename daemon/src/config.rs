@@ -409,24 +409,34 @@ impl Config {
                 "must be a PAM service name (letters, digits, - _ .)".into(),
             ));
         }
-        if !self.admin_group.is_empty() && !valid_group_name(&self.admin_group) {
+        if !self.admin_group.is_empty() && !twofactor_proto::group::is_valid_name(&self.admin_group)
+        {
             return Err(invalid(
                 "",
                 "admin_group",
                 "is not a valid group name".into(),
             ));
         }
-        if let Some(bad) = self.policy.groups.iter().find(|g| !valid_group_name(g)) {
+        if let Some(bad) = self
+            .policy
+            .groups
+            .iter()
+            .find(|g| !twofactor_proto::group::is_valid_name(g))
+        {
             return Err(invalid(
                 "policy",
                 "groups",
                 format!(
                     "{:?} is not a valid group name",
-                    bad.chars().take(64).collect::<String>()
+                    bad.chars()
+                        .take(twofactor_proto::group::MAX_NAME_BYTES)
+                        .collect::<String>()
                 ),
             ));
         }
-        if !self.policy.from.is_empty() && !valid_date(&self.policy.from) {
+        if !self.policy.from.is_empty()
+            && !twofactor_proto::date::is_calendar_date(&self.policy.from)
+        {
             return Err(invalid(
                 "policy",
                 "from",
@@ -704,16 +714,6 @@ fn valid_service_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
-/// A group name as useradd/groupadd accept it.
-pub fn valid_group_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('-')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-$".contains(&b))
-}
-
 /// A domain name: dot-separated labels of letters, digits and '-' (not
 /// at either end of a label), at most 253 characters.
 pub fn valid_domain(name: &str) -> bool {
@@ -733,12 +733,6 @@ pub fn valid_domain(name: &str) -> bool {
 /// brackets).
 pub fn valid_relay(relay: &str) -> bool {
     relay.parse::<std::net::IpAddr>().is_ok() || valid_domain(relay)
-}
-
-/// A real calendar day written `YYYY-MM-DD` (see
-/// [`twofactor_proto::date::is_calendar_date`]).
-pub fn valid_date(text: &str) -> bool {
-    twofactor_proto::date::is_calendar_date(text)
 }
 
 /// The machine's host name ("localhost" if it has none).
@@ -894,9 +888,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("policy.groups"), "{e}");
-        assert!(valid_date("2026-01-31"));
-        assert!(!valid_date("2026-1-31"));
-        assert!(!valid_date("2026-01-3x"));
+        assert!(twofactor_proto::date::is_calendar_date("2026-01-31"));
+        assert!(!twofactor_proto::date::is_calendar_date("2026-1-31"));
+        assert!(!twofactor_proto::date::is_calendar_date("2026-01-3x"));
     }
 
     #[test]
@@ -911,7 +905,7 @@ mod tests {
             "1970-01-01",
             "9999-12-31",
         ] {
-            assert!(valid_date(d), "{d}");
+            assert!(twofactor_proto::date::is_calendar_date(d), "{d}");
         }
         for d in [
             "2026-02-31",
@@ -934,7 +928,7 @@ mod tests {
             "2026-01-01\n",
             "",
         ] {
-            assert!(!valid_date(d), "{d:?}");
+            assert!(!twofactor_proto::date::is_calendar_date(d), "{d:?}");
         }
         // In the file, the error keeps its `file:line: key` form.
         let e = Config::parse(
@@ -1105,8 +1099,11 @@ mod proptests {
             && (1..=86_400).contains(&c.limits.lockout_seconds)
             && (c.limits.lockout_seconds..=604_800).contains(&c.limits.max_lockout_seconds)
             && (10..=3600).contains(&c.login.session_timeout_seconds)
-            && (c.policy.from.is_empty() || valid_date(&c.policy.from))
-            && c.policy.groups.iter().all(|g| valid_group_name(g))
+            && (c.policy.from.is_empty() || twofactor_proto::date::is_calendar_date(&c.policy.from))
+            && c.policy
+                .groups
+                .iter()
+                .all(|g| twofactor_proto::group::is_valid_name(g))
             && (1..=30).contains(&c.devices.days)
             && (1..=10).contains(&c.email.timeout_seconds)
             && (1..=15).contains(&c.email.code_minutes)

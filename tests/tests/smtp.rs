@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use twofactor_tests::smtp::{free_port, Certs, Received, Security, SilentRelay, SmtpServer};
 use twofactor_tests::{need_root, Daemon, DaemonConfig, PrivateBus, BUS_NAME};
-use twofactord::config::{EmailConfig, SmtpSecurity};
 use twofactord::adapters::smtp::{MailError, Mailer, Smtp};
+use twofactord::config::{EmailConfig, SmtpSecurity};
 use twofactord::message::Mail;
 
 const ARRIVAL: Duration = Duration::from_secs(20);

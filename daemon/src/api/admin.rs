@@ -20,7 +20,6 @@ use crate::adapters::syslog::Audit as AuditLog;
 use crate::adapters::syslog::Event;
 use crate::clock::Clock as ClockHandle;
 use crate::config::Config as ConfigValue;
-use crate::config::{valid_date, valid_group_name};
 use crate::random::Random as RandomHandle;
 use crate::rules::backup_codes::{self, Code};
 use crate::rules::bookkeeping;
@@ -42,7 +41,9 @@ use crate::store::Store as StoreHandle;
 use crate::store::{Db, DbResult};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use twofactor_proto::date::is_calendar_date;
 use twofactor_proto::error::Error;
+use twofactor_proto::group;
 use twofactor_proto::types::{Device, ImportReport, Policy, Recovery, UserReport};
 use zeroize::Zeroizing;
 
@@ -202,16 +203,16 @@ impl Admin {
         password: Vec<u8>,
     ) -> Result<(), Error> {
         let password = Zeroizing::new(password);
-        if let Some(bad) = groups.iter().find(|g| !valid_group_name(g)) {
+        if let Some(bad) = groups.iter().find(|g| !group::is_valid_name(g)) {
             return Err(Error::InvalidInput(format!(
                 "{:?} is not a valid group name",
-                bad.chars().take(64).collect::<String>()
+                bad.chars().take(group::MAX_NAME_BYTES).collect::<String>()
             )));
         }
-        if groups.len() > 256 {
+        if groups.len() > group::MAX_POLICY_GROUPS {
             return Err(Error::InvalidInput("too many groups".into()));
         }
-        if !from.is_empty() && !valid_date(&from) {
+        if !from.is_empty() && !is_calendar_date(&from) {
             return Err(Error::InvalidInput(
                 "the date must be written YYYY-MM-DD".into(),
             ));
@@ -1288,5 +1289,30 @@ mod tests {
         assert_eq!(added.devices_ended, 1);
         assert_eq!(w.methods(1000), (vec!["app".to_string()], 1));
         assert_eq!(w.leftovers("alice"), (false, 0));
+    }
+
+    /// The policy's groups follow the contract's rule (proto::group): a
+    /// number, a `$` inside a name, or more than the limit are refused
+    /// before anything is asked or stored.
+    #[test]
+    fn policy_groups_follow_the_contract() {
+        let w = world();
+        let set = |groups: Vec<String>| {
+            w.rt.block_on(
+                w.admin
+                    .set_policy(&root(), true, groups, String::new(), Vec::new()),
+            )
+        };
+        for bad in ["1000", "st$ff", "..", ""] {
+            assert!(
+                matches!(set(vec![bad.into()]), Err(Error::InvalidInput(_))),
+                "{bad:?}"
+            );
+        }
+        let many = (0..=group::MAX_POLICY_GROUPS)
+            .map(|i| format!("g{i}"))
+            .collect();
+        assert!(matches!(set(many), Err(Error::InvalidInput(_))));
+        assert!(set(vec!["staff".into(), "wheel$".into()]).is_ok());
     }
 }

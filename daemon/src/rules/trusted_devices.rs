@@ -219,3 +219,54 @@ pub fn remove(conn: &Db, user: &str, id: &str) -> DbResult<bool> {
 pub fn remove_all(conn: &Db, user: &str) -> DbResult<u32> {
     Ok(conn.execute("DELETE FROM devices WHERE username = ?1", [user])? as u32)
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A key blob as sshd reports it: the type as an SSH string, then the
+    /// key's bytes.
+    fn blob(kind: &str, key: &[u8]) -> Vec<u8> {
+        let mut b = (kind.len() as u32).to_be_bytes().to_vec();
+        b.extend_from_slice(kind.as_bytes());
+        b.extend_from_slice(key);
+        b
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// `SSH_AUTH_INFO_0` is what the module read from the PAM
+        /// environment: any text is read without a panic, and a key is
+        /// only ever one whose blob names its own type.
+        #[test]
+        fn ssh_auth_info_any_text(text in ".{0,300}") {
+            if let Some((kind, bytes)) = ssh_key(&text) {
+                let len = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
+                prop_assert_eq!(&bytes[4..4 + len], kind.as_bytes());
+            }
+        }
+
+        /// Well-formed lines among others: the first publickey line's key
+        /// is found, whatever surrounds it; a blob that names another type
+        /// is refused.
+        #[test]
+        fn ssh_auth_info_shaped_lines(
+            before in "(password|keyboard-interactive)?( [a-z]{0,8})?",
+            kind in r"(ssh-ed25519|ecdsa-sha2-nistp256|sk-ssh-ed25519@openssh\.com)",
+            key in proptest::collection::vec(any::<u8>(), 0..64),
+            lie in any::<bool>(),
+        ) {
+            let named = if lie { "ssh-rsa" } else { kind.as_str() };
+            let encoded = STANDARD.encode(blob(named, &key));
+            let text = format!("{before}\npublickey {kind} {encoded}\npublickey ssh-rsa AAAA\n");
+            let found = ssh_key(&text);
+            if lie {
+                prop_assert!(found.is_none());
+            } else {
+                prop_assert_eq!(found, Some((kind.clone(), blob(&kind, &key))));
+            }
+        }
+    }
+}
