@@ -434,6 +434,17 @@ impl Config {
                 ),
             ));
         }
+        if self.policy.groups.len() > twofactor_proto::group::MAX_POLICY_GROUPS {
+            return Err(invalid(
+                "policy",
+                "groups",
+                format!(
+                    "names {} groups; at most {} may be named",
+                    self.policy.groups.len(),
+                    twofactor_proto::group::MAX_POLICY_GROUPS
+                ),
+            ));
+        }
         if !self.policy.from.is_empty()
             && !twofactor_proto::date::is_calendar_date(&self.policy.from)
         {
@@ -888,6 +899,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("policy.groups"), "{e}");
+        // The contract's rule (proto::group): no number, `$` only last.
+        for bad in ["1000", "st$ff"] {
+            let e = Config::parse(&format!("admin_group = \"{bad}\"\n"), "c")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("admin_group"), "{e}");
+        }
+        let many: Vec<String> = (0..=twofactor_proto::group::MAX_POLICY_GROUPS)
+            .map(|i| format!("\"g{i}\""))
+            .collect();
+        let e = Config::parse(&format!("[policy]\ngroups = [{}]\n", many.join(", ")), "c")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at most 256"), "{e}");
         assert!(twofactor_proto::date::is_calendar_date("2026-01-31"));
         assert!(!twofactor_proto::date::is_calendar_date("2026-1-31"));
         assert!(!twofactor_proto::date::is_calendar_date("2026-01-3x"));
@@ -1104,6 +1129,7 @@ mod proptests {
                 .groups
                 .iter()
                 .all(|g| twofactor_proto::group::is_valid_name(g))
+            && c.policy.groups.len() <= twofactor_proto::group::MAX_POLICY_GROUPS
             && (1..=30).contains(&c.devices.days)
             && (1..=10).contains(&c.email.timeout_seconds)
             && (1..=15).contains(&c.email.code_minutes)

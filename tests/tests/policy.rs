@@ -530,6 +530,9 @@ fn bad_policy_arguments_change_nothing() {
         vec!["admin", "policy", "mandatory", "on", "--from", "tomorrow"],
         vec!["admin", "policy", "mandatory", "on", "--groups", &nogroup],
         vec!["admin", "policy", "mandatory", "on", "--groups", "-x"],
+        // The contract's rule (proto::group): no number, `$` only last.
+        vec!["admin", "policy", "mandatory", "on", "--groups", "1000"],
+        vec!["admin", "policy", "mandatory", "on", "--groups", "st$ff"],
     ] {
         let out = admin::root_ctl(&env, &args, b"");
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", out.describe());
@@ -544,6 +547,10 @@ fn bad_policy_arguments_change_nothing() {
              "args": [true, [], "2026-13-01", {"bytes": ""}]},
             {"interface": "org.twofactor.Admin1", "method": "SetPolicy", "signature": "bassay",
              "args": [true, ["bad group\nname"], "", {"bytes": ""}]},
+            {"interface": "org.twofactor.Admin1", "method": "SetPolicy", "signature": "bassay",
+             "args": [true, ["1000"], "", {"bytes": ""}]},
+            {"interface": "org.twofactor.Admin1", "method": "SetPolicy", "signature": "bassay",
+             "args": [true, ["a$b"], "", {"bytes": ""}]},
         ]),
     );
     for x in &r {

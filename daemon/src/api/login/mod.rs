@@ -62,10 +62,11 @@ use zeroize::Zeroizing;
 pub const INVALID: &str = "Invalid verification code.";
 pub const INTERNAL: &str = "Two-factor authentication failed (internal error); login refused.";
 
-/// Longest service, rhost or tty accepted from the module.
-const MAX_ITEM_LEN: usize = 1024;
+/// Longest user, service, rhost or tty accepted from the module (the
+/// contract's limit, which the module checks too).
+const MAX_ITEM_LEN: usize = twofactor_proto::names::detail::MAX_VALUE_BYTES;
 /// Longest `SSH_AUTH_INFO_0` (a large certificate fits).
-const MAX_AUTH_INFO_LEN: usize = 16 * 1024;
+const MAX_AUTH_INFO_LEN: usize = twofactor_proto::names::detail::MAX_SSH_AUTH_INFO_BYTES;
 /// Where a login is.
 enum Phase {
     /// The prompt for a code of the method `asked` was shown: a 6-digit
