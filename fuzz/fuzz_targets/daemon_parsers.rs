@@ -1,0 +1,52 @@
+//! The daemon's parsers of text that someone else wrote, on arbitrary
+//! bytes, one target for all of them (one build of the daemon):
+//!
+//! - a `~/.google_authenticator` file (an administrator imports a user's
+//!   own file: the user wrote it);
+//! - `SSH_AUTH_INFO_0` (sshd wrote it; the module forwards it);
+//! - `twofactord.toml` (the configuration loader);
+//! - an email address (a user types it at `enable email` or at the
+//!   prompt), and how it is masked.
+//!
+//! The first byte picks the parser; anything may be refused, nothing may
+//! panic, and what is accepted obeys the parser's own rule.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use twofactord::config::Config;
+use twofactord::message::{is_loopback, masked, valid_address};
+use twofactord::rules::{google_authenticator, trusted_devices};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(rest);
+    match which % 4 {
+        0 => {
+            if let Ok(parsed) = google_authenticator::parse(&text, "f") {
+                assert!(parsed.secret.bytes().len() >= 16);
+            }
+        }
+        1 => {
+            if let Some((kind, blob)) = trusted_devices::ssh_key(&text) {
+                // The blob names its own type.
+                let len = u32::from_be_bytes([blob[0], blob[1], blob[2], blob[3]]) as usize;
+                assert_eq!(&blob[4..4 + len], kind.as_bytes());
+            }
+        }
+        2 => {
+            let _ = Config::parse(&text, "twofactord.toml");
+        }
+        _ => {
+            if valid_address(&text) {
+                assert!(text.is_ascii() && text.len() <= 254);
+                assert_eq!(text.matches('@').count(), 1);
+                assert!(!text.contains(['\r', '\n', '<', '>']));
+            }
+            let _ = masked(&text);
+            let _ = is_loopback(&text);
+        }
+    }
+});
