@@ -32,7 +32,7 @@ use twofactord::origin::Origin;
 use twofactord::random::OsRandom;
 use twofactord::rules::bookkeeping;
 use twofactord::rules::totp::{self, Secret};
-use twofactord::services::{Caller, Handles, World};
+use twofactord::services::{Caller, Handles, Outside};
 use twofactord::store::{Mode, Store};
 
 const SIZES: [usize; 4] = [100, 1_000, 10_000, 100_000];
@@ -147,7 +147,7 @@ fn main() {
     let handles = Handles::new(
         Config::default(),
         store.clone(),
-        World {
+        Outside {
             clock: clock.clone(),
             rng: Arc::new(OsRandom),
             users: Arc::new(table),

@@ -10,7 +10,7 @@ use twofactord::adapters::{nss, pam_reauth, sealing, smtp};
 use twofactord::api::{account, admin, bus, login};
 use twofactord::args::Args;
 use twofactord::config::{self, Config};
-use twofactord::services::{Handles, World};
+use twofactord::services::{Handles, Outside};
 use twofactord::{clock, random, store};
 
 fn main() -> ExitCode {
@@ -395,7 +395,7 @@ async fn serve(
     let handles = Handles::new(
         config,
         store,
-        World {
+        Outside {
             clock: Arc::new(clock::SystemClock),
             rng: Arc::new(random::OsRandom),
             users: Arc::new(nss::SystemUsers),

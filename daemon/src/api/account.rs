@@ -2,17 +2,16 @@
 //! caller's (from the bus credentials); changes that could weaken it need
 //! the account password again.
 
-use crate::adapters::syslog::Audit as AuditLog;
+use crate::adapters::syslog::Audit;
 use crate::adapters::syslog::Event;
-use crate::clock::Clock as ClockHandle;
-use crate::config::Config as ConfigValue;
+use crate::clock::Clock;
+use crate::config::Config;
 use crate::random;
-use crate::random::Random as RandomHandle;
+use crate::random::Random;
 use crate::rules::backup_codes::{self, Code};
 use crate::rules::bookkeeping;
 use crate::rules::email_codes::{self, EmailCheck, Purpose, Sent};
-use crate::rules::methods::{self, Method};
-use crate::rules::methods::{BackupCodes, NewMethod};
+use crate::rules::methods::{self, BackupCodes, Method, NewMethod};
 use crate::rules::policy::{self, Applies};
 use crate::rules::totp::{self, Confirm, Secret};
 use crate::rules::trusted_devices;
@@ -22,7 +21,7 @@ use crate::services::notices::Notice;
 use crate::services::outbox::Outbox;
 use crate::services::passwords::Passwords;
 use crate::services::{Caller, Handles};
-use crate::store::Store as StoreHandle;
+use crate::store::Store;
 use std::sync::Arc;
 use twofactor_proto::error::Error;
 use twofactor_proto::types::{method, AppEnrolment, Device};
@@ -30,11 +29,11 @@ use twofactor_proto::AccountStatus;
 use zeroize::Zeroizing;
 
 pub struct Accounts {
-    config: Arc<ConfigValue>,
-    store: StoreHandle,
-    clock: Arc<dyn ClockHandle>,
-    rng: Arc<dyn RandomHandle>,
-    audit: Arc<AuditLog>,
+    config: Arc<Config>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    rng: Arc<dyn Random>,
+    audit: Arc<Audit>,
     hashing: Arc<HashPool>,
     passwords: Arc<Passwords>,
     outbox: Arc<Outbox>,
@@ -563,8 +562,8 @@ impl Accounts {
 /// Removes `user`'s device `id` (`all`: every one), as `by`; shared by the
 /// user's own command and the administrator's.
 pub(crate) async fn remove_devices(
-    store: &StoreHandle,
-    audit: &AuditLog,
+    store: &Store,
+    audit: &Audit,
     user: &str,
     id: &str,
     by: &str,

@@ -16,11 +16,11 @@
 
 use crate::adapters::home_files;
 use crate::adapters::nss::plausible_name;
-use crate::adapters::syslog::Audit as AuditLog;
+use crate::adapters::syslog::Audit;
 use crate::adapters::syslog::Event;
-use crate::clock::Clock as ClockHandle;
-use crate::config::Config as ConfigValue;
-use crate::random::Random as RandomHandle;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::random::Random;
 use crate::rules::backup_codes::{self, Code};
 use crate::rules::bookkeeping;
 use crate::rules::email_codes;
@@ -37,7 +37,7 @@ use crate::services::notices::Notice;
 use crate::services::outbox::Outbox;
 use crate::services::passwords::Passwords;
 use crate::services::{Caller, Handles};
-use crate::store::Store as StoreHandle;
+use crate::store::Store;
 use crate::store::{Db, DbResult};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -48,11 +48,11 @@ use twofactor_proto::types::{Device, ImportReport, Policy, Recovery, UserReport}
 use zeroize::Zeroizing;
 
 pub struct Admin {
-    config: Arc<ConfigValue>,
-    store: StoreHandle,
-    clock: Arc<dyn ClockHandle>,
-    rng: Arc<dyn RandomHandle>,
-    audit: Arc<AuditLog>,
+    config: Arc<Config>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    rng: Arc<dyn Random>,
+    audit: Arc<Audit>,
     hashing: Arc<HashPool>,
     passwords: Arc<Passwords>,
     outbox: Arc<Outbox>,

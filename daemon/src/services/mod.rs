@@ -51,7 +51,7 @@ pub struct Handles {
 }
 
 /// The outside world the handles are made over.
-pub struct World {
+pub struct Outside {
     pub clock: Arc<dyn Clock>,
     pub rng: Arc<dyn Random>,
     pub users: Arc<dyn Users>,
@@ -61,15 +61,15 @@ pub struct World {
 }
 
 impl Handles {
-    pub fn new(config: Config, store: Store, world: World) -> Self {
-        let World {
+    pub fn new(config: Config, store: Store, outside: Outside) -> Self {
+        let Outside {
             clock,
             rng,
             users,
             reauth,
             mailer,
             audit,
-        } = world;
+        } = outside;
         Handles {
             hashing: Arc::new(HashPool::new(Hasher::owasp(), rng.clone())),
             passwords: Arc::new(Passwords::new(
@@ -119,7 +119,7 @@ pub mod testing {
         Handles::new(
             config,
             Store::open_in_memory().expect("in-memory store"),
-            World {
+            Outside {
                 clock: Arc::new(clock.clone()),
                 rng: Arc::new(OsRandom),
                 users: Arc::new(FakeUsers::new(users)),

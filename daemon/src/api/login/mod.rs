@@ -37,12 +37,12 @@ use unknown::UnknownNames;
 
 use crate::adapters::syslog::Event;
 
-use crate::adapters::syslog::Audit as AuditLog;
-use crate::clock::Clock as ClockHandle;
-use crate::config::Config as ConfigValue;
+use crate::adapters::syslog::Audit;
+use crate::clock::Clock;
+use crate::config::Config;
 use crate::origin::Origin;
 use crate::random;
-use crate::random::Random as RandomHandle;
+use crate::random::Random;
 use crate::rules::bookkeeping;
 use crate::rules::methods::{self, Method};
 use crate::rules::policy::{self, Applies};
@@ -53,7 +53,7 @@ use crate::services::hash_pool::HashPool;
 use crate::services::outbox::Outbox;
 use crate::services::{Caller, Handles};
 use crate::store::Db;
-use crate::store::Store as StoreHandle;
+use crate::store::Store;
 use std::sync::Arc;
 use twofactor_proto::error::Error;
 use twofactor_proto::{Action, Step};
@@ -169,11 +169,11 @@ fn facts_of(
 }
 
 pub struct Logins {
-    config: Arc<ConfigValue>,
-    store: StoreHandle,
-    clock: Arc<dyn ClockHandle>,
-    rng: Arc<dyn RandomHandle>,
-    audit: Arc<AuditLog>,
+    config: Arc<Config>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    rng: Arc<dyn Random>,
+    audit: Arc<Audit>,
     host: Arc<str>,
     hashing: Arc<HashPool>,
     outbox: Arc<Outbox>,
@@ -1271,7 +1271,7 @@ mod tests {
         let handles = crate::services::Handles::new(
             Config::default(),
             crate::store::Store::open_in_memory().unwrap(),
-            crate::services::World {
+            crate::services::Outside {
                 clock: Arc::new(clock),
                 rng: Arc::new(crate::random::OsRandom),
                 users: Arc::new(SlowDirectory {
