@@ -189,6 +189,17 @@ pub fn commit(
     }
 }
 
+/// Drops a change the auth phase left pending, without committing it:
+/// another `pam_authenticate` began on the handle, or the account phase is
+/// for another user. The daemon forgets it (and audits that it did).
+pub fn discard(daemon: &mut dyn Daemon, log: &mut dyn Log, session: &str, why: &str) {
+    log.log(
+        Level::Notice,
+        &format!("a change left pending by an earlier authentication is discarded ({why})"),
+    );
+    cancel(daemon, log, session);
+}
+
 fn render(conv: &mut dyn Conversation, step: &Step, silent: bool) -> Result<(), ConvError> {
     if silent {
         return Ok(());

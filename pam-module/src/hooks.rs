@@ -6,7 +6,7 @@ use std::ffi::CStr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pam::constants::{PamFlag, PamResultCode, PAM_SILENT};
-use pam::items::{RHost, Service, Tty};
+use pam::items::{RHost, Service, Tty, User};
 use pam::module::PamHandle;
 
 use crate::args;
@@ -39,6 +39,19 @@ pub fn guard<F: FnOnce() -> PamResultCode>(hook: F) -> PamResultCode {
 pub fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) -> PamResultCode {
     let service = item(pamh.get_item::<Service>().map(|o| o.map(|s| s.0)));
     let mut log = Syslog::new(&service, "auth");
+    // A change an earlier pam_authenticate on this handle left pending
+    // belongs to that authentication alone: `login` and other programs
+    // that retry keep one handle, and the earlier attempt may have been
+    // another user's, after a wrong password. It is dropped before
+    // anything else, whatever this attempt becomes.
+    if let Some(mut stale) = take_pending(pamh) {
+        flow::discard(
+            &mut stale.daemon,
+            &mut log,
+            &stale.session,
+            "authentication began again",
+        );
+    }
 
     let args = match args::parse(raw_args.iter().map(|a| a.to_bytes())) {
         Ok(a) => a,
@@ -89,6 +102,7 @@ pub fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) ->
     let pending = Pending {
         daemon,
         session,
+        user: request.user.clone(),
         silent: settings.silent,
     };
     match pamh.set_data(PENDING_KEY, Box::new(RefCell::new(Some(pending)))) {
@@ -111,27 +125,48 @@ const PENDING_KEY: &str = "pam_twofactor/pending-commit";
 struct Pending {
     daemon: BusDaemon,
     session: String,
+    /// `PAM_USER` when the change was made: only an account phase for the
+    /// same name commits it.
+    user: String,
     silent: bool,
+}
+
+/// Takes the change the auth phase left on the handle, if any (the handle
+/// keeps an empty slot).
+fn take_pending(pamh: &mut PamHandle) -> Option<Pending> {
+    // SAFETY: PENDING_KEY is set only by `authenticate`, always with a
+    // `RefCell<Option<Pending>>`, so the type read back is the one stored;
+    // the reference is used (to take the value out) before `pamh` is used
+    // again.
+    unsafe { pamh.get_data::<RefCell<Option<Pending>>>(PENDING_KEY) }
+        .ok()
+        .and_then(|cell| cell.try_borrow_mut().ok().and_then(|mut p| p.take()))
 }
 
 /// `pam_sm_acct_mgmt`: libpam runs it only after `pam_authenticate`
 /// succeeded, so a change that the auth phase left pending (a method set up
-/// at the prompt, a recovery code) is committed here. A handle without one
-/// (this module asked nothing, or the application authenticated otherwise)
-/// has nothing to say: `PAM_IGNORE`.
+/// at the prompt, a recovery code) is committed here, if `PAM_USER` is still
+/// the name it was made for (any later `pam_authenticate` has dropped it
+/// already). A handle without one (this module asked nothing, or the
+/// application authenticated otherwise) has nothing to say: `PAM_IGNORE`.
 pub fn account(pamh: &mut PamHandle) -> PamResultCode {
-    // SAFETY: PENDING_KEY is set only by `authenticate` above, always with
-    // a `RefCell<Option<Pending>>`, so the type read back is the one stored;
-    // the reference is used (to take the value out) before `pamh` is used
-    // again.
-    let taken = unsafe { pamh.get_data::<RefCell<Option<Pending>>>(PENDING_KEY) }
-        .ok()
-        .and_then(|cell| cell.try_borrow_mut().ok().and_then(|mut p| p.take()));
-    let Some(mut pending) = taken else {
+    let Some(mut pending) = take_pending(pamh) else {
         return PamResultCode::PAM_IGNORE;
     };
     let service = item(pamh.get_item::<Service>().map(|o| o.map(|s| s.0)));
     let mut log = Syslog::new(&service, "account");
+    let user = item(pamh.get_item::<User>().map(|o| o.map(|s| s.0)));
+    if user != pending.user {
+        // The name changed after the authentication that made the change:
+        // whoever this account phase is for, it is not that user's.
+        flow::discard(
+            &mut pending.daemon,
+            &mut log,
+            &pending.session,
+            "the user changed",
+        );
+        return PamResultCode::PAM_PERM_DENIED;
+    }
     let mut conv = PamConversation::new(pamh);
     flow::commit(
         &mut pending.daemon,

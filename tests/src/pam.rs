@@ -75,6 +75,7 @@ impl PamService {
             answers: Vec::new(),
             system_bus: None,
             no_account: false,
+            retry_as: None,
         }
     }
 }
@@ -95,9 +96,19 @@ pub struct Login<'a> {
     /// Stop after pam_authenticate, as an application that never runs the
     /// account phase would.
     no_account: bool,
+    /// After a failed pam_authenticate, set PAM_USER to this name and
+    /// authenticate again on the same handle (as `login` does).
+    retry_as: Option<String>,
 }
 
 impl<'a> Login<'a> {
+    /// When pam_authenticate fails, sets PAM_USER to `user` and runs it
+    /// again on the same handle, as `login` (util-linux) does.
+    pub fn retry_as(mut self, user: &str) -> Self {
+        self.retry_as = Some(user.to_string());
+        self
+    }
+
     /// Runs pam_authenticate only, never pam_acct_mgmt.
     pub fn without_account_phase(mut self) -> Self {
         self.no_account = true;
@@ -158,6 +169,10 @@ impl<'a> Login<'a> {
         }
         if self.no_account {
             a.push("--no-account".into());
+        }
+        if let Some(u) = &self.retry_as {
+            a.push("--retry-as".into());
+            a.push(u.clone());
         }
         a
     }

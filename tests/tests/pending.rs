@@ -195,3 +195,130 @@ fn recovery_code_after_a_wrong_password_is_not_used_up() {
         false
     );
 }
+
+/// One enrolment at the prompt inside a running conversation: the code
+/// prompt (the secret shown above it), the app's code, the backup codes,
+/// "yes". Returns the secret shown.
+fn enrol_in(c: &mut Conversation) -> String {
+    let code_turn = c.next_turn();
+    code_turn.assert_prompt(ENROL_CODE_PROMPT, true);
+    let shown = conversation::read_shown(&code_turn.info_text());
+    totp::ensure_step_margin(3);
+    c.answer(totp::code_now(&shown.secret));
+    c.next_turn()
+        .assert_prompt(conversation::ENROL_CONFIRM_PROMPT, true);
+    c.answer("yes");
+    shown.secret
+}
+
+/// `login` (util-linux) keeps one PAM handle: after a failed
+/// `pam_authenticate` it asks for a name again and authenticates again on
+/// the same handle, and runs `pam_acct_mgmt` once one attempt succeeded
+/// (issue 18, item 1). `first` gives a WRONG password and then goes
+/// through the whole enrolment at the prompt with a secret of the
+/// caller's; `second`, who has the app already, gives their own password
+/// and code, which leaves no change of theirs pending. The second success
+/// must not commit the first attempt's change: `first` has no method, and
+/// the secret typed for them is worth nothing.
+fn a_retry_as_another_user_commits_nothing_of_the_first(first: &TestUser, second: &TestUser) {
+    let env = Env::with_defaults();
+    let pam = password_then_code(&env);
+    admin::set_policy(&env, true, &[]);
+    let second_secret =
+        conversation::enrol_at_login(&pam.login(&second.name), &[second.password()])
+            .shown
+            .secret;
+
+    let login = pam.login(&first.name).retry_as(&second.name);
+    let mut c = Conversation::start(&login);
+    c.next_turn().prompt.expect("the first password prompt");
+    c.answer(format!("{}-not", first.password()));
+    let typed_for_first = enrol_in(&mut c);
+    // pam_unix failed the first attempt; the same handle asks again.
+    c.next_turn().prompt.expect("the second password prompt");
+    c.answer(second.password());
+    c.next_turn().assert_prompt(CODE_PROMPT, false);
+    totp::ensure_step_margin(3);
+    c.answer(totp::code_at_step_offset(&second_secret, 1));
+    let end = c.next_turn();
+    let run = c.finish();
+    assert_eq!(
+        end.result.as_deref(),
+        Some("PAM_SUCCESS"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(run.account, "PAM_SUCCESS", "{}", run.describe());
+
+    let s = status(&env, first);
+    assert_eq!(
+        s["methods"],
+        json!([]),
+        "the first user's change was committed: {s}"
+    );
+    assert_eq!(s["backup_codes_left"], 0, "{s}");
+    let discarded = format!("login-change-discarded user={}", first.name);
+    let log = env.daemon.wait_log(&discarded);
+    assert!(log.contains(&discarded), "{log}");
+    // The secret typed at the first attempt opens nothing: the first user's
+    // next login (right password) enrols afresh.
+    let next = conversation::enrol_at_login(&pam.login(&first.name), &[first.password()]);
+    assert_ne!(next.shown.secret, typed_for_first);
+}
+
+#[test]
+fn a_retry_as_the_attacker_does_not_commit_the_victims_enrolment() {
+    if !need_root!() {
+        return;
+    }
+    let (victim, attacker) = (TestUser::new(), TestUser::new());
+    a_retry_as_another_user_commits_nothing_of_the_first(&victim, &attacker);
+}
+
+#[test]
+fn a_retry_as_the_owner_does_not_commit_a_strangers_enrolment() {
+    if !need_root!() {
+        return;
+    }
+    let (stranger, owner) = (TestUser::new(), TestUser::new());
+    a_retry_as_another_user_commits_nothing_of_the_first(&stranger, &owner);
+}
+
+/// The same user again on the same handle: the first attempt (wrong
+/// password) set up a method; the second (right password) must not commit
+/// it but enrol afresh.
+#[test]
+fn a_retry_as_the_same_user_discards_the_first_attempts_change() {
+    if !need_root!() {
+        return;
+    }
+    let env = Env::with_defaults();
+    let pam = password_then_code(&env);
+    let user = TestUser::new();
+    admin::set_policy(&env, true, &[]);
+    let login = pam.login(&user.name).retry_as(&user.name);
+    let mut c = Conversation::start(&login);
+    c.next_turn().prompt.expect("the first password prompt");
+    c.answer(format!("{}-not", user.password()));
+    let first = enrol_in(&mut c);
+    c.next_turn().prompt.expect("the second password prompt");
+    c.answer(user.password());
+    let second = enrol_in(&mut c);
+    let end = c.next_turn();
+    let run = c.finish();
+    assert_eq!(
+        end.result.as_deref(),
+        Some("PAM_SUCCESS"),
+        "{}",
+        run.describe()
+    );
+    assert_ne!(first, second);
+    // What is stored is the second attempt's secret: its code logs in.
+    totp::ensure_step_margin(3);
+    let run = pam
+        .login(&user.name)
+        .answer(user.password())
+        .answer(totp::code_at_step_offset(&second, 1))
+        .run();
+    run.assert_result("PAM_SUCCESS");
+}

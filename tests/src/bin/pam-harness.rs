@@ -9,7 +9,13 @@
 //! pam-harness --confdir DIR --service NAME --user USER
 //!             [--rhost HOST] [--tty TTY] [--ruser USER]
 //!             [--answer-file FILE] [--silent] [--no-account]
+//!             [--retry-as USER]
 //! ```
+//!
+//! `--retry-as USER` does what `login` (util-linux) and other programs that
+//! retry do with one handle: when `pam_authenticate` fails, it sets
+//! `PAM_USER` to USER and calls `pam_authenticate` again on the same
+//! handle (one `auth` line each), then `pam_acct_mgmt` if that succeeded.
 //!
 //! Answers are read one line per question, from stdin or from
 //! `--answer-file`, as raw bytes (not necessarily UTF-8); the trailing `\n` is
@@ -59,10 +65,12 @@ struct Options {
     answer_file: Option<String>,
     silent: bool,
     no_account: bool,
+    retry_as: Option<CString>,
 }
 
 const USAGE: &str = "usage: pam-harness --confdir DIR --service NAME --user USER \
-[--rhost HOST] [--tty TTY] [--ruser USER] [--answer-file FILE] [--silent] [--no-account]";
+[--rhost HOST] [--tty TTY] [--ruser USER] [--answer-file FILE] [--silent] [--no-account] \
+[--retry-as USER]";
 
 fn parse_options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut confdir = None;
@@ -72,6 +80,7 @@ fn parse_options(mut args: impl Iterator<Item = String>) -> Result<Options, Stri
     let mut tty = None;
     let mut ruser = None;
     let mut answer_file = None;
+    let mut retry_as = None;
     let mut silent = false;
     let mut no_account = false;
     while let Some(flag) = args.next() {
@@ -95,6 +104,7 @@ fn parse_options(mut args: impl Iterator<Item = String>) -> Result<Options, Stri
             "--tty" | "--set-tty" => &mut tty,
             "--ruser" | "--set-ruser" => &mut ruser,
             "--answer-file" => &mut answer_file,
+            "--retry-as" => &mut retry_as,
             _ => return Err(format!("unknown option {flag}")),
         };
         if slot.is_some() {
@@ -117,6 +127,7 @@ fn parse_options(mut args: impl Iterator<Item = String>) -> Result<Options, Stri
         answer_file,
         silent,
         no_account,
+        retry_as: retry_as.map(|v| c("--retry-as", v)).transpose()?,
     })
 }
 
@@ -316,6 +327,20 @@ fn main() -> ExitCode {
     // is alive for the whole call.
     let mut rc = unsafe { pam_authenticate(pamh, flags) };
     emit_code("auth", rc);
+    if let (true, Some(again)) = (rc != PAM_SUCCESS, &options.retry_as) {
+        // SAFETY: pamh is a live handle; libpam copies the string.
+        let set = unsafe { pam_set_item(pamh, PAM_USER, again.as_ptr().cast()) };
+        if set != PAM_SUCCESS {
+            eprintln!("pam-harness: pam_set_item(PAM_USER) failed");
+            emit_result(set);
+            // SAFETY: pamh is live and ended once.
+            unsafe { pam_end(pamh, set) };
+            return ExitCode::from(1);
+        }
+        // SAFETY: as the first pam_authenticate.
+        rc = unsafe { pam_authenticate(pamh, flags) };
+        emit_code("auth", rc);
+    }
     if rc == PAM_SUCCESS && !options.no_account {
         // SAFETY: as for pam_authenticate.
         rc = unsafe { pam_acct_mgmt(pamh, flags) };

@@ -15,6 +15,7 @@ pub const PAM_CONV_ERR: c_int = 19;
 
 pub const PAM_SILENT: c_int = 0x8000;
 
+pub const PAM_USER: c_int = 2;
 pub const PAM_TTY: c_int = 3;
 pub const PAM_RHOST: c_int = 4;
 pub const PAM_RUSER: c_int = 8;
