@@ -107,7 +107,7 @@ impl World {
                 )
             }))
             .expect("leftovers stored");
-        assert!(self.leftovers(user) == (true, 1));
+        assert_eq!(self.leftovers(user), (true, 1), "leftovers of {user}");
     }
 
     /// (an open recovery code, trusted devices) of `user`.
