@@ -464,7 +464,7 @@ async fn serve(
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
             loop {
                 tick.tick().await;
-                logins.expire();
+                logins.expire().await;
             }
         })
     };

@@ -16,6 +16,8 @@ pub mod method {
     pub const BACKUP_CODE: &str = "backup-code";
     /// A single-use recovery code from an administrator's reset.
     pub const RECOVERY_CODE: &str = "recovery-code";
+    /// A device the user trusts (no code asked; audit lines only).
+    pub const TRUSTED_DEVICE: &str = "trusted-device";
 }
 
 /// What a user (or an admin) sees about one account.

@@ -352,3 +352,62 @@ fn a_retry_as_the_same_user_discards_the_first_attempts_change() {
         .run();
     run.assert_result("PAM_SUCCESS");
 }
+
+/// The audit claims no more than the daemon knows (issue 18, item 8): a
+/// right code after which the PAM stack fails is `second-factor-accepted`,
+/// then `login-not-completed` when the handle ends; never `login-success`.
+/// The same code path on a stack that succeeds is `login-success`, logged
+/// by the account phase.
+#[test]
+fn a_login_the_stack_refuses_after_the_module_is_not_a_success() {
+    if !need_root!() {
+        return;
+    }
+    let s = twofactor_tests::Enrolled::with_defaults();
+    let so = twofactor_tests::pam_module_so();
+    // The module passes, then something after it refuses (as pam_unix does
+    // after a wrong password on a stack that asks the code first).
+    let refused = PamService::with_text(
+        "tft-then-deny",
+        &format!(
+            "auth required {so} bus={bus}\n\
+             auth required pam_deny.so\n\
+             account required {so}\n\
+             account required pam_permit.so\n",
+            so = so.display(),
+            bus = s.env.bus.plain_address()
+        ),
+    );
+    // This step's code now, the next step's (within the ±1 window) for the
+    // second login.
+    totp::ensure_step_margin(6);
+    let later = totp::code_at_step_offset(&s.secret, 1);
+    let run = refused.login(&s.user.name).answer(s.code_now()).run();
+    assert_eq!(run.auth, "PAM_AUTH_ERR", "{}", run.describe());
+    let name = &s.user.name;
+    let log = s.env.daemon.wait_log("login-not-completed");
+    assert!(
+        log.contains(&format!("second-factor-accepted user={name} "))
+            && log.contains(&format!("login-not-completed user={name} "))
+            && log.contains("why=connection-closed"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("login-success"),
+        "a login libpam refused was logged as a success:\n{log}"
+    );
+
+    // The same user and method on the stack that lets them in.
+    let run = s.login(later);
+    assert_eq!(run.result, "PAM_SUCCESS", "{}", run.describe());
+    assert_eq!(run.account, "PAM_SUCCESS", "{}", run.describe());
+    let log = s
+        .env
+        .daemon
+        .wait_log(&format!("login-success user={name} "));
+    assert_eq!(
+        log.matches("login-success").count(),
+        1,
+        "one login succeeded:\n{log}"
+    );
+}

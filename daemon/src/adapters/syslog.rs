@@ -19,9 +19,25 @@ pub enum Event<'a> {
         version: &'a str,
     },
     Stop,
+    /// The second factor passed; the login is not a success before the
+    /// account phase confirms it ([`Event::LoginSuccess`]).
+    SecondFactorAccepted {
+        origin: &'a Origin,
+        method: &'a str,
+        device: Option<&'a str>,
+    },
+    /// The whole PAM stack succeeded (the account phase's `Commit`).
     LoginSuccess {
         origin: &'a Origin,
         method: &'a str,
+        device: Option<&'a str>,
+    },
+    /// The second factor passed but the account phase never confirmed the
+    /// login (the stack failed, the application gave up, or time ran out).
+    LoginNotCompleted {
+        origin: &'a Origin,
+        method: &'a str,
+        why: &'a str,
     },
     LoginNoMethod {
         origin: &'a Origin,
@@ -132,10 +148,6 @@ pub enum Event<'a> {
         method: &'a str,
     },
     /// A login passed on a trusted device (named by its id only).
-    TrustedDeviceLogin {
-        origin: &'a Origin,
-        device: &'a str,
-    },
     /// A device was trusted at the end of a login (named by its id only).
     DeviceTrusted {
         origin: &'a Origin,
@@ -170,11 +182,42 @@ impl Event<'_> {
                 line.event("stop");
                 Level::Info
             }
-            Event::LoginSuccess { origin, method } => {
+            Event::SecondFactorAccepted {
+                origin,
+                method,
+                device,
+            } => {
+                line.event("second-factor-accepted")
+                    .origin(origin)
+                    .kv("method", method);
+                if let Some(device) = device {
+                    line.kv("device", device);
+                }
+                Level::Info
+            }
+            Event::LoginSuccess {
+                origin,
+                method,
+                device,
+            } => {
                 line.event("login-success")
                     .origin(origin)
                     .kv("method", method);
+                if let Some(device) = device {
+                    line.kv("device", device);
+                }
                 Level::Info
+            }
+            Event::LoginNotCompleted {
+                origin,
+                method,
+                why,
+            } => {
+                line.event("login-not-completed")
+                    .origin(origin)
+                    .kv("method", method)
+                    .kv("why", why);
+                Level::Notice
             }
             Event::LoginNoMethod { origin } => {
                 line.event("login-no-method").origin(origin);
@@ -331,13 +374,6 @@ impl Event<'_> {
                     .kv("purpose", purpose)
                     .kv("error", error);
                 Level::Warning
-            }
-            Event::TrustedDeviceLogin { origin, device } => {
-                line.event("login-success")
-                    .origin(origin)
-                    .kv("method", "trusted-device")
-                    .kv("device", device);
-                Level::Info
             }
             Event::DeviceTrusted {
                 origin,
@@ -567,6 +603,7 @@ mod tests {
         let (level, line) = Event::LoginSuccess {
             origin: &o,
             method: "app",
+            device: None,
         }
         .render();
         assert_eq!(level, Level::Info);

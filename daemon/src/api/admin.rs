@@ -753,7 +753,7 @@ mod tests {
         let (id, _) = w.begin("alice");
         assert_eq!(
             w.answer(&id, &secret.code_at(w.clock.now(), 6)).action,
-            Action::Accept
+            Action::AcceptPending
         );
         // Turning the policy off removes nobody's method.
         w.set_policy(false, &[], "");

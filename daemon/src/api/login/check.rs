@@ -166,11 +166,19 @@ impl Logins {
             return Next::Done(self.unknown_user_failure(origin));
         }
         match attempt {
-            Attempt::Code(Method::App, code) => verified(self.check_app_code(origin, code).await),
-            Attempt::Code(Method::Email, code) => {
-                verified(self.check_email_code(origin, code).await)
+            Attempt::Code(Method::App, code) => {
+                passed(self.check_app_code(origin, code).await, method::APP, true)
             }
-            Attempt::Backup(code) => Next::Done(self.check_backup_code(origin, code).await),
+            Attempt::Code(Method::Email, code) => passed(
+                self.check_email_code(origin, code).await,
+                method::EMAIL,
+                true,
+            ),
+            Attempt::Backup(code) => passed(
+                self.check_backup_code(origin, code).await,
+                method::BACKUP_CODE,
+                false,
+            ),
             Attempt::Recovery(code) => {
                 self.check_recovery_code(origin, code, session, expires)
                     .await
@@ -201,13 +209,7 @@ impl Logins {
             Ok(Counted::Checked {
                 found: AppCheck::Accepted(left),
                 ..
-            }) => {
-                self.audit.log(Event::LoginSuccess {
-                    origin,
-                    method: method::APP,
-                });
-                accepted(left)
-            }
+            }) => accepted(left),
             Ok(Counted::Checked { lock, found }) => {
                 let reason = match found {
                     AppCheck::Replayed => "replayed-code",
@@ -260,13 +262,7 @@ impl Logins {
             Ok(Counted::Checked {
                 found: Some(Ok(left)),
                 ..
-            }) => {
-                self.audit.log(Event::LoginSuccess {
-                    origin,
-                    method: method::EMAIL,
-                });
-                accepted(left)
-            }
+            }) => accepted(left),
             Ok(Counted::Checked { lock, found }) => {
                 let reason = match found {
                     Some(Err(EmailCheck::Expired)) => "expired-email-code",
@@ -350,10 +346,6 @@ impl Logins {
             .await;
         match consumed {
             Ok(Some(left)) => {
-                self.audit.log(Event::LoginSuccess {
-                    origin,
-                    method: method::BACKUP_CODE,
-                });
                 self.audit.log(Event::BackupCodeUsed {
                     user: &origin.user,
                     left,
@@ -483,11 +475,15 @@ impl Logins {
     }
 }
 
-/// A method's code step: an accepting one is `Verified` (the login may
-/// offer to trust its device).
-fn verified(step: Step) -> Next {
+/// A code's step: an accepting one means the second factor passed by
+/// `method` (an app or email code may lead to trusting the device).
+fn passed(step: Step, method: &'static str, may_trust: bool) -> Next {
     if step.action == Action::Accept {
-        Next::Verified(step)
+        Next::Passed {
+            method,
+            step,
+            may_trust,
+        }
     } else {
         Next::Done(step)
     }

@@ -85,7 +85,10 @@ fn preferred_email_is_asked_first_and_its_code_is_sent_then_accepted_once() {
     let (id, step) = begin(&w, &root());
     assert_eq!(step.action, Action::AskHidden(EMAIL_PROMPT.into()));
     let code = mailed_code(&w);
-    assert_eq!(answer(&w, &root(), &id, &code).action, Action::Accept);
+    assert_eq!(
+        answer(&w, &root(), &id, &code).action,
+        Action::AcceptPending
+    );
     // Single use: the same code again is refused (a new login sends a new
     // code, and the old one is not it).
     let (id, _) = begin(&w, &root());
@@ -120,7 +123,10 @@ fn last_used_is_asked_first_without_a_preference() {
     ));
     answer(&w, &root(), &id, "1");
     let code = mailed_code(&w);
-    assert_eq!(answer(&w, &root(), &id, &code).action, Action::Accept);
+    assert_eq!(
+        answer(&w, &root(), &id, &code).action,
+        Action::AcceptPending
+    );
     let (_, step) = begin(&w, &root());
     assert_eq!(step.action, Action::AskHidden(EMAIL_PROMPT.into()));
     w.mail.take();
@@ -131,7 +137,7 @@ fn last_used_is_asked_first_without_a_preference() {
     let now = w.clock.now();
     assert_eq!(
         answer(&w, &root(), &id, &secret.code_at(now, 6)).action,
-        Action::Accept
+        Action::AcceptPending
     );
 }
 
@@ -217,7 +223,10 @@ fn a_new_code_voids_the_last_and_codes_expire_after_ten_minutes() {
     let (id, _) = begin(&w, &root());
     let code = mailed_code(&w);
     w.clock.advance(10 * 60 - 1);
-    assert_eq!(answer(&w, &root(), &id, &code).action, Action::Accept);
+    assert_eq!(
+        answer(&w, &root(), &id, &code).action,
+        Action::AcceptPending
+    );
 }
 
 #[test]
@@ -238,7 +247,10 @@ fn sends_are_limited_and_the_last_code_still_works() {
         .messages
         .iter()
         .any(|(_, m)| m.contains("Too many codes were sent")));
-    assert_eq!(answer(&w, &root(), &id, &last).action, Action::Accept);
+    assert_eq!(
+        answer(&w, &root(), &id, &last).action,
+        Action::AcceptPending
+    );
     // An hour later codes go out again.
     w.clock.advance(3600);
     begin(&w, &root());
@@ -263,7 +275,7 @@ fn a_relay_that_fails_says_so_and_the_app_still_works() {
     let now = w.clock.now();
     assert_eq!(
         answer(&w, &root(), &id, &secret.code_at(now, 6)).action,
-        Action::Accept
+        Action::AcceptPending
     );
     let lines = w.audit_lines();
     assert!(lines.contains("mail-failed user=alice purpose=login"));
@@ -317,7 +329,7 @@ fn fifty_concurrent_logins_with_one_email_code_accept_once() {
         }
         let mut n = 0;
         for t in tasks {
-            if t.await.unwrap().action == Action::Accept {
+            if t.await.unwrap().action == Action::AcceptPending {
                 n += 1;
             }
         }

@@ -139,6 +139,11 @@ impl Confirmed {
     pub fn recovery_claim(&self) -> Option<&str> {
         self.why.claim()
     }
+
+    /// The method being set up.
+    pub fn method(&self) -> Method {
+        self.setup.method()
+    }
 }
 
 /// The reminder shown before the policy's start date.

@@ -83,32 +83,66 @@ enum Phase {
     EnrolEmail(enrol::EmailSetup),
     /// The code was right; backup codes were shown, confirmation asked.
     EnrolConfirm(enrol::Confirming),
-    /// A right code on a login that presents a device: trust it?
-    OfferTrust(crate::rules::trusted_devices::Presented),
+    /// A right code (of `Passed::method`) on a login that presents a
+    /// device: trust it?
+    OfferTrust(crate::rules::trusted_devices::Presented, Passed),
     /// The auth phase passed with a change pending (`AcceptPending`); the
     /// module commits it from the account phase, once the whole PAM auth
     /// stack has succeeded.
     Commit(Change),
 }
 
-/// What a login stores once the whole PAM stack has succeeded.
+/// What the account phase (`Commit`) completes: every login whose second
+/// factor passed waits for it, so that the audit says `login-success` only
+/// once the whole PAM stack has succeeded, and a change is stored only then.
 enum Change {
+    /// Nothing to store: the second factor passed (`second-factor-accepted`
+    /// was logged); the commit logs the login's success.
+    Login(Passed),
     /// A method set up at the prompt.
     Enrolment(enrol::Confirmed),
-    /// A device to trust.
-    Trust(crate::rules::trusted_devices::Presented),
+    /// A device to trust, after a right code of `Passed::method`.
+    Trust(crate::rules::trusted_devices::Presented, Passed),
+}
+
+/// How a login's second factor passed, for its audit lines.
+#[derive(Clone)]
+struct Passed {
+    /// The method's name (`app`, `email`, `backup-code`, `trusted-device`).
+    method: &'static str,
+    /// The trusted device that let it through (by id).
+    device: Option<String>,
+}
+
+impl Passed {
+    fn by(method: &'static str) -> Self {
+        Passed {
+            method,
+            device: None,
+        }
+    }
+}
+
+impl Change {
+    /// The method the login passed with, for `login-success`.
+    fn method(&self) -> &'static str {
+        match self {
+            Change::Login(p) | Change::Trust(_, p) => p.method,
+            Change::Enrolment(c) => c.method().name(),
+        }
+    }
 }
 
 impl Phase {
     /// The session id under which this login claimed a recovery code.
     fn recovery_claim(&self) -> Option<&str> {
         match self {
-            Phase::AskCode { .. } | Phase::Choose(_) | Phase::OfferTrust(_) => None,
+            Phase::AskCode { .. } | Phase::Choose(_) | Phase::OfferTrust(..) => None,
             Phase::EnrolCode(p) => p.recovery_claim(),
             Phase::EnrolEmail(e) => e.recovery_claim(),
             Phase::EnrolConfirm(c) => c.recovery_claim(),
             Phase::Commit(Change::Enrolment(c)) => c.recovery_claim(),
-            Phase::Commit(Change::Trust(_)) => None,
+            Phase::Commit(Change::Trust(..) | Change::Login(_)) => None,
         }
     }
 }
@@ -121,10 +155,22 @@ const COMMIT_SECONDS: i64 = 60;
 /// session with the step that asks its question.
 enum Next {
     Done(Step),
-    /// A method's code (app or email) was right: the login passed, and may
-    /// offer to trust its device.
-    Verified(Step),
+    /// The second factor passed (`step` accepts): the login waits for the
+    /// account phase, after offering to trust its device if `may_trust`
+    /// (a right app or email code, never a backup code).
+    Passed {
+        method: &'static str,
+        step: Step,
+        may_trust: bool,
+    },
     Continue(Phase, Step),
+}
+
+/// The step of a login whose second factor passed: it accepts, and the
+/// session waits for `Commit` (the module keeps it for the account phase).
+fn waiting_for_commit(mut step: Step) -> Step {
+    step.action = Action::AcceptPending;
+    step
 }
 
 /// What the daemon knows of a user when a login begins.
@@ -291,15 +337,23 @@ impl Logins {
                 .await
                 .map_err(|e| self.internal("login-begin", &e.to_string()))?;
         }
-        if let Some(id) = &facts.trusted {
-            self.audit
-                .log(crate::adapters::syslog::Event::TrustedDeviceLogin {
-                    origin: &origin,
-                    device: id,
-                });
-            return Ok((String::new(), Step::new(Action::Accept)));
-        }
-        let phase = if !known || facts.first.is_some() || facts.recovery_pending {
+        let phase = if let Some(id) = facts.trusted.take() {
+            // No code is asked; the login's success waits for the account
+            // phase like any other's.
+            let passed = Passed {
+                method: twofactor_proto::types::method::TRUSTED_DEVICE,
+                device: Some(id),
+            };
+            self.audit.log(Event::SecondFactorAccepted {
+                origin: &origin,
+                method: passed.method,
+                device: passed.device.as_deref(),
+            });
+            (
+                Phase::Commit(Change::Login(passed)),
+                waiting_for_commit(Step::new(Action::Accept)),
+            )
+        } else if !known || facts.first.is_some() || facts.recovery_pending {
             // A name the system does not know is asked like an app user.
             let asked = facts.first.unwrap_or(Method::App);
             let step = self.ask(&origin, asked, &facts.methods).await;
@@ -333,12 +387,17 @@ impl Logins {
         let id = random::token(self.rng.as_ref())
             .map_err(|e| self.internal("login-begin", &e.to_string()))?;
         let (phase, step) = phase;
+        let expires = if matches!(phase, Phase::Commit(_)) {
+            now + COMMIT_SECONDS
+        } else {
+            now + i64::from(self.config.login.session_timeout_seconds)
+        };
         let session = Session {
             owner: caller.clone(),
             origin,
             device,
             phase,
-            expires: now + i64::from(self.config.login.session_timeout_seconds),
+            expires,
         };
         self.sessions.insert(id.clone(), session, now)?;
         Ok((id, step))
@@ -378,7 +437,7 @@ impl Logins {
             Phase::Choose(menu) => self.choose(&origin, menu, &answer).await,
             Phase::EnrolCode(pending) => self.enrol_code(&origin, pending, &answer).await,
             Phase::EnrolEmail(setup) => self.enrol_email(&origin, setup, &answer).await,
-            Phase::OfferTrust(d) => self.trust_answer(d, &answer),
+            Phase::OfferTrust(d, passed) => self.trust_answer(d, passed, &answer),
             Phase::EnrolConfirm(confirming) => {
                 self.enrol_confirm(&origin, confirming, &answer).await
             }
@@ -391,15 +450,31 @@ impl Logins {
                 ));
             }
         };
-        let next = match (next, device.clone()) {
-            (Next::Verified(step), Some(d)) if self.config.devices.enabled => {
-                self.offer_trust(step, d)
+        let next = match next {
+            Next::Passed {
+                method,
+                step,
+                may_trust,
+            } => {
+                self.audit.log(Event::SecondFactorAccepted {
+                    origin: &origin,
+                    method,
+                    device: None,
+                });
+                match device.clone() {
+                    Some(d) if may_trust && self.config.devices.enabled => {
+                        self.offer_trust(step, d, Passed::by(method))
+                    }
+                    _ => Next::Continue(
+                        Phase::Commit(Change::Login(Passed::by(method))),
+                        waiting_for_commit(step),
+                    ),
+                }
             }
-            (Next::Verified(step), _) => Next::Done(step),
-            (next, _) => next,
+            next => next,
         };
         match next {
-            Next::Done(step) | Next::Verified(step) => Ok(step),
+            Next::Done(step) | Next::Passed { step, .. } => Ok(step),
             Next::Continue(phase, step) => {
                 let now = self.clock.now();
                 let expires = if matches!(phase, Phase::Commit(_)) {
@@ -424,16 +499,37 @@ impl Logins {
     /// calls this from `pam_sm_acct_mgmt`): store what it left pending.
     pub async fn commit(&self, caller: &Caller, id: &str) -> Result<Step, Error> {
         let Session { origin, phase, .. } = self.sessions.take(caller, id, self.clock.now())?;
-        match phase {
-            Phase::Commit(Change::Enrolment(confirmed)) => {
-                Ok(self.commit_enrolment(&origin, confirmed).await)
-            }
-            Phase::Commit(Change::Trust(device)) => Ok(self.commit_trust(&origin, device).await),
+        let change = match phase {
+            Phase::Commit(change) => change,
             other => {
                 self.discard(&origin, &other, "commit-before-accept").await;
-                Err(Error::NotFound("this login has nothing to commit".into()))
+                return Err(Error::NotFound("this login has nothing to commit".into()));
             }
+        };
+        let method = change.method();
+        let device = match &change {
+            Change::Login(passed) => passed.device.clone(),
+            _ => None,
+        };
+        let step = match change {
+            Change::Login(_) => Step::new(Action::Accept),
+            Change::Enrolment(confirmed) => self.commit_enrolment(&origin, confirmed).await,
+            Change::Trust(presented, _) => self.commit_trust(&origin, presented).await,
+        };
+        if step.action == Action::Accept {
+            self.audit.log(Event::LoginSuccess {
+                origin: &origin,
+                method,
+                device: device.as_deref(),
+            });
+        } else {
+            self.audit.log(Event::LoginNotCompleted {
+                origin: &origin,
+                method,
+                why: "commit-failed",
+            });
         }
+        Ok(step)
     }
 
     /// Forgets a session (the module's conversation failed), giving back a
@@ -459,8 +555,18 @@ impl Logins {
     /// What a session held is given up: a claimed recovery code is given
     /// back, and a pending change is audited as dropped.
     async fn discard(&self, origin: &Origin, phase: &Phase, why: &str) {
-        if matches!(phase, Phase::Commit(_)) {
-            self.audit.log(Event::PendingDiscarded { origin, why });
+        if let Phase::Commit(change) = phase {
+            // The second factor passed, but the account phase never
+            // confirmed the login (the stack failed, or the application
+            // gave up): not a success, and a change is not stored.
+            self.audit.log(Event::LoginNotCompleted {
+                origin,
+                method: change.method(),
+                why,
+            });
+            if !matches!(change, Change::Login(_)) {
+                self.audit.log(Event::PendingDiscarded { origin, why });
+            }
         }
         if let Some(claim) = phase.recovery_claim() {
             self.release_claim(origin, claim).await;
@@ -472,9 +578,12 @@ impl Logins {
         self.sessions.len()
     }
 
-    /// Drops sessions past their time.
-    pub fn expire(&self) {
-        self.sessions.expire(self.clock.now());
+    /// Drops sessions past their time, as a cancel would.
+    pub async fn expire(&self) {
+        for session in self.sessions.expire(self.clock.now()) {
+            self.discard(&session.origin, &session.phase, "expired")
+                .await;
+        }
     }
 
     /// uid 0 may run a login for anyone; any other uid only for itself
@@ -637,7 +746,7 @@ mod tests {
         let code = w.code(0);
         assert_eq!(
             w.login(&root(), "alice", code.as_bytes()).unwrap().action,
-            Action::Accept
+            Action::AcceptPending
         );
         denied_with(
             &w.login(&root(), "alice", code.as_bytes()).unwrap(),
@@ -651,6 +760,55 @@ mod tests {
         assert_eq!(w.failures(), 2);
     }
 
+    /// The audit claims no more than the daemon knows: a right code is
+    /// `second-factor-accepted`; `login-success` only when the account
+    /// phase commits; a login whose account phase never comes (the stack
+    /// failed after the module, or time ran out) is `login-not-completed`.
+    #[test]
+    fn login_success_is_logged_only_when_the_account_phase_commits() {
+        let w = world();
+        let count = |event: &str| {
+            w.audit_lines()
+                .lines()
+                .filter(|l| l.starts_with(event))
+                .count()
+        };
+        let passed = |w: &World| {
+            let (id, _) =
+                w.rt.block_on(w.logins.begin(&root(), origin("alice")))
+                    .unwrap();
+            let step =
+                w.rt.block_on(w.logins.answer(&root(), &id, w.code(0).into_bytes()))
+                    .unwrap();
+            assert_eq!(step.action, Action::AcceptPending);
+            id
+        };
+        let id = passed(&w);
+        assert_eq!(count("second-factor-accepted user=alice"), 1);
+        assert_eq!(count("login-success"), 0, "{}", w.audit_lines());
+        let done = w.rt.block_on(w.logins.commit(&root(), &id)).unwrap();
+        assert_eq!(done.action, Action::Accept);
+        assert_eq!(count("login-success user=alice service=sshd"), 1);
+        assert!(w.audit_lines().contains("method=app"));
+
+        // The handle ended without the account phase.
+        w.clock.advance(30);
+        passed(&w);
+        w.rt.block_on(w.logins.connection_closed(":1.1"));
+        assert_eq!(count("login-not-completed user=alice"), 1);
+        assert!(w.audit_lines().contains("why=connection-closed"));
+        // The account phase never came in time.
+        w.clock.advance(30);
+        passed(&w);
+        w.clock.advance(COMMIT_SECONDS + 1);
+        w.rt.block_on(w.logins.expire());
+        assert_eq!(count("login-not-completed user=alice"), 2);
+        assert!(w.audit_lines().contains("why=expired"));
+        assert_eq!(count("login-success"), 1, "{}", w.audit_lines());
+        assert_eq!(count("second-factor-accepted"), 3);
+        assert_eq!(w.logins.in_progress(), 0);
+    }
+
     #[test]
     fn skew_is_one_step() {
         let w = world();
@@ -662,7 +820,7 @@ mod tests {
             w.login(&root(), "alice", w.code(-1).as_bytes())
                 .unwrap()
                 .action,
-            Action::Accept
+            Action::AcceptPending
         );
     }
 
@@ -731,7 +889,7 @@ mod tests {
             w.login(&root(), "alice", w.code(0).as_bytes())
                 .unwrap()
                 .action,
-            Action::Accept
+            Action::AcceptPending
         );
         assert_eq!(w.failures(), 0);
     }
@@ -766,7 +924,7 @@ mod tests {
             w.login(&alice, "alice", w.code(0).as_bytes())
                 .unwrap()
                 .action,
-            Action::Accept
+            Action::AcceptPending
         );
         // A session cannot be answered from another connection.
         w.clock.advance(30);
@@ -786,7 +944,7 @@ mod tests {
             w.rt.block_on(w.logins.answer(&root(), &id, w.code(0).into_bytes()))
                 .unwrap()
                 .action,
-            Action::Accept
+            Action::AcceptPending
         );
         assert!(w
             .rt
@@ -838,7 +996,7 @@ mod tests {
         });
         let accepted = results
             .iter()
-            .filter(|s| s.action == Action::Accept)
+            .filter(|s| s.action == Action::AcceptPending)
             .count();
         assert_eq!(accepted, 1);
     }
@@ -849,7 +1007,7 @@ mod tests {
         let codes = w.backup_set();
         let shouted = codes[0].to_uppercase().replace('-', "");
         let step = w.login(&root(), "alice", shouted.as_bytes()).unwrap();
-        assert_eq!(step.action, Action::Accept);
+        assert_eq!(step.action, Action::AcceptPending);
         denied_with(
             &w.login(&root(), "alice", codes[0].as_bytes()).unwrap(),
             INVALID,
@@ -857,7 +1015,7 @@ mod tests {
         let spaced = codes[1].replace('-', " ");
         assert_eq!(
             w.login(&root(), "alice", spaced.as_bytes()).unwrap().action,
-            Action::Accept
+            Action::AcceptPending
         );
         let status =
             w.rt.block_on(
@@ -882,7 +1040,7 @@ mod tests {
         );
         assert_eq!(
             w.login(&root(), "alice", new[0].as_bytes()).unwrap().action,
-            Action::Accept
+            Action::AcceptPending
         );
     }
 
@@ -892,14 +1050,14 @@ mod tests {
         let codes = w.backup_set();
         for (i, code) in codes.iter().enumerate() {
             let step = w.login(&root(), "alice", code.as_bytes()).unwrap();
-            assert_eq!(step.action, Action::Accept);
+            assert_eq!(step.action, Action::AcceptPending);
             let left = 9 - i;
             let warned = step.messages.iter().any(|(_, m)| m.contains("backup code"));
             assert_eq!(warned, left <= 2, "{left} left: {:?}", step.messages);
         }
         // The app login warns too once none are left.
         let step = w.login(&root(), "alice", w.code(0).as_bytes()).unwrap();
-        assert_eq!(step.action, Action::Accept);
+        assert_eq!(step.action, Action::AcceptPending);
         assert!(step
             .messages
             .iter()
@@ -967,7 +1125,7 @@ mod tests {
             }
             let mut n = 0;
             for t in tasks {
-                if t.await.unwrap().action == Action::Accept {
+                if t.await.unwrap().action == Action::AcceptPending {
                     n += 1;
                 }
             }
@@ -1051,7 +1209,7 @@ mod tests {
             w.login(&root(), "aLiCe", w.code(0).as_bytes())
                 .unwrap()
                 .action,
-            Action::Accept
+            Action::AcceptPending
         );
         // The code is used up for every spelling.
         denied_with(
@@ -1136,7 +1294,7 @@ mod tests {
             w.rt.block_on(w.logins.answer(&root(), &kept, w.code(0).into_bytes()))
                 .unwrap()
                 .action,
-            Action::Accept
+            Action::AcceptPending
         );
     }
 
@@ -1169,7 +1327,7 @@ mod tests {
         // ...the owner's does not.
         assert_eq!(
             attempt(from("192.0.2.10"), &w.code(0)).action,
-            Action::Accept
+            Action::AcceptPending
         );
         // Only 3 of the 50 were checked (and counted): the rest waited.
         // The owner's success reset the account's count, not the attacker's
@@ -1211,7 +1369,7 @@ mod tests {
         };
         // A right code is checked and used in one job, which commits no
         // failure row to take back (half the pages of its commit).
-        assert_eq!(login(w.code(0)).action, Action::Accept);
+        assert_eq!(login(w.code(0)).action, Action::AcceptPending);
         assert_eq!(counted(), 0);
         assert_eq!(w.failures(), 0);
         // A wrong one is counted, in the same job as its check.

@@ -97,10 +97,16 @@ impl Sessions {
     }
 
     /// Drops sessions past their time.
-    pub(super) fn expire(&self, now: i64) {
-        if let Ok(mut s) = self.0.lock() {
-            s.retain(|_, v| v.expires > now);
-        }
+    pub(super) fn expire(&self, now: i64) -> Vec<Session> {
+        let Ok(mut sessions) = self.0.lock() else {
+            return Vec::new();
+        };
+        let ids: Vec<String> = sessions
+            .iter()
+            .filter(|(_, s)| s.expires <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.iter().filter_map(|id| sessions.remove(id)).collect()
     }
 
     pub(super) fn len(&self) -> usize {

@@ -5,12 +5,12 @@
 //! (`Commit`), like every change a login makes.
 //!
 //! ```text
-//!   Begin ── trusted device (and a method; read with the login's facts) ──▶ Accept (no code)
+//!   Begin ── trusted device (and a method; read with the login's facts) ──▶ AcceptPending (no code) ── Commit
 //!   AskCode ── right app/email code, device presented ──▶ OfferTrust ── "y" ──▶ AcceptPending ── Commit ──▶ trusted
-//!                                                              └── else ──▶ Accept
+//!                                                              └── else ──▶ AcceptPending ── Commit
 //! ```
 
-use super::{Logins, Next, Phase, INTERNAL};
+use super::{waiting_for_commit, Change, Logins, Next, Passed, Phase, INTERNAL};
 use crate::adapters::syslog::Event;
 use crate::origin::Origin;
 use crate::rules::trusted_devices::{self, Presented};
@@ -33,25 +33,27 @@ pub(super) fn presented(caller: &Caller, offered: Option<Presented>) -> Option<P
 impl Logins {
     /// After a right code: ask whether to trust the device, keeping what
     /// the accepting step had to say.
-    pub(super) fn offer_trust(&self, accepted: Step, device: Presented) -> Next {
+    pub(super) fn offer_trust(&self, accepted: Step, device: Presented, passed: Passed) -> Next {
         let mut ask = Step::new(Action::AskVisible(question(self.config.devices.days)));
         ask.messages = accepted.messages;
-        Next::Continue(Phase::OfferTrust(device), ask)
+        Next::Continue(Phase::OfferTrust(device, passed), ask)
     }
 
-    /// The answer to the question: yes waits for the account phase.
-    pub(super) fn trust_answer(&self, device: Presented, answer: &[u8]) -> Next {
+    /// The answer to the question: either way the login waits for the
+    /// account phase, which stores the trust on yes.
+    pub(super) fn trust_answer(&self, device: Presented, passed: Passed, answer: &[u8]) -> Next {
         let yes = std::str::from_utf8(answer)
             .map(|a| matches!(a.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
             .unwrap_or(false);
-        if yes {
-            Next::Continue(
-                Phase::Commit(super::Change::Trust(device)),
-                Step::new(Action::AcceptPending),
-            )
+        let change = if yes {
+            Change::Trust(device, passed)
         } else {
-            Next::Done(Step::new(Action::Accept))
-        }
+            Change::Login(passed)
+        };
+        Next::Continue(
+            Phase::Commit(change),
+            waiting_for_commit(Step::new(Action::Accept)),
+        )
     }
 
     /// Stores the trust, once the whole PAM stack succeeded.

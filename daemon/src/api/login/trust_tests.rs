@@ -44,12 +44,18 @@ fn world() -> (World, Secret) {
 }
 
 /// A login with `o`: the code of the current step (if asked), then `yes`
-/// or `no` to the question (if asked), then Commit (if pending).
+/// or `no` to the question (if asked), then Commit (every login whose
+/// second factor passed waits for it).
 fn login(w: &World, secret: &Secret, o: Origin, trust: &str) -> Vec<Step> {
     w.rt.block_on(async {
         let mut steps = Vec::new();
         let (id, step) = w.logins.begin(&root(), o).await.unwrap();
         steps.push(step.clone());
+        if step.action == Action::AcceptPending {
+            // A trusted device: no code, and the account phase follows.
+            steps.push(w.logins.commit(&root(), &id).await.unwrap());
+            return steps;
+        }
         if step.is_final() {
             return steps;
         }
@@ -99,10 +105,11 @@ fn trust_is_offered_stored_at_commit_and_skips_the_code_next_time() {
     assert_eq!(steps[2].action, Action::AcceptPending);
     assert_eq!(steps[3].action, Action::Accept);
     assert_eq!(count(&w), 1);
-    // The same key: no code.
+    // The same key: no code; the login waits for the account phase.
     let steps = login(&w, &secret, with_key("alice", 1), "y");
-    assert_eq!(steps.len(), 1);
-    assert_eq!(steps[0].action, Action::Accept);
+    assert_eq!(steps.len(), 2);
+    assert_eq!(steps[0].action, Action::AcceptPending);
+    assert_eq!(steps[1].action, Action::Accept);
     // Another key from the same address: the code is asked.
     let steps = login(&w, &secret, with_key("alice", 2), "n");
     assert!(asked_code(&steps));
@@ -146,7 +153,7 @@ fn trust_ends_after_thirty_days_however_often_it_is_used() {
     login(&w, &secret, with_key("alice", 1), "y");
     for _ in 0..29 {
         w.clock.advance(86_400);
-        assert_eq!(login(&w, &secret, with_key("alice", 1), "n").len(), 1);
+        assert_eq!(login(&w, &secret, with_key("alice", 1), "n").len(), 2);
     }
     // Trust ends 30 days after it was given, not after the last use.
     let list =
@@ -159,10 +166,53 @@ fn trust_ends_after_thirty_days_however_often_it_is_used() {
     assert_eq!(list[0].expires, list[0].added + 30 * 86_400);
     assert!(list[0].last_used > list[0].added);
     w.clock.advance(list[0].expires - w.clock.now() - 1);
-    assert_eq!(login(&w, &secret, with_key("alice", 1), "n").len(), 1);
+    assert_eq!(login(&w, &secret, with_key("alice", 1), "n").len(), 2);
     w.clock.advance(2);
     let steps = login(&w, &secret, with_key("alice", 1), "n");
     assert!(asked_code(&steps), "{steps:?}");
+}
+
+/// A lockout stops guessing codes; a trusted device is not a guess (sshd
+/// verified its key, no code is asked), so it still logs in while its
+/// source, or the whole account, waits (docs/configuration.md). The
+/// failures stay counted: trust does not reset them.
+#[test]
+fn a_trusted_device_logs_in_while_its_source_is_locked_out() {
+    let (w, secret) = world();
+    login(&w, &secret, with_key("alice", 1), "y");
+    assert_eq!(count(&w), 1);
+    let limit = w.handles.config.limits.max_failures;
+    let wrong = |w: &World| {
+        w.rt.block_on(async {
+            let (id, _) = w.logins.begin(&root(), origin("alice")).await.unwrap();
+            w.logins
+                .answer(&root(), &id, b"000000".to_vec())
+                .await
+                .unwrap()
+        })
+    };
+    for _ in 0..limit {
+        wrong(&w);
+    }
+    let locked = wrong(&w);
+    assert!(
+        locked
+            .messages
+            .iter()
+            .any(|(_, m)| m.contains("Too many failed attempts")),
+        "{locked:?}"
+    );
+    let steps = login(&w, &secret, with_key("alice", 1), "n");
+    assert_eq!(steps.len(), 2, "no code asked: {steps:?}");
+    assert_eq!(steps[1].action, Action::Accept);
+    let status =
+        w.rt.block_on(
+            w.handles
+                .store
+                .run(|c| crate::rules::account_view::status(c, "alice", 0)),
+        )
+        .unwrap();
+    assert!(status.failures >= limit, "{status:?}");
 }
 
 #[test]
@@ -227,8 +277,8 @@ fn a_trusted_device_is_no_pass_for_a_non_root_caller() {
     assert_eq!(step.action, Action::AskHidden(APP_PROMPT.into()));
     // root (sshd) with the same key still passes on the trust.
     let steps = login(&w, &secret, with_key("alice", 1), "y");
-    assert_eq!(steps.len(), 1);
-    assert_eq!(steps[0].action, Action::Accept);
+    assert_eq!(steps.len(), 2);
+    assert_eq!(steps[0].action, Action::AcceptPending);
 }
 
 #[test]
@@ -241,7 +291,7 @@ fn never_for_other_services_non_root_callers_backup_codes_or_no_method() {
     };
     let steps = login(&w, &secret, su, "y");
     assert_eq!(steps.last().unwrap().action, Action::Accept);
-    assert_eq!(steps.len(), 2, "no question: {steps:?}");
+    assert_eq!(steps.len(), 3, "no question: {steps:?}");
     // A screen locker (the user's own uid) cannot present one.
     let alice = Caller {
         uid: 1000,
@@ -256,7 +306,7 @@ fn never_for_other_services_non_root_callers_backup_codes_or_no_method() {
             .await
             .unwrap()
     });
-    assert_eq!(step.action, Action::Accept);
+    assert_eq!(step.action, Action::AcceptPending);
     // A user with no method is not offered trust (and passes without it).
     let steps = login(&w, &secret, with_key("bob", 1), "y");
     assert_eq!(steps.len(), 1);
@@ -288,7 +338,7 @@ fn never_for_other_services_non_root_callers_backup_codes_or_no_method() {
             .await
             .unwrap()
     });
-    assert_eq!(step.action, Action::Accept);
+    assert_eq!(step.action, Action::AcceptPending);
     assert_eq!(count(&w), 0);
 }
 
@@ -304,7 +354,7 @@ fn trust_can_be_turned_off_and_malformed_key_lines_are_no_device() {
         totp::activate(c, "alice", &Secret::from_bytes(bytes), 0, 0)
     }))
     .unwrap();
-    assert_eq!(login(&w, &secret, with_key("alice", 1), "y").len(), 2);
+    assert_eq!(login(&w, &secret, with_key("alice", 1), "y").len(), 3);
     for bad in [
         "publickey ssh-ed25519 !!!notbase64",
         "publickey ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIAEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEB",
