@@ -42,6 +42,11 @@ pub enum Event<'a> {
     LoginNoMethod {
         origin: &'a Origin,
     },
+    /// A name the system does not know, answered as a user without a
+    /// method.
+    LoginUnknownUser {
+        origin: &'a Origin,
+    },
     LoginFailure {
         origin: &'a Origin,
         reason: &'a str,
@@ -222,6 +227,10 @@ impl Event<'_> {
             Event::LoginNoMethod { origin } => {
                 line.event("login-no-method").origin(origin);
                 Level::Info
+            }
+            Event::LoginUnknownUser { origin } => {
+                line.event("login-unknown-user").origin(origin);
+                Level::Notice
             }
             Event::LoginFailure { origin, reason } => {
                 line.event("login-failure")

@@ -215,11 +215,19 @@ impl Accounts {
     async fn send_confirmation(&self, user: &str, address: &str) -> Result<String, Error> {
         match self
             .outbox
-            .send_code(user, Purpose::Confirm, address, "twofactorctl")
+            .send_code(
+                email_codes::Send {
+                    user,
+                    purpose: Purpose::Confirm,
+                    source: email_codes::CTL_SOURCE,
+                },
+                address,
+                "twofactorctl",
+            )
             .await
         {
             Sent::Sent => Ok(crate::message::masked(address)),
-            Sent::TooMany(seconds) => Err(Error::RateLimited(format!(
+            Sent::TooMany { wait: seconds, .. } => Err(Error::RateLimited(format!(
                 "too many codes were sent; the next can be sent in {} minutes",
                 (seconds + 59) / 60
             ))),
@@ -248,7 +256,13 @@ impl Accounts {
             .run(move |c| {
                 let first = !methods::has_any(c, &u)?;
                 let old = email_codes::address(c, &u)?;
-                let found = email_codes::check(c, &u, Purpose::Confirm, &code, now)?;
+                let found = email_codes::check(
+                    c,
+                    &u,
+                    (Purpose::Confirm, email_codes::CTL_SOURCE),
+                    &code,
+                    now,
+                )?;
                 if let EmailCheck::Accepted(address) = &found {
                     // Email brings backup codes only as a first method: a
                     // user who has the app keeps the set they saved.

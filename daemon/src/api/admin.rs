@@ -772,6 +772,111 @@ mod tests {
         );
     }
 
+    /// A name the system does not know is answered as a user without a
+    /// method who is in no group (issue 18, item 2): the same step with
+    /// the policy off, announced or on; its enrolment is never stored.
+    #[test]
+    fn unknown_names_are_answered_like_users_without_a_method() {
+        let w = world();
+        let shape = |step: &Step| {
+            let lines: Vec<String> = texts(step)
+                .lines()
+                .filter(|l| !l.starts_with("Secret: ") && !l.starts_with("URI: "))
+                .map(|l| {
+                    l.chars()
+                        .filter(|c| !c.is_alphanumeric() || c.is_ascii_lowercase())
+                        .collect()
+                })
+                .collect();
+            (step.action.clone(), lines.len(), lines.first().cloned())
+        };
+        for (on, from) in [(false, ""), (true, "2999-01-01"), (true, "")] {
+            w.set_policy(on, &[], from);
+            let (bob_id, bob) = w.begin("bob");
+            let (mallory_id, mallory) = w.begin("mallory");
+            assert_eq!(
+                bob_id.is_empty(),
+                mallory_id.is_empty(),
+                "policy {on} {from}"
+            );
+            assert_eq!(shape(&bob), shape(&mallory), "policy {on} {from}");
+            if on && from.is_empty() {
+                assert_eq!(
+                    mallory.action,
+                    Action::AskVisible("Code from the app: ".into())
+                );
+                // Walked to the end, the unknown name's enrolment is not
+                // stored: its stack should have refused it, and the
+                // account phase refuses it if it did not.
+                let secret = secret_of(&mallory);
+                let codes = w.answer(&mallory_id, &secret.code_at(w.clock.now(), 6));
+                assert_eq!(
+                    codes.action,
+                    Action::AskVisible("Type yes once you have saved them: ".into())
+                );
+                assert_eq!(w.answer(&mallory_id, "yes").action, Action::AcceptPending);
+                let done =
+                    w.rt.block_on(w.logins.commit(&root(), &mallory_id))
+                        .unwrap();
+                assert_eq!(done.action, Action::Deny);
+                let rows: i64 =
+                    w.rt.block_on(w.handles.store.run(|c| {
+                        c.query_row(
+                            "SELECT COUNT(*) FROM accounts WHERE username = 'mallory'",
+                            crate::params![],
+                            |r| r.get(0),
+                        )
+                    }))
+                    .unwrap();
+                assert_eq!(
+                    rows, 0,
+                    "nothing stored for a name the system does not know"
+                );
+            }
+        }
+        let lines = w.audit_lines();
+        assert!(lines.contains("login-unknown-user user=mallory"), "{lines}");
+        assert!(!lines.contains("login-success user=mallory"), "{lines}");
+    }
+
+    /// A caller running as the user (a screen locker) checks a factor; it
+    /// never sets one up (issue 18, item 3): no enrolment at the prompt,
+    /// no recovery code. Root's login still can.
+    #[test]
+    fn a_caller_running_as_the_user_cannot_enrol_or_use_a_recovery_code() {
+        let w = world();
+        w.set_policy(true, &[], "");
+        let bob = as_uid(1001);
+        let (id, step) = w.rt.block_on(w.logins.begin(&bob, origin("bob"))).unwrap();
+        assert!(id.is_empty());
+        assert_eq!(step.action, Action::Deny);
+        assert!(texts(&step).contains("not set up yet"), "{step:?}");
+        assert_eq!(w.methods(1001), (vec![], 0));
+        // A recovery code from a reset, typed at alice's own screen locker.
+        w.set_policy(false, &[], "");
+        let code =
+            w.rt.block_on(w.admin.reset(&root(), "alice", Vec::new()))
+                .unwrap();
+        let alice = as_uid(1000);
+        let (id, _) =
+            w.rt.block_on(w.logins.begin(&alice, origin("alice")))
+                .unwrap();
+        let step =
+            w.rt.block_on(w.logins.answer(&alice, &id, code.code.clone().into_bytes()))
+                .unwrap();
+        assert_eq!(step.action, Action::Deny);
+        assert!(texts(&step).contains("not here"), "{step:?}");
+        // The code is not spent: root's login (console, ssh) takes it.
+        let (id, _) = w.begin("alice");
+        let step = w.answer(&id, &code.code);
+        assert!(texts(&step).contains("Recovery code accepted"), "{step:?}");
+        let lines = w.audit_lines();
+        assert!(
+            lines.contains("denied uid=1001 action=enrol-at-prompt"),
+            "{lines}"
+        );
+    }
+
     #[test]
     fn wrong_codes_and_no_confirmation_store_nothing() {
         let w = world();

@@ -1,11 +1,22 @@
 //! The email method: a 6-digit code sent to the user's confirmed address.
 //! Tables `email` (the confirmed address, sealed) and `email_codes` (the
-//! code last sent for a purpose, as a sealed salted SHA-256, with its
-//! expiry), and `email_sends` (when codes were sent, for the hourly limit).
+//! code last sent for a purpose to a source, as a sealed salted SHA-256,
+//! with its expiry), and `email_sends` (when codes were sent, from which
+//! source and what for: the limits).
 //!
 //! A code is single use: it is checked and deleted in one store job, so of
 //! any number of concurrent logins answering it, exactly one succeeds. A new
-//! code for the same purpose replaces (voids) the previous one.
+//! code for the same purpose and source replaces (voids) the previous one;
+//! another source's code stays valid.
+//!
+//! Sends are counted like failures (`ratelimit`), per account **and
+//! source**, because the prompt that sends a code may follow a wrong
+//! password: a stranger's source cannot spend the owner's budget. The
+//! account as a whole has a larger ceiling ([`ACCOUNT_SENDS_FACTOR`]
+//! times the per-source limit) so that many sources together cannot flood
+//! the mailbox. An address typed at the login prompt (enrolment) is mailed
+//! at most once per source every [`ENROL_SEND_SECONDS`], whatever the
+//! user name.
 
 use crate::config::EmailConfig;
 use crate::message::Mail;
@@ -23,6 +34,12 @@ const SALT: usize = 16;
 /// Wrong answers a confirmation code takes before it is dropped (at login,
 /// the account's failure limit applies instead).
 pub const CONFIRM_TRIES: i64 = 5;
+/// The account's hourly ceiling, in per-source limits.
+pub const ACCOUNT_SENDS_FACTOR: u32 = 10;
+/// One mail to an address typed at the login prompt per source, this often.
+pub const ENROL_SEND_SECONDS: i64 = 600;
+/// The source of `twofactorctl`'s sends (its own budget).
+pub const CTL_SOURCE: &str = "twofactorctl";
 
 /// What a code is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +48,9 @@ pub enum Purpose {
     Login,
     /// Confirming a new address (`twofactorctl enable email`).
     Confirm,
+    /// Confirming an address typed at the login prompt (enrolment): the
+    /// login keeps the code's digest; nothing is stored here.
+    Enrol,
 }
 
 impl Purpose {
@@ -38,6 +58,7 @@ impl Purpose {
         match self {
             Purpose::Login => "login",
             Purpose::Confirm => "confirm",
+            Purpose::Enrol => "enrol",
         }
     }
 }
@@ -149,46 +170,94 @@ pub fn pending_address(conn: &Db, user: &str, now: i64) -> DbResult<Option<Strin
         .transpose()
 }
 
-/// Counts a send against the hourly limit, if there is room: Err(seconds)
-/// until the oldest send of the last hour leaves the window.
-pub fn count_send(conn: &Db, user: &str, now: i64, max_per_hour: u32) -> DbResult<Result<(), i64>> {
-    conn.execute(
-        "DELETE FROM email_sends WHERE username = ?1 AND at <= ?2",
-        params![user, now - 3600],
+/// Counts a send for `purpose` from `source`, if every limit has room:
+/// `max_per_hour` for the account from this source, [`ACCOUNT_SENDS_FACTOR`]
+/// times that for the account from all sources, and for an address typed
+/// at the prompt one per source every [`ENROL_SEND_SECONDS`]. Err(seconds)
+/// until the limit that is reached has room again.
+pub fn count_send(
+    conn: &Db,
+    user: &str,
+    purpose: Purpose,
+    source: &str,
+    now: i64,
+    max_per_hour: u32,
+) -> DbResult<Result<(), i64>> {
+    let hour_ago = now - 3600;
+    conn.execute("DELETE FROM email_sends WHERE at <= ?1", params![hour_ago])?;
+    let wait_from =
+        |oldest: Option<i64>, window: i64| (oldest.unwrap_or(now) + window - now).max(1);
+    if purpose == Purpose::Enrol {
+        let last: Option<i64> = conn.query_row(
+            "SELECT MAX(at) FROM email_sends WHERE source = ?1 AND purpose = ?2 AND at > ?3",
+            params![source, purpose.name(), now - ENROL_SEND_SECONDS],
+            |r| r.get(0),
+        )?;
+        if last.is_some() {
+            return Ok(Err(wait_from(last, ENROL_SEND_SECONDS)));
+        }
+    }
+    let (from_source, oldest): (u32, Option<i64>) = conn.query_row(
+        "SELECT COUNT(*), MIN(at) FROM email_sends WHERE username = ?1 AND source = ?2",
+        params![user, source],
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    let (count, oldest): (u32, Option<i64>) = conn.query_row(
+    if from_source >= max_per_hour {
+        return Ok(Err(wait_from(oldest, 3600)));
+    }
+    let (all, oldest): (u32, Option<i64>) = conn.query_row(
         "SELECT COUNT(*), MIN(at) FROM email_sends WHERE username = ?1",
         [user],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    if count >= max_per_hour {
-        return Ok(Err((oldest.unwrap_or(now) + 3600 - now).max(1)));
+    if all >= max_per_hour.saturating_mul(ACCOUNT_SENDS_FACTOR) {
+        return Ok(Err(wait_from(oldest, 3600)));
     }
     conn.execute(
-        "INSERT INTO email_sends(username, at) VALUES (?1, ?2)",
-        params![user, now],
+        "INSERT INTO email_sends(username, source, purpose, at) VALUES (?1, ?2, ?3, ?4)",
+        params![user, source, purpose.name(), now],
     )?;
     Ok(Ok(()))
 }
 
-/// Stores a new code for `purpose` (replacing the previous one) to
-/// `address`, valid until `expires`.
-pub fn store_code(
+/// Whether a code for `purpose` sent to `source` is still valid.
+pub fn has_live_code(
     conn: &Db,
     user: &str,
     purpose: Purpose,
+    source: &str,
+    now: i64,
+) -> DbResult<bool> {
+    conn.query_row(
+        "SELECT 1 FROM email_codes
+         WHERE username = ?1 AND purpose = ?2 AND source = ?3 AND expires > ?4",
+        params![user, purpose.name(), source, now],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|r| r.is_some())
+}
+
+/// Stores a new code for `purpose` sent to `source` (replacing the
+/// previous one of that purpose and source) to `address`, valid until
+/// `expires`.
+pub fn store_code(
+    conn: &Db,
+    user: &str,
+    (purpose, source): (Purpose, &str),
     address: &str,
     digest: &[u8],
     expires: i64,
 ) -> DbResult<()> {
     conn.execute(
-        "INSERT INTO email_codes(username, purpose, address, digest, expires, attempts)
-         VALUES (?1, ?2, ?3, ?4, ?5, 0)
-         ON CONFLICT(username, purpose) DO UPDATE SET address = excluded.address,
+        "INSERT INTO email_codes(username, purpose, source, address, digest, expires, attempts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)
+         ON CONFLICT(username, purpose, source) DO UPDATE SET address = excluded.address,
              digest = excluded.digest, expires = excluded.expires, attempts = 0",
         params![
             user,
             purpose.name(),
+            source,
             conn.seal(user, "email_codes.address", address.as_bytes())?,
             conn.seal(user, "email_codes.digest", digest)?,
             expires
@@ -211,20 +280,21 @@ pub enum EmailCheck {
     Dropped,
 }
 
-/// Checks `code` against the code for `purpose`, using it up when right
-/// (in the caller's transaction: only one concurrent check can succeed).
+/// Checks `code` against the code for `purpose` sent to `source`, using
+/// it up when right (in the caller's transaction: only one concurrent check
+/// can succeed).
 pub fn check(
     conn: &Db,
     user: &str,
-    purpose: Purpose,
+    (purpose, source): (Purpose, &str),
     code: &str,
     now: i64,
 ) -> DbResult<EmailCheck> {
     let row: Option<(Vec<u8>, Vec<u8>, i64, i64)> = conn
         .query_row(
             "SELECT digest, address, expires, attempts
-             FROM email_codes WHERE username = ?1 AND purpose = ?2",
-            params![user, purpose.name()],
+             FROM email_codes WHERE username = ?1 AND purpose = ?2 AND source = ?3",
+            params![user, purpose.name(), source],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?;
@@ -234,8 +304,8 @@ pub fn check(
     let digest = conn.unseal(user, "email_codes.digest", &sealed_digest)?;
     let delete = || {
         conn.execute(
-            "DELETE FROM email_codes WHERE username = ?1 AND purpose = ?2",
-            params![user, purpose.name()],
+            "DELETE FROM email_codes WHERE username = ?1 AND purpose = ?2 AND source = ?3",
+            params![user, purpose.name(), source],
         )
     };
     if expires <= now {
@@ -247,8 +317,9 @@ pub fn check(
         // (or two hosts) that both read it, one deletes it, the other
         // deletes nothing and is refused.
         let used = conn.execute(
-            "DELETE FROM email_codes WHERE username = ?1 AND purpose = ?2 AND digest = ?3",
-            params![user, purpose.name(), sealed_digest],
+            "DELETE FROM email_codes
+             WHERE username = ?1 AND purpose = ?2 AND source = ?3 AND digest = ?4",
+            params![user, purpose.name(), source, sealed_digest],
         )?;
         if used != 1 {
             return Ok(EmailCheck::NoCode);
@@ -264,8 +335,9 @@ pub fn check(
             return Ok(EmailCheck::Dropped);
         }
         conn.execute(
-            "UPDATE email_codes SET attempts = attempts + 1 WHERE username = ?1 AND purpose = ?2",
-            params![user, purpose.name()],
+            "UPDATE email_codes SET attempts = attempts + 1
+             WHERE username = ?1 AND purpose = ?2 AND source = ?3",
+            params![user, purpose.name(), source],
         )?;
     }
     Ok(EmailCheck::Wrong)
@@ -323,32 +395,50 @@ pub fn code_mail(config: &EmailConfig, to: &str, code: &str, service: &str) -> M
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sent {
     Sent,
-    /// The hourly limit: seconds until another may be sent.
-    TooMany(i64),
+    /// A limit was reached: seconds until another may be sent, and whether
+    /// the code sent earlier to the same source still works.
+    TooMany {
+        wait: i64,
+        earlier_works: bool,
+    },
     Failed,
 }
 
-/// The store's part of sending a code: counts the send against the
-/// hourly limit (`Err(seconds)` to wait when it is reached) and, for a
-/// `Some(purpose)`, stores the code's digest for it, voiding the previous
-/// one (the account row is made if missing).
-#[allow(clippy::too_many_arguments)]
+/// A code on its way: for whom, what for and to which source.
+#[derive(Debug, Clone, Copy)]
+pub struct Send<'a> {
+    pub user: &'a str,
+    pub purpose: Purpose,
+    pub source: &'a str,
+}
+
+/// The store's part of sending a code: counts the send against the limits
+/// ([`count_send`]; `Err(TooMany)` when one is reached) and, unless the
+/// login keeps it ([`Purpose::Enrol`]), stores the code's digest, voiding
+/// the previous one of the same purpose and source (the account row is
+/// made if missing).
 pub fn record_send(
     conn: &Db,
-    user: &str,
-    keep: Option<Purpose>,
-    address: &str,
-    digest: &[u8],
-    now: i64,
-    expires: i64,
+    send: Send,
+    (address, digest): (&str, &[u8]),
+    (now, expires): (i64, i64),
     max_per_hour: u32,
-) -> DbResult<Result<(), i64>> {
-    if let Err(wait) = count_send(conn, user, now, max_per_hour)? {
-        return Ok(Err(wait));
+) -> DbResult<Result<(), Sent>> {
+    let Send {
+        user,
+        purpose,
+        source,
+    } = send;
+    if let Err(wait) = count_send(conn, user, purpose, source, now, max_per_hour)? {
+        let earlier_works = has_live_code(conn, user, purpose, source, now)?;
+        return Ok(Err(Sent::TooMany {
+            wait,
+            earlier_works,
+        }));
     }
-    if let Some(purpose) = keep {
+    if purpose != Purpose::Enrol {
         crate::rules::bookkeeping::ensure(conn, user, now)?;
-        store_code(conn, user, purpose, address, digest, expires)?;
+        store_code(conn, user, (purpose, source), address, digest, expires)?;
     }
     Ok(Ok(()))
 }
@@ -379,35 +469,35 @@ mod tests {
     fn single_use_expiring_and_replaced_by_a_new_one() {
         let c = conn();
         let d = digest(&OsRandom, "123456").unwrap();
-        store_code(&c, "u", Purpose::Login, "u@example.com", &d, 600).unwrap();
+        store_code(&c, "u", (Purpose::Login, "s"), "u@example.com", &d, 600).unwrap();
         assert_eq!(
-            check(&c, "u", Purpose::Login, "654321", 10).unwrap(),
+            check(&c, "u", (Purpose::Login, "s"), "654321", 10).unwrap(),
             EmailCheck::Wrong
         );
         assert_eq!(
-            check(&c, "u", Purpose::Login, "123456", 10).unwrap(),
+            check(&c, "u", (Purpose::Login, "s"), "123456", 10).unwrap(),
             EmailCheck::Accepted("u@example.com".into())
         );
         assert_eq!(
-            check(&c, "u", Purpose::Login, "123456", 11).unwrap(),
+            check(&c, "u", (Purpose::Login, "s"), "123456", 11).unwrap(),
             EmailCheck::NoCode
         );
         // Expired at its time.
-        store_code(&c, "u", Purpose::Login, "u@example.com", &d, 600).unwrap();
+        store_code(&c, "u", (Purpose::Login, "s"), "u@example.com", &d, 600).unwrap();
         assert_eq!(
-            check(&c, "u", Purpose::Login, "123456", 600).unwrap(),
+            check(&c, "u", (Purpose::Login, "s"), "123456", 600).unwrap(),
             EmailCheck::Expired
         );
         // A new code voids the previous one.
-        store_code(&c, "u", Purpose::Login, "u@example.com", &d, 600).unwrap();
+        store_code(&c, "u", (Purpose::Login, "s"), "u@example.com", &d, 600).unwrap();
         let d2 = digest(&OsRandom, "777777").unwrap();
-        store_code(&c, "u", Purpose::Login, "u@example.com", &d2, 600).unwrap();
+        store_code(&c, "u", (Purpose::Login, "s"), "u@example.com", &d2, 600).unwrap();
         assert_eq!(
-            check(&c, "u", Purpose::Login, "123456", 10).unwrap(),
+            check(&c, "u", (Purpose::Login, "s"), "123456", 10).unwrap(),
             EmailCheck::Wrong
         );
         assert!(matches!(
-            check(&c, "u", Purpose::Login, "777777", 10).unwrap(),
+            check(&c, "u", (Purpose::Login, "s"), "777777", 10).unwrap(),
             EmailCheck::Accepted(_)
         ));
     }
@@ -419,7 +509,7 @@ mod tests {
         store_code(
             &c,
             "u",
-            Purpose::Confirm,
+            (Purpose::Confirm, "s"),
             "secret.person@example.com",
             &d,
             600,
@@ -449,19 +539,19 @@ mod tests {
     fn a_confirmation_code_takes_five_wrong_answers() {
         let c = conn();
         let d = digest(&OsRandom, "123456").unwrap();
-        store_code(&c, "u", Purpose::Confirm, "u@example.com", &d, 600).unwrap();
+        store_code(&c, "u", (Purpose::Confirm, "s"), "u@example.com", &d, 600).unwrap();
         for _ in 0..CONFIRM_TRIES - 1 {
             assert_eq!(
-                check(&c, "u", Purpose::Confirm, "000000", 1).unwrap(),
+                check(&c, "u", (Purpose::Confirm, "s"), "000000", 1).unwrap(),
                 EmailCheck::Wrong
             );
         }
         assert_eq!(
-            check(&c, "u", Purpose::Confirm, "000000", 1).unwrap(),
+            check(&c, "u", (Purpose::Confirm, "s"), "000000", 1).unwrap(),
             EmailCheck::Dropped
         );
         assert_eq!(
-            check(&c, "u", Purpose::Confirm, "123456", 1).unwrap(),
+            check(&c, "u", (Purpose::Confirm, "s"), "123456", 1).unwrap(),
             EmailCheck::NoCode
         );
     }
@@ -478,13 +568,65 @@ mod tests {
         assert!(!m.subject.contains("042042"));
     }
 
+    fn send(c: &Db, source: &str, at: i64) -> Result<(), i64> {
+        count_send(c, "u", Purpose::Login, source, at, 3).unwrap()
+    }
+
     #[test]
-    fn sends_are_limited_per_hour() {
+    fn sends_are_limited_per_hour_and_source() {
         let c = conn();
         for i in 0..3 {
-            assert_eq!(count_send(&c, "u", 100 + i, 3).unwrap(), Ok(()));
+            assert_eq!(send(&c, "host:192.0.2.9", 100 + i), Ok(()));
         }
-        assert_eq!(count_send(&c, "u", 200, 3).unwrap(), Err(3500));
-        assert_eq!(count_send(&c, "u", 3700, 3).unwrap(), Ok(()));
+        assert_eq!(send(&c, "host:192.0.2.9", 200), Err(3500));
+        // A stranger's source spent its own budget, not the owner's.
+        assert_eq!(send(&c, "host:198.51.100.1", 200), Ok(()));
+        assert_eq!(send(&c, "host:192.0.2.9", 3700), Ok(()));
+    }
+
+    #[test]
+    fn the_account_has_a_ceiling_over_all_sources() {
+        let c = conn();
+        let ceiling = 3 * ACCOUNT_SENDS_FACTOR;
+        for i in 0..ceiling {
+            let source = format!("host:10.0.0.{}", i / 3);
+            assert_eq!(send(&c, &source, 100 + i64::from(i)), Ok(()), "{i}");
+        }
+        assert_eq!(send(&c, "host:10.9.9.9", 500), Err(3200));
+    }
+
+    #[test]
+    fn a_typed_address_is_mailed_once_per_source_and_ten_minutes() {
+        let c = conn();
+        let enrol = |user: &str, source: &str, at: i64| {
+            count_send(&c, user, Purpose::Enrol, source, at, 3).unwrap()
+        };
+        assert_eq!(enrol("u", "host:192.0.2.9", 100), Ok(()));
+        // Whatever the name typed: the source is what is limited.
+        assert_eq!(enrol("v", "host:192.0.2.9", 200), Err(500));
+        assert_eq!(enrol("v", "host:198.51.100.1", 200), Ok(()));
+        assert_eq!(enrol("w", "host:192.0.2.9", 700), Ok(()));
+    }
+
+    #[test]
+    fn a_new_code_voids_only_its_own_sources() {
+        let c = conn();
+        let mine = digest(&OsRandom, "111111").unwrap();
+        let theirs = digest(&OsRandom, "222222").unwrap();
+        let owner = (Purpose::Login, "host:192.0.2.9");
+        let stranger = (Purpose::Login, "host:198.51.100.1");
+        store_code(&c, "u", owner, "u@example.com", &mine, 600).unwrap();
+        store_code(&c, "u", stranger, "u@example.com", &theirs, 600).unwrap();
+        // A code is good only where it was sent.
+        assert_eq!(
+            check(&c, "u", stranger, "111111", 10).unwrap(),
+            EmailCheck::Wrong
+        );
+        assert!(matches!(
+            check(&c, "u", owner, "111111", 10).unwrap(),
+            EmailCheck::Accepted(_)
+        ));
+        assert!(has_live_code(&c, "u", Purpose::Login, "host:198.51.100.1", 10).unwrap());
+        assert!(!has_live_code(&c, "u", Purpose::Login, "host:192.0.2.9", 10).unwrap());
     }
 }

@@ -11,7 +11,7 @@ use crate::clock::Clock;
 use crate::config::EmailConfig;
 use crate::message::Mail;
 use crate::random::Random;
-use crate::rules::email_codes::{self, Purpose, Sent};
+use crate::rules::email_codes::{self, Purpose, Send, Sent};
 use crate::services::notices::{self, Notice};
 use crate::store::Store;
 use std::sync::Arc;
@@ -57,12 +57,12 @@ impl Outbox {
         }
     }
 
-    /// Makes a code for `purpose`, stores it (voiding the previous one for
-    /// that purpose; counted against the hourly limit) and mails it to
-    /// `to`. A failure is audited without the code; the address appears
+    /// Makes a code for `send`, stores it (voiding the previous one for
+    /// that purpose and source; counted against the limits) and mails it
+    /// to `to`. A failure is audited without the code; the address appears
     /// masked.
-    pub async fn send_code(&self, user: &str, purpose: Purpose, to: &str, service: &str) -> Sent {
-        match self.deliver(user, Some(purpose), to, service).await {
+    pub async fn send_code(&self, send: Send<'_>, to: &str, service: &str) -> Sent {
+        match self.deliver(send, to, service).await {
             Ok(_) => Sent::Sent,
             Err(sent) => sent,
         }
@@ -75,22 +75,27 @@ impl Outbox {
     pub async fn send_kept_code(
         &self,
         user: &str,
+        source: &str,
         to: &str,
         service: &str,
     ) -> Result<(Vec<u8>, i64), Sent> {
-        self.deliver(user, None, to, service).await
+        let send = Send {
+            user,
+            purpose: Purpose::Enrol,
+            source,
+        };
+        self.deliver(send, to, service).await
     }
 
-    /// A code for `keep` (None: kept by the caller), counted and stored by
-    /// the rule, then mailed.
+    /// A code for `send`, counted (and stored, unless the caller keeps it)
+    /// by the rule, then mailed.
     async fn deliver(
         &self,
-        user: &str,
-        keep: Option<Purpose>,
+        send: Send<'_>,
         to: &str,
         service: &str,
     ) -> Result<(Vec<u8>, i64), Sent> {
-        let label = keep.map_or("enrol", Purpose::name);
+        let (user, label) = (send.user, send.purpose.name());
         let config = &self.config;
         let made = email_codes::generate(self.rng.as_ref()).and_then(|code| {
             email_codes::digest(self.rng.as_ref(), &code).map(|digest| (code, digest))
@@ -101,27 +106,28 @@ impl Outbox {
         })?;
         let now = self.clock.now();
         let expires = now + i64::from(config.code_minutes) * 60;
-        let (u, address, per_hour, d) = (
-            user.to_string(),
-            to.to_string(),
-            config.max_sends_per_hour,
-            digest.clone(),
-        );
+        let (u, source, purpose) = (user.to_string(), send.source.to_string(), send.purpose);
+        let (address, per_hour, d) = (to.to_string(), config.max_sends_per_hour, digest.clone());
         let stored = self
             .store
             .run(move |c| {
-                email_codes::record_send(c, &u, keep, &address, &d, now, expires, per_hour)
+                let send = Send {
+                    user: &u,
+                    purpose,
+                    source: &source,
+                };
+                email_codes::record_send(c, send, (&address, &d), (now, expires), per_hour)
             })
             .await;
         match stored {
             Ok(Ok(())) => {}
-            Ok(Err(wait)) => {
+            Ok(Err(too_many)) => {
                 self.audit.log(Event::MailFailed {
                     user,
                     purpose: label,
-                    error: "hourly limit reached",
+                    error: "send limit reached",
                 });
-                return Err(Sent::TooMany(wait));
+                return Err(too_many);
             }
             Err(e) => {
                 self.audit.internal("email-code", &e.to_string());

@@ -36,9 +36,9 @@ pub const TABLES: [(&str, &str); 11] = [
     ("email", "username, address, created"),
     (
         "email_codes",
-        "username, purpose, address, digest, expires, attempts",
+        "username, purpose, source, address, digest, expires, attempts",
     ),
-    ("email_sends", "username, at"),
+    ("email_sends", "username, source, purpose, at"),
     (
         "devices",
         "id, username, identity, label, address, added, last_used, expires",

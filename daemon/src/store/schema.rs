@@ -148,7 +148,47 @@ pub const MIGRATIONS: &[&str] = &[
 ];
 
 /// Migrations after version 9, for both engines: (SQLite, PostgreSQL).
-pub const LATER: &[(&str, &str)] = &[];
+pub const LATER: &[(&str, &str)] = &[
+    // 10: email codes and sends by source (issue 18): a code is kept per
+    // purpose and source, so a new one voids only that source's; a send
+    // records its source and purpose, for the per-source limits. Codes in
+    // flight are kept (source '' for a login's, 'twofactorctl' for a
+    // confirmation); sends of the last hour count as the account's.
+    (
+        "CREATE TABLE email_codes_by_source (
+            username TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+            purpose TEXT NOT NULL,
+            source TEXT NOT NULL,
+            address BLOB NOT NULL,
+            digest BLOB NOT NULL,
+            expires INTEGER NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (username, purpose, source)
+        ) STRICT;
+        INSERT INTO email_codes_by_source(username, purpose, source, address, digest, expires, attempts)
+            SELECT username, purpose, CASE purpose WHEN 'confirm' THEN 'twofactorctl' ELSE '' END,
+                   address, digest, expires, attempts
+            FROM email_codes;
+        DROP TABLE email_codes;
+        ALTER TABLE email_codes_by_source RENAME TO email_codes;
+        ALTER TABLE email_sends ADD COLUMN source TEXT NOT NULL DEFAULT '';
+        ALTER TABLE email_sends ADD COLUMN purpose TEXT NOT NULL DEFAULT '';
+        DROP INDEX email_sends_user;
+        CREATE INDEX email_sends_user ON email_sends(username, source, at);
+        CREATE INDEX email_sends_source ON email_sends(source, purpose, at);
+        CREATE INDEX email_sends_at ON email_sends(at);",
+        "ALTER TABLE email_codes ADD COLUMN source TEXT NOT NULL DEFAULT '';
+        UPDATE email_codes SET source = 'twofactorctl' WHERE purpose = 'confirm';
+        ALTER TABLE email_codes DROP CONSTRAINT email_codes_pkey;
+        ALTER TABLE email_codes ADD PRIMARY KEY (username, purpose, source);
+        ALTER TABLE email_sends ADD COLUMN source TEXT NOT NULL DEFAULT '';
+        ALTER TABLE email_sends ADD COLUMN purpose TEXT NOT NULL DEFAULT '';
+        DROP INDEX email_sends_user;
+        CREATE INDEX email_sends_user ON email_sends(username, source, at);
+        CREATE INDEX email_sends_source ON email_sends(source, purpose, at);
+        CREATE INDEX email_sends_at ON email_sends(at);",
+    ),
+];
 
 /// The version PostgreSQL stores start at.
 pub const POSTGRESQL_BASE_VERSION: i64 = 9;

@@ -137,16 +137,17 @@ fn check_app(
 }
 
 impl Logins {
+    /// An answer at the code prompt. `may_enrol`: the caller is root, so a
+    /// recovery code may lead to an enrolment at the prompt.
     pub(super) async fn check_code(
         &self,
         origin: &Origin,
-        enrolled: bool,
         asked: Method,
         answer: &[u8],
-        session: &str,
-        expires: i64,
+        (session, expires): (&str, i64),
+        may_enrol: bool,
     ) -> Next {
-        if answer.is_empty() && enrolled {
+        if answer.is_empty() {
             // Choosing another method is not an attempt.
             if let Some(next) = self.offer_choices(origin, asked).await {
                 return next;
@@ -162,9 +163,6 @@ impl Logins {
                 return Next::Done(Step::new(Action::Deny).error(malformed.message()));
             }
         };
-        if !enrolled {
-            return Next::Done(self.unknown_user_failure(origin));
-        }
         match attempt {
             Attempt::Code(Method::App, code) => {
                 passed(self.check_app_code(origin, code).await, method::APP, true)
@@ -179,6 +177,18 @@ impl Logins {
                 method::BACKUP_CODE,
                 false,
             ),
+            Attempt::Recovery(_) if !may_enrol => {
+                // A recovery code sets up a new method: not from a caller
+                // running as the user (a screen locker). Not checked, not
+                // counted.
+                self.audit.log(Event::LoginFailure {
+                    origin,
+                    reason: "recovery-code-not-here",
+                });
+                Next::Done(Step::new(Action::Deny).error(
+                    "A recovery code is used at a login (console, ssh, su or sudo), not here.",
+                ))
+            }
             Attempt::Recovery(code) => {
                 self.check_recovery_code(origin, code, session, expires)
                     .await
@@ -247,7 +257,8 @@ impl Logins {
                         if !offered || !Method::Email.is_enrolled(c, &user)? {
                             return Ok(None);
                         }
-                        let found = email_codes::check(c, &user, Purpose::Login, &code, now)?;
+                        let found =
+                            email_codes::check(c, &user, (Purpose::Login, &source), &code, now)?;
                         if matches!(found, EmailCheck::Accepted(_)) {
                             succeeded(c, &user, &source, method::EMAIL, now, &host)?;
                             return Ok(Some(Ok(backup_codes::remaining(c, &user)?)));
@@ -434,23 +445,6 @@ impl Logins {
             Err(e) => {
                 self.internal("login-recovery", &e.to_string());
                 Next::Done(Step::new(Action::Deny).error(INTERNAL))
-            }
-        }
-    }
-
-    /// A code for a name the system does not know: always refused, counted
-    /// like an account's failures (in memory), so the answers look the same
-    /// as for an enrolled account, the lockout message included.
-    fn unknown_user_failure(&self, origin: &Origin) -> Step {
-        let now = self.clock.now();
-        match self.unknown.failure(&origin.user, now, &self.config.limits) {
-            Some(wait) => self.locked(origin, wait),
-            None => {
-                self.audit.log(Event::LoginFailure {
-                    origin,
-                    reason: "unknown-user",
-                });
-                Step::new(Action::Deny).error(INVALID)
             }
         }
     }

@@ -13,8 +13,9 @@
 use super::{Logins, Next, Phase, INTERNAL};
 use crate::adapters::syslog::Event;
 use crate::origin::Origin;
-use crate::rules::email_codes::{self, Purpose, Sent};
+use crate::rules::email_codes::{self, Purpose, Send, Sent};
 use crate::rules::methods::{self, Method};
+use crate::rules::ratelimit;
 use crate::store::{Db, DbResult};
 use twofactor_proto::{Action, Step};
 
@@ -109,6 +110,14 @@ fn prompt(method: Method, methods: &Methods) -> String {
     }
 }
 
+/// The email prompt when no code was sent now: it claims no send.
+fn earlier_code_prompt(methods: &Methods) -> String {
+    format!("Code from the last email to {}: ", methods.masked())
+}
+
+/// The email prompt when no code was sent and none is waiting.
+const NO_CODE_PROMPT: &str = "Email code (none was sent; press Enter for another method): ";
+
 impl Logins {
     /// The user's methods as a login sees them.
     pub(super) async fn methods_of(&self, user: &str) -> Result<Methods, String> {
@@ -132,26 +141,42 @@ impl Logins {
                 method.name()
             ));
         } else if method == Method::Email {
+            let source = ratelimit::source_of(origin);
             let sent = match methods.address.as_deref() {
                 Some(to) => {
-                    self.outbox
-                        .send_code(&origin.user, Purpose::Login, to, &origin.service)
-                        .await
+                    let send = Send {
+                        user: &origin.user,
+                        purpose: Purpose::Login,
+                        source: &source,
+                    };
+                    self.outbox.send_code(send, to, &origin.service).await
                 }
                 None => Sent::Failed,
             };
+            // The prompt says what happened: it names a send only when one
+            // was made.
             step = match sent {
                 Sent::Sent => step.info(format!(
                     "A code was sent to {}; it is valid for {} minutes.",
                     methods.masked(),
                     self.config.email.code_minutes
                 )),
-                Sent::TooMany(seconds) => step.error(format!(
+                Sent::TooMany {
+                    wait,
+                    earlier_works: true,
+                } => Step::new(Action::AskHidden(earlier_code_prompt(methods))).error(format!(
                     "Too many codes were sent; a new one can be sent in {} minutes. The last \
-                     code sent still works.",
-                    (seconds + 59) / 60
+                     code sent here still works.",
+                    (wait + 59) / 60
                 )),
-                Sent::Failed => step.error(format!(
+                Sent::TooMany {
+                    wait,
+                    earlier_works: false,
+                } => Step::new(Action::AskHidden(NO_CODE_PROMPT.into())).error(format!(
+                    "Too many codes were sent; a new one can be sent in {} minutes.",
+                    (wait + 59) / 60
+                )),
+                Sent::Failed => Step::new(Action::AskHidden(NO_CODE_PROMPT.into())).error(format!(
                     "The code could not be sent to {}.",
                     methods.masked()
                 )),
@@ -227,17 +252,15 @@ impl Logins {
             }
         };
         let step = if picked == Some(None) {
-            // Back to the same prompt: nothing is sent again.
-            Step::new(Action::AskHidden(prompt(method, &methods)))
+            // Back to the same prompt: nothing is sent again (nor claimed).
+            let asked = match method {
+                Method::Email => earlier_code_prompt(&methods),
+                other => prompt(other, &methods),
+            };
+            Step::new(Action::AskHidden(asked))
         } else {
             self.ask(origin, method, &methods).await
         };
-        Next::Continue(
-            Phase::AskCode {
-                enrolled: true,
-                asked: method,
-            },
-            step,
-        )
+        Next::Continue(Phase::AskCode { asked: method }, step)
     }
 }

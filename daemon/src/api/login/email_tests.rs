@@ -168,10 +168,11 @@ fn switching_lists_the_other_methods_costs_no_try_and_goes_both_ways() {
     let second = mailed_code(&w);
     let menu = answer(&w, &root(), &id, "");
     assert!(matches!(menu.action, Action::AskVisible(_)));
-    // Enter at the list goes back without sending.
+    // Enter at the list goes back without sending, and the prompt says
+    // no new code was sent.
     assert_eq!(
         answer(&w, &root(), &id, "").action,
-        Action::AskHidden(EMAIL_PROMPT.into())
+        Action::AskHidden("Code from the last email to a***@example.org: ".into())
     );
     assert!(w.mail.take().is_empty());
     answer(&w, &root(), &id, "");
@@ -247,9 +248,28 @@ fn sends_are_limited_and_the_last_code_still_works() {
         .messages
         .iter()
         .any(|(_, m)| m.contains("Too many codes were sent")));
+    // The prompt does not claim a send that did not happen.
+    assert_eq!(
+        step.action,
+        Action::AskHidden("Code from the last email to a***@example.org: ".into())
+    );
+    // Another source (the owner elsewhere) has a budget of its own, and
+    // its code does not void this source's.
+    let elsewhere = Origin {
+        rhost: "198.51.100.7".into(),
+        ..origin("alice")
+    };
+    w.rt.block_on(w.logins.begin(&root(), elsewhere)).unwrap();
+    mailed_code(&w);
     assert_eq!(
         answer(&w, &root(), &id, &last).action,
         Action::AcceptPending
+    );
+    // With no code waiting here, the prompt says none was sent.
+    let (_, step) = begin(&w, &root());
+    assert_eq!(
+        step.action,
+        Action::AskHidden("Email code (none was sent; press Enter for another method): ".into())
     );
     // An hour later codes go out again.
     w.clock.advance(3600);
@@ -269,6 +289,10 @@ fn a_relay_that_fails_says_so_and_the_app_still_works() {
         .messages
         .iter()
         .any(|(_, m)| m.contains("could not be sent")));
+    assert!(
+        matches!(&step.action, Action::AskHidden(p) if !p.contains("sent to")),
+        "the prompt claims a send: {step:?}"
+    );
     answer(&w, &root(), &id, "");
     let step = answer(&w, &root(), &id, "1");
     assert_eq!(step.action, Action::AskHidden(APP_PROMPT.into()));

@@ -16,7 +16,7 @@ use crate::adapters::syslog::Event;
 use crate::api::qr;
 use crate::origin::Origin;
 use crate::rules::bookkeeping;
-use crate::rules::email_codes;
+use crate::rules::email_codes::{self, Sent};
 use crate::rules::methods::Method;
 use crate::rules::methods::{self, BackupCodes, NewMethod};
 use crate::rules::ratelimit;
@@ -239,7 +239,12 @@ impl Logins {
                 }
                 let sent = self
                     .outbox
-                    .send_kept_code(&origin.user, text, &origin.service)
+                    .send_kept_code(
+                        &origin.user,
+                        &ratelimit::source_of(origin),
+                        text,
+                        &origin.service,
+                    )
                     .await;
                 match sent {
                     Ok((digest, expires)) => {
@@ -256,8 +261,23 @@ impl Logins {
                                 .info(format!("A code was sent to {masked}; type it here.")),
                         )
                     }
+                    Err(Sent::TooMany { wait, .. }) => {
+                        // Back to the choice: the app still works. An
+                        // address typed here (perhaps after a wrong
+                        // password) is mailed once per source and 10
+                        // minutes.
+                        e.stage = Stage::Choose;
+                        again(
+                            e,
+                            CHOOSE_PROMPT,
+                            &format!(
+                                "No code was sent: codes to a new address can be sent from \
+                                 here again in {} minutes. Choose 1 for the app.",
+                                (wait + 59) / 60
+                            ),
+                        )
+                    }
                     Err(_) => {
-                        // Back to the choice: the app still works.
                         e.stage = Stage::Choose;
                         again(
                             e,

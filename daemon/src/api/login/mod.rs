@@ -3,18 +3,25 @@
 //! made here; the module only renders steps.
 //!
 //! ```text
-//!   Begin ─▶ unknown user ─────────────▶ AskCode{enrolled:false} ─▶ Deny (same words as a wrong code)
-//!       ├─▶ no method, policy off ────▶ Accept (2FA is optional)
+//!   Begin ─▶ trusted device ───────────▶ AcceptPending ─▶ Commit
+//!       ├─▶ no method (or a name the system does not know), policy off ─▶ Accept (2FA is optional)
 //!       ├─▶ no method, policy announced ▶ Accept + reminder
 //!       ├─▶ no method, policy applies ─▶ EnrolCode ─▶ EnrolConfirm ─▶ AcceptPending ─▶ Commit
 //!       │        (email offered: EnrolEmail: 1 app ─▶ EnrolCode; 2 address ─▶ code ─▶ EnrolConfirm)
-//!       └─▶ a method, or a recovery code ─▶ AskCode{enrolled:true, asked} ─▶ Accept | Deny
+//!       └─▶ a method, or a recovery code ─▶ AskCode{asked} ─▶ AcceptPending ─▶ Commit | Deny
 //!                                          ├─ "" ─▶ Choose ─▶ AskCode{other method}
 //!                                          └─ recovery code ─▶ EnrolCode ─▶ …
 //! ```
 //!
+//! A name the system does not know is answered as a user without a method
+//! who is in no group: the prompt does not tell whether a name exists. Its
+//! enrolment at the prompt is never committed.
+//!
+//! Only root's logins (login, su, sudo, sshd) may set something up at the
+//! prompt: a caller running as the user (a screen locker) only checks a
+//! factor; it gets no enrolment and cannot use a recovery code.
+//!
 //! The parts: `sessions` (the table of logins in progress and its quotas),
-//! `unknown` (the in-memory throttle of names the system does not know),
 //! `check` (what an answer at the code prompt is, and the one path every
 //! code check takes), `choose` (which method is asked, sending email codes,
 //! switching methods), `enrol` (enrolment at the prompt and its commit).
@@ -27,13 +34,11 @@ mod choose;
 mod enrol;
 mod sessions;
 mod trust;
-mod unknown;
 
 pub use check::wait_message;
 pub use choose::{APP_PROMPT, CHOOSE_PROMPT};
 use sessions::{Session, Sessions};
 pub use trust::question as trust_question;
-use unknown::UnknownNames;
 
 use crate::adapters::syslog::Event;
 
@@ -61,6 +66,10 @@ use zeroize::Zeroizing;
 
 pub const INVALID: &str = "Invalid verification code.";
 pub const INTERNAL: &str = "Two-factor authentication failed (internal error); login refused.";
+/// A caller that is not root (a screen locker) met a user who must set up
+/// a second factor first.
+pub const NOT_FROM_HERE: &str = "Two-factor authentication is required for your account and is \
+     not set up yet. Set it up at a login (console or ssh), or with `twofactorctl enable app`.";
 
 /// Longest user, service, rhost or tty accepted from the module (the
 /// contract's limit, which the module checks too).
@@ -71,9 +80,8 @@ const MAX_AUTH_INFO_LEN: usize = twofactor_proto::names::detail::MAX_SSH_AUTH_IN
 enum Phase {
     /// The prompt for a code of the method `asked` was shown: a 6-digit
     /// answer is a code of that method (backup and recovery codes are taken
-    /// at any code prompt). `enrolled` is false for a user the system does
-    /// not know: the same question, and always a refusal.
-    AskCode { enrolled: bool, asked: Method },
+    /// at any code prompt).
+    AskCode { asked: Method },
     /// An empty answer at a code prompt showed the user's other methods.
     Choose(choose::Menu),
     /// Enrolment at the prompt: the secret was shown, a code is asked.
@@ -225,7 +233,6 @@ pub struct Logins {
     outbox: Arc<Outbox>,
     directory: Directory,
     sessions: Sessions,
-    unknown: UnknownNames,
 }
 
 impl Logins {
@@ -241,7 +248,6 @@ impl Logins {
             outbox: h.outbox.clone(),
             directory: h.directory.clone(),
             sessions: Sessions::default(),
-            unknown: UnknownNames::default(),
         }
     }
 
@@ -353,33 +359,44 @@ impl Logins {
                 Phase::Commit(Change::Login(passed)),
                 waiting_for_commit(Step::new(Action::Accept)),
             )
-        } else if !known || facts.first.is_some() || facts.recovery_pending {
-            // A name the system does not know is asked like an app user.
+        } else if known && (facts.first.is_some() || facts.recovery_pending) {
             let asked = facts.first.unwrap_or(Method::App);
             let step = self.ask(&origin, asked, &facts.methods).await;
-            (
-                Phase::AskCode {
-                    enrolled: known,
-                    asked,
-                },
-                step,
-            )
+            (Phase::AskCode { asked }, step)
         } else {
-            match self.policy_for(&origin.user, facts.policy, now).await {
+            // No method, or a name the system does not know: answered alike.
+            let applies = if known {
+                self.policy_for(&origin.user, facts.policy, now).await
+            } else {
+                self.policy_for_unknown(now).await
+            };
+            let passes = |step: Step| {
+                self.audit.log(if known {
+                    Event::LoginNoMethod { origin: &origin }
+                } else {
+                    Event::LoginUnknownUser { origin: &origin }
+                });
+                Ok((String::new(), step))
+            };
+            match applies {
                 Err(e) => {
                     // The name service could not say whether a
                     // group-limited policy applies: fail closed.
                     self.internal("login-begin", &e);
                     return Ok((String::new(), Step::new(Action::Deny).error(INTERNAL)));
                 }
-                Ok(Applies::No) => {
-                    self.audit.log(Event::LoginNoMethod { origin: &origin });
-                    return Ok((String::new(), Step::new(Action::Accept)));
-                }
+                Ok(Applies::No) => return passes(Step::new(Action::Accept)),
                 Ok(Applies::Announced(date)) => {
-                    self.audit.log(Event::LoginNoMethod { origin: &origin });
-                    let step = Step::new(Action::Accept).info(enrol::reminder(&date));
-                    return Ok((String::new(), step));
+                    return passes(Step::new(Action::Accept).info(enrol::reminder(&date)))
+                }
+                Ok(Applies::Now) if caller.uid != 0 => {
+                    // A screen locker runs as the user: it checks a factor,
+                    // it never sets one up.
+                    self.audit.log(Event::Denied {
+                        uid: caller.uid,
+                        action: "enrol-at-prompt",
+                    });
+                    return Ok((String::new(), Step::new(Action::Deny).error(NOT_FROM_HERE)));
                 }
                 Ok(Applies::Now) => self.start_enrolment(&origin, enrol::Why::Policy)?,
             }
@@ -395,12 +412,25 @@ impl Logins {
         let session = Session {
             owner: caller.clone(),
             origin,
+            known,
             device,
             phase,
             expires,
         };
         self.sessions.insert(id.clone(), session, now)?;
         Ok((id, step))
+    }
+
+    /// Whether the mandatory policy applies to a name the system does not
+    /// know: as to a user in no group.
+    async fn policy_for_unknown(&self, now: i64) -> Result<Applies, String> {
+        let config = self.config.clone();
+        let policy = self
+            .store
+            .read(move |c| policy::get(c, &config.policy))
+            .await
+            .map_err(|e| e.to_string())?;
+        policy::applies_to_user(|| Ok::<_, String>(Vec::new()), &policy, now)
     }
 
     /// Whether the mandatory policy applies to `user` now (groups looked
@@ -425,13 +455,15 @@ impl Logins {
         let Session {
             owner,
             origin,
+            known,
             device,
             phase,
             expires,
         } = self.sessions.take(caller, id, self.clock.now())?;
         let next = match phase {
-            Phase::AskCode { enrolled, asked } => {
-                self.check_code(&origin, enrolled, asked, &answer, id, expires)
+            Phase::AskCode { asked } => {
+                let may_enrol = owner.uid == 0;
+                self.check_code(&origin, asked, &answer, (id, expires), may_enrol)
                     .await
             }
             Phase::Choose(menu) => self.choose(&origin, menu, &answer).await,
@@ -485,6 +517,7 @@ impl Logins {
                 let session = Session {
                     owner,
                     origin,
+                    known,
                     device,
                     phase,
                     expires,
@@ -498,9 +531,21 @@ impl Logins {
     /// The whole PAM auth stack succeeded for the login `id` (the module
     /// calls this from `pam_sm_acct_mgmt`): store what it left pending.
     pub async fn commit(&self, caller: &Caller, id: &str) -> Result<Step, Error> {
-        let Session { origin, phase, .. } = self.sessions.take(caller, id, self.clock.now())?;
+        let Session {
+            origin,
+            phase,
+            known,
+            ..
+        } = self.sessions.take(caller, id, self.clock.now())?;
         let change = match phase {
-            Phase::Commit(change) => change,
+            Phase::Commit(change) if known => change,
+            Phase::Commit(change) => {
+                // A name the system does not know went through the
+                // enrolment like anyone (its stack should have refused it).
+                let phase = Phase::Commit(change);
+                self.discard(&origin, &phase, "unknown-user").await;
+                return Ok(Step::new(Action::Deny).error(INTERNAL));
+            }
             other => {
                 self.discard(&origin, &other, "commit-before-accept").await;
                 return Err(Error::NotFound("this login has nothing to commit".into()));
@@ -844,20 +889,11 @@ mod tests {
     }
 
     #[test]
-    fn user_without_method_passes_unknown_user_is_refused_like_wrong_code() {
+    fn user_without_method_passes() {
         let w = world();
         let bob = w.login(&root(), "bob", b"").unwrap();
         assert_eq!(bob.action, Action::Accept);
         assert!(bob.messages.is_empty());
-        let unknown = w.login(&root(), "mallory", w.code(0).as_bytes()).unwrap();
-        let wrong = w.login(&root(), "alice", b"000000").unwrap();
-        // Same prompt (checked in login()) and same refusal.
-        let wrong = if w.code(0) == "000000" {
-            unknown.clone()
-        } else {
-            wrong
-        };
-        assert_eq!(unknown, wrong);
     }
 
     #[test]
@@ -1161,29 +1197,6 @@ mod tests {
             };
             assert!(w.rt.block_on(w.logins.begin(&c, origin("alice"))).is_ok());
         }
-    }
-
-    #[test]
-    fn unknown_names_are_locked_out_like_accounts() {
-        let w = world();
-        let wrong = if w.code(0) == "111111" {
-            "222222"
-        } else {
-            "111111"
-        };
-        let mut unknown = Vec::new();
-        let mut known = Vec::new();
-        for _ in 0..5 {
-            unknown.push(w.login(&root(), "mallory", wrong.as_bytes()).unwrap());
-            known.push(w.login(&root(), "alice", wrong.as_bytes()).unwrap());
-        }
-        assert_eq!(unknown, known, "the same answers, lockout included");
-        denied_with(&unknown[4], "try again in");
-        w.clock.advance(120);
-        denied_with(
-            &w.login(&root(), "mallory", wrong.as_bytes()).unwrap(),
-            INVALID,
-        );
     }
 
     #[test]

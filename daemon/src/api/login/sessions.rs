@@ -25,6 +25,9 @@ pub(super) const MAX_SESSIONS_NON_ROOT: usize = MAX_SESSIONS / 2;
 pub(super) struct Session {
     pub(super) owner: Caller,
     pub(super) origin: Origin,
+    /// Whether the name is a user of this system (an unknown name is
+    /// answered alike, and nothing of its login is ever stored).
+    pub(super) known: bool,
     /// The device the login presents, if any (see `trust`).
     pub(super) device: Option<crate::rules::trusted_devices::Presented>,
     pub(super) phase: Phase,
