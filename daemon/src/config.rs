@@ -8,6 +8,14 @@ use std::path::{Path, PathBuf};
 
 pub const DEFAULT_PATH: &str = "/etc/twofactor/twofactord.toml";
 
+/// `protected_groups` when the file does not write it: root's own group
+/// and the groups that give root (or its disks, logs or password hashes)
+/// on Debian, Ubuntu, Fedora, Arch and friends. A group the host does not
+/// have matches nobody.
+pub const DEFAULT_PROTECTED_GROUPS: &[&str] = &[
+    "sudo", "wheel", "admin", "root", "adm", "docker", "lxd", "libvirt", "disk", "shadow",
+];
+
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -25,6 +33,12 @@ pub struct Config {
     /// Members of this group may use the admin commands (after their own
     /// password, for every change). Empty: only root.
     pub admin_group: String,
+    /// Members of these groups (primary or supplementary), like root and
+    /// the members of `admin_group`, are reset, unlocked, imported for and
+    /// cleared of trusted devices by root only (rules::protected). An
+    /// empty list, written on purpose, protects only root and
+    /// administrators.
+    pub protected_groups: Vec<String>,
     pub totp: TotpConfig,
     pub limits: LimitsConfig,
     pub login: LoginConfig,
@@ -266,6 +280,10 @@ impl Default for Config {
             issuer: String::new(),
             reauth_service: "twofactor-reauth".into(),
             admin_group: String::new(),
+            protected_groups: DEFAULT_PROTECTED_GROUPS
+                .iter()
+                .map(|g| g.to_string())
+                .collect(),
             totp: TotpConfig::default(),
             limits: LimitsConfig::default(),
             login: LoginConfig::default(),
@@ -417,33 +435,13 @@ impl Config {
                 "is not a valid group name".into(),
             ));
         }
-        if let Some(bad) = self
-            .policy
-            .groups
-            .iter()
-            .find(|g| !twofactor_proto::group::is_valid_name(g))
-        {
-            return Err(invalid(
-                "policy",
-                "groups",
-                format!(
-                    "{:?} is not a valid group name",
-                    bad.chars()
-                        .take(twofactor_proto::group::MAX_NAME_BYTES)
-                        .collect::<String>()
-                ),
-            ));
-        }
-        if self.policy.groups.len() > twofactor_proto::group::MAX_POLICY_GROUPS {
-            return Err(invalid(
-                "policy",
-                "groups",
-                format!(
-                    "names {} groups; at most {} may be named",
-                    self.policy.groups.len(),
-                    twofactor_proto::group::MAX_POLICY_GROUPS
-                ),
-            ));
+        for (section, key, groups) in [
+            ("", "protected_groups", &self.protected_groups),
+            ("policy", "groups", &self.policy.groups),
+        ] {
+            if let Some(message) = group_list_error(groups) {
+                return Err(invalid(section, key, message));
+            }
         }
         if !self.policy.from.is_empty()
             && !twofactor_proto::date::is_calendar_date(&self.policy.from)
@@ -717,6 +715,25 @@ impl Config {
 }
 
 /// A PAM service name: letters, digits, `-`, `_`, `.`.
+/// What is wrong with a list of group names (`protected_groups`,
+/// `[policy] groups`), if anything: the contract's name rule and limit
+/// (twofactor_proto::group).
+fn group_list_error(groups: &[String]) -> Option<String> {
+    use twofactor_proto::group::{is_valid_name, MAX_NAME_BYTES, MAX_POLICY_GROUPS};
+    if let Some(bad) = groups.iter().find(|g| !is_valid_name(g)) {
+        return Some(format!(
+            "{:?} is not a valid group name",
+            bad.chars().take(MAX_NAME_BYTES).collect::<String>()
+        ));
+    }
+    (groups.len() > MAX_POLICY_GROUPS).then(|| {
+        format!(
+            "names {} groups; at most {MAX_POLICY_GROUPS} may be named",
+            groups.len()
+        )
+    })
+}
+
 fn valid_service_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -882,6 +899,15 @@ mod tests {
         assert!(e.contains("totp.skew_steps"), "{e}");
     }
 
+    /// One quoted group name more than the contract allows, for a TOML
+    /// array.
+    fn too_many_groups() -> String {
+        (0..=twofactor_proto::group::MAX_POLICY_GROUPS)
+            .map(|i| format!("\"g{i}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     #[test]
     fn policy_and_admin_group() {
         let c = Config::parse(
@@ -906,16 +932,63 @@ mod tests {
                 .to_string();
             assert!(e.contains("admin_group"), "{e}");
         }
-        let many: Vec<String> = (0..=twofactor_proto::group::MAX_POLICY_GROUPS)
-            .map(|i| format!("\"g{i}\""))
-            .collect();
-        let e = Config::parse(&format!("[policy]\ngroups = [{}]\n", many.join(", ")), "c")
-            .unwrap_err()
-            .to_string();
+        let e = Config::parse(
+            &format!("[policy]\ngroups = [{}]\n", too_many_groups()),
+            "c",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("at most 256"), "{e}");
         assert!(twofactor_proto::date::is_calendar_date("2026-01-31"));
         assert!(!twofactor_proto::date::is_calendar_date("2026-1-31"));
         assert!(!twofactor_proto::date::is_calendar_date("2026-01-3x"));
+    }
+
+    /// `protected_groups`: the root-equivalent groups when not written; an
+    /// empty list is taken as written; a bad name or too many names are
+    /// refused with the file, the line and the key.
+    #[test]
+    fn protected_groups() {
+        let default = Config::parse("", "c").unwrap().protected_groups;
+        for g in [
+            "sudo", "wheel", "admin", "root", "adm", "docker", "lxd", "libvirt", "disk", "shadow",
+        ] {
+            assert!(default.iter().any(|d| d == g), "{g} in {default:?}");
+        }
+        let c = Config::parse("protected_groups = []\n", "c").unwrap();
+        assert!(c.protected_groups.is_empty());
+        let c = Config::parse(
+            "protected_groups = [\"sudo\", \"no-such-group-here\"]\n",
+            "c",
+        )
+        .unwrap();
+        assert_eq!(c.protected_groups, vec!["sudo", "no-such-group-here"]);
+        for bad in ["1000", "st$ff", "a b", "", "-x"] {
+            let e = Config::parse(
+                &format!("issuer = \"x\"\nprotected_groups = [\"sudo\", {bad:?}]\n[limits]\n"),
+                "/etc/t.toml",
+            )
+            .unwrap_err()
+            .to_string();
+            assert_eq!(
+                e,
+                format!("/etc/t.toml:2: key `protected_groups`: {bad:?} is not a valid group name")
+            );
+        }
+        let e = Config::parse("protected_groups = \"sudo\"\n", "c")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c:1: key `protected_groups`:"), "{e}");
+        let e = Config::parse(
+            &format!("\nprotected_groups = [{}]\n", too_many_groups()),
+            "c",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("c:2: key `protected_groups`: names 257 groups; at most 256"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1130,6 +1203,10 @@ mod proptests {
                 .iter()
                 .all(|g| twofactor_proto::group::is_valid_name(g))
             && c.policy.groups.len() <= twofactor_proto::group::MAX_POLICY_GROUPS
+            && c.protected_groups
+                .iter()
+                .all(|g| twofactor_proto::group::is_valid_name(g))
+            && c.protected_groups.len() <= twofactor_proto::group::MAX_POLICY_GROUPS
             && (1..=30).contains(&c.devices.days)
             && (1..=10).contains(&c.email.timeout_seconds)
             && (1..=15).contains(&c.email.code_minutes)
@@ -1177,6 +1254,7 @@ mod proptests {
                 "[a-z_.]{1,20} = [0-9-]{1,12}",
                 "from = \"[0-9]{4}-[0-9]{2}-[0-9]{2}\"",
                 "groups = \\[\"\\PC{0,10}\"\\]",
+                "protected_groups = \\[\"\\PC{0,10}\"\\]",
                 "\\[[a-z]{0,8}\\]",
                 "\\PC{0,30}",
             ],
@@ -1219,6 +1297,26 @@ mod proptests {
         assert!(e.starts_with("c:2: key `devices.ssh_services`:"), "{e}");
         let shipped = Config::parse(SHIPPED, "p.toml").unwrap();
         assert_eq!(shipped.devices, DevicesConfig::default());
+    }
+
+    /// The shipped file shows `protected_groups` commented out, with the
+    /// built-in list: taking the `#` away changes nothing.
+    #[test]
+    fn the_shipped_protected_groups_line_is_the_default() {
+        let line = SHIPPED
+            .lines()
+            .find(|l| l.starts_with("#protected_groups = "))
+            .expect("a commented protected_groups line");
+        let uncommented = SHIPPED.replace(line, &line[1..]);
+        assert_ne!(line_of_key(&uncommented, "", "protected_groups"), 0);
+        assert_eq!(
+            Config::parse(&uncommented, "p.toml").unwrap(),
+            Config::parse(SHIPPED, "p.toml").unwrap()
+        );
+        assert_eq!(
+            Config::parse(SHIPPED, "p.toml").unwrap().protected_groups,
+            DEFAULT_PROTECTED_GROUPS
+        );
     }
 
     /// The shipped file writes every `[email]` key with its built-in

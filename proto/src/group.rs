@@ -1,12 +1,13 @@
-//! Group names in the contract: `admin_group` and the mandatory policy's
-//! groups (`Admin1.SetPolicy`, `[policy] groups` in twofactord.toml,
-//! `twofactorctl admin policy --groups`), checked by one rule in the
-//! daemon and in the CLI.
+//! Group names in the contract: `admin_group`, `protected_groups` and the
+//! mandatory policy's groups (`Admin1.SetPolicy`, `[policy] groups` in
+//! twofactord.toml, `twofactorctl admin policy --groups`), checked by one
+//! rule in the daemon and in the CLI.
 
 /// Longest group name accepted, in bytes.
 pub const MAX_NAME_BYTES: usize = 64;
 
-/// Most groups a policy may name (`Admin1.SetPolicy`).
+/// Most groups a policy may name (`Admin1.SetPolicy`); also the most
+/// `protected_groups` may name.
 pub const MAX_POLICY_GROUPS: usize = 256;
 
 /// A group name as shadow's `groupadd` accepts it (without

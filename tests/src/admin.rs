@@ -18,6 +18,8 @@ pub struct AdminConfig {
     pub base: DaemonConfig,
     /// `admin_group = "..."`; empty: only root.
     pub admin_group: String,
+    /// `protected_groups = [...]`, if written (None: the built-in list).
+    pub protected_groups: Option<Vec<String>>,
     /// The `[policy]` table's body (e.g. `mandatory = true`), if any.
     pub policy_toml: Option<String>,
 }
@@ -26,6 +28,10 @@ impl AdminConfig {
     pub fn to_toml(&self, state_dir: &Path) -> String {
         // Top-level keys must come before the first table.
         let mut text = format!("admin_group = {:?}\n", self.admin_group);
+        if let Some(groups) = &self.protected_groups {
+            let quoted: Vec<String> = groups.iter().map(|g| format!("{g:?}")).collect();
+            text.push_str(&format!("protected_groups = [{}]\n", quoted.join(", ")));
+        }
         text.push_str(&self.base.to_toml(state_dir));
         if let Some(p) = &self.policy_toml {
             text.push_str("\n[policy]\n");

@@ -106,6 +106,20 @@ impl TestUser {
             .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
     }
 
+    /// Makes `group` (an existing group) the user's primary group
+    /// (`usermod -g`); the passwd entry goes with the user on Drop.
+    pub fn set_primary_group(&mut self, group: &str) {
+        let out = run_locked(&["usermod", "-g", group, &self.name], b"");
+        assert!(
+            out.success(),
+            "usermod -g {group} {} failed: {}",
+            self.name,
+            out.describe()
+        );
+        let (_, gid) = lookup(&self.name).expect("the user is in the user database");
+        self.gid = gid;
+    }
+
     /// A second passwd entry with this user's uid (`useradd -o`), as an
     /// administrator makes `toor` for root; removed by its name on Drop.
     pub fn alias(&self) -> Alias {

@@ -1072,16 +1072,9 @@ fn only_root_resets_unlocks_or_imports_for_root_and_administrators() {
         return;
     }
     let g = TestGroup::new();
-    let env = admin::start_env(
-        &AdminConfig {
-            admin_group: g.name.clone(),
-            ..AdminConfig::default()
-        },
-        None,
-    );
+    let env = with_admin_group(&g, None);
     let var = Path::new("/var/tmp");
-    let m = TestUser::new();
-    g.add(&m);
+    let m = member_of(&g);
     let m2 = TestUser::with_home_under(var);
     g.add(&m2);
     let plain = TestUser::new();
@@ -1173,6 +1166,212 @@ fn only_root_resets_unlocks_or_imports_for_root_and_administrators() {
     );
 }
 
+/// A daemon whose `admin_group` is `g`, with `protected_groups` as given
+/// (None: not written, the built-in list).
+fn with_admin_group(g: &TestGroup, protected_groups: Option<Vec<String>>) -> Env {
+    admin::start_env(
+        &AdminConfig {
+            admin_group: g.name.clone(),
+            protected_groups,
+            ..AdminConfig::default()
+        },
+        None,
+    )
+}
+
+/// A new user, made a member of `g`.
+fn member_of(g: &TestGroup) -> TestUser {
+    let u = TestUser::new();
+    g.add(&u);
+    u
+}
+
+/// What a non-root administrator is told about `user`, a member of the
+/// protected `group`.
+fn protected_message(user: &TestUser, group: &str) -> String {
+    format!(
+        "{:?} is in the protected group {group} (protected_groups); \
+         only root may reset, unlock or import for them",
+        user.name
+    )
+}
+
+/// `twofactorctl ARGS` as the administrator `admin` with their own right
+/// password: refused (exit 1) with `expected` on stderr, no recovery code.
+fn refused_for_admin(env: &Env, admin: &TestUser, args: &[&str], expected: &str) {
+    let out = env
+        .ctl()
+        .run(admin, args, format!("{}\n", admin.password()).as_bytes());
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {}", out.describe());
+    assert!(
+        out.stderr().contains(expected),
+        "{args:?}: {expected:?} not in {}",
+        out.describe()
+    );
+    assert!(
+        !out.stdout().contains("Recovery code"),
+        "{args:?}: {}",
+        out.describe()
+    );
+}
+
+/// A member of a root-capable group can become root, so a recovery code,
+/// an unlock or a new secret for them would be a way to root for a
+/// non-root administrator. With `protected_groups` not written, the
+/// built-in list applies (here `adm`, as the user's primary group): the
+/// administrator, with their right password, is refused reset, unlock,
+/// import (one user and `--all`) and devices remove through the CLI and on
+/// the bus, told which group, audited as `denied`; nothing changes. An
+/// ordinary user with a file is still imported by `--all`, and root resets
+/// the protected user.
+#[test]
+fn a_non_root_admin_cannot_act_on_a_member_of_a_default_protected_group() {
+    if !need_root!() {
+        return;
+    }
+    let g = TestGroup::new();
+    let env = with_admin_group(&g, None);
+    let m = member_of(&g);
+    // Homes under /var/tmp: the daemon's /tmp is private.
+    let var = Path::new("/var/tmp");
+    let mut t = TestUser::with_home_under(var);
+    t.set_primary_group("adm");
+    let plain = TestUser::with_home_under(var);
+    env.ctl().enroll_app(&t);
+    google_authenticator(&t, &t.home().join(".google_authenticator"), false);
+    google_authenticator(&plain, &plain.home().join(".google_authenticator"), false);
+    let before = admin::user_json(&env, &t.name);
+    let expected = protected_message(&t, "adm");
+
+    for args in [
+        vec!["admin", "reset", &t.name, "--yes"],
+        vec!["admin", "unlock", &t.name],
+        vec!["admin", "import", "google-authenticator", &t.name],
+        vec!["admin", "devices", "remove", &t.name, "--all"],
+    ] {
+        refused_for_admin(&env, &m, &args, &expected);
+    }
+    let r = env.bus.py_calls(
+        Some(m.ids()),
+        json!([admin_call(
+            "Reset",
+            "say",
+            json!([t.name, {"bytes": m.password()}])
+        )]),
+    );
+    assert_eq!(r[0]["error"], PERMISSION_DENIED, "{r:?}");
+    // --all: the protected user is left out with the reason, the ordinary
+    // user is imported (other users of this host may be listed too).
+    let out = env.ctl().run(
+        &m,
+        &["admin", "import", "google-authenticator", "--all"],
+        format!("{}\n", m.password()).as_bytes(),
+    );
+    let (imported, _, message) = import_block(&out.stdout(), &t.name);
+    assert_eq!(imported, "no", "{}", out.describe());
+    assert_eq!(message, expected, "{}", out.describe());
+    assert_eq!(
+        import_block(&out.stdout(), &plain.name).0,
+        "yes",
+        "{}",
+        out.describe()
+    );
+
+    // Nothing changed.
+    let after = admin::user_json(&env, &t.name);
+    assert_eq!(after["methods"], json!(["app"]), "{after}");
+    assert_eq!(after["backup_codes_left"], before["backup_codes_left"]);
+    assert_eq!(after["recovery_pending"], false, "{after}");
+    let log = env.daemon.log();
+    for action in [
+        "admin-reset",
+        "admin-unlock",
+        "admin-import",
+        "admin-devices-remove",
+    ] {
+        let line = format!(
+            "denied uid={} action={action} user={} by={}",
+            m.uid, t.name, m.name
+        );
+        assert!(log.contains(&line), "{line} is not in the log:\n{log}");
+    }
+    assert!(
+        !log.contains(&format!("by={} user={}", m.name, t.name)),
+        "{log}"
+    );
+
+    // Root may.
+    let (code, _) = admin::reset(&env, &t.name);
+    assert!(is_recovery_code(&code), "{code}");
+    assert_eq!(admin::user_json(&env, &t.name)["methods"], json!([]));
+}
+
+/// `protected_groups` as written: a group named there protects its
+/// supplementary members, a name the host does not have is ignored (the
+/// daemon starts; ordinary users are reset as before). An explicit empty
+/// list is the administrator's choice: it protects only root and
+/// administrators, so a user in `adm` is reset by a non-root
+/// administrator, while another administrator and root still are not.
+#[test]
+fn protected_groups_as_written_and_an_empty_list() {
+    if !need_root!() {
+        return;
+    }
+    let g = TestGroup::new();
+    let pg = TestGroup::new();
+    let m = member_of(&g);
+    let member = TestUser::new();
+    pg.add(&member);
+    let plain = TestUser::new();
+    let env = with_admin_group(&g, Some(vec!["tft-no-such-group".into(), pg.name.clone()]));
+    env.ctl().enroll_app(&member);
+    refused_for_admin(
+        &env,
+        &m,
+        &["admin", "reset", &member.name, "--yes"],
+        &protected_message(&member, &pg.name),
+    );
+    assert_eq!(
+        admin::user_json(&env, &member.name)["methods"],
+        json!(["app"])
+    );
+    let out = env.ctl().run(
+        &m,
+        &["admin", "reset", &plain.name, "--yes"],
+        format!("{}\n", m.password()).as_bytes(),
+    );
+    assert!(out.success(), "{}", out.describe());
+    drop(env);
+
+    let mut in_adm = TestUser::new();
+    in_adm.set_primary_group("adm");
+    let m2 = member_of(&g);
+    let env = with_admin_group(&g, Some(Vec::new()));
+    env.ctl().enroll_app(&in_adm);
+    let out = env.ctl().run(
+        &m,
+        &["admin", "reset", &in_adm.name, "--yes"],
+        format!("{}\n", m.password()).as_bytes(),
+    );
+    assert!(out.success(), "{}", out.describe());
+    assert_eq!(admin::user_json(&env, &in_adm.name)["methods"], json!([]));
+    refused_for_admin(
+        &env,
+        &m,
+        &["admin", "reset", &m2.name, "--yes"],
+        &format!(
+            "{:?} is an administrator (a member of admin_group); only root may",
+            m2.name
+        ),
+    );
+    refused_for_admin(
+        &env,
+        &m,
+        &["admin", "unlock", "root"],
+        "\"root\" is root; only root may",
+    );
+}
+
 /// Every Admin1 method, with the caller's own right password where one is
 /// taken.
 fn every_admin_call(target: &str, password: &str) -> Vec<serde_json::Value> {
@@ -1217,13 +1416,7 @@ fn non_admin_is_refused_on_every_admin_method() {
         return;
     }
     let g = TestGroup::new();
-    let env = admin::start_env(
-        &AdminConfig {
-            admin_group: g.name.clone(),
-            ..AdminConfig::default()
-        },
-        None,
-    );
+    let env = with_admin_group(&g, None);
     let pam = env.pam("");
     let user = TestUser::new();
     let target = TestUser::new();
@@ -1311,15 +1504,8 @@ fn admin_group_member_reads_freely_and_changes_with_own_password() {
         return;
     }
     let g = TestGroup::new();
-    let env = admin::start_env(
-        &AdminConfig {
-            admin_group: g.name.clone(),
-            ..AdminConfig::default()
-        },
-        None,
-    );
-    let m = TestUser::new();
-    g.add(&m);
+    let env = with_admin_group(&g, None);
+    let m = member_of(&g);
     let target = TestUser::new();
     env.ctl().enroll_app(&target);
 

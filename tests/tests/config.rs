@@ -62,6 +62,37 @@ fn bad_config_names_file_line_and_key() {
     }
 }
 
+/// `protected_groups` (who only root may reset): a list of group names,
+/// groups this host does not have allowed, an empty list allowed; a name
+/// groupadd would refuse is refused by --check-config with the file, the
+/// line, the key and the name.
+#[test]
+fn protected_groups_are_checked_by_the_group_name_rule() {
+    let check = |groups: &str| {
+        let d = Daemon::prepare(&DaemonConfig::default());
+        let state = d.state_dir().display().to_string();
+        d.write_config(&format!(
+            "state_dir = {state:?}\nissuer = \"x\"\nprotected_groups = {groups}\n"
+        ));
+        (d.check_config(), d.config_path().display().to_string())
+    };
+    for good in ["[\"sudo\", \"tft-no-such-group\"]", "[]"] {
+        let (out, _) = check(good);
+        assert!(out.success(), "{good}: {}", out.describe());
+    }
+    for bad in ["1000", "st$ff", "a b", "-x"] {
+        let (out, path) = check(&format!("[\"sudo\", {bad:?}]"));
+        assert!(!out.success(), "accepted {bad:?}: {}", out.describe());
+        let expected =
+            format!("{path}:3: key `protected_groups`: {bad:?} is not a valid group name");
+        assert!(
+            out.stderr().contains(&expected),
+            "{expected:?} not in {}",
+            out.describe()
+        );
+    }
+}
+
 /// `twofactord --init` creates the state directory 0700, the database 0600
 /// (owned by root, in WAL mode) and the key file 0600 beside it, not in it.
 #[test]

@@ -174,14 +174,18 @@ pub mod testing {
     impl Users for FakeUsers {
         fn groups_of(&self, name: &str) -> Result<Vec<String>, LookupError> {
             // Every fake user is in a group of their own name and in "users";
-            // names starting with "staff" are also in "staff"; the name
-            // service fails for names starting with "ldapdown".
+            // names starting with "staff" are also in "staff", those
+            // starting with "sudo" in "sudo"; the name service fails for
+            // names starting with "ldapdown".
             if name.starts_with("ldapdown") {
                 return Err(LookupError("the directory does not answer".into()));
             }
             let mut g = vec![name.to_string(), "users".to_string()];
             if name.starts_with("staff") {
                 g.push("staff".into());
+            }
+            if name.starts_with("sudo") {
+                g.push("sudo".into());
             }
             Ok(g)
         }

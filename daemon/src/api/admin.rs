@@ -6,13 +6,16 @@
 //! reading needs no password. Every change is audited with who, what and
 //! whom.
 //!
-//! Only root acts on root or on an administrator: a reset hands out a
-//! recovery code that logs in as the target, an unlock clears the lockout
-//! that stops codes being guessed, and an import gives the target a secret
-//! (and voids a pending recovery code). A non-root administrator asking for
-//! any of these on uid 0, on a member of `admin_group` (themselves
-//! included) or on a user whose groups cannot be looked up is refused and
-//! audited; nothing changes.
+//! Only root acts on a protected user (rules::protected): a reset hands
+//! out a recovery code that logs in as the target, an unlock clears the
+//! lockout that stops codes being guessed, and an import gives the target
+//! a secret (and voids a pending recovery code), so doing any of these to
+//! someone who can become root is a way to root. A non-root administrator
+//! asking for any of these (or to remove trusted devices) on uid 0, on a
+//! member of `admin_group` (themselves included), on a member of a group
+//! of `protected_groups` (primary or supplementary) or on a user whose
+//! groups cannot be looked up is refused, told why, and audited; nothing
+//! changes.
 
 use crate::adapters::home_files;
 use crate::adapters::nss::plausible_name;
@@ -27,6 +30,7 @@ use crate::rules::email_codes;
 use crate::rules::google_authenticator;
 use crate::rules::methods;
 use crate::rules::policy;
+use crate::rules::protected::{self, Protected};
 use crate::rules::ratelimit;
 use crate::rules::recovery_codes;
 use crate::rules::totp::STEP_SECONDS;
@@ -137,9 +141,10 @@ impl Admin {
         Ok(name)
     }
 
-    /// Refuses a non-root caller when `user` is root, an administrator, or
-    /// cannot be told apart from one (see [`Admin::is_privileged`]); the
-    /// refusal is audited.
+    /// Refuses a non-root caller when `user` is protected (root, an
+    /// administrator, a member of a group of `protected_groups`, or not
+    /// told apart from one: see [`protected::protection`]); the refusal is
+    /// audited.
     async fn check_target(
         &self,
         caller: &Caller,
@@ -147,41 +152,41 @@ impl Admin {
         action: &str,
         user: &str,
     ) -> Result<(), Error> {
-        if caller.uid == 0 || !self.is_privileged(user).await {
+        if caller.uid == 0 {
             return Ok(());
         }
+        let Some(why) = self.protection(user).await else {
+            return Ok(());
+        };
         self.audit.log(Event::DeniedTarget {
             uid: caller.uid,
             by,
             action,
             user,
         });
-        Err(Error::PermissionDenied(format!(
-            "only root may reset, unlock or import for root or an administrator \
-             (a member of admin_group); {:?} is one, or their groups could not be looked up",
-            user.chars().take(64).collect::<String>()
-        )))
+        Err(Error::PermissionDenied(refusal(user, &why)))
     }
 
-    /// Whether `user` is root or an administrator. Fails closed: a user the
-    /// system does not resolve, whose groups the name service cannot give,
-    /// or whose group list comes back empty (every real user has at least
-    /// their primary group), counts as one.
-    async fn is_privileged(&self, user: &str) -> bool {
-        let (user, admin_group) = (user.to_string(), self.config.admin_group.clone());
+    /// Whether `user` is protected, and why. Fails closed: when the name
+    /// service cannot be asked at all, the user cannot be told apart from
+    /// a protected one.
+    async fn protection(&self, user: &str) -> Option<Protected> {
+        let user = user.to_string();
+        let (admin_group, protected_groups) = (
+            self.config.admin_group.clone(),
+            self.config.protected_groups.clone(),
+        );
         self.directory
             .lookup(move |users| {
-                match users.uid_of(&user) {
-                    None | Some(0) => return true,
-                    Some(_) => {}
-                }
-                let Ok(groups) = users.groups_of(&user) else {
-                    return true;
-                };
-                groups.is_empty() || (!admin_group.is_empty() && groups.contains(&admin_group))
+                protected::protection(
+                    users.uid_of(&user),
+                    || users.groups_of(&user),
+                    &admin_group,
+                    &protected_groups,
+                )
             })
             .await
-            .unwrap_or(true)
+            .unwrap_or(Some(Protected::GroupsUnknown))
     }
 
     pub async fn get_policy(&self, caller: &Caller) -> Result<Policy, Error> {
@@ -612,6 +617,29 @@ fn import_rows(
     methods::activate(c, user, new, backups, now)
 }
 
+/// What a non-root administrator is told when `user` is protected: why,
+/// and that root may. The group named is one the administrator can read
+/// with getent(1) anyway; nothing else about the user is said.
+fn refusal(user: &str, why: &Protected) -> String {
+    let user = user.chars().take(64).collect::<String>();
+    let why = match why {
+        Protected::Root => format!("{user:?} is root"),
+        Protected::Administrator => {
+            format!("{user:?} is an administrator (a member of admin_group)")
+        }
+        Protected::Group(group) => {
+            format!("{user:?} is in the protected group {group} (protected_groups)")
+        }
+        Protected::Unknown => {
+            format!("the system does not know {user:?}, so they count as protected")
+        }
+        Protected::GroupsUnknown => {
+            format!("the groups of {user:?} could not be looked up, so they count as protected")
+        }
+    };
+    format!("{why}; only root may reset, unlock or import for them")
+}
+
 fn no_user(user: &str) -> Error {
     Error::NotFound(format!(
         "no user {:?} on this system",
@@ -722,6 +750,15 @@ mod tests {
             let done = self.rt.block_on(self.logins.commit(&root(), id)).unwrap();
             assert_eq!(done.action, Action::Accept, "{done:?}");
             secret
+        }
+        /// Gives `user`, a member of `group`, an app and backup codes
+        /// (an enrolment at the prompt under a policy for `group`); the
+        /// policy is off again afterwards.
+        fn give_app(&self, user: &str, group: &str) {
+            self.set_policy(true, &[group], "");
+            let (id, first) = self.begin(user);
+            self.enrol_at_prompt(&id, &first);
+            self.set_policy(false, &[], "");
         }
         fn methods(&self, uid: u32) -> (Vec<String>, u32) {
             let s = self
@@ -1103,7 +1140,7 @@ mod tests {
         let users = rt.block_on(w.admin.list_users(&staffer)).unwrap();
         assert_eq!(
             users.iter().map(|u| u.user.as_str()).collect::<Vec<_>>(),
-            vec!["alice", "bob", "ldapdown", "staffer", "staffmate"]
+            vec!["alice", "bob", "ldapdown", "staffer", "staffmate", "sudoer"]
         );
         assert!(matches!(
             rt.block_on(w.admin.reset(&staffer, "alice", b"wrong".to_vec())),
@@ -1204,10 +1241,7 @@ mod tests {
     fn a_non_root_admin_cannot_reset_another_admin_or_themselves() {
         let w = world();
         // staffmate has an app and backup codes.
-        w.set_policy(true, &["staff"], "");
-        let (id, first) = w.begin("staffmate");
-        w.enrol_at_prompt(&id, &first);
-        w.set_policy(false, &[], "");
+        w.give_app("staffmate", "staff");
         let staffer = as_uid(1002);
         for target in ["staffmate", "staffer"] {
             denied_for_target(
@@ -1329,6 +1363,134 @@ mod tests {
             )
             .unwrap();
         assert!(!r.message.contains("only root"), "{}", r.message);
+    }
+
+    /// A member of a group of `protected_groups` (by default sudo, wheel,
+    /// docker, …) can become root: a non-root administrator may not reset,
+    /// unlock, import for or remove the devices of them, is told which
+    /// group, and the refusal is audited; nothing changes. Root may.
+    #[test]
+    fn a_non_root_admin_cannot_act_on_a_member_of_a_protected_group() {
+        let w = world();
+        // sudoer (in "sudo", a default protected group) has an app and
+        // backup codes, a trusted device, and is locked.
+        w.give_app("sudoer", "sudo");
+        w.leave_leftovers("sudoer");
+        for _ in 0..5 {
+            let _ =
+                w.rt.block_on(w.accounts.enroll_app(&as_uid(1005), b"bad".to_vec()));
+        }
+        let report = |w: &World| w.rt.block_on(w.admin.get_user(&root(), "sudoer")).unwrap();
+        let before = report(&w);
+        assert!(before.locked_until > w.clock.now());
+        let staffer = as_uid(1002);
+        let told = |r: Result<(), Error>| {
+            assert!(
+                matches!(r, Err(Error::PermissionDenied(ref m))
+                    if m == "\"sudoer\" is in the protected group sudo (protected_groups); \
+                             only root may reset, unlock or import for them"),
+                "{r:?}"
+            )
+        };
+        told(
+            w.rt.block_on(w.admin.reset(&staffer, "sudoer", b"pw-s".to_vec()))
+                .map(|_| ()),
+        );
+        told(w.rt.block_on(w.admin.unlock(&staffer, "sudoer", b"pw-s".to_vec())));
+        told(
+            w.rt.block_on(w.admin.import_google_authenticator(
+                &staffer,
+                "sudoer",
+                "",
+                b"pw-s".to_vec(),
+            ))
+            .map(|_| ()),
+        );
+        told(
+            w.rt.block_on(
+                w.admin
+                    .remove_devices(&staffer, "sudoer", "all", b"pw-s".to_vec()),
+            )
+            .map(|_| ()),
+        );
+        let after = report(&w);
+        assert_eq!(after.methods, vec!["app".to_string()]);
+        assert_eq!(after.backup_codes_left, 10);
+        assert_eq!(after.locked_until, before.locked_until, "still locked");
+        // The device is still trusted (the open recovery code is the one
+        // left above: methods and backup codes show no reset ran).
+        assert_eq!(w.leftovers("sudoer"), (true, 1));
+        let lines = w.audit_lines();
+        for action in [
+            "admin-reset",
+            "admin-unlock",
+            "admin-import",
+            "admin-devices-remove",
+        ] {
+            let line = format!("denied uid=1002 action={action} user=sudoer by=staffer");
+            assert!(lines.contains(&line), "{line} not in:\n{lines}");
+        }
+        assert!(!lines.contains("by=staffer user=sudoer"), "{lines}");
+        // Root may.
+        w.rt.block_on(w.admin.unlock(&root(), "sudoer", Vec::new()))
+            .unwrap();
+        let code =
+            w.rt.block_on(w.admin.reset(&root(), "sudoer", Vec::new()))
+                .unwrap();
+        assert_eq!(code.code.len(), 19);
+        assert_eq!(w.methods(1005), (vec![], 0));
+    }
+
+    /// `protected_groups` is the administrator's: a group named there
+    /// protects its members (here bob's own group, a primary group); an
+    /// empty list protects only root and administrators, and a user whose
+    /// groups cannot be looked up stays root's.
+    #[test]
+    fn protected_groups_come_from_the_config() {
+        let w = World::new(Config {
+            admin_group: "staff".into(),
+            protected_groups: vec!["no-such-group".into(), "bob".into()],
+            ..Config::default()
+        });
+        let staffer = as_uid(1002);
+        let r =
+            w.rt.block_on(w.admin.unlock(&staffer, "bob", b"pw-s".to_vec()));
+        assert!(
+            matches!(r, Err(Error::PermissionDenied(ref m))
+                if m.starts_with("\"bob\" is in the protected group bob")),
+            "{r:?}"
+        );
+        // sudo is not in this list: sudoer is an ordinary user here.
+        w.rt.block_on(w.admin.unlock(&staffer, "sudoer", b"pw-s".to_vec()))
+            .unwrap();
+        w.rt.block_on(w.admin.unlock(&staffer, "alice", b"pw-s".to_vec()))
+            .unwrap();
+
+        let w = World::new(Config {
+            admin_group: "staff".into(),
+            protected_groups: Vec::new(),
+            ..Config::default()
+        });
+        w.rt.block_on(w.admin.reset(&staffer, "sudoer", b"pw-s".to_vec()))
+            .unwrap();
+        for (target, why) in [
+            ("root", "\"root\" is root;"),
+            ("toor", "\"toor\" is root;"),
+            ("staffmate", "\"staffmate\" is an administrator"),
+            (
+                "ldapdown",
+                "the groups of \"ldapdown\" could not be looked up",
+            ),
+            ("nobody-here", "the system does not know \"nobody-here\""),
+        ] {
+            let r =
+                w.rt.block_on(w.admin.unlock(&staffer, target, b"pw-s".to_vec()));
+            assert!(
+                matches!(r, Err(Error::PermissionDenied(ref m)) if m.starts_with(why)
+                    && m.ends_with("only root may reset, unlock or import for them")),
+                "{target}: {r:?}"
+            );
+        }
     }
 
     #[test]

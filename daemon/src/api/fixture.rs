@@ -20,7 +20,8 @@ pub const T0: i64 = 1_767_268_800;
 
 /// The fake passwd: root and a same-uid alias; alice and bob; two members
 /// of "staff" (FakeUsers puts names starting with "staff" there); a user
-/// whose groups the name service cannot give.
+/// whose groups the name service cannot give; a member of "sudo" (names
+/// starting with "sudo").
 pub const USERS: &[(&str, u32)] = &[
     ("root", 0),
     ("toor", 0),
@@ -29,6 +30,7 @@ pub const USERS: &[(&str, u32)] = &[
     ("staffer", 1002),
     ("staffmate", 1003),
     ("ldapdown", 1004),
+    ("sudoer", 1005),
 ];
 
 /// Account passwords the fake PAM re-check accepts.

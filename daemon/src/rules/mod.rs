@@ -12,6 +12,7 @@ pub mod email_codes;
 pub mod google_authenticator;
 pub mod methods;
 pub mod policy;
+pub mod protected;
 pub mod ratelimit;
 pub mod recovery_codes;
 pub mod totp;
