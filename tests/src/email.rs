@@ -122,3 +122,5 @@ impl Ctl {
 
 /// The prompt of the list of other methods.
 pub const CHOOSE_PROMPT: &str = "Choose a number (Enter: back): ";
+/// The email prompt when no code could be sent and none is waiting.
+pub const NO_CODE_PROMPT: &str = "Email code (none was sent; press Enter for another method): ";

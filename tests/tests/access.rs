@@ -144,8 +144,9 @@ fn session_is_bound_to_its_connection() {
         .bus
         .py_calls(None, json!([begin(&s.user.name), answer(0)]));
     assert_eq!(
-        r[1]["ok"][0][1], 2,
-        "the right code on the session's own connection: {r:?}"
+        r[1]["ok"][0][1], 4,
+        "the right code on the session's own connection (AcceptPending: the \
+         login waits for its account phase): {r:?}"
     );
     // A session id that was never given out.
     let r = s.env.bus.py_calls(

@@ -209,7 +209,8 @@ fn a_silent_relay_does_not_hold_the_login_and_the_app_still_works() {
     let started = Instant::now();
     let pam = env.pam("");
     let mut live = pam.login(&user.name).spawn();
-    assert_eq!(live.expect_prompt(), email_prompt(&user));
+    // The prompt does not claim the send that failed.
+    assert_eq!(live.expect_prompt(), twofactor_tests::email::NO_CODE_PROMPT);
     let waited = started.elapsed();
     assert!(
         waited < Duration::from_secs(8),
@@ -333,4 +334,120 @@ fn fifty_concurrent_logins_with_one_email_code_accept_exactly_one() {
     let results: Vec<String> = logins.into_iter().map(|l| l.finish().result).collect();
     let ok = results.iter().filter(|r| *r == "PAM_SUCCESS").count();
     assert_eq!(ok, 1, "{results:?}");
+}
+
+/// Sends are counted per account and source (issue 18, item 2): from one
+/// address, a stranger (who reached the prompt on a stack that asks the
+/// code after a wrong password) spends that source's budget only. The
+/// owner logging in from another address still gets a code, and the
+/// stranger's codes do not void it, nor does the owner's void theirs.
+#[test]
+fn a_strangers_source_spends_its_own_email_budget_not_the_owners() {
+    if !need_root!() {
+        return;
+    }
+    let server = SmtpServer::plain();
+    let env = Env::start(&DaemonConfig {
+        extra: email::section(server.port(), "")
+            .replace("max_sends_per_hour = 60", "max_sends_per_hour = 2"),
+        ..DaemonConfig::default()
+    });
+    let user = TestUser::new();
+    let addr = address_of(&user);
+    env.ctl().enroll_email(&user, &addr, &server);
+    let pam = env.pam("");
+    let stranger = || pam.login(&user.name).rhost("203.0.113.66");
+    let before = codes_sent(&server, &addr);
+    // The stranger's two sends, then a refusal that claims no send.
+    for n in 1..=2 {
+        let mut live = stranger().spawn();
+        assert_eq!(live.expect_prompt(), email_prompt(&user));
+        nth(&server, &addr, Kind::Code, before + n);
+        live.finish();
+    }
+    let mut live = stranger().spawn();
+    let prompt = live.expect_prompt();
+    let refused = live.finish();
+    assert!(
+        prompt.starts_with("Code from the last email to"),
+        "{prompt:?}: {}",
+        refused.describe()
+    );
+    assert!(
+        refused
+            .errors
+            .iter()
+            .any(|e| e.contains("Too many codes were sent")),
+        "{}",
+        refused.describe()
+    );
+    assert_eq!(codes_sent(&server, &addr), before + 2, "no third mail");
+    // The stranger's last code, still valid for their source.
+    let theirs = nth_code(&server, &addr, before + 2);
+
+    // The owner, from elsewhere: a fresh code, accepted.
+    let owner = || pam.login(&user.name).rhost("192.0.2.10");
+    let mut live = owner().spawn();
+    assert_eq!(live.expect_prompt(), email_prompt(&user));
+    let mine = nth_code(&server, &addr, before + 3);
+    live.answer(&mine);
+    let run = live.finish();
+    assert_eq!(run.result, "PAM_SUCCESS", "{}", run.describe());
+    // A code is good only where it was sent: the stranger's does not work
+    // from the owner's address...
+    let mut live = owner().spawn();
+    live.expect_prompt();
+    let next = nth_code(&server, &addr, before + 4);
+    if next != theirs {
+        live.answer(&theirs);
+        assert_eq!(live.finish().result, "PAM_AUTH_ERR");
+    }
+    // ...and the owner's sends did not void it at its own source.
+    let mut live = stranger().spawn();
+    live.expect_prompt();
+    live.answer(&theirs);
+    let run = live.finish();
+    assert_eq!(run.result, "PAM_SUCCESS", "{}", run.describe());
+}
+
+/// The enrolment's choice between the app and email.
+const ENROL_CHOICE: &str = "Choose 1 or 2: ";
+
+/// An address typed at the login prompt (enrolment under the mandatory
+/// policy, which may follow a wrong password on a badly written stack) is
+/// mailed at most once per source and 10 minutes, whatever the user name.
+#[test]
+fn an_address_typed_at_the_prompt_is_mailed_once_per_source() {
+    if !need_root!() {
+        return;
+    }
+    let server = SmtpServer::plain();
+    let env = Env::start(&email::config(&server));
+    admin::set_policy(&env, true, &[]);
+    let pam = env.pam("");
+    let victim = "victim@mail.example.org";
+    let typed = |name: &str| {
+        let mut live = pam.login(name).rhost("203.0.113.66").spawn();
+        assert_eq!(live.expect_prompt(), ENROL_CHOICE);
+        live.answer(b"2");
+        live.expect_prompt();
+        live.answer(victim);
+        let prompt = live.expect_prompt();
+        (prompt, live.finish())
+    };
+    let (first, _) = typed(&TestUser::new().name);
+    assert_eq!(first, "Code from the email: ");
+    nth(&server, victim, Kind::Code, 1);
+    let (second, run) = typed(&TestUser::new().name);
+    assert_eq!(second, ENROL_CHOICE, "{}", run.describe());
+    assert!(
+        run.errors.iter().any(|e| e.contains("No code was sent")),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(
+        codes_sent(&server, victim),
+        1,
+        "one mail to the typed address"
+    );
 }

@@ -277,6 +277,9 @@ impl Logins {
         if origin.user.len() > MAX_ITEM_LEN {
             return Err(Error::InvalidInput("user name is too long".into()));
         }
+        if origin.user.is_empty() {
+            return Err(Error::InvalidInput("user name is empty".into()));
+        }
         if origin.ssh_auth_info.len() > MAX_AUTH_INFO_LEN {
             return Err(Error::InvalidInput("ssh_auth_info is too long".into()));
         }
