@@ -18,17 +18,33 @@ use crate::users::TestUser;
 
 pub const SSH_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// PAM service text: pam_unix for the password, then the module with
-/// `module_args`; the module in the account phase too, as the README says.
-pub fn pam_stack(module_args: &str) -> String {
-    pam_stack_with(module_args, "")
+/// The password step of the README's recipe: `@include common-auth` as
+/// Debian writes it (pam-auth-update): a wrong password ends the stack at
+/// `pam_deny.so` before the module.
+pub const DEBIAN_COMMON_AUTH: &str = "auth [success=1 default=ignore] pam_unix.so nullok\n\
+     auth requisite pam_deny.so\n\
+     auth required pam_permit.so\n";
+
+/// The other recipe: the password step alone, `requisite`.
+pub const REQUISITE_PASSWORD: &str = "auth requisite pam_unix.so\n";
+
+/// A badly written stack: the password step `required`, so the module runs
+/// after a wrong password too. The recipes never do this; tests use it to
+/// show that the module stays safe anyway.
+pub const PASSWORD_THEN_MODULE_ANYWAY: &str = "auth required pam_unix.so\n";
+
+/// PAM service text: `password` (one of the constants above), then the
+/// module with `module_args`; the module in the account phase too, as the
+/// README says.
+pub fn pam_stack(password: &str, module_args: &str) -> String {
+    pam_stack_with(password, module_args, "")
 }
 
-/// [`pam_stack`] with `extra_auth` (whole lines) between pam_unix and the
-/// module in the auth phase.
-pub fn pam_stack_with(module_args: &str, extra_auth: &str) -> String {
+/// [`pam_stack`] with `extra_auth` (whole lines) between the password step
+/// and the module in the auth phase.
+pub fn pam_stack_with(password: &str, module_args: &str, extra_auth: &str) -> String {
     format!(
-        "auth required pam_unix.so\n\
+        "{password}\
          {extra_auth}\
          auth required {so} {module_args}\n\
          account required pam_unix.so\n\
@@ -50,6 +66,10 @@ pub struct SshdOptions {
     pub publickey_first: bool,
     /// PAM lines put before the module's auth line (see [`pam_stack_with`]).
     pub extra_pam_auth: String,
+    /// The module runs after a wrong password too
+    /// ([`PASSWORD_THEN_MODULE_ANYWAY`]); by default the stack is the
+    /// README's recipe ([`DEBIAN_COMMON_AUTH`]).
+    pub module_after_a_wrong_password: bool,
 }
 
 impl SshdOptions {
@@ -58,6 +78,23 @@ impl SshdOptions {
         SshdOptions {
             publickey_first: true,
             ..SshdOptions::default()
+        }
+    }
+
+    /// The README's recipe with the password step `required`: the module
+    /// is reached after a wrong password.
+    pub fn module_after_a_wrong_password() -> SshdOptions {
+        SshdOptions {
+            module_after_a_wrong_password: true,
+            ..SshdOptions::default()
+        }
+    }
+
+    fn password_step(&self) -> &'static str {
+        if self.module_after_a_wrong_password {
+            PASSWORD_THEN_MODULE_ANYWAY
+        } else {
+            DEBIAN_COMMON_AUTH
         }
     }
 
@@ -106,7 +143,11 @@ impl Sshd {
         let dir = crate::temp_dir("tft-sshd-");
         let pam = EtcFile::create(
             format!("/etc/pam.d/{service}"),
-            &pam_stack_with(module_args, &options.extra_pam_auth),
+            &pam_stack_with(
+                options.password_step(),
+                module_args,
+                &options.extra_pam_auth,
+            ),
             0o644,
         );
         let program = dir.path().join(&service);
@@ -406,7 +447,7 @@ impl SudoSetup {
         let service = format!("sudo-twofactor-test-{n}");
         let pam = EtcFile::create(
             format!("/etc/pam.d/{service}"),
-            &pam_stack(module_args),
+            &pam_stack(DEBIAN_COMMON_AUTH, module_args),
             0o644,
         );
         let text = format!(
@@ -510,7 +551,7 @@ pub fn su_as_user(
 ) -> Finished {
     let dir = crate::temp_dir("tft-su-");
     let pam = dir.path().join("su");
-    crate::write_file(&pam, pam_stack(module_args), 0o644);
+    crate::write_file(&pam, pam_stack(DEBIAN_COMMON_AUTH, module_args), 0o644);
     let mut inner = format!(
         "exec setpriv --reuid={} --regid={} --clear-groups env -i PATH={} HOME={} USER={u} LOGNAME={u}",
         user.uid,

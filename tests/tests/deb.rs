@@ -417,6 +417,16 @@ fn debian_packages_install_enable_log_in_remove_upgrade_purge() {
     );
     m.login(&user, &[user.password(), ""])
         .assert_result("PAM_AUTH_ERR");
+    // The profile's stack ends at a wrong password: the module is never
+    // reached (no code prompt; the daemon sees no login).
+    let wrong = m.login(&user, &[&format!("{}-not", user.password()), "000000"]);
+    wrong.assert_result("PAM_AUTH_ERR");
+    assert_eq!(
+        wrong.prompts.len(),
+        1,
+        "only the password is asked after a wrong one: {}",
+        wrong.describe()
+    );
     let status = ctl.status_json(&user);
     assert_eq!(status["methods"], serde_json::json!(["app"]), "{status}");
 

@@ -63,10 +63,14 @@ fn ssh_right_code_in_wrong_code_out_replay_out() {
     );
 }
 
-/// The password is still checked: the right code with a wrong password is
-/// refused.
+/// The README's recipe (`@include common-auth`, as Debian writes it) ends
+/// at a wrong password, before the module: the right code does not help,
+/// the code is never asked, and the daemon never sees the login (issue 18,
+/// item 2). A user without a method shows it best: a login that reaches
+/// the daemon logs `login-no-method` (the control, with the right
+/// password), one that does not logs nothing.
 #[test]
-fn ssh_wrong_password_right_code_out() {
+fn ssh_wrong_password_never_reaches_the_module() {
     if !need_root!() {
         return;
     }
@@ -74,6 +78,25 @@ fn ssh_wrong_password_right_code_out() {
     let sshd = Sshd::start(&module_args(&s));
     let out = sshd.ssh(&s.user, &format!("{}x", s.user.password()), &s.code_now());
     assert!(!logged_in(&out), "{}", out.describe());
+    assert!(
+        !sshd.asked_prompts().contains("Verification"),
+        "the code was asked after a wrong password: {:?}\nsshd log:\n{}",
+        sshd.asked_prompts(),
+        sshd.log()
+    );
+
+    let plain = TestUser::new();
+    let out = sshd.ssh(&plain, &format!("{}x", plain.password()), "000000");
+    assert!(!logged_in(&out), "{}", out.describe());
+    let out = sshd.ssh(&plain, plain.password(), "000000");
+    assert!(logged_in(&out), "control: {}", out.describe());
+    let log = s.env.daemon.log();
+    assert_eq!(
+        log.matches(&format!("login-no-method user={} ", plain.name))
+            .count(),
+        1,
+        "only the login with the right password reached the daemon:\n{log}"
+    );
 }
 
 #[test]

@@ -12,7 +12,7 @@
 //! `Secret:` and `URI:` lines (ASCII) still arrive as they are.
 
 use twofactor_tests::ssh_enrol;
-use twofactor_tests::sshd::Sshd;
+use twofactor_tests::sshd::{Sshd, SshdOptions};
 use twofactor_tests::{admin, conversation, need_root, qr, totp, Env, TestUser};
 
 const UTF8: &str = "C.UTF-8";
@@ -180,9 +180,10 @@ fn ssh_enrolment_in_the_c_locale_shows_secret_and_uri() {
     );
 }
 
-/// The README's recipe over real ssh with a wrong password (issue 7): the
-/// login still walks through the whole enrolment (the module cannot know
-/// that pam_unix failed), but nothing is stored: the account keeps no
+/// A stack written badly (`auth required pam_unix.so` before the module,
+/// which the recipes never do) over real ssh with a wrong password (issue
+/// 7): the login still walks through the whole enrolment (the module cannot
+/// know that pam_unix failed), but nothing is stored: the account keeps no
 /// method and no backup codes, and the next login with the right password
 /// enrols afresh.
 #[test]
@@ -192,7 +193,10 @@ fn ssh_enrolment_after_a_wrong_password_stores_nothing() {
     }
     let env = Env::with_defaults();
     let user = TestUser::new();
-    let sshd = Sshd::start(&format!("bus={}", env.bus.plain_address()));
+    let sshd = Sshd::start_with(
+        &format!("bus={}", env.bus.plain_address()),
+        &SshdOptions::module_after_a_wrong_password(),
+    );
     admin::set_policy(&env, true, &[]);
     let wrong = format!("{}-not", user.password());
     let run = ssh_enrol::ssh(&sshd, &user, &wrong, "000000", Some(UTF8));
