@@ -102,9 +102,12 @@ impl Setup {
     }
 }
 
-/// The socket's path: in a directory of the test's own under /var/tmp.
-fn socket_in(dir: &tempfile::TempDir) -> PathBuf {
-    dir.path().join("log")
+/// A path for the syslog socket (nothing there yet), in a directory of the
+/// test's own under /var/tmp, which the directory's guard removes.
+fn socket_path() -> (tempfile::TempDir, PathBuf) {
+    let dir = twofactor_tests::var_temp_dir("tft-devlog-");
+    let path = dir.path().join("log");
+    (dir, path)
 }
 
 /// How many lines of `text` contain `what`.
@@ -124,8 +127,7 @@ fn without_the_syslog_socket_lines_go_to_stderr_and_back_once_it_returns() {
     if !need_root!() {
         return;
     }
-    let dir = twofactor_tests::var_temp_dir("tft-devlog-");
-    let socket = socket_in(&dir);
+    let (_dir, socket) = socket_path();
     let clock = FakeClock::new();
     let s = Setup::start(&socket, Some(&clock));
     s.failed_login(1);
@@ -238,8 +240,7 @@ fn with_the_syslog_socket_lines_go_there_and_not_to_stderr() {
     if !need_root!() {
         return;
     }
-    let dir = twofactor_tests::var_temp_dir("tft-devlog-");
-    let socket = socket_in(&dir);
+    let (_dir, socket) = socket_path();
     let mut syslog = Receiver::bind(&socket);
     let s = Setup::start(&socket, None);
     s.failed_login(1);
