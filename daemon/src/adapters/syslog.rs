@@ -831,7 +831,8 @@ impl<O: Outlet> Writer<O> {
         let Some(outage) = self.outage else {
             return true;
         };
-        if now < outage.retry_at {
+        // A wall clock set back never puts the next try off: it is due.
+        if now < outage.retry_at && now >= outage.since {
             return false;
         }
         let total = self.dropped.load(Ordering::SeqCst);
@@ -844,6 +845,7 @@ impl<O: Outlet> Writer<O> {
         if self.send(level, &line).is_err() {
             let wait = outage.wait.saturating_mul(2).min(LAST_RETRY);
             self.outage = Some(Outage {
+                since: outage.since.min(now),
                 retry_at: now.saturating_add(wait),
                 wait,
                 ..outage
@@ -1197,6 +1199,17 @@ mod tests {
         w.out.syslog_up = false;
         failure(&mut w, 6);
         assert_eq!(count(&w.out.stderr, "audit-syslog-unreachable"), 2);
+    }
+
+    #[test]
+    fn a_clock_set_back_does_not_put_the_next_try_off() {
+        let (mut w, clock) = writer(Fake::new(false, true), false, true);
+        failure(&mut w, 1);
+        clock.advance(-3600);
+        failure(&mut w, 2);
+        assert_eq!(w.out.connects, 2, "tried again at once");
+        failure(&mut w, 3);
+        assert_eq!(w.out.connects, 2, "and then after the wait again");
     }
 
     #[test]
