@@ -8,6 +8,10 @@ use std::path::PathBuf;
 /// `config::DEFAULT_PATH`; a unit test there keeps them equal).
 pub const DEFAULT_CONFIG: &str = "/etc/twofactor/twofactord.toml";
 
+/// The syslog socket when `--syslog-socket` is not given (the same as
+/// `adapters::syslog::DEV_LOG`; a unit test there keeps them equal).
+pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
+
 /// What `twofactord --help` and twofactord(8) say about the daemon.
 const LONG_ABOUT: &str = "twofactord owns every two-factor secret and decision of the machine: \
 pam_twofactor.so asks it over the system D-Bus (org.twofactor.Daemon1) whether a login's second \
@@ -26,7 +30,8 @@ A fleet shares one PostgreSQL database ([store] backend = \"postgresql\"): run `
 host, copy its key file to the others; `twofactord --copy-store-to FILE` moves an existing \
 store into the one FILE names.
 
-Audit lines go to syslog, facility authpriv, ident twofactord. See /usr/share/doc/twofactor.";
+Audit lines go to syslog, facility authpriv, ident twofactord, and to stderr (the journal under \
+systemd) while the syslog socket cannot take them. See /usr/share/doc/twofactor.";
 
 /// The twofactor daemon: verifies second factors for pam_twofactor.so and
 /// serves twofactorctl, over the system D-Bus.
@@ -55,8 +60,20 @@ pub struct Args {
     /// Also write audit and diagnostic lines to stderr.
     #[arg(long)]
     pub log_stderr: bool,
-    /// Do not write to syslog (tests that read stderr instead).
-    #[arg(long, hide = true)]
+    /// The syslog socket audit lines are sent to. While it cannot take
+    /// them (missing, refusing, too slow), they go to stderr instead (the
+    /// journal under systemd) as `<N>EVENT key=value ...`, N their syslog
+    /// level; one audit-syslog-unreachable line says so when that begins,
+    /// and one audit-syslog-restored line, with how many lines went to
+    /// stderr and how many were lost, when the socket takes lines again
+    /// (tried again after 1 s, then at doubling intervals up to 1 min, as
+    /// lines come). Detached without --log-stderr, stderr is /dev/null:
+    /// such lines are then lost, and counted.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SYSLOG_SOCKET)]
+    pub syslog_socket: PathBuf,
+    /// Do not write to syslog (tests that read stderr instead): audit
+    /// lines go to stderr.
+    #[arg(long, hide = true, conflicts_with = "syslog_socket")]
     pub no_syslog: bool,
     /// First installation: create the key file and the database (each only
     /// if missing; refuses when both exist), then exit.

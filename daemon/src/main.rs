@@ -5,7 +5,7 @@ use clap::Parser;
 use std::process::ExitCode;
 use std::sync::Arc;
 use twofactor_proto::names::{BUS_NAME, OBJECT_PATH};
-use twofactord::adapters::syslog::{Audit, Event};
+use twofactord::adapters::syslog::{Audit, Event, Sinks};
 use twofactord::adapters::{nss, pam_reauth, sealing, smtp};
 use twofactord::api::{account, admin, bus, login};
 use twofactord::args::Args;
@@ -59,7 +59,7 @@ fn main() -> ExitCode {
     let keys = match keys_for(&config) {
         Ok(k) => k,
         Err(e) => {
-            Audit::new(!args.no_syslog, false).log(Event::Error {
+            audit_for(&args, false).log(Event::Error {
                 context: "key-file",
                 error: &e,
             });
@@ -71,7 +71,7 @@ fn main() -> ExitCode {
     let sqlite = config.store.backend == config::Backend::Sqlite;
     if sqlite && std::fs::symlink_metadata(&db).is_err() {
         let e = store::StoreError::Missing { path: db }.to_string();
-        Audit::new(!args.no_syslog, false).log(Event::Error {
+        audit_for(&args, false).log(Event::Error {
             context: "database",
             error: &e,
         });
@@ -85,7 +85,7 @@ fn main() -> ExitCode {
             Ok(m) => Arc::new(m),
             Err(e) => {
                 let e = format!("{}: [email]: {e}", args.config.display());
-                Audit::new(!args.no_syslog, false).log(Event::Error {
+                audit_for(&args, false).log(Event::Error {
                     context: "mail",
                     error: &e,
                 });
@@ -96,7 +96,8 @@ fn main() -> ExitCode {
     } else {
         Arc::new(smtp::Disabled)
     };
-    if !args.foreground {
+    let detached = !args.foreground;
+    if detached {
         // Detach before any thread exists (the store writer, the runtime).
         if let Err(e) = nix::unistd::daemon(false, args.log_stderr) {
             eprintln!("twofactord: cannot detach: {e}");
@@ -106,8 +107,7 @@ fn main() -> ExitCode {
     let store = match store::Store::open_configured(&config, keys, store::Mode::Existing) {
         Ok(s) => s,
         Err(e) => {
-            let audit = Audit::new(!args.no_syslog, true);
-            audit.log(Event::Error {
+            audit_for(&args, detached).log(Event::Error {
                 context: "database",
                 error: &e.to_string(),
             });
@@ -126,7 +126,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let audit = Arc::new(Audit::new(!args.no_syslog, args.log_stderr));
+    let audit = Arc::new(audit_for(&args, detached));
     match runtime.block_on(serve(config, store, mailer, args.bus, audit.clone())) {
         Ok(()) => {
             audit.log(Event::Stop);
@@ -141,6 +141,21 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The audit the command line asks for. Lines the syslog socket cannot
+/// take go to stderr, unless the daemon detached without `--log-stderr`
+/// (stderr is /dev/null then: they are counted as dropped); without
+/// syslog, every line goes to stderr.
+fn audit_for(args: &Args, detached: bool) -> Audit {
+    Audit::start(
+        Sinks {
+            syslog: (!args.no_syslog).then(|| args.syslog_socket.clone()),
+            copy_to_stderr: args.log_stderr || args.no_syslog,
+            stderr_fallback: !detached || args.log_stderr,
+        },
+        Arc::new(clock::SystemClock),
+    )
 }
 
 /// The key file, loaded, with a message for the administrator otherwise.

@@ -74,7 +74,8 @@ impl FakeClock {
         std::fs::rename(&tmp, self.file()).expect("move the faketime file into place");
     }
 
-    fn apply(&self, daemon: &mut Daemon) {
+    /// Runs `daemon` (not started yet) on this clock.
+    pub fn apply(&self, daemon: &mut Daemon) {
         daemon.extra_preload.push(PathBuf::from(LIBFAKETIME));
         let env = [
             ("FAKETIME_TIMESTAMP_FILE", self.file().display().to_string()),

@@ -95,6 +95,11 @@ pub struct Daemon {
     pub extra_preload: Vec<PathBuf>,
     /// More environment variables for the daemon.
     pub extra_env: Vec<(String, String)>,
+    /// `--log-stderr` (true unless a test turns it off: every audit line
+    /// is then copied to the log as `twofactord: EVENT …`).
+    pub log_stderr: bool,
+    /// More arguments for the daemon (e.g. `--syslog-socket PATH`).
+    pub extra_args: Vec<String>,
     /// The `[store]` section added to every config written (see
     /// [`crate::postgres::STORE_ENV`]); empty for SQLite.
     store: String,
@@ -173,6 +178,8 @@ impl Daemon {
             start_timeout: Duration::from_secs(30),
             extra_preload: Vec::new(),
             extra_env: Vec::new(),
+            log_stderr: true,
+            extra_args: Vec::new(),
             store,
         };
         d.write_config(&config.to_toml(&state));
@@ -315,7 +322,8 @@ impl Daemon {
             .arg(self.config_path())
             .arg("--bus")
             .arg(&self.bus_address)
-            .arg("--log-stderr")
+            .args(self.log_stderr.then_some("--log-stderr"))
+            .args(&self.extra_args)
             .env("PATH", crate::PATH)
             .env("PAM_WRAPPER", "1")
             .env("PAM_WRAPPER_SERVICE_DIR", self.dir.path().join("pam.d"))
