@@ -33,7 +33,9 @@ Next, switch the PAM line: in each file of /etc/pam.d that has
   auth required pam_google_authenticator.so ...
 replace that line with
   auth required pam_twofactor.so
-(same place: after the password step). Imported users keep their app; the
+(same place: after the password step, which must end the stack at a wrong
+password: @include common-auth on Debian, or auth requisite pam_unix.so).
+Imported users keep their app; the
 ~/.google_authenticator files are no longer read and can be removed once
 logins work. Users without a method pass without a code prompt (as with
 pam_google_authenticator's nullok) unless the mandatory policy applies to
