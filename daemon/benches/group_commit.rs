@@ -4,7 +4,8 @@
 //! a temporary directory on the same file system as the target directory
 //! (synchronous=FULL: every commit is an fsync), and prints, for each
 //! concurrency level, jobs per second and jobs per commit. Each job is what
-//! a failed login writes: the failure count of an account.
+//! a failed login writes: the attempt counted (`ratelimit::attempt`, with
+//! a check that finds nothing).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -63,7 +64,11 @@ fn main() {
                 handles.push(tokio::spawn(async move {
                     let user = format!("user{}", i % 1000);
                     let r = store
-                        .run(move |c| ratelimit::record_failure(c, &user, "bench", 0, &limits))
+                        .run(move |c| {
+                            let origin = (user.as_str(), "bench");
+                            ratelimit::attempt(c, origin, 0, &limits, |_| Ok(()), |_| false)
+                                .map(|_| ())
+                        })
                         .await;
                     drop(permit);
                     r

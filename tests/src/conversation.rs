@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::pam::{Login, PamRun, Prompt};
+use crate::pam::{LiveLogin, Login, PamRun, Prompt};
 use crate::proc::Interactive;
 use crate::{qr, totp};
 
@@ -262,4 +262,53 @@ pub fn lock_wait(errors: &[String]) -> Option<u64> {
         .strip_suffix(" seconds.")?
         .parse()
         .ok()
+}
+
+/// Logins started with [`Login::spawn`] that each wait at their code prompt
+/// ([`crate::CODE_PROMPT`]), then all get `answer` at once, so that the
+/// daemons check the answers at the same moment. Returns each login's run,
+/// in the order given.
+pub fn answer_together(mut logins: Vec<LiveLogin>, answer: &str) -> Vec<PamRun> {
+    for login in &mut logins {
+        assert_eq!(login.expect_prompt(), crate::CODE_PROMPT);
+    }
+    for login in &mut logins {
+        login.answer(answer);
+    }
+    logins.into_iter().map(LiveLogin::finish).collect()
+}
+
+/// Of logins refused after a wrong code: how many got a verdict on it
+/// ("Invalid verification code.") and how many were refused as locked
+/// ("Too many failed attempts; …") without one. Panics on any other
+/// outcome, with `context`.
+pub fn verdicts_and_locks<'a>(
+    runs: impl IntoIterator<Item = &'a PamRun>,
+    context: &str,
+) -> (usize, usize) {
+    let (mut verdicts, mut locks) = (0, 0);
+    for run in runs {
+        run.assert_result("PAM_AUTH_ERR").assert_asked_code();
+        if run.errors == [crate::INVALID_CODE] {
+            verdicts += 1;
+        } else if lock_wait(&run.errors).is_some() {
+            locks += 1;
+        } else {
+            panic!(
+                "neither a verdict on the code nor a lock: {}\n{context}",
+                run.describe()
+            );
+        }
+    }
+    (verdicts, locks)
+}
+
+/// The daemon's audit lines `login-failure user=USER … reason=REASON` in
+/// `log`.
+pub fn failures_audited(log: &str, user: &str, reason: &str) -> usize {
+    let failure = format!("login-failure user={user} ");
+    let reason = format!(" reason={reason} ");
+    log.lines()
+        .filter(|l| l.contains(&failure) && l.contains(&reason))
+        .count()
 }

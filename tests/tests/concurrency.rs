@@ -1,6 +1,9 @@
-//! Concurrent logins for one user with one valid code: the code is accepted
-//! exactly once (the step is recorded in the transaction that accepts it).
+//! Concurrent logins for one user: with one valid code, the code is
+//! accepted exactly once (the step is recorded in the transaction that
+//! accepts it); with wrong codes, no more are checked than the failure limit
+//! allows (the limit is checked and the failure counted in one step).
 
+use twofactor_tests::conversation;
 use twofactor_tests::{need_root, DaemonConfig, Enrolled, INVALID_CODE};
 
 const LOGINS: usize = 50;
@@ -38,4 +41,47 @@ fn fifty_concurrent_logins_one_code_one_success() {
     s.login(&code)
         .assert_result("PAM_AUTH_ERR")
         .assert_errors(&[INVALID_CODE]);
+}
+
+const RACING: usize = 40;
+
+/// Forty logins for one account from one source wait at the code prompt
+/// and then answer a wrong code at once: exactly `max_failures` are checked
+/// (a verdict on the code), the rest are refused as locked without one. On
+/// either store, through the same atomic step (`ratelimit::attempt`);
+/// tests/tests/fleet.rs races the same over two daemons sharing PostgreSQL.
+#[test]
+fn forty_wrong_codes_at_once_are_checked_at_most_max_failures_times() {
+    if !need_root!() {
+        return;
+    }
+    const MAX_FAILURES: usize = 3;
+    let s = Enrolled::new(&DaemonConfig {
+        max_failures: MAX_FAILURES as u32,
+        lockout_seconds: 3600,
+        max_lockout_seconds: 3600,
+        ..DaemonConfig::default()
+    });
+    let wrong = twofactor_tests::totp::wrong_code(&s.code_now());
+    let logins = (0..RACING)
+        .map(|_| s.pam.login(&s.user.name).rhost("192.0.2.67").spawn())
+        .collect();
+    let runs = conversation::answer_together(logins, &wrong);
+    let log = s.env.daemon.log();
+    assert_eq!(
+        conversation::verdicts_and_locks(&runs, &log),
+        (MAX_FAILURES, RACING - MAX_FAILURES),
+        "(verdicts, refused as locked) of {RACING} wrong codes\n{log}"
+    );
+    assert_eq!(
+        conversation::failures_audited(&log, &s.user.name, "wrong-code"),
+        MAX_FAILURES,
+        "{log}"
+    );
+    assert_eq!(
+        conversation::failures_audited(&log, &s.user.name, "locked"),
+        RACING - MAX_FAILURES,
+        "{log}"
+    );
+    assert_eq!(s.failures(), MAX_FAILURES as u64);
 }

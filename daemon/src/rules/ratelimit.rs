@@ -15,18 +15,68 @@
 //!   failure: the bound on guessing for an attacker with many addresses.
 //! - A success resets the account's count and its source's count (not
 //!   other sources': the owner's success does not unlock an attacker).
+//!
+//! Checking the limit and counting the attempt are one atomic step,
+//! [`attempt`], however many daemons share the store: the attempt first
+//! takes its account's row (an `UPDATE` of it, [`take_turn`]), then reads
+//! the locks, checks, and counts, all in one store job. With PostgreSQL
+//! that row lock is held until the job's transaction commits, so an
+//! attempt on another host waits at its own `UPDATE` and then reads the
+//! count and lock this one left; with SQLite the one writer runs the jobs
+//! one after another. Either way an answer is checked only if the limit
+//! was not reached when it took its turn, and no lock is read before the
+//! failures that impose it are counted.
 
 use crate::config::LimitsConfig;
 use crate::origin::Origin;
 use crate::params;
+use crate::rules::bookkeeping;
 use crate::store::{Db, DbResult, Optional};
 
 /// Whether an attempt may be checked now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Gate {
+enum Gate {
     Open,
     /// Seconds left to wait.
     Wait(i64),
+}
+
+/// An attempt after the gate: counted (with the wait that count imposed,
+/// if any) and its check's result, or refused unchecked.
+pub enum Counted<T> {
+    /// Refused without a check: the source or the account must wait this
+    /// many seconds.
+    Locked(i64),
+    Checked { lock: Option<i64>, found: T },
+}
+
+/// One attempt of `user` from `source` (`origin`), as one atomic step for
+/// every host sharing the store; run it inside one store job. A locked
+/// source or account is refused unchecked (`check` does not run and
+/// nothing is counted). Otherwise `check` runs, holding the account's turn
+/// ([`take_turn`]), and the attempt is counted as a failure in the same job
+/// unless `accepted` says `check` accepted it (it then reset the counts
+/// itself, [`record_success`]). An attempt verified after the job (argon2,
+/// PAM) is never `accepted` here: it is counted before it is verified.
+pub fn attempt<T>(
+    conn: &Db,
+    origin: (&str, &str),
+    now: i64,
+    limits: &LimitsConfig,
+    check: impl FnOnce(&Db) -> DbResult<T>,
+    accepted: impl FnOnce(&T) -> bool,
+) -> DbResult<Counted<T>> {
+    let (user, source) = origin;
+    if let Gate::Wait(s) = take_turn(conn, user, source, now)? {
+        return Ok(Counted::Locked(s));
+    }
+    let found = check(conn)?;
+    let lock = if accepted(&found) {
+        None
+    } else {
+        record_failure(conn, user, source, now, limits)?
+    };
+    Ok(Counted::Checked { lock, found })
 }
 
 /// Longest source string kept (a PAM_RHOST is at most 1024 bytes).
@@ -50,16 +100,24 @@ pub fn source_of(origin: &Origin) -> String {
 /// The source of password re-checks (`twofactorctl` as the user).
 pub const REAUTH_SOURCE: &str = "reauth";
 
-/// Reads the account's and the source's locks; the longer wait wins. An
-/// account without a row is open.
-pub fn gate(conn: &Db, user: &str, source: &str, now: i64) -> DbResult<Gate> {
-    let account: Option<i64> = conn
-        .query_row(
-            "SELECT locked_until FROM accounts WHERE username = ?1",
-            [user],
-            |r| r.get(0),
-        )
-        .optional()?;
+/// Takes the account's turn for one attempt, then reads the account's and
+/// the source's locks; the longer wait wins. The turn is an `UPDATE` of
+/// the account's row (created if missing), which changes nothing: what
+/// matters is its row lock, held until the job's transaction ends. Every
+/// attempt on the account, on every host, takes it before it reads a
+/// lock, and holds it while it checks and counts: the locks read here
+/// include every failure counted before, and no other attempt counts
+/// meanwhile. (SQLite's one
+/// writer already runs jobs one at a time; PostgreSQL makes a second host's
+/// `UPDATE` wait, and its next statements then see what the first
+/// committed.)
+fn take_turn(conn: &Db, user: &str, source: &str, now: i64) -> DbResult<Gate> {
+    bookkeeping::ensure(conn, user, now)?;
+    let account: i64 = conn.query_row(
+        "UPDATE accounts SET failures = failures WHERE username = ?1 RETURNING locked_until",
+        [user],
+        |r| r.get(0),
+    )?;
     let from_source: Option<i64> = conn
         .query_row(
             "SELECT locked_until FROM source_failures WHERE username = ?1 AND source = ?2",
@@ -67,7 +125,7 @@ pub fn gate(conn: &Db, user: &str, source: &str, now: i64) -> DbResult<Gate> {
             |r| r.get(0),
         )
         .optional()?;
-    let until = account.unwrap_or(0).max(from_source.unwrap_or(0));
+    let until = account.max(from_source.unwrap_or(0));
     Ok(if until > now {
         Gate::Wait(until - now)
     } else {
@@ -93,8 +151,9 @@ pub fn account_wait_after(failures: u32, limits: &LimitsConfig) -> Option<i64> {
 }
 
 /// Counts one failure of `user` from `source` (the account row must
-/// exist). Returns the wait now imposed on that source, if any.
-pub fn record_failure(
+/// exist), in the job that took the turn ([`attempt`]). Returns the wait
+/// now imposed on that source, if any.
+fn record_failure(
     conn: &Db,
     user: &str,
     source: &str,
@@ -223,13 +282,63 @@ mod tests {
         let l = limits();
         assert_eq!(record_failure(&c, "u", "a", 100, &l).unwrap(), None);
         assert_eq!(record_failure(&c, "u", "a", 100, &l).unwrap(), None);
-        assert_eq!(gate(&c, "u", "a", 100).unwrap(), Gate::Open);
+        assert_eq!(take_turn(&c, "u", "a", 100).unwrap(), Gate::Open);
         assert_eq!(record_failure(&c, "u", "a", 100, &l).unwrap(), Some(10));
-        assert_eq!(gate(&c, "u", "a", 104).unwrap(), Gate::Wait(6));
-        assert_eq!(gate(&c, "u", "a", 110).unwrap(), Gate::Open);
+        assert_eq!(take_turn(&c, "u", "a", 104).unwrap(), Gate::Wait(6));
+        assert_eq!(take_turn(&c, "u", "a", 110).unwrap(), Gate::Open);
         record_success(&c, "u", "a").unwrap();
         assert_eq!(record_failure(&c, "u", "a", 200, &l).unwrap(), None);
-        assert_eq!(gate(&c, "nobody", "a", 0).unwrap(), Gate::Open);
+        assert_eq!(take_turn(&c, "nobody", "a", 0).unwrap(), Gate::Open);
+    }
+
+    /// `attempt` with a check that reports whether it ran and says `right`.
+    fn try_once(c: &Db, source: &str, right: bool) -> (bool, Counted<()>) {
+        let mut ran = false;
+        let counted = attempt(
+            c,
+            ("u", source),
+            100,
+            &limits(),
+            |_| {
+                ran = true;
+                Ok(())
+            },
+            |_| right,
+        )
+        .unwrap();
+        (ran, counted)
+    }
+
+    fn failures(c: &Db) -> i64 {
+        c.query_row(
+            "SELECT failures FROM accounts WHERE username = 'u'",
+            params![],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn an_attempt_is_checked_and_counted_only_while_open() {
+        let c = db();
+        // Wrong: checked and counted; the third imposes the wait.
+        for lock in [None, None, Some(10)] {
+            let (ran, counted) = try_once(&c, "a", false);
+            assert!(ran);
+            assert!(matches!(counted, Counted::Checked { lock: l, .. } if l == lock));
+        }
+        // Locked: not checked, not counted, whatever the answer.
+        for right in [false, true] {
+            let (ran, counted) = try_once(&c, "a", right);
+            assert!(!ran, "a locked attempt was checked");
+            assert!(matches!(counted, Counted::Locked(10)));
+            assert_eq!(failures(&c), 3);
+        }
+        // Another source is open; an accepted attempt is not counted here.
+        let (ran, counted) = try_once(&c, "b", true);
+        assert!(ran);
+        assert!(matches!(counted, Counted::Checked { lock: None, .. }));
+        assert_eq!(failures(&c), 3);
     }
 
     #[test]
@@ -239,11 +348,11 @@ mod tests {
         for _ in 0..3 {
             record_failure(&c, "u", "host:attacker", 100, &l).unwrap();
         }
-        assert_eq!(gate(&c, "u", "host:attacker", 100).unwrap(), Gate::Wait(10));
-        assert_eq!(gate(&c, "u", "host:owner", 100).unwrap(), Gate::Open);
+        assert_eq!(take_turn(&c, "u", "host:attacker", 100).unwrap(), Gate::Wait(10));
+        assert_eq!(take_turn(&c, "u", "host:owner", 100).unwrap(), Gate::Open);
         // The owner's success does not unlock the attacker.
         record_success(&c, "u", "host:owner").unwrap();
-        assert_eq!(gate(&c, "u", "host:attacker", 100).unwrap(), Gate::Wait(10));
+        assert_eq!(take_turn(&c, "u", "host:attacker", 100).unwrap(), Gate::Wait(10));
     }
 
     #[test]
@@ -262,9 +371,9 @@ mod tests {
             record_failure(&c, "u", "host:6", 100, &l).unwrap(),
             Some(35)
         );
-        assert_eq!(gate(&c, "u", "host:owner", 100).unwrap(), Gate::Wait(35));
+        assert_eq!(take_turn(&c, "u", "host:owner", 100).unwrap(), Gate::Wait(35));
         clear(&c, "u").unwrap();
-        assert_eq!(gate(&c, "u", "host:6", 100).unwrap(), Gate::Open);
+        assert_eq!(take_turn(&c, "u", "host:6", 100).unwrap(), Gate::Open);
     }
 
     #[test]

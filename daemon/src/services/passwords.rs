@@ -9,8 +9,7 @@ use crate::adapters::pam_reauth::Reauth;
 use crate::adapters::syslog::{Audit, Event};
 use crate::clock::Clock;
 use crate::config::LimitsConfig;
-use crate::rules::ratelimit::Gate;
-use crate::rules::{bookkeeping, ratelimit};
+use crate::rules::ratelimit::{self, Counted};
 use crate::store::Store;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -78,27 +77,19 @@ impl Passwords {
         let counted = self
             .store
             .run(move |c| {
-                if let Gate::Wait(s) = ratelimit::gate(c, &u, ratelimit::REAUTH_SOURCE, now)? {
-                    return Ok(Err(s));
-                }
-                bookkeeping::ensure(c, &u, now)?;
-                Ok(Ok(ratelimit::record_failure(
-                    c,
-                    &u,
-                    ratelimit::REAUTH_SOURCE,
-                    now,
-                    &limits,
-                )?))
+                // Counted now, verified by PAM afterwards: never accepted here.
+                let origin = (u.as_str(), ratelimit::REAUTH_SOURCE);
+                ratelimit::attempt(c, origin, now, &limits, |_| Ok(()), |_| false)
             })
             .await
             .map_err(|e| self.audit.internal(action, &e.to_string()))?;
         let lock = match counted {
-            Err(s) => {
+            Counted::Locked(s) => {
                 return Err(Error::RateLimited(format!(
                     "too many failed attempts; try again in {s} seconds"
                 )))
             }
-            Ok(lock) => lock,
+            Counted::Checked { lock, .. } => lock,
         };
         let _slot = self
             .slots

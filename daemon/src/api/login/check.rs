@@ -7,7 +7,9 @@
 //!
 //! Every kind of code goes through the same path: [`attempt`] takes the
 //! lockout gate, runs the kind's own part and counts the attempt as a
-//! failure in the same store job, so that nothing is verified uncounted.
+//! failure in the same store job, as one atomic step on every host sharing
+//! the store (`rules/ratelimit.rs`), so that nothing is verified uncounted
+//! and nothing is checked past a lock.
 //! Where the kind's part decides in that job (app and email codes: one
 //! job, one commit), a right code resets the counts ([`succeeded`]) and is
 //! not counted at all: one transaction either way, and a commit of two
@@ -24,13 +26,12 @@ use zeroize::Zeroizing;
 
 use super::{enrol, Logins, Next, COMMIT_SECONDS, INTERNAL, INVALID};
 use crate::adapters::syslog::Event;
-use crate::config::LimitsConfig;
 use crate::origin::Origin;
 use crate::rules::backup_codes::{self, Code};
 use crate::rules::bookkeeping;
 use crate::rules::email_codes::{self, EmailCheck, Purpose};
 use crate::rules::methods::{self, Method};
-use crate::rules::ratelimit::{self, Gate};
+use crate::rules::ratelimit::{self, attempt, Counted};
 use crate::rules::recovery_codes;
 use crate::rules::totp::{self, Check, Malformed};
 
@@ -58,39 +59,6 @@ pub(super) fn classify(answer: &[u8], asked: Method) -> Result<Attempt, Malforme
             .ok_or(Malformed::NotSixDigits),
         Err(other) => Err(other),
     }
-}
-
-/// An attempt after the gate: counted (with the wait that count imposed,
-/// if any) and the kind's own result, or refused unchecked.
-enum Counted<T> {
-    Locked(i64),
-    Checked { lock: Option<i64>, found: T },
-}
-
-/// The shared part of every code check, inside one store job: the lockout
-/// gate (a locked source or account is refused unchecked), `check`, the
-/// kind's own part, and the attempt counted as a failure unless `check`
-/// accepted it in this job (`accepted`; it then reset the counts itself).
-fn attempt<T>(
-    c: &Db,
-    origin: (&str, &str),
-    now: i64,
-    limits: &LimitsConfig,
-    check: impl FnOnce(&Db) -> DbResult<T>,
-    accepted: impl FnOnce(&T) -> bool,
-) -> DbResult<Counted<T>> {
-    let (user, source) = origin;
-    if let Gate::Wait(s) = ratelimit::gate(c, user, source, now)? {
-        return Ok(Counted::Locked(s));
-    }
-    bookkeeping::ensure(c, user, now)?;
-    let found = check(c)?;
-    let lock = if accepted(&found) {
-        None
-    } else {
-        ratelimit::record_failure(c, user, source, now, limits)?
-    };
-    Ok(Counted::Checked { lock, found })
 }
 
 /// A right code: the account's and this source's counts start over, and
