@@ -17,8 +17,10 @@
 //! - an app code, a backup code or a recovery code is used once in the
 //!   whole fleet, also when fifty logins race with one code over two
 //!   hosts;
-//! - one failure count and one lockout for the fleet; an administrator's
-//!   reset on one host and its recovery code at another host's login;
+//! - one failure count and one lockout for the fleet, checked and counted
+//!   in one step: of forty wrong codes racing over two hosts, exactly
+//!   `max_failures` are checked; an administrator's reset on one host and
+//!   its recovery code at another host's login;
 //! - PostgreSQL going away fails closed: logins are refused, the daemons
 //!   keep running and reconnect by themselves when it is back; a host
 //!   idle through a restart of PostgreSQL lets the next login in at once;

@@ -47,7 +47,10 @@ pub enum Counted<T> {
     /// Refused without a check: the source or the account must wait this
     /// many seconds.
     Locked(i64),
-    Checked { lock: Option<i64>, found: T },
+    Checked {
+        lock: Option<i64>,
+        found: T,
+    },
 }
 
 /// One attempt of `user` from `source` (`origin`), as one atomic step for
@@ -348,11 +351,17 @@ mod tests {
         for _ in 0..3 {
             record_failure(&c, "u", "host:attacker", 100, &l).unwrap();
         }
-        assert_eq!(take_turn(&c, "u", "host:attacker", 100).unwrap(), Gate::Wait(10));
+        assert_eq!(
+            take_turn(&c, "u", "host:attacker", 100).unwrap(),
+            Gate::Wait(10)
+        );
         assert_eq!(take_turn(&c, "u", "host:owner", 100).unwrap(), Gate::Open);
         // The owner's success does not unlock the attacker.
         record_success(&c, "u", "host:owner").unwrap();
-        assert_eq!(take_turn(&c, "u", "host:attacker", 100).unwrap(), Gate::Wait(10));
+        assert_eq!(
+            take_turn(&c, "u", "host:attacker", 100).unwrap(),
+            Gate::Wait(10)
+        );
     }
 
     #[test]
@@ -371,7 +380,10 @@ mod tests {
             record_failure(&c, "u", "host:6", 100, &l).unwrap(),
             Some(35)
         );
-        assert_eq!(take_turn(&c, "u", "host:owner", 100).unwrap(), Gate::Wait(35));
+        assert_eq!(
+            take_turn(&c, "u", "host:owner", 100).unwrap(),
+            Gate::Wait(35)
+        );
         clear(&c, "u").unwrap();
         assert_eq!(take_turn(&c, "u", "host:6", 100).unwrap(), Gate::Open);
     }

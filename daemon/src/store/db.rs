@@ -9,7 +9,14 @@
 //! `ON CONFLICT … DO` for upserts, and a row is used up by a
 //! compare-and-set (`UPDATE … WHERE last_step < ?2`, then the row count),
 //! never by a read followed by a write, so that two daemons sharing one
-//! database cannot both use it.
+//! database cannot both use it. A read that decides what a job may do
+//! with rows other daemons change too (the failure limit's counts and
+//! locks) comes after the job took a row that every such job takes first,
+//! with an `UPDATE` that changes nothing (`SET failures = failures`; not
+//! `SELECT … FOR UPDATE`, which SQLite does not know): each engine then
+//! runs those jobs one at a time, SQLite by its one writer, PostgreSQL by
+//! that row's lock, held to the end of the transaction
+//! (`rules::ratelimit::attempt`).
 
 use crate::adapters::sealing::Keys;
 use std::cell::RefCell;

@@ -11,7 +11,9 @@
 //! PostgreSQL's commit). Within one daemon jobs never interleave; between
 //! daemons sharing PostgreSQL, a code is used up by a compare-and-set on its
 //! row, so that of two hosts given the same code one matches the row and
-//! the other matches nothing.
+//! the other matches nothing, and an attempt takes its account's row
+//! before it reads the failure limit, so that the limit is checked and
+//! the failure counted as one step on every host.
 //!
 //! Reads that decide nothing by themselves (what a login is about to ask,
 //! [`Store::read`]) need not queue behind the writer's fsync: with SQLite

@@ -6,7 +6,10 @@
 //! single writer: every use of a code is a compare-and-set on its row
 //! (`UPDATE … WHERE last_step < ?2`, `… WHERE used_at IS NULL`), and
 //! PostgreSQL's row locks make the second of two hosts see the first's
-//! change and match no row.
+//! change and match no row. The failure limit's check and count are one
+//! step the same way: every attempt first updates its account's row, so
+//! an attempt on another host waits for that row and then reads the
+//! counts this one committed (`rules::ratelimit::attempt`).
 //!
 //! A connection that fails is dropped; the next job connects again (the
 //! daemon recovers by itself when the database comes back). Until then
