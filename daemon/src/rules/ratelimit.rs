@@ -110,10 +110,9 @@ pub const REAUTH_SOURCE: &str = "reauth";
 /// attempt on the account, on every host, takes it before it reads a
 /// lock, and holds it while it checks and counts: the locks read here
 /// include every failure counted before, and no other attempt counts
-/// meanwhile. (SQLite's one
-/// writer already runs jobs one at a time; PostgreSQL makes a second host's
-/// `UPDATE` wait, and its next statements then see what the first
-/// committed.)
+/// meanwhile. (SQLite's one writer already runs jobs one at a time;
+/// PostgreSQL makes a second host's `UPDATE` wait, and its next statements
+/// then see what the first committed.)
 fn take_turn(conn: &Db, user: &str, source: &str, now: i64) -> DbResult<Gate> {
     bookkeeping::ensure(conn, user, now)?;
     let account: i64 = conn.query_row(
