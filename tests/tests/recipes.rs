@@ -24,8 +24,17 @@ fn a_wrong_password_never_reaches_the_module(password_step: &str) {
         .answer(s.code_now())
         .run();
     assert_eq!(run.auth, "PAM_AUTH_ERR", "{}", run.describe());
-    assert_eq!(run.prompts.len(), 1, "only the password: {}", run.describe());
-    assert!(!run.prompts[0].text.contains("erification"), "{}", run.describe());
+    assert_eq!(
+        run.prompts.len(),
+        1,
+        "only the password: {}",
+        run.describe()
+    );
+    assert!(
+        !run.prompts[0].text.contains("erification"),
+        "{}",
+        run.describe()
+    );
 
     let plain = TestUser::new();
     let refused = pam

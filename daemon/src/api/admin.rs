@@ -815,17 +815,16 @@ mod tests {
     #[test]
     fn unknown_names_are_answered_like_users_without_a_method() {
         let w = world();
+        // The action and the words (a fresh secret, its QR code and URI
+        // differ from login to login: their lines are left out).
         let shape = |step: &Step| {
-            let lines: Vec<String> = texts(step)
+            let words: Vec<String> = texts(step)
                 .lines()
+                .filter(|l| l.starts_with(|c: char| c.is_ascii_alphabetic()))
                 .filter(|l| !l.starts_with("Secret: ") && !l.starts_with("URI: "))
-                .map(|l| {
-                    l.chars()
-                        .filter(|c| !c.is_alphanumeric() || c.is_ascii_lowercase())
-                        .collect()
-                })
+                .map(str::to_string)
                 .collect();
-            (step.action.clone(), lines.len(), lines.first().cloned())
+            (step.action.clone(), words)
         };
         for (on, from) in [(false, ""), (true, "2999-01-01"), (true, "")] {
             w.set_policy(on, &[], from);

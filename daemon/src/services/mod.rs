@@ -5,6 +5,7 @@
 //! handles it uses.
 
 pub mod directory;
+pub mod factors;
 pub mod hash_pool;
 pub mod notices;
 pub mod outbox;
@@ -20,6 +21,7 @@ use crate::config::Config;
 use crate::random::Random;
 use crate::store::Store;
 use directory::Directory;
+use factors::Factors;
 use hash_pool::HashPool;
 use outbox::Outbox;
 use passwords::Passwords;
@@ -45,6 +47,8 @@ pub struct Handles {
     /// store may be shared by many hosts).
     pub host: Arc<str>,
     pub hashing: Arc<HashPool>,
+    /// The one code-checking path (logins and confirmed changes).
+    pub factors: Arc<Factors>,
     pub passwords: Arc<Passwords>,
     pub outbox: Arc<Outbox>,
     pub directory: Directory,
@@ -70,8 +74,18 @@ impl Handles {
             mailer,
             audit,
         } = outside;
+        let config = Arc::new(config);
+        let hashing = Arc::new(HashPool::new(Hasher::owasp(), rng.clone()));
+        let host: Arc<str> = crate::config::hostname().into();
         Handles {
-            hashing: Arc::new(HashPool::new(Hasher::owasp(), rng.clone())),
+            factors: Arc::new(Factors::new(
+                config.clone(),
+                store.clone(),
+                clock.clone(),
+                hashing.clone(),
+                host.clone(),
+            )),
+            hashing,
             passwords: Arc::new(Passwords::new(
                 reauth,
                 store.clone(),
@@ -88,8 +102,8 @@ impl Handles {
                 audit.clone(),
             )),
             directory: Directory::new(users, store.clone(), audit.clone()),
-            host: crate::config::hostname().into(),
-            config: Arc::new(config),
+            host,
+            config,
             store,
             clock,
             rng,

@@ -54,6 +54,7 @@ use crate::rules::policy::{self, Applies};
 use crate::rules::recovery_codes;
 use crate::services::directory::Directory;
 use crate::services::directory::Resolved;
+use crate::services::factors::Factors;
 use crate::services::hash_pool::HashPool;
 use crate::services::outbox::Outbox;
 use crate::services::{Caller, Handles};
@@ -230,6 +231,7 @@ pub struct Logins {
     audit: Arc<Audit>,
     host: Arc<str>,
     hashing: Arc<HashPool>,
+    factors: Arc<Factors>,
     outbox: Arc<Outbox>,
     directory: Directory,
     sessions: Sessions,
@@ -245,6 +247,7 @@ impl Logins {
             audit: h.audit.clone(),
             host: h.host.clone(),
             hashing: h.hashing.clone(),
+            factors: h.factors.clone(),
             outbox: h.outbox.clone(),
             directory: h.directory.clone(),
             sessions: Sessions::default(),

@@ -4,10 +4,10 @@
 //! one of the documented shapes; a name the system does not know never
 //! passes.
 
-use super::check::{classify, Attempt};
 use super::tests::{root, world};
 use super::*;
 use crate::rules::backup_codes;
+use crate::services::factors::{classify, Attempt};
 use proptest::prelude::*;
 use twofactor_proto::names::MAX_ANSWER_BYTES;
 
