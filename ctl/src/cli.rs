@@ -94,8 +94,9 @@ after a right code, chose not to be asked again: later logins proving the
 same key (and coming from the same address, when the trust is bound to
 it) are not asked for a code. The trust lasts at most 30 days from when
 it was given and is never extended by use. It ends earlier when it is
-removed (`devices remove`), when the account's methods change, and on an
-administrator's reset."
+removed (`devices remove`), when the account's methods change, when a new
+set of backup codes is made, when the account password changes (the next
+login from the device asks for a code), and on an administrator's reset."
     };
 }
 
@@ -219,7 +220,9 @@ pub enum Command {
         long_about = "Make a new set of ten backup codes. The new set replaces the old one:\n\
                       the unused codes you have now stop working at once. You are told how\n\
                       many that are, then asked for your account password (checked by\n\
-                      twofactord), which confirms the change. Needs an active method\n\
+                      twofactord), which confirms the change. Every trusted device\n\
+                      (`twofactorctl devices`) stops being trusted too: its next login\n\
+                      asks for a code. Needs an active method\n\
                       (`twofactorctl enable app` or `enable email`); without one it is\n\
                       refused (exit status 1) before the password is asked.",
         after_help = concat!(
@@ -1195,6 +1198,8 @@ mod tests {
                 "30 days",
                 "never extended by use",
                 "methods change",
+                "backup codes",
+                "password changes",
                 "reset",
                 "last_used",
                 "Exit status:",
@@ -1413,7 +1418,14 @@ mod tests {
             .unwrap()
             .render_long_help()
             .to_string();
-        for needle in ["--save", "--force", "0600", "symbolic link", "Exit status:"] {
+        for needle in [
+            "--save",
+            "--force",
+            "0600",
+            "symbolic link",
+            "trusted device",
+            "Exit status:",
+        ] {
             assert!(backup.contains(needle), "{needle}: {backup}");
         }
         let enable = cmd

@@ -92,6 +92,17 @@ impl TestUser {
         &self.password
     }
 
+    /// Gives the user a new random password with `chpasswd` (through
+    /// stdin), as an administrator or `passwd` would; returns it.
+    pub fn change_password(&mut self) -> &str {
+        let password = format!("Pw-{}-{}", crate::random_hex(8), crate::unique());
+        let line = format!("{}:{}\n", self.name, password);
+        let out = run_locked(&["chpasswd"], line.as_bytes());
+        assert!(out.success(), "chpasswd failed: {}", out.stderr());
+        self.password = password;
+        &self.password
+    }
+
     pub fn home(&self) -> PathBuf {
         self.home.path().join(&self.name)
     }

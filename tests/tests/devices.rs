@@ -2,7 +2,8 @@
 //! pairs (`AuthenticationMethods publickey,keyboard-interactive`): trust is
 //! offered after the code and then skips it for the same key only; it ends
 //! when removed, after 30 days + 1 s (the daemon's clock moved with
-//! libfaketime), after a new app secret and after a reset; password-only
+//! libfaketime), after a new app secret, after a reset, after `chpasswd`
+//! and after `twofactorctl backup-codes`; password-only
 //! SSH and `su` are never offered it, and an `SSH_AUTH_INFO_0` forged in a
 //! user's environment through `su` changes nothing. Root only.
 
@@ -252,4 +253,75 @@ fn password_only_ssh_su_and_sudo_are_never_offered_trust_even_with_a_forged_auth
     let out = sudo.run(&s.user, None, &env, s.user.password(), &s.codes.next(0));
     assert!(out.success(), "{}", out.describe());
     assert_eq!(s.devices_json().as_array().map(Vec::len), Some(1));
+}
+
+/// The id of the one device the user has trusted.
+fn only_device(s: &Setup) -> String {
+    let list = s.devices_json();
+    let list = list.as_array().expect("an array");
+    assert_eq!(list.len(), 1, "{list:?}");
+    list[0]["id"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_password_change_with_chpasswd_ends_trust_and_the_audit_says_why() {
+    if !need_root!() {
+        return;
+    }
+    let mut s = setup();
+    let (out, prompts) = s.login(Some(&s.key), "y");
+    assert!(logged_in(&out) && asked_code(&prompts), "{prompts:?}");
+    assert_eq!(s.login(Some(&s.key), "n").1.len(), 1, "trusted");
+    let id = only_device(&s);
+    s.user.change_password();
+    // The new password, then the code: the trust is gone.
+    let (out, prompts) = s.login(Some(&s.key), "n");
+    assert!(
+        logged_in(&out) && asked_code(&prompts),
+        "a code was not asked after chpasswd: {prompts:?}\n{}",
+        s.env.daemon.log()
+    );
+    assert_eq!(s.devices_json().as_array().map(Vec::len), Some(0));
+    let log = s.env.daemon.wait_log("why=password-changed");
+    assert!(
+        log.lines().any(
+            |l| l.contains(&format!("device-ended user={} ", s.user.name))
+                && l.contains(&format!(" device={id} why=password-changed"))
+        ),
+        "{log}"
+    );
+    // Trusted again under the new password, it holds.
+    s.login(Some(&s.key), "y");
+    assert_eq!(s.login(Some(&s.key), "n").1.len(), 1);
+}
+
+#[test]
+fn new_backup_codes_from_twofactorctl_end_trust() {
+    if !need_root!() {
+        return;
+    }
+    let s = setup();
+    s.login(Some(&s.key), "y");
+    assert_eq!(s.login(Some(&s.key), "n").1.len(), 1, "trusted");
+    let out = s.env.ctl().run(
+        &s.user,
+        &["backup-codes"],
+        format!("{}\n", s.user.password()).as_bytes(),
+    );
+    assert!(out.success(), "{}", out.describe());
+    assert_eq!(out.stdout().lines().filter(|l| l.len() == 14).count(), 10);
+    let (out, prompts) = s.login(Some(&s.key), "n");
+    assert!(
+        logged_in(&out) && asked_code(&prompts),
+        "a code was not asked after new backup codes: {prompts:?}"
+    );
+    assert_eq!(s.devices_json().as_array().map(Vec::len), Some(0));
+    let log = s.env.daemon.wait_log("why=backup-codes-new");
+    let name = &s.user.name;
+    assert!(
+        log.contains(&format!(
+            "devices-removed user={name} by={name} device=all count=1 why=backup-codes-new"
+        )),
+        "{log}"
+    );
 }

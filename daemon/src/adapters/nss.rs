@@ -1,5 +1,7 @@
-//! The system's user database (passwd), behind a trait so that tests of the
-//! login machine do not need real accounts.
+//! The system's user database (passwd, groups, shadow), behind a trait so
+//! that tests of the login machine do not need real accounts.
+
+use zeroize::Zeroizing;
 
 /// Longest user name accepted anywhere (Linux allows 32; be generous).
 pub const MAX_USER_LEN: usize = 256;
@@ -17,6 +19,15 @@ pub trait Users: Send + Sync {
     /// The system's human users: uids in `/etc/login.defs`'s
     /// UID_MIN..=UID_MAX (default 1000..=60000).
     fn human_users(&self) -> Vec<(String, u32)>;
+    /// The user's shadow entry (getspnam): None when the shadow database
+    /// has no entry for the name (an account whose password is kept
+    /// elsewhere: LDAP, SSSD). An error when it could not say (callers
+    /// fail closed). A name service that cannot read shadow says so.
+    fn shadow_of(&self, name: &str) -> Result<Option<Shadow>, LookupError> {
+        Err(LookupError(format!(
+            "this name service gives no shadow entries (asked for {name:?})"
+        )))
+    }
 
     /// The account a name stands for, as (canonical name, uid): the name
     /// is looked up (getpwnam), and the uid's own name (getpwuid) is the
@@ -39,6 +50,23 @@ pub struct LookupError(pub String);
 impl std::fmt::Display for LookupError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "name service look-up failed: {}", self.0)
+    }
+}
+
+/// What the shadow database says of a user's password: the hash field as
+/// it is (a crypt hash, or `!`, `*`, `x`, empty) and the date of the last
+/// change (`sp_lastchg`, days since 1970; -1 when the field is empty).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Shadow {
+    pub hash: Zeroizing<Vec<u8>>,
+    pub last_change: i64,
+}
+
+impl std::fmt::Debug for Shadow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shadow")
+            .field("last_change", &self.last_change)
+            .finish_non_exhaustive()
     }
 }
 
@@ -86,6 +114,78 @@ impl Users for SystemUsers {
             .into_iter()
             .filter(|(_, uid)| (min..=max).contains(uid))
             .collect()
+    }
+    fn shadow_of(&self, name: &str) -> Result<Option<Shadow>, LookupError> {
+        if !plausible_name(name) {
+            return Err(LookupError("not a user name".into()));
+        }
+        shadow::entry(name)
+    }
+}
+
+/// getspnam_r, the one shadow call, which nix does not wrap.
+mod shadow {
+    use super::{LookupError, Shadow};
+    use zeroize::Zeroizing;
+
+    /// The largest buffer tried for one entry (glibc asks for more with
+    /// ERANGE; a shadow line is far shorter).
+    const MAX_BUFFER: usize = 1 << 20;
+
+    pub fn entry(name: &str) -> Result<Option<Shadow>, LookupError> {
+        let c_name =
+            std::ffi::CString::new(name).map_err(|_| LookupError("a name with NUL".into()))?;
+        let mut size = 1024;
+        loop {
+            let mut buf = Zeroizing::new(vec![0u8; size]);
+            // SAFETY: an all-zero spwd is a valid value of a plain C struct
+            // (null pointers, zero numbers); getspnam_r fills it.
+            let mut entry: libc::spwd = unsafe { std::mem::zeroed() };
+            let mut found: *mut libc::spwd = std::ptr::null_mut();
+            // SAFETY: every pointer is valid for the call: the name is a
+            // NUL-terminated string, `entry` and `found` are ours, `buf` is
+            // `size` writable bytes that outlive every use of the pointers
+            // getspnam_r stores into `entry`, which are read below before
+            // `buf` is dropped. getspnam_r is the reentrant form: no
+            // static storage is shared with other threads.
+            let rc = unsafe {
+                libc::getspnam_r(
+                    c_name.as_ptr(),
+                    &mut entry,
+                    buf.as_mut_ptr().cast(),
+                    size,
+                    &mut found,
+                )
+            };
+            if rc == libc::ERANGE && size < MAX_BUFFER {
+                size *= 4;
+                continue;
+            }
+            if rc != 0 {
+                return Err(LookupError(format!(
+                    "getspnam: {}",
+                    std::io::Error::from_raw_os_error(rc)
+                )));
+            }
+            if found.is_null() {
+                return Ok(None);
+            }
+            let hash = if entry.sp_pwdp.is_null() {
+                Zeroizing::new(Vec::new())
+            } else {
+                // SAFETY: sp_pwdp points into `buf` (alive), NUL-terminated
+                // by getspnam_r.
+                Zeroizing::new(
+                    unsafe { std::ffi::CStr::from_ptr(entry.sp_pwdp) }
+                        .to_bytes()
+                        .to_vec(),
+                )
+            };
+            // c_long is i64 here, i32 on 32-bit targets.
+            #[allow(clippy::useless_conversion)]
+            let last_change = i64::from(entry.sp_lstchg);
+            return Ok(Some(Shadow { hash, last_change }));
+        }
     }
 }
 
@@ -161,13 +261,53 @@ pub fn plausible_name(name: &str) -> bool {
 pub mod testing {
     use super::*;
     use std::collections::HashMap;
+    use std::sync::Mutex;
 
-    /// A fixed table of users.
-    pub struct FakeUsers(pub HashMap<String, u32>);
+    /// A fixed table of users, and their shadow entries, which a test
+    /// may change (a password change, an account without an entry, a
+    /// name service that fails).
+    pub struct FakeUsers(
+        pub HashMap<String, u32>,
+        pub Mutex<HashMap<String, ShadowAnswer>>,
+    );
+
+    /// What [`FakeUsers::shadow_of`] answers for one user.
+    #[derive(Clone)]
+    pub enum ShadowAnswer {
+        Entry(Shadow),
+        NoEntry,
+        Fails,
+    }
 
     impl FakeUsers {
+        /// Every user has a shadow entry of their own (`$y$fake$NAME`, last
+        /// changed on day 20000); a name starting with "ldapdown" fails.
         pub fn new(users: &[(&str, u32)]) -> Self {
-            FakeUsers(users.iter().map(|(n, u)| (n.to_string(), *u)).collect())
+            let shadow = users
+                .iter()
+                .map(|(n, _)| {
+                    let answer = if n.starts_with("ldapdown") {
+                        ShadowAnswer::Fails
+                    } else {
+                        ShadowAnswer::Entry(Shadow {
+                            hash: Zeroizing::new(format!("$y$fake${n}").into_bytes()),
+                            last_change: 20_000,
+                        })
+                    };
+                    (n.to_string(), answer)
+                })
+                .collect();
+            FakeUsers(
+                users.iter().map(|(n, u)| (n.to_string(), *u)).collect(),
+                Mutex::new(shadow),
+            )
+        }
+
+        /// What the shadow database answers for `name` from now on.
+        pub fn set_shadow(&self, name: &str, answer: ShadowAnswer) {
+            if let Ok(mut table) = self.1.lock() {
+                table.insert(name.to_string(), answer);
+            }
         }
     }
 
@@ -220,6 +360,19 @@ pub mod testing {
                 .or_else(|| self.0.get(&name.to_lowercase()))
                 .copied()
         }
+        fn shadow_of(&self, name: &str) -> Result<Option<Shadow>, LookupError> {
+            let table = self
+                .1
+                .lock()
+                .map_err(|_| LookupError("the fake shadow table is poisoned".into()))?;
+            match table.get(name) {
+                Some(ShadowAnswer::Entry(entry)) => Ok(Some(entry.clone())),
+                Some(ShadowAnswer::NoEntry) | None => Ok(None),
+                Some(ShadowAnswer::Fails) => {
+                    Err(LookupError("the directory does not answer".into()))
+                }
+            }
+        }
     }
 }
 
@@ -235,6 +388,30 @@ mod tests {
             (2000, 3000)
         );
         assert!(!SystemUsers.human_users().iter().any(|(n, _)| n == "root"));
+    }
+
+    /// The real shadow database (root only: others may not read it): an
+    /// account has an entry, a name nobody has has none, and neither is an
+    /// error.
+    #[test]
+    fn shadow_entries_through_nss() {
+        if !nix::unistd::geteuid().is_root() {
+            assert!(
+                SystemUsers.shadow_of("root").is_err(),
+                "not root: no answer"
+            );
+            return;
+        }
+        let root = SystemUsers
+            .shadow_of("root")
+            .unwrap()
+            .expect("root's entry");
+        assert!(!root.hash.is_empty());
+        assert_eq!(
+            SystemUsers.shadow_of("tf-nobody-has-this-name").unwrap(),
+            None
+        );
+        assert!(SystemUsers.shadow_of("a:b").is_err());
     }
 
     #[test]

@@ -190,11 +190,21 @@ pub enum Event<'a> {
         device: &'a str,
         days: u32,
     },
+    /// Trust ended by someone's action: `why` is `removed` (`devices
+    /// remove`, by the user or an administrator) or `backup-codes-new`.
     DevicesRemoved {
         user: &'a str,
         by: &'a str,
         device: &'a str,
         count: u32,
+        why: &'a str,
+    },
+    /// A login found a trusted device whose trust no longer holds
+    /// (`why`: `password-changed`) and ended it; a code is asked.
+    DeviceEnded {
+        origin: &'a Origin,
+        device: &'a str,
+        why: &'a str,
     },
 }
 
@@ -461,12 +471,25 @@ impl Event<'_> {
                 by,
                 device,
                 count,
+                why,
             } => {
                 line.event("devices-removed")
                     .kv("user", user)
                     .kv("by", by)
                     .kv("device", device)
-                    .kv("count", &count.to_string());
+                    .kv("count", &count.to_string())
+                    .kv("why", why);
+                Level::Notice
+            }
+            Event::DeviceEnded {
+                origin,
+                device,
+                why,
+            } => {
+                line.event("device-ended")
+                    .origin(origin)
+                    .kv("device", device)
+                    .kv("why", why);
                 Level::Notice
             }
             Event::Prefer { user, method } => {

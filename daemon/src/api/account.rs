@@ -388,7 +388,8 @@ impl Accounts {
     }
 
     /// A new set of backup codes after the password; the old set stops
-    /// working in the same transaction.
+    /// working, and every trusted device's trust ends, in the same
+    /// transaction.
     pub async fn new_backup_codes(
         &self,
         caller: &Caller,
@@ -404,22 +405,30 @@ impl Accounts {
             .store
             .run(move |c| {
                 if !methods::has_any(c, &u)? {
-                    return Ok(false);
+                    return Ok(None);
                 }
-                backup_codes::replace_set(c, &u, &hashed, now)?;
-                Ok(true)
+                backup_codes::renew(c, &u, &hashed, now).map(Some)
             })
             .await
             .map_err(|e| self.internal("backup-codes", &e.to_string()))?;
-        if !replaced {
+        let Some(devices_ended) = replaced else {
             return Err(Error::NotEnrolled(
                 "backup codes need an active method first: run `twofactorctl enable app`".into(),
             ));
-        }
+        };
         self.audit.log(Event::BackupCodesNew {
             user: &user,
             count: codes.len(),
         });
+        if devices_ended > 0 {
+            self.audit.log(Event::DevicesRemoved {
+                user: &user,
+                by: &user,
+                device: "all",
+                count: devices_ended,
+                why: "backup-codes-new",
+            });
+        }
         self.outbox.notify(&user, Notice::BackupCodesNew);
         Ok(codes.iter().map(Code::display).collect())
     }
@@ -610,6 +619,7 @@ pub(crate) async fn remove_devices(
         by,
         device: if all { "all" } else { id },
         count: removed,
+        why: "removed",
     });
     Ok(removed)
 }

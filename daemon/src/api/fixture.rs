@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use crate::adapters::nss::testing::FakeUsers;
 use crate::adapters::syslog::Audit;
 
 use crate::api::account::Accounts;
@@ -50,6 +51,8 @@ pub struct World {
     pub audit: Arc<Audit>,
     /// What the daemon mailed.
     pub mail: Arc<crate::adapters::smtp::testing::Captured>,
+    /// The fake name service (a test changes a user's shadow entry here).
+    pub users: Arc<FakeUsers>,
 }
 
 impl World {
@@ -61,8 +64,14 @@ impl World {
     pub fn at(config: Config, t0: i64) -> World {
         let clock = ManualClock::at(t0);
         let mail = Arc::new(crate::adapters::smtp::testing::Captured::default());
-        let handles =
-            crate::services::testing::handles(config, &clock, USERS, PASSWORDS, mail.clone());
+        let users = Arc::new(FakeUsers::new(USERS));
+        let handles = crate::services::testing::handles_over(
+            config,
+            &clock,
+            users.clone(),
+            PASSWORDS,
+            mail.clone(),
+        );
         let audit = handles.audit.clone();
         World {
             logins: Logins::new(&handles),
@@ -76,6 +85,7 @@ impl World {
                 .expect("a test runtime"),
             audit,
             mail,
+            users,
         }
     }
 
@@ -104,6 +114,7 @@ impl World {
                     &u,
                     "00112233aabbccdd",
                     &device,
+                    b"",
                     now,
                     now + 3600,
                 )

@@ -129,6 +129,17 @@ pub fn replace_set(conn: &Db, user: &str, hashed: &[(String, String)], now: i64)
     Ok(())
 }
 
+/// A new set of backup codes on its own (`twofactorctl backup-codes`):
+/// the set is replaced and every trusted device's trust ends, as when a
+/// method is added ([`crate::rules::methods::activate`]): trust was given
+/// while the old codes were the way in without the phone, and whoever
+/// makes a new set may be shutting someone out. Returns how many devices
+/// were trusted.
+pub fn renew(conn: &Db, user: &str, hashed: &[(String, String)], now: i64) -> DbResult<u32> {
+    replace_set(conn, user, hashed, now)?;
+    crate::rules::trusted_devices::remove_all(conn, user)
+}
+
 /// The unused code of this user with this selector, if any: (row id, hash).
 /// Selectors are sealed at rest (an imported 8-digit code's selector is
 /// half of its digits), so the user's unused codes (at most a set) are

@@ -239,7 +239,7 @@ mod tests {
         bookkeeping::ensure(&c, "u", 0).unwrap();
         recovery_codes::replace(&c, "u", "hash", 0, "root").unwrap();
         let presented = trusted_devices::Presented::for_tests("u");
-        trusted_devices::trust(&c, "u", "0123456789abcdef", &presented, 0, 1_000).unwrap();
+        trusted_devices::trust(&c, "u", "0123456789abcdef", &presented, b"", 0, 1_000).unwrap();
         backup_codes::replace_set(&c, "u", &[("abcd".into(), "h".into())], 0).unwrap();
         let secret = totp::Secret::from_bytes(vec![7; 20]);
         let added = activate(

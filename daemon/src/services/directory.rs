@@ -1,9 +1,10 @@
-//! The user directory: name-service look-ups (passwd, groups: possibly
-//! LDAP or SSSD) on blocking threads, so that a slow directory never
+//! The user directory: name-service look-ups (passwd, groups, shadow:
+//! possibly LDAP or SSSD) on blocking threads, so that a slow directory never
 //! stalls the async workers that serve every other login.
 
-use crate::adapters::nss::Users;
+use crate::adapters::nss::{Shadow, Users};
 use crate::adapters::syslog::Audit;
+use crate::rules::trusted_devices;
 use crate::store::{Db, DbResult, Store, StoreError};
 use std::sync::Arc;
 use twofactor_proto::error::Error;
@@ -41,6 +42,24 @@ impl Directory {
         tokio::task::spawn_blocking(move || f(users.as_ref()))
             .await
             .map_err(|e| self.audit.internal("name-service", &e.to_string()))
+    }
+
+    /// What the shadow database says of `user`'s password now, as the
+    /// trusted-device rule records and compares it
+    /// ([`trusted_devices::Password`]). An error when the name service
+    /// could not say: the caller uses no trust and gives none.
+    pub async fn password_of(&self, user: &str) -> Result<trusted_devices::Password, String> {
+        let user = user.to_string();
+        self.lookup(move |users| users.shadow_of(&user))
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|entry| match entry {
+                Some(Shadow { hash, last_change }) => {
+                    trusted_devices::Password::Entry { hash, last_change }
+                }
+                None => trusted_devices::Password::NoEntry,
+            })
+            .map_err(|e| e.to_string())
     }
 
     /// The account `name` stands for, as (canonical name, uid); see

@@ -130,13 +130,26 @@ pub mod testing {
         passwords: &[(&str, &str)],
         mailer: Arc<dyn Mailer>,
     ) -> Handles {
+        let users = Arc::new(FakeUsers::new(users));
+        handles_over(config, clock, users, passwords, mailer)
+    }
+
+    /// [`handles`] over a table of users the caller keeps (to change a
+    /// user's shadow entry).
+    pub fn handles_over(
+        config: Config,
+        clock: &ManualClock,
+        users: Arc<FakeUsers>,
+        passwords: &[(&str, &str)],
+        mailer: Arc<dyn Mailer>,
+    ) -> Handles {
         Handles::new(
             config,
             Store::open_in_memory().expect("in-memory store"),
             Outside {
                 clock: Arc::new(clock.clone()),
                 rng: Arc::new(OsRandom),
-                users: Arc::new(FakeUsers::new(users)),
+                users,
                 reauth: Arc::new(FakeReauth::new(passwords)),
                 mailer,
                 audit: Arc::new(Audit::new(false, false)),

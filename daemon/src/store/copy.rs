@@ -41,7 +41,7 @@ pub const TABLES: [(&str, &str); 11] = [
     ("email_sends", "username, source, purpose, at"),
     (
         "devices",
-        "id, username, identity, label, address, added, last_used, expires",
+        "id, username, identity, label, address, added, last_used, expires, password_digest",
     ),
 ];
 

@@ -636,6 +636,51 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Trust given before devices recorded the password (schema 9) has
+    /// nothing to compare with: it ends at the upgrade.
+    #[test]
+    fn trust_from_before_password_digests_ends_at_the_upgrade() {
+        let dir = fresh_dir("devices10");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let keys = keys();
+        {
+            let mut c = Connection::open(dir.join(DB_FILE)).unwrap();
+            for (i, m) in schema::MIGRATIONS.iter().enumerate() {
+                c.execute_batch(m).unwrap();
+                c.pragma_update(None, "user_version", i as i64 + 1).unwrap();
+            }
+            let db = Db::new(&mut c, &keys);
+            db.execute(
+                "INSERT INTO accounts(username, created) VALUES ('bob', 0)",
+                params![],
+            )
+            .unwrap();
+            db.execute(
+                "INSERT INTO devices(id, username, identity, label, address, added, last_used,
+                     expires) VALUES ('0000aaaa', 'bob', ?1, ?2, ?3, 0, 0, ?4)",
+                params![
+                    db.seal("bob", "devices.identity", b"id").unwrap(),
+                    db.seal("bob", "devices.label", b"label").unwrap(),
+                    db.seal("bob", "devices.address", b"").unwrap(),
+                    i64::MAX
+                ],
+            )
+            .unwrap();
+        }
+        std::fs::set_permissions(dir.join(DB_FILE), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        let rt = rt();
+        let store = Store::open(&dir, keys, Mode::Existing).unwrap();
+        let left = rt
+            .block_on(store.run(|c| crate::rules::trusted_devices::count(c, "bob", 0)))
+            .unwrap();
+        assert_eq!(left, 0);
+        rt.block_on(store.verify_sealed()).unwrap();
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn refuses_open_directory_and_newer_schema() {
         let dir = fresh_dir("open");

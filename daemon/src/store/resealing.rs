@@ -5,7 +5,7 @@ use super::*;
 
 /// Every sealed column: (table, column); each table has a `username`
 /// column, the user the value is sealed for.
-pub(super) const SEALED: [(&str, &str); 10] = [
+pub(super) const SEALED: [(&str, &str); 11] = [
     ("totp", "secret"),
     ("totp_pending", "secret"),
     ("backup_codes", "selector"),
@@ -16,6 +16,7 @@ pub(super) const SEALED: [(&str, &str); 10] = [
     ("devices", "identity"),
     ("devices", "label"),
     ("devices", "address"),
+    ("devices", "password_digest"),
 ];
 
 /// The values of one sealed column, with the users they belong to.

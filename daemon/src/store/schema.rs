@@ -188,6 +188,16 @@ pub const LATER: &[(&str, &str)] = &[
         CREATE INDEX email_sends_source ON email_sends(source, purpose, at);
         CREATE INDEX email_sends_at ON email_sends(at);",
     ),
+    // 11: a device keeps a keyed digest of the password it was trusted
+    // under (sealed; see trusted_devices), and its trust ends when the
+    // password changes. Trust given before recorded none: it ends here,
+    // and the next login from each device asks for a code once.
+    (
+        "DELETE FROM devices;
+        ALTER TABLE devices ADD COLUMN password_digest BLOB NOT NULL DEFAULT x'';",
+        "DELETE FROM devices;
+        ALTER TABLE devices ADD COLUMN password_digest BYTEA NOT NULL DEFAULT ''::bytea;",
+    ),
 ];
 
 /// The version PostgreSQL stores start at.

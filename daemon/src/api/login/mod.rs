@@ -334,20 +334,9 @@ impl Logins {
         }
         if let (Some(_), Some(presented)) = (&facts.trusted, &device) {
             // The read above could not write, and the trust may have been
-            // removed since: the writer checks it again and records the use
-            // (durably) in one job before the login is let through.
-            let (user, presented) = (origin.user.clone(), presented.clone());
-            facts.trusted = self
-                .store
-                .run(move |c| {
-                    let id = crate::rules::trusted_devices::trusted(c, &user, &presented, now)?;
-                    if let Some(id) = &id {
-                        crate::rules::trusted_devices::used(c, &user, id, now)?;
-                    }
-                    Ok(id)
-                })
-                .await
-                .map_err(|e| self.internal("login-begin", &e.to_string()))?;
+            // removed since, or the password changed: checked again, with
+            // the use recorded (durably), before the login is let through.
+            facts.trusted = self.use_trust(&origin, presented, now).await?;
         }
         let phase = if let Some(id) = facts.trusted.take() {
             // No code is asked; the login's success waits for the account

@@ -1,11 +1,14 @@
 //! Trusted devices at login, with the injected clock: trust is offered
 //! after a right app code on a login that proves an SSH key, stored only
 //! at Commit, skips the code on the next login with the same key, and ends
-//! at 30 days, on removal, on a reset and on a new secret. Other keys,
-//! other services, non-root callers, backup codes and users without a
-//! method never get it.
+//! at 30 days, on removal, on a reset, on a new secret, on a password
+//! change and on new backup codes. Other keys, other services, non-root
+//! callers, backup codes and users without a method never get it; a
+//! shadow look-up that fails neither uses trust nor gives it.
 
 use super::*;
+use crate::adapters::nss::testing::ShadowAnswer;
+use crate::adapters::nss::Shadow;
 use crate::api::fixture::{origin, root, World, T0};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -423,4 +426,138 @@ fn the_user_is_told_and_an_administrator_lists_and_removes() {
     assert!(w
         .audit_lines()
         .contains("devices-removed user=alice by=root device=all count=1"));
+}
+
+/// A shadow entry as chpasswd leaves it.
+fn shadow(hash: &str, last_change: i64) -> ShadowAnswer {
+    ShadowAnswer::Entry(Shadow {
+        hash: zeroize::Zeroizing::new(hash.as_bytes().to_vec()),
+        last_change,
+    })
+}
+
+/// The login passed on a trusted device: no code, then the account phase.
+fn on_trust(steps: &[Step]) -> bool {
+    steps.len() == 2
+        && steps[0].action == Action::AcceptPending
+        && steps[1].action == Action::Accept
+}
+
+fn alice() -> Caller {
+    Caller {
+        uid: 1000,
+        bus_name: ":1.9".into(),
+    }
+}
+
+#[test]
+fn a_password_change_ends_trust_and_the_code_is_asked() {
+    let (w, secret) = world();
+    login(&w, &secret, with_key("alice", 1), "y");
+    let id = w.rt.block_on(w.accounts.list_devices(&alice())).unwrap()[0]
+        .id
+        .clone();
+    assert!(on_trust(&login(&w, &secret, with_key("alice", 1), "n")));
+    // chpasswd: another hash, changed today.
+    w.users
+        .set_shadow("alice", shadow("$y$j9T$new$alice", 20_001));
+    let steps = login(&w, &secret, with_key("alice", 1), "n");
+    assert!(asked_code(&steps), "{steps:?}");
+    assert_eq!(steps.last().unwrap().action, Action::Accept);
+    assert_eq!(count(&w), 0, "the trust ended");
+    let lines = w.audit_lines();
+    assert!(
+        lines.contains(&format!(
+            "device-ended user=alice service=sshd rhost=192.0.2.1 tty=ssh device={id} \
+             why=password-changed"
+        )),
+        "{lines}"
+    );
+    assert!(!lines.contains("$y$"), "{lines}");
+    // Trusted again under the new password, it holds.
+    login(&w, &secret, with_key("alice", 1), "y");
+    assert!(on_trust(&login(&w, &secret, with_key("alice", 1), "n")));
+    // The date of the last change alone (`chage -d`, `passwd -e`) ends it.
+    w.users.set_shadow("alice", shadow("$y$j9T$new$alice", 0));
+    assert!(asked_code(&login(&w, &secret, with_key("alice", 1), "n")));
+    assert_eq!(count(&w), 0);
+    // So does locking the password (`passwd -l`: `!` before the hash).
+    login(&w, &secret, with_key("alice", 1), "y");
+    w.users.set_shadow("alice", shadow("!$y$j9T$new$alice", 0));
+    assert!(asked_code(&login(&w, &secret, with_key("alice", 1), "n")));
+    assert_eq!(count(&w), 0);
+}
+
+#[test]
+fn a_shadow_look_up_that_fails_uses_no_trust_and_gives_none() {
+    let (w, secret) = world();
+    login(&w, &secret, with_key("alice", 1), "y");
+    assert_eq!(count(&w), 1);
+    w.users.set_shadow("alice", ShadowAnswer::Fails);
+    // Not taken for "unchanged": the code is asked; the trust stays.
+    let steps = login(&w, &secret, with_key("alice", 1), "n");
+    assert!(asked_code(&steps), "{steps:?}");
+    assert_eq!(count(&w), 1);
+    assert!(w.audit_lines().contains("error context=login-device"));
+    // Nor is a new device trusted without an answer.
+    let steps = login(&w, &secret, with_key("alice", 2), "y");
+    assert_eq!(steps.last().unwrap().action, Action::Accept);
+    assert!(
+        steps
+            .last()
+            .unwrap()
+            .messages
+            .iter()
+            .any(|(_, m)| m.contains("could not be trusted")),
+        "{steps:?}"
+    );
+    assert_eq!(count(&w), 1);
+    // The answer back, unchanged: the trust holds again.
+    w.users.set_shadow("alice", shadow("$y$fake$alice", 20_000));
+    assert!(on_trust(&login(&w, &secret, with_key("alice", 1), "n")));
+}
+
+#[test]
+fn an_account_without_a_shadow_entry_is_trusted_until_one_appears() {
+    let (w, secret) = world();
+    // A password kept elsewhere (LDAP, SSSD): getspnam has no entry.
+    w.users.set_shadow("alice", ShadowAnswer::NoEntry);
+    login(&w, &secret, with_key("alice", 1), "y");
+    assert_eq!(count(&w), 1);
+    assert!(on_trust(&login(&w, &secret, with_key("alice", 1), "n")));
+    w.users.set_shadow("alice", shadow("$y$j9T$local", 20_000));
+    assert!(asked_code(&login(&w, &secret, with_key("alice", 1), "n")));
+    assert_eq!(count(&w), 0);
+}
+
+#[test]
+fn new_backup_codes_end_every_trust_in_the_same_change() {
+    let (w, secret) = world();
+    // No device: no line about devices.
+    w.rt.block_on(w.accounts.new_backup_codes(&alice(), b"pw-a".to_vec()))
+        .unwrap();
+    assert!(!w.audit_lines().contains("devices-removed"));
+    login(&w, &secret, with_key("alice", 1), "y");
+    login(&w, &secret, with_key("alice", 2), "y");
+    assert_eq!(count(&w), 2);
+    let codes =
+        w.rt.block_on(w.accounts.new_backup_codes(&alice(), b"pw-a".to_vec()))
+            .unwrap();
+    assert_eq!(codes.len(), 10);
+    assert_eq!(count(&w), 0);
+    let lines = w.audit_lines();
+    assert!(
+        lines.contains(
+            "devices-removed user=alice by=alice device=all count=2 why=backup-codes-new"
+        ),
+        "{lines}"
+    );
+    assert!(asked_code(&login(&w, &secret, with_key("alice", 1), "n")));
+    // A wrong password changes nothing: the trust given since stays.
+    login(&w, &secret, with_key("alice", 1), "y");
+    assert!(w
+        .rt
+        .block_on(w.accounts.new_backup_codes(&alice(), b"bad".to_vec()))
+        .is_err());
+    assert_eq!(count(&w), 1);
 }
