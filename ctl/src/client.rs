@@ -23,18 +23,30 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// The one line shown when the daemon cannot be reached at all.
 pub const UNREACHABLE: &str = "twofactord is not running (or the system bus is unavailable)";
 
+/// What confirms a change to one's own account: the account password and,
+/// once the account has a method, a current second factor (a code of one
+/// of its methods, or a backup code; empty for a first method).
+#[derive(Clone, Copy)]
+pub struct Proof<'a> {
+    pub password: &'a [u8],
+    pub code: &'a [u8],
+}
+
 /// What the commands need from `org.twofactor.Account1`. Implemented by
 /// [`Client`]; unit tests of a command use a scripted stand-in.
 pub trait Account {
     fn status(&self) -> Result<AccountStatus, Failure>;
-    fn enroll_app(&self, password: &[u8]) -> Result<AppEnrolment, Failure>;
+    fn enroll_app(&self, proof: Proof) -> Result<AppEnrolment, Failure>;
     /// Activates the app; returns the new set of backup codes.
     fn confirm_app(&self, enrolment: &str, code: &str) -> Result<Vec<String>, Failure>;
     /// A new set of backup codes (the old set stops working).
-    fn new_backup_codes(&self, password: &[u8]) -> Result<Vec<String>, Failure>;
+    fn new_backup_codes(&self, proof: Proof) -> Result<Vec<String>, Failure>;
     /// Sends a code to `address` to confirm it (email codes are active
     /// only once it comes back); returns the address masked.
-    fn enroll_email(&self, address: &str, password: &[u8]) -> Result<String, Failure>;
+    fn enroll_email(&self, address: &str, proof: Proof) -> Result<String, Failure>;
+    /// Sends a code to the confirmed address, to confirm a change with;
+    /// returns the address masked.
+    fn send_code(&self) -> Result<String, Failure>;
     /// A new code to the address being confirmed (the previous one stops
     /// working); returns the address masked.
     fn resend_email(&self) -> Result<String, Failure>;
@@ -45,12 +57,12 @@ pub trait Account {
     /// used last.
     fn set_preferred(&self, method: &str) -> Result<(), Failure>;
     /// Removes a method (`app`, `email`) or `all`.
-    fn disable(&self, method: &str, password: &[u8]) -> Result<(), Failure>;
+    fn disable(&self, method: &str, proof: Proof) -> Result<(), Failure>;
     /// The caller's trusted devices (expired ones are not listed).
     fn list_devices(&self) -> Result<Vec<Device>, Failure>;
     /// Removes the trusted device `id`, or every one with `all`; returns
     /// how many were removed.
-    fn remove_devices(&self, id: &str, password: &[u8]) -> Result<u32, Failure>;
+    fn remove_devices(&self, id: &str, proof: Proof) -> Result<u32, Failure>;
 }
 
 /// What the `admin` commands need from `org.twofactor.Admin1`. Implemented
@@ -127,19 +139,26 @@ impl Account for Client {
     fn status(&self) -> Result<AccountStatus, Failure> {
         self.proxy.status().map_err(map_error)
     }
-    fn enroll_app(&self, password: &[u8]) -> Result<AppEnrolment, Failure> {
-        self.proxy.enroll_app(password).map_err(map_error)
+    fn enroll_app(&self, proof: Proof) -> Result<AppEnrolment, Failure> {
+        self.proxy
+            .enroll_app(proof.password, proof.code)
+            .map_err(map_error)
     }
     fn confirm_app(&self, enrolment: &str, code: &str) -> Result<Vec<String>, Failure> {
         self.proxy.confirm_app(enrolment, code).map_err(map_error)
     }
-    fn new_backup_codes(&self, password: &[u8]) -> Result<Vec<String>, Failure> {
-        self.proxy.new_backup_codes(password).map_err(map_error)
-    }
-    fn enroll_email(&self, address: &str, password: &[u8]) -> Result<String, Failure> {
+    fn new_backup_codes(&self, proof: Proof) -> Result<Vec<String>, Failure> {
         self.proxy
-            .enroll_email(address, password)
+            .new_backup_codes(proof.password, proof.code)
             .map_err(map_error)
+    }
+    fn enroll_email(&self, address: &str, proof: Proof) -> Result<String, Failure> {
+        self.proxy
+            .enroll_email(address, proof.password, proof.code)
+            .map_err(map_error)
+    }
+    fn send_code(&self) -> Result<String, Failure> {
+        self.proxy.send_code().map_err(map_error)
     }
     fn resend_email(&self) -> Result<String, Failure> {
         self.proxy.resend_email().map_err(map_error)
@@ -150,14 +169,18 @@ impl Account for Client {
     fn set_preferred(&self, method: &str) -> Result<(), Failure> {
         self.proxy.set_preferred(method).map_err(map_error)
     }
-    fn disable(&self, method: &str, password: &[u8]) -> Result<(), Failure> {
-        self.proxy.disable(method, password).map_err(map_error)
+    fn disable(&self, method: &str, proof: Proof) -> Result<(), Failure> {
+        self.proxy
+            .disable(method, proof.password, proof.code)
+            .map_err(map_error)
     }
     fn list_devices(&self) -> Result<Vec<Device>, Failure> {
         self.proxy.list_devices().map_err(map_error)
     }
-    fn remove_devices(&self, id: &str, password: &[u8]) -> Result<u32, Failure> {
-        self.proxy.remove_devices(id, password).map_err(map_error)
+    fn remove_devices(&self, id: &str, proof: Proof) -> Result<u32, Failure> {
+        self.proxy
+            .remove_devices(id, proof.password, proof.code)
+            .map_err(map_error)
     }
 }
 

@@ -34,19 +34,25 @@ pub trait Login1 {
 pub trait Account1 {
     /// The caller's own account.
     fn status(&self) -> zbus::Result<AccountStatus>;
-    /// Starts enrolment of an authenticator app; needs the account password.
-    /// The method is active only after `ConfirmApp`.
-    fn enroll_app(&self, password: &[u8]) -> zbus::Result<AppEnrolment>;
+    /// Starts enrolment of an authenticator app; needs the account password
+    /// and, when the account has a method already, a current second factor
+    /// (`code`: a code of a method the user has, or a backup code; empty
+    /// for a first method). The method is active only after `ConfirmApp`.
+    fn enroll_app(&self, password: &[u8], code: &[u8]) -> zbus::Result<AppEnrolment>;
     /// Confirms an enrolment with a code from the app. Returns a new set of
     /// backup codes (shown once; any earlier set stops working).
     fn confirm_app(&self, enrolment: &str, code: &str) -> zbus::Result<Vec<String>>;
     /// A new set of backup codes; the old set stops working. Needs the
-    /// account password and an active method.
-    fn new_backup_codes(&self, password: &[u8]) -> zbus::Result<Vec<String>>;
-    /// Sends a code to `address` to confirm it; needs the account password.
+    /// account password and a current second factor.
+    fn new_backup_codes(&self, password: &[u8], code: &[u8]) -> zbus::Result<Vec<String>>;
+    /// Sends a code to `address` to confirm it; needs the account password
+    /// (and a current second factor when the account has a method).
     /// Returns the address masked. Email codes are active only after
     /// `ConfirmEmail`.
-    fn enroll_email(&self, address: &str, password: &[u8]) -> zbus::Result<String>;
+    fn enroll_email(&self, address: &str, password: &[u8], code: &[u8]) -> zbus::Result<String>;
+    /// Sends a code to the user's confirmed address, to be given as the
+    /// `code` of a change (rate limited). Returns the address masked.
+    fn send_code(&self) -> zbus::Result<String>;
     /// Sends a new code to the address being confirmed (rate limited).
     fn resend_email(&self) -> zbus::Result<String>;
     /// Confirms the address with the code sent. Returns a new set of backup
@@ -56,13 +62,14 @@ pub trait Account1 {
     /// used last).
     fn set_preferred(&self, method: &str) -> zbus::Result<()>;
     /// Removes a method (`app`, `email`, or `all`); needs the account
-    /// password.
-    fn disable(&self, method: &str, password: &[u8]) -> zbus::Result<()>;
+    /// password and a current second factor.
+    fn disable(&self, method: &str, password: &[u8], code: &[u8]) -> zbus::Result<()>;
     /// The caller's trusted devices (expired ones are not listed).
     fn list_devices(&self) -> zbus::Result<Vec<Device>>;
     /// Removes a trusted device by id, or every one with `all`; needs the
-    /// account password. Returns how many were removed.
-    fn remove_devices(&self, id: &str, password: &[u8]) -> zbus::Result<u32>;
+    /// account password and a current second factor. Returns how many were
+    /// removed.
+    fn remove_devices(&self, id: &str, password: &[u8], code: &[u8]) -> zbus::Result<u32>;
 }
 
 /// Administrators: uid 0, or members of `admin_group` (who give their own

@@ -28,6 +28,17 @@ pub struct Enrolment {
 }
 
 impl Enrolment {
+    /// The backup codes the enrolment printed (a first method's set).
+    pub fn backup_codes(&self) -> Vec<String> {
+        self.output
+            .stdout()
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.len() == 14 && l.matches('-').count() == 2)
+            .map(str::to_string)
+            .collect()
+    }
+
     /// The secret without spaces.
     pub fn compact_secret(&self) -> String {
         self.secret.chars().filter(|c| !c.is_whitespace()).collect()
@@ -107,6 +118,20 @@ impl Ctl {
         self.enable_app_args(user, &["enable", "app"], password, code_for)
     }
 
+    /// `twofactorctl enable app` for a user who has a method already: the
+    /// password, then `current` (a current second factor), then as
+    /// [`Ctl::enable_app_with`].
+    pub fn replace_app_with(
+        &self,
+        user: &TestUser,
+        password: &str,
+        current: &str,
+        code_for: impl FnOnce(&str) -> String,
+    ) -> Enrolment {
+        let typed = format!("{password}\n{current}");
+        self.enable_app_args(user, &["enable", "app"], &typed, code_for)
+    }
+
     /// Like [`Ctl::enable_app_with`], with the arguments `args` (e.g.
     /// `["enable", "app", "--save", FILE]`).
     pub fn enable_app_args(
@@ -163,12 +188,14 @@ impl Ctl {
         e
     }
 
-    /// `twofactorctl disable METHOD` as `user`, typing `password`.
-    pub fn disable(&self, user: &TestUser, method: &str, password: &str) -> Finished {
+    /// `twofactorctl disable METHOD` as `user`, typing `password`, then
+    /// `code` (a current second factor: a code of a method, or a backup
+    /// code) when the account has a method.
+    pub fn disable(&self, user: &TestUser, method: &str, password: &str, code: &str) -> Finished {
         self.run(
             user,
             &["disable", method],
-            format!("{password}\n").as_bytes(),
+            format!("{password}\n{code}\n").as_bytes(),
         )
     }
 }

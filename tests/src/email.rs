@@ -95,12 +95,23 @@ pub fn codes_sent(server: &SmtpServer, to: &str) -> usize {
 
 impl Ctl {
     /// `twofactorctl enable email ADDRESS` as `user`: the password on
-    /// stdin, then the code from the mail the relay received, typed back
-    /// once it arrived. Returns what the command printed.
-    pub fn enable_email(&self, user: &TestUser, address: &str, server: &SmtpServer) -> Finished {
+    /// stdin (and `current`, a current second factor, when the user has a
+    /// method: "" for a first method), then the code from the mail the
+    /// relay received, typed back once it arrived. Returns what the command
+    /// printed.
+    pub fn enable_email(
+        &self,
+        user: &TestUser,
+        address: &str,
+        server: &SmtpServer,
+        current: &str,
+    ) -> Finished {
         let before = codes_sent(server, address);
         let mut p = Interactive::spawn(&mut self.command(user, &["enable", "email", address]));
         p.write(format!("{}\n", user.password()).as_bytes());
+        if !current.is_empty() {
+            p.write(format!("{current}\n").as_bytes());
+        }
         let code = nth_code(server, address, before + 1);
         p.write(format!("{code}\n").as_bytes());
         p.close_stdin();
@@ -108,8 +119,14 @@ impl Ctl {
     }
 
     /// [`Ctl::enable_email`], asserting that it worked.
-    pub fn enroll_email(&self, user: &TestUser, address: &str, server: &SmtpServer) -> Finished {
-        let out = self.enable_email(user, address, server);
+    pub fn enroll_email(
+        &self,
+        user: &TestUser,
+        address: &str,
+        server: &SmtpServer,
+        current: &str,
+    ) -> Finished {
+        let out = self.enable_email(user, address, server, current);
         assert!(
             out.success() && out.stdout().contains("Email codes enabled"),
             "twofactorctl enable email failed for {}: {}",

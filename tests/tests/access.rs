@@ -94,7 +94,7 @@ fn account_interface_acts_only_on_the_caller() {
     assert_eq!(status_b["methods"], json!([]), "{status_b}");
     assert_eq!(ctl.methods(&s.user), vec!["app".to_string()]);
     // B turning off "app" with B's own password does not touch A.
-    let out = ctl.disable(&b, "app", b.password());
+    let out = ctl.disable(&b, "app", b.password(), "");
     assert!(!out.success(), "{}", out.describe());
     assert_eq!(ctl.methods(&s.user), vec!["app".to_string()]);
     // On the bus: Status as B is B's, whatever else is going on.
@@ -109,7 +109,8 @@ fn account_interface_acts_only_on_the_caller() {
     let r = s.env.bus.py_calls(
         Some(b.ids()),
         json!([{"interface": "org.twofactor.Account1", "method": "Disable",
-                "signature": "say", "args": ["app", {"bytes": s.user.password()}]}]),
+                "signature": "sayay",
+                "args": ["app", {"bytes": s.user.password()}, {"bytes": s.code_now()}]}]),
     );
     assert!(r[0]["error"].is_string(), "{r:?}");
     assert_eq!(ctl.methods(&s.user), vec!["app".to_string()]);
@@ -315,5 +316,48 @@ sys.stdin.read()
         victim.name,
         run.describe(),
         s.env.daemon.log().lines().rev().take(5).collect::<Vec<_>>().join("\n")
+    );
+}
+
+/// A login run by a process of the user's own (a screen locker) checks a
+/// factor but never sets one up (issue 18, item 3): under the mandatory
+/// policy a user without a method is refused there and told where to set
+/// it up, and nothing is stored; root's login (sshd, login, su, sudo) still
+/// enrols at the prompt.
+#[test]
+fn a_login_run_as_the_user_cannot_enrol_at_the_prompt() {
+    if !need_root!() {
+        return;
+    }
+    let env = Env::with_defaults();
+    let user = TestUser::new();
+    twofactor_tests::admin::set_policy(&env, true, &[]);
+    let pam = env.pam("");
+    let run = pam.login(&user.name).as_user(user.uid, user.gid).run();
+    assert_eq!(run.auth, "PAM_AUTH_ERR", "{}", run.describe());
+    assert!(
+        run.prompts.is_empty(),
+        "no enrolment asked: {}",
+        run.describe()
+    );
+    assert!(
+        run.errors.iter().any(|e| e.contains("not set up yet")),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(env.ctl().methods(&user), Vec::<String>::new());
+    let log = env.daemon.log();
+    assert!(
+        log.contains(&format!("denied uid={} action=enrol-at-prompt", user.uid)),
+        "{log}"
+    );
+    // As root, the same login is the enrolment at the prompt.
+    let run = pam.login(&user.name).run();
+    assert!(
+        run.prompts
+            .iter()
+            .any(|p| p.text.contains("Code from the app")),
+        "{}",
+        run.describe()
     );
 }

@@ -252,10 +252,11 @@ fn new_set_voids_the_old_one_and_needs_the_password() {
     s.login(&s.codes[0]).assert_result("PAM_SUCCESS");
 
     let wrong = format!("{}x", s.user.password());
-    let out = s
-        .env
-        .ctl()
-        .run(&s.user, &["backup-codes"], format!("{wrong}\n").as_bytes());
+    let out = s.env.ctl().run(
+        &s.user,
+        &["backup-codes"],
+        format!("{wrong}\n{}\n", s.codes[8]).as_bytes(),
+    );
     assert_eq!(out.status.code(), Some(1), "{}", out.describe());
     assert!(
         backup_codes_in(&out.stdout()).is_empty(),
@@ -265,10 +266,12 @@ fn new_set_voids_the_old_one_and_needs_the_password() {
     assert_eq!(s.left(), 9, "a wrong password changed the set");
     s.login(&s.codes[1]).assert_result("PAM_SUCCESS");
 
+    // Confirmed with a current second factor: here a backup code of the
+    // set being replaced.
     let out = s.env.ctl().run(
         &s.user,
         &["backup-codes"],
-        format!("{}\n", s.user.password()).as_bytes(),
+        format!("{}\n{}\n", s.user.password(), s.codes[8]).as_bytes(),
     );
     assert!(out.success(), "{}", out.describe());
     let err = out.stderr();
@@ -414,7 +417,7 @@ fn saved_file_is_private_with_header_and_never_overwritten_or_followed() {
     let out = env.ctl().run(
         &user,
         &["backup-codes", "--save", &file_s, "--force"],
-        format!("{}\n", user.password()).as_bytes(),
+        format!("{}\n{}\n", user.password(), printed[2]).as_bytes(),
     );
     assert!(out.success(), "{}", out.describe());
     let new = printed_codes(&out.stdout());
@@ -561,7 +564,15 @@ fn enabling_a_new_app_replaces_the_set() {
         return;
     }
     let s = setup(&DaemonConfig::default());
-    let again = s.env.ctl().enroll_app(&s.user);
+    // The new app is confirmed with a current second factor: a backup code.
+    let again = s
+        .env
+        .ctl()
+        .replace_app_with(&s.user, s.user.password(), &s.codes[5], |secret| {
+            totp::ensure_step_margin(3);
+            totp::code_now(secret)
+        });
+    assert!(again.output.success(), "{}", again.output.describe());
     let new = printed_codes(&again.output.stdout());
     assert_good_set(&new);
     s.login(&s.codes[0])
@@ -581,7 +592,8 @@ fn new_backup_codes_reply_matches_the_contract() {
     let r = s.env.bus.py_calls(
         Some(s.user.ids()),
         serde_json::json!([{"interface": "org.twofactor.Account1", "method": "NewBackupCodes",
-                "signature": "ay", "args": [{"bytes": s.user.password()}]}]),
+                "signature": "ayay",
+                "args": [{"bytes": s.user.password()}, {"bytes": s.codes[1]}]}]),
     );
     twofactor_tests::contract::assert_reply_matches(
         &r[0],

@@ -62,7 +62,12 @@ fn account1_replies_match_the_contract() {
     let u = TestUser::new();
     let r = s.env.bus.py_calls(
         Some(u.ids()),
-        json!([call(a, "EnrollApp", "ay", json!([{"bytes": u.password()}]))]),
+        json!([call(
+            a,
+            "EnrollApp",
+            "ayay",
+            json!([{"bytes": u.password()}, {"bytes": ""}])
+        )]),
     );
     assert_signature(&r[0], a, "EnrollApp");
     // Whatever the shape, find the enrolment id and the secret among the
@@ -81,11 +86,18 @@ fn account1_replies_match_the_contract() {
     let (id, secret) = (&flat[0], &flat[1]);
     totp::ensure_step_margin(3);
     let code = totp::code_now(secret);
+    // Disabling takes a current second factor too: the next step's code.
+    let next = totp::code_at_step_offset(secret, 1);
     let r = s.env.bus.py_calls(
         Some(u.ids()),
         json!([
             call(a, "ConfirmApp", "ss", json!([id, code])),
-            call(a, "Disable", "say", json!(["app", {"bytes": u.password()}])),
+            call(
+                a,
+                "Disable",
+                "sayay",
+                json!(["app", {"bytes": u.password()}, {"bytes": next}])
+            ),
         ]),
     );
     assert_signature(&r[0], a, "ConfirmApp");

@@ -160,7 +160,7 @@ fn a_trusted_key_skips_the_code_until_removed_and_other_keys_do_not() {
     let out = s.env.ctl().run(
         &s.user,
         &["devices", "remove", &id],
-        format!("{}\n", s.user.password()).as_bytes(),
+        format!("{}\n{}\n", s.user.password(), s.codes.next(s.offset)).as_bytes(),
     );
     assert!(out.success(), "{}", out.describe());
     let (out, prompts) = s.login(Some(&s.key), "n");
@@ -186,15 +186,17 @@ fn trust_ends_after_thirty_days_a_new_secret_and_a_reset() {
     // A new app secret ends every trust.
     // (confirmed with a code of the daemon's time, 30 days ahead)
     let (offset, used) = (s.offset, std::cell::Cell::new(0));
-    let e = s
-        .env
-        .ctl()
-        .enable_app_with(&s.user, s.user.password(), |secret| {
+    let e = s.env.ctl().replace_app_with(
+        &s.user,
+        s.user.password(),
+        &s.codes.next(offset),
+        |secret| {
             let c = totp::Codes::new(secret);
             let code = c.next(offset);
             used.set(c.last_step());
             code
-        });
+        },
+    );
     assert!(e.output.success(), "{}", e.output.describe());
     s.codes = totp::Codes::resume(&e.compact_secret(), used.get());
     let (out, prompts) = s.login(Some(&s.key), "y");
@@ -306,7 +308,7 @@ fn new_backup_codes_from_twofactorctl_end_trust() {
     let out = s.env.ctl().run(
         &s.user,
         &["backup-codes"],
-        format!("{}\n", s.user.password()).as_bytes(),
+        format!("{}\n{}\n", s.user.password(), s.codes.next(s.offset)).as_bytes(),
     );
     assert!(out.success(), "{}", out.describe());
     assert_eq!(out.stdout().lines().filter(|l| l.len() == 14).count(), 10);

@@ -39,7 +39,7 @@ fn enable_email_then_log_in_with_the_code_sent_once_and_only_once() {
     let user = TestUser::new();
     let addr = address_of(&user);
     let ctl = env.ctl();
-    let enabled = ctl.enroll_email(&user, &addr, &server);
+    let enabled = ctl.enroll_email(&user, &addr, &server, "");
     // The first method: ten backup codes come with it.
     assert!(
         enabled
@@ -112,8 +112,10 @@ fn switching_between_app_and_email_within_one_ssh_login() {
     let user = TestUser::new();
     let addr = address_of(&user);
     let ctl = env.ctl();
-    let secret = ctl.enroll_app(&user).compact_secret();
-    ctl.enroll_email(&user, &addr, &server);
+    let app = ctl.enroll_app(&user);
+    let secret = app.compact_secret();
+    // Email is added with the app's first backup code as the second factor.
+    ctl.enroll_email(&user, &addr, &server, &app.backup_codes()[0]);
     let sent = codes_sent(&server, &addr);
     let sshd = Sshd::start(&format!("bus={}", env.bus.plain_address()));
 
@@ -193,8 +195,10 @@ fn a_silent_relay_does_not_hold_the_login_and_the_app_still_works() {
     let user = TestUser::new();
     let addr = address_of(&user);
     let ctl = env.ctl();
-    let secret = ctl.enroll_app(&user).compact_secret();
-    ctl.enroll_email(&user, &addr, &server);
+    let app = ctl.enroll_app(&user);
+    let secret = app.compact_secret();
+    // Email is added with the app's first backup code as the second factor.
+    ctl.enroll_email(&user, &addr, &server, &app.backup_codes()[0]);
     assert!(ctl.run(&user, &["prefer", "email"], b"").success());
     // The relay goes silent (accepts, never answers); 2 s timeout.
     let silent = SilentRelay::start();
@@ -253,7 +257,7 @@ fn codes_go_through_a_starttls_relay_with_a_test_certificate() {
     let env = Env::start(&config);
     let user = TestUser::new();
     let addr = address_of(&user);
-    env.ctl().enroll_email(&user, &addr, &server);
+    env.ctl().enroll_email(&user, &addr, &server, "");
     let pam = env.pam("");
     let mut live = pam.login(&user.name).spawn();
     live.expect_prompt();
@@ -272,17 +276,21 @@ fn notices_reach_the_user_for_new_backup_codes_removals_and_a_reset() {
     let user = TestUser::new();
     let addr = address_of(&user);
     let ctl = env.ctl();
-    ctl.enroll_app(&user);
+    let app = ctl.enroll_app(&user);
+    let secret = app.compact_secret();
     // The app came first: its notice goes to the local mailbox.
     let local = format!("{}@localhost", user.name);
     let added = nth(&server, &local, Kind::Notice, 1);
     assert!(added.body.contains("authenticator app"), "{}", added.body);
-    ctl.enroll_email(&user, &addr, &server);
+    ctl.enroll_email(&user, &addr, &server, &app.backup_codes()[0]);
     nth(&server, &addr, Kind::Notice, 1); // email added
+                                          // Each change is confirmed with a current code of the app (this
+                                          // step's, then the next's).
+    totp::ensure_step_margin(6);
     let out = ctl.run(
         &user,
         &["backup-codes"],
-        format!("{}\n", user.password()).as_bytes(),
+        format!("{}\n{}\n", user.password(), totp::code_now(&secret)).as_bytes(),
     );
     assert!(out.success(), "{}", out.describe());
     let codes = nth(&server, &addr, Kind::Notice, 2);
@@ -291,7 +299,8 @@ fn notices_reach_the_user_for_new_backup_codes_removals_and_a_reset() {
         "{}",
         codes.body
     );
-    assert!(ctl.disable(&user, "app", user.password()).success());
+    let next = totp::code_at_step_offset(&secret, 1);
+    assert!(ctl.disable(&user, "app", user.password(), &next).success());
     let removed = nth(&server, &addr, Kind::Notice, 3);
     assert!(
         removed
@@ -317,7 +326,7 @@ fn fifty_concurrent_logins_with_one_email_code_accept_exactly_one() {
     let env = Env::start(&email::config(&server));
     let user = TestUser::new();
     let addr = address_of(&user);
-    env.ctl().enroll_email(&user, &addr, &server);
+    env.ctl().enroll_email(&user, &addr, &server, "");
     let pam = env.pam("");
     // Fifty logins at the email prompt; each sent a code and voided the
     // one before: the last code sent is the valid one.
@@ -354,7 +363,7 @@ fn a_strangers_source_spends_its_own_email_budget_not_the_owners() {
     });
     let user = TestUser::new();
     let addr = address_of(&user);
-    env.ctl().enroll_email(&user, &addr, &server);
+    env.ctl().enroll_email(&user, &addr, &server, "");
     let pam = env.pam("");
     let stranger = || pam.login(&user.name).rhost("203.0.113.66");
     let before = codes_sent(&server, &addr);

@@ -461,7 +461,7 @@ fn last_method_cannot_be_removed_while_the_policy_applies() {
     let secret = env.ctl().enroll_app(&user).compact_secret();
     admin::set_policy(&env, true, &[]);
     for method in ["app", "all"] {
-        let out = env.ctl().disable(&user, method, user.password());
+        let out = env.ctl().disable(&user, method, user.password(), "000000");
         assert_eq!(out.status.code(), Some(1), "{}", out.describe());
         assert!(out.stdout().is_empty(), "{}", out.describe());
         let err = out.stderr();
@@ -481,7 +481,8 @@ fn last_method_cannot_be_removed_while_the_policy_applies() {
     // A policy for a group the user is not in: disabling is allowed.
     let g = TestGroup::new();
     admin::set_policy(&env, true, &["--groups", &g.name]);
-    let out = env.ctl().disable(&user, "app", user.password());
+    let next = totp::code_at_step_offset(&secret, 1);
+    let out = env.ctl().disable(&user, "app", user.password(), &next);
     assert!(out.success(), "{}", out.describe());
     assert_eq!(methods(&env, &user), json!([]));
     passes_without_2fa(&pam, &user);

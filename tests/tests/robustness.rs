@@ -105,20 +105,30 @@ fn oversized_and_odd_arguments_are_refused() {
     let r = s.env.bus.py_calls(
         Some(s.user.ids()),
         json!([
-            call(a, "EnrollApp", "ay", json!([{"bytes": big}])),
+            call(
+                a,
+                "EnrollApp",
+                "ayay",
+                json!([{"bytes": big}, {"bytes": ""}])
+            ),
             call(a, "ConfirmApp", "ss", json!([big, "123456"])),
-            call(a, "Disable", "say", json!(["app", {"bytes": big}])),
             call(
                 a,
                 "Disable",
-                "say",
-                json!([big, {"bytes": s.user.password()}])
+                "sayay",
+                json!(["app", {"bytes": big}, {"bytes": ""}])
             ),
             call(
                 a,
                 "Disable",
-                "say",
-                json!(["sms", {"bytes": s.user.password()}])
+                "sayay",
+                json!([big, {"bytes": s.user.password()}, {"bytes": ""}])
+            ),
+            call(
+                a,
+                "Disable",
+                "sayay",
+                json!(["sms", {"bytes": s.user.password()}, {"bytes": ""}])
             ),
         ]),
     );

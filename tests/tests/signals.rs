@@ -27,7 +27,8 @@ fn no_secret_in_any_signal() {
     let code = totp::code_now(&secret);
     pam.login(&user.name).answer(totp::wrong_code(&code)).run();
     pam.login(&user.name).answer(&code).run();
-    let out = env.ctl().disable(&user, "app", user.password());
+    let next = totp::code_at_step_offset(&secret, 1);
+    let out = env.ctl().disable(&user, "app", user.password(), &next);
     assert!(out.success(), "{}", out.describe());
 
     let messages = monitor.messages();

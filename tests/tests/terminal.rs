@@ -22,6 +22,12 @@ expect {
 }
 send -- "$env(PW)\r"
 expect {
+    "Current code from your authenticator app" {}
+    timeout { puts "\nEXPECT: no code prompt"; exit 96 }
+    eof { puts "\nEXPECT: ended before the code prompt"; catch wait r; exit [lindex $r 3] }
+}
+send -- "$env(CODE)\r"
+expect {
     eof {}
     timeout { puts "\nEXPECT: no end"; exit 98 }
 }
@@ -36,8 +42,10 @@ fn password_from_a_terminal_on_stdin_without_a_controlling_terminal() {
     }
     let env = Env::start(&DaemonConfig::default());
     let user = TestUser::new();
-    env.ctl().enroll_app(&user);
+    let secret = env.ctl().enroll_app(&user).compact_secret();
     assert_eq!(env.ctl().methods(&user), vec!["app".to_string()]);
+    // The current code confirms the change, read the same way (echo off).
+    let code = twofactor_tests::totp::code_at_step_offset(&secret, 0);
 
     let mut cmd = Command::new("expect");
     cmd.arg("-c")
@@ -51,6 +59,7 @@ fn password_from_a_terminal_on_stdin_without_a_controlling_terminal() {
         .env("CTL", twofactor_tests::twofactorctl_bin())
         .env("BUS", env.bus.address())
         .env("PW", user.password())
+        .env("CODE", &code)
         .uid(user.uid)
         .gid(user.gid);
     let out = proc::run(&mut cmd, b"", ctl::TIMEOUT);
@@ -61,7 +70,8 @@ fn password_from_a_terminal_on_stdin_without_a_controlling_terminal() {
         "{}",
         out.describe()
     );
-    // Echo was off: the terminal did not show the password.
+    // Echo was off: the terminal did not show the password or the code.
     assert!(!shown.contains(user.password()), "{}", out.describe());
+    assert!(!shown.contains(&code), "{}", out.describe());
     assert!(env.ctl().methods(&user).is_empty(), "{}", out.describe());
 }

@@ -16,7 +16,6 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use twofactor_proto::names::MAX_PASSWORD_BYTES;
 use zeroize::Zeroizing;
 
 use super::write_failure;
@@ -101,8 +100,8 @@ pub fn run(
         input.tell("Type your password to confirm (Ctrl-C cancels).")?;
     }
     let codes = {
-        let password = input.password(&format!("Password for {user}: "), MAX_PASSWORD_BYTES)?;
-        Zeroizing::new(account.new_backup_codes(&password)?)
+        let proven = super::proof::ask(account, input, &status)?;
+        Zeroizing::new(account.new_backup_codes(proven.proof())?)
     };
     let origin = here.origin(&user);
     if codes.is_empty() {
@@ -305,7 +304,7 @@ mod tests {
     fn tells_about_the_old_set_then_asks_the_password() {
         let f = fake(&["app"], 7);
         f.new_codes.borrow_mut().push_back(Ok(ten_codes()));
-        let (r, out, said) = run_with(&f, b"my pw\n", false, &args(None, false));
+        let (r, out, said) = run_with(&f, b"my pw\n654321\n", false, &args(None, false));
         r.unwrap();
         let notice = said
             .find("the 7 unused codes you have now stop working at once")
@@ -313,7 +312,7 @@ mod tests {
         let prompt = said.find("Password for alice: ").expect("password asked");
         assert!(notice < prompt, "told before the password: {said}");
         assert!(said.contains("replaces your current set"));
-        assert_eq!(f.calls(), ["Status", "NewBackupCodes(my pw)"]);
+        assert_eq!(f.calls(), ["Status", "NewBackupCodes(my pw+654321)"]);
         assert_eq!(out, expected_stdout(&ten_codes()));
         // The codes never go to stderr.
         for code in ten_codes() {
@@ -331,7 +330,7 @@ mod tests {
     #[test]
     fn refused_without_a_method_before_the_password() {
         let f = fake(&[], 0);
-        let (r, out, said) = run_with(&f, b"pw\n", false, &args(None, false));
+        let (r, out, said) = run_with(&f, b"pw\n654321\n", false, &args(None, false));
         let err = r.unwrap_err();
         assert_eq!((err.reason, err.exit_code()), (Reason::NotEnrolled, 1));
         assert!(err.message().contains("twofactorctl enable app"));
@@ -346,7 +345,7 @@ mod tests {
         f.new_codes
             .borrow_mut()
             .push_back(Err(Failure::new(Reason::BadPassword, "wrong password")));
-        let (r, out, _) = run_with(&f, b"bad\n", false, &args(None, false));
+        let (r, out, _) = run_with(&f, b"bad\n654321\n", false, &args(None, false));
         assert_eq!(r.unwrap_err().exit_code(), 1);
         assert!(out.is_empty());
     }
@@ -363,7 +362,7 @@ mod tests {
     fn empty_set_is_unexpected() {
         let f = fake(&["app"], 10);
         f.new_codes.borrow_mut().push_back(Ok(vec![]));
-        let (r, out, _) = run_with(&f, b"pw\n", false, &args(None, false));
+        let (r, out, _) = run_with(&f, b"pw\n654321\n", false, &args(None, false));
         assert_eq!(r.unwrap_err().exit_code(), 4);
         assert!(out.is_empty());
     }
@@ -374,7 +373,7 @@ mod tests {
         let path = d.path().join("codes.txt");
         let f = fake(&["app"], 3);
         f.new_codes.borrow_mut().push_back(Ok(ten_codes()));
-        let (r, out, said) = run_with(&f, b"pw\n", false, &args(Some(&path), false));
+        let (r, out, said) = run_with(&f, b"pw\n654321\n", false, &args(Some(&path), false));
         r.unwrap();
         assert_eq!(mode(&path), 0o600);
         let text = std::fs::read_to_string(&path).unwrap();
@@ -414,7 +413,7 @@ mod tests {
         let path = d.path().join("codes.txt");
         std::fs::write(&path, b"old").unwrap();
         let f = fake(&["app"], 10);
-        let (r, out, said) = run_with(&f, b"pw\n", false, &args(Some(&path), false));
+        let (r, out, said) = run_with(&f, b"pw\n654321\n", false, &args(Some(&path), false));
         let err = r.unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.message().contains(&path.display().to_string()));
@@ -433,7 +432,7 @@ mod tests {
         let link = d.path().join("link");
         std::os::unix::fs::symlink(&target, &link).unwrap();
         let f = fake(&["app"], 10);
-        let (r, _, _) = run_with(&f, b"pw\n", false, &args(Some(&link), true));
+        let (r, _, _) = run_with(&f, b"pw\n654321\n", false, &args(Some(&link), true));
         let err = r.unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.message().contains("symbolic link"), "{}", err.message());
@@ -449,7 +448,7 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let f = fake(&["app"], 10);
         f.new_codes.borrow_mut().push_back(Ok(ten_codes()));
-        let (r, _, _) = run_with(&f, b"pw\n", false, &args(Some(&path), true));
+        let (r, _, _) = run_with(&f, b"pw\n654321\n", false, &args(Some(&path), true));
         r.unwrap();
         assert_eq!(mode(&path), 0o600);
         let text = std::fs::read_to_string(&path).unwrap();
@@ -489,7 +488,7 @@ mod tests {
         let path = d.path().join("codes.txt");
         let f = fake(&["app"], 10);
         f.new_codes.borrow_mut().push_back(Ok(ten_codes()));
-        let stdin = format!("pw\n{}\n{}\n", taken.display(), path.display());
+        let stdin = format!("pw\n654321\n{}\n{}\n", taken.display(), path.display());
         let (r, out, said) = run_with(&f, stdin.as_bytes(), true, &args(None, false));
         r.unwrap();
         assert!(said.contains("Ctrl-C"));
@@ -505,7 +504,7 @@ mod tests {
 
     #[test]
     fn a_person_may_decline() {
-        for stdin in [&b"pw\n\n"[..], b"pw\n"] {
+        for stdin in [&b"pw\n654321\n\n"[..], b"pw\n654321\n"] {
             let f = fake(&["app"], 10);
             f.new_codes.borrow_mut().push_back(Ok(ten_codes()));
             let (r, out, said) = run_with(&f, stdin, true, &args(None, false));
@@ -521,7 +520,7 @@ mod tests {
         let path = d.path().join("codes.txt");
         let f = fake(&["app"], 10);
         f.new_codes.borrow_mut().push_back(Ok(ten_codes()));
-        let stdin = format!("pw\n{}\n", path.display());
+        let stdin = format!("pw\n654321\n{}\n", path.display());
         let (r, out, said) = run_with(&f, stdin.as_bytes(), false, &args(None, false));
         r.unwrap();
         assert!(!said.contains(SAVE_PROMPT));

@@ -7,7 +7,6 @@
 
 use std::io::Write;
 
-use twofactor_proto::names::MAX_PASSWORD_BYTES;
 use twofactor_proto::types::Device;
 
 use super::admin::{count, json_line, label_lines};
@@ -56,10 +55,10 @@ pub fn remove(
     which: &WhichDevices,
 ) -> Result<(), Failure> {
     let id = checked_id(which)?;
-    let user = one_line(&account.status()?.user);
+    let status = account.status()?;
     let removed = {
-        let password = input.password(&format!("Password for {user}: "), MAX_PASSWORD_BYTES)?;
-        account.remove_devices(id, &password)?
+        let proven = super::proof::ask(account, input, &status)?;
+        account.remove_devices(id, proven.proof())?
     };
     writeln!(out, "{}", removed_line(removed, which.all, None)).map_err(write_failure)
 }

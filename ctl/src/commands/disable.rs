@@ -4,14 +4,11 @@
 
 use std::io::Write;
 
-use twofactor_proto::names::MAX_PASSWORD_BYTES;
-
-use super::{describe_all, write_failure};
+use super::{describe_all, proof, write_failure};
 use crate::cli::{DisableArgs, DisableMethod};
 use crate::client::Account;
 use crate::error::Failure;
 use crate::input::Input;
-use crate::text::one_line;
 
 /// The line after everything was removed.
 pub const NOW_OFF: &str = "Two-factor authentication is now off for your account.";
@@ -23,10 +20,9 @@ pub fn run(
     args: &DisableArgs,
 ) -> Result<(), Failure> {
     let before = account.status()?;
-    let user = one_line(&before.user);
     {
-        let password = input.password(&format!("Password for {user}: "), MAX_PASSWORD_BYTES)?;
-        account.disable(args.method.wire_name(), &password)?;
+        let proven = proof::ask(account, input, &before)?;
+        account.disable(args.method.wire_name(), proven.proof())?;
     }
     // The change is made; if the status cannot be read back, say what was
     // asked for instead of failing.
@@ -63,17 +59,8 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::fake::FakeAccount;
+    use crate::commands::fake::{status, FakeAccount};
     use crate::error::Reason;
-    use twofactor_proto::AccountStatus;
-
-    fn status(methods: &[&str]) -> AccountStatus {
-        AccountStatus {
-            user: "alice".into(),
-            methods: methods.iter().map(|m| m.to_string()).collect(),
-            ..AccountStatus::default()
-        }
-    }
 
     fn run_with(
         fake: &FakeAccount,
@@ -91,10 +78,13 @@ mod tests {
         let f = FakeAccount::with_status(status(&["app"]));
         f.disables.borrow_mut().push_back(Ok(()));
         f.statuses.borrow_mut().push_back(Ok(status(&[])));
-        let (r, out) = run_with(&f, DisableMethod::App, b"secret pw\n");
+        let (r, out) = run_with(&f, DisableMethod::App, b"secret pw\n654321\n");
         r.unwrap();
         assert_eq!(out, format!("Removed: authenticator app.\n{NOW_OFF}\n"));
-        assert_eq!(f.calls(), ["Status", "Disable(app,secret pw)", "Status"]);
+        assert_eq!(
+            f.calls(),
+            ["Status", "Disable(app,secret pw+654321)", "Status"]
+        );
     }
 
     #[test]
@@ -102,9 +92,9 @@ mod tests {
         let f = FakeAccount::with_status(status(&["app"]));
         f.disables.borrow_mut().push_back(Ok(()));
         f.statuses.borrow_mut().push_back(Ok(status(&[])));
-        let (r, _) = run_with(&f, DisableMethod::All, b"pw\n");
+        let (r, _) = run_with(&f, DisableMethod::All, b"pw\n654321\n");
         r.unwrap();
-        assert_eq!(f.calls()[1], "Disable(all,pw)");
+        assert_eq!(f.calls()[1], "Disable(all,pw+654321)");
     }
 
     #[test]
@@ -124,10 +114,10 @@ mod tests {
             let f = FakeAccount::with_status(status(&["app", "email"]));
             f.disables.borrow_mut().push_back(Ok(()));
             f.statuses.borrow_mut().push_back(Ok(status(&[left])));
-            let (r, out) = run_with(&f, method, b"pw\n");
+            let (r, out) = run_with(&f, method, b"pw\n654321\n");
             r.unwrap();
             assert_eq!(out, said);
-            let call = format!("Disable({},pw)", method.wire_name());
+            let call = format!("Disable({},pw+654321)", method.wire_name());
             assert_eq!(f.calls(), ["Status", call.as_str(), "Status"]);
         }
     }
@@ -140,7 +130,7 @@ mod tests {
         ] {
             let f = FakeAccount::with_status(status(&["app", "email"]));
             f.disables.borrow_mut().push_back(Ok(()));
-            let (r, out) = run_with(&f, method, b"pw\n");
+            let (r, out) = run_with(&f, method, b"pw\n654321\n");
             r.unwrap();
             assert_eq!(out, said);
         }
@@ -152,7 +142,7 @@ mod tests {
         f.disables
             .borrow_mut()
             .push_back(Err(Failure::new(Reason::BadPassword, "wrong password")));
-        let (r, out) = run_with(&f, DisableMethod::App, b"bad\n");
+        let (r, out) = run_with(&f, DisableMethod::App, b"bad\n654321\n");
         let err = r.unwrap_err();
         assert_eq!((err.reason, err.exit_code()), (Reason::BadPassword, 1));
         assert!(out.is_empty());
@@ -173,12 +163,19 @@ mod tests {
             f.disables
                 .borrow_mut()
                 .push_back(Err(Failure::new(Reason::PermissionDenied, WHY)));
-            let (r, out) = run_with(&f, method, b"pw\n");
+            // With email alone, the code to confirm with is sent first.
+            let sends = usize::from(had == "email");
+            if sends == 1 {
+                f.email_sends
+                    .borrow_mut()
+                    .push_back(Ok("a***@example.com".into()));
+            }
+            let (r, out) = run_with(&f, method, b"pw\n654321\n");
             let err = r.unwrap_err();
             assert_eq!((err.reason, err.exit_code()), (Reason::PermissionDenied, 1));
             assert_eq!(err.message(), WHY);
             assert!(out.is_empty(), "nothing claimed as removed: {out}");
-            assert_eq!(f.calls().len(), 2, "no status read-back");
+            assert_eq!(f.calls().len(), 2 + sends, "no status read-back");
         }
     }
 

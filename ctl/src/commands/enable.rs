@@ -16,7 +16,6 @@ pub mod email;
 
 use std::io::Write;
 
-use twofactor_proto::names::MAX_PASSWORD_BYTES;
 use twofactor_proto::types::{method, AppEnrolment};
 use twofactor_proto::AccountStatus;
 use zeroize::{Zeroize, Zeroizing};
@@ -80,8 +79,8 @@ pub fn app(
     let replacing = prepare(input, &status, &args.save, method::APP, &REPLACING)?;
     let user = one_line(&status.user);
     let enrolment = {
-        let password = input.password(&password_prompt(&user), MAX_PASSWORD_BYTES)?;
-        Shown(account.enroll_app(&password)?)
+        let proven = super::proof::ask(account, input, &status)?;
+        Shown(account.enroll_app(proven.proof())?)
     };
     show(out, &enrolment.0, style)?;
     let codes = Zeroizing::new(ask_code(
@@ -142,11 +141,6 @@ fn say_enabled(
         Some(line) => input.tell(line),
         None => Ok(()),
     }
-}
-
-/// `Password for USER: `.
-fn password_prompt(user: &str) -> String {
-    format!("Password for {user}: ")
 }
 
 /// After the "… enabled." line: an empty line and the set of backup codes
@@ -609,11 +603,12 @@ mod tests {
     fn an_enabled_app_is_replaced_after_a_notice() {
         let f = fake(true);
         f.confirms.borrow_mut().push_back(Ok(ten_codes()));
-        let (r, out, said) = run_saving(&f, b"pw\n123456\n", false, SaveArgs::default());
+        let (r, out, said) = run_saving(&f, b"pw\n654321\n123456\n", false, SaveArgs::default());
         r.unwrap();
+        // The current app's code confirms the change, with the password.
         assert_eq!(
             f.calls(),
-            ["Status", "EnrollApp(pw)", "ConfirmApp(e1,123456)"]
+            ["Status", "EnrollApp(pw+654321)", "ConfirmApp(e1,123456)"]
         );
         // Told before the password: what replaces what, and when.
         let notice = said
@@ -634,7 +629,7 @@ mod tests {
     fn a_failed_replacement_says_nothing_was_replaced() {
         let f = fake(true);
         f.confirms.borrow_mut().push_back(Err(bad_code()));
-        let (r, out, said) = run_saving(&f, b"pw\n000000\n", false, SaveArgs::default());
+        let (r, out, said) = run_saving(&f, b"pw\n654321\n000000\n", false, SaveArgs::default());
         let err = r.unwrap_err();
         assert_eq!(err.exit_code(), 1);
         assert!(

@@ -12,6 +12,7 @@ pub mod devices;
 pub mod disable;
 pub mod enable;
 pub mod prefer;
+pub mod proof;
 pub mod status;
 
 use std::io::{self, Write};
@@ -170,7 +171,7 @@ pub mod fake {
     use twofactor_proto::AccountStatus;
 
     use super::backup::Here;
-    use crate::client::Account;
+    use crate::client::{Account, Proof};
     use crate::error::Failure;
     use crate::input::Input;
 
@@ -263,6 +264,15 @@ pub mod fake {
         }
     }
 
+    /// alice's status with `methods`.
+    pub fn status(methods: &[&str]) -> AccountStatus {
+        AccountStatus {
+            user: "alice".into(),
+            methods: methods.iter().map(|m| m.to_string()).collect(),
+            ..AccountStatus::default()
+        }
+    }
+
     /// A set of ten distinct codes in the daemon's display form.
     pub fn ten_codes() -> Vec<String> {
         (0..10)
@@ -274,18 +284,25 @@ pub mod fake {
         Failure::new(crate::error::Reason::Unexpected, "unscripted call")
     }
 
-    fn text(password: &[u8]) -> std::borrow::Cow<'_, str> {
-        String::from_utf8_lossy(password)
+    /// The password as the fake records it, and the code after a `+`
+    /// when one was given.
+    fn text(proof: Proof) -> String {
+        let password = String::from_utf8_lossy(proof.password);
+        if proof.code.is_empty() {
+            password.into_owned()
+        } else {
+            format!("{password}+{}", String::from_utf8_lossy(proof.code))
+        }
     }
 
     impl Account for FakeAccount {
         fn status(&self) -> Result<AccountStatus, Failure> {
             self.answer("Status".into(), &self.statuses)
         }
-        fn enroll_app(&self, password: &[u8]) -> Result<AppEnrolment, Failure> {
+        fn enroll_app(&self, proof: Proof) -> Result<AppEnrolment, Failure> {
             self.calls
                 .borrow_mut()
-                .push(format!("EnrollApp({})", text(password)));
+                .push(format!("EnrollApp({})", text(proof)));
             self.enrolment
                 .borrow_mut()
                 .take()
@@ -294,17 +311,17 @@ pub mod fake {
         fn confirm_app(&self, enrolment: &str, code: &str) -> Result<Vec<String>, Failure> {
             self.answer(format!("ConfirmApp({enrolment},{code})"), &self.confirms)
         }
-        fn new_backup_codes(&self, password: &[u8]) -> Result<Vec<String>, Failure> {
-            self.answer(
-                format!("NewBackupCodes({})", text(password)),
-                &self.new_codes,
-            )
+        fn new_backup_codes(&self, proof: Proof) -> Result<Vec<String>, Failure> {
+            self.answer(format!("NewBackupCodes({})", text(proof)), &self.new_codes)
         }
-        fn enroll_email(&self, address: &str, password: &[u8]) -> Result<String, Failure> {
+        fn enroll_email(&self, address: &str, proof: Proof) -> Result<String, Failure> {
             self.answer(
-                format!("EnrollEmail({address},{})", text(password)),
+                format!("EnrollEmail({address},{})", text(proof)),
                 &self.email_sends,
             )
+        }
+        fn send_code(&self) -> Result<String, Failure> {
+            self.answer("SendCode".into(), &self.email_sends)
         }
         fn resend_email(&self) -> Result<String, Failure> {
             self.answer("ResendEmail".into(), &self.email_sends)
@@ -315,18 +332,15 @@ pub mod fake {
         fn set_preferred(&self, method: &str) -> Result<(), Failure> {
             self.answer(format!("SetPreferred({method})"), &self.prefers)
         }
-        fn disable(&self, method: &str, password: &[u8]) -> Result<(), Failure> {
-            self.answer(
-                format!("Disable({method},{})", text(password)),
-                &self.disables,
-            )
+        fn disable(&self, method: &str, proof: Proof) -> Result<(), Failure> {
+            self.answer(format!("Disable({method},{})", text(proof)), &self.disables)
         }
         fn list_devices(&self) -> Result<Vec<Device>, Failure> {
             self.answer("ListDevices".into(), &self.device_lists)
         }
-        fn remove_devices(&self, id: &str, password: &[u8]) -> Result<u32, Failure> {
+        fn remove_devices(&self, id: &str, proof: Proof) -> Result<u32, Failure> {
             self.answer(
-                format!("RemoveDevices({id},{})", text(password)),
+                format!("RemoveDevices({id},{})", text(proof)),
                 &self.device_removals,
             )
         }

@@ -149,6 +149,12 @@ pub enum Event<'a> {
         user: &'a str,
         action: &'a str,
     },
+    /// A change to an account was not confirmed by a second factor.
+    ConfirmFailure {
+        user: &'a str,
+        action: &'a str,
+        reason: &'a str,
+    },
     Denied {
         uid: u32,
         action: &'a str,
@@ -410,6 +416,17 @@ impl Event<'_> {
                 line.event("reauth-failure")
                     .kv("user", user)
                     .kv("action", action);
+                Level::Warning
+            }
+            Event::ConfirmFailure {
+                user,
+                action,
+                reason,
+            } => {
+                line.event("confirm-failure")
+                    .kv("user", user)
+                    .kv("action", action)
+                    .kv("reason", reason);
                 Level::Warning
             }
             Event::Denied { uid, action } => {

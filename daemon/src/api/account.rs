@@ -13,9 +13,11 @@ use crate::rules::bookkeeping;
 use crate::rules::email_codes::{self, EmailCheck, Purpose, Sent};
 use crate::rules::methods::{self, BackupCodes, Method, NewMethod};
 use crate::rules::policy::{self, Applies};
+use crate::rules::ratelimit::REAUTH_SOURCE;
 use crate::rules::totp::{self, Confirm, Secret};
 use crate::rules::trusted_devices;
 use crate::services::directory::Directory;
+use crate::services::factors::{classify, Asked, Factors, Verdict};
 use crate::services::hash_pool::HashPool;
 use crate::services::notices::Notice;
 use crate::services::outbox::Outbox;
@@ -36,6 +38,7 @@ pub struct Accounts {
     audit: Arc<Audit>,
     hashing: Arc<HashPool>,
     passwords: Arc<Passwords>,
+    factors: Arc<Factors>,
     outbox: Arc<Outbox>,
     directory: Directory,
 }
@@ -50,6 +53,7 @@ impl Accounts {
             audit: h.audit.clone(),
             hashing: h.hashing.clone(),
             passwords: h.passwords.clone(),
+            factors: h.factors.clone(),
             outbox: h.outbox.clone(),
             directory: h.directory.clone(),
         }
@@ -70,10 +74,11 @@ impl Accounts {
         &self,
         caller: &Caller,
         password: Vec<u8>,
+        code: Vec<u8>,
     ) -> Result<AppEnrolment, Error> {
-        let password = Zeroizing::new(password);
+        let (password, code) = (Zeroizing::new(password), Zeroizing::new(code));
         let user = self.user_of(caller).await?;
-        self.reauth(&user, password, "enroll-app").await?;
+        self.prove(&user, password, code, "enroll-app").await?;
         let secret = Secret::generate(self.rng.as_ref())
             .map_err(|e| self.internal("enroll-app", &e.to_string()))?;
         let id = random::token(self.rng.as_ref())
@@ -173,8 +178,9 @@ impl Accounts {
         caller: &Caller,
         address: &str,
         password: Vec<u8>,
+        code: Vec<u8>,
     ) -> Result<String, Error> {
-        let password = Zeroizing::new(password);
+        let (password, code) = (Zeroizing::new(password), Zeroizing::new(code));
         if !Method::Email.offered(&self.config) {
             return Err(email_off());
         }
@@ -186,7 +192,7 @@ impl Accounts {
             ));
         }
         let user = self.user_of(caller).await?;
-        self.reauth(&user, password, "enroll-email").await?;
+        self.prove(&user, password, code, "enroll-email").await?;
         self.audit.log(Event::EnrolStart {
             user: &user,
             method: method::EMAIL,
@@ -374,30 +380,35 @@ impl Accounts {
             .map_err(|e| self.internal("devices", &e.to_string()))
     }
 
-    /// Removes a trusted device (`all`: every one) after the password.
+    /// Removes a trusted device (`all`: every one) after the password and a
+    /// current second factor.
     pub async fn remove_devices(
         &self,
         caller: &Caller,
         id: &str,
         password: Vec<u8>,
+        code: Vec<u8>,
     ) -> Result<u32, Error> {
-        let password = Zeroizing::new(password);
+        let (password, code) = (Zeroizing::new(password), Zeroizing::new(code));
         let user = self.user_of(caller).await?;
-        self.reauth(&user, password, "devices-remove").await?;
+        self.prove(&user, password, code, "devices-remove").await?;
         remove_devices(&self.store, &self.audit, &user, id, &user).await
     }
 
-    /// A new set of backup codes after the password; the old set stops
+    /// A new set of backup codes after the password and a current second
+    /// factor; the old set stops
     /// working, and every trusted device's trust ends, in the same
     /// transaction.
     pub async fn new_backup_codes(
         &self,
         caller: &Caller,
         password: Vec<u8>,
+        code: Vec<u8>,
     ) -> Result<Vec<String>, Error> {
-        let password = Zeroizing::new(password);
+        let (password, code) = (Zeroizing::new(password), Zeroizing::new(code));
         let user = self.user_of(caller).await?;
-        self.reauth(&user, password, "backup-codes").await?;
+        self.refuse_without_method(&user).await?;
+        self.prove(&user, password, code, "backup-codes").await?;
         let (codes, hashed) = self.new_set("backup-codes").await?;
         let now = self.clock.now();
         let u = user.clone();
@@ -467,8 +478,9 @@ impl Accounts {
         caller: &Caller,
         which: &str,
         password: Vec<u8>,
+        code: Vec<u8>,
     ) -> Result<(), Error> {
-        let password = Zeroizing::new(password);
+        let (password, code) = (Zeroizing::new(password), Zeroizing::new(code));
         // None: all methods.
         let only = match which {
             "all" => None,
@@ -476,7 +488,7 @@ impl Accounts {
         };
         let user = self.user_of(caller).await?;
         self.refuse_removing_last_method(&user, only).await?;
-        self.reauth(&user, password, "disable").await?;
+        self.prove(&user, password, code, "disable").await?;
         let u = user.clone();
         // With no method left, the backup codes go too: they are a fallback
         // for a method, not a method.
@@ -568,13 +580,130 @@ impl Accounts {
         })
     }
 
-    async fn reauth(
+    /// What confirms a change to the account: the password, then, when the
+    /// account has a method, a current second factor (`code`: a code of one
+    /// of its methods, or a backup code), through the one code-checking
+    /// path, counted against the re-check's source. Someone with only the
+    /// password, or a process running as the user, cannot take over or
+    /// remove the second factor; who lost every factor asks an
+    /// administrator for a reset. 6 digits are the email code when one was
+    /// sent for this ([`Accounts::send_code`]) and is still valid, else
+    /// the app's.
+    async fn prove(
         &self,
         user: &str,
         password: Zeroizing<Vec<u8>>,
+        code: Zeroizing<Vec<u8>>,
         action: &str,
     ) -> Result<(), Error> {
-        self.passwords.check(user, password, action).await
+        self.passwords.check(user, password, action).await?;
+        let (u, now) = (user.to_string(), self.clock.now());
+        let (enrolled, email_sent) = self
+            .store
+            .read(move |c| {
+                let enrolled = methods::enrolled(c, &u)?;
+                let sent = email_codes::has_live_code(c, &u, Purpose::Login, REAUTH_SOURCE, now)?;
+                Ok((enrolled, sent))
+            })
+            .await
+            .map_err(|e| self.internal(action, &e.to_string()))?;
+        if enrolled.is_empty() {
+            // A first method: there is no factor to prove yet.
+            return Ok(());
+        }
+        let asked = if email_sent && enrolled.contains(&Method::Email) {
+            Method::Email
+        } else {
+            enrolled[0]
+        };
+        let failed = |reason: &str| {
+            self.audit.log(Event::ConfirmFailure {
+                user,
+                action,
+                reason,
+            });
+        };
+        let attempt = match classify(&code, asked) {
+            Ok(a) => a,
+            Err(_) => {
+                failed("no-code");
+                return Err(Error::BadCode(NEED_A_FACTOR.into()));
+            }
+        };
+        let asked = Asked {
+            user,
+            source: REAUTH_SOURCE,
+            login: false,
+        };
+        match self.factors.check(asked, attempt).await {
+            Ok(Verdict::Accepted { .. }) => Ok(()),
+            Ok(Verdict::Refused { reason, lock }) => {
+                failed(reason);
+                if let Some(seconds) = lock {
+                    self.audit.log(Event::Lockout { user, seconds });
+                }
+                Err(Error::BadCode(format!("wrong code. {NEED_A_FACTOR}")))
+            }
+            Ok(Verdict::Locked(wait)) => {
+                failed("locked");
+                Err(Error::RateLimited(format!(
+                    "too many failed attempts; try again in {wait} seconds"
+                )))
+            }
+            Err(e) => Err(self.internal(action, &e)),
+        }
+    }
+
+    /// Sends a code to the user's confirmed address, to confirm a change
+    /// with (`twofactorctl` asks for it when email is the way the user has
+    /// at hand). Counted against the re-check's source's send budget.
+    pub async fn send_code(&self, caller: &Caller) -> Result<String, Error> {
+        if !Method::Email.offered(&self.config) {
+            return Err(email_off());
+        }
+        let user = self.user_of(caller).await?;
+        let u = user.clone();
+        let address = self
+            .store
+            .read(move |c| email_codes::address(c, &u))
+            .await
+            .map_err(|e| self.internal("send-code", &e.to_string()))?
+            .ok_or_else(|| {
+                Error::NotEnrolled("email codes are not set up for your account".into())
+            })?;
+        let send = email_codes::Send {
+            user: &user,
+            purpose: Purpose::Login,
+            source: REAUTH_SOURCE,
+        };
+        match self.outbox.send_code(send, &address, "twofactorctl").await {
+            Sent::Sent => Ok(crate::message::masked(&address)),
+            Sent::TooMany { wait, .. } => Err(Error::RateLimited(format!(
+                "too many codes were sent; the next can be sent in {} minutes",
+                (wait + 59) / 60
+            ))),
+            Sent::Failed => Err(Error::Internal(
+                "the code could not be sent (the daemon's log says why); try again later".into(),
+            )),
+        }
+    }
+
+    /// New backup codes are a fallback for a method: refused before the
+    /// password when there is none.
+    async fn refuse_without_method(&self, user: &str) -> Result<(), Error> {
+        let u = user.to_string();
+        let has = self
+            .store
+            .read(move |c| methods::has_any(c, &u))
+            .await
+            .map_err(|e| self.internal("backup-codes", &e.to_string()))?;
+        if has {
+            Ok(())
+        } else {
+            Err(Error::NotEnrolled(
+                "backup codes need an active method first: run `twofactorctl enable app`".into(),
+            ))
+        }
     }
 
     fn internal(&self, context: &str, error: &str) -> Error {
@@ -636,6 +765,11 @@ fn unknown_method(which: &str) -> Error {
     ))
 }
 
+/// What a change to an account with a method needs besides the password.
+pub const NEED_A_FACTOR: &str = "a current second factor is needed: a code from your app, \
+     a code sent by email, or a backup code (without any of them, an administrator can reset \
+     your account)";
+
 fn email_off() -> Error {
     Error::InvalidInput(
         "email codes are not offered on this machine (an administrator turns them on in \
@@ -688,11 +822,11 @@ mod tests {
         let w = setup();
         let (a, clock, rt, audit) = (&w.accounts, &w.clock, &w.rt, &w.audit);
         assert!(matches!(
-            rt.block_on(a.enroll_app(&alice(), b"nope".to_vec())),
+            rt.block_on(a.enroll_app(&alice(), b"nope".to_vec(), Vec::new())),
             Err(Error::BadPassword(_))
         ));
         let e = rt
-            .block_on(a.enroll_app(&alice(), b"pw-a".to_vec()))
+            .block_on(a.enroll_app(&alice(), b"pw-a".to_vec(), Vec::new()))
             .unwrap();
         assert!(e.uri.starts_with("otpauth://totp/Example:alice%40"));
         assert!(e.uri.contains("issuer=Example"));
@@ -722,24 +856,38 @@ mod tests {
         assert_eq!(status.methods, vec!["app".to_string()]);
         assert!(!status.enrolment_pending);
         assert_eq!(status.backup_codes_left, 10);
-        // A new set needs the password and replaces the old one.
+        // A new set needs the password and a current second factor (here
+        // a backup code), and replaces the old one.
         assert!(matches!(
-            rt.block_on(a.new_backup_codes(&alice(), b"bad".to_vec())),
+            rt.block_on(a.new_backup_codes(
+                &alice(),
+                b"bad".to_vec(),
+                codes[0].clone().into_bytes()
+            )),
             Err(Error::BadPassword(_))
         ));
+        assert!(matches!(
+            rt.block_on(a.new_backup_codes(&alice(), b"pw-a".to_vec(), Vec::new())),
+            Err(Error::BadCode(_))
+        ));
         let fresh = rt
-            .block_on(a.new_backup_codes(&alice(), b"pw-a".to_vec()))
+            .block_on(a.new_backup_codes(&alice(), b"pw-a".to_vec(), codes[0].clone().into_bytes()))
             .unwrap();
         assert_eq!(fresh.len(), 10);
         assert!(fresh.iter().all(|c| !codes.contains(c)));
         // Disable needs the password.
         assert!(matches!(
-            rt.block_on(a.disable(&alice(), "app", b"bad".to_vec())),
+            rt.block_on(a.disable(&alice(), "app", b"bad".to_vec(), Vec::new())),
             Err(Error::BadPassword(_))
         ));
         assert_eq!(rt.block_on(a.status(&alice())).unwrap().methods.len(), 1);
-        rt.block_on(a.disable(&alice(), "app", b"pw-a".to_vec()))
-            .unwrap();
+        rt.block_on(a.disable(
+            &alice(),
+            "app",
+            b"pw-a".to_vec(),
+            fresh[0].clone().into_bytes(),
+        ))
+        .unwrap();
         assert!(rt.block_on(a.status(&alice())).unwrap().methods.is_empty());
         // Nothing secret in the audit lines.
         let lines = audit.captured.lock().unwrap().join("\n");
@@ -752,19 +900,62 @@ mod tests {
         assert!(lines.contains("enrol user=alice method=app"));
     }
 
+    /// Managing a factor takes a factor (issue 18, item 3): with a method,
+    /// the password alone changes nothing; a wrong or replayed code is
+    /// refused, audited and counted like a login's, up to the lockout.
+    #[test]
+    fn a_change_takes_a_current_second_factor() {
+        let w = setup();
+        let (a, rt) = (&w.accounts, &w.rt);
+        let secret = Secret::from_bytes(vec![1; 20]);
+        rt.block_on(w.handles.store.run(|c| {
+            bookkeeping::ensure(c, "alice", 0)?;
+            totp::activate(c, "alice", &Secret::from_bytes(vec![1; 20]), 0, 0)
+        }))
+        .unwrap();
+        let code = secret.code_at(w.clock.now(), 6);
+        let wrong = if code == "000000" { "111111" } else { "000000" };
+        let remove = |code: &str| {
+            rt.block_on(a.remove_devices(&alice(), "all", b"pw-a".to_vec(), code.into()))
+        };
+        assert!(matches!(remove(""), Err(Error::BadCode(_))));
+        assert!(matches!(remove(wrong), Err(Error::BadCode(_))));
+        assert_eq!(remove(&code).unwrap(), 0);
+        assert!(matches!(remove(&code), Err(Error::BadCode(_))), "replayed");
+        let lines = w.audit_lines();
+        assert!(lines.contains("confirm-failure user=alice action=devices-remove reason=no-code"));
+        assert!(lines.contains("reason=wrong-code"));
+        assert!(lines.contains("reason=replayed-code"));
+        assert!(!lines.contains(&code));
+        // Counted like a login's (the right code reset the count): the
+        // fifth failure locks.
+        for _ in 0..4 {
+            assert!(matches!(remove(wrong), Err(Error::BadCode(_))));
+        }
+        assert!(matches!(remove(wrong), Err(Error::RateLimited(_))));
+        w.clock.advance(30);
+        let next = secret.code_at(w.clock.now(), 6);
+        assert!(
+            matches!(remove(&next), Err(Error::RateLimited(_))),
+            "locked"
+        );
+        // Nothing was removed or changed: the method is there.
+        assert_eq!(rt.block_on(a.status(&alice())).unwrap().methods, ["app"]);
+    }
+
     #[test]
     fn wrong_passwords_are_limited() {
         let w = setup();
         let (a, rt) = (&w.accounts, &w.rt);
         for _ in 0..5 {
             assert!(matches!(
-                rt.block_on(a.enroll_app(&alice(), b"x".to_vec())),
+                rt.block_on(a.enroll_app(&alice(), b"x".to_vec(), Vec::new())),
                 Err(Error::BadPassword(_))
             ));
         }
         // Now even the right password waits.
         assert!(matches!(
-            rt.block_on(a.enroll_app(&alice(), b"pw-a".to_vec())),
+            rt.block_on(a.enroll_app(&alice(), b"pw-a".to_vec(), Vec::new())),
             Err(Error::RateLimited(_))
         ));
     }
@@ -782,7 +973,7 @@ mod tests {
             Err(Error::NotFound(_))
         ));
         assert!(matches!(
-            rt.block_on(a.disable(&alice(), "phone", b"pw-a".to_vec())),
+            rt.block_on(a.disable(&alice(), "phone", b"pw-a".to_vec(), Vec::new())),
             Err(Error::InvalidInput(_))
         ));
         assert!(matches!(
@@ -794,7 +985,7 @@ mod tests {
             Err(Error::InvalidInput(_))
         ));
         assert!(matches!(
-            rt.block_on(a.disable(&alice(), "app", b"pw-a".to_vec())),
+            rt.block_on(a.disable(&alice(), "app", b"pw-a".to_vec(), Vec::new())),
             Err(Error::NotEnrolled(_))
         ));
     }
@@ -833,16 +1024,16 @@ mod tests {
         let w = mailing();
         let (a, rt) = (&w.accounts, &w.rt);
         assert!(matches!(
-            rt.block_on(a.enroll_email(&alice(), "not an address", b"pw-a".to_vec())),
+            rt.block_on(a.enroll_email(&alice(), "not an address", b"pw-a".to_vec(), Vec::new())),
             Err(Error::InvalidInput(_))
         ));
         assert!(matches!(
-            rt.block_on(a.enroll_email(&alice(), "a@example.com", b"bad".to_vec())),
+            rt.block_on(a.enroll_email(&alice(), "a@example.com", b"bad".to_vec(), Vec::new())),
             Err(Error::BadPassword(_))
         ));
         assert!(w.mail.take().is_empty());
         let masked = rt
-            .block_on(a.enroll_email(&alice(), "alice@example.com", b"pw-a".to_vec()))
+            .block_on(a.enroll_email(&alice(), "alice@example.com", b"pw-a".to_vec(), Vec::new()))
             .unwrap();
         assert_eq!(masked, "a***@example.com");
         let sent = w.mail.take();
@@ -875,8 +1066,19 @@ mod tests {
         assert!(notices[0].body.contains("method was added: codes by email"));
         // A new address replaces the old only once confirmed; a resend
         // voids the first code.
-        rt.block_on(a.enroll_email(&alice(), "new@example.net", b"pw-a".to_vec()))
-            .unwrap();
+        // Email is a method now: the change takes a second factor too
+        // (here a backup code).
+        assert!(matches!(
+            rt.block_on(a.enroll_email(&alice(), "new@example.net", b"pw-a".to_vec(), Vec::new())),
+            Err(Error::BadCode(_))
+        ));
+        rt.block_on(a.enroll_email(
+            &alice(),
+            "new@example.net",
+            b"pw-a".to_vec(),
+            codes[0].clone().into_bytes(),
+        ))
+        .unwrap();
         let first = code_in(&w.mail.take()[0]);
         let address = |w: &World| {
             w.rt.block_on(w.handles.store.run(|c| email_codes::address(c, "alice")))
@@ -912,7 +1114,7 @@ mod tests {
     fn email_is_refused_when_the_machine_does_not_offer_it() {
         let w = setup();
         assert!(matches!(
-            w.rt.block_on(w.accounts.enroll_email(&alice(), "a@example.com", b"pw-a".to_vec())),
+            w.rt.block_on(w.accounts.enroll_email(&alice(), "a@example.com", b"pw-a".to_vec(), Vec::new())),
             Err(Error::InvalidInput(m)) if m.contains("[email] codes")
         ));
     }
@@ -958,13 +1160,16 @@ mod tests {
         }))
         .unwrap();
         assert!(matches!(
-            rt.block_on(a.disable(&alice(), "all", b"pw-a".to_vec())),
+            rt.block_on(a.disable(&alice(), "all", b"pw-a".to_vec(), Vec::new())),
             Err(Error::PermissionDenied(_))
         ));
-        rt.block_on(a.disable(&alice(), "app", b"pw-a".to_vec()))
+        let app_code = Secret::from_bytes(vec![1; 20])
+            .code_at(w.clock.now(), 6)
+            .into_bytes();
+        rt.block_on(a.disable(&alice(), "app", b"pw-a".to_vec(), app_code))
             .unwrap();
         assert!(matches!(
-            rt.block_on(a.disable(&alice(), "email", b"pw-a".to_vec())),
+            rt.block_on(a.disable(&alice(), "email", b"pw-a".to_vec(), Vec::new())),
             Err(Error::PermissionDenied(_))
         ));
         let notices = mails(&w, 1);
@@ -972,8 +1177,14 @@ mod tests {
         assert!(notices[0]
             .body
             .contains("method was removed: authenticator app"));
-        // Notices go to the confirmed address, else the local mailbox.
-        rt.block_on(a.new_backup_codes(&alice(), b"pw-a".to_vec()))
+        // Notices go to the confirmed address, else the local mailbox. With
+        // email alone, the code that confirms the change is sent first.
+        assert_eq!(
+            rt.block_on(a.send_code(&alice())).unwrap(),
+            "a***@example.com"
+        );
+        let code = code_in(&w.mail.take()[0]);
+        rt.block_on(a.new_backup_codes(&alice(), b"pw-a".to_vec(), code.into_bytes()))
             .unwrap();
         assert_eq!(mails(&w, 1)[0].to, "a@example.com");
         // Without a confirmed address: the local mailbox.
@@ -986,7 +1197,10 @@ mod tests {
             totp::activate(c, "staffer", &Secret::from_bytes(vec![2; 20]), 0, 0)
         }))
         .unwrap();
-        rt.block_on(a.new_backup_codes(&bob, b"pw-s".to_vec()))
+        let staff_code = Secret::from_bytes(vec![2; 20])
+            .code_at(w.clock.now(), 6)
+            .into_bytes();
+        rt.block_on(a.new_backup_codes(&bob, b"pw-s".to_vec(), staff_code))
             .unwrap();
         let notice = mails(&w, 1);
         assert_eq!(notice[0].to, "staffer@localhost");
@@ -1002,7 +1216,9 @@ mod tests {
             email_codes::activate(c, "alice", "a@example.com", 0)
         }))
         .unwrap();
-        rt.block_on(a.disable(&alice(), "email", b"pw-a".to_vec()))
+        rt.block_on(a.send_code(&alice())).unwrap();
+        let code = code_in(&w.mail.take()[0]);
+        rt.block_on(a.disable(&alice(), "email", b"pw-a".to_vec(), code.into_bytes()))
             .unwrap();
         let notice = mails(&w, 1);
         assert_eq!(notice[0].to, "a@example.com");
@@ -1017,8 +1233,11 @@ mod tests {
         let w = setup();
         w.leave_leftovers("alice");
         let e =
-            w.rt.block_on(w.accounts.enroll_app(&alice(), b"pw-a".to_vec()))
-                .unwrap();
+            w.rt.block_on(
+                w.accounts
+                    .enroll_app(&alice(), b"pw-a".to_vec(), Vec::new()),
+            )
+            .unwrap();
         let secret = Secret::from_bytes(
             totp_rs::Secret::Encoded(e.secret_base32.clone())
                 .to_bytes()
@@ -1036,10 +1255,12 @@ mod tests {
     fn confirming_email_is_a_method_added() {
         let w = mailing();
         w.leave_leftovers("alice");
-        w.rt.block_on(
-            w.accounts
-                .enroll_email(&alice(), "alice@example.com", b"pw-a".to_vec()),
-        )
+        w.rt.block_on(w.accounts.enroll_email(
+            &alice(),
+            "alice@example.com",
+            b"pw-a".to_vec(),
+            Vec::new(),
+        ))
         .unwrap();
         let code = code_in(&w.mail.take()[0]);
         let codes =

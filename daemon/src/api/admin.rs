@@ -968,19 +968,28 @@ mod tests {
         let w = world();
         w.set_policy(true, &[], "");
         let (id, first) = w.begin("alice");
-        w.enrol_at_prompt(&id, &first);
+        let secret = w.enrol_at_prompt(&id, &first);
         for which in ["app", "all"] {
-            let e =
-                w.rt.block_on(w.accounts.disable(&as_uid(1000), which, b"pw-a".to_vec()))
-                    .unwrap_err();
+            let e = w
+                .rt
+                .block_on(
+                    w.accounts
+                        .disable(&as_uid(1000), which, b"pw-a".to_vec(), Vec::new()),
+                )
+                .unwrap_err();
             assert!(
                 matches!(e, Error::PermissionDenied(ref m) if m.contains("mandatory")),
                 "{e:?}"
             );
         }
         w.set_policy(false, &[], "");
-        w.rt.block_on(w.accounts.disable(&as_uid(1000), "app", b"pw-a".to_vec()))
-            .unwrap();
+        w.clock.advance(30);
+        let code = secret.code_at(w.clock.now(), 6).into_bytes();
+        w.rt.block_on(
+            w.accounts
+                .disable(&as_uid(1000), "app", b"pw-a".to_vec(), code),
+        )
+        .unwrap();
     }
 
     #[test]
@@ -1174,8 +1183,11 @@ mod tests {
         ));
         // Lock alice with wrong passwords, then unlock.
         for _ in 0..5 {
-            let _ =
-                w.rt.block_on(w.accounts.enroll_app(&as_uid(1000), b"bad".to_vec()));
+            let _ = w.rt.block_on(w.accounts.enroll_app(
+                &as_uid(1000),
+                b"bad".to_vec(),
+                Vec::new(),
+            ));
         }
         let r = w.rt.block_on(w.admin.get_user(&root(), "alice")).unwrap();
         assert!(r.locked_until > w.clock.now());
@@ -1293,8 +1305,11 @@ mod tests {
         let w = world();
         // Lock staffmate with wrong passwords.
         for _ in 0..5 {
-            let _ =
-                w.rt.block_on(w.accounts.enroll_app(&as_uid(1003), b"bad".to_vec()));
+            let _ = w.rt.block_on(w.accounts.enroll_app(
+                &as_uid(1003),
+                b"bad".to_vec(),
+                Vec::new(),
+            ));
         }
         let locked = |w: &World| {
             w.rt.block_on(w.admin.get_user(&root(), "staffmate"))
@@ -1376,8 +1391,11 @@ mod tests {
         w.give_app("sudoer", "sudo");
         w.leave_leftovers("sudoer");
         for _ in 0..5 {
-            let _ =
-                w.rt.block_on(w.accounts.enroll_app(&as_uid(1005), b"bad".to_vec()));
+            let _ = w.rt.block_on(w.accounts.enroll_app(
+                &as_uid(1005),
+                b"bad".to_vec(),
+                Vec::new(),
+            ));
         }
         let report = |w: &World| w.rt.block_on(w.admin.get_user(&root(), "sudoer")).unwrap();
         let before = report(&w);

@@ -197,15 +197,17 @@ impl AccountInterface {
         Ok((self.accounts.status(&caller).await?,))
     }
 
-    /// Starts enrolment of an authenticator app (needs the password).
+    /// Starts enrolment of an authenticator app (needs the password and,
+    /// when the account has a method, a current second factor).
     async fn enroll_app(
         &self,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
         password: Vec<u8>,
+        code: Vec<u8>,
     ) -> Result<(AppEnrolment,), Error> {
         let caller = self.callers.of(conn, &header).await?;
-        Ok((self.accounts.enroll_app(&caller, password).await?,))
+        Ok((self.accounts.enroll_app(&caller, password, code).await?,))
     }
 
     /// Activates the app with a code from it; returns new backup codes.
@@ -221,30 +223,46 @@ impl AccountInterface {
     }
 
     /// A new set of backup codes; the old set stops working (needs the
-    /// password and an active method).
+    /// password, an active method and a current second factor).
     async fn new_backup_codes(
         &self,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
         password: Vec<u8>,
+        code: Vec<u8>,
     ) -> Result<Vec<String>, Error> {
         let caller = self.callers.of(conn, &header).await?;
-        self.accounts.new_backup_codes(&caller, password).await
+        self.accounts
+            .new_backup_codes(&caller, password, code)
+            .await
     }
 
-    /// Sends a code to a new email address (needs the password); returns
-    /// the address masked. Active once confirmed.
+    /// Sends a code to a new email address (needs the password, and a
+    /// current second factor when the account has a method); returns the
+    /// address masked. Active once confirmed.
     async fn enroll_email(
         &self,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
         address: String,
         password: Vec<u8>,
+        code: Vec<u8>,
     ) -> Result<String, Error> {
         let caller = self.callers.of(conn, &header).await?;
         self.accounts
-            .enroll_email(&caller, &address, password)
+            .enroll_email(&caller, &address, password, code)
             .await
+    }
+
+    /// Sends a code to the confirmed address, to confirm a change with;
+    /// returns the address masked.
+    async fn send_code(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, Error> {
+        let caller = self.callers.of(conn, &header).await?;
+        self.accounts.send_code(&caller).await
     }
 
     /// Sends a new code to the address being confirmed; returns it masked.
@@ -290,28 +308,36 @@ impl AccountInterface {
         self.accounts.list_devices(&caller).await
     }
 
-    /// Removes a trusted device by id, or all (needs the password).
+    /// Removes a trusted device by id, or all (needs the password and a
+    /// current second factor).
     async fn remove_devices(
         &self,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
         id: String,
         password: Vec<u8>,
+        code: Vec<u8>,
     ) -> Result<u32, Error> {
         let caller = self.callers.of(conn, &header).await?;
-        self.accounts.remove_devices(&caller, &id, password).await
+        self.accounts
+            .remove_devices(&caller, &id, password, code)
+            .await
     }
 
-    /// Removes a method, or all (needs the password).
+    /// Removes a method, or all (needs the password and a current second
+    /// factor).
     async fn disable(
         &self,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
         method: String,
         password: Vec<u8>,
+        code: Vec<u8>,
     ) -> Result<(), Error> {
         let caller = self.callers.of(conn, &header).await?;
-        self.accounts.disable(&caller, &method, password).await
+        self.accounts
+            .disable(&caller, &method, password, code)
+            .await
     }
 }
 

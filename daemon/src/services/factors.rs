@@ -19,6 +19,7 @@ use twofactor_proto::names::MAX_ANSWER_BYTES;
 use twofactor_proto::types::method;
 use zeroize::Zeroizing;
 
+use crate::adapters::syslog::{Audit, Event};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::rules::backup_codes::{self, Code};
@@ -96,6 +97,7 @@ pub struct Factors {
     clock: Arc<dyn Clock>,
     hashing: Arc<HashPool>,
     host: Arc<str>,
+    audit: Arc<Audit>,
 }
 
 impl Factors {
@@ -103,7 +105,7 @@ impl Factors {
         config: Arc<Config>,
         store: Store,
         clock: Arc<dyn Clock>,
-        hashing: Arc<HashPool>,
+        (hashing, audit): (Arc<HashPool>, Arc<Audit>),
         host: Arc<str>,
     ) -> Self {
         Factors {
@@ -112,6 +114,7 @@ impl Factors {
             clock,
             hashing,
             host,
+            audit,
         }
     }
 
@@ -285,10 +288,16 @@ impl Factors {
             .await
             .map_err(|e| e.to_string())?;
         Ok(match consumed {
-            Some(left) => Verdict::Accepted {
-                method: method::BACKUP_CODE,
-                backup_left: left,
-            },
+            Some(left) => {
+                self.audit.log(Event::BackupCodeUsed {
+                    user: asked.user,
+                    left: left.unwrap_or(0),
+                });
+                Verdict::Accepted {
+                    method: method::BACKUP_CODE,
+                    backup_left: left,
+                }
+            }
             None => Verdict::Refused {
                 reason: "replayed-backup-code",
                 lock,

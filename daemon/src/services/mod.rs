@@ -82,7 +82,7 @@ impl Handles {
                 config.clone(),
                 store.clone(),
                 clock.clone(),
-                hashing.clone(),
+                (hashing.clone(), audit.clone()),
                 host.clone(),
             )),
             hashing,

@@ -16,11 +16,10 @@
 
 use std::io::Write;
 
-use twofactor_proto::names::MAX_PASSWORD_BYTES;
 use twofactor_proto::types::method;
 use zeroize::Zeroizing;
 
-use super::{ask_code, first_set, password_prompt, prepare, say_enabled, sentence, CodeQuestion};
+use super::{ask_code, first_set, prepare, say_enabled, sentence, CodeQuestion};
 use crate::cli::EnableEmailArgs;
 use crate::client::Account;
 use crate::commands::backup::Here;
@@ -79,8 +78,8 @@ pub fn run(
     let replacing = prepare(input, &status, &args.save, method::EMAIL, &REPLACING)?;
     let user = one_line(&status.user);
     let masked = {
-        let password = input.password(&password_prompt(&user), MAX_PASSWORD_BYTES)?;
-        account.enroll_email(&args.address, &password)?
+        let proven = super::super::proof::ask(account, input, &status)?;
+        account.enroll_email(&args.address, proven.proof())?
     };
     input.tell(&sent(&masked))?;
     if input.is_interactive() {
@@ -484,8 +483,8 @@ mod tests {
 
     #[test]
     fn a_new_address_replaces_the_current_one_after_a_notice() {
-        let f = accepting(&["email"], vec![]);
-        let (r, out, said) = enable(&f, b"pw\n123456\n", false, None);
+        let f = accepting(&["app", "email"], vec![]);
+        let (r, out, said) = enable(&f, b"pw\n654321\n123456\n", false, None);
         r.unwrap();
         // Told before the password: what replaces what, and when.
         assert_in_order(
@@ -504,8 +503,8 @@ mod tests {
 
     #[test]
     fn a_failed_new_address_says_the_current_one_stays() {
-        let f = confirming(&["email"], vec![Err(bad_code())]);
-        let (r, out, said) = enable(&f, b"pw\n000000\n", false, None);
+        let f = confirming(&["app", "email"], vec![Err(bad_code())]);
+        let (r, out, said) = enable(&f, b"pw\n654321\n000000\n", false, None);
         let err = r.unwrap_err();
         assert!(
             err.message().ends_with(

@@ -10,7 +10,6 @@
 //! commits. What the checks found becomes the login's step and audit
 //! lines here.
 
-use twofactor_proto::types::method;
 use twofactor_proto::{Action, Step};
 
 use super::{enrol, Logins, Next, COMMIT_SECONDS, INTERNAL, INVALID};
@@ -84,19 +83,11 @@ impl Logins {
             Ok(Verdict::Accepted {
                 method,
                 backup_left,
-            }) => {
-                if method == method::BACKUP_CODE {
-                    self.audit.log(Event::BackupCodeUsed {
-                        user: &origin.user,
-                        left: backup_left.unwrap_or(0),
-                    });
-                }
-                Next::Passed {
-                    method,
-                    step: accepted(backup_left),
-                    may_trust,
-                }
-            }
+            }) => Next::Passed {
+                method,
+                step: accepted(backup_left),
+                may_trust,
+            },
             Ok(Verdict::Refused { reason, lock }) => {
                 let step = self.refused(origin, reason, lock);
                 Next::Done(if reason == "expired-email-code" {

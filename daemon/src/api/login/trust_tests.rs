@@ -86,6 +86,13 @@ fn login(w: &World, secret: &Secret, o: Origin, trust: &str) -> Vec<Step> {
     })
 }
 
+/// A current code of alice's app, of a step no login used yet (a change
+/// to the account is confirmed with one).
+fn current(w: &World, secret: &Secret) -> Vec<u8> {
+    w.clock.advance(30);
+    secret.code_at(w.clock.now(), 6).into_bytes()
+}
+
 fn asked_code(steps: &[Step]) -> bool {
     matches!(&steps[0].action, Action::AskHidden(p) if p == APP_PROMPT)
 }
@@ -231,17 +238,22 @@ fn a_reset_a_new_secret_or_a_removal_ends_trust() {
     assert_eq!(list.len(), 1);
     assert!(list[0].label.starts_with("ssh-ed25519 SHA256:"));
     assert_eq!(list[0].expires - list[0].added, 30 * 86_400);
-    w.rt.block_on(
-        w.accounts
-            .remove_devices(&alice, &list[0].id, b"pw-a".to_vec()),
-    )
+    w.rt.block_on(w.accounts.remove_devices(
+        &alice,
+        &list[0].id,
+        b"pw-a".to_vec(),
+        current(&w, &secret),
+    ))
     .unwrap();
     assert!(asked_code(&login(&w, &secret, with_key("alice", 1), "y")));
     assert_eq!(count(&w), 1);
     // A new app secret.
     let e =
-        w.rt.block_on(w.accounts.enroll_app(&alice, b"pw-a".to_vec()))
-            .unwrap();
+        w.rt.block_on(
+            w.accounts
+                .enroll_app(&alice, b"pw-a".to_vec(), current(&w, &secret)),
+        )
+        .unwrap();
     let new = Secret::from_bytes(
         totp_rs::Secret::Encoded(e.secret_base32.clone())
             .to_bytes()
@@ -534,15 +546,22 @@ fn an_account_without_a_shadow_entry_is_trusted_until_one_appears() {
 fn new_backup_codes_end_every_trust_in_the_same_change() {
     let (w, secret) = world();
     // No device: no line about devices.
-    w.rt.block_on(w.accounts.new_backup_codes(&alice(), b"pw-a".to_vec()))
-        .unwrap();
+    w.rt.block_on(
+        w.accounts
+            .new_backup_codes(&alice(), b"pw-a".to_vec(), current(&w, &secret)),
+    )
+    .unwrap();
     assert!(!w.audit_lines().contains("devices-removed"));
     login(&w, &secret, with_key("alice", 1), "y");
     login(&w, &secret, with_key("alice", 2), "y");
     assert_eq!(count(&w), 2);
-    let codes =
-        w.rt.block_on(w.accounts.new_backup_codes(&alice(), b"pw-a".to_vec()))
-            .unwrap();
+    let codes = w
+        .rt
+        .block_on(
+            w.accounts
+                .new_backup_codes(&alice(), b"pw-a".to_vec(), current(&w, &secret)),
+        )
+        .unwrap();
     assert_eq!(codes.len(), 10);
     assert_eq!(count(&w), 0);
     let lines = w.audit_lines();
@@ -557,7 +576,10 @@ fn new_backup_codes_end_every_trust_in_the_same_change() {
     login(&w, &secret, with_key("alice", 1), "y");
     assert!(w
         .rt
-        .block_on(w.accounts.new_backup_codes(&alice(), b"bad".to_vec()))
+        .block_on(
+            w.accounts
+                .new_backup_codes(&alice(), b"bad".to_vec(), current(&w, &secret))
+        )
         .is_err());
     assert_eq!(count(&w), 1);
 }
