@@ -32,6 +32,11 @@ struct Setup {
 /// whose service the daemon knows as sshd; the daemon under a clock the
 /// test moves.
 fn setup() -> Setup {
+    setup_with(SshdOptions::publickey_first())
+}
+
+/// [`setup`] with an sshd set up as `options` say (publickey first).
+fn setup_with(options: SshdOptions) -> Setup {
     let clock = FakeClock::new();
     let config = AdminConfig::default();
     let mut env = admin::start_env(&config, Some(&clock));
@@ -43,10 +48,7 @@ fn setup() -> Setup {
     );
     user.authorize_key(&key);
     user.authorize_key(&other);
-    let sshd = Sshd::start_with(
-        &format!("bus={}", env.bus.plain_address()),
-        &SshdOptions::publickey_first(),
-    );
+    let sshd = Sshd::start_with(&format!("bus={}", env.bus.plain_address()), &options);
     let base = DaemonConfig {
         extra: format!(
             "\n[devices]\nssh_services = [\"sshd\", {:?}]\n",
@@ -325,5 +327,48 @@ fn new_backup_codes_from_twofactorctl_end_trust() {
             "devices-removed user={name} by={name} device=all count=1 why=backup-codes-new"
         )),
         "{log}"
+    );
+}
+
+/// The audit claims no more than the daemon knows (issue 18, item 8), over
+/// real sshd: on a stack that reaches the module after a wrong password
+/// (`auth required pam_unix.so`, which the recipes never write), a trusted
+/// key with a WRONG password passes the module (no code asked) and sshd
+/// refuses the login: the daemon logs `second-factor-accepted` and then
+/// `login-not-completed`, never `login-success`. With the right password
+/// the account phase logs the success.
+#[test]
+fn a_trusted_key_with_a_wrong_password_is_not_logged_as_a_login() {
+    if !need_root!() {
+        return;
+    }
+    let s = setup_with(SshdOptions {
+        publickey_first: true,
+        module_after_a_wrong_password: true,
+        ..SshdOptions::default()
+    });
+    s.login(Some(&s.key), "y");
+    let (out, prompts) = s.login(Some(&s.key), "n");
+    assert!(
+        logged_in(&out) && !asked_code(&prompts),
+        "trusted: {prompts:?}"
+    );
+    let name = &s.user.name;
+    let successes = |log: &str| log.matches(&format!("login-success user={name} ")).count();
+    let before = successes(&s.env.daemon.log());
+
+    let wrong = format!("{}-not", s.user.password());
+    let out = s.sshd.ssh_with_key(&s.user, Some(&s.key), &wrong, "000000");
+    assert!(!logged_in(&out), "{}", out.describe());
+    let log = s.env.daemon.wait_log("login-not-completed");
+    assert!(
+        log.contains(&format!("login-not-completed user={name} "))
+            && log.contains("method=trusted-device"),
+        "{log}"
+    );
+    assert_eq!(
+        successes(&log),
+        before,
+        "a login sshd refused was logged as a success:\n{log}"
     );
 }
