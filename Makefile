@@ -2,11 +2,13 @@
 #
 #   make                 release build: daemon and CLI, then the PAM module on
 #                        its own (so it links no zbus/tokio), and the man pages
-#   make test            build everything, then run every test (what CI runs;
-#                        as root this includes the Debian package test and
-#                        one quick run of the benchmark)
+#   make test            check and install what the tests need (scripts/need,
+#                        scripts/deps), build everything, then run every test
+#                        (what CI runs; as root this includes the Debian
+#                        package test and one quick run of the benchmark)
 #   make deb             Debian packages (dpkg-buildpackage -us -uc -b) into target/deb
-#   make demo            try it locally without touching /etc or PAM (scripts/demo)
+#   make demo            try it locally without touching /etc or PAM (scripts/demo;
+#                        first installs what it needs, scripts/need)
 #   make lint            cargo fmt --check + clippy -D warnings + the daemon's
 #                        layers (scripts/check-layers)
 #   make bench           (as root) login benchmark against google-authenticator-libpam
@@ -59,7 +61,7 @@ CTL_BIN := $(RELEASE_DIR)/twofactorctl
 PAM_SO := $(RELEASE_DIR)/libpam_twofactor.so
 DOCS := README.md $(wildcard docs/*.md)
 
-.PHONY: all build module man check-module test deb deb-test lint demo bench bench-check fuzz install uninstall clean help
+.PHONY: all build module man check-module need-test need-demo test deb deb-test lint demo bench bench-check fuzz install uninstall clean help
 
 all: build
 
@@ -117,7 +119,16 @@ POSTGRESQL_SUITES := --test login --test backup_codes --test enrolment --test ad
 # first; check that the shipped config is one the daemon accepts; run every
 # test; run each fuzz target for a few seconds (make fuzz); and last run
 # the demo on its own, so the README's first command keeps working.
-test:
+# What a target needs, before anything is built: the Debian packages of
+# scripts/deps (installed when missing, as root or through sudo; else the
+# exact command is printed and make stops), and cargo.
+need-test:
+	scripts/need --nightly bootstrap build demo test package
+
+need-demo:
+	scripts/need bootstrap build demo
+
+test: need-test
 	$(CARGO) build --workspace --all-targets $(CARGO_LOCKED)
 	$(TARGET_DIR)/debug/twofactord --check-config --config config/twofactord.toml
 	$(CARGO) test --workspace $(CARGO_LOCKED)
@@ -132,7 +143,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets $(CARGO_LOCKED) -- -D warnings
 	scripts/check-layers daemon/src
 
-demo:
+demo: need-demo
 	scripts/demo
 
 # The side-by-side login benchmark (docs/performance.md): the module on its
@@ -161,7 +172,7 @@ fuzz:
 	FUZZ_TARGET_DIR=$(TARGET_DIR)/fuzz scripts/fuzz-smoke
 
 help:
-	@sed -n '3,17p' Makefile
+	@sed -n '3,19p' Makefile
 
 # install does not run cargo: `sudo make install` usually runs as root with a
 # PATH that has no cargo, and should not rebuild as root. Build first.
