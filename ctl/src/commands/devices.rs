@@ -9,7 +9,7 @@ use std::io::Write;
 
 use twofactor_proto::types::Device;
 
-use super::admin::{count, json_line, label_lines};
+use super::output::{count, json_line, label_lines};
 use super::write_failure;
 use crate::cli::WhichDevices;
 use crate::client::Account;

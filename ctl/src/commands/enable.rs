@@ -29,10 +29,7 @@ use crate::input::Input;
 use crate::qr;
 use crate::text::{one_line, token};
 
-/// Longest code line read; a TOTP code is 6 digits, perhaps with spaces.
-pub const MAX_CODE_BYTES: usize = 64;
-// A code read whole is never one the daemon refuses unread.
-const _: () = assert!(MAX_CODE_BYTES <= twofactor_proto::names::MAX_ANSWER_BYTES);
+pub use super::proof::MAX_CODE_BYTES;
 /// Tries for the confirmation code when a person is typing.
 pub const INTERACTIVE_TRIES: u32 = 3;
 

@@ -11,6 +11,7 @@ pub mod backup;
 pub mod devices;
 pub mod disable;
 pub mod enable;
+pub mod output;
 pub mod prefer;
 pub mod proof;
 pub mod status;

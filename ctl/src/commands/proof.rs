@@ -11,11 +11,16 @@ use twofactor_proto::types::method;
 use twofactor_proto::AccountStatus;
 use zeroize::Zeroizing;
 
-use super::enable::MAX_CODE_BYTES;
 use crate::client::{Account, Proof};
 use crate::error::Failure;
 use crate::input::{Input, Password};
 use crate::text::one_line;
+
+/// Longest code line read (a TOTP code is 6 digits, perhaps with spaces; a
+/// backup code 12 letters with separators).
+pub const MAX_CODE_BYTES: usize = 64;
+// A code read whole is never one the daemon refuses unread.
+const _: () = assert!(MAX_CODE_BYTES <= twofactor_proto::names::MAX_ANSWER_BYTES);
 
 /// The question for the code when the account has the app.
 pub const APP_CODE_PROMPT: &str =
