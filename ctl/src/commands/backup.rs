@@ -96,6 +96,9 @@ pub fn run(
     check_save(&args.save)?;
     let user = one_line(&status.user);
     input.tell(&replacement_notice(status.backup_codes_left))?;
+    if let Some(devices) = trust_notice(status.trusted_devices) {
+        input.tell(&devices)?;
+    }
     if input.is_interactive() {
         input.tell("Type your password to confirm (Ctrl-C cancels).")?;
     }
@@ -125,6 +128,18 @@ pub fn replacement_notice(left: u32) -> String {
         n => format!("the {n} unused codes you have now stop working at once."),
     };
     format!("A new set of backup codes replaces your current set: {now}")
+}
+
+/// What a new set does to trusted devices (it ends their trust), when
+/// there are any.
+pub fn trust_notice(devices: u32) -> Option<String> {
+    match devices {
+        0 => None,
+        1 => Some("Your trusted device will ask for a code again.".into()),
+        n => Some(format!(
+            "Your {n} trusted devices will ask for a code again."
+        )),
+    }
 }
 
 /// Prints a set of backup codes: [`CODES_HEADER`], then the codes one per
@@ -325,6 +340,33 @@ mod tests {
         assert!(replacement_notice(1).contains("the 1 unused code you have now stops working"));
         assert!(replacement_notice(2).contains("the 2 unused codes you have now stop working"));
         assert!(replacement_notice(0).contains("no unused backup codes"));
+    }
+
+    /// A new set ends every trusted device's trust: said before the
+    /// password when there are any, not when there are none.
+    #[test]
+    fn trusted_devices_are_told_they_end() {
+        assert_eq!(trust_notice(0), None);
+        let f = FakeAccount::with_status(AccountStatus {
+            user: "alice".into(),
+            methods: vec!["app".into()],
+            trusted_devices: 2,
+            ..AccountStatus::default()
+        });
+        f.new_codes.borrow_mut().push_back(Ok(ten_codes()));
+        let (r, _, said) = run_with(&f, b"pw\n654321\n", false, &args(None, false));
+        r.unwrap();
+        let told = said
+            .find("Your 2 trusted devices will ask for a code again.")
+            .unwrap_or_else(|| panic!("{said}"));
+        assert!(told < said.find("Password for alice").unwrap(), "{said}");
+        let (_, _, said) = run_with(
+            &fake(&["app"], 3),
+            b"pw\n654321\n",
+            false,
+            &args(None, false),
+        );
+        assert!(!said.contains("trusted device"), "{said}");
     }
 
     #[test]

@@ -56,7 +56,9 @@ impl Notice {
                  `twofactorctl devices` lists trusted devices and removes them."
             ),
             Notice::BackupCodesNew => {
-                "A new set of backup codes was made; the previous codes no longer work.".into()
+                "A new set of backup codes was made; the previous codes no longer work, and \
+                 every trusted device asks for a code again."
+                    .into()
             }
         }
     }
