@@ -90,6 +90,18 @@ impl World {
     }
 
     /// Everything audited so far, one line each.
+    /// `user`'s status as the store has it now.
+    pub fn status_of(&self, user: &str) -> twofactor_proto::AccountStatus {
+        let user = user.to_string();
+        self.rt
+            .block_on(
+                self.handles
+                    .store
+                    .run(move |c| crate::rules::account_view::status(c, &user, 0)),
+            )
+            .unwrap()
+    }
+
     pub fn audit_lines(&self) -> String {
         self.audit
             .captured

@@ -136,49 +136,52 @@ impl Factors {
     /// accepted and its step recorded in the same job, so that it can never
     /// be accepted again, even by a login running at the same moment.
     async fn app(&self, asked: Asked<'_>, code: Zeroizing<String>) -> Result<Verdict, String> {
-        let (user, source, login) = (
-            asked.user.to_string(),
-            asked.source.to_string(),
-            asked.login,
-        );
-        let host = self.host.clone();
-        let now = self.clock.now();
         let skew = self.config.totp.skew_steps;
-        let limits = self.config.limits.clone();
-        let checked = self
-            .store
-            .run(move |c| {
-                attempt(
-                    c,
-                    (&user, &source),
-                    now,
-                    &limits,
-                    |c| {
-                        let Some((secret, last_step)) = totp::load(c, &user)? else {
-                            return Ok(Err("no-method"));
-                        };
-                        Ok(match totp::check(&secret, &code, now, skew, last_step) {
-                            Check::Accepted(step) if totp::use_step(c, &user, step)? => {
-                                let done = (user.as_str(), source.as_str(), login, &*host);
-                                Ok(succeeded(c, done, method::APP, now)?)
-                            }
-                            // Used meanwhile by another login (another host).
-                            Check::Accepted(_) | Check::Replayed => Err("replayed-code"),
-                            Check::Wrong => Err("wrong-code"),
-                        })
-                    },
-                    |found| found.is_ok(),
-                )
+        self.decided(asked, method::APP, move |c, user, _, now| {
+            let Some((secret, last_step)) = totp::load(c, user)? else {
+                return Ok(Err("no-method"));
+            };
+            Ok(match totp::check(&secret, &code, now, skew, last_step) {
+                Check::Accepted(step) if totp::use_step(c, user, step)? => Ok(()),
+                // Used meanwhile by another login (another host).
+                Check::Accepted(_) | Check::Replayed => Err("replayed-code"),
+                Check::Wrong => Err("wrong-code"),
             })
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(verdict(checked, method::APP))
+        })
+        .await
     }
 
     /// An email code: the code sent to this source is checked and used up
     /// in the same job (one of any number of concurrent logins can
     /// succeed).
     async fn email(&self, asked: Asked<'_>, code: Zeroizing<String>) -> Result<Verdict, String> {
+        let offered = Method::Email.offered(&self.config);
+        self.decided(asked, method::EMAIL, move |c, user, source, now| {
+            if !offered || !Method::Email.is_enrolled(c, user)? {
+                return Ok(Err("no-method"));
+            }
+            Ok(
+                match email_codes::check(c, user, (Purpose::Login, source), &code, now)? {
+                    EmailCheck::Accepted(_) => Ok(()),
+                    EmailCheck::Expired => Err("expired-email-code"),
+                    EmailCheck::NoCode => Err("no-email-code"),
+                    EmailCheck::Wrong | EmailCheck::Dropped => Err("wrong-code"),
+                },
+            )
+        })
+        .await
+    }
+
+    /// A code whose kind decides inside the counted job (app, email):
+    /// `part` (user, source, now) checks it and uses it up, or says why
+    /// not; a right one resets the counts (and records a login) in the
+    /// same job and is not counted.
+    async fn decided(
+        &self,
+        asked: Asked<'_>,
+        method: &'static str,
+        part: impl FnOnce(&Db, &str, &str, i64) -> DbResult<Result<(), &'static str>> + Send + 'static,
+    ) -> Result<Verdict, String> {
         let (user, source, login) = (
             asked.user.to_string(),
             asked.source.to_string(),
@@ -187,7 +190,6 @@ impl Factors {
         let host = self.host.clone();
         let now = self.clock.now();
         let limits = self.config.limits.clone();
-        let offered = Method::Email.offered(&self.config);
         let checked = self
             .store
             .run(move |c| {
@@ -196,28 +198,19 @@ impl Factors {
                     (&user, &source),
                     now,
                     &limits,
-                    |c| {
-                        if !offered || !Method::Email.is_enrolled(c, &user)? {
-                            return Ok(Err("no-method"));
+                    |c| match part(c, &user, &source, now)? {
+                        Ok(()) => {
+                            let done = (user.as_str(), source.as_str(), login, &*host);
+                            succeeded(c, done, method, now).map(Ok)
                         }
-                        let found =
-                            email_codes::check(c, &user, (Purpose::Login, &source), &code, now)?;
-                        Ok(match found {
-                            EmailCheck::Accepted(_) => {
-                                let done = (user.as_str(), source.as_str(), login, &*host);
-                                Ok(succeeded(c, done, method::EMAIL, now)?)
-                            }
-                            EmailCheck::Expired => Err("expired-email-code"),
-                            EmailCheck::NoCode => Err("no-email-code"),
-                            EmailCheck::Wrong | EmailCheck::Dropped => Err("wrong-code"),
-                        })
+                        Err(reason) => Ok(Err(reason)),
                     },
                     |found| found.is_ok(),
                 )
             })
             .await
             .map_err(|e| e.to_string())?;
-        Ok(verdict(checked, method::EMAIL))
+        Ok(verdict(checked, method))
     }
 
     /// A backup code: the shared step finds the one candidate by its

@@ -67,13 +67,7 @@ fn answer(w: &World, caller: &Caller, id: &str, a: &str) -> Step {
 }
 
 fn failures(w: &World) -> u32 {
-    w.rt.block_on(
-        w.handles
-            .store
-            .run(|c| crate::rules::account_view::status(c, "alice", 0)),
-    )
-    .unwrap()
-    .failures
+    w.status_of("alice").failures
 }
 
 const EMAIL_PROMPT: &str = "Verification code sent to a***@example.org: ";
@@ -96,13 +90,7 @@ fn preferred_email_is_asked_first_and_its_code_is_sent_then_accepted_once() {
     if fresh != code {
         assert_eq!(answer(&w, &root(), &id, &code).action, Action::Deny);
     }
-    let status =
-        w.rt.block_on(
-            w.handles
-                .store
-                .run(|c| crate::rules::account_view::status(c, "alice", 0)),
-        )
-        .unwrap();
+    let status = w.status_of("alice");
     assert_eq!(status.last_method, method::EMAIL);
     // Nothing of the code or the whole address in the audit.
     let lines = w.audit_lines();
@@ -458,13 +446,7 @@ fn enrolment_at_the_prompt_offers_email_and_stores_it_only_at_commit() {
     let done = w.rt.block_on(w.logins.commit(&root(), &id)).unwrap();
     assert_eq!(done.action, Action::Accept);
     assert_eq!(has(&w).as_deref(), Some("bob@example.net"));
-    let status =
-        w.rt.block_on(
-            w.handles
-                .store
-                .run(|c| crate::rules::account_view::status(c, "bob", 0)),
-        )
-        .unwrap();
+    let status = w.status_of("bob");
     assert_eq!(status.methods, vec!["email".to_string()]);
     assert_eq!(status.backup_codes_left, 10);
     assert!(w

@@ -1048,13 +1048,7 @@ mod tests {
             w.login(&root(), "alice", spaced.as_bytes()).unwrap().action,
             Action::AcceptPending
         );
-        let status =
-            w.rt.block_on(
-                w.handles
-                    .store
-                    .run(|c| crate::rules::account_view::status(c, "alice", 0)),
-            )
-            .unwrap();
+        let status = w.status_of("alice");
         assert_eq!(status.backup_codes_left, 8);
         assert_eq!(status.last_method, method::BACKUP_CODE);
         assert_eq!(status.failures, 0);

@@ -215,13 +215,7 @@ fn a_trusted_device_logs_in_while_its_source_is_locked_out() {
     let steps = login(&w, &secret, with_key("alice", 1), "n");
     assert_eq!(steps.len(), 2, "no code asked: {steps:?}");
     assert_eq!(steps[1].action, Action::Accept);
-    let status =
-        w.rt.block_on(
-            w.handles
-                .store
-                .run(|c| crate::rules::account_view::status(c, "alice", 0)),
-        )
-        .unwrap();
+    let status = w.status_of("alice");
     assert!(status.failures >= limit, "{status:?}");
 }
 
