@@ -188,29 +188,47 @@ impl Factors {
             asked.login,
         );
         let host = self.host.clone();
+        let checked = self
+            .counted(
+                asked,
+                move |c, now| match part(c, &user, &source, now)? {
+                    Ok(()) => {
+                        let done = (user.as_str(), source.as_str(), login, &*host);
+                        succeeded(c, done, method, now).map(Ok)
+                    }
+                    Err(reason) => Ok(Err(reason)),
+                },
+                |found| found.is_ok(),
+            )
+            .await?;
+        Ok(verdict(checked, method))
+    }
+
+    /// One attempt of `asked`'s user from its source, counted in one store
+    /// job ([`ratelimit::attempt`]): `check` (with the job's time) runs
+    /// unless the source or the account is locked.
+    async fn counted<T: Send + 'static>(
+        &self,
+        asked: Asked<'_>,
+        check: impl FnOnce(&Db, i64) -> DbResult<T> + Send + 'static,
+        accepted: impl FnOnce(&T) -> bool + Send + 'static,
+    ) -> Result<Counted<T>, String> {
+        let (user, source) = (asked.user.to_string(), asked.source.to_string());
         let now = self.clock.now();
         let limits = self.config.limits.clone();
-        let checked = self
-            .store
+        self.store
             .run(move |c| {
                 attempt(
                     c,
                     (&user, &source),
                     now,
                     &limits,
-                    |c| match part(c, &user, &source, now)? {
-                        Ok(()) => {
-                            let done = (user.as_str(), source.as_str(), login, &*host);
-                            succeeded(c, done, method, now).map(Ok)
-                        }
-                        Err(reason) => Ok(Err(reason)),
-                    },
-                    |found| found.is_ok(),
+                    |c| check(c, now),
+                    accepted,
                 )
             })
             .await
-            .map_err(|e| e.to_string())?;
-        Ok(verdict(checked, method))
+            .map_err(|e| e.to_string())
     }
 
     /// A backup code: the shared step finds the one candidate by its
@@ -221,29 +239,20 @@ impl Factors {
     /// exist.
     async fn backup(&self, asked: Asked<'_>, code: Code) -> Result<Verdict, String> {
         let now = self.clock.now();
-        let limits = self.config.limits.clone();
-        let (user, source) = (asked.user.to_string(), asked.source.to_string());
-        let selector = code.selector().to_string();
+        let (user, selector) = (asked.user.to_string(), code.selector().to_string());
         let found = self
-            .store
-            .run(move |c| {
-                attempt(
-                    c,
-                    (&user, &source),
-                    now,
-                    &limits,
-                    |c| {
-                        if !methods::has_any(c, &user)? {
-                            return Ok(None);
-                        }
-                        backup_codes::candidate(c, &user, &selector)
-                    },
-                    // Verified after this job: counted first.
-                    |_| false,
-                )
-            })
-            .await
-            .map_err(|e| e.to_string())?;
+            .counted(
+                asked,
+                move |c, _| {
+                    if !methods::has_any(c, &user)? {
+                        return Ok(None);
+                    }
+                    backup_codes::candidate(c, &user, &selector)
+                },
+                // Verified after this job: counted first.
+                |_| false,
+            )
+            .await?;
         let wrong = |lock| Verdict::Refused {
             reason: "wrong-backup-code",
             lock,
