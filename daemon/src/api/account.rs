@@ -219,23 +219,22 @@ impl Accounts {
     }
 
     async fn send_confirmation(&self, user: &str, address: &str) -> Result<String, Error> {
-        match self
-            .outbox
-            .send_code(
-                email_codes::Send {
-                    user,
-                    purpose: Purpose::Confirm,
-                    source: email_codes::CTL_SOURCE,
-                },
-                address,
-                "twofactorctl",
-            )
-            .await
-        {
+        let send = email_codes::Send {
+            user,
+            purpose: Purpose::Confirm,
+            source: email_codes::CTL_SOURCE,
+        };
+        self.mail_code(send, address).await
+    }
+
+    /// Mails a code for `send` to `address`; the address masked, or why no
+    /// code went out.
+    async fn mail_code(&self, send: email_codes::Send<'_>, address: &str) -> Result<String, Error> {
+        match self.outbox.send_code(send, address, "twofactorctl").await {
             Sent::Sent => Ok(crate::message::masked(address)),
-            Sent::TooMany { wait: seconds, .. } => Err(Error::RateLimited(format!(
+            Sent::TooMany { wait, .. } => Err(Error::RateLimited(format!(
                 "too many codes were sent; the next can be sent in {} minutes",
-                (seconds + 59) / 60
+                (wait + 59) / 60
             ))),
             Sent::Failed => Err(Error::Internal(
                 "the code could not be sent (the daemon's log says why); try again later".into(),
@@ -676,16 +675,7 @@ impl Accounts {
             purpose: Purpose::Login,
             source: REAUTH_SOURCE,
         };
-        match self.outbox.send_code(send, &address, "twofactorctl").await {
-            Sent::Sent => Ok(crate::message::masked(&address)),
-            Sent::TooMany { wait, .. } => Err(Error::RateLimited(format!(
-                "too many codes were sent; the next can be sent in {} minutes",
-                (wait + 59) / 60
-            ))),
-            Sent::Failed => Err(Error::Internal(
-                "the code could not be sent (the daemon's log says why); try again later".into(),
-            )),
-        }
+        self.mail_code(send, &address).await
     }
 
     /// New backup codes are a fallback for a method: refused before the

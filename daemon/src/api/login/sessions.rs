@@ -88,25 +88,22 @@ impl Sessions {
 
     /// Removes and returns every session of a bus connection.
     pub(super) fn drain_connection(&self, bus_name: &str) -> Vec<Session> {
-        let Ok(mut sessions) = self.0.lock() else {
-            return Vec::new();
-        };
-        let ids: Vec<String> = sessions
-            .iter()
-            .filter(|(_, s)| s.owner.bus_name == bus_name)
-            .map(|(id, _)| id.clone())
-            .collect();
-        ids.iter().filter_map(|id| sessions.remove(id)).collect()
+        self.take_where(|s| s.owner.bus_name == bus_name)
     }
 
-    /// Drops sessions past their time.
+    /// Removes and returns the sessions past their time.
     pub(super) fn expire(&self, now: i64) -> Vec<Session> {
+        self.take_where(|s| s.expires <= now)
+    }
+
+    /// Removes and returns every session `which` picks.
+    fn take_where(&self, which: impl Fn(&Session) -> bool) -> Vec<Session> {
         let Ok(mut sessions) = self.0.lock() else {
             return Vec::new();
         };
         let ids: Vec<String> = sessions
             .iter()
-            .filter(|(_, s)| s.expires <= now)
+            .filter(|(_, s)| which(s))
             .map(|(id, _)| id.clone())
             .collect();
         ids.iter().filter_map(|id| sessions.remove(id)).collect()
