@@ -1,16 +1,18 @@
-//! `bus-floor`: what any login through the system bus costs before the
-//! daemon does anything, and what a durable write costs on this disk: the
+//! `bus-floor`: what any login through the system bus, or through the
+//! daemon's login socket, costs before the daemon does anything, and what a durable write costs on this disk: the
 //! floor under a twofactor login in docs/performance.md, measured by
 //! `bench/run` beside the runs.
 //!
 //! ```text
-//! bus-floor --bus ADDRESS --dir DIR [--count N]
+//! bus-floor --bus ADDRESS [--socket PATH] --dir DIR [--count N]
 //! ```
 //!
-//! - **first call**: a new connection to the bus at ADDRESS, the
-//!   authentication, `Hello` and one `org.freedesktop.DBus.Peer.Ping` to
-//!   twofactord (answered by its bus library, no login rule), through the
-//!   module's own bus code: what a login's `Begin` costs at least.
+//! - **first call**: a new connection to the bus at ADDRESS (or, with
+//!   `--socket`, to the login socket at PATH, peer to peer), the
+//!   authentication, on the bus `Hello`, and one
+//!   `org.freedesktop.DBus.Peer.Ping` to twofactord (answered by its D-Bus
+//!   library, no login rule), through the module's own code: what a
+//!   login's `Begin` costs at least.
 //! - **later call**: a second `Ping` on that connection: what `Answer`
 //!   costs at least, before the daemon's commit.
 //! - **fdatasync**: a 4 KiB write into a file in DIR, then `fdatasync`:
@@ -39,6 +41,10 @@ struct Options {
     /// The bus twofactord is on (unix:path=…).
     #[arg(long)]
     bus: String,
+    /// twofactord's login socket: measured instead of the bus (the bus is
+    /// used only if nothing is there, as by the module).
+    #[arg(long)]
+    socket: Option<std::path::PathBuf>,
     /// A directory on the disk the store is on, for the fdatasync file.
     #[arg(long)]
     dir: std::path::PathBuf,
@@ -64,7 +70,7 @@ fn ms(d: Duration) -> f64 {
 fn measure(o: &Options) -> Result<[(f64, f64); 3], String> {
     let (mut first, mut later) = (Vec::new(), Vec::new());
     for _ in 0..o.count {
-        let (f, l) = ping_twice(&o.bus, Duration::from_secs(5))
+        let (f, l) = ping_twice(o.socket.as_deref(), &o.bus, Duration::from_secs(5))
             .map_err(|e| format!("a ping through {} failed: {e:?}", o.bus))?;
         first.push(ms(f));
         later.push(ms(l));

@@ -101,7 +101,8 @@ async fn login(
 ) -> (Duration, Duration) {
     let caller = Caller {
         uid: 0,
-        bus_name: ":1.0".into(),
+        connection: ":1.0".into(),
+        invoker: None,
     };
     let origin = Origin {
         user: user.to_string(),

@@ -4,6 +4,11 @@
 use clap::Parser;
 use std::path::PathBuf;
 
+/// The login socket when neither `--login-socket` nor `--bus` is given
+/// (the same as `twofactor_proto::names::LOGIN_SOCKET_PATH`; a unit test
+/// in `adapters::listen` keeps them equal).
+pub const DEFAULT_LOGIN_SOCKET: &str = "/run/twofactor/login";
+
 /// The configuration file read when `--config` is not given (the same as
 /// `config::DEFAULT_PATH`; a unit test there keeps them equal).
 pub const DEFAULT_CONFIG: &str = "/etc/twofactor/twofactord.toml";
@@ -15,7 +20,8 @@ pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
 /// What `twofactord --help` and twofactord(8) say about the daemon.
 const LONG_ABOUT: &str = "twofactord owns every two-factor secret and decision of the machine: \
 pam_twofactor.so asks it over the system D-Bus (org.twofactor.Daemon1) whether a login's second \
-factor is right, and twofactorctl enrols and administers through it. It runs as root, usually \
+factor is right (or peer to peer on its own socket, /run/twofactor/login, which the module \
+tries first), and twofactorctl enrols and administers through it. It runs as root, usually \
 started by systemd (twofactord.service) or by D-Bus activation, reads \
 /etc/twofactor/twofactord.toml (twofactord.toml(5)), keeps its SQLite database in \
 /var/lib/twofactor and seals every secret in it with the key in /etc/twofactor/twofactord.key.
@@ -57,6 +63,14 @@ pub struct Args {
     /// Connect to this bus address instead of the system bus (tests, demo).
     #[arg(long, value_name = "ADDRESS")]
     pub bus: Option<String>,
+    /// Serve org.twofactor.Login1 peer to peer on this Unix socket too
+    /// (pam_twofactor.so connects to it first, and to the bus when it is
+    /// missing); `none` for no socket. Default: the socket systemd passes
+    /// (twofactord.socket), else /run/twofactor/login, made by the daemon
+    /// (its directory root's, mode 0755; the socket mode 0666); with
+    /// --bus, none. Whatever this says, a socket systemd passes is served.
+    #[arg(long, value_name = "PATH|none")]
+    pub login_socket: Option<PathBuf>,
     /// Also write audit and diagnostic lines to stderr.
     #[arg(long)]
     pub log_stderr: bool,

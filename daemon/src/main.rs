@@ -6,14 +6,17 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use twofactor_proto::names::{BUS_NAME, OBJECT_PATH};
 use twofactord::adapters::syslog::{Audit, Event, Sinks};
-use twofactord::adapters::{nss, pam_reauth, sealing, smtp};
-use twofactord::api::{account, admin, bus, login};
+use twofactord::adapters::{listen, nss, pam_reauth, sealing, smtp};
+use twofactord::api::{account, admin, bus, login, login_socket};
 use twofactord::args::Args;
 use twofactord::config::{self, Config};
 use twofactord::services::{Handles, Outside};
 use twofactord::{clock, random, store};
 
 fn main() -> ExitCode {
+    // Before anything else: the variables name this pid, and no child may
+    // inherit them.
+    let systemd_socket = listen::from_systemd();
     let args = Args::parse();
     // Files the daemon creates are for root only.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
@@ -78,6 +81,20 @@ fn main() -> ExitCode {
         eprintln!("twofactord: cannot open the database: {e}");
         return ExitCode::from(1);
     }
+    // The login socket too: a socket that cannot be made where it was
+    // asked for stops the daemon here.
+    let socket = match login_socket_for(&args, systemd_socket) {
+        Ok(s) => s,
+        Err(e) => {
+            audit_for(&args, false).log(Event::Error {
+                context: "login-socket",
+                error: &e,
+            });
+            eprintln!("twofactord: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    raise_descriptor_limit();
     // The mailer reads its password file now, before detaching, so that a
     // bad file stops the daemon where the message can still be seen.
     let mailer: Arc<dyn smtp::Mailer> = if config.email.in_use() {
@@ -127,7 +144,14 @@ fn main() -> ExitCode {
         }
     };
     let audit = Arc::new(audit_for(&args, detached));
-    match runtime.block_on(serve(config, store, mailer, args.bus, audit.clone())) {
+    match runtime.block_on(serve(
+        config,
+        store,
+        mailer,
+        args.bus,
+        socket,
+        audit.clone(),
+    )) {
         Ok(()) => {
             audit.log(Event::Stop);
             ExitCode::SUCCESS
@@ -139,6 +163,58 @@ fn main() -> ExitCode {
             });
             eprintln!("twofactord: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Where the login socket comes from.
+enum LoginSocket {
+    None,
+    /// Passed by systemd (twofactord.socket), which owns its file.
+    Systemd(std::os::unix::net::UnixListener),
+    /// Bound by the daemon, which removes its file at exit.
+    Own(listen::Bound),
+    /// The default path could not be bound: logins use the bus; said in
+    /// the log once the daemon runs.
+    Unavailable(String),
+}
+
+/// The login socket the command line and systemd ask for (see
+/// `--login-socket`).
+fn login_socket_for(
+    args: &Args,
+    systemd: Result<Option<std::os::unix::net::UnixListener>, listen::ListenError>,
+) -> Result<LoginSocket, String> {
+    let systemd = systemd.map_err(|e| format!("the socket systemd passed: {e}"))?;
+    if let Some(listener) = systemd {
+        return Ok(LoginSocket::Systemd(listener));
+    }
+    match &args.login_socket {
+        Some(path) if path.as_os_str() == "none" => Ok(LoginSocket::None),
+        Some(path) => listen::bind_own(path)
+            .map(LoginSocket::Own)
+            .map_err(|e| format!("cannot make the login socket: {e}")),
+        None if args.bus.is_some() => Ok(LoginSocket::None),
+        None => Ok(
+            match listen::bind_own(std::path::Path::new(twofactord::args::DEFAULT_LOGIN_SOCKET)) {
+                Ok(bound) => LoginSocket::Own(bound),
+                Err(e) => LoginSocket::Unavailable(format!(
+                    "cannot make the login socket: {e}; logins use the system bus"
+                )),
+            },
+        ),
+    }
+}
+
+/// Up to 8192 descriptors (within the hard limit): each connection to
+/// the login socket holds one.
+fn raise_descriptor_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    const WANTED: u64 = 8192;
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let target = WANTED.min(hard);
+        if soft < target {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, target, hard);
         }
     }
 }
@@ -391,6 +467,7 @@ async fn serve(
     store: store::Store,
     mailer: Arc<dyn smtp::Mailer>,
     bus: Option<String>,
+    socket: LoginSocket,
     audit: Arc<Audit>,
 ) -> Result<(), String> {
     // A shared database may be down when a host starts: the daemon serves
@@ -442,7 +519,7 @@ async fn serve(
             OBJECT_PATH,
             bus::LoginInterface {
                 logins: logins.clone(),
-                callers: callers.clone(),
+                from: bus::CallerSource::Bus(callers.clone()),
             },
         )
         .and_then(|b| {
@@ -473,6 +550,36 @@ async fn serve(
     });
 
     let departures = watch_departures(&_conn, logins.clone(), callers).await?;
+    // The login socket, once the bus name is owned: a login that comes
+    // through either finds the same daemon ready.
+    let (listener, from, _bound) = match socket {
+        LoginSocket::None => (None, "", None),
+        LoginSocket::Systemd(l) => (Some(l), "systemd", None),
+        LoginSocket::Own(b) => match b.listener.try_clone() {
+            Ok(l) => (Some(l), "daemon", Some(b)),
+            Err(e) => return Err(format!("cannot serve the login socket: {e}")),
+        },
+        LoginSocket::Unavailable(e) => {
+            audit.log(Event::Error {
+                context: "login-socket",
+                error: &e,
+            });
+            (None, "", None)
+        }
+    };
+    let socket_task = match listener {
+        Some(listener) => {
+            let path = listener
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+                .unwrap_or_default();
+            let task = login_socket::serve(listener, logins.clone(), audit.clone())?;
+            audit.log(Event::LoginSocket { path: &path, from });
+            Some(task)
+        }
+        None => None,
+    };
     let expiry = {
         let logins = logins.clone();
         tokio::spawn(async move {
@@ -491,6 +598,9 @@ async fn serve(
     }
     expiry.abort();
     departures.abort();
+    if let Some(task) = socket_task {
+        task.abort();
+    }
     Ok(())
 }
 

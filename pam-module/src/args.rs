@@ -1,17 +1,24 @@
 //! The module's arguments on its PAM line, parsed and validated.
 //!
 //! ```text
-//! auth required pam_twofactor.so [bus=ADDRESS] [failmode=secure|safe] [timeout=SECONDS]
+//! auth required pam_twofactor.so [socket=PATH|none] [bus=ADDRESS] [failmode=secure|safe] [timeout=SECONDS]
 //! ```
+//!
+//! The module asks the daemon on its login socket (`socket=`, by default
+//! /run/twofactor/login) and, when that socket is missing, on the bus
+//! (`bus=`, by default the system bus). With `bus=` and no `socket=`, only
+//! that bus is used: a test or demo bus is never bypassed by the host's
+//! socket.
 //!
 //! An unknown, repeated or malformed argument is an error: the hook logs it and
 //! refuses the login (`PAM_SERVICE_ERR`). It is never ignored, so a typo such
 //! as `failmode=safe ` or `fialmode=safe` cannot silently change behaviour.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use twofactor_proto::names::SYSTEM_BUS_ADDRESS;
+use twofactor_proto::names::{LOGIN_SOCKET_PATH, SYSTEM_BUS_ADDRESS};
 
 /// Default D-Bus call timeout in seconds.
 pub const DEFAULT_TIMEOUT_SECONDS: u64 = 15;
@@ -19,6 +26,9 @@ pub const DEFAULT_TIMEOUT_SECONDS: u64 = 15;
 pub const MAX_TIMEOUT_SECONDS: u64 = 300;
 /// Longest accepted `bus=` address, a sanity bound.
 const MAX_BUS_ADDRESS_BYTES: usize = 1024;
+/// Longest `socket=` path: what fits a Unix socket address (`sun_path`,
+/// with its NUL).
+const MAX_SOCKET_PATH_BYTES: usize = 107;
 
 /// What to do when the daemon cannot be reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +51,10 @@ impl FailMode {
 /// The validated arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Args {
-    /// D-Bus address to connect to; the system bus socket unless `bus=` is given.
+    /// The daemon's login socket, tried first; None: the bus only.
+    pub socket: Option<PathBuf>,
+    /// D-Bus address to connect to when the login socket is missing; the
+    /// system bus socket unless `bus=` is given.
     pub bus: String,
     pub failmode: FailMode,
     /// Timeout of each D-Bus call.
@@ -51,6 +64,7 @@ pub struct Args {
 impl Default for Args {
     fn default() -> Self {
         Args {
+            socket: Some(PathBuf::from(LOGIN_SOCKET_PATH)),
             bus: SYSTEM_BUS_ADDRESS.to_string(),
             failmode: FailMode::Secure,
             timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECONDS),
@@ -82,6 +96,7 @@ impl fmt::Display for ArgsError {
                 let expected = match *key {
                     "failmode" => "secure or safe",
                     "timeout" => "whole seconds from 1 to 300",
+                    "socket" => "an absolute path of at most 107 bytes, or none",
                     _ => "a non-empty D-Bus address",
                 };
                 write!(f, "bad value {value:?} for {key}= (expected {expected})")
@@ -99,6 +114,7 @@ where
 {
     let mut args = Args::default();
     let mut seen_bus = false;
+    let mut seen_socket = false;
     let mut seen_failmode = false;
     let mut seen_timeout = false;
 
@@ -112,6 +128,10 @@ where
                 mark(&mut seen_bus, "bus")?;
                 args.bus = parse_bus(value)?;
             }
+            "socket" => {
+                mark(&mut seen_socket, "socket")?;
+                args.socket = parse_socket(value)?;
+            }
             "failmode" => {
                 mark(&mut seen_failmode, "failmode")?;
                 args.failmode = parse_failmode(value)?;
@@ -122,6 +142,10 @@ where
             }
             _ => return Err(ArgsError::Unknown(arg.to_string())),
         }
+    }
+    if seen_bus && !seen_socket {
+        // A bus of its own (tests, the demo): not the host's socket.
+        args.socket = None;
     }
     Ok(args)
 }
@@ -150,6 +174,20 @@ fn parse_bus(value: &str) -> Result<String, ArgsError> {
         Ok(value.to_string())
     } else {
         Err(bad("bus", value))
+    }
+}
+
+fn parse_socket(value: &str) -> Result<Option<PathBuf>, ArgsError> {
+    if value == "none" {
+        return Ok(None);
+    }
+    let ok = value.starts_with('/')
+        && value.len() <= MAX_SOCKET_PATH_BYTES
+        && value.chars().all(|c| c.is_ascii_graphic());
+    if ok {
+        Ok(Some(PathBuf::from(value)))
+    } else {
+        Err(bad("socket", value))
     }
 }
 
@@ -186,6 +224,7 @@ mod tests {
         assert_eq!(
             a,
             Ok(Args {
+                socket: Some(PathBuf::from("/run/twofactor/login")),
                 bus: "unix:path=/run/dbus/system_bus_socket".into(),
                 failmode: FailMode::Secure,
                 timeout: Duration::from_secs(15),
@@ -199,14 +238,52 @@ mod tests {
         assert_eq!(
             a,
             Ok(Args {
+                socket: None,
                 bus: "unix:path=/tmp/x".into(),
                 failmode: FailMode::Safe,
                 timeout: Duration::from_secs(300),
             })
         );
+        let a = p(&["socket=/tmp/t/login", "bus=unix:path=/tmp/x"]);
+        assert_eq!(
+            a.map(|a| (a.socket, a.bus)),
+            Ok((
+                Some(PathBuf::from("/tmp/t/login")),
+                "unix:path=/tmp/x".to_string()
+            ))
+        );
         let a = p(&["failmode=secure", "timeout=1"]);
         assert_eq!(a.as_ref().map(|a| a.failmode), Ok(FailMode::Secure));
         assert_eq!(a.map(|a| a.timeout), Ok(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn the_socket_is_a_path_or_none() {
+        assert_eq!(p(&["socket=none"]).map(|a| a.socket), Ok(None));
+        assert_eq!(
+            p(&["socket=/run/x"]).map(|a| (a.socket, a.bus)),
+            Ok((
+                Some(PathBuf::from("/run/x")),
+                "unix:path=/run/dbus/system_bus_socket".to_string()
+            ))
+        );
+        let long = format!("socket=/{}", "x".repeat(107));
+        for bad in [
+            "socket=",
+            "socket=run/x",
+            "socket=/a b",
+            "socket=None",
+            &long,
+        ] {
+            assert!(
+                matches!(p(&[bad]), Err(ArgsError::BadValue { key: "socket", .. })),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            p(&["socket=none", "socket=/x"]),
+            Err(ArgsError::Repeated("socket"))
+        );
     }
 
     #[test]
@@ -321,7 +398,8 @@ mod proptests {
     fn arg() -> impl Strategy<Value = Vec<u8>> {
         prop_oneof![
             proptest::collection::vec(any::<u8>(), 0..40),
-            "(bus|failmode|timeout|Bus|x)=\\PC{0,20}".prop_map(String::into_bytes),
+            "(bus|failmode|timeout|socket|Bus|x)=\\PC{0,20}".prop_map(String::into_bytes),
+            "socket=(none|/[a-z/]{0,10})".prop_map(String::into_bytes),
             "timeout=[0-9+ -]{0,5}".prop_map(String::into_bytes),
             "failmode=(secure|safe|SAFE|)".prop_map(String::into_bytes),
             "bus=unix:path=/[a-z/]{0,10}".prop_map(String::into_bytes),
@@ -342,13 +420,20 @@ mod proptests {
                     let text = std::str::from_utf8(a);
                     prop_assert!(text.is_ok());
                     let (key, value) = text.unwrap_or_default().split_once('=').unwrap_or_default();
-                    prop_assert!(["bus", "failmode", "timeout"].contains(&key), "{key}");
+                    prop_assert!(["bus", "failmode", "timeout", "socket"].contains(&key), "{key}");
                     prop_assert!(!keys.contains(&key));
                     keys.push(key);
                     match key {
                         "bus" => prop_assert!(value == args.bus && value.contains(':')
                             && value.chars().all(|c| c.is_ascii_graphic())),
                         "failmode" => prop_assert!(value == "secure" || value == "safe"),
+                        "socket" => {
+                            let read = match &args.socket {
+                                None => value == "none",
+                                Some(path) => path.as_os_str() == value && value.starts_with('/'),
+                            };
+                            prop_assert!(read, "socket={value}");
+                        }
                         _ => prop_assert!(value.bytes().all(|b| b.is_ascii_digit())
                             && (1..=MAX_TIMEOUT_SECONDS).contains(&args.timeout.as_secs())
                             && value.parse::<u64>().ok() == Some(args.timeout.as_secs())),

@@ -87,7 +87,7 @@ pub fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) ->
         failmode: args.failmode,
         silent: flags & PAM_SILENT != 0,
     };
-    let mut daemon = BusDaemon::new(&args.bus, args.timeout);
+    let mut daemon = BusDaemon::new(args.socket.as_deref(), &args.bus, args.timeout);
     let outcome = {
         let mut conv = PamConversation::new(pamh);
         flow::run(&mut daemon, &mut conv, &mut log, &request, settings)

@@ -17,6 +17,12 @@ pub const ERROR_PREFIX: &str = "org.twofactor.Error";
 /// its `bus=` argument), never to an address taken from the environment.
 pub const SYSTEM_BUS_ADDRESS: &str = "unix:path=/run/dbus/system_bus_socket";
 
+/// The daemon's own socket: `Login1`, peer to peer (no bus), for the PAM
+/// module. Its directory is root's (0755); the module checks that the
+/// process serving it is root before it sends anything, and uses the
+/// system bus when the socket is missing.
+pub const LOGIN_SOCKET_PATH: &str = "/run/twofactor/login";
+
 /// Longest answer (`Login1.Answer`, and a code given to `Account1`) the
 /// daemon looks at; longer answers are refused unread.
 pub const MAX_ANSWER_BYTES: usize = 1024;

@@ -119,6 +119,13 @@ impl PrivateBus {
         self.dir.path().join("bus")
     }
 
+    /// Where the daemon on this bus serves its login socket (its
+    /// `/run/twofactor/login`): a directory the daemon makes, beside the
+    /// bus socket.
+    pub fn login_socket(&self) -> PathBuf {
+        self.dir.path().join("twofactor").join("login")
+    }
+
     /// Runs `dbus-send --print-reply` on this bus as root.
     pub fn send(&self, dest: &str, path: &str, method: &str, args: &[&str]) -> Finished {
         self.send_as(None, dest, path, method, args)

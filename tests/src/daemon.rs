@@ -322,6 +322,8 @@ impl Daemon {
             .arg(self.config_path())
             .arg("--bus")
             .arg(&self.bus_address)
+            .arg("--login-socket")
+            .arg(bus.login_socket())
             .args(self.log_stderr.then_some("--log-stderr"))
             .args(&self.extra_args)
             .env("PATH", crate::PATH)
@@ -476,6 +478,16 @@ impl Env {
     /// module arguments.
     pub fn pam(&self, extra: &str) -> crate::PamService {
         crate::PamService::for_bus(&self.bus.plain_address(), extra)
+    }
+
+    /// A PAM service using the module as a host's PAM line does: the
+    /// daemon's login socket first (`socket=`), this bus when it is
+    /// missing; plus `extra` module arguments.
+    pub fn pam_socket(&self, extra: &str) -> crate::PamService {
+        crate::PamService::for_bus(
+            &self.bus.plain_address(),
+            &format!("socket={} {extra}", self.bus.login_socket().display()),
+        )
     }
 
     pub fn stop_daemon(&mut self) {

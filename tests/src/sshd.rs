@@ -549,6 +549,23 @@ pub fn su_as_user(
     password: &str,
     code: &str,
 ) -> Finished {
+    let (mut cmd, _dir) = su_command(user, module_args, system_bus, env);
+    proc::run(
+        &mut cmd,
+        format!("{password}\n{code}\n").as_bytes(),
+        Duration::from_secs(60),
+    )
+}
+
+/// The command [`su_as_user`] runs (`user` runs `su` to themselves with
+/// the module on the stack), and the directory of its PAM file, which must
+/// outlive it. Root only.
+pub fn su_command(
+    user: &TestUser,
+    module_args: &str,
+    system_bus: Option<&std::path::Path>,
+    env: &[(&str, &str)],
+) -> (Command, tempfile::TempDir) {
     let dir = crate::temp_dir("tft-su-");
     let pam = dir.path().join("su");
     crate::write_file(&pam, pam_stack(DEBIAN_COMMON_AUTH, module_args), 0o644);
@@ -583,11 +600,7 @@ pub fn su_as_user(
                 .map(|p| p.as_os_str().to_owned())
                 .unwrap_or_default(),
         );
-    proc::run(
-        &mut cmd,
-        format!("{password}\n{code}\n").as_bytes(),
-        Duration::from_secs(60),
-    )
+    (cmd, dir)
 }
 
 /// `ssh` and its arguments for a non-interactive keyboard-interactive login

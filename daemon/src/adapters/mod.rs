@@ -1,11 +1,13 @@
 //! The outside world: SMTP, syslog, PAM, the name service, the sealing
-//! key and google-authenticator files. Adapters know nothing of the
+//! key, google-authenticator files, `/proc` and the login socket. Adapters know nothing of the
 //! layers above them.
 
 pub mod argon2id;
 pub mod home_files;
+pub mod listen;
 pub mod nss;
 pub mod pam_reauth;
+pub mod procfs;
 pub mod sealing;
 pub mod smtp;
 pub mod syslog;

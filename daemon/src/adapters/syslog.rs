@@ -28,6 +28,20 @@ pub enum Event<'a> {
         version: &'a str,
     },
     Stop,
+    /// The login socket is served: systemd passed it (`from=systemd`), or
+    /// the daemon bound it (`from=daemon`).
+    LoginSocket {
+        path: &'a str,
+        from: &'a str,
+    },
+    /// A connection to the login socket was closed at once: its user (the
+    /// caller, or the user a root caller acts for) or the daemon as a
+    /// whole holds all the connections it may (`why`).
+    ConnectionRefused {
+        uid: u32,
+        user: Option<u32>,
+        why: &'a str,
+    },
     /// The syslog socket stopped taking lines (missing, refusing, too
     /// slow): the lines that follow go to stderr until it takes them
     /// again. Said once per outage, on stderr.
@@ -233,6 +247,20 @@ impl Event<'_> {
             Event::Stop => {
                 line.event("stop");
                 Level::Info
+            }
+            Event::LoginSocket { path, from } => {
+                line.event("login-socket").kv("path", path).kv("from", from);
+                Level::Info
+            }
+            Event::ConnectionRefused { uid, user, why } => {
+                line.event("connection-refused")
+                    .kv("uid", &uid.to_string())
+                    .kv(
+                        "for",
+                        &user.map(|u| u.to_string()).unwrap_or_else(|| "-".into()),
+                    )
+                    .kv("why", why);
+                Level::Warning
             }
             Event::SyslogUnreachable { socket, error } => {
                 line.event("audit-syslog-unreachable")

@@ -803,7 +803,8 @@ mod tests {
     fn alice() -> Caller {
         Caller {
             uid: 1000,
-            bus_name: ":1.5".into(),
+            connection: ":1.5".into(),
+            invoker: None,
         }
     }
 
@@ -956,7 +957,8 @@ mod tests {
         let (a, rt) = (&w.accounts, &w.rt);
         let ghost = Caller {
             uid: 4242,
-            bus_name: ":1.6".into(),
+            connection: ":1.6".into(),
+            invoker: None,
         };
         assert!(matches!(
             rt.block_on(a.status(&ghost)),
@@ -1180,7 +1182,8 @@ mod tests {
         // Without a confirmed address: the local mailbox.
         let bob = Caller {
             uid: 1002,
-            bus_name: ":1.9".into(),
+            connection: ":1.9".into(),
+            invoker: None,
         };
         rt.block_on(w.handles.store.run(|c| {
             bookkeeping::ensure(c, "staffer", 0)?;

@@ -5,11 +5,14 @@
 //! bare struct as its fields (several out arguments), which is not what
 //! the interface XML says.
 //!
-//! Every call starts from the caller's uid as the bus daemon gives it
-//! (`GetConnectionUnixUser` of the message's sender, asked once per
-//! connection: [`Callers`]). Nothing the caller sends is trusted for
-//! identity; if the uid cannot be had, the call fails.
+//! Every call starts from the caller's uid as the kernel gives it: on the
+//! bus, the bus daemon's credentials of the message's sender
+//! (`GetConnectionCredentials`, asked once per connection: [`Callers`]);
+//! on the login socket (`Login1` only, see `login_socket`), `SO_PEERCRED`
+//! of the connection. Nothing the caller sends is trusted for identity;
+//! if the uid cannot be had, the call fails.
 
+use crate::adapters::procfs;
 use crate::api::account::Accounts;
 use crate::api::admin::Admin;
 use crate::api::login::Logins;
@@ -29,13 +32,15 @@ use zbus::Connection;
 
 /// The uid of each caller, by its unique bus name. The bus never gives a
 /// unique name out twice while it runs (and when the bus goes, so does
-/// this daemon's connection and with it every name here), so a name's uid
-/// never changes: it is asked of the bus (`GetConnectionUnixUser`) once
-/// per connection, not once per call, and forgotten when the connection
-/// leaves the bus (`forget`, from `NameOwnerChanged`).
+/// this daemon's connection and with it every name here), so a name's
+/// credentials never change: they are asked of the bus
+/// (`GetConnectionCredentials`: its uid and pid) once per connection, not
+/// once per call, and forgotten when the connection leaves the bus
+/// (`forget`, from `NameOwnerChanged`). For a root caller, the user it
+/// acts for is read from `/proc` then too ([`procfs::invoker_of`]).
 #[derive(Default)]
 pub struct Callers {
-    known: std::sync::Mutex<HashMap<String, u32>>,
+    known: std::sync::Mutex<HashMap<String, (u32, Option<u32>)>>,
     /// Look-ups made on the bus (for tests and measurements).
     asked: std::sync::atomic::AtomicU64,
 }
@@ -50,10 +55,11 @@ impl Callers {
     pub async fn of(&self, conn: &Connection, header: &Header<'_>) -> Result<Caller, Error> {
         let denied = || Error::PermissionDenied("the caller could not be identified".into());
         let sender = header.sender().ok_or_else(denied)?.to_string();
-        if let Some(uid) = self.cached(&sender) {
+        if let Some((uid, invoker)) = self.cached(&sender) {
             return Ok(Caller {
                 uid,
-                bus_name: sender,
+                connection: sender,
+                invoker,
             });
         }
         self.asked
@@ -63,38 +69,97 @@ impl Callers {
                 Some("org.freedesktop.DBus"),
                 "/org/freedesktop/DBus",
                 Some("org.freedesktop.DBus"),
-                "GetConnectionUnixUser",
+                "GetConnectionCredentials",
                 &(sender.as_str(),),
             )
             .await
             .map_err(|_| denied())?;
-        let uid: u32 = reply.body().deserialize().map_err(|_| denied())?;
+        let credentials: HashMap<String, OwnedValue> =
+            reply.body().deserialize().map_err(|_| denied())?;
+        let number = |key: &str| match credentials.get(key).map(|v| &**v) {
+            Some(Value::U32(n)) => Some(*n),
+            _ => None,
+        };
+        let uid = number("UnixUserID").ok_or_else(denied)?;
+        let invoker = match (uid, number("ProcessID")) {
+            (0, Some(pid)) => procfs::invoker_of(pid),
+            _ => None,
+        };
         if let Ok(mut known) = self.known.lock() {
             if known.len() >= MAX_CALLERS {
                 known.clear();
             }
-            known.insert(sender.clone(), uid);
+            known.insert(sender.clone(), (uid, invoker));
         }
         Ok(Caller {
             uid,
-            bus_name: sender,
+            connection: sender,
+            invoker,
         })
     }
 
-    fn cached(&self, sender: &str) -> Option<u32> {
+    fn cached(&self, sender: &str) -> Option<(u32, Option<u32>)> {
         self.known.lock().ok()?.get(sender).copied()
     }
 
     /// A connection left the bus.
-    pub fn forget(&self, bus_name: &str) {
+    pub fn forget(&self, connection: &str) {
         if let Ok(mut known) = self.known.lock() {
-            known.remove(bus_name);
+            known.remove(connection);
         }
     }
 
     /// How many times the bus was asked for a caller's uid.
     pub fn asked(&self) -> u64 {
         self.asked.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Calls in progress at once on one connection to the login socket (the
+/// module makes one at a time); more are refused at once.
+pub const MAX_CALLS_PER_CONNECTION: usize = 4;
+
+/// Where `Login1`'s callers are known from.
+pub enum CallerSource {
+    /// The system bus: each message's sender, asked of the bus.
+    Bus(Arc<Callers>),
+    /// One connection to the login socket: the kernel's word on its peer,
+    /// read at accept (`SO_PEERCRED`); the interface is served on that
+    /// connection alone.
+    Socket {
+        caller: Caller,
+        calls: Arc<tokio::sync::Semaphore>,
+    },
+}
+
+impl CallerSource {
+    /// For a connection to the login socket whose peer is `caller`.
+    pub fn socket(caller: Caller) -> Self {
+        CallerSource::Socket {
+            caller,
+            calls: Arc::new(tokio::sync::Semaphore::new(MAX_CALLS_PER_CONNECTION)),
+        }
+    }
+
+    /// The caller of the message with `header`.
+    async fn caller(&self, conn: &Connection, header: &Header<'_>) -> Result<Caller, Error> {
+        match self {
+            CallerSource::Bus(callers) => callers.of(conn, header).await,
+            CallerSource::Socket { caller, .. } => Ok(caller.clone()),
+        }
+    }
+
+    /// A place among the connection's calls in progress, held until the
+    /// call returns (none needed on the bus, which limits them itself).
+    fn call_slot(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Error> {
+        match self {
+            CallerSource::Bus(_) => Ok(None),
+            CallerSource::Socket { calls, .. } => {
+                calls.clone().try_acquire_owned().map(Some).map_err(|_| {
+                    Error::RateLimited("too many calls in progress on this connection".into())
+                })
+            }
+        }
     }
 }
 
@@ -121,9 +186,12 @@ fn origin_of(details: &HashMap<String, OwnedValue>) -> Result<Origin, Error> {
     })
 }
 
+/// `org.twofactor.Login1`: served on the system bus, and on each
+/// connection to the login socket; the same calls, only the caller is
+/// known another way ([`CallerSource`]).
 pub struct LoginInterface {
     pub logins: Arc<Logins>,
-    pub callers: Arc<Callers>,
+    pub from: CallerSource,
 }
 
 #[zbus::interface(name = "org.twofactor.Login1")]
@@ -135,9 +203,10 @@ impl LoginInterface {
         #[zbus(connection)] conn: &Connection,
         details: HashMap<String, OwnedValue>,
     ) -> Result<(String, WireStep), Error> {
+        let _slot = self.from.call_slot()?;
         let origin = origin_of(&details)?;
         // The caller's uid is asked of the bus while the name is resolved.
-        let caller = self.callers.of(conn, &header);
+        let caller = self.from.caller(conn, &header);
         let (id, step) = self.logins.begin_with(caller, origin).await?;
         Ok((id, step.to_wire()))
     }
@@ -150,7 +219,8 @@ impl LoginInterface {
         session: String,
         answer: Vec<u8>,
     ) -> Result<(WireStep,), Error> {
-        let caller = self.callers.of(conn, &header).await?;
+        let _slot = self.from.call_slot()?;
+        let caller = self.from.caller(conn, &header).await?;
         let step = self.logins.answer(&caller, &session, answer).await?;
         Ok((step.to_wire(),))
     }
@@ -162,7 +232,8 @@ impl LoginInterface {
         #[zbus(connection)] conn: &Connection,
         session: String,
     ) -> Result<(), Error> {
-        let caller = self.callers.of(conn, &header).await?;
+        let _slot = self.from.call_slot()?;
+        let caller = self.from.caller(conn, &header).await?;
         self.logins.cancel(&caller, &session).await
     }
 
@@ -174,7 +245,8 @@ impl LoginInterface {
         #[zbus(connection)] conn: &Connection,
         session: String,
     ) -> Result<(WireStep,), Error> {
-        let caller = self.callers.of(conn, &header).await?;
+        let _slot = self.from.call_slot()?;
+        let caller = self.from.caller(conn, &header).await?;
         let step = self.logins.commit(&caller, &session).await?;
         Ok((step.to_wire(),))
     }
@@ -515,7 +587,7 @@ mod tests {
         let callers = Arc::new(Callers::default());
         let login = LoginInterface {
             logins: Arc::new(Logins::new(&handles)),
-            callers: callers.clone(),
+            from: CallerSource::Bus(callers.clone()),
         };
         let account = AccountInterface {
             accounts: Arc::new(Accounts::new(&handles)),

@@ -183,7 +183,8 @@ impl World {
 pub fn root() -> Caller {
     Caller {
         uid: 0,
-        bus_name: ":1.1".into(),
+        connection: ":1.1".into(),
+        invoker: None,
     }
 }
 
@@ -191,7 +192,8 @@ pub fn root() -> Caller {
 pub fn as_uid(uid: u32) -> Caller {
     Caller {
         uid,
-        bus_name: format!(":1.{uid}"),
+        connection: format!(":1.{uid}"),
+        invoker: None,
     }
 }
 

@@ -27,12 +27,33 @@ use outbox::Outbox;
 use passwords::Passwords;
 use std::sync::Arc;
 
-/// Who called, as the bus says: the uid from the bus daemon's credentials
-/// and the caller's unique connection name.
+/// Who called, as the kernel says: the uid of the calling process (from
+/// the bus daemon's credentials of its connection, or `SO_PEERCRED` of a
+/// connection to the login socket), the connection it called on, and,
+/// for a root caller acting for a user (`su`, `sudo`), that user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub uid: u32,
-    pub bus_name: String,
+    /// The connection: a unique bus name (`:1.42`), or `@N` for the Nth
+    /// connection to the login socket. Never reused while the daemon runs.
+    pub connection: String,
+    /// For a root caller: the user it was started by (the real uid of a
+    /// setuid program, else the audit login uid), when that is not root.
+    /// None for other callers: their `uid` is who they are.
+    pub invoker: Option<u32>,
+}
+
+impl Caller {
+    /// The user a login this caller starts is charged to, for the quotas
+    /// on logins in progress: the caller itself, or the user a root
+    /// caller acts for; None for root acting for no user (sshd, login).
+    pub fn charged_user(&self) -> Option<u32> {
+        if self.uid != 0 {
+            Some(self.uid)
+        } else {
+            self.invoker
+        }
+    }
 }
 
 /// Everything the faces may be handed, made once.

@@ -1,7 +1,20 @@
 //! [`Daemon`] over a private D-Bus connection of the module's own: a Unix
-//! socket, the SASL `EXTERNAL` handshake, `Hello`, then the
-//! `org.twofactor.Login1` calls, synchronously, with the marshalling of
-//! [`super::wire`]. No thread, no async runtime, and no shared library
+//! socket, the SASL `EXTERNAL` handshake, then the `org.twofactor.Login1`
+//! calls, synchronously, with the marshalling of [`super::wire`].
+//!
+//! Two paths, the same messages:
+//! - the daemon's own login socket (`/run/twofactor/login`, `socket=`),
+//!   peer to peer: no bus, no `Hello`. Before anything is sent, the
+//!   kernel's credentials of the process serving it (`SO_PEERCRED`) must
+//!   be root's (or those of the process the module runs in, which could do
+//!   anything the module does): anyone else could be a fake daemon;
+//! - the system bus (`bus=`), when the socket is missing (no file, or no
+//!   one listening: a daemon that is not running, which the bus can
+//!   start). A socket that is there but refuses the handshake or does not
+//!   answer is not skipped: that is [`DaemonError::Unavailable`], as a
+//!   silent bus is.
+//!
+//! No thread, no async runtime, and no shared library
 //! beyond libc and libpam in the host process (sshd, su, sudo, a screen
 //! locker). docs/performance.md says why libdbus went: loading it, with
 //! libsystemd and its compression and crypto libraries, cost more per
@@ -20,7 +33,7 @@
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, SockAddr, Socket, Type};
@@ -43,17 +56,22 @@ const MAX_AUTH_LINE: usize = 512;
 /// Serial of `Hello`, the first message.
 const HELLO_SERIAL: u32 = 1;
 
-/// `org.twofactor.Login1` of `twofactord` on one bus.
+/// `org.twofactor.Login1` of `twofactord`, on its login socket or on one
+/// bus.
 pub struct BusDaemon {
+    /// The login socket, tried first; None: the bus only.
+    socket: Option<PathBuf>,
     address: String,
     timeout: Duration,
     connection: Option<Connection>,
 }
 
 impl BusDaemon {
-    /// Does not connect yet; the first call does.
-    pub fn new(address: &str, timeout: Duration) -> Self {
+    /// Does not connect yet; the first call does: to the login socket at
+    /// `socket` if there is one, else to the bus at `address`.
+    pub fn new(socket: Option<&Path>, address: &str, timeout: Duration) -> Self {
         BusDaemon {
+            socket: socket.map(Path::to_path_buf),
             address: address.to_string(),
             timeout,
             connection: None,
@@ -67,8 +85,9 @@ impl BusDaemon {
     /// connect to again).
     #[cfg(any(test, feature = "fuzzing"))]
     pub fn over(stream: UnixStream, timeout: Duration) -> Result<Self, DaemonError> {
-        let connection = Connection::start(stream, Instant::now() + timeout)?;
+        let connection = Connection::start(stream, Route::Bus);
         Ok(BusDaemon {
+            socket: None,
             address: "unix:path=/nonexistent/twofactor-stream".into(),
             timeout,
             connection: Some(connection),
@@ -85,7 +104,11 @@ impl BusDaemon {
     ) -> Result<Message, DaemonError> {
         let deadline = Instant::now() + self.timeout;
         if self.connection.is_none() {
-            self.connection = Some(Connection::open(&self.address, deadline)?);
+            self.connection = Some(Connection::open(
+                self.socket.as_deref(),
+                &self.address,
+                deadline,
+            )?);
         }
         let Some(connection) = self.connection.as_mut() else {
             return Err(DaemonError::Unavailable("no connection".into()));
@@ -197,13 +220,18 @@ pub fn read_commit_reply(reply: &Message) -> Result<Step, DaemonError> {
     read_reply(reply, sig::COMMIT_OUT, login::COMMIT, read_step)
 }
 
-/// What the bus itself costs a login, for the benchmark's floor
-/// (`bus-floor`, docs/performance.md): a new connection's first call
-/// (handshake, `Hello` and the call, as a login's `Begin`) and a later
-/// call on it (as `Answer`), each `org.freedesktop.DBus.Peer.Ping` to
-/// twofactord, which its bus library answers without any login rule.
-/// Returns the two times.
-pub fn ping_twice(address: &str, timeout: Duration) -> Result<(Duration, Duration), DaemonError> {
+/// What the path to the daemon itself costs a login, for the benchmark's
+/// floor (`bus-floor`, docs/performance.md): a new connection's first call
+/// (handshake, on a bus `Hello`, and the call, as a login's `Begin`) and a
+/// later call on it (as `Answer`), each `org.freedesktop.DBus.Peer.Ping`
+/// to twofactord, which its D-Bus library answers without any login rule.
+/// On the login socket at `socket` when given and there, else on the bus
+/// at `address`, as a login connects. Returns the two times.
+pub fn ping_twice(
+    socket: Option<&Path>,
+    address: &str,
+    timeout: Duration,
+) -> Result<(Duration, Duration), DaemonError> {
     let ping = Call {
         destination: BUS_NAME,
         path: OBJECT_PATH,
@@ -213,7 +241,7 @@ pub fn ping_twice(address: &str, timeout: Duration) -> Result<(Duration, Duratio
     };
     let start = Instant::now();
     let deadline = start + timeout;
-    let mut connection = Connection::open(address, deadline)?;
+    let mut connection = Connection::open(socket, address, deadline)?;
     let ping_once =
         |connection: &mut Connection| match connection.call(&ping, &Writer::new(), deadline)? {
             reply if reply.kind == wire::ERROR => Err(classify(
@@ -310,75 +338,165 @@ fn unescape(value: &str) -> Option<std::ffi::OsString> {
     Some(std::ffi::OsString::from_vec(out))
 }
 
-/// One connection to the bus.
+/// Which way a connection reaches the daemon.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Route {
+    /// The daemon's login socket, peer to peer: no `Hello`.
+    Socket,
+    /// A bus: `Hello` first, then calls to the daemon's bus name.
+    Bus,
+}
+
+/// One connection to the daemon, on its socket or through a bus.
 struct Connection {
     stream: UnixStream,
+    /// What goes out in front of the first call, in the same write: the
+    /// handshake (and on a bus, `Hello`).
+    prefix: Vec<u8>,
     /// Bytes read and not yet used.
     buffer: Vec<u8>,
-    /// The bus's authentication answer has been read.
+    /// The server's authentication answer has been read.
     authenticated: bool,
-    /// `Hello` has been answered.
+    /// `Hello` has been answered (a socket has none to answer).
     registered: bool,
     /// Bytes still to read past (an oversized signal).
     skip: usize,
     next_serial: u32,
 }
 
-impl Connection {
-    /// Connects to the bus at `address` and writes the handshake and
-    /// `Hello`, without waiting for the bus: its answers are read with the
-    /// first call's reply. A socket that does not exist or refuses
-    /// connections is [`DaemonError::Absent`]; a bus whose backlog is full
-    /// until the deadline is [`DaemonError::Unavailable`].
-    fn open(address: &str, deadline: Instant) -> Result<Connection, DaemonError> {
-        let path = socket_path(address)?;
-        let cannot = |e: io::Error| {
-            let why = format!("cannot connect to {address}: {e}");
-            match e.kind() {
-                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
-                    DaemonError::Absent(why)
-                }
-                _ => DaemonError::Unavailable(why),
-            }
-        };
-        let addr = SockAddr::unix(&path).map_err(cannot)?;
-        let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(cannot)?;
-        // connect(2) on a Unix socket waits for room in the listener's
-        // backlog for at most the send timeout (at least 1 ms: a zero
-        // timeval would mean no limit).
-        let wait = left(deadline)
-            .map_err(cannot)?
-            .max(Duration::from_millis(1));
-        socket.set_write_timeout(Some(wait)).map_err(cannot)?;
-        socket.connect(&addr).map_err(cannot)?;
-        Connection::start(
-            UnixStream::from(std::os::fd::OwnedFd::from(socket)),
-            deadline,
+/// Connects to the Unix socket at `path` within the deadline.
+fn connect(path: &Path, deadline: Instant) -> io::Result<UnixStream> {
+    let addr = SockAddr::unix(path)?;
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    // connect(2) on a Unix socket waits for room in the listener's
+    // backlog for at most the send timeout (at least 1 ms: a zero
+    // timeval would mean no limit).
+    let wait = left(deadline)?.max(Duration::from_millis(1));
+    socket.set_write_timeout(Some(wait))?;
+    socket.connect(&addr)?;
+    Ok(UnixStream::from(std::os::fd::OwnedFd::from(socket)))
+}
+
+/// Whether a connect error means nothing is there: no socket file, or no
+/// one listening on it.
+fn nothing_there(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+    )
+}
+
+/// The uid of the process serving `stream` (`SO_PEERCRED`, taken by the
+/// kernel when it accepted the connection).
+fn server_uid(stream: &UnixStream) -> io::Result<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid for writes and `len` holds the
+    // size of `cred`, as SO_PEERCRED requires; the descriptor is open
+    // (borrowed from `stream` for this call only).
+    let rc = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(stream),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            std::ptr::addr_of_mut!(cred).cast(),
+            &mut len,
         )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(cred.uid)
+}
+
+/// The uids a login socket's server may run as: root, or the user the
+/// module's process runs as (a server of that user's could do nothing
+/// the process itself cannot: a test, a user's own screen locker).
+fn trusted_server(uid: u32) -> bool {
+    // SAFETY: geteuid cannot fail and has no preconditions.
+    uid == 0 || uid == unsafe { libc::geteuid() }
+}
+
+impl Connection {
+    /// Connects to the daemon: on the login socket `socket` when it is
+    /// there, else on the bus at `address`. Nothing is written yet: the
+    /// handshake goes out with the first call, whose reply is read with
+    /// the server's answers. Nothing at either is
+    /// [`DaemonError::Absent`]; a socket served by another user is
+    /// [`DaemonError::Failed`]; a server whose backlog is full until the
+    /// deadline is [`DaemonError::Unavailable`].
+    fn open(
+        socket: Option<&Path>,
+        address: &str,
+        deadline: Instant,
+    ) -> Result<Connection, DaemonError> {
+        if let Some(path) = socket {
+            match connect(path, deadline) {
+                Ok(stream) => {
+                    let uid = server_uid(&stream).map_err(|e| {
+                        DaemonError::Unavailable(format!(
+                            "cannot read who serves {}: {e}",
+                            path.display()
+                        ))
+                    })?;
+                    if !trusted_server(uid) {
+                        return Err(DaemonError::Failed(format!(
+                            "{} is served by uid {uid}, not by root: not asked",
+                            path.display()
+                        )));
+                    }
+                    return Ok(Connection::start(stream, Route::Socket));
+                }
+                Err(e) if nothing_there(&e) => {}
+                Err(e) => {
+                    return Err(DaemonError::Unavailable(format!(
+                        "cannot connect to {}: {e}",
+                        path.display()
+                    )))
+                }
+            }
+        }
+        let path = socket_path(address)?;
+        let stream = connect(&path, deadline).map_err(|e| {
+            let why = format!("cannot connect to {address}: {e}");
+            if nothing_there(&e) {
+                DaemonError::Absent(why)
+            } else {
+                DaemonError::Unavailable(why)
+            }
+        })?;
+        Ok(Connection::start(stream, Route::Bus))
     }
 
-    /// Writes the handshake and `Hello` on a connected stream.
-    fn start(stream: UnixStream, deadline: Instant) -> Result<Connection, DaemonError> {
-        let mut connection = Connection {
+    /// A connection on a connected stream, its handshake (and on a bus,
+    /// `Hello`) ready to go out with the first call.
+    fn start(stream: UnixStream, route: Route) -> Connection {
+        let mut prefix = AUTH.to_vec();
+        if route == Route::Bus {
+            prefix.extend(
+                Call {
+                    destination: "org.freedesktop.DBus",
+                    path: "/org/freedesktop/DBus",
+                    interface: "org.freedesktop.DBus",
+                    member: "Hello",
+                    signature: "",
+                }
+                .encode(HELLO_SERIAL, &[]),
+            );
+        }
+        Connection {
             stream,
+            prefix,
             buffer: Vec::new(),
             authenticated: false,
-            registered: false,
+            registered: route == Route::Socket,
             skip: 0,
             next_serial: HELLO_SERIAL + 1,
-        };
-        let hello = Call {
-            destination: "org.freedesktop.DBus",
-            path: "/org/freedesktop/DBus",
-            interface: "org.freedesktop.DBus",
-            member: "Hello",
-            signature: "",
         }
-        .encode(HELLO_SERIAL, &[]);
-        let mut first = AUTH.to_vec();
-        first.extend_from_slice(&hello);
-        connection.write(&first, deadline)?;
-        Ok(connection)
     }
 
     fn call(
@@ -390,6 +508,12 @@ impl Connection {
         let serial = self.next_serial;
         self.next_serial = self.next_serial.wrapping_add(1).max(HELLO_SERIAL + 1);
         let mut message = call.encode(serial, body.as_bytes());
+        if !self.prefix.is_empty() {
+            let mut first = std::mem::take(&mut self.prefix);
+            first.extend_from_slice(&message);
+            message.zeroize();
+            message = first;
+        }
         let written = self.write(&message, deadline);
         message.zeroize();
         written?;
@@ -550,6 +674,7 @@ mod tests {
     #[test]
     fn no_bus_is_absent() {
         let mut d = BusDaemon::new(
+            None,
             "unix:path=/nonexistent/twofactor-test",
             Duration::from_secs(1),
         );
@@ -567,6 +692,7 @@ mod tests {
         let listener = std::os::unix::net::UnixListener::bind(&sock);
         assert!(listener.is_ok());
         let mut d = BusDaemon::new(
+            None,
             &format!("unix:path={}", sock.display()),
             Duration::from_secs(1),
         );
@@ -630,6 +756,7 @@ mod tests {
             }
         });
         let mut d = BusDaemon::new(
+            None,
             &format!("unix:path={}", sock_path.display()),
             Duration::from_secs(5),
         );
@@ -745,6 +872,7 @@ mod tests {
         // No bus at this address: a refusal that tried to connect would be
         // Absent, not Failed.
         let mut d = BusDaemon::new(
+            None,
             "unix:path=/nonexistent/twofactor-test",
             Duration::from_secs(1),
         );

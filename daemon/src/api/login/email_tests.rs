@@ -312,7 +312,8 @@ fn fifty_concurrent_logins_with_one_email_code_accept_once() {
     for i in 0..50 {
         let c = Caller {
             uid: 0,
-            bus_name: format!(":5.{i}"),
+            connection: format!(":5.{i}"),
+            invoker: None,
         };
         let (id, step) = w.rt.block_on(logins.begin(&c, origin("alice"))).unwrap();
         assert_eq!(step.action, Action::AskHidden(EMAIL_PROMPT.into()));

@@ -37,7 +37,7 @@ mod trust;
 
 pub use check::wait_message;
 pub use choose::{APP_PROMPT, CHOOSE_PROMPT};
-use sessions::{Session, Sessions};
+use sessions::{Charge, Session, Sessions};
 pub use trust::question as trust_question;
 
 use crate::adapters::syslog::Event;
@@ -405,6 +405,7 @@ impl Logins {
             now + i64::from(self.config.login.session_timeout_seconds)
         };
         let session = Session {
+            charge: Charge::of(caller, &origin.rhost),
             owner: caller.clone(),
             origin,
             known,
@@ -449,6 +450,7 @@ impl Logins {
         let answer = Zeroizing::new(answer);
         let Session {
             owner,
+            charge,
             origin,
             known,
             device,
@@ -511,6 +513,7 @@ impl Logins {
                 };
                 let session = Session {
                     owner,
+                    charge,
                     origin,
                     known,
                     device,
@@ -585,8 +588,8 @@ impl Logins {
     /// PAM handle ended, the process exited or was killed): abandoned
     /// prompts do not hold slots, and a change that was never committed is
     /// dropped.
-    pub async fn connection_closed(&self, bus_name: &str) {
-        for session in self.sessions.drain_connection(bus_name) {
+    pub async fn connection_closed(&self, connection: &str) {
+        for session in self.sessions.drain_connection(connection) {
             self.discard(&session.origin, &session.phase, "connection-closed")
                 .await;
         }
@@ -671,7 +674,9 @@ mod trust_tests;
 
 #[cfg(test)]
 mod tests {
-    use super::sessions::{MAX_SESSIONS_PER_CONNECTION, MAX_SESSIONS_PER_USER};
+    use super::sessions::{
+        MAX_SESSIONS_PER_ADDRESS, MAX_SESSIONS_PER_CONNECTION, MAX_SESSIONS_PER_USER,
+    };
     use super::*;
     use crate::clock::{Clock, ManualClock};
     use crate::config::Config;
@@ -930,11 +935,13 @@ mod tests {
         let w = world();
         let alice = Caller {
             uid: 1000,
-            bus_name: ":1.7".into(),
+            connection: ":1.7".into(),
+            invoker: None,
         };
         let bob = Caller {
             uid: 1001,
-            bus_name: ":1.8".into(),
+            connection: ":1.8".into(),
+            invoker: None,
         };
         assert!(matches!(
             w.login(&bob, "alice", b"123456"),
@@ -944,7 +951,8 @@ mod tests {
             w.login(
                 &Caller {
                     uid: 4242,
-                    bus_name: ":1.9".into()
+                    connection: ":1.9".into(),
+                    invoker: None,
                 },
                 "alice",
                 b"1"
@@ -964,7 +972,8 @@ mod tests {
                 .unwrap();
         let other_root = Caller {
             uid: 0,
-            bus_name: ":1.99".into(),
+            connection: ":1.99".into(),
+            invoker: None,
         };
         assert!(matches!(
             w.rt.block_on(w.logins.answer(&other_root, &id, w.code(0).into_bytes())),
@@ -1006,7 +1015,8 @@ mod tests {
             for i in 0..50 {
                 let c = Caller {
                     uid: 0,
-                    bus_name: format!(":1.{i}"),
+                    connection: format!(":1.{i}"),
+                    invoker: None,
                 };
                 let (id, _) = logins.begin(&c, origin("alice")).await.unwrap();
                 ids.push((c, id));
@@ -1139,7 +1149,8 @@ mod tests {
             for i in 0..20 {
                 let c = Caller {
                     uid: 0,
-                    bus_name: format!(":1.{i}"),
+                    connection: format!(":1.{i}"),
+                    invoker: None,
                 };
                 let (id, _) = logins.begin(&c, origin("alice")).await.unwrap();
                 let l = logins.clone();
@@ -1164,7 +1175,8 @@ mod tests {
         let w = world();
         let alice = |n: usize| Caller {
             uid: 1000,
-            bus_name: format!(":2.{n}"),
+            connection: format!(":2.{n}"),
+            invoker: None,
         };
         let mut refused = 0;
         for n in 0..100 {
@@ -1178,14 +1190,102 @@ mod tests {
             }
         }
         assert_eq!(refused, 100 * 64 - MAX_SESSIONS_PER_USER);
-        // Root's logins for others still start.
+        // Root's logins for others still start: at the console, and from
+        // other addresses.
         for n in 0..200 {
             let c = Caller {
                 uid: 0,
-                bus_name: format!(":3.{n}"),
+                connection: format!(":3.{n}"),
+                invoker: None,
             };
-            assert!(w.rt.block_on(w.logins.begin(&c, origin("alice"))).is_ok());
+            let console = Origin {
+                rhost: String::new(),
+                ..origin("alice")
+            };
+            assert!(w.rt.block_on(w.logins.begin(&c, console)).is_ok());
+            let remote = Origin {
+                rhost: format!("198.51.100.{n}"),
+                ..origin("alice")
+            };
+            assert!(w.rt.block_on(w.logins.begin(&c, remote)).is_ok());
         }
+    }
+
+    /// `su` and `sudo` call as root, started by a user: the logins they
+    /// leave at the prompt count against that user, and fill only that
+    /// user's quota.
+    #[test]
+    fn logins_left_by_a_users_su_fill_only_that_users_quota() {
+        let w = world();
+        let su_by = |user: u32, n: usize| Caller {
+            uid: 0,
+            connection: format!(":4.{user}.{n}"),
+            invoker: Some(user),
+        };
+        let console = |user: &str| Origin {
+            rhost: String::new(),
+            service: "su".into(),
+            ..origin(user)
+        };
+        let mut refused = 0;
+        for n in 0..300 {
+            if w.rt
+                .block_on(w.logins.begin(&su_by(1000, n), console("alice")))
+                .is_err()
+            {
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, 300 - MAX_SESSIONS_PER_USER);
+        // Whatever rhost a user's su claims, it is charged to the user.
+        let claims_remote = Origin {
+            rhost: "203.0.113.9".into(),
+            ..console("alice")
+        };
+        assert!(matches!(
+            w.rt.block_on(w.logins.begin(&su_by(1000, 999), claims_remote)),
+            Err(Error::RateLimited(_))
+        ));
+        // Another user's su, root's own su, the console and sshd go on.
+        assert!(w
+            .rt
+            .block_on(w.logins.begin(&su_by(1001, 0), console("alice")))
+            .is_ok());
+        assert!(w
+            .rt
+            .block_on(w.logins.begin(&root(), console("alice")))
+            .is_ok());
+        assert!(w
+            .rt
+            .block_on(w.logins.begin(&root(), origin("alice")))
+            .is_ok());
+    }
+
+    /// One address's logins at the prompt (sshd, as root) are capped, and
+    /// another address's still start.
+    #[test]
+    fn one_address_cannot_fill_the_session_table() {
+        let w = world();
+        let sshd = |n: usize| Caller {
+            uid: 0,
+            connection: format!(":6.{n}"),
+            invoker: None,
+        };
+        let mut refused = 0;
+        for n in 0..200 {
+            if w.rt
+                .block_on(w.logins.begin(&sshd(n), origin("alice")))
+                .is_err()
+            {
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, 200 - MAX_SESSIONS_PER_ADDRESS);
+        let other = Origin {
+            rhost: "198.51.100.7".into(),
+            ..origin("alice")
+        };
+        assert!(w.rt.block_on(w.logins.begin(&sshd(1000), other)).is_ok());
     }
 
     #[test]
@@ -1235,7 +1335,8 @@ mod tests {
         // one else.
         let alice = Caller {
             uid: 1000,
-            bus_name: ":1.50".into(),
+            connection: ":1.50".into(),
+            invoker: None,
         };
         assert!(w
             .rt
@@ -1275,7 +1376,8 @@ mod tests {
         let w = world();
         let gone = Caller {
             uid: 0,
-            bus_name: ":1.77".into(),
+            connection: ":1.77".into(),
+            invoker: None,
         };
         for _ in 0..MAX_SESSIONS_PER_CONNECTION {
             w.rt.block_on(w.logins.begin(&gone, origin("alice")))
@@ -1285,9 +1387,12 @@ mod tests {
             w.rt.block_on(w.logins.begin(&gone, origin("alice"))),
             Err(Error::RateLimited(_))
         ));
-        let (kept, _) =
-            w.rt.block_on(w.logins.begin(&root(), origin("alice")))
-                .unwrap();
+        // From another address (this one has all it may have).
+        let elsewhere = Origin {
+            rhost: "192.0.2.2".into(),
+            ..origin("alice")
+        };
+        let (kept, _) = w.rt.block_on(w.logins.begin(&root(), elsewhere)).unwrap();
         assert_eq!(w.logins.in_progress(), MAX_SESSIONS_PER_CONNECTION + 1);
         w.rt.block_on(w.logins.connection_closed(":1.77"));
         assert_eq!(w.logins.in_progress(), 1);

@@ -1,5 +1,11 @@
-//! Logins in progress: the table of sessions, bound to the bus connection
+//! Logins in progress: the table of sessions, bound to the connection
 //! that began them, with the quotas that keep one caller from filling it.
+//!
+//! A login in progress is charged to whoever started it ([`Charge`]), not
+//! to the process that asks: `su`, `sudo`, `login` and sshd all run as
+//! root. One user who leaves hundreds of `su` at the code prompt fills
+//! their own quota, and one address that opens hundreds of ssh
+//! connections fills its own; neither refuses anyone else's login.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,16 +20,53 @@ use crate::services::Caller;
 pub(super) const MAX_SESSIONS: usize = 4096;
 /// Logins in progress for one bus connection.
 pub(super) const MAX_SESSIONS_PER_CONNECTION: usize = 64;
-/// Logins in progress started by one non-root uid (a screen locker checks
-/// one user: itself), across all its connections.
+/// Logins in progress charged to one user (their screen locker, their
+/// `su` and `sudo`), across all connections.
 pub(super) const MAX_SESSIONS_PER_USER: usize = 16;
-/// Logins in progress started by all non-root uids together: root's logins
-/// (sshd, login, su, sudo) always keep the other half of the table.
+/// Logins in progress charged to users, all together: logins that act for
+/// no local user (sshd, the console's `login`) always keep the other half
+/// of the table.
 pub(super) const MAX_SESSIONS_NON_ROOT: usize = MAX_SESSIONS / 2;
+/// Logins in progress charged to one remote address (sshd's logins carry
+/// it as `PAM_RHOST`; sshd itself keeps at most 100 connections that have
+/// not logged in, `MaxStartups`).
+pub(super) const MAX_SESSIONS_PER_ADDRESS: usize = 64;
+/// Logins in progress charged to remote addresses, all together: the
+/// console keeps a quarter of the table.
+pub(super) const MAX_SESSIONS_REMOTE: usize = MAX_SESSIONS * 3 / 4;
+
+/// Whom a login in progress counts against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Charge {
+    /// A local user: the caller's own uid, or the user a root caller
+    /// (`su`, `sudo`) was started by.
+    User(u32),
+    /// Root acting for no local user, for a remote host (sshd): its
+    /// address as the login gives it.
+    Address(String),
+    /// Root acting for no one else (the console's `login`).
+    Root,
+}
+
+impl Charge {
+    /// The charge of a login `caller` starts for `rhost`. `rhost` comes
+    /// from the message, so it counts only for root callers (sshd), whose
+    /// word it is; a user's process is charged to its user whatever it
+    /// says.
+    pub(super) fn of(caller: &Caller, rhost: &str) -> Charge {
+        match caller.charged_user() {
+            Some(uid) => Charge::User(uid),
+            None if rhost.is_empty() => Charge::Root,
+            None => Charge::Address(rhost.to_string()),
+        }
+    }
+}
 
 /// One login in progress.
 pub(super) struct Session {
     pub(super) owner: Caller,
+    /// Whom it counts against (see [`Charge`]).
+    pub(super) charge: Charge,
     pub(super) origin: Origin,
     /// Whether the name is a user of this system (an unknown name is
     /// answered alike, and nothing of its login is ever stored).
@@ -51,16 +94,25 @@ impl Sessions {
             sessions.retain(|_, v| v.expires > now);
         }
         let owner = &session.owner;
-        let (mut same_connection, mut same_uid, mut non_root) = (0, 0, 0);
+        let charge = &session.charge;
+        let (mut same_connection, mut same_charge, mut users, mut remote) = (0, 0, 0, 0);
         for s in sessions.values() {
-            same_connection += usize::from(s.owner.bus_name == owner.bus_name);
-            same_uid += usize::from(s.owner.uid == owner.uid);
-            non_root += usize::from(s.owner.uid != 0);
+            same_connection += usize::from(s.owner.connection == owner.connection);
+            same_charge += usize::from(s.charge == *charge);
+            users += usize::from(matches!(s.charge, Charge::User(_)));
+            remote += usize::from(matches!(s.charge, Charge::Address(_)));
         }
         let full = sessions.len() >= MAX_SESSIONS
             || same_connection >= MAX_SESSIONS_PER_CONNECTION
-            || (owner.uid != 0
-                && (same_uid >= MAX_SESSIONS_PER_USER || non_root >= MAX_SESSIONS_NON_ROOT));
+            || match charge {
+                Charge::User(_) => {
+                    same_charge >= MAX_SESSIONS_PER_USER || users >= MAX_SESSIONS_NON_ROOT
+                }
+                Charge::Address(_) => {
+                    same_charge >= MAX_SESSIONS_PER_ADDRESS || remote >= MAX_SESSIONS_REMOTE
+                }
+                Charge::Root => false,
+            };
         if full {
             return Err(Error::RateLimited(
                 "too many logins in progress; try again later".into(),
@@ -86,9 +138,9 @@ impl Sessions {
             .ok_or_else(|| Error::NotFound("no such login in progress".into()))
     }
 
-    /// Removes and returns every session of a bus connection.
-    pub(super) fn drain_connection(&self, bus_name: &str) -> Vec<Session> {
-        self.take_where(|s| s.owner.bus_name == bus_name)
+    /// Removes and returns every session of a connection.
+    pub(super) fn drain_connection(&self, connection: &str) -> Vec<Session> {
+        self.take_where(|s| s.owner.connection == connection)
     }
 
     /// Removes and returns the sessions past their time.

@@ -226,7 +226,8 @@ fn a_reset_a_new_secret_or_a_removal_ends_trust() {
     // Removed by the user.
     let alice = Caller {
         uid: 1000,
-        bus_name: ":1.9".into(),
+        connection: ":1.9".into(),
+        invoker: None,
     };
     let list = w.rt.block_on(w.accounts.list_devices(&alice)).unwrap();
     assert_eq!(list.len(), 1);
@@ -277,7 +278,8 @@ fn a_trusted_device_is_no_pass_for_a_non_root_caller() {
     // at alice's own uid, which cannot present a device.
     let alice = Caller {
         uid: 1000,
-        bus_name: ":1.9".into(),
+        connection: ":1.9".into(),
+        invoker: None,
     };
     let (id, step) =
         w.rt.block_on(w.logins.begin(&alice, with_key("alice", 1)))
@@ -304,7 +306,8 @@ fn never_for_other_services_non_root_callers_backup_codes_or_no_method() {
     // A screen locker (the user's own uid) cannot present one.
     let alice = Caller {
         uid: 1000,
-        bus_name: ":1.9".into(),
+        connection: ":1.9".into(),
+        invoker: None,
     };
     let step = w.rt.block_on(async {
         let (id, _) = w.logins.begin(&alice, with_key("alice", 1)).await.unwrap();
@@ -413,7 +416,8 @@ fn the_user_is_told_and_an_administrator_lists_and_removes() {
     assert_eq!(list.len(), 1);
     let bob = Caller {
         uid: 1001,
-        bus_name: ":1.8".into(),
+        connection: ":1.8".into(),
+        invoker: None,
     };
     assert!(matches!(
         w.rt.block_on(w.admin.list_devices(&bob, "alice")),
@@ -452,7 +456,8 @@ fn on_trust(steps: &[Step]) -> bool {
 fn alice() -> Caller {
     Caller {
         uid: 1000,
-        bus_name: ":1.9".into(),
+        connection: ":1.9".into(),
+        invoker: None,
     }
 }
 

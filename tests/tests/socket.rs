@@ -1,0 +1,344 @@
+//! Logins over the daemon's own login socket (`Login1` peer to peer, no
+//! bus): the built module under real libpam (pam-harness) and real `su`,
+//! the real twofactord serving its socket beside a private bus, codes from
+//! oathtool.
+//!
+//! What is proved here: the socket path works end to end and carries the
+//! whole login (no `Login1` call crosses the bus); the bus is used when the
+//! socket is missing; a socket served by another user is never asked; a
+//! stopped daemon behind the socket is refused even with `failmode=safe`;
+//! one user's flood of connections, or of idle `su` at the code prompt,
+//! never stops another user's login.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use twofactor_tests::bus::BusMonitor;
+use twofactor_tests::sshd::{su_as_user, su_command};
+use twofactor_tests::{need_root, totp, wait_until, Enrolled, TestUser};
+
+/// The most connections one user may hold (the daemon's
+/// `admission::MAX_CONNECTIONS_PER_USER`).
+const PER_USER: usize = 32;
+/// The time a connection has to authenticate (`login_socket::AUTH_DEADLINE`):
+/// a login that waited behind a flood would take at least this long.
+const AUTH_DEADLINE: Duration = Duration::from_secs(5);
+
+/// An enrolled user whose PAM line is a host's: the login socket first.
+fn enrolled_on_socket() -> Enrolled {
+    let mut s = Enrolled::with_defaults();
+    s.pam = s.env.pam_socket("");
+    s
+}
+
+#[test]
+fn a_login_goes_through_the_socket_and_not_the_bus() {
+    if !need_root!() {
+        return;
+    }
+    let s = enrolled_on_socket();
+    let log = s.env.daemon.wait_log(&format!(
+        "login-socket path={}",
+        s.env.bus.login_socket().display()
+    ));
+    assert!(log.contains("from=daemon"), "{log}");
+    let monitor = BusMonitor::start(&s.env.bus);
+    let code = s.code_now();
+    s.login(totp::wrong_code(&code))
+        .assert_result("PAM_AUTH_ERR");
+    s.login(&code)
+        .assert_result("PAM_SUCCESS")
+        .assert_asked_code();
+    // The same code again: used up, whichever path it came by.
+    s.login(&code).assert_result("PAM_AUTH_ERR");
+    // A call on the bus, to show the monitor was listening.
+    let status = s.env.ctl().status_json(&s.user);
+    assert!(status.is_object(), "{status}");
+    let seen = monitor.text();
+    assert!(
+        seen.contains("org.twofactor.Account1"),
+        "the monitor saw nothing:\n{seen}"
+    );
+    assert!(
+        !seen.contains("org.twofactor.Login1"),
+        "a login crossed the bus:\n{seen}"
+    );
+    let log = s.env.daemon.log();
+    assert!(log.contains("login-success"), "{log}");
+}
+
+#[test]
+fn without_the_socket_the_bus_is_used() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::with_defaults();
+    let missing = s.env.bus.login_socket().with_file_name("no-such-socket");
+    let pam = s.env.pam(&format!("socket={}", missing.display()));
+    let monitor = BusMonitor::start(&s.env.bus);
+    let code = s.code_now();
+    pam.login(&s.user.name)
+        .answer(&code)
+        .run()
+        .assert_result("PAM_SUCCESS");
+    let seen = monitor.text();
+    assert!(
+        seen.contains("member=Begin") && seen.contains("member=Commit"),
+        "the login did not go over the bus:\n{seen}"
+    );
+}
+
+/// A listener run by `user` at a socket in a directory of theirs: it
+/// accepts one connection and writes `accepted N` to `received` (N: the
+/// bytes it was sent within 3 s).
+fn fake_daemon(user: &TestUser, dir: &std::path::Path) -> Child {
+    let script = r#"
+import socket, sys, os
+path, out = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(path)
+os.chmod(path, 0o666)
+s.listen(8)
+print("listening", flush=True)
+c, _ = s.accept()
+c.settimeout(3)
+n = 0
+try:
+    while True:
+        b = c.recv(4096)
+        if not b:
+            break
+        n += len(b)
+except socket.timeout:
+    pass
+open(out, "w").write("accepted %d" % n)
+"#;
+    let mut child = Command::new("setpriv")
+        .arg(format!("--reuid={}", user.uid))
+        .arg(format!("--regid={}", user.gid))
+        .arg("--clear-groups")
+        .args(["python3", "-c", script])
+        .arg(dir.join("login"))
+        .arg(dir.join("received"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start python3");
+    let mut line = String::new();
+    if let Some(out) = child.stdout.as_mut() {
+        let _ = BufReader::new(out).read_line(&mut line);
+    }
+    assert_eq!(line.trim(), "listening");
+    child
+}
+
+#[test]
+fn a_socket_served_by_another_user_is_never_asked() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::with_defaults();
+    let faker = TestUser::with_home_under(std::path::Path::new("/var/tmp"));
+    for failmode in ["secure", "safe"] {
+        let dir = twofactor_tests::temp_dir("tft-fake-socket-");
+        faker.chown(dir.path());
+        let mut fake = fake_daemon(&faker, dir.path());
+        let pam = s.env.pam(&format!(
+            "socket={} failmode={failmode}",
+            dir.path().join("login").display()
+        ));
+        let run = pam.login(&s.user.name).answer(s.code_now()).run();
+        let _ = fake.wait();
+        let received = std::fs::read_to_string(dir.path().join("received")).unwrap_or_default();
+        assert_eq!(
+            received,
+            "accepted 0",
+            "the module connected and sent nothing (failmode={failmode}): {}",
+            run.describe()
+        );
+        assert_ne!(
+            run.result,
+            "PAM_SUCCESS",
+            "failmode={failmode}: {}",
+            run.describe()
+        );
+        assert!(
+            run.prompts.is_empty(),
+            "a prompt from a fake daemon: {}",
+            run.describe()
+        );
+    }
+}
+
+#[test]
+fn a_stopped_daemon_behind_the_socket_is_refused_even_with_failmode_safe() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::with_defaults();
+    let pam = s.env.pam_socket("failmode=safe timeout=2");
+    let pid = s.env.daemon.pid().expect("daemon pid").to_string();
+    let stop = Command::new("kill").args(["-STOP", &pid]).status();
+    assert!(stop.map(|s| s.success()).unwrap_or(false));
+    let started = Instant::now();
+    let run = pam.login(&s.user.name).answer(s.code_now()).run();
+    let took = started.elapsed();
+    let cont = Command::new("kill").args(["-CONT", &pid]).status();
+    assert!(cont.map(|s| s.success()).unwrap_or(false));
+    run.assert_result("PAM_AUTHINFO_UNAVAIL");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    // Running again, the same PAM line lets the right code in.
+    pam.login(&s.user.name)
+        .answer(s.code_now())
+        .run()
+        .assert_result("PAM_SUCCESS");
+}
+
+/// Connections held open by `user` (python3): `silent` that only
+/// connect, `half` that start the authentication and stop; returns once
+/// all are connected (the process holds them until its stdin closes).
+fn flood(user: &TestUser, socket: &std::path::Path, silent: usize, half: usize) -> Child {
+    let script = r#"
+import socket, sys
+path, silent, half = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+held = []
+for i in range(silent + half):
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.connect(path)
+    if i >= silent:
+        c.sendall(b"\0AUTH EXTERNAL\r\n")
+    held.append(c)
+print("held", len(held), flush=True)
+sys.stdin.read()
+"#;
+    let mut child = Command::new("setpriv")
+        .arg(format!("--reuid={}", user.uid))
+        .arg(format!("--regid={}", user.gid))
+        .arg("--clear-groups")
+        .args(["python3", "-c", script])
+        .arg(socket)
+        .arg(silent.to_string())
+        .arg(half.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start python3");
+    let mut line = String::new();
+    if let Some(out) = child.stdout.as_mut() {
+        let _ = BufReader::new(out).read_line(&mut line);
+    }
+    assert_eq!(line.trim(), format!("held {}", silent + half));
+    child
+}
+
+#[test]
+fn one_users_flood_of_connections_does_not_stop_anothers_login() {
+    if !need_root!() {
+        return;
+    }
+    let s = enrolled_on_socket();
+    let flooder = TestUser::with_home_under(std::path::Path::new("/var/tmp"));
+    let socket = s.env.bus.login_socket();
+    s.env.daemon.wait_log("login-socket");
+    // Its whole quota, silent or half-authenticated, and more.
+    let mut held = flood(&flooder, &socket, PER_USER / 2, PER_USER / 2 + 8);
+    let refused = format!(
+        "connection-refused uid={u} for={u} why=per-user-limit",
+        u = flooder.uid
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || s
+            .env
+            .daemon
+            .log()
+            .matches(&refused)
+            .count()
+            == 8),
+        "the connections over the quota were not refused:\n{}",
+        s.env.daemon.log()
+    );
+    let started = Instant::now();
+    let run = s.login(s.code_now());
+    let took = started.elapsed();
+    run.assert_result("PAM_SUCCESS");
+    assert!(
+        took < AUTH_DEADLINE,
+        "the login waited behind the flood ({took:?})"
+    );
+    if let Some(mut stdin) = held.stdin.take() {
+        let _ = stdin.write_all(b"");
+    }
+    let _ = held.kill();
+    let _ = held.wait();
+    // Its connections given back, the flooder may connect again.
+    let mut again = flood(&flooder, &socket, 1, 0);
+    let _ = again.kill();
+    let _ = again.wait();
+    assert_eq!(s.env.daemon.log().matches(&refused).count(), 8);
+}
+
+#[test]
+fn three_hundred_idle_su_by_one_user_do_not_stop_anothers_login() {
+    if !need_root!() {
+        return;
+    }
+    let s = enrolled_on_socket();
+    let args = format!(
+        "socket={} bus={}",
+        s.env.bus.login_socket().display(),
+        s.env.bus.plain_address()
+    );
+    // The flooder has a method too: each su stops at the code prompt.
+    let flooder = TestUser::new();
+    let enrolled = s.env.ctl().enroll_app(&flooder);
+    assert!(!enrolled.compact_secret().is_empty());
+    let mut waiting: Vec<(Child, tempfile::TempDir)> = Vec::new();
+    for _ in 0..300 {
+        let (mut cmd, dir) = su_command(&flooder, &args, None, &[]);
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start su");
+        if let Some(stdin) = child.stdin.as_mut() {
+            let _ = stdin.write_all(format!("{}\n", flooder.password()).as_bytes());
+        }
+        waiting.push((child, dir));
+    }
+    // Every su past the user's quota is turned away at once (charged to
+    // the user who ran it, though su connects as root); the others wait.
+    let refused = format!(
+        "connection-refused uid=0 for={} why=per-user-limit",
+        flooder.uid
+    );
+    let all_in = wait_until(Duration::from_secs(180), || {
+        s.env.daemon.log().matches(&refused).count() >= 300 - PER_USER
+    });
+    let log = s.env.daemon.log();
+    assert!(
+        all_in,
+        "{} of {} su were refused:\n{}",
+        log.matches(&refused).count(),
+        300 - PER_USER,
+        log.lines().rev().take(40).collect::<Vec<_>>().join("\n")
+    );
+    // Another user's login (root at the console, through the harness)
+    // and their own su get in with the right code.
+    let started = Instant::now();
+    s.login(s.code_now()).assert_result("PAM_SUCCESS");
+    assert!(started.elapsed() < AUTH_DEADLINE, "{:?}", started.elapsed());
+    let su = su_as_user(&s.user, &args, None, &[], s.user.password(), &s.code_now());
+    assert!(
+        su.success() && su.stdout().contains("SU-OK"),
+        "another user's su: {}",
+        su.describe()
+    );
+    for (child, _) in &mut waiting {
+        let _ = child.kill();
+    }
+    for (mut child, dir) in waiting {
+        let _ = child.wait();
+        drop(dir);
+    }
+}
