@@ -118,6 +118,7 @@ open(out, "w").write("accepted %d" % n)
         .arg(format!("--reuid={}", user.uid))
         .arg(format!("--regid={}", user.gid))
         .arg("--clear-groups")
+        .env("PATH", twofactor_tests::PATH)
         .args(["python3", "-c", script])
         .arg(dir.join("login"))
         .arg(dir.join("received"))
@@ -206,7 +207,10 @@ for i in range(silent + half):
     c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     c.connect(path)
     if i >= silent:
-        c.sendall(b"\0AUTH EXTERNAL\r\n")
+        try:
+            c.sendall(b"\0AUTH EXTERNAL\r\n")
+        except OSError:
+            pass  # closed by the daemon: over the quota
     held.append(c)
 print("held", len(held), flush=True)
 sys.stdin.read()
@@ -215,6 +219,7 @@ sys.stdin.read()
         .arg(format!("--reuid={}", user.uid))
         .arg(format!("--regid={}", user.gid))
         .arg("--clear-groups")
+        .env("PATH", twofactor_tests::PATH)
         .args(["python3", "-c", script])
         .arg(socket)
         .arg(silent.to_string())

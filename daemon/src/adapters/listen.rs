@@ -10,7 +10,7 @@
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
@@ -128,14 +128,14 @@ pub fn bind_own(path: &Path) -> Result<Bound, ListenError> {
         move |source| ListenError::Io { path, source }
     };
     let dir = path.parent().unwrap_or(Path::new("/"));
-    match std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(dir)
-    {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(io(dir)(e)),
+    if std::fs::symlink_metadata(dir).is_err() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .create(dir)
+            .map_err(io(dir))?;
+        // Whatever the umask (the daemon's is 077): every login program
+        // must reach the socket.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(io(dir))?;
     }
     let meta = std::fs::symlink_metadata(dir).map_err(io(dir))?;
     let me = nix::unistd::geteuid().as_raw();
