@@ -15,7 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use twofactor_tests::bus::BusMonitor;
-use twofactor_tests::sshd::{su_as_user, su_command};
+use twofactor_tests::proc::Finished;
+use twofactor_tests::sshd::{su_as_user, su_command, Sshd};
 use twofactor_tests::{need_root, totp, wait_until, Enrolled, TestUser};
 
 /// The most connections one user may hold (the daemon's
@@ -69,6 +70,51 @@ fn a_login_goes_through_the_socket_and_not_the_bus() {
     );
     let log = s.env.daemon.log();
     assert!(log.contains("login-success"), "{log}");
+}
+
+/// Real sshd and the OpenSSH client: the module in sshd asks the daemon
+/// on its socket; the login is charged to the client's address.
+#[test]
+fn ssh_logs_in_through_the_socket() {
+    if !need_root!() {
+        return;
+    }
+    let s = enrolled_on_socket();
+    let args = format!(
+        "socket={} bus={}",
+        s.env.bus.login_socket().display(),
+        s.env.bus.plain_address()
+    );
+    let sshd = Sshd::start(&args);
+    let monitor = BusMonitor::start(&s.env.bus);
+    let code = s.code_now();
+    let logged_in =
+        |out: &Finished| out.success() && out.stdout().lines().any(|l| l == "LOGGED-IN");
+    let wrong = sshd.ssh(&s.user, s.user.password(), &totp::wrong_code(&code));
+    assert!(!logged_in(&wrong), "{}", wrong.describe());
+    let right = sshd.ssh(&s.user, s.user.password(), &code);
+    assert!(
+        logged_in(&right),
+        "{}\nsshd log:\n{}\ndaemon log:\n{}",
+        right.describe(),
+        sshd.log(),
+        s.env.daemon.log()
+    );
+    let replay = sshd.ssh(&s.user, s.user.password(), &code);
+    assert!(!logged_in(&replay), "{}", replay.describe());
+    let log = s.env.daemon.log();
+    assert!(
+        log.contains(&format!(
+            "login-success user={} service={} rhost=127.0.0.1",
+            s.user.name, sshd.service
+        )),
+        "{log}"
+    );
+    assert!(
+        !monitor.text().contains("org.twofactor.Login1"),
+        "a login crossed the bus:\n{}",
+        monitor.text()
+    );
 }
 
 #[test]
