@@ -197,6 +197,9 @@ install:
 	    -e 's|/usr/share/doc/twofactor|$(DOCDIR)|g' config/systemd/twofactord.service \
 	  > $(DESTDIR)$(SYSTEMDUNITDIR)/twofactord.service
 	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/twofactord.service
+	sed -e 's|/usr/share/doc/twofactor|$(DOCDIR)|g' config/systemd/twofactord.socket \
+	  > $(DESTDIR)$(SYSTEMDUNITDIR)/twofactord.socket
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/twofactord.socket
 	$(INSTALL) -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
 	$(INSTALL) -d -m 0755 $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
 	  $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
@@ -242,6 +245,7 @@ uninstall:
 	  $(DESTDIR)$(DBUSSYSTEMDIR)/org.twofactor.Daemon1.conf \
 	  $(DESTDIR)$(DBUSSERVICEDIR)/org.twofactor.Daemon1.service \
 	  $(DESTDIR)$(SYSTEMDUNITDIR)/twofactord.service \
+	  $(DESTDIR)$(SYSTEMDUNITDIR)/twofactord.socket \
 	  $(DESTDIR)$(MANDIR)/man1/twofactorctl.1 $(DESTDIR)$(MANDIR)/man5/twofactord.toml.5 \
 	  $(DESTDIR)$(MANDIR)/man8/twofactord.8 $(DESTDIR)$(MANDIR)/man8/pam_twofactor.8 \
 	  $(DESTDIR)$(BASHCOMPDIR)/twofactorctl $(DESTDIR)$(ZSHCOMPDIR)/_twofactorctl

@@ -74,7 +74,13 @@ struct Machine {
     daemon_log: PathBuf,
     service: PathBuf,
     dir: tempfile::TempDir,
+    /// Whether /run/twofactor (the login socket's directory, which the
+    /// daemon makes when no systemd passes it the socket) was there before.
+    had_run_dir: bool,
 }
+
+/// The directory of the login socket the installed daemon makes.
+const RUN_DIR: &str = "/run/twofactor";
 
 impl Machine {
     fn new() -> Machine {
@@ -85,6 +91,7 @@ impl Machine {
             daemon_log: dir.path().join("twofactord.log"),
             service: PathBuf::from(format!("/etc/pam.d/tft-deb-{}", std::process::id())),
             dir,
+            had_run_dir: Path::new(RUN_DIR).exists(),
         }
     }
 
@@ -178,6 +185,10 @@ impl Machine {
 impl Drop for Machine {
     fn drop(&mut self) {
         self.stop_daemon();
+        if !self.had_run_dir {
+            let _ = std::fs::remove_file(Path::new(RUN_DIR).join("login"));
+            let _ = std::fs::remove_dir(RUN_DIR);
+        }
         let _ = std::fs::remove_file(&self.service);
         let installed: Vec<&str> = PACKAGES.into_iter().filter(|p| installed(p)).collect();
         if !installed.is_empty() {
@@ -323,6 +334,23 @@ fn debian_packages_install_enable_log_in_remove_upgrade_purge() {
     lint.extend(deb_args.iter().map(String::as_str));
     let out = run("lintian", &lint);
     assert!(out.success(), "lintian: {}", out.describe());
+
+    // The login socket's unit ships, and the maintainer scripts enable and
+    // start it with the service, and stop both on remove.
+    let twofactor_deb = deb_args[0].as_str();
+    let contents = output("dpkg-deb", &["-c", twofactor_deb]);
+    assert!(
+        contents.contains("./lib/systemd/system/twofactord.socket"),
+        "{contents}"
+    );
+    for (script, wanted) in [
+        ("postinst", "twofactord.socket"),
+        ("prerm", "twofactord.socket"),
+        ("postrm", "twofactord.socket"),
+    ] {
+        let text = output("dpkg-deb", &["-I", twofactor_deb, script]);
+        assert!(text.contains(wanted), "{script} does not name {wanted}:\n{text}");
+    }
 
     let mut m = Machine::new();
     let pam_before = pam_d();
