@@ -6,7 +6,9 @@
 //! - `SSH_AUTH_INFO_0` (sshd wrote it; the module forwards it);
 //! - `twofactord.toml` (the configuration loader);
 //! - an email address (a user types it at `enable email` or at the
-//!   prompt), and how it is masked.
+//!   prompt), and how it is masked;
+//! - the stream of D-Bus messages on the login socket, as its framer
+//!   follows their sizes (any local user writes it).
 //!
 //! The first byte picks the parser; anything may be refused, nothing may
 //! panic, and what is accepted obeys the parser's own rule.
@@ -14,6 +16,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use twofactord::api::login_socket::framing::Framer;
 use twofactord::config::Config;
 use twofactord::message::{is_loopback, masked, valid_address};
 use twofactord::rules::{google_authenticator, trusted_devices};
@@ -23,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let text = String::from_utf8_lossy(rest);
-    match which % 4 {
+    match which % 5 {
         0 => {
             if let Ok(parsed) = google_authenticator::parse(&text, "f") {
                 assert!(parsed.secret.bytes().len() >= 16);
@@ -38,6 +41,21 @@ fuzz_target!(|data: &[u8]| {
         }
         2 => {
             let _ = Config::parse(&text, "twofactord.toml");
+        }
+        3 => {
+            // Fed in pieces of the sizes the first bytes say: once it
+            // refuses, a header announced over the limit or not D-Bus.
+            let mut framer = Framer::default();
+            let mut rest = rest;
+            let mut step = 1usize;
+            while !rest.is_empty() {
+                let (piece, after) = rest.split_at(step.min(rest.len()));
+                if framer.feed(piece).is_err() {
+                    break;
+                }
+                rest = after;
+                step = step % 31 + 1;
+            }
         }
         _ => {
             if valid_address(&text) {

@@ -409,3 +409,51 @@ fn three_hundred_idle_su_by_one_user_do_not_stop_anothers_login() {
         drop(dir);
     }
 }
+
+/// A message announced at 100 MiB (under the D-Bus limit of 128 MiB, far
+/// over the login socket's 64 KiB) closes the connection
+/// when its 16-byte header is read: the daemon never makes room for it.
+#[test]
+fn an_oversized_message_closes_the_connection_unread() {
+    if !need_root!() {
+        return;
+    }
+    let s = enrolled_on_socket();
+    s.env.daemon.wait_log("login-socket");
+    let script = r#"
+import socket, struct, sys
+c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+c.connect(sys.argv[1])
+c.sendall(b"\0AUTH EXTERNAL\r\nDATA\r\nBEGIN\r\n")
+c.sendall(b"l\x01\x00\x01" + struct.pack("<III", 100 << 20, 1, 0))
+c.settimeout(10)
+got = b""
+try:
+    while True:
+        b = c.recv(4096)
+        if not b:
+            break
+        got += b
+    print("closed", flush=True)
+except socket.timeout:
+    print("open", flush=True)
+"#;
+    let out = Command::new("python3")
+        .env("PATH", twofactor_tests::PATH)
+        .args(["-c", script])
+        .arg(s.env.bus.login_socket())
+        .output()
+        .expect("python3");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(said.trim(), "closed", "{out:?}");
+    let pid = s.env.daemon.pid().expect("daemon pid");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(u64::MAX);
+    assert!(rss_kib < 64 * 1024, "peak RSS {rss_kib} KiB");
+    // The daemon still serves logins.
+    s.login(s.code_now()).assert_result("PAM_SUCCESS");
+}

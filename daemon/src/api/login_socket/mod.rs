@@ -23,7 +23,7 @@
 //! is).
 
 pub mod admission;
-mod framing;
+pub mod framing;
 mod handshake;
 
 use std::sync::Arc;
