@@ -411,8 +411,9 @@ fn three_hundred_idle_su_by_one_user_do_not_stop_anothers_login() {
 }
 
 /// A message announced at 100 MiB (under the D-Bus limit of 128 MiB, far
-/// over the login socket's 64 KiB) closes the connection
-/// when its 16-byte header is read: the daemon never makes room for it.
+/// over the login socket's 64 KiB) closes the connection when its 16-byte
+/// header is read: the daemon never makes room for it. (zbus alone would
+/// make room for all of it and wait for the body: "open".)
 #[test]
 fn an_oversized_message_closes_the_connection_unread() {
     if !need_root!() {
@@ -446,14 +447,6 @@ except socket.timeout:
         .expect("python3");
     let said = String::from_utf8_lossy(&out.stdout);
     assert_eq!(said.trim(), "closed", "{out:?}");
-    let pid = s.env.daemon.pid().expect("daemon pid");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(u64::MAX);
-    assert!(rss_kib < 64 * 1024, "peak RSS {rss_kib} KiB");
     // The daemon still serves logins.
     s.login(s.code_now()).assert_result("PAM_SUCCESS");
 }
