@@ -206,8 +206,10 @@ pub fn hostname() -> String {
 /// give the program a system bus socket of the test's choosing, whatever
 /// the machine has: an empty tmpfs on /run/dbus (on /run if /run/dbus does
 /// not exist), and, if `$TFT_SYSTEM_BUS` is set, the fixed socket path
-/// /run/dbus/system_bus_socket as a symlink to that socket. Nothing outside
-/// the namespace changes.
+/// /run/dbus/system_bus_socket as a symlink to that socket. A host's own
+/// login socket (/run/twofactor, which the module tries before the bus)
+/// is hidden under an empty tmpfs too. Nothing outside the namespace
+/// changes.
 pub const FIXED_SYSTEM_BUS_SETUP: &str = r#"set -e
 if [ -d /run/dbus ]; then
   mount -t tmpfs -o mode=755 tft-run-dbus /run/dbus
@@ -217,6 +219,9 @@ else
 fi
 if [ -n "$TFT_SYSTEM_BUS" ]; then
   ln -s "$TFT_SYSTEM_BUS" /run/dbus/system_bus_socket
+fi
+if [ -d /run/twofactor ]; then
+  mount -t tmpfs -o mode=755 tft-run-twofactor /run/twofactor
 fi
 "#;
 
