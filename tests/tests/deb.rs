@@ -349,7 +349,10 @@ fn debian_packages_install_enable_log_in_remove_upgrade_purge() {
         ("postrm", "twofactord.socket"),
     ] {
         let text = output("dpkg-deb", &["-I", twofactor_deb, script]);
-        assert!(text.contains(wanted), "{script} does not name {wanted}:\n{text}");
+        assert!(
+            text.contains(wanted),
+            "{script} does not name {wanted}:\n{text}"
+        );
     }
 
     let mut m = Machine::new();
