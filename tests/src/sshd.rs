@@ -603,6 +603,12 @@ pub fn su_command(
     (cmd, dir)
 }
 
+/// Whether an `ssh` run of [`ssh_client_args`] logged in: it succeeded and
+/// its remote command printed `LOGGED-IN`.
+pub fn logged_in(out: &Finished) -> bool {
+    out.success() && out.stdout().lines().any(|l| l == "LOGGED-IN")
+}
+
 /// `ssh` and its arguments for a non-interactive keyboard-interactive login
 /// of `user` to the test sshd on `port`, running `echo LOGGED-IN`.
 pub fn ssh_client_args(port: u16, user: &str) -> Vec<String> {

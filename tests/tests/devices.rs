@@ -9,7 +9,7 @@
 
 use twofactor_tests::admin::{self, AdminConfig, FakeClock};
 use twofactor_tests::proc::Finished;
-use twofactor_tests::sshd::{su_as_user, Scripted, Sshd, SshdOptions, SudoSetup};
+use twofactor_tests::sshd::{logged_in, su_as_user, Scripted, Sshd, SshdOptions, SudoSetup};
 use twofactor_tests::sshkeys::{KeyKind, KeyPair};
 use twofactor_tests::{need_root, totp, DaemonConfig, Env, TestUser, CODE_PROMPT};
 
@@ -103,10 +103,6 @@ impl Setup {
         assert!(out.success(), "{}", out.describe());
         serde_json::from_str(&out.stdout()).expect("devices --json prints JSON")
     }
-}
-
-fn logged_in(out: &Finished) -> bool {
-    out.success() && out.stdout().lines().any(|l| l == "LOGGED-IN")
 }
 
 fn asked_code(prompts: &[String]) -> bool {

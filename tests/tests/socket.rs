@@ -15,8 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use twofactor_tests::bus::BusMonitor;
-use twofactor_tests::proc::Finished;
-use twofactor_tests::sshd::{su_as_user, su_command, Sshd};
+use twofactor_tests::proc;
+use twofactor_tests::sshd::{logged_in, su_as_user, su_command, Sshd};
 use twofactor_tests::{need_root, totp, wait_until, Enrolled, TestUser};
 
 /// The most connections one user may hold (the daemon's
@@ -88,8 +88,6 @@ fn ssh_logs_in_through_the_socket() {
     let sshd = Sshd::start(&args);
     let monitor = BusMonitor::start(&s.env.bus);
     let code = s.code_now();
-    let logged_in =
-        |out: &Finished| out.success() && out.stdout().lines().any(|l| l == "LOGGED-IN");
     let wrong = sshd.ssh(&s.user, s.user.password(), &totp::wrong_code(&code));
     assert!(!logged_in(&wrong), "{}", wrong.describe());
     let right = sshd.ssh(&s.user, s.user.password(), &code);
@@ -163,14 +161,22 @@ except socket.timeout:
     pass
 open(out, "w").write("accepted %d" % n)
 "#;
+    let login = dir.join("login").display().to_string();
+    let received = dir.join("received").display().to_string();
+    python_as(user, script, &[&login, &received], "listening")
+}
+
+/// `script` run by python3 as `user` with `args`, its stdin a pipe it may
+/// wait on; returns once it has printed `ready` (its first line).
+fn python_as(user: &TestUser, script: &str, args: &[&str], ready: &str) -> Child {
     let mut child = Command::new("setpriv")
         .arg(format!("--reuid={}", user.uid))
         .arg(format!("--regid={}", user.gid))
         .arg("--clear-groups")
         .env("PATH", twofactor_tests::PATH)
         .args(["python3", "-c", script])
-        .arg(dir.join("login"))
-        .arg(dir.join("received"))
+        .args(args)
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .expect("start python3");
@@ -178,7 +184,7 @@ open(out, "w").write("accepted %d" % n)
     if let Some(out) = child.stdout.as_mut() {
         let _ = BufReader::new(out).read_line(&mut line);
     }
-    assert_eq!(line.trim(), "listening");
+    assert_eq!(line.trim(), ready);
     child
 }
 
@@ -227,14 +233,12 @@ fn a_stopped_daemon_behind_the_socket_is_refused_even_with_failmode_safe() {
     }
     let s = Enrolled::with_defaults();
     let pam = s.env.pam_socket("failmode=safe timeout=2");
-    let pid = s.env.daemon.pid().expect("daemon pid").to_string();
-    let stop = Command::new("kill").args(["-STOP", &pid]).status();
-    assert!(stop.map(|s| s.success()).unwrap_or(false));
+    let pid = s.env.daemon.pid().expect("daemon pid");
+    proc::signal(pid, libc::SIGSTOP);
     let started = Instant::now();
     let run = pam.login(&s.user.name).answer(s.code_now()).run();
     let took = started.elapsed();
-    let cont = Command::new("kill").args(["-CONT", &pid]).status();
-    assert!(cont.map(|s| s.success()).unwrap_or(false));
+    proc::signal(pid, libc::SIGCONT);
     run.assert_result("PAM_AUTHINFO_UNAVAIL");
     assert!(took < Duration::from_secs(10), "took {took:?}");
     // Running again, the same PAM line lets the right code in.
@@ -264,25 +268,16 @@ for i in range(silent + half):
 print("held", len(held), flush=True)
 sys.stdin.read()
 "#;
-    let mut child = Command::new("setpriv")
-        .arg(format!("--reuid={}", user.uid))
-        .arg(format!("--regid={}", user.gid))
-        .arg("--clear-groups")
-        .env("PATH", twofactor_tests::PATH)
-        .args(["python3", "-c", script])
-        .arg(socket)
-        .arg(silent.to_string())
-        .arg(half.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start python3");
-    let mut line = String::new();
-    if let Some(out) = child.stdout.as_mut() {
-        let _ = BufReader::new(out).read_line(&mut line);
-    }
-    assert_eq!(line.trim(), format!("held {}", silent + half));
-    child
+    python_as(
+        user,
+        script,
+        &[
+            &socket.display().to_string(),
+            &silent.to_string(),
+            &half.to_string(),
+        ],
+        &format!("held {}", silent + half),
+    )
 }
 
 #[test]
@@ -319,9 +314,6 @@ fn one_users_flood_of_connections_does_not_stop_anothers_login() {
         took < AUTH_DEADLINE,
         "the login waited behind the flood ({took:?})"
     );
-    if let Some(mut stdin) = held.stdin.take() {
-        let _ = stdin.write_all(b"");
-    }
     let _ = held.kill();
     let _ = held.wait();
     // Its connections given back, the flooder may connect again.

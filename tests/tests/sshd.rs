@@ -3,12 +3,8 @@
 //! the code; the real ssh client answers keyboard-interactive prompts
 //! through SSH_ASKPASS. Root only (sshd, real users).
 
-use twofactor_tests::sshd::Sshd;
+use twofactor_tests::sshd::{logged_in, Sshd};
 use twofactor_tests::{need_root, totp, Enrolled, Env, TestUser};
-
-fn logged_in(out: &twofactor_tests::proc::Finished) -> bool {
-    out.success() && out.stdout().lines().any(|l| l == "LOGGED-IN")
-}
 
 fn module_args(s: &Enrolled) -> String {
     format!("bus={}", s.env.bus.plain_address())
