@@ -45,6 +45,22 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         }
+        // The store's files (password_file, ca_file) by the very code a
+        // connection runs first, without connecting; also when the store
+        // is still SQLite but they are named.
+        let s = &config.store;
+        if s.backend == config::Backend::Postgresql
+            || !s.password_file.as_os_str().is_empty()
+            || !s.ca_file.as_os_str().is_empty()
+        {
+            if let Err(e) = s.check_files() {
+                eprintln!(
+                    "twofactord: configuration error: {}: {e}",
+                    args.config.display()
+                );
+                return ExitCode::from(1);
+            }
+        }
         println!("{}: configuration is valid", args.config.display());
         return ExitCode::SUCCESS;
     }

@@ -258,3 +258,245 @@ fn init_does_not_paper_over_a_lost_key() {
     );
     assert!(!key.exists(), "a key that opens nothing was left behind");
 }
+
+/// A config naming a PostgreSQL store (`[store]` is `backend =
+/// "postgresql"`, then `store`) and `twofactord --check-config` of it, with
+/// the config's path. Nothing connects: `--check-config` reads the files
+/// `[store]` names as a connection would, and never reaches for the
+/// server (`db.invalid` does not resolve; 127.0.0.1:1 answers nothing).
+fn check_store(store: &str) -> (twofactor_tests::proc::Finished, String) {
+    let d = Daemon::prepare_without_init(&DaemonConfig::default());
+    let base = DaemonConfig::default().to_toml(&d.state_dir());
+    d.write_config(&format!(
+        "{base}\n[store]\nbackend = \"postgresql\"\n{store}"
+    ));
+    (d.check_config(), d.config_path().display().to_string())
+}
+
+/// A password file holding `secret` with `mode`, in a directory of its own.
+fn store_password_file(secret: &str, mode: u32) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = twofactor_tests::var_temp_dir("tft-db-pw-");
+    let file = dir.path().join("db-password");
+    twofactor_tests::write_file(&file, format!("{secret}\n"), mode);
+    (dir, file)
+}
+
+/// `[store] password_file` with TLS off (a server on this machine), so
+/// that only the password file is in question.
+fn local_store_with_password(file: &std::path::Path) -> String {
+    format!(
+        "host = \"127.0.0.1\"\nport = 1\nsslmode = \"disable\"\npassword_file = {:?}\n",
+        file.display().to_string()
+    )
+}
+
+/// The database password appears in neither stream of `out`.
+fn assert_password_hidden(out: &twofactor_tests::proc::Finished, secret: &str) {
+    assert!(
+        !out.stdout().contains(secret) && !out.stderr().contains(secret),
+        "the password is shown: {}",
+        out.describe()
+    );
+}
+
+/// `--check-config` refused `out`, naming the config, the key and `file`.
+fn assert_refused_naming(
+    out: &twofactor_tests::proc::Finished,
+    config: &str,
+    key: &str,
+    file: &std::path::Path,
+) {
+    assert!(!out.success(), "accepted: {}", out.describe());
+    assert!(
+        !out.stdout().contains("configuration is valid"),
+        "{}",
+        out.describe()
+    );
+    let expected = format!("{key} {}: ", file.display());
+    let err = out.stderr();
+    assert!(
+        err.contains(config) && err.contains(&expected),
+        "--check-config should name {config} and {expected:?}: {}",
+        out.describe()
+    );
+}
+
+/// A `[store] password_file` that does not exist is refused by
+/// `--check-config` (before, only the first connection found it out, and
+/// every login was refused), the file named.
+#[test]
+fn check_config_refuses_a_missing_store_password_file() {
+    if !need_root!() {
+        return;
+    }
+    let dir = twofactor_tests::var_temp_dir("tft-db-pw-");
+    let file = dir.path().join("db-password");
+    let (out, config) = check_store(&local_store_with_password(&file));
+    assert_refused_naming(&out, &config, "[store] password_file", &file);
+    assert!(out.stderr().contains("No such file"), "{}", out.describe());
+    // Under SQLite too when it is named: it is what a switch would read.
+    let d = Daemon::prepare_without_init(&DaemonConfig::default());
+    let base = DaemonConfig::default().to_toml(&d.state_dir());
+    d.write_config(&format!(
+        "{base}\n[store]\nbackend = \"sqlite\"\npassword_file = {:?}\n",
+        file.display().to_string()
+    ));
+    let out = d.check_config();
+    assert_refused_naming(
+        &out,
+        &d.config_path().display().to_string(),
+        "[store] password_file",
+        &file,
+    );
+}
+
+/// A `[store] password_file` group or others can open is refused, its mode
+/// named, exactly as a connection refuses it; closed, it is accepted.
+#[test]
+fn check_config_refuses_a_store_password_file_others_can_read() {
+    if !need_root!() {
+        return;
+    }
+    let secret = format!("db-pw-{}", twofactor_tests::random_hex(8));
+    for mode in [0o644, 0o640, 0o604] {
+        let (_dir, file) = store_password_file(&secret, mode);
+        let (out, config) = check_store(&local_store_with_password(&file));
+        assert_refused_naming(&out, &config, "[store] password_file", &file);
+        assert!(
+            out.stderr().contains(&format!("mode {mode:04o}")),
+            "{}",
+            out.describe()
+        );
+        assert_password_hidden(&out, &secret);
+        twofactor_tests::set_mode(&file, 0o600);
+        let (out, _) = check_store(&local_store_with_password(&file));
+        assert!(out.success(), "{}", out.describe());
+    }
+}
+
+/// A `[store] password_file` of another user than the daemon's (root) is
+/// refused, however closed its mode.
+#[test]
+fn check_config_refuses_a_store_password_file_of_another_user() {
+    if !need_root!() {
+        return;
+    }
+    let secret = format!("db-pw-{}", twofactor_tests::random_hex(8));
+    let (_dir, file) = store_password_file(&secret, 0o600);
+    std::os::unix::fs::chown(&file, Some(65534), Some(65534))
+        .unwrap_or_else(|e| panic!("chown {}: {e}", file.display()));
+    let (out, config) = check_store(&local_store_with_password(&file));
+    assert_refused_naming(&out, &config, "[store] password_file", &file);
+    assert!(out.stderr().contains("uid 65534"), "{}", out.describe());
+    assert_password_hidden(&out, &secret);
+}
+
+/// A root-only `[store] password_file` (0600 or 0400, root's) and a CA
+/// file with a real certificate: "configuration is valid", the password
+/// not shown.
+#[test]
+fn check_config_accepts_a_root_only_store_password_file() {
+    if !need_root!() {
+        return;
+    }
+    let secret = format!("db-pw-{}", twofactor_tests::random_hex(8));
+    let certs = twofactor_tests::smtp::Certs::localhost();
+    for mode in [0o600, 0o400] {
+        let (_dir, file) = store_password_file(&secret, mode);
+        assert_eq!(std::fs::metadata(&file).expect("stat").uid(), 0);
+        let (out, config) = check_store(&format!(
+            "host = \"db.invalid\"\nsslmode = \"verify-full\"\npassword_file = {:?}\n\
+             ca_file = {:?}\n",
+            file.display().to_string(),
+            certs.ca.display().to_string()
+        ));
+        assert!(out.success(), "{mode:o}: {}", out.describe());
+        assert!(
+            out.stdout()
+                .contains(&format!("{config}: configuration is valid")),
+            "{}",
+            out.describe()
+        );
+        assert_password_hidden(&out, &secret);
+        // TLS off (a server on this machine): the same file, accepted.
+        let (out, _) = check_store(&local_store_with_password(&file));
+        assert!(out.success(), "{mode:o}: {}", out.describe());
+    }
+}
+
+/// A `[store] ca_file` that does not exist is refused (with
+/// `verify-full`, the default), the file named.
+#[test]
+fn check_config_refuses_a_missing_store_ca_file() {
+    if !need_root!() {
+        return;
+    }
+    let dir = twofactor_tests::var_temp_dir("tft-db-ca-");
+    let ca = dir.path().join("db-ca.pem");
+    let (out, config) = check_store(&format!(
+        "host = \"db.invalid\"\nca_file = {:?}\n",
+        ca.display().to_string()
+    ));
+    assert_refused_naming(&out, &config, "[store] ca_file", &ca);
+    assert!(out.stderr().contains("No such file"), "{}", out.describe());
+}
+
+/// A `[store] ca_file` with no certificate in it (text that is not PEM, a
+/// key only, a certificate block rustls cannot parse) is refused, the file
+/// named.
+#[test]
+fn check_config_refuses_a_store_ca_file_without_a_certificate() {
+    if !need_root!() {
+        return;
+    }
+    let dir = twofactor_tests::var_temp_dir("tft-db-ca-");
+    let ca = dir.path().join("db-ca.pem");
+    for (text, why) in [
+        ("this is not a certificate\n", "no certificate"),
+        (
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            "no certificate",
+        ),
+        (
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            "certificate 1",
+        ),
+    ] {
+        twofactor_tests::write_file(&ca, text, 0o644);
+        let (out, config) = check_store(&format!(
+            "host = \"db.invalid\"\nca_file = {:?}\n",
+            ca.display().to_string()
+        ));
+        assert_refused_naming(&out, &config, "[store] ca_file", &ca);
+        assert!(out.stderr().contains(why), "{text:?}: {}", out.describe());
+    }
+}
+
+/// The database password never appears in `--check-config`'s output:
+/// not when its file is refused, not when it was read and the CA file is
+/// refused after it, not when all is well.
+#[test]
+fn check_config_never_shows_the_store_password() {
+    if !need_root!() {
+        return;
+    }
+    let secret = format!("db-pw-{}", twofactor_tests::random_hex(8));
+    let dir = twofactor_tests::var_temp_dir("tft-db-ca-");
+    let garbage = dir.path().join("garbage.pem");
+    twofactor_tests::write_file(&garbage, format!("{secret}\n"), 0o644);
+    let certs = twofactor_tests::smtp::Certs::localhost();
+    for (mode, ca, accepted) in [
+        (0o644, &certs.ca, false),
+        (0o600, &garbage, false),
+        (0o600, &certs.ca, true),
+    ] {
+        let (_dir, file) = store_password_file(&secret, mode);
+        let (out, _) = check_store(&format!(
+            "host = \"db.invalid\"\npassword_file = {:?}\nca_file = {:?}\n",
+            file.display().to_string(),
+            ca.display().to_string()
+        ));
+        assert_eq!(out.success(), accepted, "{}", out.describe());
+        assert_password_hidden(&out, &secret);
+    }
+}

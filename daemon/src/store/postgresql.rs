@@ -228,8 +228,9 @@ pub fn connect(config: &StoreConfig) -> Result<Connection> {
              -c idle_in_transaction_session_timeout={}",
             statement_ms * 2
         ));
-    if !config.password_file.as_os_str().is_empty() {
-        let password = read_password(&config.password_file)?;
+    // The files first, by the same code as `--check-config`.
+    let files = files(config)?;
+    if let Some(password) = &files.password {
         pg.password(password.as_bytes());
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -240,8 +241,10 @@ pub fn connect(config: &StoreConfig) -> Result<Connection> {
     // whole (TLS and the start-up exchange included).
     let limit = timeout;
     let late = || DbError::Other(format!("no connection within {} s", limit.as_secs()));
-    let client = match config.sslmode {
-        SslMode::Disable => {
+    // `files` made the TLS configuration for `verify-full`, none for
+    // `disable`.
+    let client = match files.tls {
+        None => {
             pg.ssl_mode(tokio_postgres::config::SslMode::Disable);
             let (client, connection) = runtime
                 .block_on(async {
@@ -251,9 +254,8 @@ pub fn connect(config: &StoreConfig) -> Result<Connection> {
             runtime.spawn(connection);
             client
         }
-        SslMode::VerifyFull => {
+        Some(tls) => {
             pg.ssl_mode(tokio_postgres::config::SslMode::Require);
-            let tls = tls(&config.ca_file)?;
             let (client, connection) = runtime
                 .block_on(async { tokio::time::timeout(limit, pg.connect(tls)).await })
                 .map_err(|_| late())??;
@@ -274,22 +276,77 @@ pub fn connect(config: &StoreConfig) -> Result<Connection> {
     })
 }
 
-/// The database password: the first line of a file only root can read.
+/// What a connection reads from the files `[store]` names, before it
+/// reaches for the server.
+struct Files {
+    /// From `password_file`; none when it is empty.
+    password: Option<Zeroizing<String>>,
+    /// With `sslmode = "verify-full"`: the server's certificate checked
+    /// against `ca_file` (or the system's CA store); none with `disable`.
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+}
+
+/// Reads and checks the files `[store]` names, as every connection does
+/// first ([`connect`]) and `twofactord --check-config` does without
+/// connecting ([`StoreConfig::check_files`]): one path, so the two never
+/// disagree.
+fn files(config: &StoreConfig) -> Result<Files> {
+    let password = if config.password_file.as_os_str().is_empty() {
+        None
+    } else {
+        Some(read_password(&config.password_file)?)
+    };
+    let tls = match config.sslmode {
+        SslMode::Disable => None,
+        SslMode::VerifyFull => Some(tls(&config.ca_file)?),
+    };
+    Ok(Files { password, tls })
+}
+
+impl StoreConfig {
+    /// Checks the files of `[store]` exactly as a connection would read
+    /// them, without connecting: `password_file` (a regular file of the
+    /// daemon's user, nothing for group or others, a password on its
+    /// first line) and, with `verify-full`, `ca_file` (PEM with at least
+    /// one certificate rustls accepts; empty: the system's CA store). The
+    /// error names the key and the file, never the password.
+    pub fn check_files(&self) -> Result<()> {
+        files(self).map(drop)
+    }
+}
+
+/// An error about the file of a `[store]` key, the key and the file named.
+fn file_error(key: &str, path: &Path, what: impl std::fmt::Display) -> DbError {
+    DbError::Other(format!("[store] {key} {}: {what}", path.display()))
+}
+
+/// The database password: the first line of a regular file of the
+/// daemon's user (root) that group and others cannot open (0600 or 0400).
 fn read_password(path: &Path) -> Result<Zeroizing<String>> {
-    let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| DbError::Other(format!("{shown}: {e}")))?;
-    if meta.mode() & 0o077 != 0 || meta.uid() != nix::unistd::geteuid().as_raw() {
-        return Err(DbError::Other(format!(
-            "{shown}: the database password file must belong to the daemon's user and have \
-             mode 0600 or 0400"
+    let bad = |what: String| file_error("password_file", path, what);
+    // Looked at before it is opened: a FIFO or a device is never read.
+    let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(bad("not a regular file".into()));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(bad(format!(
+            "mode {mode:04o}, must not be open to group or others (mode 0600 or 0400)"
         )));
     }
-    let text = Zeroizing::new(
-        std::fs::read_to_string(path).map_err(|e| DbError::Other(format!("{shown}: {e}")))?,
-    );
+    let owner = meta.uid();
+    let me = nix::unistd::geteuid().as_raw();
+    if owner != me {
+        return Err(bad(format!(
+            "owned by uid {owner}, must belong to the daemon's user (uid {me})"
+        )));
+    }
+    // The error of a read says why, never what was read.
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?);
     let line = text.lines().next().unwrap_or("");
     if line.is_empty() {
-        return Err(DbError::Other(format!("{shown}: the file is empty")));
+        return Err(bad("its first line, the password, is empty".into()));
     }
     Ok(Zeroizing::new(line.to_string()))
 }
@@ -297,28 +354,44 @@ fn read_password(path: &Path) -> Result<Zeroizing<String>> {
 /// TLS that checks the server's certificate against `ca_file` (or the
 /// system's CA store when empty) and its name against `host`.
 fn tls(ca_file: &Path) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
-    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::pem::{self, PemObject};
     use rustls_pki_types::CertificateDer;
     let mut roots = rustls::RootCertStore::empty();
     if ca_file.as_os_str().is_empty() {
         for cert in rustls_native_certs::load_native_certs().certs {
             let _ = roots.add(cert);
         }
+        if roots.is_empty() {
+            return Err(DbError::Other(
+                "[store] ca_file is empty and the system's CA store has no certificate to \
+                 check the database server's certificate with"
+                    .into(),
+            ));
+        }
     } else {
-        let shown = ca_file.display();
-        for cert in CertificateDer::pem_file_iter(ca_file)
-            .map_err(|e| DbError::Other(format!("{shown}: {e}")))?
-        {
-            let cert = cert.map_err(|e| DbError::Other(format!("{shown}: {e}")))?;
+        let bad = |what: String| file_error("ca_file", ca_file, what);
+        // An I/O error as std words it, without pem's "I/O error: ".
+        let reason = |e: pem::Error| match e {
+            pem::Error::Io(e) => e.to_string(),
+            e => e.to_string(),
+        };
+        // Looked at before it is opened: a FIFO or a device is never read.
+        let meta = std::fs::metadata(ca_file).map_err(|e| bad(e.to_string()))?;
+        if !meta.is_file() {
+            return Err(bad("not a regular file".into()));
+        }
+        let certs = CertificateDer::pem_file_iter(ca_file).map_err(|e| bad(reason(e)))?;
+        for (n, cert) in certs.enumerate() {
+            let cert = cert.map_err(|e| bad(reason(e)))?;
             roots
                 .add(cert)
-                .map_err(|e| DbError::Other(format!("{shown}: {e}")))?;
+                .map_err(|e| bad(format!("certificate {}: {e}", n + 1)))?;
         }
-    }
-    if roots.is_empty() {
-        return Err(DbError::Other(
-            "no CA certificate to check the database server's certificate with".into(),
-        ));
+        if roots.is_empty() {
+            return Err(bad(
+                "no certificate in it (PEM, -----BEGIN CERTIFICATE-----)".into(),
+            ));
+        }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -402,11 +475,14 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db-password");
+        let shown = format!("[store] password_file {}: ", path.display());
         std::fs::write(&path, "s3cret-pass\nignored\n").unwrap();
-        for mode in [0o644, 0o640, 0o604] {
+        for mode in [0o644, 0o640, 0o604, 0o620, 0o602] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
             let e = read_password(&path).unwrap_err().to_string();
-            assert!(e.contains("mode 0600 or 0400"), "{mode:o}: {e}");
+            assert!(e.starts_with(&shown), "{mode:o}: {e}");
+            assert!(e.contains(&format!("mode {mode:04o}")), "{mode:o}: {e}");
+            assert!(e.contains("0600 or 0400"), "{mode:o}: {e}");
             assert!(!e.contains("s3cret"), "{e}");
         }
         for mode in [0o600, 0o400] {
@@ -414,12 +490,98 @@ mod tests {
             assert_eq!(read_password(&path).unwrap().as_str(), "s3cret-pass");
         }
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        std::fs::write(&path, "").unwrap();
-        assert!(read_password(&path)
-            .unwrap_err()
-            .to_string()
-            .contains("empty"));
-        assert!(read_password(&dir.path().join("missing")).is_err());
+        // Another user's file, however closed (needs root to give it away).
+        if nix::unistd::geteuid().is_root() {
+            let other = nix::unistd::Uid::from_raw(65534);
+            nix::unistd::chown(&path, Some(other), None).unwrap();
+            let e = read_password(&path).unwrap_err().to_string();
+            assert!(e.starts_with(&shown) && e.contains("uid 65534"), "{e}");
+            assert!(!e.contains("s3cret"), "{e}");
+            nix::unistd::chown(&path, Some(nix::unistd::geteuid()), None).unwrap();
+        }
+        for empty in ["", "\nsecond line\n"] {
+            std::fs::write(&path, empty).unwrap();
+            let e = read_password(&path).unwrap_err().to_string();
+            assert!(e.starts_with(&shown) && e.contains("empty"), "{e}");
+        }
+        let missing = dir.path().join("missing");
+        let e = read_password(&missing).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("[store] password_file {}: ", missing.display())),
+            "{e}"
+        );
+        // A directory (or a FIFO, a device) is not read.
+        let e = read_password(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn the_ca_file_must_hold_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("db-ca.pem");
+        let shown = format!("[store] ca_file {}: ", ca.display());
+        let refused = |path: &Path| match tls(path) {
+            Ok(_) => panic!("{} accepted", path.display()),
+            Err(e) => e.to_string(),
+        };
+        // Missing.
+        let e = refused(&ca);
+        assert!(e.starts_with(&shown), "{e}");
+        // Not PEM, or PEM without a certificate.
+        for text in [
+            "not a certificate\n",
+            "",
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        ] {
+            std::fs::write(&ca, text).unwrap();
+            let e = refused(&ca);
+            assert!(e.starts_with(&shown) && e.contains("no certificate"), "{e}");
+        }
+        // A certificate block rustls cannot parse.
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let e = refused(&ca);
+        assert!(e.starts_with(&shown) && e.contains("certificate 1"), "{e}");
+        let e = refused(dir.path());
+        assert!(e.contains("not a regular file"), "{e}");
+        // The system's bundle is a good one, where it is installed.
+        let bundle = Path::new("/etc/ssl/certs/ca-certificates.crt");
+        if bundle.exists() {
+            assert!(tls(bundle).is_ok());
+        }
+    }
+
+    /// `--check-config`'s check is the connection's: the password file
+    /// whenever named, the CA file only with `verify-full`.
+    #[test]
+    fn check_files_reads_what_a_connection_reads() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("db-password");
+        std::fs::write(&password, "s3cret-pass\n").unwrap();
+        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let missing_ca = dir.path().join("missing-ca.pem");
+        let mut config = StoreConfig {
+            password_file: password.clone(),
+            ca_file: missing_ca.clone(),
+            ..StoreConfig::default()
+        };
+        let e = config.check_files().unwrap_err().to_string();
+        assert!(
+            e.contains("[store] password_file") && e.contains("0644"),
+            "{e}"
+        );
+        assert!(!e.contains("s3cret"), "{e}");
+        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = config.check_files().unwrap_err().to_string();
+        assert!(e.contains("[store] ca_file"), "{e}");
+        config.sslmode = SslMode::Disable;
+        assert!(config.check_files().is_ok());
+        config.password_file = std::path::PathBuf::new();
+        assert!(config.check_files().is_ok());
     }
 
     #[test]
