@@ -535,7 +535,7 @@ async fn serve(
             OBJECT_PATH,
             bus::LoginInterface {
                 logins: logins.clone(),
-                from: bus::CallerSource::Bus(callers.clone()),
+                callers: callers.clone(),
             },
         )
         .and_then(|b| {

@@ -7,8 +7,9 @@
 //! - `twofactord.toml` (the configuration loader);
 //! - an email address (a user types it at `enable email` or at the
 //!   prompt), and how it is masked;
-//! - the stream of D-Bus messages on the login socket, as its framer
-//!   follows their sizes (any local user writes it).
+//! - the stream of D-Bus messages on the login socket, as it is cut into
+//!   messages and each is read as a `Login1` call (any local user writes
+//!   it).
 //!
 //! The first byte picks the parser; anything may be refused, nothing may
 //! panic, and what is accepted obeys the parser's own rule.
@@ -16,7 +17,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use twofactord::api::login_socket::framing::Framer;
+use twofactor_proto::wire::Message;
+use twofactord::api::login_socket::calls;
+use twofactord::api::login_socket::framing::{Messages, MAX_MESSAGE_BYTES};
 use twofactord::config::Config;
 use twofactord::message::{is_loopback, masked, valid_address};
 use twofactord::rules::{google_authenticator, trusted_devices};
@@ -43,19 +46,35 @@ fuzz_target!(|data: &[u8]| {
             let _ = Config::parse(&text, "twofactord.toml");
         }
         3 => {
-            // Fed in pieces of the sizes the first bytes say: once it
-            // refuses, a header announced over the limit or not D-Bus.
-            let mut framer = Framer::default();
+            // Fed in pieces of the sizes the first bytes say, each whole
+            // message read as a call: until it refuses, a header announced
+            // over the limit or not D-Bus. No message given back is over
+            // the limit, and the messages given back are the stream's
+            // first bytes, in order.
+            let mut messages = Messages::default();
             let mut rest = rest;
+            let mut given = Vec::new();
             let mut step = 1usize;
-            while !rest.is_empty() {
+            'stream: while !rest.is_empty() {
                 let (piece, after) = rest.split_at(step.min(rest.len()));
-                if framer.feed(piece).is_err() {
-                    break;
-                }
+                messages.extend(piece);
                 rest = after;
                 step = step % 31 + 1;
+                loop {
+                    match messages.next() {
+                        Ok(Some(m)) => {
+                            assert!(m.len() <= MAX_MESSAGE_BYTES);
+                            if let Ok(msg) = Message::parse(&m) {
+                                let _ = calls::read(&msg);
+                            }
+                            given.extend_from_slice(&m);
+                        }
+                        Ok(None) => break,
+                        Err(_) => break 'stream,
+                    }
+                }
             }
+            assert!(data[1..].starts_with(&given));
         }
         _ => {
             if valid_address(&text) {

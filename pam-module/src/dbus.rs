@@ -8,7 +8,8 @@
 //! locker).
 
 pub mod bus;
-pub mod wire;
+/// The D-Bus wire format, shared with the daemon's login socket.
+pub use twofactor_proto::wire;
 
 #[cfg(test)]
 mod proptests;

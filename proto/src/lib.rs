@@ -13,6 +13,7 @@ pub mod names;
 pub mod signature;
 pub mod step;
 pub mod types;
+pub mod wire;
 
 #[cfg(feature = "zbus")]
 pub mod error;

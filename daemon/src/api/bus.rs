@@ -115,63 +115,17 @@ impl Callers {
     }
 }
 
-/// Calls in progress at once on one connection to the login socket (the
-/// module makes one at a time); more are refused at once.
-pub const MAX_CALLS_PER_CONNECTION: usize = 4;
-
-/// Where `Login1`'s callers are known from.
-pub enum CallerSource {
-    /// The system bus: each message's sender, asked of the bus.
-    Bus(Arc<Callers>),
-    /// One connection to the login socket: the kernel's word on its peer,
-    /// read at accept (`SO_PEERCRED`); the interface is served on that
-    /// connection alone.
-    Socket {
-        caller: Caller,
-        calls: Arc<tokio::sync::Semaphore>,
-    },
-}
-
-impl CallerSource {
-    /// For a connection to the login socket whose peer is `caller`.
-    pub fn socket(caller: Caller) -> Self {
-        CallerSource::Socket {
-            caller,
-            calls: Arc::new(tokio::sync::Semaphore::new(MAX_CALLS_PER_CONNECTION)),
-        }
-    }
-
-    /// The caller of the message with `header`.
-    async fn caller(&self, conn: &Connection, header: &Header<'_>) -> Result<Caller, Error> {
-        match self {
-            CallerSource::Bus(callers) => callers.of(conn, header).await,
-            CallerSource::Socket { caller, .. } => Ok(caller.clone()),
-        }
-    }
-
-    /// A place among the connection's calls in progress, held until the
-    /// call returns (none needed on the bus, which limits them itself).
-    fn call_slot(&self) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Error> {
-        match self {
-            CallerSource::Bus(_) => Ok(None),
-            CallerSource::Socket { calls, .. } => {
-                calls.clone().try_acquire_owned().map(Some).map_err(|_| {
-                    Error::RateLimited("too many calls in progress on this connection".into())
-                })
-            }
-        }
-    }
-}
-
-/// A login's details from `Begin`'s dictionary: `user` required, the other
-/// known keys optional (empty), every value a string; unknown keys are
-/// ignored (a newer module may send more).
-fn origin_of(details: &HashMap<String, OwnedValue>) -> Result<Origin, Error> {
+/// A login's details from `Begin`'s dictionary, whichever way it came
+/// (`lookup(key)`: `None` when absent, `Some(None)` when its value is not
+/// a string): `user` required, the other known keys optional (empty),
+/// every value a string; unknown keys are ignored (a newer module may
+/// send more).
+pub fn origin_of(lookup: impl Fn(&str) -> Option<Option<String>>) -> Result<Origin, Error> {
     let text = |key: &str| -> Result<Option<String>, Error> {
-        match details.get(key).map(|v| &**v) {
+        match lookup(key) {
             None => Ok(None),
-            Some(Value::Str(s)) => Ok(Some(s.as_str().to_string())),
-            Some(_) => Err(Error::InvalidInput(format!(
+            Some(Some(s)) => Ok(Some(s)),
+            Some(None) => Err(Error::InvalidInput(format!(
                 "the login detail {key:?} must be a string"
             ))),
         }
@@ -186,12 +140,12 @@ fn origin_of(details: &HashMap<String, OwnedValue>) -> Result<Origin, Error> {
     })
 }
 
-/// `org.twofactor.Login1`: served on the system bus, and on each
-/// connection to the login socket; the same calls, only the caller is
-/// known another way ([`CallerSource`]).
+/// `org.twofactor.Login1` on the system bus. The login socket serves the
+/// same calls to the same [`Logins`] (`login_socket::calls`), its caller
+/// known from the kernel.
 pub struct LoginInterface {
     pub logins: Arc<Logins>,
-    pub from: CallerSource,
+    pub callers: Arc<Callers>,
 }
 
 #[zbus::interface(name = "org.twofactor.Login1")]
@@ -203,10 +157,14 @@ impl LoginInterface {
         #[zbus(connection)] conn: &Connection,
         details: HashMap<String, OwnedValue>,
     ) -> Result<(String, WireStep), Error> {
-        let _slot = self.from.call_slot()?;
-        let origin = origin_of(&details)?;
+        let origin = origin_of(|key| {
+            details.get(key).map(|v| match &**v {
+                Value::Str(s) => Some(s.as_str().to_string()),
+                _ => None,
+            })
+        })?;
         // The caller's uid is asked of the bus while the name is resolved.
-        let caller = self.from.caller(conn, &header);
+        let caller = self.callers.of(conn, &header);
         let (id, step) = self.logins.begin_with(caller, origin).await?;
         Ok((id, step.to_wire()))
     }
@@ -219,8 +177,7 @@ impl LoginInterface {
         session: String,
         answer: Vec<u8>,
     ) -> Result<(WireStep,), Error> {
-        let _slot = self.from.call_slot()?;
-        let caller = self.from.caller(conn, &header).await?;
+        let caller = self.callers.of(conn, &header).await?;
         let step = self.logins.answer(&caller, &session, answer).await?;
         Ok((step.to_wire(),))
     }
@@ -232,8 +189,7 @@ impl LoginInterface {
         #[zbus(connection)] conn: &Connection,
         session: String,
     ) -> Result<(), Error> {
-        let _slot = self.from.call_slot()?;
-        let caller = self.from.caller(conn, &header).await?;
+        let caller = self.callers.of(conn, &header).await?;
         self.logins.cancel(&caller, &session).await
     }
 
@@ -245,8 +201,7 @@ impl LoginInterface {
         #[zbus(connection)] conn: &Connection,
         session: String,
     ) -> Result<(WireStep,), Error> {
-        let _slot = self.from.call_slot()?;
-        let caller = self.from.caller(conn, &header).await?;
+        let caller = self.callers.of(conn, &header).await?;
         let step = self.logins.commit(&caller, &session).await?;
         Ok((step.to_wire(),))
     }
@@ -587,7 +542,7 @@ mod tests {
         let callers = Arc::new(Callers::default());
         let login = LoginInterface {
             logins: Arc::new(Logins::new(&handles)),
-            from: CallerSource::Bus(callers.clone()),
+            callers: callers.clone(),
         };
         let account = AccountInterface {
             accounts: Arc::new(Accounts::new(&handles)),

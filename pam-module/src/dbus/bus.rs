@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, SockAddr, Socket, Type};
 use twofactor_proto::names::{detail, login, BUS_NAME, LOGIN_INTERFACE, OBJECT_PATH};
 use twofactor_proto::signature::login as sig;
-use twofactor_proto::{Step, WireStep};
+use twofactor_proto::Step;
 use zeroize::Zeroize;
 
 use super::wire::{self, Call, Message, Reader, WireError, Writer};
@@ -274,18 +274,7 @@ fn read_reply<T>(
 
 /// A step, `(a(us)us)`.
 fn read_step(r: &mut Reader<'_>) -> Result<Step, WireError> {
-    r.align(8)?;
-    let messages = r.array(8, |r| {
-        r.align(8)?;
-        Ok((r.u32()?, r.string()?))
-    })?;
-    let action = r.u32()?;
-    let prompt = r.string()?;
-    Ok(Step::from_wire(WireStep {
-        messages,
-        action,
-        prompt,
-    }))
+    wire::read_step(r).map(Step::from_wire)
 }
 
 /// D-Bus strings cannot carry NUL.

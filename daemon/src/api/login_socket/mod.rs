@@ -14,15 +14,18 @@
 //! - the authentication must end within [`AUTH_DEADLINE`] and a budget of
 //!   bytes ([`handshake`]);
 //! - no message over [`framing::MAX_MESSAGE_BYTES`], no file descriptors;
-//! - at most a few calls queued ([`MAX_QUEUED`]) and in progress
-//!   ([`crate::api::bus::MAX_CALLS_PER_CONNECTION`]) per connection.
+//! - one call at a time per connection: the next message is not read
+//!   before the reply to the last is written (what a client sends ahead
+//!   waits in its own socket buffer).
 //!
-//! Each connection gets its own zbus connection and its own interface
-//! value, which holds the caller. When it closes, its logins in progress
-//! are dropped ([`Logins::connection_closed`], as a departure from the bus
-//! is).
+//! Each connection is one task that reads a call, has the one [`Logins`]
+//! do it for the connection's caller, and writes the reply ([`calls`]:
+//! the module's own wire format, no zbus connection per login). When it
+//! closes, its logins in progress are dropped
+//! ([`Logins::connection_closed`], as a departure from the bus is).
 
 pub mod admission;
+pub mod calls;
 pub mod framing;
 mod handshake;
 
@@ -30,22 +33,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use admission::Admission;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
-use twofactor_proto::names::OBJECT_PATH;
-use zbus::connection::socket::{BoxedSplit, ReadHalf, Split, WriteHalf};
+use twofactor_proto::wire::{self, Message};
 
 use crate::adapters::procfs;
 use crate::adapters::syslog::{Audit, Event};
-use crate::api::bus::{CallerSource, LoginInterface};
 use crate::api::login::Logins;
 use crate::services::Caller;
 
 /// The time a connection has to authenticate (dbus-daemon's system bus
 /// allows 5 s too).
 pub const AUTH_DEADLINE: Duration = Duration::from_secs(5);
-/// Messages zbus reads ahead of the calls in progress on one connection;
-/// past it, the connection is not read until room is made.
-pub const MAX_QUEUED: usize = 8;
+/// The most bytes one read takes from a connection.
+const READ_BYTES: usize = 8 * 1024;
 /// After the process ran out of descriptors, the wait before accepting
 /// again (the connections that end meanwhile free some).
 const OUT_OF_DESCRIPTORS_PAUSE: Duration = Duration::from_millis(100);
@@ -113,7 +114,8 @@ pub fn serve(
     }))
 }
 
-/// One connection, from the handshake to its end.
+/// One connection, from the handshake to its end: a call read, done and
+/// answered at a time, until the peer closes or sends what is not D-Bus.
 async fn connection(
     mut stream: UnixStream,
     caller: &Caller,
@@ -127,27 +129,43 @@ async fn connection(
     let Ok(Ok(leftover)) = handshake.await else {
         return;
     };
-    let (read, write) = stream.into_split();
-    let split: BoxedSplit = Split::new(
-        Box::new(framing::FramedRead::new(read, leftover)) as Box<dyn ReadHalf>,
-        Box::new(framing::FramedWrite(write)) as Box<dyn WriteHalf>,
-    );
-    let built = async {
-        zbus::connection::Builder::authenticated_socket(split, guid)?
-            .p2p()
-            .max_queued(MAX_QUEUED)
-            .serve_at(
-                OBJECT_PATH,
-                LoginInterface {
-                    logins: logins.clone(),
-                    from: CallerSource::socket(caller.clone()),
-                },
-            )?
-            .build()
-            .await
-    };
-    if let Ok(conn) = built.await {
-        conn.closed().await;
-        let _ = conn.close().await;
+    let mut messages = framing::Messages::new(leftover);
+    let mut serial: u32 = 0;
+    let mut chunk = vec![0u8; READ_BYTES];
+    loop {
+        let bytes = match messages.next() {
+            Ok(Some(bytes)) => zeroize::Zeroizing::new(bytes),
+            Ok(None) => match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    messages.extend(chunk.get(..n).unwrap_or_default());
+                    continue;
+                }
+            },
+            Err(_) => return,
+        };
+        // Not D-Bus past the header: the stream cannot be followed.
+        let Ok(msg) = Message::parse(&bytes) else {
+            return;
+        };
+        drop(bytes);
+        if msg.kind != wire::METHOD_CALL {
+            continue;
+        }
+        let outcome = match calls::read(&msg) {
+            Ok(call) => calls::run(call, caller, logins).await,
+            Err(refusal) => Err(refusal),
+        };
+        if msg.flags & wire::NO_REPLY_EXPECTED != 0 {
+            continue;
+        }
+        serial = serial.checked_add(1).unwrap_or(1);
+        let reply = match outcome {
+            Ok(reply) => wire::method_return(serial, msg.serial, reply.signature, &reply.body),
+            Err(refusal) => wire::error(serial, msg.serial, &refusal.name, &refusal.text),
+        };
+        if stream.write_all(&reply).await.is_err() {
+            return;
+        }
     }
 }

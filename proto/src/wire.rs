@@ -1,12 +1,15 @@
 //! The part of the D-Bus wire format (specification, "Message Protocol")
-//! the module needs: method calls with the argument types of
-//! `org.twofactor.Login1` and `org.freedesktop.DBus.Hello`, and the replies
-//! and errors they get back. Nothing else is read or written.
+//! that twofactor speaks without a D-Bus library: the PAM module's calls
+//! (`org.twofactor.Login1`, `org.freedesktop.DBus.Hello`) and the replies
+//! and errors they get back, and on the daemon's login socket the same
+//! calls read and their replies written. Nothing else is read or written.
 //!
-//! Every length and offset read from the bus is checked against the
-//! buffer; a message the module cannot read is an error, never a panic.
+//! Every length and offset read is checked against the buffer; a message
+//! that cannot be read is an error, never a panic.
 
 use std::fmt;
+
+use crate::WireStep;
 
 /// A message this large is not one of ours (the daemon's replies are a few
 /// hundred bytes); the specification's limit is 128 MiB.
@@ -25,6 +28,9 @@ pub const METHOD_CALL: u8 = 1;
 pub const METHOD_RETURN: u8 = 2;
 pub const ERROR: u8 = 3;
 pub const SIGNAL: u8 = 4;
+
+/// Header flags.
+pub const NO_REPLY_EXPECTED: u8 = 0x1;
 
 /// Header field codes.
 const FIELD_PATH: u8 = 1;
@@ -150,6 +156,44 @@ impl Writer {
     }
 }
 
+/// How deep containers (arrays, structs, variants) may nest in a value
+/// that is skipped (the specification allows 32 of arrays and 32 of
+/// structs).
+pub const MAX_NESTING: usize = 64;
+
+/// The alignment of a value whose type code is `code`.
+fn alignment(code: u8) -> usize {
+    match code {
+        b'n' | b'q' => 2,
+        b'b' | b'i' | b'u' | b'h' | b's' | b'o' | b'a' => 4,
+        b'x' | b't' | b'd' | b'(' | b'{' => 8,
+        _ => 1,
+    }
+}
+
+/// The length of the one complete type `sig` starts with.
+fn complete_type(sig: &[u8], depth: usize) -> Result<usize, WireError> {
+    if depth > MAX_NESTING {
+        return Err(bad("types nested too deep"));
+    }
+    match sig.first() {
+        None => Err(bad("truncated signature")),
+        Some(b'a') => Ok(1 + complete_type(sig.get(1..).unwrap_or_default(), depth + 1)?),
+        Some(&open @ (b'(' | b'{')) => {
+            let close = if open == b'(' { b')' } else { b'}' };
+            let mut at = 1;
+            while sig.get(at) != Some(&close) {
+                if at >= sig.len() {
+                    return Err(bad("unclosed container in a signature"));
+                }
+                at += complete_type(sig.get(at..).unwrap_or_default(), depth + 1)?;
+            }
+            Ok(at + 1)
+        }
+        Some(_) => Ok(1),
+    }
+}
+
 /// Lengths here are bounded by what the module sends (PAM items and
 /// answers of at most a few KiB): never above `u32::MAX`.
 fn len_u32(n: usize) -> u32 {
@@ -254,10 +298,15 @@ pub fn frame(buf: &[u8]) -> Result<Option<Frame>, WireError> {
     }))
 }
 
-/// A message from the bus, as far as the module cares.
+/// A message read: its header as far as twofactor cares, and its body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     pub kind: u8,
+    pub flags: u8,
+    pub serial: u32,
+    pub path: Option<String>,
+    pub interface: Option<String>,
+    pub member: Option<String>,
     pub reply_serial: Option<u32>,
     pub error_name: Option<String>,
     pub signature: String,
@@ -286,16 +335,21 @@ impl Message {
         }
         let big_endian = buf.first() == Some(&b'B');
         let kind = buf.get(1).copied().ok_or_else(|| bad("truncated header"))?;
+        let flags = buf.get(2).copied().ok_or_else(|| bad("truncated header"))?;
         let mut r = Reader::new(buf, big_endian);
         r.pos = 4;
         let body_len = r.u32()? as usize;
-        let _serial = r.u32()?;
+        let serial = r.u32()?;
+        if serial == 0 {
+            return Err(bad("serial 0"));
+        }
         let fields_len = r.u32()? as usize;
         let fields_end = FIXED_HEADER_BYTES
             .checked_add(fields_len)
             .ok_or_else(|| bad("overflow"))?;
         let mut reply_serial = None;
         let mut error_name = None;
+        let (mut path, mut interface, mut member) = (None, None, None);
         let mut signature = String::new();
         while r.pos < fields_end {
             r.align(8)?;
@@ -304,6 +358,9 @@ impl Message {
             match (code, sig.as_str()) {
                 (FIELD_REPLY_SERIAL, "u") => reply_serial = Some(r.u32()?),
                 (FIELD_ERROR_NAME, "s") => error_name = Some(r.string()?),
+                (FIELD_PATH, "o") => path = Some(r.string()?),
+                (FIELD_INTERFACE, "s") => interface = Some(r.string()?),
+                (FIELD_MEMBER, "s") => member = Some(r.string()?),
                 (FIELD_SIGNATURE, "g") => signature = r.signature()?,
                 (_, "s" | "o") => {
                     r.string()?;
@@ -327,6 +384,11 @@ impl Message {
             .to_vec();
         Ok(Message {
             kind,
+            flags,
+            serial,
+            path,
+            interface,
+            member,
             reply_serial,
             error_name,
             signature,
@@ -423,6 +485,12 @@ impl<'a> Reader<'a> {
         self.text(len)
     }
 
+    /// `ay`.
+    pub fn bytes(&mut self) -> Result<Vec<u8>, WireError> {
+        let len = self.u32()? as usize;
+        Ok(self.take(len)?.to_vec())
+    }
+
     /// `g`.
     pub fn signature(&mut self) -> Result<String, WireError> {
         let len = usize::from(self.byte()?);
@@ -458,6 +526,67 @@ impl<'a> Reader<'a> {
         Ok(items)
     }
 
+    /// Reads past one value of each type in `sig` (a value the reader
+    /// has no use for, such as a detail of a newer module), checking only
+    /// that it fits the buffer. Containers nest at most
+    /// [`MAX_NESTING`] deep.
+    pub fn skip(&mut self, sig: &str) -> Result<(), WireError> {
+        let mut rest = sig.as_bytes();
+        while !rest.is_empty() {
+            self.skip_one(&mut rest, 0)?;
+        }
+        Ok(())
+    }
+
+    fn skip_one(&mut self, sig: &mut &[u8], depth: usize) -> Result<(), WireError> {
+        if depth > MAX_NESTING {
+            return Err(bad("values nested too deep"));
+        }
+        let (&code, rest) = sig
+            .split_first()
+            .ok_or_else(|| bad("truncated signature"))?;
+        *sig = rest;
+        match code {
+            b'y' | b'n' | b'q' | b'b' | b'i' | b'u' | b'h' | b'x' | b't' | b'd' => {
+                let size = alignment(code);
+                self.align(size)?;
+                self.take(size)?;
+            }
+            b's' | b'o' => {
+                self.string()?;
+            }
+            b'g' => {
+                self.signature()?;
+            }
+            b'v' => {
+                let inner = self.signature()?;
+                let mut inner = inner.as_bytes();
+                self.skip_one(&mut inner, depth + 1)?;
+                if !inner.is_empty() {
+                    return Err(bad("a variant holds more than one type"));
+                }
+            }
+            b'a' => {
+                let element = complete_type(sig, depth + 1)?;
+                let first = *sig.first().ok_or_else(|| bad("truncated signature"))?;
+                *sig = sig.get(element..).unwrap_or_default();
+                let len = self.u32()? as usize;
+                self.align(alignment(first))?;
+                self.take(len)?;
+            }
+            b'(' | b'{' => {
+                self.align(8)?;
+                let close = if code == b'(' { b')' } else { b'}' };
+                while sig.first() != Some(&close) {
+                    self.skip_one(sig, depth + 1)?;
+                }
+                *sig = sig.get(1..).unwrap_or_default();
+            }
+            _ => return Err(bad("unknown type in a signature")),
+        }
+        Ok(())
+    }
+
     /// The body has been read to its end.
     pub fn finish(&self) -> Result<(), WireError> {
         if self.pos == self.buf.len() {
@@ -468,9 +597,38 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// A message as dbus-daemon frames a reply (REPLY_SERIAL, other fields,
-/// SIGNATURE), for tests and fuzz targets that play the bus.
-#[cfg(any(test, feature = "fuzzing"))]
+/// A reply to the call with serial `reply_serial`: a method return
+/// (`sig` and `body` its out arguments) or, with [`error`], an error.
+pub fn method_return(serial: u32, reply_serial: u32, sig: &str, body: &[u8]) -> Vec<u8> {
+    encode(
+        METHOD_RETURN,
+        NO_REPLY_EXPECTED,
+        serial,
+        reply_serial,
+        &[],
+        sig,
+        body,
+    )
+}
+
+/// An error reply named `name` whose body is the one string `text`.
+pub fn error(serial: u32, reply_serial: u32, name: &str, text: &str) -> Vec<u8> {
+    let mut body = Writer::new();
+    body.string(&text.replace('\0', ""));
+    encode(
+        ERROR,
+        NO_REPLY_EXPECTED,
+        serial,
+        reply_serial,
+        &[(FIELD_ERROR_NAME, "s", &name.replace('\0', ""))],
+        "s",
+        &body.into_bytes(),
+    )
+}
+
+/// A message as dbus-daemon frames a reply (REPLY_SERIAL, other fields as
+/// `(code, signature "s", value)`, SIGNATURE), for tests and fuzz targets
+/// that play the bus (`kind` may be any, a signal too).
 pub fn encode_reply(
     kind: u8,
     reply_serial: u32,
@@ -478,13 +636,25 @@ pub fn encode_reply(
     sig: &str,
     body: &[u8],
 ) -> Vec<u8> {
-    let mut w = Writer::new();
+    encode(kind, NO_REPLY_EXPECTED, 99, reply_serial, fields, sig, body)
+}
+
+fn encode(
+    kind: u8,
+    flags: u8,
+    serial: u32,
+    reply_serial: u32,
+    fields: &[(u8, &str, &str)],
+    sig: &str,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut w = Writer::with_capacity(64 + body.len());
     w.byte(b'l');
     w.byte(kind);
+    w.byte(flags);
     w.byte(1);
-    w.byte(1);
-    w.u32(body.len() as u32);
-    w.u32(99);
+    w.u32(len_u32(body.len()));
+    w.u32(serial);
     w.array(8, |w| {
         w.structure(|w| {
             w.byte(FIELD_REPLY_SERIAL);
@@ -510,6 +680,38 @@ pub fn encode_reply(
     let mut out = w.into_bytes();
     out.extend_from_slice(body);
     out
+}
+
+/// Writes a step, [`crate::signature::STEP`].
+pub fn write_step(w: &mut Writer, step: &WireStep) {
+    w.structure(|w| {
+        w.array(8, |w| {
+            for (kind, text) in &step.messages {
+                w.structure(|w| {
+                    w.u32(*kind);
+                    w.string(&text.replace('\0', ""));
+                });
+            }
+        });
+        w.u32(step.action);
+        w.string(&step.prompt.replace('\0', ""));
+    });
+}
+
+/// Reads a step, [`crate::signature::STEP`].
+pub fn read_step(r: &mut Reader<'_>) -> Result<WireStep, WireError> {
+    r.align(8)?;
+    let messages = r.array(8, |r| {
+        r.align(8)?;
+        Ok((r.u32()?, r.string()?))
+    })?;
+    let action = r.u32()?;
+    let prompt = r.string()?;
+    Ok(WireStep {
+        messages,
+        action,
+        prompt,
+    })
 }
 
 #[cfg(test)]
@@ -573,13 +775,13 @@ mod tests {
         let msg = reply(
             METHOD_RETURN,
             &[(7, "s", ":1.1")],
-            twofactor_proto::signature::STEP,
+            crate::signature::STEP,
             &b.into_bytes(),
         );
         let m = Message::parse(&msg).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(m.reply_serial, Some(5));
         let mut r = m
-            .body(twofactor_proto::signature::STEP)
+            .body(crate::signature::STEP)
             .unwrap_or_else(|e| panic!("{e}"));
         r.align(8).unwrap_or_else(|e| panic!("{e}"));
         let messages = r
@@ -682,6 +884,99 @@ mod tests {
         assert_eq!(r.array(4, |_| Ok(())), Err(bad("array element of no size")));
         let mut r = Reader::new(&bytes, false);
         assert_eq!(r.array(4, |r| r.u32()), Ok(vec![1]));
+    }
+
+    #[test]
+    fn skip_reads_past_any_value_and_no_further() {
+        let mut w = Writer::new();
+        w.byte(7); // y
+        w.u32(1); // u
+        w.array(8, |w| {
+            w.structure(|w| {
+                w.string("k");
+                w.signature("v");
+                w.signature("x");
+                w.align(8);
+                w.u32(1);
+                w.u32(2);
+            });
+        }); // a{sv} holding a variant holding an x
+        w.structure(|w| {
+            w.string("a");
+            w.signature("ai");
+        }); // (sg)
+        w.string("end");
+        let bytes = w.into_bytes();
+        let mut r = Reader::new(&bytes, false);
+        assert_eq!(r.skip("yua{sv}(sg)"), Ok(()));
+        assert_eq!(r.string(), Ok("end".into()));
+        assert_eq!(r.finish(), Ok(()));
+        // Each prefix of the buffer: an error, never a panic.
+        for cut in 0..bytes.len() {
+            let mut r = Reader::new(&bytes[..cut], false);
+            let _ = r.skip("yua{sv}(sg)s");
+        }
+        for sig in ["(", "a", "a{s", "z", "(i"] {
+            let mut r = Reader::new(&bytes, false);
+            assert!(r.skip(sig).is_err(), "{sig}");
+        }
+        // Variants inside variants around a byte: read up to the limit,
+        // refused past it.
+        let nested = |n: usize| {
+            let mut v = b"\x01v\x00".repeat(n);
+            v.extend_from_slice(b"\x01y\x00\x2a");
+            v
+        };
+        let shallow = nested(MAX_NESTING - 1);
+        let mut r = Reader::new(&shallow, false);
+        assert_eq!(r.skip("v").and_then(|()| r.finish()), Ok(()));
+        let deep = nested(MAX_NESTING + 1);
+        let mut r = Reader::new(&deep, false);
+        assert_eq!(r.skip("v"), Err(bad("values nested too deep")));
+    }
+
+    #[test]
+    fn a_reply_written_reads_back() {
+        let step = WireStep {
+            messages: vec![(1, "hello".into())],
+            action: 3,
+            prompt: "Code: ".into(),
+        };
+        let mut body = Writer::new();
+        body.string("session");
+        write_step(&mut body, &step);
+        let msg = method_return(4, 9, crate::signature::login::BEGIN_OUT, &body.into_bytes());
+        let m = Message::parse(&msg).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (m.kind, m.serial, m.reply_serial),
+            (METHOD_RETURN, 4, Some(9))
+        );
+        let mut r = m
+            .body(crate::signature::login::BEGIN_OUT)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.string(), Ok("session".into()));
+        assert_eq!(read_step(&mut r), Ok(step));
+        assert_eq!(r.finish(), Ok(()));
+        let e = Message::parse(&error(5, 9, "org.twofactor.Error.NotFound", "gone"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            e.error_name.as_deref(),
+            Some("org.twofactor.Error.NotFound")
+        );
+        assert_eq!(e.error_message().as_deref(), Some("gone"));
+    }
+
+    #[test]
+    fn a_call_reads_back_with_its_header() {
+        let mut body = Writer::new();
+        body.string("abc");
+        let msg = call().encode(7, &body.into_bytes());
+        let m = Message::parse(&msg).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(m.serial, 7);
+        assert_eq!(m.path.as_deref(), Some("/org/twofactor/Daemon1"));
+        assert_eq!(m.interface.as_deref(), Some("org.twofactor.Login1"));
+        assert_eq!(m.member.as_deref(), Some("Cancel"));
+        assert_eq!(m.flags & NO_REPLY_EXPECTED, 0);
     }
 
     #[test]
