@@ -61,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
                 rest = after;
                 step = step % 31 + 1;
                 loop {
-                    match messages.next() {
+                    match messages.next_message() {
                         Ok(Some(m)) => {
                             assert!(m.len() <= MAX_MESSAGE_BYTES);
                             if let Ok(msg) = Message::parse(&m) {

@@ -37,7 +37,7 @@ impl Messages {
 
     /// The next whole message, if it has all been read; an error when
     /// one is announced over [`MAX_MESSAGE_BYTES`] or is not D-Bus.
-    pub fn next(&mut self) -> io::Result<Option<Vec<u8>>> {
+    pub fn next_message(&mut self) -> io::Result<Option<Vec<u8>>> {
         let refused = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);
         // The module's own framing (one reading of the header for both).
         let Some(frame) = wire::frame(&self.buf).map_err(|e| refused(e.0))? else {
@@ -78,7 +78,7 @@ mod tests {
         let mut out = Vec::new();
         for piece in stream.chunks(chunk) {
             m.extend(piece);
-            while let Some(msg) = m.next()? {
+            while let Some(msg) = m.next_message()? {
                 out.push(msg);
             }
         }
@@ -108,27 +108,27 @@ mod tests {
         header.splice(4..8, (128u32 << 20).to_le_bytes());
         let mut f = Messages::default();
         f.extend(header.get(..15).unwrap_or_default());
-        assert!(matches!(f.next(), Ok(None)));
+        assert!(matches!(f.next_message(), Ok(None)));
         f.extend(header.get(15..16).unwrap_or_default());
-        assert!(f.next().is_err());
+        assert!(f.next_message().is_err());
         // Just over the limit, and big-endian.
         let mut f = Messages::default();
         let over = message(0, (MAX_MESSAGE_BYTES - 15) as u32);
         f.extend(over.get(..16).unwrap_or_default());
-        assert!(f.next().is_err());
+        assert!(f.next_message().is_err());
         let mut be = vec![b'B', 1, 0, 1];
         be.extend(u32::MAX.to_be_bytes());
         be.extend([0; 8]);
         let mut f = Messages::default();
         f.extend(&be);
-        assert!(f.next().is_err());
+        assert!(f.next_message().is_err());
     }
 
     #[test]
     fn garbage_is_refused() {
         let mut f = Messages::default();
         f.extend(b"GET / HTTP/1.1\r\n");
-        assert!(f.next().is_err());
+        assert!(f.next_message().is_err());
     }
 
     proptest! {

@@ -133,7 +133,7 @@ async fn connection(
     let mut serial: u32 = 0;
     let mut chunk = vec![0u8; READ_BYTES];
     loop {
-        let bytes = match messages.next() {
+        let bytes = match messages.next_message() {
             Ok(Some(bytes)) => zeroize::Zeroizing::new(bytes),
             Ok(None) => match stream.read(&mut chunk).await {
                 Ok(0) | Err(_) => return,
