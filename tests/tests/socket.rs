@@ -8,14 +8,15 @@
 //! socket is missing; a socket served by another user is never asked; a
 //! stopped daemon behind the socket is refused even with `failmode=safe`;
 //! one user's flood of connections, or of idle `su` at the code prompt,
-//! never stops another user's login.
+//! never stops another user's login; libdbus's own client (`dbus-send
+//! --peer`) is answered as a D-Bus library would answer it.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use twofactor_tests::bus::BusMonitor;
-use twofactor_tests::proc;
+use twofactor_tests::proc::{self, Finished};
 use twofactor_tests::sshd::{logged_in, su_as_user, su_command, Sshd};
 use twofactor_tests::{need_root, totp, wait_until, Enrolled, TestUser};
 
@@ -441,4 +442,101 @@ except socket.timeout:
     assert_eq!(said.trim(), "closed", "{out:?}");
     // The daemon still serves logins.
     s.login(s.code_now()).assert_result("PAM_SUCCESS");
+}
+
+/// `dbus-send --peer` on the login socket, as `as_user` (uid, gid) or root.
+fn dbus_send_peer(
+    socket: &std::path::Path,
+    as_user: Option<(u32, u32)>,
+    method: &str,
+    args: &[&str],
+) -> Finished {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new("dbus-send");
+    cmd.env_clear()
+        .env("PATH", twofactor_tests::PATH)
+        .arg(format!("--peer=unix:path={}", socket.display()))
+        .arg("--print-reply")
+        .arg("--reply-timeout=10000")
+        .arg("--dest=org.twofactor.Daemon1")
+        .arg("/org/twofactor/Daemon1")
+        .arg(method)
+        .args(args);
+    if let Some((uid, gid)) = as_user {
+        cmd.uid(uid).gid(gid);
+    }
+    proc::run(&mut cmd, b"", Duration::from_secs(20))
+}
+
+/// The daemon writes the login socket's replies itself (no D-Bus library):
+/// libdbus's client, which authenticates, frames and reads the way every
+/// other D-Bus program does, gets replies and errors it can read, with
+/// the standard error names for what is not served, as root and as a user.
+#[test]
+fn libdbus_is_answered_on_the_socket_as_by_a_dbus_library() {
+    if !need_root!() {
+        return;
+    }
+    let s = enrolled_on_socket();
+    s.env.daemon.wait_log("login-socket");
+    let socket = s.env.bus.login_socket();
+    let user = Some((s.user.uid, s.user.gid));
+    for who in [None, user] {
+        let ping = dbus_send_peer(&socket, who, "org.freedesktop.DBus.Peer.Ping", &[]);
+        assert!(
+            ping.status.success() && ping.stdout().contains("method return"),
+            "{}",
+            ping.describe()
+        );
+        let cancel = dbus_send_peer(
+            &socket,
+            who,
+            "org.twofactor.Login1.Cancel",
+            &["string:no-such-session"],
+        );
+        assert!(
+            cancel.stderr().contains("org.twofactor.Error.NotFound"),
+            "{}",
+            cancel.describe()
+        );
+        let answer = dbus_send_peer(
+            &socket,
+            who,
+            "org.twofactor.Login1.Answer",
+            &["string:no-such-session", "array:byte:49,50,51"],
+        );
+        assert!(
+            answer.stderr().contains("org.twofactor.Error.NotFound"),
+            "{}",
+            answer.describe()
+        );
+        // Arguments of the wrong types, another interface, another method.
+        let wrong = dbus_send_peer(&socket, who, "org.twofactor.Login1.Cancel", &["uint32:7"]);
+        assert!(
+            wrong
+                .stderr()
+                .contains("org.freedesktop.DBus.Error.InvalidArgs"),
+            "{}",
+            wrong.describe()
+        );
+        let status = dbus_send_peer(&socket, who, "org.twofactor.Account1.Status", &[]);
+        assert!(
+            status
+                .stderr()
+                .contains("org.freedesktop.DBus.Error.UnknownMethod"),
+            "{}",
+            status.describe()
+        );
+        let other = dbus_send_peer(&socket, who, "org.twofactor.Login1.Status", &[]);
+        assert!(
+            other
+                .stderr()
+                .contains("org.freedesktop.DBus.Error.UnknownMethod"),
+            "{}",
+            other.describe()
+        );
+    }
+    // Still serving logins, and the audit names no connection refused.
+    s.login(s.code_now()).assert_result("PAM_SUCCESS");
+    assert!(!s.env.daemon.log().contains("connection-refused"));
 }
