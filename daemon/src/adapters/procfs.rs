@@ -26,14 +26,27 @@ pub fn invoker_of(pid: u32) -> Option<u32> {
 
 fn invoker_in(proc_root: &Path, pid: u32) -> Option<u32> {
     let dir = proc_root.join(pid.to_string());
-    let status = std::fs::read_to_string(dir.join("status")).ok()?;
+    let status = read_small(&dir.join("status"))?;
     match real_uid(&status)? {
         0 => {
-            let text = std::fs::read_to_string(dir.join("loginuid")).ok()?;
+            let text = read_small(&dir.join("loginuid"))?;
             login_uid(&text)
         }
         uid => Some(uid),
     }
+}
+
+/// A `/proc` file read whole: one read of up to 4 KiB (its size shows as
+/// 0, so `read_to_string` would grow its buffer from 32 bytes, a read at
+/// each step), then more only if there is more.
+fn read_small(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut text = String::with_capacity(4096);
+    std::fs::File::open(path)
+        .ok()?
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
 }
 
 /// The real uid on the `Uid:` line of `/proc/PID/status` (real, effective,

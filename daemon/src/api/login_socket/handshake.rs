@@ -62,8 +62,12 @@ where
     let mut consumed = 0usize;
     let mut state = State::Auth;
     let mut rejections = 0;
-    let mut chunk = [0u8; 256];
+    let mut chunk = [0u8; MAX_HANDSHAKE_BYTES];
     let mut seen_nul = false;
+    // The replies to every line read so far, sent in one write before the
+    // next read (a client that pipelines its lines, as the module does,
+    // gets `DATA` and `OK` together and wakes once).
+    let mut replies = String::new();
     loop {
         // Every whole line in the buffer.
         loop {
@@ -92,13 +96,20 @@ where
                     return Err(HandshakeError::Rejected);
                 }
             }
+            replies.push_str(&reply);
             match next {
                 Some(next) => state = next,
-                None => return Ok(buffer.split_off(consumed)),
+                None => {
+                    if !replies.is_empty() {
+                        stream.write_all(replies.as_bytes()).await.map_err(io)?;
+                    }
+                    return Ok(buffer.split_off(consumed));
+                }
             }
-            if !reply.is_empty() {
-                stream.write_all(reply.as_bytes()).await.map_err(io)?;
-            }
+        }
+        if !replies.is_empty() {
+            stream.write_all(replies.as_bytes()).await.map_err(io)?;
+            replies.clear();
         }
         if buffer.len() >= MAX_HANDSHAKE_BYTES {
             return Err(HandshakeError::TooLong);
