@@ -556,11 +556,33 @@ async fn serve(
                 },
             )
         })
-        .and_then(|b| b.name(BUS_NAME))
         .map_err(|e| format!("cannot set up the bus connection: {e}"))?
         .build()
         .await
-        .map_err(|e| format!("cannot connect to the bus or own {BUS_NAME}: {e}"))?;
+        .map_err(|e| format!("cannot connect to the bus: {e}"))?;
+    // The name, once the interfaces are served: never taken from another
+    // daemon, never given up to one, never waited for in a queue (zbus's
+    // defaults allow all three). A second twofactord on the same bus
+    // stops here instead of taking the first one's logins.
+    let taken = || {
+        format!(
+            "{BUS_NAME} is owned by another process on this bus (another twofactord?); \
+             not starting"
+        )
+    };
+    let owned = _conn
+        .request_name_with_flags(BUS_NAME, zbus::fdo::RequestNameFlags::DoNotQueue.into())
+        .await
+        .map_err(|e| match e {
+            zbus::Error::NameTaken => taken(),
+            e => format!("cannot own {BUS_NAME} on the bus: {e}"),
+        })?;
+    if !matches!(
+        owned,
+        zbus::fdo::RequestNameReply::PrimaryOwner | zbus::fdo::RequestNameReply::AlreadyOwner
+    ) {
+        return Err(taken());
+    }
     audit.log(Event::Start {
         version: env!("CARGO_PKG_VERSION"),
     });

@@ -100,6 +100,9 @@ pub struct Daemon {
     pub log_stderr: bool,
     /// More arguments for the daemon (e.g. `--syslog-socket PATH`).
     pub extra_args: Vec<String>,
+    /// The login socket to serve, when not the bus's
+    /// ([`PrivateBus::login_socket`]).
+    pub login_socket: Option<PathBuf>,
     /// The `[store]` section added to every config written (see
     /// [`crate::postgres::STORE_ENV`]); empty for SQLite.
     store: String,
@@ -180,6 +183,7 @@ impl Daemon {
             extra_env: Vec::new(),
             log_stderr: true,
             extra_args: Vec::new(),
+            login_socket: None,
             store,
         };
         d.write_config(&config.to_toml(&state));
@@ -323,7 +327,11 @@ impl Daemon {
             .arg("--bus")
             .arg(&self.bus_address)
             .arg("--login-socket")
-            .arg(bus.login_socket())
+            .arg(
+                self.login_socket
+                    .clone()
+                    .unwrap_or_else(|| bus.login_socket()),
+            )
             .args(self.log_stderr.then_some("--log-stderr"))
             .args(&self.extra_args)
             .env("PATH", crate::PATH)
@@ -361,6 +369,17 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Waits up to `timeout` for the daemon to exit by itself (one that
+    /// must refuse to start); its exit status, None if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let c = self.child.as_mut()?;
+        let status = proc::wait_timeout(c, timeout)?;
+        let pid = c.id();
+        self.child = None;
+        remove_pam_wrapper_dirs(pid);
+        Some(status)
     }
 
     fn end(&mut self, sig: i32, bus: Option<&PrivateBus>) {

@@ -540,3 +540,55 @@ fn libdbus_is_answered_on_the_socket_as_by_a_dbus_library() {
     s.login(s.code_now()).assert_result("PAM_SUCCESS");
     assert!(!s.env.daemon.log().contains("connection-refused"));
 }
+
+/// Starts `daemon` on `bus`, where another already owns the name, and
+/// waits for it to exit on its own, unsuccessfully; what it logged.
+fn refused_start(
+    daemon: &mut twofactor_tests::Daemon,
+    bus: &twofactor_tests::PrivateBus,
+) -> String {
+    // try_launch returns once the name has an owner: here, at once.
+    if let Err(said) = daemon.try_launch(bus) {
+        return said;
+    }
+    let status = daemon.wait_exit(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the second daemon still runs or exited 0 ({status:?}):\n{}",
+        daemon.log()
+    );
+    daemon.log()
+}
+
+/// A second twofactord started on the same bus (an administrator trying
+/// one in the foreground while the service runs) takes neither the login
+/// socket nor the bus name: it exits saying why, and logins keep going to
+/// the first. (zbus's defaults let a second daemon take the
+/// name, and the socket file used to be replaced.)
+#[test]
+fn a_second_daemon_takes_neither_the_socket_nor_the_bus_name() {
+    if !need_root!() {
+        return;
+    }
+    let s = enrolled_on_socket();
+    s.env.daemon.wait_log("login-socket");
+    let config = twofactor_tests::DaemonConfig::default();
+    // The same socket path: refused before the bus is asked.
+    let mut second = twofactor_tests::Daemon::prepare(&config);
+    let said = refused_start(&mut second, &s.env.bus);
+    assert!(said.contains("served by another process"), "{said}");
+    // Its own socket path: refused at the bus name.
+    let mut third = twofactor_tests::Daemon::prepare(&config);
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    third.login_socket = Some(elsewhere.path().join("run").join("login"));
+    let said = refused_start(&mut third, &s.env.bus);
+    assert!(said.contains("owned by another process"), "{said}");
+    // The first still owns both: its socket file is there and served, the
+    // name is its, and a login goes through.
+    assert!(std::os::unix::net::UnixStream::connect(s.env.bus.login_socket()).is_ok());
+    assert!(s.env.bus.has_owner("org.twofactor.Daemon1"));
+    let code = s.code_now();
+    s.login(&code).assert_result("PAM_SUCCESS");
+    let log = s.env.daemon.log();
+    assert!(log.contains("login-success"), "{log}");
+}

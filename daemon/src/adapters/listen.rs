@@ -45,6 +45,11 @@ pub enum ListenError {
     TooMany { count: u32 },
     #[error("the socket systemd passed is not a listening Unix stream socket")]
     NotAUnixListener,
+    #[error(
+        "{path} is served by another process (another twofactord?): it accepted a \
+         connection; stop that one first"
+    )]
+    InUse { path: PathBuf },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -120,7 +125,9 @@ fn is_unix_stream_listener(fd: RawFd) -> bool {
 
 /// Binds the socket at `path` (its directory made if missing, root's and
 /// mode 0755; a directory anyone else could write to is refused), mode
-/// 0666. A socket file left by an earlier daemon is replaced.
+/// 0666. A socket file left by an earlier daemon is replaced; one that a
+/// live process still serves (it accepts a connection) is not: a second
+/// daemon must never take the logins of the first.
 pub fn bind_own(path: &Path) -> Result<Bound, ListenError> {
     use std::os::unix::fs::MetadataExt;
     let io = |path: &Path| {
@@ -153,7 +160,15 @@ pub fn bind_own(path: &Path) -> Result<Bound, ListenError> {
                 "a directory is in the way",
             )))
         }
-        Ok(_) => std::fs::remove_file(path).map_err(io(path))?,
+        Ok(m) => {
+            use std::os::unix::fs::FileTypeExt;
+            if m.file_type().is_socket() && std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(ListenError::InUse {
+                    path: path.to_path_buf(),
+                });
+            }
+            std::fs::remove_file(path).map_err(io(path))?
+        }
         Err(_) => {}
     }
     let listener = UnixListener::bind(path).map_err(io(path))?;
@@ -195,18 +210,31 @@ mod tests {
     }
 
     #[test]
-    fn a_stale_socket_is_replaced_and_a_later_owner_kept() {
+    fn a_served_socket_is_kept_and_a_stale_one_replaced() {
         let dir = temp("stale");
         let path = dir.join("login");
         let first = bind_own(&path);
-        assert!(first.is_ok());
-        // A second daemon takes the path over; the first one's exit must
-        // not remove the second one's socket.
+        let Ok(first) = first else {
+            panic!("{first:?}")
+        };
+        // A second daemon while the first serves: refused, the first's
+        // socket untouched.
         let second = bind_own(&path);
-        assert!(second.is_ok(), "{second:?}");
-        drop(first);
+        assert!(
+            matches!(second, Err(ListenError::InUse { .. })),
+            "{second:?}"
+        );
         assert!(std::os::unix::net::UnixStream::connect(&path).is_ok());
-        drop(second);
+        // The first one gone without removing its file (killed): stale,
+        // replaced.
+        let stale = std::fs::rename(&path, dir.join("kept"));
+        assert!(stale.is_ok());
+        drop(first);
+        assert!(std::fs::rename(dir.join("kept"), &path).is_ok());
+        assert!(std::os::unix::net::UnixStream::connect(&path).is_err());
+        let third = bind_own(&path);
+        assert!(third.is_ok(), "{third:?}");
+        assert!(std::os::unix::net::UnixStream::connect(&path).is_ok());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
