@@ -2,6 +2,9 @@
 //! the rules (rate limits, trusted devices), the faces and the audit log
 //! all read.
 
+use twofactor_proto::error::Error;
+use twofactor_proto::names::detail;
+
 /// Who and where, for login events.
 #[derive(Clone, Default)]
 pub struct Origin {
@@ -12,6 +15,34 @@ pub struct Origin {
     /// `SSH_AUTH_INFO_0` as the module found it in the PAM environment
     /// (used only to recognise a trusted device; never logged).
     pub ssh_auth_info: String,
+}
+
+impl Origin {
+    /// A login's details from `Begin`'s dictionary, whichever way it came
+    /// (`lookup(key)`: `None` when absent, `Some(None)` when its value is not
+    /// a string): `user` required, the other known keys optional (empty),
+    /// every value a string; unknown keys are ignored (a newer module may
+    /// send more).
+    pub fn from_details(lookup: impl Fn(&str) -> Option<Option<String>>) -> Result<Origin, Error> {
+        let text = |key: &str| -> Result<Option<String>, Error> {
+            match lookup(key) {
+                None => Ok(None),
+                Some(Some(s)) => Ok(Some(s)),
+                Some(None) => Err(Error::InvalidInput(format!(
+                    "the login detail {key:?} must be a string"
+                ))),
+            }
+        };
+        Ok(Origin {
+            user: text(detail::USER)?.ok_or_else(|| {
+                Error::InvalidInput("the login detail \"user\" is missing".into())
+            })?,
+            service: text(detail::SERVICE)?.unwrap_or_default(),
+            rhost: text(detail::RHOST)?.unwrap_or_default(),
+            tty: text(detail::TTY)?.unwrap_or_default(),
+            ssh_auth_info: text(detail::SSH_AUTH_INFO)?.unwrap_or_default(),
+        })
+    }
 }
 
 impl std::fmt::Debug for Origin {

@@ -21,7 +21,6 @@ use crate::services::Caller;
 use std::collections::HashMap;
 use std::sync::Arc;
 use twofactor_proto::error::Error;
-use twofactor_proto::names::detail;
 use twofactor_proto::types::{
     AccountStatus, AppEnrolment, Device, ImportReport, Policy, Recovery, UserReport,
 };
@@ -115,31 +114,6 @@ impl Callers {
     }
 }
 
-/// A login's details from `Begin`'s dictionary, whichever way it came
-/// (`lookup(key)`: `None` when absent, `Some(None)` when its value is not
-/// a string): `user` required, the other known keys optional (empty),
-/// every value a string; unknown keys are ignored (a newer module may
-/// send more).
-pub fn origin_of(lookup: impl Fn(&str) -> Option<Option<String>>) -> Result<Origin, Error> {
-    let text = |key: &str| -> Result<Option<String>, Error> {
-        match lookup(key) {
-            None => Ok(None),
-            Some(Some(s)) => Ok(Some(s)),
-            Some(None) => Err(Error::InvalidInput(format!(
-                "the login detail {key:?} must be a string"
-            ))),
-        }
-    };
-    Ok(Origin {
-        user: text(detail::USER)?
-            .ok_or_else(|| Error::InvalidInput("the login detail \"user\" is missing".into()))?,
-        service: text(detail::SERVICE)?.unwrap_or_default(),
-        rhost: text(detail::RHOST)?.unwrap_or_default(),
-        tty: text(detail::TTY)?.unwrap_or_default(),
-        ssh_auth_info: text(detail::SSH_AUTH_INFO)?.unwrap_or_default(),
-    })
-}
-
 /// `org.twofactor.Login1` on the system bus. The login socket serves the
 /// same calls to the same [`Logins`] (`login_socket::calls`), its caller
 /// known from the kernel.
@@ -157,7 +131,7 @@ impl LoginInterface {
         #[zbus(connection)] conn: &Connection,
         details: HashMap<String, OwnedValue>,
     ) -> Result<(String, WireStep), Error> {
-        let origin = origin_of(|key| {
+        let origin = Origin::from_details(|key| {
             details.get(key).map(|v| match &**v {
                 Value::Str(s) => Some(s.as_str().to_string()),
                 _ => None,

@@ -21,7 +21,6 @@ use twofactor_proto::wire::{self, Message, WireError, Writer};
 use zbus::DBusError;
 use zeroize::Zeroizing;
 
-use crate::api::bus::origin_of;
 use crate::api::login::Logins;
 use crate::origin::Origin;
 use crate::services::Caller;
@@ -124,7 +123,7 @@ pub fn read(msg: &Message) -> Result<Call, Refusal> {
                     .find(|(k, _)| k == key)
                     .map(|(_, v)| v.clone())
             };
-            Call::Begin(origin_of(lookup)?)
+            Call::Begin(Origin::from_details(lookup)?)
         }
         login::ANSWER => {
             let mut r = msg.body(sig::ANSWER_IN).map_err(invalid)?;
