@@ -45,6 +45,7 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub email: EmailConfig,
     pub devices: DevicesConfig,
+    pub keys: KeysConfig,
     pub store: StoreConfig,
 }
 
@@ -137,6 +138,35 @@ impl Default for DevicesConfig {
             ssh_services: vec!["sshd".into()],
             bind_address: false,
             address_only: false,
+        }
+    }
+}
+
+/// Security keys. For now: OpenSSH security-key public keys
+/// (`sk-ssh-ed25519@openssh.com`, `sk-ecdsa-sha2-nistp256@openssh.com`)
+/// registered as a method, counted as the second factor of an SSH login
+/// that proved one (`SSH_AUTH_INFO_0`, read as trusted devices read it:
+/// from root's logins of `[devices] ssh_services`), and only while sshd
+/// requires a touch for every key.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// Offer security-key SSH keys as a method.
+    pub ssh: bool,
+    /// The sshd whose effective configuration (`sshd -T`) must say
+    /// `pubkeyauthoptions touch-required` for the login's user and address.
+    pub sshd: PathBuf,
+    /// Its configuration file; empty: sshd's own default
+    /// (`/etc/ssh/sshd_config`).
+    pub sshd_config: PathBuf,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig {
+            ssh: true,
+            sshd: PathBuf::from("/usr/sbin/sshd"),
+            sshd_config: PathBuf::new(),
         }
     }
 }
@@ -290,6 +320,7 @@ impl Default for Config {
             policy: PolicyConfig::default(),
             email: EmailConfig::default(),
             devices: DevicesConfig::default(),
+            keys: KeysConfig::default(),
             store: StoreConfig::default(),
         }
     }
@@ -526,6 +557,17 @@ impl Config {
                     "{:?} is not a PAM service name (letters, digits, - _ .)",
                     bad.chars().take(64).collect::<String>()
                 ),
+            ));
+        }
+        let k = &self.keys;
+        if !k.sshd.is_absolute() {
+            return Err(invalid("keys", "sshd", "must be an absolute path".into()));
+        }
+        if !k.sshd_config.as_os_str().is_empty() && !k.sshd_config.is_absolute() {
+            return Err(invalid(
+                "keys",
+                "sshd_config",
+                "must be an absolute path (or empty: sshd's own default)".into(),
             ));
         }
         self.validate_email(text, &invalid)?;
@@ -1291,12 +1333,21 @@ mod proptests {
             e,
             "c:2: key `devices.days`: 31 is out of range 1..=30 (trust never lasts longer)"
         );
+        let e = Config::parse("[keys]\nsshd = \"sshd\"\n", "c")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "c:2: key `keys.sshd`: must be an absolute path");
+        let e = Config::parse("[keys]\nssh = true\nsshd_config = \"etc/x\"\n", "c")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c:3: key `keys.sshd_config`:"), "{e}");
         let e = Config::parse("[devices]\nssh_services = [\"sshd\", \"a b\"]\n", "c")
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("c:2: key `devices.ssh_services`:"), "{e}");
         let shipped = Config::parse(SHIPPED, "p.toml").unwrap();
         assert_eq!(shipped.devices, DevicesConfig::default());
+        assert_eq!(shipped.keys, KeysConfig::default());
     }
 
     /// The shipped file shows `protected_groups` commented out, with the

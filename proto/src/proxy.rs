@@ -1,7 +1,7 @@
 //! zbus proxies for the three interfaces (async and blocking).
 
 use crate::types::{
-    AccountStatus, AppEnrolment, Device, ImportReport, Policy, Recovery, UserReport,
+    AccountStatus, AppEnrolment, Device, ImportReport, Policy, Recovery, SshKey, UserReport,
 };
 use crate::WireStep;
 
@@ -70,6 +70,19 @@ pub trait Account1 {
     /// account password and a current second factor. Returns how many were
     /// removed.
     fn remove_devices(&self, id: &str, password: &[u8], code: &[u8]) -> zbus::Result<u32>;
+    /// Registers an OpenSSH security-key public key (one `authorized_keys`
+    /// line: `sk-ssh-ed25519@openssh.com AAAA… [comment]`) as a method;
+    /// needs the account password and, when the account has a method
+    /// already, a current second factor. Returns the key's id and, when it
+    /// is the first method, a first set of backup codes (else none).
+    fn enroll_ssh_key(
+        &self,
+        public_key: &str,
+        password: &[u8],
+        code: &[u8],
+    ) -> zbus::Result<(String, Vec<String>)>;
+    /// The caller's registered security-key SSH keys.
+    fn list_ssh_keys(&self) -> zbus::Result<Vec<SshKey>>;
 }
 
 /// Administrators: uid 0, or members of `admin_group` (who give their own

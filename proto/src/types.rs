@@ -18,6 +18,10 @@ pub mod method {
     pub const RECOVERY_CODE: &str = "recovery-code";
     /// A device the user trusts (no code asked; audit lines only).
     pub const TRUSTED_DEVICE: &str = "trusted-device";
+    /// An OpenSSH security-key public key (`sk-ssh-ed25519@openssh.com`,
+    /// `sk-ecdsa-sha2-nistp256@openssh.com`): an SSH login that proved it,
+    /// on an sshd that requires a touch for every key, needs no code.
+    pub const SSH_KEY: &str = "ssh-key";
 }
 
 /// What a user (or an admin) sees about one account.
@@ -64,6 +68,21 @@ pub struct Device {
     pub added: i64,
     pub last_used: i64,
     pub expires: i64,
+}
+
+/// A security-key SSH public key registered as a method.
+/// D-Bus signature `(ssxx)`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "zbus", derive(Serialize, Deserialize, Type))]
+pub struct SshKey {
+    /// Short id.
+    pub id: String,
+    /// The key's type and SHA-256 fingerprint
+    /// (`sk-ssh-ed25519@openssh.com SHA256:...`).
+    pub label: String,
+    /// Unix times: when it was registered, last used at a login (0: never).
+    pub added: i64,
+    pub last_used: i64,
 }
 
 /// What `Account1.EnrollApp` returns: shown once to the user, never stored

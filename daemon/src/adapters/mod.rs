@@ -1,5 +1,5 @@
 //! The outside world: SMTP, syslog, PAM, the name service, the sealing
-//! key, google-authenticator files, `/proc` and the login socket. Adapters know nothing of the
+//! key, google-authenticator files, `/proc`, sshd's configuration and the login socket. Adapters know nothing of the
 //! layers above them.
 
 pub mod argon2id;
@@ -10,4 +10,5 @@ pub mod pam_reauth;
 pub mod procfs;
 pub mod sealing;
 pub mod smtp;
+pub mod sshd;
 pub mod syslog;

@@ -14,6 +14,7 @@ use crate::rules::email_codes::{self, EmailCheck, Purpose, Sent};
 use crate::rules::methods::{self, BackupCodes, Method, NewMethod};
 use crate::rules::policy::{self, Applies};
 use crate::rules::ratelimit::REAUTH_SOURCE;
+use crate::rules::ssh_keys;
 use crate::rules::totp::{self, Confirm, Secret};
 use crate::rules::trusted_devices;
 use crate::services::directory::Directory;
@@ -26,7 +27,7 @@ use crate::services::{Caller, Handles};
 use crate::store::Store;
 use std::sync::Arc;
 use twofactor_proto::error::Error;
-use twofactor_proto::types::{method, AppEnrolment, Device};
+use twofactor_proto::types::{method, AppEnrolment, Device, SshKey};
 use twofactor_proto::AccountStatus;
 use zeroize::Zeroizing;
 
@@ -367,6 +368,81 @@ impl Accounts {
             method: which,
         });
         Ok(())
+    }
+
+    /// Registers a security-key SSH public key (one `.pub` line) as a
+    /// method, after the password and, when the account has a method, a
+    /// current second factor. Returns the key's id and, when it is the
+    /// first method, a first set of backup codes (shown once; else none).
+    pub async fn enroll_ssh_key(
+        &self,
+        caller: &Caller,
+        public_key: &str,
+        password: Vec<u8>,
+        code: Vec<u8>,
+    ) -> Result<(String, Vec<String>), Error> {
+        let (password, code) = (Zeroizing::new(password), Zeroizing::new(code));
+        if !Method::SshKey.offered(&self.config) {
+            return Err(Error::InvalidInput(
+                "security keys over SSH are turned off on this machine ([keys] ssh)".into(),
+            ));
+        }
+        // Refused before the password is asked of PAM: a wrong file costs
+        // no try.
+        let key = ssh_keys::parse_public_key(public_key)
+            .map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let user = self.user_of(caller).await?;
+        self.prove(&user, password, code, "enroll-ssh-key").await?;
+        let id = trusted_devices::new_id(self.rng.as_ref())
+            .map_err(|e| self.internal("enroll-ssh-key", &e.to_string()))?;
+        let (codes, hashed) = self.new_set("enroll-ssh-key").await?;
+        let now = self.clock.now();
+        let (u, i) = (user.clone(), id.clone());
+        let outcome = self
+            .store
+            .run(move |c| {
+                if ssh_keys::find(c, &u, &key)?.is_some() {
+                    return Ok(None);
+                }
+                // Backup codes only as a first method, as for email.
+                let first = !methods::has_any(c, &u)?;
+                let backups = if first {
+                    BackupCodes::Replace(&hashed)
+                } else {
+                    BackupCodes::Keep
+                };
+                let new = NewMethod::SshKey { id: &i, key: &key };
+                methods::activate(c, &u, new, backups, now).map(Some)
+            })
+            .await
+            .map_err(|e| self.internal("enroll-ssh-key", &e.to_string()))?;
+        let Some(added) = outcome else {
+            return Err(Error::AlreadyEnrolled(
+                "this security key is registered for your account already".into(),
+            ));
+        };
+        self.audit.log(Event::Enrol {
+            user: &user,
+            method: method::SSH_KEY,
+        });
+        self.outbox.notify(&user, Notice::MethodAdded(Method::SshKey));
+        if added.backup_codes.is_none() {
+            return Ok((id, Vec::new()));
+        }
+        self.audit.log(Event::BackupCodesNew {
+            user: &user,
+            count: codes.len(),
+        });
+        Ok((id, codes.iter().map(Code::display).collect()))
+    }
+
+    /// The caller's security-key SSH keys.
+    pub async fn list_ssh_keys(&self, caller: &Caller) -> Result<Vec<SshKey>, Error> {
+        let user = self.user_of(caller).await?;
+        self.store
+            .run(move |c| ssh_keys::list(c, &user))
+            .await
+            .map_err(|e| self.internal("ssh-keys", &e.to_string()))
     }
 
     /// The caller's trusted devices.

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use twofactor_proto::error::Error;
 use twofactor_proto::types::{
-    AccountStatus, AppEnrolment, Device, ImportReport, Policy, Recovery, UserReport,
+    AccountStatus, AppEnrolment, Device, ImportReport, Policy, Recovery, SshKey, UserReport,
 };
 use twofactor_proto::WireStep;
 use zbus::message::Header;
@@ -323,6 +323,34 @@ impl AccountInterface {
         self.accounts
             .remove_devices(&caller, &id, password, code)
             .await
+    }
+
+    /// Registers a security-key SSH public key (one .pub line) as a method
+    /// (needs the password and, when the account has a method, a current
+    /// second factor); returns its id and, as a first method, new backup
+    /// codes (else none).
+    async fn enroll_ssh_key(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        public_key: String,
+        password: Vec<u8>,
+        code: Vec<u8>,
+    ) -> Result<(String, Vec<String>), Error> {
+        let caller = self.callers.of(conn, &header).await?;
+        self.accounts
+            .enroll_ssh_key(&caller, &public_key, password, code)
+            .await
+    }
+
+    /// The caller's security-key SSH keys.
+    async fn list_ssh_keys(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<Vec<SshKey>, Error> {
+        let caller = self.callers.of(conn, &header).await?;
+        self.accounts.list_ssh_keys(&caller).await
     }
 
     /// Removes a method, or all (needs the password and a current second

@@ -8,7 +8,9 @@ use crate::store::{Db, DbResult};
 use twofactor_proto::types::method;
 
 use crate::config::Config;
-use crate::rules::{backup_codes, bookkeeping, email_codes, recovery_codes, totp, trusted_devices};
+use crate::rules::{
+    backup_codes, bookkeeping, email_codes, recovery_codes, ssh_keys, totp, trusted_devices,
+};
 
 /// A second-factor method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -17,17 +19,29 @@ pub enum Method {
     App,
     /// A code sent to the user's confirmed email address.
     Email,
+    /// A security-key SSH key proved to sshd (never asked at a prompt).
+    SshKey,
 }
 
 impl Method {
     /// Every method, in the order they are listed and offered.
-    pub const ALL: &'static [Method] = &[Method::App, Method::Email];
+    pub const ALL: &'static [Method] = &[Method::App, Method::Email, Method::SshKey];
 
     /// The method's name on the bus and on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Method::App => method::APP,
             Method::Email => method::EMAIL,
+            Method::SshKey => method::SSH_KEY,
+        }
+    }
+
+    /// Whether a login asks for a code of this method at its prompt (a
+    /// security key over SSH is proved to sshd, never typed).
+    pub fn asked_at_prompt(self) -> bool {
+        match self {
+            Method::App | Method::Email => true,
+            Method::SshKey => false,
         }
     }
 
@@ -39,6 +53,7 @@ impl Method {
         match self {
             Method::App => true,
             Method::Email => config.email.codes,
+            Method::SshKey => config.keys.ssh,
         }
     }
 
@@ -51,6 +66,7 @@ impl Method {
         match self {
             Method::App => totp::is_enrolled(conn, user),
             Method::Email => email_codes::is_enrolled(conn, user),
+            Method::SshKey => ssh_keys::is_enrolled(conn, user),
         }
     }
 
@@ -59,6 +75,7 @@ impl Method {
         match self {
             Method::App => totp::remove(conn, user),
             Method::Email => email_codes::remove(conn, user),
+            Method::SshKey => ssh_keys::remove(conn, user),
         }
     }
 }
@@ -105,6 +122,8 @@ pub enum NewMethod<'a> {
     App { secret: &'a totp::Secret, step: i64 },
     /// Email codes to a confirmed address (replacing an older address).
     Email { address: &'a str },
+    /// One more security-key SSH key, as `id`.
+    SshKey { id: &'a str, key: &'a ssh_keys::Key },
     /// A method whose own confirmation has already written it
     /// (`totp::confirm_pending` moves the pending secret in place, in the
     /// same transaction).
@@ -116,6 +135,7 @@ impl NewMethod<'_> {
         match self {
             NewMethod::App { .. } => Method::App,
             NewMethod::Email { .. } => Method::Email,
+            NewMethod::SshKey { .. } => Method::SshKey,
             NewMethod::Written(m) => *m,
         }
     }
@@ -164,6 +184,9 @@ pub fn activate(
     match &new {
         NewMethod::App { secret, step } => totp::activate(conn, user, secret, *step, now)?,
         NewMethod::Email { address } => email_codes::activate(conn, user, address, now)?,
+        NewMethod::SshKey { id, key } => {
+            ssh_keys::add(conn, user, id, key, now)?;
+        }
         NewMethod::Written(_) => {}
     }
     let backup_codes = match backups {

@@ -15,5 +15,6 @@ pub mod policy;
 pub mod protected;
 pub mod ratelimit;
 pub mod recovery_codes;
+pub mod ssh_keys;
 pub mod totp;
 pub mod trusted_devices;

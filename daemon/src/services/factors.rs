@@ -129,6 +129,12 @@ impl Factors {
                 reason: "recovery-code-not-here",
                 lock: None,
             }),
+            // No code is typed for a security key (a prompt for it takes
+            // backup codes only).
+            Attempt::Code(Method::SshKey, _) => Ok(Verdict::Refused {
+                reason: "no-method",
+                lock: None,
+            }),
         }
     }
 

@@ -68,6 +68,7 @@ fn label(m: Method) -> &'static str {
     match m {
         Method::App => "authenticator app",
         Method::Email => "codes by email",
+        Method::SshKey => "security key over SSH",
     }
 }
 

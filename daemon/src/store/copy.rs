@@ -13,7 +13,7 @@ use crate::params;
 /// Every table and the columns copied, parents before children (foreign
 /// keys). `backup_codes.id` is not copied: the target numbers its rows
 /// itself (ids are never kept outside one login's jobs).
-pub const TABLES: [(&str, &str); 11] = [
+pub const TABLES: [(&str, &str); 12] = [
     (
         "accounts",
         "username, created, preferred, last_method, last_login, failures, locked_until, last_host",
@@ -43,6 +43,7 @@ pub const TABLES: [(&str, &str); 11] = [
         "devices",
         "id, username, identity, label, address, added, last_used, expires, password_digest",
     ),
+    ("ssh_keys", "id, username, identity, label, added, last_used"),
 ];
 
 /// Rows per table, in [`TABLES`]' order.

@@ -5,7 +5,7 @@ use super::*;
 
 /// Every sealed column: (table, column); each table has a `username`
 /// column, the user the value is sealed for.
-pub(super) const SEALED: [(&str, &str); 11] = [
+pub(super) const SEALED: [(&str, &str); 13] = [
     ("totp", "secret"),
     ("totp_pending", "secret"),
     ("backup_codes", "selector"),
@@ -17,6 +17,8 @@ pub(super) const SEALED: [(&str, &str); 11] = [
     ("devices", "label"),
     ("devices", "address"),
     ("devices", "password_digest"),
+    ("ssh_keys", "identity"),
+    ("ssh_keys", "label"),
 ];
 
 /// The values of one sealed column, with the users they belong to.

@@ -198,6 +198,28 @@ pub const LATER: &[(&str, &str)] = &[
         "DELETE FROM devices;
         ALTER TABLE devices ADD COLUMN password_digest BYTEA NOT NULL DEFAULT ''::bytea;",
     ),
+    // 12: security-key SSH keys as a method (issue 20; rules/ssh_keys):
+    // identity and label sealed.
+    (
+        "CREATE TABLE ssh_keys (
+            id TEXT NOT NULL,
+            username TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+            identity BLOB NOT NULL,
+            label BLOB NOT NULL,
+            added INTEGER NOT NULL,
+            last_used INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (username, id)
+        ) STRICT;",
+        "CREATE TABLE ssh_keys (
+            id TEXT NOT NULL,
+            username TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+            identity BYTEA NOT NULL,
+            label BYTEA NOT NULL,
+            added BIGINT NOT NULL,
+            last_used BIGINT NOT NULL DEFAULT 0,
+            PRIMARY KEY (username, id)
+        );",
+    ),
 ];
 
 /// The version PostgreSQL stores start at.

@@ -36,7 +36,8 @@ pub enum Choice {
 /// What a login knows of the user's methods when it asks.
 #[derive(Debug, Clone, Default)]
 pub struct Methods {
-    /// The user's methods this machine offers.
+    /// The user's methods this machine offers that a prompt asks for (a
+    /// security key over SSH is proved to sshd instead).
     pub usable: Vec<Method>,
     /// Their methods, offered or not.
     pub enrolled: Vec<Method>,
@@ -72,6 +73,8 @@ impl Methods {
         match choice {
             Choice::Method(Method::App) => "Code from your authenticator app".into(),
             Choice::Method(Method::Email) => format!("Code by email to {}", self.masked()),
+            // Never among the choices (not asked at a prompt).
+            Choice::Method(Method::SshKey) => "Security key over SSH".into(),
             Choice::Resend => format!("Send a new code to {}", self.masked()),
         }
     }
@@ -89,7 +92,7 @@ pub(super) fn methods_in(c: &Db, user: &str, config: &crate::config::Config) -> 
         usable: enrolled
             .iter()
             .copied()
-            .filter(|m| m.offered(config))
+            .filter(|m| m.offered(config) && m.asked_at_prompt())
             .collect(),
         enrolled,
         address,
@@ -107,6 +110,7 @@ fn prompt(method: Method, methods: &Methods) -> String {
     match method {
         Method::App => APP_PROMPT.into(),
         Method::Email => format!("Verification code sent to {}: ", methods.masked()),
+        Method::SshKey => BACKUP_PROMPT.into(),
     }
 }
 
@@ -134,7 +138,14 @@ impl Logins {
     /// sent the user is told, and can choose another method.
     pub(super) async fn ask(&self, origin: &Origin, method: Method, methods: &Methods) -> Step {
         let mut step = Step::new(Action::AskHidden(prompt(method, methods)));
-        if !methods.usable.contains(&method) && methods.enrolled.contains(&method) {
+        if method == Method::SshKey {
+            // The user's only method here is a security key, which only an
+            // SSH login with that key proves.
+            step = Step::new(Action::AskHidden(BACKUP_PROMPT.into())).error(
+                "Your second factor is a security key, used over SSH with its SSH key; \
+                 here, type a backup code.",
+            );
+        } else if !methods.usable.contains(&method) && methods.enrolled.contains(&method) {
             step = Step::new(Action::AskHidden(BACKUP_PROMPT.into())).error(format!(
                 "{} codes are turned off on this machine: type a backup code, or ask an \
                  administrator.",

@@ -52,6 +52,7 @@ use crate::rules::bookkeeping;
 use crate::rules::methods::{self, Method};
 use crate::rules::policy::{self, Applies};
 use crate::rules::recovery_codes;
+use crate::rules::ssh_keys;
 use crate::services::directory::Directory;
 use crate::services::directory::Resolved;
 use crate::services::factors::Factors;
@@ -189,6 +190,10 @@ struct Facts {
     first: Option<Method>,
     /// The id of the trusted device the login presents (its use recorded).
     trusted: Option<String>,
+    /// The id of the user's security-key SSH key the login proved to sshd
+    /// (whether it counts is decided after the read: the caller must be
+    /// root and sshd must require a touch).
+    ssh_key: Option<String>,
     methods: choose::Methods,
     recovery_pending: bool,
     policy: twofactor_proto::types::Policy,
@@ -201,9 +206,18 @@ fn facts_of(
     user: &str,
     config: &crate::config::Config,
     presented: Option<&crate::rules::trusted_devices::Presented>,
+    security_key: Option<&ssh_keys::Key>,
     now: i64,
 ) -> crate::store::db::Result<Facts> {
     let methods = choose::methods_in(c, user, config)?;
+    let ssh_key = match security_key {
+        Some(key)
+            if Method::SshKey.offered(config) && methods.enrolled.contains(&Method::SshKey) =>
+        {
+            ssh_keys::find(c, user, key)?
+        }
+        _ => None,
+    };
     // A user with no method never gets trust.
     let trusted = match presented {
         Some(d) if !methods.usable.is_empty() => {
@@ -217,6 +231,7 @@ fn facts_of(
     Ok(Facts {
         first,
         trusted,
+        ssh_key,
         methods,
         recovery_pending: recovery_codes::pending(c, user, now)?.is_some(),
         policy: policy::get(c, &config.policy)?,
@@ -301,9 +316,19 @@ impl Logins {
             &origin.ssh_auth_info,
         );
         let looked_for = offered.clone();
+        let security_key = ssh_keys::presented(&config, &origin);
         let resolving = self.directory.resolve_then_read(&origin.user, move |user| {
             let user = user.to_string();
-            move |c: &Db| facts_of(c, &user, &config, looked_for.as_ref(), now)
+            move |c: &Db| {
+                facts_of(
+                    c,
+                    &user,
+                    &config,
+                    looked_for.as_ref(),
+                    security_key.as_ref(),
+                    now,
+                )
+            }
         });
         let (caller, resolved) = tokio::join!(caller, resolving);
         let caller = &caller?;
@@ -323,6 +348,7 @@ impl Logins {
             None => Facts {
                 first: None,
                 trusted: None,
+                ssh_key: None,
                 methods: Default::default(),
                 recovery_pending: false,
                 policy: Default::default(),
@@ -338,7 +364,29 @@ impl Logins {
             // the use recorded (durably), before the login is let through.
             facts.trusted = self.use_trust(&origin, presented, now).await?;
         }
-        let phase = if let Some(id) = facts.trusted.take() {
+        // A security key the user registered, proved to sshd, counts only
+        // for a root caller (sshd) and while sshd requires a touch.
+        let security_key = match facts.ssh_key.take() {
+            Some(id) if caller.uid == 0 => self.security_key_counts(&origin, id, now).await,
+            _ => None,
+        };
+        let phase = if security_key.is_some() {
+            // No code is asked; the login's success waits for the account
+            // phase like any other's.
+            let passed = Passed {
+                method: twofactor_proto::types::method::SSH_KEY,
+                device: None,
+            };
+            self.audit.log(Event::SecondFactorAccepted {
+                origin: &origin,
+                method: passed.method,
+                device: None,
+            });
+            (
+                Phase::Commit(Change::Login(passed)),
+                waiting_for_commit(Step::new(Action::Accept)),
+            )
+        } else if let Some(id) = facts.trusted.take() {
             // No code is asked; the login's success waits for the account
             // phase like any other's.
             let passed = Passed {
@@ -415,6 +463,47 @@ impl Logins {
         };
         self.sessions.insert(id.clone(), session, now)?;
         Ok((id, step))
+    }
+
+    /// Whether the security key `id` of `origin.user`, proved to sshd,
+    /// counts: sshd must require a touch for every key of this login
+    /// (`adapters::sshd`, off the async workers). When it does, the use is
+    /// recorded with the login's and the key's id returned; when not, the
+    /// reason is logged and the login asks for a code as usual.
+    async fn security_key_counts(&self, origin: &Origin, id: String, now: i64) -> Option<String> {
+        let keys = self.config.keys.clone();
+        let (user, rhost) = (origin.user.clone(), origin.rhost.clone());
+        let checked = tokio::task::spawn_blocking(move || {
+            crate::adapters::sshd::touch_required(&keys.sshd, &keys.sshd_config, &user, &rhost)
+        })
+        .await;
+        let why = match checked {
+            Ok(Ok(())) => None,
+            Ok(Err(not)) => Some(not.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = why {
+            self.audit.log(Event::Error {
+                context: "ssh-key-not-counted",
+                error: &why,
+            });
+            return None;
+        }
+        let (u, i, host) = (origin.user.clone(), id.clone(), self.host.to_string());
+        let recorded = self
+            .store
+            .run(move |c| {
+                ssh_keys::used(c, &u, &i, now)?;
+                bookkeeping::record_login(c, &u, twofactor_proto::types::method::SSH_KEY, now, &host)
+            })
+            .await;
+        match recorded {
+            Ok(()) => Some(id),
+            Err(e) => {
+                self.internal("login-ssh-key", &e.to_string());
+                None
+            }
+        }
     }
 
     /// Whether the mandatory policy applies to a name the system does not

@@ -1,0 +1,290 @@
+//! Security-key SSH keys as a method: an OpenSSH security-key public key
+//! (`sk-ssh-ed25519@openssh.com`, `sk-ecdsa-sha2-nistp256@openssh.com`)
+//! that a user registered. An SSH login that proved one of them
+//! (`SSH_AUTH_INFO_0`, read as trusted devices read it: only from the
+//! services `[devices] ssh_services` names, and only a root caller's) is
+//! the second factor, while sshd requires a touch for every key (checked
+//! by the caller, `adapters::sshd`): the secret stays in the token and the
+//! touch is the user's presence. Never asked at a prompt: a user whose
+//! only method this is types a backup code elsewhere.
+//!
+//! Table `ssh_keys` (migration 12): per user, a short random id, the
+//! identity (SHA-256 over the key blob) and the label shown to the user
+//! (type and fingerprint), both sealed; when it was added and last used.
+
+use crate::config::Config;
+use crate::origin::Origin;
+use crate::params;
+use crate::rules::trusted_devices;
+use crate::store::{Db, DbResult};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use twofactor_proto::types::SshKey;
+
+/// The OpenSSH key types whose secret is in a security key.
+pub const SK_TYPES: [&str; 2] = [
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+];
+
+/// The longest public key line taken (OpenSSH's are under 1 KiB).
+pub const MAX_LINE_BYTES: usize = 8 * 1024;
+
+/// A security-key public key: its type and its blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    pub kind: String,
+    pub blob: Vec<u8>,
+}
+
+impl Key {
+    /// What is stored to recognise the key (sealed).
+    pub fn identity(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"ssh-key\0");
+        h.update(&self.blob);
+        h.finalize().into()
+    }
+
+    /// What the user sees: the type and OpenSSH's fingerprint.
+    pub fn label(&self) -> String {
+        format!("{} {}", self.kind, trusted_devices::fingerprint(&self.blob))
+    }
+}
+
+/// Why a public key was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotAKey {
+    #[error("the public key is longer than {MAX_LINE_BYTES} bytes")]
+    TooLong,
+    #[error(
+        "not an OpenSSH public key line (TYPE BASE64 [COMMENT], as in a .pub file; \
+         authorized_keys options are not taken)"
+    )]
+    Malformed,
+    #[error(
+        "{0} is not a security-key type: make one with `ssh-keygen -t ed25519-sk` (or \
+         ecdsa-sk) and give its .pub file"
+    )]
+    NotSecurityKey(String),
+}
+
+/// Reads the first key line of a `.pub` file's text (`TYPE BASE64
+/// [COMMENT]`; empty lines and `#` comments skipped).
+pub fn parse_public_key(text: &str) -> Result<Key, NotAKey> {
+    if text.len() > MAX_LINE_BYTES {
+        return Err(NotAKey::TooLong);
+    }
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .ok_or(NotAKey::Malformed)?;
+    let mut words = line.split_whitespace();
+    let (kind, blob) = (
+        words.next().ok_or(NotAKey::Malformed)?,
+        words.next().ok_or(NotAKey::Malformed)?,
+    );
+    // The same reading as SSH_AUTH_INFO_0's: the blob names its own type.
+    let (kind, blob) = trusted_devices::ssh_key(&format!("publickey {kind} {blob}"))
+        .ok_or(NotAKey::Malformed)?;
+    if !SK_TYPES.contains(&kind.as_str()) {
+        return Err(NotAKey::NotSecurityKey(kind));
+    }
+    Ok(Key { kind, blob })
+}
+
+/// The security key a login proved to sshd, if any: from the services
+/// named as sshd only, when the method is on. Whether the caller may
+/// present it (root) is the caller's to check.
+pub fn presented(config: &Config, origin: &Origin) -> Option<Key> {
+    if !config.keys.ssh
+        || !config
+            .devices
+            .ssh_services
+            .iter()
+            .any(|s| s == &origin.service)
+    {
+        return None;
+    }
+    let (kind, blob) = trusted_devices::ssh_key(&origin.ssh_auth_info)?;
+    SK_TYPES
+        .contains(&kind.as_str())
+        .then_some(Key { kind, blob })
+}
+
+/// Registers `key` for `user` as `id`; false when it is registered
+/// already (nothing written).
+pub fn add(conn: &Db, user: &str, id: &str, key: &Key, now: i64) -> DbResult<bool> {
+    if find(conn, user, key)?.is_some() {
+        return Ok(false);
+    }
+    conn.execute(
+        "INSERT INTO ssh_keys(id, username, identity, label, added, last_used)
+         VALUES (?1, ?2, ?3, ?4, ?5, 0)",
+        params![
+            id,
+            user,
+            conn.seal(user, "ssh_keys.identity", &key.identity())?,
+            conn.seal(user, "ssh_keys.label", key.label().as_bytes())?,
+            now
+        ],
+    )?;
+    Ok(true)
+}
+
+/// The id of `user`'s registered key that `key` is, if any.
+pub fn find(conn: &Db, user: &str, key: &Key) -> DbResult<Option<String>> {
+    let wanted = key.identity();
+    let rows = conn.query_map(
+        "SELECT id, identity FROM ssh_keys WHERE username = ?1",
+        params![user],
+        |r| Ok((r.get::<String>(0)?, r.get::<Vec<u8>>(1)?)),
+    )?;
+    for (id, sealed) in rows {
+        let identity = conn.unseal(user, "ssh_keys.identity", &sealed)?;
+        if bool::from(identity.as_slice().ct_eq(&wanted)) {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
+}
+
+/// Records a login by key `id`.
+pub fn used(conn: &Db, user: &str, id: &str, now: i64) -> DbResult<()> {
+    conn.execute(
+        "UPDATE ssh_keys SET last_used = ?3 WHERE username = ?1 AND id = ?2",
+        params![user, id, now],
+    )
+    .map(|_| ())
+}
+
+/// `user`'s keys, oldest first.
+pub fn list(conn: &Db, user: &str) -> DbResult<Vec<SshKey>> {
+    let rows = conn.query_map(
+        "SELECT id, label, added, last_used FROM ssh_keys WHERE username = ?1
+         ORDER BY added, id",
+        params![user],
+        |r| {
+            Ok((
+                r.get::<String>(0)?,
+                r.get::<Vec<u8>>(1)?,
+                r.get::<i64>(2)?,
+                r.get::<i64>(3)?,
+            ))
+        },
+    )?;
+    rows.into_iter()
+        .map(|(id, label, added, last_used)| {
+            Ok(SshKey {
+                id,
+                label: conn.unseal_text(user, "ssh_keys.label", &label)?,
+                added,
+                last_used,
+            })
+        })
+        .collect()
+}
+
+/// Whether `user` has a registered key.
+pub fn is_enrolled(conn: &Db, user: &str) -> DbResult<bool> {
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM ssh_keys WHERE username = ?1",
+        params![user],
+        |r| r.get(0),
+    )?;
+    Ok(n > 0)
+}
+
+/// Removes every key of `user`; false if there was none.
+pub fn remove(conn: &Db, user: &str) -> DbResult<bool> {
+    Ok(conn.execute("DELETE FROM ssh_keys WHERE username = ?1", params![user])? > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::bookkeeping;
+
+    /// Real keys from `ssh-keygen -t ed25519-sk` / `ecdsa-sk` (OpenSSH's
+    /// software authenticator) and `-t ed25519`.
+    const ED25519_SK: &str = "sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAILCAfqJ3OIcQPZhZZLDTYVJr8r3WmEv+1PYJD/9wPY4DAAAABHNzaDo= alice@host";
+    const ECDSA_SK: &str = "sk-ecdsa-sha2-nistp256@openssh.com AAAAInNrLWVjZHNhLXNoYTItbmlzdHAyNTZAb3BlbnNzaC5jb20AAAAIbmlzdHAyNTYAAABBBOvoMM7c5Idxff3J2BPcy3wm4JzMEmlhOeCW/gOLnBZdKoQvcpDJwdY2D7gu61xQPal+Ie/whugLx7gzugPQ3IcAAAAEc3NoOg== alice@host";
+    const ED25519: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAII/sLfMSIovGNKb03P/EaP2TlAsCZVxP8VXeVtxnr172 x";
+
+    fn key(line: &str) -> Key {
+        parse_public_key(line).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn only_security_key_lines_are_taken() {
+        assert_eq!(key(ED25519_SK).kind, SK_TYPES[0]);
+        assert_eq!(key(&format!("# mine\n\n  {ECDSA_SK}\n")).kind, SK_TYPES[1]);
+        assert!(key(ED25519_SK).label().starts_with("sk-ssh-ed25519@openssh.com SHA256:"));
+        assert!(matches!(
+            parse_public_key(ED25519),
+            Err(NotAKey::NotSecurityKey(k)) if k == "ssh-ed25519"
+        ));
+        for bad in [
+            "",
+            "# only a comment",
+            "sk-ssh-ed25519@openssh.com",
+            "sk-ssh-ed25519@openssh.com !!!notbase64",
+            // options before the type, as in authorized_keys
+            &format!("no-touch-required {ED25519_SK}"),
+            // a blob of another type under this type's name
+            &ECDSA_SK.replacen("sk-ecdsa-sha2-nistp256", "sk-ssh-ed25519", 1),
+        ] {
+            assert!(parse_public_key(bad).is_err(), "{bad:?}");
+        }
+        let long = format!("{ED25519_SK} {}", "c".repeat(MAX_LINE_BYTES));
+        assert_eq!(parse_public_key(&long), Err(NotAKey::TooLong));
+    }
+
+    #[test]
+    fn presented_only_from_sshd_and_only_a_security_key() {
+        let config = Config::default();
+        let blob = ED25519_SK.split(' ').nth(1).unwrap_or_default();
+        let origin = |service: &str, info: String| Origin {
+            user: "alice".into(),
+            service: service.into(),
+            ssh_auth_info: info,
+            ..Origin::default()
+        };
+        let info = format!("publickey sk-ssh-ed25519@openssh.com {blob}\n");
+        assert_eq!(
+            presented(&config, &origin("sshd", info.clone())),
+            Some(key(ED25519_SK))
+        );
+        assert_eq!(presented(&config, &origin("su", info.clone())), None);
+        let mut off = Config::default();
+        off.keys.ssh = false;
+        assert_eq!(presented(&off, &origin("sshd", info)), None);
+        let plain = ED25519.split(' ').nth(1).unwrap_or_default();
+        let info = format!("publickey ssh-ed25519 {plain}\n");
+        assert_eq!(presented(&config, &origin("sshd", info)), None);
+    }
+
+    #[test]
+    fn keys_are_added_once_found_listed_and_removed() {
+        let c = crate::store::testing::connection();
+        bookkeeping::ensure(&c, "alice", 0).unwrap();
+        let (a, b) = (key(ED25519_SK), key(ECDSA_SK));
+        assert!(!is_enrolled(&c, "alice").unwrap());
+        assert!(add(&c, "alice", "0000000a", &a, 10).unwrap());
+        assert!(!add(&c, "alice", "0000000b", &a, 11).unwrap(), "twice");
+        assert!(add(&c, "alice", "0000000b", &b, 12).unwrap());
+        assert_eq!(find(&c, "alice", &b).unwrap().as_deref(), Some("0000000b"));
+        assert_eq!(find(&c, "bob", &b).unwrap(), None, "another user's");
+        used(&c, "alice", "0000000b", 20).unwrap();
+        let listed = list(&c, "alice").unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0].label, a.label());
+        assert_eq!((listed[1].added, listed[1].last_used), (12, 20));
+        assert!(is_enrolled(&c, "alice").unwrap());
+        assert!(remove(&c, "alice").unwrap());
+        assert!(!is_enrolled(&c, "alice").unwrap());
+        assert!(!remove(&c, "alice").unwrap());
+    }
+}
