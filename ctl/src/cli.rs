@@ -270,6 +270,21 @@ pub enum Command {
     )]
     Devices(DevicesArgs),
 
+    /// List your security keys registered for SSH (enable ssh-key adds one)
+    #[command(
+        long_about = "List the security-key SSH keys of your account (`twofactorctl enable\n\
+                      ssh-key FILE` adds one, `twofactorctl disable ssh-key` removes them\n\
+                      all). Needs no password.",
+        after_help = concat!(
+            "Output (stdout): one block per key (ID, Key: its type and SHA-256\n",
+            "fingerprint, Added, Last used), or with --json one JSON array of\n",
+            "{\"id\", \"label\", \"added\", \"last_used\"} (Unix times, 0: never).\n",
+            "No key: the one line \"No security keys for SSH.\" (exit status 0).\n\n",
+            exit_status_help!()
+        )
+    )]
+    SshKeys(SshKeysArgs),
+
     /// Administration: mandatory policy, users, reset, unlock, import (root or admin_group)
     #[command(
         subcommand_required = true,
@@ -571,6 +586,13 @@ pub struct AdminDevicesRemoveArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct SshKeysArgs {
+    /// Print the keys as one JSON array (for scripts)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct DevicesArgs {
     /// Print the devices as one JSON array (for scripts)
     #[arg(long)]
@@ -774,6 +796,34 @@ pub enum EnableMethod {
         )
     )]
     Email(EnableEmailArgs),
+    /// Register a security key's SSH key (ssh-keygen -t ed25519-sk): no code over SSH with it
+    #[command(
+        long_about = "Register an OpenSSH security-key public key (made with `ssh-keygen -t\n\
+                      ed25519-sk` or `-t ecdsa-sk`: YubiKey, SoloKey, Nitrokey) as a\n\
+                      second-factor method. Give its .pub file; a private key is refused\n\
+                      and never sent. Asks for your account password (and, when you have\n\
+                      a method already, a current code or a backup code).\n\n\
+                      An SSH login that proves this key first (sshd's AuthenticationMethods\n\
+                      publickey,keyboard-interactive) then asks no code: sshd checked the\n\
+                      signature and your touch. It counts only while sshd requires a touch\n\
+                      for every key (PubkeyAuthOptions touch-required); twofactord checks\n\
+                      that at each such login and logs why when not. Everywhere else (the\n\
+                      console, su, sudo, SSH without the key) use another method or a backup\n\
+                      code. Register a spare key too; `twofactorctl ssh-keys` lists them and\n\
+                      `twofactorctl disable ssh-key` removes them all.",
+        after_help = concat!(
+            "Output (stdout):\n",
+            "  Security key registered for SSH logins (ID 0a1b2c3d).\n",
+            "and, when it is your first method, an empty line and the first set of\n",
+            "backup codes.\n\n",
+            backup_codes_help!(),
+            "\n\n",
+            "Input when stdin is not a terminal: line 1 = the account password, line 2\n",
+            "= a current code or a backup code (only when you have a method already).\n\n",
+            exit_status_help!()
+        )
+    )]
+    SshKey(EnableSshKeyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -781,6 +831,16 @@ pub struct EnableEmailArgs {
     /// The address the codes go to (name@domain)
     #[arg(value_name = "ADDRESS")]
     pub address: String,
+
+    #[command(flatten)]
+    pub save: SaveArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EnableSshKeyArgs {
+    /// The key's public key file (e.g. ~/.ssh/id_ed25519_sk.pub)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 
     #[command(flatten)]
     pub save: SaveArgs,
@@ -826,6 +886,8 @@ pub enum DisableMethod {
     App,
     /// Codes by email
     Email,
+    /// Every security key registered for SSH
+    SshKey,
     /// Every method: two-factor authentication is then off for you
     All,
 }
@@ -836,6 +898,7 @@ impl DisableMethod {
         match self {
             DisableMethod::App => twofactor_proto::types::method::APP,
             DisableMethod::Email => twofactor_proto::types::method::EMAIL,
+            DisableMethod::SshKey => twofactor_proto::types::method::SSH_KEY,
             DisableMethod::All => "all",
         }
     }

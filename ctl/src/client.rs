@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use twofactor_proto::error::Error as DaemonError;
 use twofactor_proto::proxy::{Account1ProxyBlocking, Admin1ProxyBlocking};
-use twofactor_proto::types::{AppEnrolment, Device, ImportReport, Policy, Recovery, UserReport};
+use twofactor_proto::types::{
+    AppEnrolment, Device, ImportReport, Policy, Recovery, SshKey, UserReport,
+};
 use twofactor_proto::AccountStatus;
 use zbus::blocking::connection::Builder;
 
@@ -63,6 +65,12 @@ pub trait Account {
     /// Removes the trusted device `id`, or every one with `all`; returns
     /// how many were removed.
     fn remove_devices(&self, id: &str, proof: Proof) -> Result<u32, Failure>;
+    /// Registers a security-key SSH public key (the text of its .pub
+    /// file); returns its id and, as a first method, backup codes.
+    fn enroll_ssh_key(&self, public_key: &str, proof: Proof)
+        -> Result<(String, Vec<String>), Failure>;
+    /// The caller's security-key SSH keys.
+    fn list_ssh_keys(&self) -> Result<Vec<SshKey>, Failure>;
 }
 
 /// What the `admin` commands need from `org.twofactor.Admin1`. Implemented
@@ -181,6 +189,18 @@ impl Account for Client {
         self.proxy
             .remove_devices(id, proof.password, proof.code)
             .map_err(map_error)
+    }
+    fn enroll_ssh_key(
+        &self,
+        public_key: &str,
+        proof: Proof,
+    ) -> Result<(String, Vec<String>), Failure> {
+        self.proxy
+            .enroll_ssh_key(public_key, proof.password, proof.code)
+            .map_err(map_error)
+    }
+    fn list_ssh_keys(&self) -> Result<Vec<SshKey>, Failure> {
+        self.proxy.list_ssh_keys().map_err(map_error)
     }
 }
 

@@ -14,6 +14,7 @@ pub mod enable;
 pub mod output;
 pub mod prefer;
 pub mod proof;
+pub mod ssh_keys;
 pub mod status;
 
 use std::io::{self, Write};
@@ -50,7 +51,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 let mut input = Input::from_stdin()?;
                 enable::email::run(&client, &mut input, &mut out, &args, &Here::this_machine())
             }
+            EnableMethod::SshKey(args) => {
+                let mut input = Input::from_stdin()?;
+                enable::ssh_key::run(&client, &mut input, &mut out, &args, &Here::this_machine())
+            }
         },
+        Command::SshKeys(args) => ssh_keys::list(&client, args.json, &mut out),
         Command::Prefer(args) => prefer::run(&client, &mut out, &args),
         Command::Disable(args) => {
             let mut input = Input::from_stdin()?;
@@ -168,7 +174,7 @@ pub mod fake {
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
 
-    use twofactor_proto::types::{AppEnrolment, Device};
+    use twofactor_proto::types::{AppEnrolment, Device, SshKey};
     use twofactor_proto::AccountStatus;
 
     use super::backup::Here;
@@ -190,6 +196,8 @@ pub mod fake {
         pub prefers: RefCell<VecDeque<Result<(), Failure>>>,
         pub device_lists: RefCell<VecDeque<Result<Vec<Device>, Failure>>>,
         pub device_removals: RefCell<VecDeque<Result<u32, Failure>>>,
+        pub ssh_key_enrolments: RefCell<VecDeque<Result<(String, Vec<String>), Failure>>>,
+        pub ssh_key_lists: RefCell<VecDeque<Result<Vec<SshKey>, Failure>>>,
         /// Every call, with its arguments (passwords included, to check them).
         pub calls: RefCell<Vec<String>>,
     }
@@ -344,6 +352,19 @@ pub mod fake {
                 format!("RemoveDevices({id},{})", text(proof)),
                 &self.device_removals,
             )
+        }
+        fn enroll_ssh_key(
+            &self,
+            public_key: &str,
+            proof: Proof,
+        ) -> Result<(String, Vec<String>), Failure> {
+            self.answer(
+                format!("EnrollSshKey({public_key},{})", text(proof)),
+                &self.ssh_key_enrolments,
+            )
+        }
+        fn list_ssh_keys(&self) -> Result<Vec<SshKey>, Failure> {
+            self.answer("ListSshKeys".into(), &self.ssh_key_lists)
         }
     }
 }

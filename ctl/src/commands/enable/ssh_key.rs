@@ -1,0 +1,186 @@
+//! `twofactorctl enable ssh-key FILE`: register an OpenSSH security-key
+//! public key (`ssh-keygen -t ed25519-sk`, `-t ecdsa-sk`) as a method. An
+//! SSH login that proves that key before keyboard-interactive, on an sshd
+//! that requires a touch for every key, then needs no code.
+//!
+//! Flow: Status → the `--save` FILE is checked (and refused when the user
+//! has a method already: no backup codes come then) → FILE read (a regular
+//! file of at most 8 KiB; a private key is refused here and never sent) →
+//! password (and a current second factor when the account has a method) →
+//! EnrollSshKey → "Security key registered (ID …)." → when it is the
+//! first method, the first set of backup codes, shown and saved as after
+//! `enable app`.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use zeroize::Zeroizing;
+
+use super::first_set;
+use crate::cli::EnableSshKeyArgs;
+use crate::client::Account;
+use crate::commands::backup::{self, Here};
+use crate::commands::write_failure;
+use crate::error::Failure;
+use crate::input::Input;
+use crate::text::one_line;
+
+/// The longest key file read (an OpenSSH public key line is under 1 KiB).
+pub const MAX_FILE_BYTES: u64 = 8 * 1024;
+/// How the line on stdout on success starts.
+pub const REGISTERED: &str = "Security key registered for SSH logins";
+/// Said (stderr) after the registration: where the key counts.
+pub const WHERE_IT_COUNTS: &str = "It replaces the code at an SSH login that proves this key \
+     first (AuthenticationMethods publickey,keyboard-interactive) on a server that requires \
+     a touch (PubkeyAuthOptions touch-required). Elsewhere, use another method or a backup \
+     code.";
+/// How a failure to save the first set starts: the key is registered all
+/// the same.
+const KEY_ON: &str = "the security key is registered";
+/// The refusal of `--save` when backup codes will not be made.
+pub const NO_SET_TO_SAVE: &str = "--save: no backup codes are made when you already have a \
+                                  method (your current backup codes stay as they are; \
+                                  `twofactorctl backup-codes --save FILE` makes a new set); \
+                                  nothing was changed";
+
+pub fn run(
+    account: &dyn Account,
+    input: &mut Input,
+    out: &mut dyn Write,
+    args: &EnableSshKeyArgs,
+    here: &Here,
+) -> Result<(), Failure> {
+    let status = account.status()?;
+    if args.save.save.is_some() && !status.methods.is_empty() {
+        return Err(Failure::usage(NO_SET_TO_SAVE));
+    }
+    backup::check_save(&args.save)?;
+    let key = read_public_key(&args.file)?;
+    let user = one_line(&status.user);
+    let (id, codes) = {
+        let proven = crate::commands::proof::ask(account, input, &status)?;
+        account.enroll_ssh_key(&key, proven.proof())?
+    };
+    let codes = Zeroizing::new(codes);
+    writeln!(out, "{REGISTERED} (ID {}).", one_line(&id)).map_err(write_failure)?;
+    input.tell(WHERE_IT_COUNTS)?;
+    if codes.is_empty() {
+        return out.flush().map_err(write_failure);
+    }
+    first_set(input, out, &args.save, &codes, &here.origin(&user), KEY_ON)
+}
+
+/// The text of the `.pub` file at `path`: a regular file of at most
+/// [`MAX_FILE_BYTES`], UTF-8, and not a private key (which is never sent).
+pub fn read_public_key(path: &Path) -> Result<String, Failure> {
+    let shown = path.display();
+    let bad = |what: String| Failure::usage(format!("{shown}: {what}; nothing was changed"));
+    let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(bad("not a regular file".into()));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(bad(format!(
+            "longer than {MAX_FILE_BYTES} bytes: not a public key file"
+        )));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| bad(e.to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|_| bad("not text".into()))?;
+    if text.contains("PRIVATE KEY") {
+        return Err(bad(
+            "this is a private key: give the public key, the file ending in .pub".into(),
+        ));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::fake::{here, scripted, status, ten_codes, FakeAccount};
+
+    fn temp(name: &str, text: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("ctl-ssh-key-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join(name);
+        assert!(std::fs::write(&path, text).is_ok());
+        path
+    }
+
+    #[test]
+    fn a_private_key_or_a_big_file_is_never_sent() {
+        let private = temp(
+            "id",
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n-----END OPENSSH PRIVATE KEY-----\n",
+        );
+        let e = read_public_key(&private).map(|_| ()).unwrap_err();
+        assert!(e.message().contains("private key"), "{}", e.message());
+        let big = temp("big.pub", &"a".repeat(MAX_FILE_BYTES as usize + 1));
+        assert!(read_public_key(&big).is_err());
+        assert!(read_public_key(Path::new("/nonexistent.pub")).is_err());
+        assert!(read_public_key(&std::env::temp_dir()).is_err(), "a directory");
+        let good = temp("k.pub", "sk-ssh-ed25519@openssh.com AAAA x\n");
+        assert_eq!(
+            read_public_key(&good).ok().as_deref(),
+            Some("sk-ssh-ed25519@openssh.com AAAA x\n")
+        );
+        // Refused before the password: the daemon is asked nothing but
+        // Status.
+        let account = FakeAccount::with_status(status(&[]));
+        let args = EnableSshKeyArgs {
+            file: private,
+            save: Default::default(),
+        };
+        let (result, _, _) = scripted(b"secret\n", false, |input, out| {
+            run(&account, input, out, &args, &here())
+        });
+        assert!(result.is_err());
+        assert_eq!(account.calls(), vec!["Status".to_string()]);
+    }
+
+    #[test]
+    fn a_first_key_brings_backup_codes_and_a_later_one_none() {
+        let file = temp("first.pub", "sk-ssh-ed25519@openssh.com AAAA x\n");
+        let args = EnableSshKeyArgs {
+            file: file.clone(),
+            save: Default::default(),
+        };
+        let account = FakeAccount::with_status(status(&[]));
+        account
+            .ssh_key_enrolments
+            .borrow_mut()
+            .push_back(Ok(("0a1b2c3d".into(), ten_codes())));
+        let (result, out, said) = scripted(b"secret\n", false, |input, out| {
+            run(&account, input, out, &args, &here())
+        });
+        assert!(result.is_ok(), "{result:?}");
+        assert!(out.starts_with(&format!("{REGISTERED} (ID 0a1b2c3d).")), "{out}");
+        assert!(out.contains(&ten_codes()[0]), "{out}");
+        assert!(said.contains("touch-required"), "{said}");
+        assert_eq!(
+            account.calls(),
+            vec![
+                "Status".to_string(),
+                "EnrollSshKey(sk-ssh-ed25519@openssh.com AAAA x\n,secret)".to_string()
+            ]
+        );
+        // A second key: the password and a code, no codes shown.
+        let account = FakeAccount::with_status(status(&["app"]));
+        account
+            .ssh_key_enrolments
+            .borrow_mut()
+            .push_back(Ok(("0a1b2c3e".into(), Vec::new())));
+        let (result, out, _) = scripted(b"secret\n123456\n", false, |input, out| {
+            run(&account, input, out, &args, &here())
+        });
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(out, format!("{REGISTERED} (ID 0a1b2c3e).\n"));
+        assert_eq!(
+            account.calls()[1],
+            "EnrollSshKey(sk-ssh-ed25519@openssh.com AAAA x\n,secret+123456)"
+        );
+    }
+}
