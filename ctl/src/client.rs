@@ -67,8 +67,11 @@ pub trait Account {
     fn remove_devices(&self, id: &str, proof: Proof) -> Result<u32, Failure>;
     /// Registers a security-key SSH public key (the text of its .pub
     /// file); returns its id and, as a first method, backup codes.
-    fn enroll_ssh_key(&self, public_key: &str, proof: Proof)
-        -> Result<(String, Vec<String>), Failure>;
+    fn enroll_ssh_key(
+        &self,
+        public_key: &str,
+        proof: Proof,
+    ) -> Result<(String, Vec<String>), Failure>;
     /// The caller's security-key SSH keys.
     fn list_ssh_keys(&self) -> Result<Vec<SshKey>, Failure>;
 }

@@ -23,6 +23,7 @@ pub mod postgres;
 pub mod proc;
 pub mod qr;
 pub mod scenario;
+pub mod sk_dummy;
 pub mod smtp;
 pub mod ssh_enrol;
 pub mod sshd;

@@ -70,6 +70,11 @@ pub struct SshdOptions {
     /// ([`PASSWORD_THEN_MODULE_ANYWAY`]); by default the stack is the
     /// README's recipe ([`DEBIAN_COMMON_AUTH`]).
     pub module_after_a_wrong_password: bool,
+    /// More sshd_config lines (e.g. `PubkeyAuthOptions touch-required`).
+    pub extra_config: String,
+    /// Where sshd_config is written (a test that tells twofactord where
+    /// it is); None: in sshd's own temporary directory.
+    pub config_path: Option<PathBuf>,
 }
 
 impl SshdOptions {
@@ -140,7 +145,13 @@ impl Sshd {
             std::process::id(),
             crate::unique()
         );
-        let dir = crate::temp_dir("tft-sshd-");
+        // Under /var/tmp when twofactord reads this sshd's configuration
+        // (`sshd -T` loads the host key; the daemon's /tmp is its own).
+        let dir = if options.config_path.is_some() {
+            crate::var_temp_dir("tft-sshd-")
+        } else {
+            crate::temp_dir("tft-sshd-")
+        };
         let pam = EtcFile::create(
             format!("/etc/pam.d/{service}"),
             &pam_stack_with(
@@ -156,7 +167,10 @@ impl Sshd {
         std::fs::create_dir_all("/run/sshd").expect("mkdir /run/sshd (privilege separation)");
         let key = dir.path().join("hostkey");
         sshkeys::keygen(KeyKind::Ed25519, &key, "tft-host");
-        let conf = dir.path().join("sshd_config");
+        let conf = options
+            .config_path
+            .clone()
+            .unwrap_or_else(|| dir.path().join("sshd_config"));
         crate::write_file(
             &conf,
             format!(
@@ -171,9 +185,11 @@ impl Sshd {
                  UseDNS no\n\
                  LoginGraceTime 60\n\
                  MaxAuthTries 3\n\
-                 LogLevel VERBOSE\n",
+                 LogLevel VERBOSE\n\
+                 {extra}",
                 key = key.display(),
                 auth = options.auth_config(),
+                extra = options.extra_config,
                 pid = dir.path().join("sshd.pid").display()
             ),
             0o644,
@@ -335,13 +351,23 @@ impl Sshd {
     fn client_command(&self, client: &Path, user: &TestUser, key: Option<&KeyPair>) -> Command {
         let home = client.join("home");
         std::fs::create_dir(&home).expect("client home");
+        let mut args =
+            ssh_client_args_with_key(self.port, &user.name, key.map(|k| k.private.as_path()));
+        if key.is_some_and(|k| k.kind.is_security_key()) {
+            // OpenSSH's software security key holds the key (ssh-sk-helper
+            // loads it).
+            args.insert(1, "-o".into());
+            args.insert(
+                2,
+                format!(
+                    "SecurityKeyProvider={}",
+                    crate::sk_dummy::provider().display()
+                ),
+            );
+        }
         let mut cmd = Command::new("setsid");
         cmd.arg("-w")
-            .args(ssh_client_args_with_key(
-                self.port,
-                &user.name,
-                key.map(|k| k.private.as_path()),
-            ))
+            .args(args)
             .env_clear()
             .env("PATH", crate::PATH)
             .env("HOME", &home)

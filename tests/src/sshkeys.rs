@@ -19,6 +19,14 @@ pub enum KeyKind {
     /// RSA, 2048 bits (the smallest OpenSSH accepts by default; quick to
     /// make).
     Rsa,
+    /// A security key's Ed25519 key (`ed25519-sk`), held by OpenSSH's
+    /// software security key ([`crate::sk_dummy`]), which signs as if
+    /// touched.
+    Ed25519Sk,
+    /// The same made with `-O no-touch-required`: it signs without a
+    /// touch, and sshd accepts that only where `authorized_keys` says
+    /// `no-touch-required` and sshd does not require a touch.
+    Ed25519SkNoTouch,
 }
 
 impl KeyKind {
@@ -27,18 +35,27 @@ impl KeyKind {
         match self {
             KeyKind::Ed25519 => &["-t", "ed25519"],
             KeyKind::Rsa => &["-t", "rsa", "-b", "2048"],
+            KeyKind::Ed25519Sk => &["-t", "ed25519-sk"],
+            KeyKind::Ed25519SkNoTouch => &["-t", "ed25519-sk", "-O", "no-touch-required"],
         }
+    }
+
+    /// Whether a security key holds it (the client needs the middleware).
+    pub fn is_security_key(self) -> bool {
+        matches!(self, KeyKind::Ed25519Sk | KeyKind::Ed25519SkNoTouch)
     }
 }
 
 /// Makes a key pair without a passphrase at `private` (and `private`.pub)
 /// with `ssh-keygen`.
 pub fn keygen(kind: KeyKind, private: &Path, comment: &str) {
+    let mut cmd = Command::new("ssh-keygen");
+    cmd.arg("-q").args(kind.keygen_args());
+    if kind.is_security_key() {
+        cmd.arg("-w").arg(crate::sk_dummy::provider());
+    }
     let out = proc::run(
-        Command::new("ssh-keygen")
-            .arg("-q")
-            .args(kind.keygen_args())
-            .args(["-N", "", "-C", comment, "-f"])
+        cmd.args(["-N", "", "-C", comment, "-f"])
             .arg(private)
             .env_clear()
             .env("PATH", crate::PATH),
@@ -131,6 +148,12 @@ impl TestUser {
     /// StrictModes wants: `.ssh` 0700 and the file 0600, both owned by the
     /// user. They live in the home directory, which goes with the user.
     pub fn authorize_key(&self, key: &KeyPair) {
+        self.authorize_key_with(key, "");
+    }
+
+    /// [`TestUser::authorize_key`] with `options` before the key on its
+    /// line (e.g. `no-touch-required`; "" for none).
+    pub fn authorize_key_with(&self, key: &KeyPair, options: &str) {
         use std::io::Write;
         let ssh = self.home().join(".ssh");
         if !ssh.exists() {
@@ -145,7 +168,12 @@ impl TestUser {
             .mode(0o600)
             .open(&file)
             .unwrap_or_else(|e| panic!("open {}: {e}", file.display()));
-        writeln!(f, "{}", key.public).expect("write authorized_keys");
+        let line = if options.is_empty() {
+            key.public.clone()
+        } else {
+            format!("{options} {}", key.public)
+        };
+        writeln!(f, "{line}").expect("write authorized_keys");
         crate::set_mode(&file, 0o600);
         self.chown(&file);
     }

@@ -182,6 +182,9 @@ pub mod fake {
     use crate::error::Failure;
     use crate::input::Input;
 
+    /// What `EnrollSshKey` answers: the key's id and the backup codes.
+    pub type KeyEnrolment = (String, Vec<String>);
+
     #[derive(Default)]
     pub struct FakeAccount {
         pub statuses: RefCell<VecDeque<Result<AccountStatus, Failure>>>,
@@ -196,7 +199,7 @@ pub mod fake {
         pub prefers: RefCell<VecDeque<Result<(), Failure>>>,
         pub device_lists: RefCell<VecDeque<Result<Vec<Device>, Failure>>>,
         pub device_removals: RefCell<VecDeque<Result<u32, Failure>>>,
-        pub ssh_key_enrolments: RefCell<VecDeque<Result<(String, Vec<String>), Failure>>>,
+        pub ssh_key_enrolments: RefCell<VecDeque<Result<KeyEnrolment, Failure>>>,
         pub ssh_key_lists: RefCell<VecDeque<Result<Vec<SshKey>, Failure>>>,
         /// Every call, with its arguments (passwords included, to check them).
         pub calls: RefCell<Vec<String>>,

@@ -59,12 +59,18 @@ mod tests {
             last_used: 0,
         };
         let account = FakeAccount::default();
-        account.ssh_key_lists.borrow_mut().push_back(Ok(vec![key.clone()]));
+        account
+            .ssh_key_lists
+            .borrow_mut()
+            .push_back(Ok(vec![key.clone()]));
         let mut out = Vec::new();
         assert!(list(&account, false, &mut out).is_ok());
         let text = String::from_utf8_lossy(&out);
         assert!(text.contains("0a1b2c3d"), "{text}");
-        assert!(text.contains("sk-ssh-ed25519@openssh.com SHA256:abc"), "{text}");
+        assert!(
+            text.contains("sk-ssh-ed25519@openssh.com SHA256:abc"),
+            "{text}"
+        );
         assert!(text.contains("never"), "{text}");
         account.ssh_key_lists.borrow_mut().push_back(Ok(vec![key]));
         let mut out = Vec::new();

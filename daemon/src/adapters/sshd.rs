@@ -79,7 +79,10 @@ pub fn touch_required(
             None if started.elapsed() >= DEADLINE => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(failed(&format!("no answer within {} s", DEADLINE.as_secs())));
+                return Err(failed(&format!(
+                    "no answer within {} s",
+                    DEADLINE.as_secs()
+                )));
             }
             None => std::thread::sleep(POLL),
         }

@@ -425,7 +425,8 @@ impl Accounts {
             user: &user,
             method: method::SSH_KEY,
         });
-        self.outbox.notify(&user, Notice::MethodAdded(Method::SshKey));
+        self.outbox
+            .notify(&user, Notice::MethodAdded(Method::SshKey));
         if added.backup_codes.is_none() {
             return Ok((id, Vec::new()));
         }

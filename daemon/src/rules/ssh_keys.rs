@@ -86,8 +86,8 @@ pub fn parse_public_key(text: &str) -> Result<Key, NotAKey> {
         words.next().ok_or(NotAKey::Malformed)?,
     );
     // The same reading as SSH_AUTH_INFO_0's: the blob names its own type.
-    let (kind, blob) = trusted_devices::ssh_key(&format!("publickey {kind} {blob}"))
-        .ok_or(NotAKey::Malformed)?;
+    let (kind, blob) =
+        trusted_devices::ssh_key(&format!("publickey {kind} {blob}")).ok_or(NotAKey::Malformed)?;
     if !SK_TYPES.contains(&kind.as_str()) {
         return Err(NotAKey::NotSecurityKey(kind));
     }
@@ -221,7 +221,9 @@ mod tests {
     fn only_security_key_lines_are_taken() {
         assert_eq!(key(ED25519_SK).kind, SK_TYPES[0]);
         assert_eq!(key(&format!("# mine\n\n  {ECDSA_SK}\n")).kind, SK_TYPES[1]);
-        assert!(key(ED25519_SK).label().starts_with("sk-ssh-ed25519@openssh.com SHA256:"));
+        assert!(key(ED25519_SK)
+            .label()
+            .starts_with("sk-ssh-ed25519@openssh.com SHA256:"));
         assert!(matches!(
             parse_public_key(ED25519),
             Err(NotAKey::NotSecurityKey(k)) if k == "ssh-ed25519"

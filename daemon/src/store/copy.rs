@@ -43,7 +43,10 @@ pub const TABLES: [(&str, &str); 12] = [
         "devices",
         "id, username, identity, label, address, added, last_used, expires, password_digest",
     ),
-    ("ssh_keys", "id, username, identity, label, added, last_used"),
+    (
+        "ssh_keys",
+        "id, username, identity, label, added, last_used",
+    ),
 ];
 
 /// Rows per table, in [`TABLES`]' order.

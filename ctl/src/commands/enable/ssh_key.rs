@@ -121,7 +121,10 @@ mod tests {
         let big = temp("big.pub", &"a".repeat(MAX_FILE_BYTES as usize + 1));
         assert!(read_public_key(&big).is_err());
         assert!(read_public_key(Path::new("/nonexistent.pub")).is_err());
-        assert!(read_public_key(&std::env::temp_dir()).is_err(), "a directory");
+        assert!(
+            read_public_key(&std::env::temp_dir()).is_err(),
+            "a directory"
+        );
         let good = temp("k.pub", "sk-ssh-ed25519@openssh.com AAAA x\n");
         assert_eq!(
             read_public_key(&good).ok().as_deref(),
@@ -157,7 +160,10 @@ mod tests {
             run(&account, input, out, &args, &here())
         });
         assert!(result.is_ok(), "{result:?}");
-        assert!(out.starts_with(&format!("{REGISTERED} (ID 0a1b2c3d).")), "{out}");
+        assert!(
+            out.starts_with(&format!("{REGISTERED} (ID 0a1b2c3d).")),
+            "{out}"
+        );
         assert!(out.contains(&ten_codes()[0]), "{out}");
         assert!(said.contains("touch-required"), "{said}");
         assert_eq!(

@@ -494,7 +494,13 @@ impl Logins {
             .store
             .run(move |c| {
                 ssh_keys::used(c, &u, &i, now)?;
-                bookkeeping::record_login(c, &u, twofactor_proto::types::method::SSH_KEY, now, &host)
+                bookkeeping::record_login(
+                    c,
+                    &u,
+                    twofactor_proto::types::method::SSH_KEY,
+                    now,
+                    &host,
+                )
             })
             .await;
         match recorded {
