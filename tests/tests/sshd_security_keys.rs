@@ -24,12 +24,6 @@ use twofactor_tests::{need_root, totp, DaemonConfig, Enrolled, TestUser};
 
 const TOUCH_REQUIRED: &str = "PubkeyAuthOptions touch-required\n";
 
-/// An enrolled user (app); the daemon is told about the test's sshd once
-/// it runs ([`serving`]).
-fn enrolled_reading() -> Enrolled {
-    Enrolled::with_defaults()
-}
-
 /// Restarts the daemon with `sshd`'s PAM service among the services that
 /// are sshd, and `conf` as the sshd_config it reads with `sshd -T`.
 fn serving(s: &mut Enrolled, sshd: &Sshd, conf: &Path) {
@@ -86,8 +80,15 @@ fn sshd_at(s: &mut Enrolled, conf: &Path, extra: &str) -> Sshd {
     sshd
 }
 
-fn conf_path(dir: &tempfile::TempDir) -> PathBuf {
-    dir.path().join("sshd_config")
+/// An enrolled user (app), fresh codes of their app, and where the test's
+/// sshd_config goes (under /var/tmp: the daemon's /tmp is its own); the
+/// daemon is told about the sshd once it runs ([`sshd_at`]).
+fn setup() -> (tempfile::TempDir, PathBuf, Enrolled, totp::Codes) {
+    let dir = twofactor_tests::var_temp_dir("tft-sk-conf-");
+    let conf = dir.path().join("sshd_config");
+    let s = Enrolled::with_defaults();
+    let codes = totp::Codes::new(&s.secret);
+    (dir, conf, s, codes)
 }
 
 #[test]
@@ -95,10 +96,7 @@ fn a_registered_security_key_replaces_the_code_where_sshd_requires_a_touch() {
     if !need_root!() {
         return;
     }
-    let dir = twofactor_tests::var_temp_dir("tft-sk-conf-");
-    let conf = conf_path(&dir);
-    let mut s = enrolled_reading();
-    let codes = totp::Codes::new(&s.secret);
+    let (_dir, conf, mut s, codes) = setup();
     let key = KeyPair::new(KeyKind::Ed25519Sk);
     s.user.authorize_key(&key);
     // A second method: the password and a current code.
@@ -188,10 +186,7 @@ fn a_key_without_touch_is_not_counted_and_sshd_with_touch_required_refuses_it() 
     if !need_root!() {
         return;
     }
-    let dir = twofactor_tests::var_temp_dir("tft-sk-conf-");
-    let conf = conf_path(&dir);
-    let mut s = enrolled_reading();
-    let codes = totp::Codes::new(&s.secret);
+    let (_dir, conf, mut s, codes) = setup();
     let key = KeyPair::new(KeyKind::Ed25519SkNoTouch);
     s.user.authorize_key_with(&key, "no-touch-required");
     register(
@@ -235,7 +230,7 @@ fn a_security_key_alone_brings_backup_codes_for_the_other_logins() {
     if !need_root!() {
         return;
     }
-    let s = enrolled_reading();
+    let s = Enrolled::with_defaults();
     let user = TestUser::new();
     let key = KeyPair::new(KeyKind::Ed25519Sk);
     // A first method: the password only, and a first set of backup codes.

@@ -105,6 +105,22 @@ pub fn app(
     first_set(input, out, &args.save, &codes, &origin, APP_ON)
 }
 
+/// The refusal of `--save` when backup codes will not be made.
+pub const NO_SET_TO_SAVE: &str = "--save: no backup codes are made when you already have a \
+                                  method (your current backup codes stay as they are; \
+                                  `twofactorctl backup-codes --save FILE` makes a new set); \
+                                  nothing was changed";
+
+/// `--save` is for the first set of backup codes, which only a first
+/// method brings (email, a security key; `enable app` always makes one):
+/// refused, before anything is asked, when the account has a method.
+fn no_save_without_a_first_set(status: &AccountStatus, save: &SaveArgs) -> Result<(), Failure> {
+    if save.save.is_some() && !status.methods.is_empty() {
+        return Err(Failure::usage(NO_SET_TO_SAVE));
+    }
+    Ok(())
+}
+
 /// The start of every `enable`, once the daemon answered `Status`: the
 /// `--save` FILE is checked, and when `method` is enabled already the
 /// person is told (stderr) what replacing it means. Returns whether it is

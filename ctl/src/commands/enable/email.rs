@@ -19,7 +19,9 @@ use std::io::Write;
 use twofactor_proto::types::method;
 use zeroize::Zeroizing;
 
-use super::{ask_code, first_set, prepare, say_enabled, sentence, CodeQuestion};
+use super::{
+    ask_code, first_set, no_save_without_a_first_set, prepare, say_enabled, sentence, CodeQuestion,
+};
 use crate::cli::EnableEmailArgs;
 use crate::client::Account;
 use crate::commands::backup::Here;
@@ -50,11 +52,6 @@ pub const REPLACED: &str =
 /// How a failure to save the first set starts: email codes are on all the
 /// same.
 const EMAIL_ON: &str = "email codes are enabled";
-/// The refusal of `--save` when backup codes will not be made.
-pub const NO_SET_TO_SAVE: &str = "--save: no backup codes are made when you already have a \
-                                  method (your current backup codes stay as they are; \
-                                  `twofactorctl backup-codes --save FILE` makes a new set); \
-                                  nothing was changed";
 
 /// "A code was sent to ADDRESS; …", the line after a code was sent.
 pub fn sent(masked: &str) -> String {
@@ -72,9 +69,7 @@ pub fn run(
     here: &Here,
 ) -> Result<(), Failure> {
     let status = account.status()?;
-    if args.save.save.is_some() && !status.methods.is_empty() {
-        return Err(Failure::usage(NO_SET_TO_SAVE));
-    }
+    no_save_without_a_first_set(&status, &args.save)?;
     let replacing = prepare(input, &status, &args.save, method::EMAIL, &REPLACING)?;
     let user = one_line(&status.user);
     let masked = {
@@ -305,7 +300,7 @@ mod tests {
         let (r, out, said) = enable(&f, b"pw\n123456\n", false, Some(&path));
         let err = r.unwrap_err();
         assert_eq!((err.reason, err.exit_code()), (Reason::Usage, 2));
-        assert_eq!(err.message(), NO_SET_TO_SAVE);
+        assert_eq!(err.message(), super::super::NO_SET_TO_SAVE);
         assert_eq!(f.calls(), ["Status"]);
         assert!(out.is_empty());
         assert!(!said.contains("Password"), "{said}");

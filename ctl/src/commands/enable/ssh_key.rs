@@ -16,7 +16,7 @@ use std::path::Path;
 
 use zeroize::Zeroizing;
 
-use super::first_set;
+use super::{first_set, no_save_without_a_first_set};
 use crate::cli::EnableSshKeyArgs;
 use crate::client::Account;
 use crate::commands::backup::{self, Here};
@@ -37,11 +37,6 @@ pub const WHERE_IT_COUNTS: &str = "It replaces the code at an SSH login that pro
 /// How a failure to save the first set starts: the key is registered all
 /// the same.
 const KEY_ON: &str = "the security key is registered";
-/// The refusal of `--save` when backup codes will not be made.
-pub const NO_SET_TO_SAVE: &str = "--save: no backup codes are made when you already have a \
-                                  method (your current backup codes stay as they are; \
-                                  `twofactorctl backup-codes --save FILE` makes a new set); \
-                                  nothing was changed";
 
 pub fn run(
     account: &dyn Account,
@@ -51,9 +46,7 @@ pub fn run(
     here: &Here,
 ) -> Result<(), Failure> {
     let status = account.status()?;
-    if args.save.save.is_some() && !status.methods.is_empty() {
-        return Err(Failure::usage(NO_SET_TO_SAVE));
-    }
+    no_save_without_a_first_set(&status, &args.save)?;
     backup::check_save(&args.save)?;
     let key = read_public_key(&args.file)?;
     let user = one_line(&status.user);
