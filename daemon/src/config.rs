@@ -3,6 +3,7 @@
 //! Unknown keys are errors, and every error names the file, the line and the
 //! key, so that a typo never silently turns a security setting off.
 
+use twofactor_proto::key::UserVerification;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -142,15 +143,29 @@ impl Default for DevicesConfig {
     }
 }
 
-/// Security keys. For now: OpenSSH security-key public keys
-/// (`sk-ssh-ed25519@openssh.com`, `sk-ecdsa-sha2-nistp256@openssh.com`)
-/// registered as a method, counted as the second factor of an SSH login
-/// that proved one (`SSH_AUTH_INFO_0`, read as trusted devices read it:
-/// from root's logins of `[devices] ssh_services`), and only while sshd
-/// requires a touch for every key.
+/// Security keys, two ways:
+/// - FIDO2 keys touched at a local login (console, `su`, `sudo`, a screen
+///   locker): the module runs the key helper, the daemon verifies
+///   (`rules/security_keys`);
+/// - OpenSSH security-key public keys (`sk-ssh-ed25519@openssh.com`,
+///   `sk-ecdsa-sha2-nistp256@openssh.com`) registered as a method, counted
+///   as the second factor of an SSH login that proved one
+///   (`SSH_AUTH_INFO_0`, read as trusted devices read it: from root's
+///   logins of `[devices] ssh_services`), and only while sshd requires a
+///   touch for every key.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeysConfig {
+    /// Offer FIDO2 security keys at local logins (no `PAM_RHOST`).
+    pub local: bool,
+    /// The relying party of the credentials; empty: `twofactor:` and the
+    /// host name. A fleet sets one name for all its hosts.
+    pub rp_id: String,
+    /// `discouraged`, `preferred` or `required` (a PIN or a fingerprint
+    /// on the key; with `required` a key without one cannot be enrolled).
+    pub user_verification: String,
+    /// How long a login waits for the touch.
+    pub touch_timeout_seconds: u32,
     /// Offer security-key SSH keys as a method.
     pub ssh: bool,
     /// The sshd whose effective configuration (`sshd -T`) must say
@@ -164,6 +179,10 @@ pub struct KeysConfig {
 impl Default for KeysConfig {
     fn default() -> Self {
         KeysConfig {
+            local: true,
+            rp_id: String::new(),
+            user_verification: "preferred".into(),
+            touch_timeout_seconds: 30,
             ssh: true,
             sshd: PathBuf::from("/usr/sbin/sshd"),
             sshd_config: PathBuf::new(),
@@ -560,6 +579,34 @@ impl Config {
             ));
         }
         let k = &self.keys;
+        if UserVerification::parse(&k.user_verification).is_none() {
+            return Err(invalid(
+                "keys",
+                "user_verification",
+                format!(
+                    "{:?} is not one of discouraged, preferred, required",
+                    k.user_verification.chars().take(64).collect::<String>()
+                ),
+            ));
+        }
+        if !(5..=120).contains(&k.touch_timeout_seconds) {
+            return Err(invalid(
+                "keys",
+                "touch_timeout_seconds",
+                "must be between 5 and 120".into(),
+            ));
+        }
+        if k.rp_id.len() > 128
+            || k.rp_id
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid(
+                "keys",
+                "rp_id",
+                "must be at most 128 characters, without spaces".into(),
+            ));
+        }
         if !k.sshd.is_absolute() {
             return Err(invalid("keys", "sshd", "must be an absolute path".into()));
         }
@@ -745,6 +792,20 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// The relying party of security keys: `[keys] rp_id`, else
+    /// `twofactor:` and the host name.
+    pub fn key_rp_id(&self) -> String {
+        if !self.keys.rp_id.is_empty() {
+            return self.keys.rp_id.clone();
+        }
+        format!("twofactor:{}", hostname())
+    }
+
+    /// `[keys] user_verification` (validated when the file was read).
+    pub fn key_user_verification(&self) -> UserVerification {
+        UserVerification::parse(&self.keys.user_verification).unwrap_or_default()
     }
 
     /// The issuer to show in the app.

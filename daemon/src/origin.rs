@@ -15,6 +15,8 @@ pub struct Origin {
     /// `SSH_AUTH_INFO_0` as the module found it in the PAM environment
     /// (used only to recognise a trusted device; never logged).
     pub ssh_auth_info: String,
+    /// The module can run a security key (`security_keys` = `"1"`).
+    pub security_keys: bool,
 }
 
 impl Origin {
@@ -41,6 +43,7 @@ impl Origin {
             rhost: text(detail::RHOST)?.unwrap_or_default(),
             tty: text(detail::TTY)?.unwrap_or_default(),
             ssh_auth_info: text(detail::SSH_AUTH_INFO)?.unwrap_or_default(),
+            security_keys: text(detail::SECURITY_KEYS)?.as_deref() == Some("1"),
         })
     }
 }
@@ -52,6 +55,7 @@ impl std::fmt::Debug for Origin {
             .field("service", &self.service)
             .field("rhost", &self.rhost)
             .field("tty", &self.tty)
+            .field("security_keys", &self.security_keys)
             .finish_non_exhaustive()
     }
 }

@@ -2,7 +2,15 @@
 //!
 //! ```text
 //! auth required pam_twofactor.so [socket=PATH|none] [bus=ADDRESS] [failmode=secure|safe] [timeout=SECONDS]
+//!                                [key_helper=PATH|none] [key_timeout=SECONDS]
 //! ```
+//!
+//! `key_helper=` is the program that drives a security key
+//! (/usr/libexec/twofactor/twofactor-key by default; `none`: security keys
+//! are never used by this service), `key_timeout=` how long it waits for a
+//! touch (30 s; 5 to 120). A debug build (the tests) also takes
+//! `key_device=PATH`, a software key on a Unix socket, handed to a helper
+//! built with its test transport; the release module does not know it.
 //!
 //! The module asks the daemon on its login socket (`socket=`, by default
 //! /run/twofactor/login) and, when that socket is missing, on the bus
@@ -19,6 +27,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use twofactor_proto::names::{LOGIN_SOCKET_PATH, SYSTEM_BUS_ADDRESS};
+
+/// Where the key helper is installed.
+pub const KEY_HELPER_PATH: &str = "/usr/libexec/twofactor/twofactor-key";
+/// Default and bounds of `key_timeout=`, in seconds.
+pub const DEFAULT_KEY_TIMEOUT_SECONDS: u64 = 30;
+const KEY_TIMEOUT_SECONDS: std::ops::RangeInclusive<u64> = 5..=120;
 
 /// Default D-Bus call timeout in seconds.
 pub const DEFAULT_TIMEOUT_SECONDS: u64 = 15;
@@ -59,6 +73,12 @@ pub struct Args {
     pub failmode: FailMode,
     /// Timeout of each D-Bus call.
     pub timeout: Duration,
+    /// The security-key helper; None: keys are not used.
+    pub key_helper: Option<PathBuf>,
+    /// How long the helper waits for a touch.
+    pub key_timeout: Duration,
+    /// A software key for the tests (debug builds only).
+    pub key_device: Option<PathBuf>,
 }
 
 impl Default for Args {
@@ -68,6 +88,9 @@ impl Default for Args {
             bus: SYSTEM_BUS_ADDRESS.to_string(),
             failmode: FailMode::Secure,
             timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECONDS),
+            key_helper: Some(PathBuf::from(KEY_HELPER_PATH)),
+            key_timeout: Duration::from_secs(DEFAULT_KEY_TIMEOUT_SECONDS),
+            key_device: None,
         }
     }
 }
@@ -97,6 +120,9 @@ impl fmt::Display for ArgsError {
                     "failmode" => "secure or safe",
                     "timeout" => "whole seconds from 1 to 300",
                     "socket" => "an absolute path of at most 107 bytes, or none",
+                    "key_helper" => "an absolute path, or none",
+                    "key_timeout" => "whole seconds from 5 to 120",
+                    "key_device" => "an absolute path",
                     _ => "a non-empty D-Bus address",
                 };
                 write!(f, "bad value {value:?} for {key}= (expected {expected})")
@@ -117,6 +143,10 @@ where
     let mut seen_socket = false;
     let mut seen_failmode = false;
     let mut seen_timeout = false;
+    let mut seen_key_helper = false;
+    let mut seen_key_timeout = false;
+    #[cfg(debug_assertions)]
+    let mut seen_key_device = false;
 
     for bytes in raw {
         let arg = std::str::from_utf8(bytes).map_err(|_| ArgsError::NotUtf8)?;
@@ -139,6 +169,23 @@ where
             "timeout" => {
                 mark(&mut seen_timeout, "timeout")?;
                 args.timeout = parse_timeout(value)?;
+            }
+            "key_helper" => {
+                mark(&mut seen_key_helper, "key_helper")?;
+                args.key_helper = match value {
+                    "none" => None,
+                    path => Some(parse_path("key_helper", path)?),
+                };
+            }
+            "key_timeout" => {
+                mark(&mut seen_key_timeout, "key_timeout")?;
+                args.key_timeout = parse_key_timeout(value)?;
+            }
+            // The software key of the tests: never in a release build.
+            #[cfg(debug_assertions)]
+            "key_device" => {
+                mark(&mut seen_key_device, "key_device")?;
+                args.key_device = Some(parse_path("key_device", value)?);
             }
             _ => return Err(ArgsError::Unknown(arg.to_string())),
         }
@@ -191,6 +238,27 @@ fn parse_socket(value: &str) -> Result<Option<PathBuf>, ArgsError> {
     }
 }
 
+fn parse_path(key: &'static str, value: &str) -> Result<PathBuf, ArgsError> {
+    let ok = value.starts_with('/')
+        && value.len() <= 4096
+        && value.chars().all(|c| c.is_ascii_graphic());
+    if ok {
+        Ok(PathBuf::from(value))
+    } else {
+        Err(bad(key, value))
+    }
+}
+
+fn parse_key_timeout(value: &str) -> Result<Duration, ArgsError> {
+    if value.is_empty() || value.len() > 3 || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad("key_timeout", value));
+    }
+    match value.parse::<u64>() {
+        Ok(secs) if KEY_TIMEOUT_SECONDS.contains(&secs) => Ok(Duration::from_secs(secs)),
+        _ => Err(bad("key_timeout", value)),
+    }
+}
+
 fn parse_failmode(value: &str) -> Result<FailMode, ArgsError> {
     match value {
         "secure" => Ok(FailMode::Secure),
@@ -228,7 +296,35 @@ mod tests {
                 bus: "unix:path=/run/dbus/system_bus_socket".into(),
                 failmode: FailMode::Secure,
                 timeout: Duration::from_secs(15),
+                key_helper: Some(PathBuf::from("/usr/libexec/twofactor/twofactor-key")),
+                key_timeout: Duration::from_secs(30),
+                key_device: None,
             })
+        );
+    }
+
+    #[test]
+    fn key_arguments_are_read_and_checked() {
+        let a = p(&["key_helper=/opt/k", "key_timeout=5"]);
+        assert_eq!(
+            a.map(|a| (a.key_helper, a.key_timeout)),
+            Ok((Some(PathBuf::from("/opt/k")), Duration::from_secs(5)))
+        );
+        assert_eq!(p(&["key_helper=none"]).map(|a| a.key_helper), Ok(None));
+        for bad in ["key_helper=rel", "key_helper=", "key_timeout=4", "key_timeout=121"] {
+            assert!(
+                matches!(p(&[bad]), Err(ArgsError::BadValue { .. })),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            p(&["key_timeout=9", "key_timeout=9"]),
+            Err(ArgsError::Repeated("key_timeout"))
+        );
+        // The tests' software key, in this (debug) build only.
+        assert_eq!(
+            p(&["key_device=/tmp/k.sock"]).map(|a| a.key_device),
+            Ok(Some(PathBuf::from("/tmp/k.sock")))
         );
     }
 
@@ -242,6 +338,7 @@ mod tests {
                 bus: "unix:path=/tmp/x".into(),
                 failmode: FailMode::Safe,
                 timeout: Duration::from_secs(300),
+                ..Args::default()
             })
         );
         let a = p(&["socket=/tmp/t/login", "bus=unix:path=/tmp/x"]);

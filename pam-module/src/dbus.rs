@@ -31,6 +31,8 @@ pub struct LoginRequest {
     pub tty: String,
     /// `SSH_AUTH_INFO_0` from the PAM environment, empty if unset.
     pub ssh_auth_info: String,
+    /// The module can run a security key (its helper is installed).
+    pub security_keys: bool,
 }
 
 /// `org.twofactor.Login1`, as the module calls it.

@@ -32,6 +32,7 @@ use twofactor_proto::{Action, MessageKind, Step};
 use crate::args::FailMode;
 use crate::conv::{ConvError, Conversation};
 use crate::dbus::{Daemon, DaemonError, LoginRequest};
+use crate::key::Keys;
 use crate::log::{Level, Log};
 
 /// Shown (as `PAM_ERROR_MSG`) when the login is refused because the daemon
@@ -73,6 +74,7 @@ impl Outcome {
 pub fn run(
     daemon: &mut dyn Daemon,
     conv: &mut dyn Conversation,
+    keys: &mut dyn Keys,
     log: &mut dyn Log,
     request: &LoginRequest,
     settings: Settings,
@@ -121,10 +123,15 @@ pub fn run(
             }
             Action::AskHidden(p) => (p.as_str(), false),
             Action::AskVisible(p) => (p.as_str(), true),
+            Action::UseKey(_) => ("", false),
         };
         // The answer is wiped when it goes out of scope, at the end of this
         // iteration.
-        let answer = match conv.ask(prompt, echo) {
+        let answer = match &step.action {
+            Action::UseKey(request) => use_key(conv, keys, request),
+            _ => conv.ask(prompt, echo),
+        };
+        let answer = match answer {
             Ok(a) => a,
             Err(e) => return Outcome::done(conversation_failed(daemon, log, &session, &who, e)),
         };
@@ -155,6 +162,32 @@ pub fn run(
     );
     cancel(daemon, log, &session);
     Outcome::done(PamResultCode::PAM_AUTH_ERR)
+}
+
+/// The prompt for a security key's PIN, asked only when the key helper says
+/// the key wants it.
+pub const PIN_PROMPT: &str = "Security key PIN: ";
+
+/// Runs the key for the daemon's `request`: the helper's answer goes back
+/// to the daemon unread, except that a key asking for its PIN gets it
+/// asked (echo off) and is run once more with it. The PIN goes only to the
+/// helper, never to the daemon.
+fn use_key(
+    conv: &mut dyn Conversation,
+    keys: &mut dyn Keys,
+    request: &[u8],
+) -> Result<crate::conv::Answer, ConvError> {
+    let answer = keys.run(request, "");
+    if !twofactor_proto::key::KeyAnswer::asks_for_pin(&answer) {
+        return Ok(answer);
+    }
+    let pin = conv.ask(PIN_PROMPT, false)?;
+    let Ok(pin) = std::str::from_utf8(&pin) else {
+        return Ok(zeroize::Zeroizing::new(
+            twofactor_proto::key::KeyAnswer::PinInvalid.encode(),
+        ));
+    };
+    Ok(keys.run(request, pin))
 }
 
 /// The account phase of a login that ended its auth phase with
@@ -288,6 +321,8 @@ mod tests {
         Info(&'static str),
         Error(&'static str),
         Ask(&'static str, bool, Result<Vec<u8>, ConvError>),
+        /// The key helper run with (request, pin), and what it answers.
+        Key(Vec<u8>, &'static str, Vec<u8>),
     }
 
     /// The script both fakes read from, so the order across daemon and
@@ -399,6 +434,26 @@ mod tests {
         }
     }
 
+    struct FakeKeys(Script);
+
+    impl Keys for FakeKeys {
+        fn available(&self) -> bool {
+            true
+        }
+        fn run(&mut self, request: &[u8], pin: &str) -> Zeroizing<Vec<u8>> {
+            match self.0.next() {
+                Some(Event::Key(r, p, answer)) if (request, pin) == (r.as_slice(), p) => {
+                    Zeroizing::new(answer)
+                }
+                other => {
+                    self.0
+                        .off_script(format!("key {request:?} pin={pin:?}, expected {other:?}"));
+                    Zeroizing::new(Vec::new())
+                }
+            }
+        }
+    }
+
     #[derive(Default)]
     struct FakeLog(Vec<(Level, String)>);
 
@@ -415,6 +470,7 @@ mod tests {
             rhost: "127.0.0.1".into(),
             tty: "ssh".into(),
             ssh_auth_info: String::new(),
+            security_keys: false,
         }
     }
 
@@ -445,8 +501,16 @@ mod tests {
             request: request(),
         };
         let mut conv = FakeConv(script.clone());
+        let mut keys = FakeKeys(script.clone());
         let mut log = FakeLog::default();
-        let outcome = run(&mut daemon, &mut conv, &mut log, &request(), settings);
+        let outcome = run(
+            &mut daemon,
+            &mut conv,
+            &mut keys,
+            &mut log,
+            &request(),
+            settings,
+        );
         script.assert_done();
         (outcome, log)
     }
@@ -459,6 +523,43 @@ mod tests {
 
     fn unavailable() -> DaemonError {
         DaemonError::Unavailable("org.freedesktop.DBus.Error.NoReply: no reply in time".into())
+    }
+
+    #[test]
+    fn a_key_step_carries_the_request_to_the_key_and_its_answer_back() {
+        use twofactor_proto::key::KeyAnswer;
+        let touch = Step::new(Action::UseKey(vec![0x41, 1, 2])).info("Touch your security key.");
+        let no_device = KeyAnswer::NoDevice.encode();
+        let (code, _) = play(
+            SECURE,
+            vec![
+                Event::Begin(Ok(("s1".into(), touch))),
+                Event::Info("Touch your security key."),
+                Event::Key(vec![0x41, 1, 2], "", no_device.clone()),
+                Event::Answer("s1", no_device, Ok(ask_code())),
+                Event::Ask("Verification code: ", false, Ok(b"123456".to_vec())),
+                Event::Answer("s1", b"123456".to_vec(), Ok(Step::new(Action::Accept))),
+            ],
+        );
+        assert_eq!(code, PamResultCode::PAM_SUCCESS);
+    }
+
+    #[test]
+    fn a_key_that_wants_its_pin_gets_it_asked_and_the_pin_never_reaches_the_daemon() {
+        use twofactor_proto::key::KeyAnswer;
+        let touch = Step::new(Action::UseKey(vec![0x41]));
+        let signed = KeyAnswer::NoTouch.encode();
+        let (code, _) = play(
+            SECURE,
+            vec![
+                Event::Begin(Ok(("s1".into(), touch))),
+                Event::Key(vec![0x41], "", KeyAnswer::PinRequired.encode()),
+                Event::Ask(PIN_PROMPT, false, Ok(b"4321".to_vec())),
+                Event::Key(vec![0x41], "4321", signed.clone()),
+                Event::Answer("s1", signed, Ok(Step::new(Action::Deny))),
+            ],
+        );
+        assert_eq!(code, PamResultCode::PAM_AUTH_ERR);
     }
 
     #[test]
@@ -608,6 +709,7 @@ mod tests {
         let outcome = run(
             &mut daemon,
             &mut BrokenInfo(script.clone()),
+            &mut FakeKeys(script.clone()),
             &mut log,
             &request(),
             SECURE,

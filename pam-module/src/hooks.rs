@@ -14,6 +14,7 @@ use crate::conv::PamConversation;
 use crate::dbus::bus::BusDaemon;
 use crate::dbus::LoginRequest;
 use crate::flow::{self, Settings};
+use crate::key::{HelperKeys, Keys};
 use crate::log::{Level, Log, Syslog};
 
 /// Runs a hook; a panic becomes `PAM_SERVICE_ERR` instead of unwinding into
@@ -82,6 +83,18 @@ pub fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) ->
         rhost: item(pamh.get_item::<RHost>().map(|o| o.map(|s| s.0))),
         tty: item(pamh.get_item::<Tty>().map(|o| o.map(|s| s.0))),
         ssh_auth_info: pam_env(pamh, c"SSH_AUTH_INFO_0"),
+        security_keys: false,
+    };
+    let mut keys = HelperKeys {
+        helper: args.key_helper.clone(),
+        touch_timeout: args.key_timeout,
+        test_device: args.key_device.clone(),
+    };
+    // A key is offered only where the helper is installed, and only at a
+    // login without a remote host (the daemon checks that too).
+    let request = LoginRequest {
+        security_keys: request.rhost.is_empty() && keys.available(),
+        ..request
     };
     let settings = Settings {
         failmode: args.failmode,
@@ -90,7 +103,7 @@ pub fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) ->
     let mut daemon = BusDaemon::new(args.socket.as_deref(), &args.bus, args.timeout);
     let outcome = {
         let mut conv = PamConversation::new(pamh);
-        flow::run(&mut daemon, &mut conv, &mut log, &request, settings)
+        flow::run(&mut daemon, &mut conv, &mut keys, &mut log, &request, settings)
     };
     let Some(session) = outcome.pending else {
         return outcome.code;

@@ -5,7 +5,8 @@
 //! secret, crypto, storage or policy lives here.
 //!
 //! ```text
-//! auth    required pam_twofactor.so [bus=ADDRESS] [failmode=secure|safe] [timeout=SECONDS]
+//! auth    required pam_twofactor.so [socket=PATH|none] [bus=ADDRESS] [failmode=secure|safe]
+//!                                   [timeout=SECONDS] [key_helper=PATH|none] [key_timeout=SECONDS]
 //! account required pam_twofactor.so
 //! ```
 //!
@@ -36,6 +37,7 @@ pub mod conv;
 pub mod dbus;
 pub mod flow;
 pub mod hooks;
+pub mod key;
 pub mod log;
 
 use std::ffi::CStr;

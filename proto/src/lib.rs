@@ -9,6 +9,7 @@
 
 pub mod date;
 pub mod group;
+pub mod key;
 pub mod names;
 pub mod signature;
 pub mod step;

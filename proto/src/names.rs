@@ -46,6 +46,10 @@ pub mod detail {
     /// the methods the client already passed, e.g. `publickey ssh-ed25519
     /// AAAA...`); the daemon uses it only for services it knows as sshd.
     pub const SSH_AUTH_INFO: &str = "ssh_auth_info";
+    /// `"1"` when the module can run a security key (its key helper is
+    /// installed): the daemon may then answer with a key step
+    /// ([`crate::Action::UseKey`]) at a login without `PAM_RHOST`.
+    pub const SECURITY_KEYS: &str = "security_keys";
 
     /// Longest value of [`USER`], [`SERVICE`], [`RHOST`] and [`TTY`], in
     /// bytes; the daemon refuses a `Begin` with a longer one.

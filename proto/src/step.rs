@@ -49,6 +49,11 @@ pub enum Action {
     AcceptPending,
     /// The login failed: `PAM_AUTH_ERR`.
     Deny,
+    /// Ask a security key to sign the daemon's challenge (an encoded
+    /// [`crate::key::AssertionRequest`], carried unread to the key helper)
+    /// and send its [`crate::key::KeyAnswer`] back. The daemon only sends
+    /// this to a module that said it can (`security_keys` in `Begin`).
+    UseKey(Vec<u8>),
 }
 
 const ACTION_ASK_HIDDEN: u32 = 0;
@@ -56,6 +61,7 @@ const ACTION_ASK_VISIBLE: u32 = 1;
 const ACTION_ACCEPT: u32 = 2;
 const ACTION_DENY: u32 = 3;
 const ACTION_ACCEPT_PENDING: u32 = 4;
+const ACTION_USE_KEY: u32 = 5;
 
 /// One step of the login conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +108,7 @@ impl Step {
             Action::Accept => (ACTION_ACCEPT, String::new()),
             Action::AcceptPending => (ACTION_ACCEPT_PENDING, String::new()),
             Action::Deny => (ACTION_DENY, String::new()),
+            Action::UseKey(request) => (ACTION_USE_KEY, crate::key::to_hex(request)),
         };
         WireStep {
             messages: self
@@ -122,6 +129,10 @@ impl Step {
             ACTION_ASK_VISIBLE => Action::AskVisible(w.prompt),
             ACTION_ACCEPT => Action::Accept,
             ACTION_ACCEPT_PENDING => Action::AcceptPending,
+            ACTION_USE_KEY => match crate::key::from_hex(&w.prompt) {
+                Some(request) => Action::UseKey(request),
+                None => Action::Deny,
+            },
             _ => Action::Deny,
         };
         Step {
@@ -147,6 +158,7 @@ mod tests {
             Action::Accept,
             Action::AcceptPending,
             Action::Deny,
+            Action::UseKey(vec![0x41, 0, 1, 0xff]),
         ] {
             let s = Step::new(action).info("hello").error("bad");
             assert_eq!(Step::from_wire(s.to_wire()), s);
@@ -163,5 +175,15 @@ mod tests {
         let s = Step::from_wire(w);
         assert_eq!(s.action, Action::Deny);
         assert_eq!(s.messages, vec![(MessageKind::Error, "x".into())]);
+    }
+
+    #[test]
+    fn a_key_step_whose_request_is_not_hex_is_deny() {
+        let w = WireStep {
+            messages: vec![],
+            action: ACTION_USE_KEY,
+            prompt: "not hex".into(),
+        };
+        assert_eq!(Step::from_wire(w).action, Action::Deny);
     }
 }

@@ -22,6 +22,9 @@ pub mod method {
     /// `sk-ecdsa-sha2-nistp256@openssh.com`): an SSH login that proved it,
     /// on an sshd that requires a touch for every key, needs no code.
     pub const SSH_KEY: &str = "ssh-key";
+    /// A FIDO2 security key touched at a local login (console, `su`,
+    /// `sudo`, a screen locker).
+    pub const KEY: &str = "key";
 }
 
 /// What a user (or an admin) sees about one account.
@@ -84,6 +87,10 @@ pub struct SshKey {
     pub added: i64,
     pub last_used: i64,
 }
+
+/// A FIDO2 security key registered as a method: the same shape, with the
+/// label the user gave it. D-Bus signature `(ssxx)`.
+pub type SecurityKey = SshKey;
 
 /// What `Account1.EnrollApp` returns: shown once to the user, never stored
 /// anywhere but in the daemon's database.

@@ -9,7 +9,8 @@ use twofactor_proto::types::method;
 
 use crate::config::Config;
 use crate::rules::{
-    backup_codes, bookkeeping, email_codes, recovery_codes, ssh_keys, totp, trusted_devices,
+    backup_codes, bookkeeping, email_codes, recovery_codes, security_keys, ssh_keys, totp,
+    trusted_devices,
 };
 
 /// A second-factor method.
@@ -21,11 +22,14 @@ pub enum Method {
     Email,
     /// A security-key SSH key proved to sshd (never asked at a prompt).
     SshKey,
+    /// A FIDO2 security key touched at a local login (never a code typed:
+    /// the module runs the key when the daemon asks for it).
+    Key,
 }
 
 impl Method {
     /// Every method, in the order they are listed and offered.
-    pub const ALL: &'static [Method] = &[Method::App, Method::Email, Method::SshKey];
+    pub const ALL: &'static [Method] = &[Method::App, Method::Email, Method::SshKey, Method::Key];
 
     /// The method's name on the bus and on the command line.
     pub fn name(self) -> &'static str {
@@ -33,15 +37,17 @@ impl Method {
             Method::App => method::APP,
             Method::Email => method::EMAIL,
             Method::SshKey => method::SSH_KEY,
+            Method::Key => method::KEY,
         }
     }
 
     /// Whether a login asks for a code of this method at its prompt (a
-    /// security key over SSH is proved to sshd, never typed).
+    /// security key over SSH is proved to sshd, one at a local login is
+    /// touched: neither is typed).
     pub fn asked_at_prompt(self) -> bool {
         match self {
             Method::App | Method::Email => true,
-            Method::SshKey => false,
+            Method::SshKey | Method::Key => false,
         }
     }
 
@@ -54,6 +60,7 @@ impl Method {
             Method::App => true,
             Method::Email => config.email.codes,
             Method::SshKey => config.keys.ssh,
+            Method::Key => config.keys.local,
         }
     }
 
@@ -67,6 +74,7 @@ impl Method {
             Method::App => totp::is_enrolled(conn, user),
             Method::Email => email_codes::is_enrolled(conn, user),
             Method::SshKey => ssh_keys::is_enrolled(conn, user),
+            Method::Key => security_keys::is_enrolled(conn, user),
         }
     }
 
@@ -76,6 +84,7 @@ impl Method {
             Method::App => totp::remove(conn, user),
             Method::Email => email_codes::remove(conn, user),
             Method::SshKey => ssh_keys::remove(conn, user),
+            Method::Key => security_keys::remove(conn, user),
         }
     }
 }
@@ -124,6 +133,12 @@ pub enum NewMethod<'a> {
     Email { address: &'a str },
     /// One more security-key SSH key, as `id`.
     SshKey { id: &'a str, key: &'a ssh_keys::Key },
+    /// One more FIDO2 security key, as `id`, with the user's label.
+    Key {
+        id: &'a str,
+        label: &'a str,
+        credential: &'a security_keys::Credential,
+    },
     /// A method whose own confirmation has already written it
     /// (`totp::confirm_pending` moves the pending secret in place, in the
     /// same transaction).
@@ -136,6 +151,7 @@ impl NewMethod<'_> {
             NewMethod::App { .. } => Method::App,
             NewMethod::Email { .. } => Method::Email,
             NewMethod::SshKey { .. } => Method::SshKey,
+            NewMethod::Key { .. } => Method::Key,
             NewMethod::Written(m) => *m,
         }
     }
@@ -186,6 +202,13 @@ pub fn activate(
         NewMethod::Email { address } => email_codes::activate(conn, user, address, now)?,
         NewMethod::SshKey { id, key } => {
             ssh_keys::add(conn, user, id, key, now)?;
+        }
+        NewMethod::Key {
+            id,
+            label,
+            credential,
+        } => {
+            security_keys::add(conn, user, id, label, credential, now)?;
         }
         NewMethod::Written(_) => {}
     }

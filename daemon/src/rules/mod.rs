@@ -15,6 +15,7 @@ pub mod policy;
 pub mod protected;
 pub mod ratelimit;
 pub mod recovery_codes;
+pub mod security_keys;
 pub mod ssh_keys;
 pub mod totp;
 pub mod trusted_devices;

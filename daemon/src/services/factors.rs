@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 
+use twofactor_proto::key::{Assertion, AssertionRequest};
 use twofactor_proto::names::MAX_ANSWER_BYTES;
 use twofactor_proto::types::method;
 use zeroize::Zeroizing;
@@ -28,6 +29,7 @@ use crate::rules::email_codes::{self, EmailCheck, Purpose};
 use crate::rules::methods::{self, Method};
 use crate::rules::ratelimit::{self, attempt, Counted};
 use crate::rules::recovery_codes;
+use crate::rules::security_keys::{self, Signed};
 use crate::rules::totp::{self, Check, Malformed};
 use crate::services::hash_pool::HashPool;
 use crate::store::{Db, DbResult, Store};
@@ -39,6 +41,14 @@ pub enum Attempt {
     Backup(Code),
     /// A recovery code from an administrator's reset (logins only).
     Recovery(Code),
+    /// What a security key signed for a login's challenge.
+    Key(Box<KeyUse>),
+}
+
+/// A security key's answer to the challenge a login asked it to sign.
+pub struct KeyUse {
+    pub request: AssertionRequest,
+    pub assertion: Assertion,
 }
 
 /// Reads an answer at the prompt that asked for a code of `asked`: six
@@ -125,13 +135,14 @@ impl Factors {
             Attempt::Code(Method::App, code) => self.app(asked, code).await,
             Attempt::Code(Method::Email, code) => self.email(asked, code).await,
             Attempt::Backup(code) => self.backup(asked, code).await,
+            Attempt::Key(used) => self.key(asked, *used).await,
             Attempt::Recovery(_) => Ok(Verdict::Refused {
                 reason: "recovery-code-not-here",
                 lock: None,
             }),
             // No code is typed for a security key (a prompt for it takes
             // backup codes only).
-            Attempt::Code(Method::SshKey, _) => Ok(Verdict::Refused {
+            Attempt::Code(Method::SshKey | Method::Key, _) => Ok(Verdict::Refused {
                 reason: "no-method",
                 lock: None,
             }),
@@ -173,6 +184,36 @@ impl Factors {
                     EmailCheck::NoCode => Err("no-email-code"),
                     EmailCheck::Wrong | EmailCheck::Dropped => Err("wrong-code"),
                 },
+            )
+        })
+        .await
+    }
+
+    /// A security key's signature: checked (libfido2) and its counter
+    /// raised in the counted job, so that one signature is taken once and a
+    /// counter that goes back is refused, even by logins at the same moment
+    /// or on other hosts of a fleet.
+    async fn key(&self, asked: Asked<'_>, used: KeyUse) -> Result<Verdict, String> {
+        let offered = Method::Key.offered(&self.config);
+        self.decided(asked, method::KEY, move |c, user, _, now| {
+            if !offered {
+                return Ok(Err("no-method"));
+            }
+            let KeyUse { request, assertion } = &used;
+            let verify = |alg: i32, public_key: &[u8]| {
+                let alg = twofactor_fido::Alg::from_cose(alg)
+                    .ok_or_else(|| format!("unknown algorithm {alg}"))?;
+                twofactor_fido::verify_assertion(assertion, request, alg, public_key)
+                    .map(|v| Signed {
+                        sign_count: v.sign_count,
+                        user_verified: v.user_verified,
+                    })
+                    .map_err(|e| e.to_string())
+            };
+            Ok(
+                security_keys::check(c, user, request, assertion, verify, now)?
+                    .map(|_| ())
+                    .map_err(security_keys::Refused::reason),
             )
         })
         .await

@@ -69,6 +69,7 @@ fn label(m: Method) -> &'static str {
         Method::App => "authenticator app",
         Method::Email => "codes by email",
         Method::SshKey => "security key over SSH",
+        Method::Key => "security key",
     }
 }
 

@@ -13,7 +13,7 @@ use crate::params;
 /// Every table and the columns copied, parents before children (foreign
 /// keys). `backup_codes.id` is not copied: the target numbers its rows
 /// itself (ids are never kept outside one login's jobs).
-pub const TABLES: [(&str, &str); 12] = [
+pub const TABLES: [(&str, &str); 13] = [
     (
         "accounts",
         "username, created, preferred, last_method, last_login, failures, locked_until, last_host",
@@ -46,6 +46,10 @@ pub const TABLES: [(&str, &str); 12] = [
     (
         "ssh_keys",
         "id, username, identity, label, added, last_used",
+    ),
+    (
+        "security_keys",
+        "id, username, credential, public_key, alg, aaguid, label, sign_count, added, last_used",
     ),
 ];
 

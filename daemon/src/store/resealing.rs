@@ -5,7 +5,7 @@ use super::*;
 
 /// Every sealed column: (table, column); each table has a `username`
 /// column, the user the value is sealed for.
-pub(super) const SEALED: [(&str, &str); 13] = [
+pub(super) const SEALED: [(&str, &str); 17] = [
     ("totp", "secret"),
     ("totp_pending", "secret"),
     ("backup_codes", "selector"),
@@ -19,6 +19,10 @@ pub(super) const SEALED: [(&str, &str); 13] = [
     ("devices", "password_digest"),
     ("ssh_keys", "identity"),
     ("ssh_keys", "label"),
+    ("security_keys", "credential"),
+    ("security_keys", "public_key"),
+    ("security_keys", "aaguid"),
+    ("security_keys", "label"),
 ];
 
 /// The values of one sealed column, with the users they belong to.

@@ -220,6 +220,38 @@ pub const LATER: &[(&str, &str)] = &[
             PRIMARY KEY (username, id)
         );",
     ),
+    // 13: FIDO2 security keys as a method (issue 20; rules/security_keys):
+    // the credential id, its public key, the AAGUID and the label sealed;
+    // the signature counter in the clear (it is compared and raised in the
+    // writer's transaction).
+    (
+        "CREATE TABLE security_keys (
+            id TEXT NOT NULL,
+            username TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+            credential BLOB NOT NULL,
+            public_key BLOB NOT NULL,
+            alg INTEGER NOT NULL,
+            aaguid BLOB NOT NULL,
+            label BLOB NOT NULL,
+            sign_count INTEGER NOT NULL,
+            added INTEGER NOT NULL,
+            last_used INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (username, id)
+        ) STRICT;",
+        "CREATE TABLE security_keys (
+            id TEXT NOT NULL,
+            username TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+            credential BYTEA NOT NULL,
+            public_key BYTEA NOT NULL,
+            alg BIGINT NOT NULL,
+            aaguid BYTEA NOT NULL,
+            label BYTEA NOT NULL,
+            sign_count BIGINT NOT NULL,
+            added BIGINT NOT NULL,
+            last_used BIGINT NOT NULL DEFAULT 0,
+            PRIMARY KEY (username, id)
+        );",
+    ),
 ];
 
 /// The version PostgreSQL stores start at.

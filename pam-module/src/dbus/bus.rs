@@ -161,9 +161,14 @@ impl Daemon for BusDaemon {
                 )));
             }
         }
+        let keys = r.security_keys.then_some((detail::SECURITY_KEYS, "1"));
         let mut body = Writer::new();
         body.array(8, |w| {
-            for (key, value) in details {
+            for (key, value) in details
+                .iter()
+                .map(|(k, v)| (*k, v.as_str()))
+                .chain(keys)
+            {
                 w.structure(|w| {
                     w.string(key);
                     w.string_variant(value);
@@ -657,6 +662,7 @@ mod tests {
             rhost: String::new(),
             tty: String::new(),
             ssh_auth_info: String::new(),
+            security_keys: false,
         }
     }
 
@@ -902,6 +908,7 @@ mod tests {
             rhost: long(detail::MAX_VALUE_BYTES),
             tty: long(detail::MAX_VALUE_BYTES),
             ssh_auth_info: long(detail::MAX_SSH_AUTH_INFO_BYTES),
+            security_keys: true,
         };
         assert!(matches!(d.begin(&at_limits), Err(DaemonError::Absent(_))));
     }

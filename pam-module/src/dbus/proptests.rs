@@ -138,6 +138,7 @@ fn request() -> LoginRequest {
         rhost: String::new(),
         tty: String::new(),
         ssh_auth_info: String::new(),
+        security_keys: false,
     }
 }
 

@@ -182,7 +182,7 @@ impl Logins {
         }
     }
 
-    fn refused(&self, origin: &Origin, reason: &str, lock: Option<i64>) -> Step {
+    pub(super) fn refused(&self, origin: &Origin, reason: &str, lock: Option<i64>) -> Step {
         self.audit.log(Event::LoginFailure { origin, reason });
         if let Some(seconds) = lock {
             self.audit.log(Event::Lockout {
@@ -193,7 +193,7 @@ impl Logins {
         Step::new(Action::Deny).error(INVALID)
     }
 
-    fn locked(&self, origin: &Origin, wait: i64) -> Step {
+    pub(super) fn locked(&self, origin: &Origin, wait: i64) -> Step {
         self.audit.log(Event::LoginFailure {
             origin,
             reason: "locked",
@@ -203,7 +203,7 @@ impl Logins {
 }
 
 /// Accept, with a warning when few backup codes are left.
-fn accepted(backup_left: Option<u32>) -> Step {
+pub(super) fn accepted(backup_left: Option<u32>) -> Step {
     let step = Step::new(Action::Accept);
     match backup_left.and_then(backup_codes::low_warning) {
         Some(warning) => step.info(warning),

@@ -75,6 +75,7 @@ impl Methods {
             Choice::Method(Method::Email) => format!("Code by email to {}", self.masked()),
             // Never among the choices (not asked at a prompt).
             Choice::Method(Method::SshKey) => "Security key over SSH".into(),
+            Choice::Method(Method::Key) => "Security key".into(),
             Choice::Resend => format!("Send a new code to {}", self.masked()),
         }
     }
@@ -110,7 +111,7 @@ fn prompt(method: Method, methods: &Methods) -> String {
     match method {
         Method::App => APP_PROMPT.into(),
         Method::Email => format!("Verification code sent to {}: ", methods.masked()),
-        Method::SshKey => BACKUP_PROMPT.into(),
+        Method::SshKey | Method::Key => BACKUP_PROMPT.into(),
     }
 }
 
@@ -144,6 +145,13 @@ impl Logins {
             step = Step::new(Action::AskHidden(BACKUP_PROMPT.into())).error(
                 "Your second factor is a security key, used over SSH with its SSH key; \
                  here, type a backup code.",
+            );
+        } else if method == Method::Key {
+            // The user's only method is a security key, and none answered
+            // (none plugged in, an SSH login, a module without the helper).
+            step = Step::new(Action::AskHidden(BACKUP_PROMPT.into())).error(
+                "Your second factor is a security key, touched at a login on this machine's \
+                 console, su or sudo with the key plugged in; here, type a backup code.",
             );
         } else if !methods.usable.contains(&method) && methods.enrolled.contains(&method) {
             step = Step::new(Action::AskHidden(BACKUP_PROMPT.into())).error(format!(

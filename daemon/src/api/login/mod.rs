@@ -32,6 +32,7 @@
 mod check;
 mod choose;
 mod enrol;
+mod key;
 mod sessions;
 mod trust;
 
@@ -84,6 +85,12 @@ enum Phase {
     /// answer is a code of that method (backup and recovery codes are taken
     /// at any code prompt).
     AskCode { asked: Method },
+    /// A security key was asked to sign `request`; `fallback` is asked
+    /// when none does.
+    UseKey {
+        request: twofactor_proto::key::AssertionRequest,
+        fallback: Method,
+    },
     /// An empty answer at a code prompt showed the user's other methods.
     Choose(choose::Menu),
     /// Enrolment at the prompt: the secret was shown, a code is asked.
@@ -147,7 +154,10 @@ impl Phase {
     /// The session id under which this login claimed a recovery code.
     fn recovery_claim(&self) -> Option<&str> {
         match self {
-            Phase::AskCode { .. } | Phase::Choose(_) | Phase::OfferTrust(..) => None,
+            Phase::AskCode { .. }
+            | Phase::UseKey { .. }
+            | Phase::Choose(_)
+            | Phase::OfferTrust(..) => None,
             Phase::EnrolCode(p) => p.recovery_claim(),
             Phase::EnrolEmail(e) => e.recovery_claim(),
             Phase::EnrolConfirm(c) => c.recovery_claim(),
@@ -194,6 +204,9 @@ struct Facts {
     /// (whether it counts is decided after the read: the caller must be
     /// root and sshd must require a touch).
     ssh_key: Option<String>,
+    /// The credential ids of the user's security keys (when keys are
+    /// offered and the user has one).
+    key_credentials: Vec<Vec<u8>>,
     methods: choose::Methods,
     recovery_pending: bool,
     policy: twofactor_proto::types::Policy,
@@ -218,6 +231,12 @@ fn facts_of(
         }
         _ => None,
     };
+    let key_credentials =
+        if Method::Key.offered(config) && methods.enrolled.contains(&Method::Key) {
+            crate::rules::security_keys::credential_ids(c, user)?
+        } else {
+            Vec::new()
+        };
     // A user with no method never gets trust.
     let trusted = match presented {
         Some(d) if !methods.usable.is_empty() => {
@@ -232,6 +251,7 @@ fn facts_of(
         first,
         trusted,
         ssh_key,
+        key_credentials,
         methods,
         recovery_pending: recovery_codes::pending(c, user, now)?.is_some(),
         policy: policy::get(c, &config.policy)?,
@@ -349,6 +369,7 @@ impl Logins {
                 first: None,
                 trusted: None,
                 ssh_key: None,
+                key_credentials: Vec::new(),
                 methods: Default::default(),
                 recovery_pending: false,
                 policy: Default::default(),
@@ -402,6 +423,13 @@ impl Logins {
                 Phase::Commit(Change::Login(passed)),
                 waiting_for_commit(Step::new(Action::Accept)),
             )
+        } else if known
+            && facts.first.is_some()
+            && self.key_usable(&origin, &facts.key_credentials)
+        {
+            let fallback = facts.first.unwrap_or(Method::Key);
+            self.ask_key(std::mem::take(&mut facts.key_credentials), fallback)
+                .map_err(|e| self.internal("login-begin", &e))?
         } else if known && (facts.first.is_some() || facts.recovery_pending) {
             let asked = facts.first.unwrap_or(Method::App);
             let step = self.ask(&origin, asked, &facts.methods).await;
@@ -557,6 +585,9 @@ impl Logins {
                 let may_enrol = owner.uid == 0;
                 self.check_code(&origin, asked, &answer, (id, expires), may_enrol)
                     .await
+            }
+            Phase::UseKey { request, fallback } => {
+                self.key_answer(&origin, request, fallback, &answer).await
             }
             Phase::Choose(menu) => self.choose(&origin, menu, &answer).await,
             Phase::EnrolCode(pending) => self.enrol_code(&origin, pending, &answer).await,
