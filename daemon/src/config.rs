@@ -164,8 +164,6 @@ pub struct KeysConfig {
     /// `discouraged`, `preferred` or `required` (a PIN or a fingerprint
     /// on the key; with `required` a key without one cannot be enrolled).
     pub user_verification: String,
-    /// How long a login waits for the touch.
-    pub touch_timeout_seconds: u32,
     /// Offer security-key SSH keys as a method.
     pub ssh: bool,
     /// The sshd whose effective configuration (`sshd -T`) must say
@@ -182,7 +180,6 @@ impl Default for KeysConfig {
             local: true,
             rp_id: String::new(),
             user_verification: "preferred".into(),
-            touch_timeout_seconds: 30,
             ssh: true,
             sshd: PathBuf::from("/usr/sbin/sshd"),
             sshd_config: PathBuf::new(),
@@ -587,13 +584,6 @@ impl Config {
                     "{:?} is not one of discouraged, preferred, required",
                     k.user_verification.chars().take(64).collect::<String>()
                 ),
-            ));
-        }
-        if !(5..=120).contains(&k.touch_timeout_seconds) {
-            return Err(invalid(
-                "keys",
-                "touch_timeout_seconds",
-                "must be between 5 and 120".into(),
             ));
         }
         if k.rp_id.len() > 128
@@ -1394,6 +1384,20 @@ mod proptests {
             e,
             "c:2: key `devices.days`: 31 is out of range 1..=30 (trust never lasts longer)"
         );
+        let e = Config::parse("[keys]\nuser_verification = \"always\"\n", "c")
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c:2: key `keys.user_verification`:"), "{e}");
+        let e = Config::parse("[keys]\nrp_id = \"a b\"\n", "c")
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c:2: key `keys.rp_id`:"), "{e}");
+        let c = Config::parse("[keys]\nrp_id = \"twofactor:fleet\"\nuser_verification = \"required\"\n", "c").unwrap();
+        assert_eq!(c.key_rp_id(), "twofactor:fleet");
+        assert_eq!(c.key_user_verification(), UserVerification::Required);
+        assert!(Config::default().key_rp_id().starts_with("twofactor:"));
         let e = Config::parse("[keys]\nsshd = \"sshd\"\n", "c")
             .unwrap_err()
             .to_string();

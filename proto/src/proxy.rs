@@ -83,6 +83,23 @@ pub trait Account1 {
     ) -> zbus::Result<(String, Vec<String>)>;
     /// The caller's registered security-key SSH keys.
     fn list_ssh_keys(&self) -> zbus::Result<Vec<SshKey>>;
+    /// Starts registering a FIDO2 security key after the password (and a
+    /// current second factor when the account has a method): the
+    /// enrolment's id and an encoded `key::CredentialRequest`.
+    fn enroll_key(&self, password: &[u8], code: &[u8]) -> zbus::Result<(String, Vec<u8>)>;
+    /// Finishes it with the key's encoded `key::Attestation` and a name:
+    /// the key's id and, as a first method, backup codes (else none).
+    fn confirm_key(
+        &self,
+        enrolment: &str,
+        label: &str,
+        attestation: &[u8],
+    ) -> zbus::Result<(String, Vec<String>)>;
+    /// The caller's security keys.
+    fn list_keys(&self) -> zbus::Result<Vec<SshKey>>;
+    /// Removes one security key by id (password and a current second
+    /// factor).
+    fn remove_key(&self, id: &str, password: &[u8], code: &[u8]) -> zbus::Result<()>;
 }
 
 /// Administrators: uid 0, or members of `admin_group` (who give their own

@@ -1105,6 +1105,7 @@ mod tests {
     fn login_line_shape() {
         let o = Origin {
             ssh_auth_info: String::new(),
+            security_keys: false,
             user: "alice".into(),
             service: "sshd".into(),
             rhost: "127.0.0.1".into(),

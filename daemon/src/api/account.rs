@@ -25,8 +25,11 @@ use crate::services::outbox::Outbox;
 use crate::services::passwords::Passwords;
 use crate::services::{Caller, Handles};
 use crate::store::Store;
+use crate::rules::security_keys;
+use std::collections::HashMap;
 use std::sync::Arc;
 use twofactor_proto::error::Error;
+use twofactor_proto::key::{Attestation, CredentialRequest, HASH_LEN};
 use twofactor_proto::types::{method, AppEnrolment, Device, SshKey};
 use twofactor_proto::AccountStatus;
 use zeroize::Zeroizing;
@@ -42,7 +45,20 @@ pub struct Accounts {
     factors: Arc<Factors>,
     outbox: Arc<Outbox>,
     directory: Directory,
+    /// Security-key enrolments between `EnrollKey` and `ConfirmKey`, one
+    /// per user (a newer one replaces it).
+    key_enrolments: Arc<std::sync::Mutex<HashMap<String, KeyEnrolment>>>,
 }
+
+/// A challenge handed to `twofactorctl` for a new key.
+struct KeyEnrolment {
+    id: String,
+    request: CredentialRequest,
+    expires: i64,
+}
+
+/// How long a key enrolment waits for the key's answer.
+const KEY_ENROLMENT_SECONDS: i64 = 120;
 
 impl Accounts {
     pub fn new(h: &Handles) -> Self {
@@ -57,6 +73,7 @@ impl Accounts {
             factors: h.factors.clone(),
             outbox: h.outbox.clone(),
             directory: h.directory.clone(),
+            key_enrolments: Default::default(),
         }
     }
 
@@ -435,6 +452,224 @@ impl Accounts {
             count: codes.len(),
         });
         Ok((id, codes.iter().map(Code::display).collect()))
+    }
+
+    /// Starts registering a FIDO2 security key, after the password and,
+    /// when the account has a method, a current second factor: returns the
+    /// enrolment's id and what the key is to create (an encoded
+    /// `CredentialRequest`: the relying party, a handle for the account,
+    /// a fresh challenge, the credentials the user has already).
+    pub async fn enroll_key(
+        &self,
+        caller: &Caller,
+        password: Vec<u8>,
+        code: Vec<u8>,
+    ) -> Result<(String, Vec<u8>), Error> {
+        let (password, code) = (Zeroizing::new(password), Zeroizing::new(code));
+        if !Method::Key.offered(&self.config) {
+            return Err(Error::InvalidInput(
+                "security keys are turned off on this machine ([keys] local)".into(),
+            ));
+        }
+        let user = self.user_of(caller).await?;
+        let u = user.clone();
+        let existing = self
+            .store
+            .read(move |c| security_keys::credential_ids(c, &u))
+            .await
+            .map_err(|e| self.internal("enroll-key", &e.to_string()))?;
+        if existing.len() >= security_keys::MAX_KEYS {
+            return Err(Error::InvalidInput(format!(
+                "you have {} security keys, the most one account may have; remove one first",
+                existing.len()
+            )));
+        }
+        self.prove(&user, password, code, "enroll-key").await?;
+        let mut fresh = [0u8; HASH_LEN + 16];
+        self.rng
+            .fill(&mut fresh)
+            .map_err(|e| self.internal("enroll-key", &e.to_string()))?;
+        let (challenge, handle) = fresh.split_at(HASH_LEN);
+        let mut client_data_hash = [0u8; HASH_LEN];
+        client_data_hash.copy_from_slice(challenge);
+        let request = CredentialRequest {
+            rp_id: self.config.key_rp_id(),
+            user_id: handle.to_vec(),
+            user_name: user.clone(),
+            client_data_hash,
+            user_verification: self.config.key_user_verification(),
+            exclude: existing,
+        };
+        let id = random::token(self.rng.as_ref())
+            .map_err(|e| self.internal("enroll-key", &e.to_string()))?;
+        let encoded = request.encode();
+        let now = self.clock.now();
+        if let Ok(mut pending) = self.key_enrolments.lock() {
+            pending.retain(|_, p| p.expires > now);
+            pending.insert(
+                user,
+                KeyEnrolment {
+                    id: id.clone(),
+                    request,
+                    expires: now + KEY_ENROLMENT_SECONDS,
+                },
+            );
+        }
+        Ok((id, encoded))
+    }
+
+    /// Finishes registering a key: `attestation` (an encoded
+    /// `Attestation`) must answer the enrolment's own request (libfido2
+    /// checks the relying party, the challenge, the touch, the verification
+    /// when required, and the attestation's signature). Returns the key's
+    /// id and, when it is the first method, a first set of backup codes.
+    pub async fn confirm_key(
+        &self,
+        caller: &Caller,
+        enrolment: &str,
+        label: &str,
+        attestation: &[u8],
+    ) -> Result<(String, Vec<String>), Error> {
+        let label =
+            security_keys::clean_label(label).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let attestation =
+            Attestation::decode(attestation).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let user = self.user_of(caller).await?;
+        let now = self.clock.now();
+        let pending = self
+            .key_enrolments
+            .lock()
+            .ok()
+            .and_then(|mut p| match p.remove(&user) {
+                Some(k) if k.id == enrolment && k.expires > now => Some(k),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                Error::NotFound(
+                    "no such key enrolment (it expired after 2 minutes, or a newer one \
+                     replaced it); start again"
+                        .into(),
+                )
+            })?;
+        let credential = twofactor_fido::verify_attestation(&attestation, &pending.request)
+            .map_err(|e| {
+                self.audit.log(Event::ConfirmFailure {
+                    user: &user,
+                    action: "enroll-key",
+                    reason: "bad-attestation",
+                });
+                Error::BadCode(format!("the security key's answer was not accepted: {e}"))
+            })?;
+        let credential = security_keys::Credential {
+            credential_id: credential.id,
+            alg: credential.alg.cose(),
+            public_key: credential.public_key,
+            aaguid: credential.aaguid.to_vec(),
+            sign_count: credential.sign_count,
+        };
+        let id = trusted_devices::new_id(self.rng.as_ref())
+            .map_err(|e| self.internal("enroll-key", &e.to_string()))?;
+        let (codes, hashed) = self.new_set("enroll-key").await?;
+        let (u, i) = (user.clone(), id.clone());
+        let outcome = self
+            .store
+            .run(move |c| {
+                if security_keys::find(c, &u, &credential.credential_id)?.is_some() {
+                    return Ok(None);
+                }
+                let first = !methods::has_any(c, &u)?;
+                let backups = if first {
+                    BackupCodes::Replace(&hashed)
+                } else {
+                    BackupCodes::Keep
+                };
+                let new = NewMethod::Key {
+                    id: &i,
+                    label: &label,
+                    credential: &credential,
+                };
+                methods::activate(c, &u, new, backups, now).map(Some)
+            })
+            .await
+            .map_err(|e| self.internal("enroll-key", &e.to_string()))?;
+        let Some(added) = outcome else {
+            return Err(Error::AlreadyEnrolled(
+                "this security key is registered for your account already".into(),
+            ));
+        };
+        self.audit.log(Event::Enrol {
+            user: &user,
+            method: method::KEY,
+        });
+        self.outbox.notify(&user, Notice::MethodAdded(Method::Key));
+        if added.backup_codes.is_none() {
+            return Ok((id, Vec::new()));
+        }
+        self.audit.log(Event::BackupCodesNew {
+            user: &user,
+            count: codes.len(),
+        });
+        Ok((id, codes.iter().map(Code::display).collect()))
+    }
+
+    /// The caller's security keys.
+    pub async fn list_keys(&self, caller: &Caller) -> Result<Vec<SshKey>, Error> {
+        let user = self.user_of(caller).await?;
+        self.store
+            .run(move |c| security_keys::list(c, &user))
+            .await
+            .map_err(|e| self.internal("keys", &e.to_string()))
+    }
+
+    /// Removes one security key (by id) after the password and a current
+    /// second factor. The last key is the method: removing it is
+    /// `disable key` (refused while the mandatory policy needs it).
+    pub async fn remove_key(
+        &self,
+        caller: &Caller,
+        id: &str,
+        password: Vec<u8>,
+        code: Vec<u8>,
+    ) -> Result<(), Error> {
+        let user = self.user_of(caller).await?;
+        let u = user.clone();
+        let keys = self
+            .store
+            .read(move |c| security_keys::list(c, &u))
+            .await
+            .map_err(|e| self.internal("remove-key", &e.to_string()))?;
+        if !keys.iter().any(|k| k.id == id) {
+            return Err(Error::NotFound(format!(
+                "you have no security key {id:?} (`twofactorctl keys` lists them)"
+            )));
+        }
+        if keys.len() == 1 {
+            return self.disable(caller, method::KEY, password, code).await;
+        }
+        let (password, code) = (Zeroizing::new(password), Zeroizing::new(code));
+        self.prove(&user, password, code, "remove-key").await?;
+        let (u, i) = (user.clone(), id.to_string());
+        let removed = self
+            .store
+            .run(move |c| {
+                let removed = security_keys::remove_one(c, &u, &i)?;
+                if removed {
+                    trusted_devices::remove_all(c, &u)?;
+                }
+                Ok(removed)
+            })
+            .await
+            .map_err(|e| self.internal("remove-key", &e.to_string()))?;
+        if !removed {
+            return Err(Error::NotFound(format!("you have no security key {id:?}")));
+        }
+        self.audit.log(Event::Disable {
+            user: &user,
+            method: method::KEY,
+        });
+        self.outbox
+            .notify(&user, Notice::MethodRemoved(Some(Method::Key)));
+        Ok(())
     }
 
     /// The caller's security-key SSH keys.

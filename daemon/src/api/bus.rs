@@ -353,6 +353,62 @@ impl AccountInterface {
         self.accounts.list_ssh_keys(&caller).await
     }
 
+    /// Starts registering a FIDO2 security key (needs the password and,
+    /// when the account has a method, a current second factor); returns
+    /// the enrolment's id and what the key is to create (an encoded
+    /// credential request, for `twofactorctl` to hand to the key).
+    async fn enroll_key(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        password: Vec<u8>,
+        code: Vec<u8>,
+    ) -> Result<(String, Vec<u8>), Error> {
+        let caller = self.callers.of(conn, &header).await?;
+        self.accounts.enroll_key(&caller, password, code).await
+    }
+
+    /// Finishes registering a key with what it answered (an encoded
+    /// attestation) and the name the user gave it; returns its id and, as
+    /// a first method, new backup codes (else none).
+    async fn confirm_key(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        enrolment: String,
+        label: String,
+        attestation: Vec<u8>,
+    ) -> Result<(String, Vec<String>), Error> {
+        let caller = self.callers.of(conn, &header).await?;
+        self.accounts
+            .confirm_key(&caller, &enrolment, &label, &attestation)
+            .await
+    }
+
+    /// The caller's security keys.
+    async fn list_keys(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<Vec<SshKey>, Error> {
+        let caller = self.callers.of(conn, &header).await?;
+        self.accounts.list_keys(&caller).await
+    }
+
+    /// Removes one security key by id (needs the password and a current
+    /// second factor; the last one: as `Disable("key")`).
+    async fn remove_key(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        id: String,
+        password: Vec<u8>,
+        code: Vec<u8>,
+    ) -> Result<(), Error> {
+        let caller = self.callers.of(conn, &header).await?;
+        self.accounts.remove_key(&caller, &id, password, code).await
+    }
+
     /// Removes a method, or all (needs the password and a current second
     /// factor).
     async fn disable(

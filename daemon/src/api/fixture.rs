@@ -205,5 +205,6 @@ pub fn origin(user: &str) -> Origin {
         rhost: "192.0.2.1".into(),
         tty: "ssh".into(),
         ssh_auth_info: String::new(),
+        security_keys: false,
     }
 }

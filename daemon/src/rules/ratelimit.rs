@@ -391,6 +391,7 @@ mod tests {
     fn sources_are_named_by_host_else_terminal() {
         let o = |rhost: &str, tty: &str| Origin {
             ssh_auth_info: String::new(),
+            security_keys: false,
             user: "u".into(),
             service: "s".into(),
             rhost: rhost.into(),

@@ -334,7 +334,7 @@ mod tests {
         }
     }
 
-    fn db_with_key() -> Db {
+    fn db_with_key() -> Db<'static> {
         let c = crate::store::testing::connection();
         bookkeeping::ensure(&c, "alice", 1).unwrap();
         assert!(add(&c, "alice", "k1", "blue key", &credential(1), 5).unwrap());

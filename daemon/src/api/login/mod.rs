@@ -794,6 +794,8 @@ impl Logins {
 #[cfg(test)]
 mod email_tests;
 #[cfg(test)]
+mod key_tests;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod trust_tests;
@@ -860,10 +862,10 @@ mod tests {
                 self.logins.answer(caller, &id, answer.to_vec()).await
             })
         }
-        fn code(&self, offset_steps: i64) -> String {
+        pub(super) fn code(&self, offset_steps: i64) -> String {
             self.secret.code_at(self.clock.now() + offset_steps * 30, 6)
         }
-        fn failures(&self) -> u32 {
+        pub(super) fn failures(&self) -> u32 {
             self.rt
                 .block_on(
                     self.handles

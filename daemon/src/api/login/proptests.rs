@@ -52,6 +52,7 @@ fn kind(a: &Attempt, asked: Method) -> &'static str {
         Attempt::Code(..) => "another method's code",
         Attempt::Backup(_) => "backup",
         Attempt::Recovery(_) => "recovery",
+        Attempt::Key(_) => "key",
     }
 }
 
@@ -91,7 +92,7 @@ proptest! {
         tty in ".{0,40}",
     ) {
         let w = world();
-        let origin = Origin { user: user.clone(), service, rhost, tty, ssh_auth_info: String::new() };
+        let origin = Origin { user: user.clone(), service, rhost, tty, ssh_auth_info: String::new(), security_keys: false };
         let known = crate::adapters::nss::Users::canonical(&crate::adapters::nss::testing::FakeUsers::new(crate::api::fixture::USERS), &user).is_some();
         let bob = Origin { user: "bob".into(), ..origin.clone() };
         let without_method = w.rt.block_on(w.logins.begin(&root(), bob));

@@ -1,0 +1,325 @@
+//! FIDO2 security keys at local logins, end to end: `twofactorctl enable
+//! key` registers a credential of a software authenticator (tests/src/
+//! soft_key.rs, real P-256 keys, CTAP2 over CTAPHID) that the real libfido2
+//! talks to through its I/O hook; a login through the built module under
+//! real libpam runs the built key helper, and the real daemon verifies.
+//! The software key is reached through the test builds' `key_device=`
+//! (module) and `TWOFACTOR_TEST_KEY` (twofactorctl), which release builds do
+//! not have (scripts/check-module checks the helper).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use twofactor_tests::pam::{PamRun, PamService};
+use twofactor_tests::proc::Finished;
+use twofactor_tests::soft_key::{Behaviour, SoftKey, SoftKeyOptions};
+use twofactor_tests::totp::Codes;
+use twofactor_tests::{admin, need_root, DaemonConfig, Enrolled, Env, TestUser};
+
+const TOUCH: &str = "Touch your security key.";
+
+/// A software key whose socket the user's twofactorctl can reach too.
+struct Key {
+    key: SoftKey,
+    _dir: tempfile::TempDir,
+}
+
+impl Key {
+    fn start(options: SoftKeyOptions) -> Key {
+        let dir = twofactor_tests::var_temp_dir("tft-key-");
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let path = dir.path().join("key.sock");
+        let key = SoftKey::start(&path, options).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .unwrap();
+        Key { key, _dir: dir }
+    }
+    fn plain() -> Key {
+        Key::start(SoftKeyOptions::default())
+    }
+    fn path(&self) -> &Path {
+        self.key.path()
+    }
+}
+
+/// The module with the built helper and, when given, a software key.
+fn pam_with_key(env: &Env, device: Option<&Path>, extra: &str) -> PamService {
+    let helper = twofactor_tests::built("twofactor-key");
+    let device = device
+        .map(|d| format!("key_device={}", d.display()))
+        .unwrap_or_default();
+    env.pam(&format!(
+        "key_helper={} key_timeout=5 {device} {extra}",
+        helper.display()
+    ))
+}
+
+/// `twofactorctl enable key [ARGS]` as `user` with `key`, typing `typed`.
+fn enable_key(env: &Env, user: &TestUser, key: &Key, args: &[&str], typed: &str) -> Finished {
+    let mut all = vec!["enable", "key"];
+    all.extend_from_slice(args);
+    let mut cmd = env.ctl().command(user, &all);
+    cmd.env("TWOFACTOR_TEST_KEY", key.path());
+    twofactor_tests::proc::run(&mut cmd, typed.as_bytes(), Duration::from_secs(60))
+}
+
+/// Registers `key` for an enrolled user (password, then a fresh code).
+fn register(s: &Enrolled, codes: &Codes, key: &Key, name: &str) -> Finished {
+    let code = codes.next(0);
+    let typed = format!("{}\n{code}\n", s.user.password());
+    let out = enable_key(&s.env, &s.user, key, &["--name", name], &typed);
+    assert!(
+        out.success(),
+        "enable key failed:\n{}\n--- daemon log ---\n{}",
+        out.describe(),
+        s.env.daemon.log()
+    );
+    out
+}
+
+fn keys_json(env: &Env, user: &TestUser) -> Vec<serde_json::Value> {
+    let out = env.ctl().run(user, &["keys", "--json"], b"");
+    assert!(out.success(), "{}", out.describe());
+    let v: serde_json::Value = serde_json::from_str(out.stdout().trim()).unwrap_or_else(|e| {
+        panic!("keys --json is not JSON ({e}): {}", out.stdout())
+    });
+    v.as_array().cloned().unwrap_or_else(|| panic!("not a list: {v}"))
+}
+
+fn local_login(pam: &PamService, user: &str, answers: &[&str]) -> PamRun {
+    let mut login = pam.login(user);
+    for a in answers {
+        login = login.answer(a);
+    }
+    login.run()
+}
+
+#[test]
+fn a_registered_key_is_touched_at_a_local_login_and_its_counter_is_checked() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::with_defaults();
+    let codes = Codes::new(&s.secret);
+    let key = Key::plain();
+    register(&s, &codes, &key, "blue key");
+    let listed = keys_json(&s.env, &s.user);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["label"], "blue key", "{listed:?}");
+    assert_eq!(key.key.credentials().len(), 1, "one credential made");
+
+    let pam = pam_with_key(&s.env, Some(key.path()), "");
+    let run = local_login(&pam, &s.user.name, &[]);
+    run.assert_result("PAM_SUCCESS").assert_no_prompt();
+    assert!(run.infos.iter().any(|i| i == TOUCH), "{}", run.describe());
+    let log = s.env.daemon.log();
+    assert!(
+        log.contains(&format!("second-factor-accepted user={}", s.user.name))
+            && log.contains("method=key"),
+        "{log}"
+    );
+    assert_eq!(keys_json(&s.env, &s.user)[0]["last_used"].as_i64().map(|t| t > 0), Some(true));
+
+    // A counter that goes back: refused, and said why, in the audit too.
+    key.key.set_behaviour(Behaviour::CounterBack);
+    let run = local_login(&pam, &s.user.name, &[]);
+    run.assert_result("PAM_AUTH_ERR").assert_no_prompt();
+    assert!(
+        run.errors.iter().any(|e| e.contains("counter went back")),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        s.env.daemon.log().contains("reason=security-key-counter-went-back"),
+        "{}",
+        s.env.daemon.log()
+    );
+    // The key, behaving again, works (its counter is past the stored one).
+    key.key.set_behaviour(Behaviour::Normal);
+    local_login(&pam, &s.user.name, &[]).assert_result("PAM_SUCCESS");
+    s.assert_log_clean(&[]);
+}
+
+#[test]
+fn a_misbehaving_key_is_refused_or_leads_to_the_other_method() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::with_defaults();
+    let codes = Codes::new(&s.secret);
+    let key = Key::plain();
+    register(&s, &codes, &key, "");
+    let pam = pam_with_key(&s.env, Some(key.path()), "");
+    // Answers that are signatures but not right ones: refused, counted.
+    for (behaviour, reason) in [
+        (Behaviour::WrongSignature, "bad-security-key-signature"),
+        (Behaviour::NoPresence, "bad-security-key-signature"),
+        (Behaviour::OtherCredentialId, "unknown-security-key"),
+    ] {
+        key.key.set_behaviour(behaviour);
+        let run = local_login(&pam, &s.user.name, &[]);
+        run.assert_result("PAM_AUTH_ERR").assert_no_prompt();
+        assert!(
+            s.env.daemon.log().contains(&format!("reason={reason}")),
+            "{behaviour:?}: {}\n{}",
+            run.describe(),
+            s.env.daemon.log()
+        );
+    }
+    assert_eq!(s.failures(), 3, "each bad signature counts");
+    // No signature at all (garbage, or no touch in time): not an attempt;
+    // the app's code is asked and works.
+    for behaviour in [Behaviour::GarbledCbor, Behaviour::NeverTouched] {
+        key.key.set_behaviour(behaviour);
+        let code = codes.next(0);
+        let started = Instant::now();
+        let run = local_login(&pam, &s.user.name, &[&code]);
+        run.assert_result("PAM_SUCCESS").assert_asked_code();
+        // key_timeout=5: the helper gives up, and the module waits at most
+        // that and its grace.
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{behaviour:?} took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
+fn without_a_key_plugged_in_or_over_ssh_the_other_methods_are_asked() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::with_defaults();
+    let codes = Codes::new(&s.secret);
+    let key = Key::plain();
+    register(&s, &codes, &key, "");
+    // No device at the path: "No security key was found", then the code.
+    let nowhere = PathBuf::from("/nonexistent/tft-key.sock");
+    let pam = pam_with_key(&s.env, Some(&nowhere), "");
+    let code = codes.next(0);
+    let run = local_login(&pam, &s.user.name, &[&code]);
+    run.assert_result("PAM_SUCCESS").assert_asked_code();
+    assert!(
+        run.infos.iter().any(|i| i.contains("No security key was found")),
+        "{}",
+        run.describe()
+    );
+    // A remote login never asks for a key, not even with one plugged in.
+    let pam = pam_with_key(&s.env, Some(key.path()), "");
+    let code = codes.next(0);
+    let run = pam.login(&s.user.name).rhost("192.0.2.9").answer(&code).run();
+    run.assert_result("PAM_SUCCESS").assert_asked_code();
+    assert!(!run.infos.iter().any(|i| i == TOUCH), "{}", run.describe());
+    assert_eq!(key.key.assertions_made(), 0);
+    // A service without the helper (key_helper=none): no key step.
+    let pam = s.env.pam("key_helper=none");
+    let code = codes.next(0);
+    let run = local_login(&pam, &s.user.name, &[&code]);
+    run.assert_result("PAM_SUCCESS").assert_asked_code();
+    assert!(!run.infos.iter().any(|i| i == TOUCH), "{}", run.describe());
+}
+
+#[test]
+fn a_second_key_works_and_a_removed_key_no_longer_does() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::with_defaults();
+    let codes = Codes::new(&s.secret);
+    let (blue, spare) = (Key::plain(), Key::plain());
+    register(&s, &codes, &blue, "blue");
+    register(&s, &codes, &spare, "spare");
+    let listed = keys_json(&s.env, &s.user);
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    for key in [&blue, &spare] {
+        let pam = pam_with_key(&s.env, Some(key.path()), "");
+        local_login(&pam, &s.user.name, &[]).assert_result("PAM_SUCCESS");
+    }
+    // Remove the blue one (password and a current code).
+    let id = listed
+        .iter()
+        .find(|k| k["label"] == "blue")
+        .and_then(|k| k["id"].as_str())
+        .unwrap()
+        .to_string();
+    let code = codes.next(0);
+    let out = s.env.ctl().run(
+        &s.user,
+        &["disable", "key", &id],
+        format!("{}\n{code}\n", s.user.password()).as_bytes(),
+    );
+    assert!(out.success(), "{}\n{}", out.describe(), s.env.daemon.log());
+    assert_eq!(keys_json(&s.env, &s.user).len(), 1);
+    // The blue key holds no credential the login asks for: the other
+    // method is asked.
+    let pam = pam_with_key(&s.env, Some(blue.path()), "");
+    let code = codes.next(0);
+    let run = local_login(&pam, &s.user.name, &[&code]);
+    run.assert_result("PAM_SUCCESS").assert_asked_code();
+    assert!(
+        run.infos.iter().any(|i| i.contains("not registered")),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+fn user_verification_required_takes_only_a_key_that_verifies() {
+    if !need_root!() {
+        return;
+    }
+    let config = DaemonConfig {
+        extra: "\n[keys]\nuser_verification = \"required\"\n".into(),
+        ..DaemonConfig::default()
+    };
+    let s = Enrolled::new(&config);
+    let codes = Codes::new(&s.secret);
+    let plain = Key::plain();
+    let code = codes.next(0);
+    let out = enable_key(
+        &s.env,
+        &s.user,
+        &plain,
+        &[],
+        &format!("{}\n{code}\n", s.user.password()),
+    );
+    assert!(!out.success(), "a key without UV was taken:\n{}", out.describe());
+    assert!(plain.key.credentials().is_empty() || keys_json(&s.env, &s.user).is_empty());
+    let verifying = Key::start(SoftKeyOptions {
+        builtin_uv: true,
+        ..SoftKeyOptions::default()
+    });
+    register(&s, &codes, &verifying, "bio");
+    let pam = pam_with_key(&s.env, Some(verifying.path()), "");
+    local_login(&pam, &s.user.name, &[]).assert_result("PAM_SUCCESS");
+}
+
+#[test]
+fn an_administrators_reset_removes_the_keys() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::with_defaults();
+    let codes = Codes::new(&s.secret);
+    let key = Key::plain();
+    register(&s, &codes, &key, "");
+    let before = admin::user_json(&s.env, &s.user.name);
+    assert!(
+        before["methods"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m == "key")),
+        "admin user shows the key method: {before}"
+    );
+    admin::reset(&s.env, &s.user.name);
+    assert!(keys_json(&s.env, &s.user).is_empty());
+    // The key no longer counts: no key step, a code is asked.
+    let pam = pam_with_key(&s.env, Some(key.path()), "");
+    let run = pam.login(&s.user.name).answer("x").run();
+    assert!(!run.infos.iter().any(|i| i == TOUCH), "{}", run.describe());
+    assert_eq!(key.key.assertions_made(), 0);
+}
