@@ -133,6 +133,9 @@ pub trait Admin1 {
     fn list_devices(&self, user: &str) -> zbus::Result<Vec<Device>>;
     /// Removes a user's trusted device by id, or every one with `all`.
     /// Returns how many were removed.
+    /// A user's security keys: (method, key), method `key` (FIDO2) or
+    /// `ssh-key`.
+    fn list_keys(&self, user: &str) -> zbus::Result<Vec<(String, SshKey)>>;
     fn remove_devices(&self, user: &str, id: &str, password: &[u8]) -> zbus::Result<u32>;
     /// Imports `~user/.google_authenticator` (or `path`).
     fn import_google_authenticator(

@@ -33,6 +33,8 @@ use crate::rules::policy;
 use crate::rules::protected::{self, Protected};
 use crate::rules::ratelimit;
 use crate::rules::recovery_codes;
+use crate::rules::security_keys;
+use crate::rules::ssh_keys;
 use crate::rules::totp::STEP_SECONDS;
 use crate::rules::trusted_devices;
 use crate::services::directory::Directory;
@@ -48,7 +50,7 @@ use std::sync::Arc;
 use twofactor_proto::date::is_calendar_date;
 use twofactor_proto::error::Error;
 use twofactor_proto::group;
-use twofactor_proto::types::{Device, ImportReport, Policy, Recovery, UserReport};
+use twofactor_proto::types::{method, Device, ImportReport, Policy, Recovery, SshKey, UserReport};
 use zeroize::Zeroizing;
 
 pub struct Admin {
@@ -398,6 +400,33 @@ impl Admin {
             .run(move |c| trusted_devices::list(c, &u, now))
             .await
             .map_err(|e| self.audit.internal("admin-devices", &e.to_string()))
+    }
+
+    /// A user's security keys (FIDO2, and security-key SSH keys), as
+    /// (method, key): the id, name, when added and last used; never a
+    /// credential or a public key.
+    pub async fn list_keys(
+        &self,
+        caller: &Caller,
+        user: &str,
+    ) -> Result<Vec<(String, SshKey)>, Error> {
+        self.authorize(caller, "admin-keys", Intent::Read).await?;
+        let u = user.to_string();
+        self.store
+            .run(move |c| {
+                let mut all: Vec<(String, SshKey)> = security_keys::list(c, &u)?
+                    .into_iter()
+                    .map(|k| (method::KEY.to_string(), k))
+                    .collect();
+                all.extend(
+                    ssh_keys::list(c, &u)?
+                        .into_iter()
+                        .map(|k| (method::SSH_KEY.to_string(), k)),
+                );
+                Ok(all)
+            })
+            .await
+            .map_err(|e| self.audit.internal("admin-keys", &e.to_string()))
     }
 
     /// Removes a user's trusted device (`all`: every one).

@@ -519,6 +519,19 @@ impl AdminInterface {
         self.admin.list_devices(&caller, &user).await
     }
 
+    /// A user's security keys: (method, (id, name, added, last used)),
+    /// `key` for FIDO2 keys, `ssh-key` for security-key SSH keys.
+    async fn list_keys(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        user: String,
+    ) -> Result<Vec<(String, SshKey)>, Error> {
+        let caller = self.callers.of(conn, &header).await?;
+        let user = self.admin.account_name(&user).await?;
+        self.admin.list_keys(&caller, &user).await
+    }
+
     /// Removes a user's trusted device by id, or all.
     async fn remove_devices(
         &self,
