@@ -19,7 +19,8 @@ macro_rules! exit_status_help {
   0  success
   1  refused by twofactord: wrong password or code, permission denied,
      already or not enabled, too many attempts, invalid input, no such
-     user; or not done: a confirmation answered no, a user not imported
+     user; or not done: a confirmation answered no, a user not imported,
+     no security key found, the key not touched in time or refusing
   2  usage error: bad arguments, or missing or over-long input on stdin
   3  twofactord is not running, the system bus is unavailable,
      or the daemon did not answer in time
@@ -194,21 +195,27 @@ pub enum Command {
 
     /// Turn off a second factor (asks for your password)
     #[command(
+        subcommand_value_name = "METHOD",
+        subcommand_help_heading = "Methods",
         long_about = "Turn off a second factor of your account. Asks for your account\n\
                       password again (checked by twofactord). `app` removes the\n\
                       authenticator app, `email` the codes by email; with both, either\n\
-                      can be removed and the other stays. `all` removes every method,\n\
-                      which turns two-factor authentication off for your account (and\n\
-                      voids the backup codes).\n\n\
+                      can be removed and the other stays. `ssh-key` removes every\n\
+                      security key registered for SSH. `key ID` removes one security\n\
+                      key (`twofactorctl keys` lists them), `key --all` every one. `all`\n\
+                      removes every method, which turns two-factor authentication off\n\
+                      for your account (and voids the backup codes).\n\n\
                       While an administrator's policy makes two-factor authentication\n\
                       mandatory for you, the last method cannot be removed: twofactord\n\
                       refuses (exit status 1) and says what to do instead (a new phone:\n\
                       `twofactorctl enable app` again replaces the app; a new address:\n\
                       `twofactorctl enable email ADDRESS` replaces the address).",
         after_help = concat!(
-            "Input when stdin is not a terminal: line 1 = the account password.\n",
-            "Output: what was removed, e.g. \"Removed: authenticator app.\", then\n",
-            "\"Still active: ...\" or that two-factor authentication is now off.\n\n",
+            "Input when stdin is not a terminal: line 1 = the account password,\n",
+            "line 2 = a current code or a backup code (when you have a method).\n",
+            "Output: what was removed, e.g. \"Removed: authenticator app.\" (`key ID`:\n",
+            "\"Removed the security key ID.\"), then \"Still active: ...\" or that\n",
+            "two-factor authentication is now off.\n\n",
             exit_status_help!()
         )
     )]
@@ -284,6 +291,22 @@ pub enum Command {
         )
     )]
     SshKeys(SshKeysArgs),
+
+    /// List your security keys (enable key adds one)
+    #[command(
+        long_about = "List the FIDO2 security keys of your account, which a local login\n\
+                      (console, su, sudo, a screen locker) takes instead of a code\n\
+                      (`twofactorctl enable key` adds one, `twofactorctl disable key ID`\n\
+                      removes one, `disable key --all` every one). Needs no password.",
+        after_help = concat!(
+            "Output (stdout): one block per key (ID, Name, Added, Last used: local\n",
+            "times), or with --json one JSON array of {\"id\", \"label\", \"added\",\n",
+            "\"last_used\"} (label: the name; Unix times, 0: never).\n",
+            "No key: the one line \"No security keys.\" (exit status 0).\n\n",
+            exit_status_help!()
+        )
+    )]
+    Keys(KeysArgs),
 
     /// Administration: mandatory policy, users, reset, unlock, import (root or admin_group)
     #[command(
@@ -586,6 +609,13 @@ pub struct AdminDevicesRemoveArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// Print the keys as one JSON array (for scripts)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct SshKeysArgs {
     /// Print the keys as one JSON array (for scripts)
     #[arg(long)]
@@ -824,6 +854,54 @@ pub enum EnableMethod {
         )
     )]
     SshKey(EnableSshKeyArgs),
+
+    /// Register a FIDO2 security key: touch it at local logins instead of typing a code
+    #[command(
+        long_about = "Register a FIDO2 security key (YubiKey, SoloKey, Nitrokey, ...) plugged\n\
+                      into this machine as a second-factor method: a local login (console,\n\
+                      su, sudo, a screen locker) then asks you to touch it instead of typing\n\
+                      a code. Asks for your account password (and, when you have a method\n\
+                      already, a current code or a backup code), then \"Touch your security\n\
+                      key.\": the key makes a credential for this machine (30 seconds to\n\
+                      touch it). With several keys plugged in, the first one found is used\n\
+                      (its device is named); unplug the others to choose. No key plugged in\n\
+                      is refused before the password is asked.\n\n\
+                      A PIN or fingerprint on the key: when twofactord requires one\n\
+                      (twofactord.toml, [keys] user_verification = \"required\"), the key's PIN\n\
+                      is asked (echo off) unless the key reads fingerprints, and a key with\n\
+                      neither is refused: set a PIN on it first (`fido2-token -S DEVICE`).\n\
+                      Otherwise the PIN is asked only when the key wants it. A key registered\n\
+                      for your account already is refused. Register a spare key too;\n\
+                      `twofactorctl keys` lists them.\n\n\
+                      Security keys must be offered on this machine (twofactord.toml, [keys]\n\
+                      local = true); otherwise twofactord refuses (exit status 1).",
+        after_help = concat!(
+            "Output: on stderr \"Touch your security key.\", then on stdout\n",
+            "  Security key registered as 0a1b2c3d (NAME).\n",
+            "and, when it is your first method, an empty line and the first set of\n",
+            "backup codes.\n\n",
+            backup_codes_help!(),
+            "\n\n",
+            "Input when stdin is not a terminal: line 1 = the account password, line 2\n",
+            "= a current code or a backup code (only when you have a method already),\n",
+            "then the key's PIN (only when it is asked).\n\n",
+            exit_status_help!()
+        )
+    )]
+    Key(EnableKeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EnableKeyArgs {
+    /// A name for the key, e.g. "blue key" (default: "security key")
+    ///
+    /// At most 64 characters, no control characters; `twofactorctl keys`
+    /// shows it.
+    #[arg(long, value_name = "LABEL")]
+    pub name: Option<String>,
+
+    #[command(flatten)]
+    pub save: SaveArgs,
 }
 
 #[derive(Debug, Args)]
@@ -876,11 +954,11 @@ pub struct SaveArgs {
 #[derive(Debug, Args)]
 pub struct DisableArgs {
     /// What to turn off
-    #[arg(value_enum, value_name = "METHOD")]
+    #[command(subcommand)]
     pub method: DisableMethod,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum DisableMethod {
     /// The authenticator app
     App,
@@ -888,20 +966,54 @@ pub enum DisableMethod {
     Email,
     /// Every security key registered for SSH
     SshKey,
+    /// One security key (ID, as `twofactorctl keys` lists it), or every one (--all)
+    #[command(
+        override_usage = "twofactorctl disable key <ID|--all>",
+        long_about = "Remove the security key ID (the ID `twofactorctl keys` lists), or with\n\
+                      --all every security key of your account. Asks for your account\n\
+                      password again and, when you have a method, a current code or a\n\
+                      backup code. Removing your last key removes the method (refused\n\
+                      while an administrator's policy makes two-factor authentication\n\
+                      mandatory for you and it is your last method).",
+        after_help = concat!(
+            "Output (stdout): \"Removed the security key ID.\" (--all: \"Removed:\n",
+            "security keys.\"), then \"Still active: ...\" or that two-factor\n",
+            "authentication is now off. An ID that is not listed is refused (exit\n",
+            "status 1); the ID \"all\" is refused (exit status 2): --all removes every key.\n\n",
+            "Input when stdin is not a terminal: line 1 = the account password,\n",
+            "line 2 = a current code or a backup code.\n\n",
+            exit_status_help!()
+        )
+    )]
+    Key(WhichKeys),
     /// Every method: two-factor authentication is then off for you
     All,
 }
 
 impl DisableMethod {
-    /// The name `Account1.Disable` expects.
-    pub fn wire_name(self) -> &'static str {
+    /// The name `Account1.Disable` expects (`key`: every security key).
+    pub fn wire_name(&self) -> &'static str {
         match self {
             DisableMethod::App => twofactor_proto::types::method::APP,
             DisableMethod::Email => twofactor_proto::types::method::EMAIL,
             DisableMethod::SshKey => twofactor_proto::types::method::SSH_KEY,
+            DisableMethod::Key(_) => twofactor_proto::types::method::KEY,
             DisableMethod::All => "all",
         }
     }
+}
+
+/// Which security keys `disable key` removes: exactly one of ID and --all.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+#[group(required = true, multiple = false)]
+pub struct WhichKeys {
+    /// The key's ID, as `twofactorctl keys` lists it
+    #[arg(value_name = "ID")]
+    pub id: Option<String>,
+
+    /// Every security key
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use twofactor_proto::error::Error as DaemonError;
 use twofactor_proto::proxy::{Account1ProxyBlocking, Admin1ProxyBlocking};
 use twofactor_proto::types::{
-    AppEnrolment, Device, ImportReport, Policy, Recovery, SshKey, UserReport,
+    AppEnrolment, Device, ImportReport, Policy, Recovery, SecurityKey, SshKey, UserReport,
 };
 use twofactor_proto::AccountStatus;
 use zbus::blocking::connection::Builder;
@@ -58,7 +58,7 @@ pub trait Account {
     /// The method a login asks first: `app`, `email`, or "" for the one
     /// used last.
     fn set_preferred(&self, method: &str) -> Result<(), Failure>;
-    /// Removes a method (`app`, `email`) or `all`.
+    /// Removes a method (`app`, `email`, `ssh-key`, `key`) or `all`.
     fn disable(&self, method: &str, proof: Proof) -> Result<(), Failure>;
     /// The caller's trusted devices (expired ones are not listed).
     fn list_devices(&self) -> Result<Vec<Device>, Failure>;
@@ -74,6 +74,22 @@ pub trait Account {
     ) -> Result<(String, Vec<String>), Failure>;
     /// The caller's security-key SSH keys.
     fn list_ssh_keys(&self) -> Result<Vec<SshKey>, Failure>;
+    /// Starts registering a FIDO2 security key: the enrolment's id and
+    /// the encoded `key::CredentialRequest` for the key.
+    fn enroll_key(&self, proof: Proof) -> Result<(String, Vec<u8>), Failure>;
+    /// Finishes it with the key's encoded `key::Attestation` and its name
+    /// ("": twofactord's default); returns the key's id and, as a first
+    /// method, backup codes.
+    fn confirm_key(
+        &self,
+        enrolment: &str,
+        label: &str,
+        attestation: &[u8],
+    ) -> Result<(String, Vec<String>), Failure>;
+    /// The caller's security keys.
+    fn list_keys(&self) -> Result<Vec<SecurityKey>, Failure>;
+    /// Removes the security key `id` (the last one: the method).
+    fn remove_key(&self, id: &str, proof: Proof) -> Result<(), Failure>;
 }
 
 /// What the `admin` commands need from `org.twofactor.Admin1`. Implemented
@@ -204,6 +220,29 @@ impl Account for Client {
     }
     fn list_ssh_keys(&self) -> Result<Vec<SshKey>, Failure> {
         self.proxy.list_ssh_keys().map_err(map_error)
+    }
+    fn enroll_key(&self, proof: Proof) -> Result<(String, Vec<u8>), Failure> {
+        self.proxy
+            .enroll_key(proof.password, proof.code)
+            .map_err(map_error)
+    }
+    fn confirm_key(
+        &self,
+        enrolment: &str,
+        label: &str,
+        attestation: &[u8],
+    ) -> Result<(String, Vec<String>), Failure> {
+        self.proxy
+            .confirm_key(enrolment, label, attestation)
+            .map_err(map_error)
+    }
+    fn list_keys(&self) -> Result<Vec<SecurityKey>, Failure> {
+        self.proxy.list_keys().map_err(map_error)
+    }
+    fn remove_key(&self, id: &str, proof: Proof) -> Result<(), Failure> {
+        self.proxy
+            .remove_key(id, proof.password, proof.code)
+            .map_err(map_error)
     }
 }
 

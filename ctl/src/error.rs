@@ -11,7 +11,7 @@ pub const EXIT_OK: u8 = 0;
 /// The daemon (or the bus policy) refused: wrong password or code,
 /// permission, already/not enrolled, rate limited, bad input; or the request
 /// was not (all) carried out: a confirmation answered no, a user not
-/// imported.
+/// imported, no security key or one that was not touched or refused.
 pub const EXIT_REFUSED: u8 = 1;
 /// Wrong use of the command: bad arguments, missing or over-long input.
 pub const EXIT_USAGE: u8 = 2;
@@ -37,6 +37,9 @@ pub enum Reason {
     /// Part of the request was refused (an import of several users); the
     /// output says which part.
     PartlyDone,
+    /// The security key was not there, not touched in time, or refused
+    /// (its PIN, the user verification asked for); nothing was registered.
+    SecurityKey,
     /// The daemon reported an internal error; nothing was changed.
     Internal,
     /// No bus, no daemon owning the name, connection lost, or no answer.
@@ -62,7 +65,8 @@ impl Reason {
             | Reason::NotEnrolled
             | Reason::RateLimited
             | Reason::Declined
-            | Reason::PartlyDone => EXIT_REFUSED,
+            | Reason::PartlyDone
+            | Reason::SecurityKey => EXIT_REFUSED,
             Reason::Usage => EXIT_USAGE,
             Reason::Unreachable => EXIT_UNREACHABLE,
             Reason::Internal | Reason::Io | Reason::Unexpected => EXIT_OTHER,
@@ -124,6 +128,7 @@ mod tests {
         assert_eq!(Reason::RateLimited.exit_code(), 1);
         assert_eq!(Reason::Declined.exit_code(), 1);
         assert_eq!(Reason::PartlyDone.exit_code(), 1);
+        assert_eq!(Reason::SecurityKey.exit_code(), 1);
         assert_eq!(Reason::Usage.exit_code(), 2);
         assert_eq!(Reason::Unreachable.exit_code(), 3);
         assert_eq!(Reason::Internal.exit_code(), 4);

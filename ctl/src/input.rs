@@ -134,6 +134,12 @@ impl Input {
     /// Asks for the account password (echo off on a terminal; the next line
     /// of stdin otherwise). At most `max` bytes.
     pub fn password(&mut self, prompt: &str, max: usize) -> Result<Password, Failure> {
+        self.hidden(prompt, "the password", max)
+    }
+
+    /// Like [`Input::password`], for another secret: `what` names it in
+    /// the errors (e.g. "the security key's PIN").
+    pub fn hidden(&mut self, prompt: &str, what: &str, max: usize) -> Result<Password, Failure> {
         if self.tty_password {
             let stdin = io::stdin();
             let read = match hidden_source(stdin.is_terminal(), open_controlling_tty()) {
@@ -149,13 +155,15 @@ impl Input {
             };
             if let Some(read) = read {
                 return read.map_err(|e| match e {
-                    LineError::Io(e) => Failure::io("reading the password from the terminal", &e),
-                    e => line_failure(e, "the password", max),
+                    LineError::Io(e) => {
+                        Failure::io(&format!("reading {what} from the terminal"), &e)
+                    }
+                    e => line_failure(e, what, max),
                 });
             }
         }
         self.prompt(prompt)?;
-        read_line(&mut self.lines, max).map_err(|e| line_failure(e, "the password", max))
+        read_line(&mut self.lines, max).map_err(|e| line_failure(e, what, max))
     }
 
     /// Asks a question answered with echo on (a code); returns the line with

@@ -8,6 +8,7 @@ mod input;
 mod localtime;
 mod private_file;
 mod qr;
+mod security_key;
 mod text;
 
 use std::io::Write;

@@ -25,6 +25,7 @@ pub mod qr;
 pub mod scenario;
 pub mod sk_dummy;
 pub mod smtp;
+pub mod soft_key;
 pub mod ssh_enrol;
 pub mod sshd;
 pub mod sshkeys;

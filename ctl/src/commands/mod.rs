@@ -11,6 +11,7 @@ pub mod backup;
 pub mod devices;
 pub mod disable;
 pub mod enable;
+pub mod keys;
 pub mod output;
 pub mod prefer;
 pub mod proof;
@@ -26,6 +27,7 @@ use crate::client::Client;
 use crate::error::Failure;
 use crate::input::Input;
 use crate::qr;
+use crate::security_key::Fido;
 use backup::Here;
 
 /// Runs the parsed command line.
@@ -55,8 +57,20 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 let mut input = Input::from_stdin()?;
                 enable::ssh_key::run(&client, &mut input, &mut out, &args, &Here::this_machine())
             }
+            EnableMethod::Key(args) => {
+                let mut input = Input::from_stdin()?;
+                enable::key::run(
+                    &client,
+                    &Fido::this_machine(),
+                    &mut input,
+                    &mut out,
+                    &args,
+                    &Here::this_machine(),
+                )
+            }
         },
         Command::SshKeys(args) => ssh_keys::list(&client, args.json, &mut out),
+        Command::Keys(args) => keys::list(&client, args.json, &mut out),
         Command::Prefer(args) => prefer::run(&client, &mut out, &args),
         Command::Disable(args) => {
             let mut input = Input::from_stdin()?;
@@ -99,6 +113,8 @@ pub fn describe(name: &str) -> String {
         method::APP => "authenticator app".to_owned(),
         method::EMAIL => "codes by email".to_owned(),
         method::BACKUP_CODE => "backup code".to_owned(),
+        method::SSH_KEY => "security keys for SSH".to_owned(),
+        method::KEY => "security keys".to_owned(),
         other => crate::text::one_line(other),
     }
 }
@@ -149,6 +165,8 @@ mod tests {
             (describe("app"), "authenticator app"),
             (describe("email"), "codes by email"),
             (describe("backup-code"), "backup code"),
+            (describe("ssh-key"), "security keys for SSH"),
+            (describe("key"), "security keys"),
             (describe("sms\n\x1b[2J"), "sms [2J"),
             (
                 describe_all(&["app".into(), "email".into()]),
@@ -174,7 +192,7 @@ pub mod fake {
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
 
-    use twofactor_proto::types::{AppEnrolment, Device, SshKey};
+    use twofactor_proto::types::{AppEnrolment, Device, SecurityKey, SshKey};
     use twofactor_proto::AccountStatus;
 
     use super::backup::Here;
@@ -182,7 +200,8 @@ pub mod fake {
     use crate::error::Failure;
     use crate::input::Input;
 
-    /// What `EnrollSshKey` answers: the key's id and the backup codes.
+    /// What `EnrollSshKey` and `ConfirmKey` answer: the key's id and the
+    /// backup codes.
     pub type KeyEnrolment = (String, Vec<String>);
 
     #[derive(Default)]
@@ -201,6 +220,12 @@ pub mod fake {
         pub device_removals: RefCell<VecDeque<Result<u32, Failure>>>,
         pub ssh_key_enrolments: RefCell<VecDeque<Result<KeyEnrolment, Failure>>>,
         pub ssh_key_lists: RefCell<VecDeque<Result<Vec<SshKey>, Failure>>>,
+        /// Answers of EnrollKey: the enrolment and the encoded request.
+        pub key_enrolments: RefCell<VecDeque<Result<(String, Vec<u8>), Failure>>>,
+        /// Answers of ConfirmKey: the key's id and the backup codes.
+        pub key_confirms: RefCell<VecDeque<Result<KeyEnrolment, Failure>>>,
+        pub key_lists: RefCell<VecDeque<Result<Vec<SecurityKey>, Failure>>>,
+        pub key_removals: RefCell<VecDeque<Result<(), Failure>>>,
         /// Every call, with its arguments (passwords included, to check them).
         pub calls: RefCell<Vec<String>>,
     }
@@ -368,6 +393,31 @@ pub mod fake {
         }
         fn list_ssh_keys(&self) -> Result<Vec<SshKey>, Failure> {
             self.answer("ListSshKeys".into(), &self.ssh_key_lists)
+        }
+        fn enroll_key(&self, proof: Proof) -> Result<(String, Vec<u8>), Failure> {
+            self.answer(format!("EnrollKey({})", text(proof)), &self.key_enrolments)
+        }
+        /// Recorded with the attestation's length (its bytes are checked
+        /// by the tests that need them).
+        fn confirm_key(
+            &self,
+            enrolment: &str,
+            label: &str,
+            attestation: &[u8],
+        ) -> Result<(String, Vec<String>), Failure> {
+            self.answer(
+                format!(
+                    "ConfirmKey({enrolment},{label},{} bytes)",
+                    attestation.len()
+                ),
+                &self.key_confirms,
+            )
+        }
+        fn list_keys(&self) -> Result<Vec<SecurityKey>, Failure> {
+            self.answer("ListKeys".into(), &self.key_lists)
+        }
+        fn remove_key(&self, id: &str, proof: Proof) -> Result<(), Failure> {
+            self.answer(format!("RemoveKey({id},{})", text(proof)), &self.key_removals)
         }
     }
 }
