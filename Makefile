@@ -22,6 +22,8 @@
 # DESTDIR=/tmp/stage PREFIX=/usr/local`):
 #   PREFIX=/usr           binaries under $(PREFIX)/sbin and $(PREFIX)/bin,
 #                         D-Bus files under $(PREFIX)/share/dbus-1
+#   LIBEXECDIR            $(PREFIX)/libexec: twofactor/twofactor-key, the
+#                         security-key helper the PAM module runs
 #   SYSCONFDIR=/etc       twofactor/twofactord.toml and pam.d/twofactor-reauth
 #   LOCALSTATEDIR=/var    lib/twofactor (the database, 0700)
 #   PAMDIR                where libpam looks for modules; not under PREFIX,
@@ -42,6 +44,7 @@ RELEASE_DIR := $(TARGET_DIR)/release
 PREFIX ?= /usr
 BINDIR ?= $(PREFIX)/bin
 SBINDIR ?= $(PREFIX)/sbin
+LIBEXECDIR ?= $(PREFIX)/libexec
 DATADIR ?= $(PREFIX)/share
 DOCDIR ?= $(DATADIR)/doc/twofactor
 DBUSSYSTEMDIR ?= $(DATADIR)/dbus-1/system.d
@@ -59,9 +62,10 @@ INSTALL ?= install
 DAEMON_BIN := $(RELEASE_DIR)/twofactord
 CTL_BIN := $(RELEASE_DIR)/twofactorctl
 PAM_SO := $(RELEASE_DIR)/libpam_twofactor.so
+KEY_HELPER := $(RELEASE_DIR)/twofactor-key
 DOCS := README.md $(wildcard docs/*.md)
 
-.PHONY: all build module man check-module need-test need-demo test deb deb-test lint demo bench bench-check fuzz install uninstall clean help
+.PHONY: all build module key-helper man check-module need-test need-demo test deb deb-test lint demo bench bench-check fuzz install uninstall clean help
 
 all: build
 
@@ -70,7 +74,7 @@ BASHCOMPDIR ?= $(DATADIR)/bash-completion/completions
 ZSHCOMPDIR ?= $(DATADIR)/zsh/vendor-completions
 MAN_OUT := $(TARGET_DIR)/man
 
-build: module man
+build: module key-helper man
 	$(CARGO) build --release -p twofactord -p twofactorctl $(CARGO_LOCKED)
 
 # The module on its own: built together with the workspace, proto's zbus
@@ -79,6 +83,13 @@ build: module man
 module:
 	$(CARGO) build --release -p pam-twofactor $(CARGO_LOCKED)
 	scripts/check-module $(PAM_SO)
+
+# The security-key helper the module runs (libfido2 stays out of the
+# module): on its own too, so that no feature another member turns on (the
+# tests' test-transport) reaches the shipped binary; checked.
+key-helper: module
+	$(CARGO) build --release -p twofactor-key $(CARGO_LOCKED)
+	scripts/check-module $(PAM_SO) $(KEY_HELPER)
 
 # Man pages: twofactorctl(1) and twofactord(8) from their clap definitions,
 # pam_twofactor(8) and twofactord.toml(5) from scdoc sources; and the shell
@@ -90,7 +101,7 @@ man:
 	done
 
 check-module:
-	scripts/check-module $(PAM_SO)
+	scripts/check-module $(PAM_SO) $(KEY_HELPER)
 
 deb:
 	scripts/build-deb
@@ -177,18 +188,20 @@ help:
 # install does not run cargo: `sudo make install` usually runs as root with a
 # PATH that has no cargo, and should not rebuild as root. Build first.
 install:
-	@for f in $(DAEMON_BIN) $(CTL_BIN) $(PAM_SO) $(MAN_OUT)/twofactorctl.1 $(MAN_OUT)/pam_twofactor.8; do \
+	@for f in $(DAEMON_BIN) $(CTL_BIN) $(PAM_SO) $(KEY_HELPER) $(MAN_OUT)/twofactorctl.1 $(MAN_OUT)/pam_twofactor.8; do \
 	  if [ ! -f "$$f" ]; then \
 	    echo "make install: $$f is missing; run 'make' first (as yourself, not root)" >&2; \
 	    exit 1; \
 	  fi; \
 	done
 	$(INSTALL) -d -m 0755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(PAMDIR) \
+	  $(DESTDIR)$(LIBEXECDIR)/twofactor \
 	  $(DESTDIR)$(DBUSSYSTEMDIR) $(DESTDIR)$(DBUSSERVICEDIR) $(DESTDIR)$(SYSTEMDUNITDIR) \
 	  $(DESTDIR)$(SYSCONFDIR)/twofactor $(DESTDIR)$(SYSCONFDIR)/pam.d $(DESTDIR)$(DOCDIR)
 	$(INSTALL) -m 0755 $(DAEMON_BIN) $(DESTDIR)$(SBINDIR)/twofactord
 	$(INSTALL) -m 0755 $(CTL_BIN) $(DESTDIR)$(BINDIR)/twofactorctl
 	$(INSTALL) -m 0644 $(PAM_SO) $(DESTDIR)$(PAMDIR)/pam_twofactor.so
+	$(INSTALL) -m 0755 $(KEY_HELPER) $(DESTDIR)$(LIBEXECDIR)/twofactor/twofactor-key
 	$(INSTALL) -m 0644 config/dbus/org.twofactor.Daemon1.conf $(DESTDIR)$(DBUSSYSTEMDIR)/org.twofactor.Daemon1.conf
 	sed 's|/usr/sbin/twofactord|$(SBINDIR)/twofactord|g' config/dbus/org.twofactor.Daemon1.service \
 	  > $(DESTDIR)$(DBUSSERVICEDIR)/org.twofactor.Daemon1.service
@@ -242,6 +255,7 @@ uninstall:
 	fi
 	rm -f $(DESTDIR)$(SBINDIR)/twofactord $(DESTDIR)$(BINDIR)/twofactorctl \
 	  $(DESTDIR)$(PAMDIR)/pam_twofactor.so \
+	  $(DESTDIR)$(LIBEXECDIR)/twofactor/twofactor-key \
 	  $(DESTDIR)$(DBUSSYSTEMDIR)/org.twofactor.Daemon1.conf \
 	  $(DESTDIR)$(DBUSSERVICEDIR)/org.twofactor.Daemon1.service \
 	  $(DESTDIR)$(SYSTEMDUNITDIR)/twofactord.service \
@@ -251,6 +265,7 @@ uninstall:
 	  $(DESTDIR)$(BASHCOMPDIR)/twofactorctl $(DESTDIR)$(ZSHCOMPDIR)/_twofactorctl
 	rm -f $(addprefix $(DESTDIR)$(DOCDIR)/,$(notdir $(DOCS)))
 	rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null || true
+	rmdir $(DESTDIR)$(LIBEXECDIR)/twofactor 2>/dev/null || true
 	@echo "kept: $(DESTDIR)$(SYSCONFDIR)/twofactor, $(DESTDIR)$(SYSCONFDIR)/pam.d/twofactor-reauth, $(DESTDIR)$(STATEDIR)"
 
 clean:

@@ -197,6 +197,7 @@ pub enum Command {
     #[command(
         subcommand_value_name = "METHOD",
         subcommand_help_heading = "Methods",
+        disable_help_subcommand = true,
         long_about = "Turn off a second factor of your account. Asks for your account\n\
                       password again (checked by twofactord). `app` removes the\n\
                       authenticator app, `email` the codes by email; with both, either\n\
@@ -862,8 +863,8 @@ pub enum EnableMethod {
                       su, sudo, a screen locker) then asks you to touch it instead of typing\n\
                       a code. Asks for your account password (and, when you have a method\n\
                       already, a current code or a backup code), then \"Touch your security\n\
-                      key.\": the key makes a credential for this machine (30 seconds to\n\
-                      touch it). With several keys plugged in, the first one found is used\n\
+                      key.\": the key makes a new credential (it waits 30 seconds for the\n\
+                      touch). With several keys plugged in, the first one found is used\n\
                       (its device is named); unplug the others to choose. No key plugged in\n\
                       is refused before the password is asked.\n\n\
                       A PIN or fingerprint on the key: when twofactord requires one\n\
@@ -1325,6 +1326,112 @@ mod tests {
                     ..
                 }) => assert_eq!((r.name.as_str(), r.which.wire_id()), ("alice", wire)),
                 other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn parses_the_key_commands() {
+        let Command::Enable(EnableArgs {
+            method: EnableMethod::Key(k),
+        }) = command(&["enable", "key"])
+        else {
+            panic!("not enable key");
+        };
+        assert!(k.name.is_none() && k.save.save.is_none());
+        let Command::Enable(EnableArgs {
+            method: EnableMethod::Key(k),
+        }) = command(&["enable", "key", "--name", "blue key", "--save", "c"])
+        else {
+            panic!("not enable key --name");
+        };
+        assert_eq!(k.name.as_deref(), Some("blue key"));
+        assert_eq!(k.save.save.as_deref(), Some(std::path::Path::new("c")));
+        for (args, json) in [(&["keys"][..], false), (&["keys", "--json"], true)] {
+            let Command::Keys(k) = command(args) else {
+                panic!("not keys: {args:?}");
+            };
+            assert_eq!(k.json, json);
+        }
+        for (args, id, all) in [
+            (&["disable", "key", "0a1b2c3d"][..], Some("0a1b2c3d"), false),
+            (&["disable", "key", "--all"], None, true),
+        ] {
+            let Command::Disable(d) = command(args) else {
+                panic!("not disable: {args:?}");
+            };
+            assert_eq!(
+                d.method,
+                DisableMethod::Key(WhichKeys {
+                    id: id.map(str::to_owned),
+                    all
+                }),
+                "{args:?}"
+            );
+            assert_eq!(d.method.wire_name(), "key");
+        }
+        for (word, wire) in [
+            ("app", "app"),
+            ("email", "email"),
+            ("ssh-key", "ssh-key"),
+            ("all", "all"),
+        ] {
+            let Command::Disable(d) = command(&["disable", word]) else {
+                panic!("not disable {word}");
+            };
+            assert_eq!(d.method.wire_name(), wire);
+        }
+    }
+
+    #[test]
+    fn key_usage_errors_exit_2() {
+        for args in [
+            &["twofactorctl", "disable", "key"][..],
+            &["twofactorctl", "disable", "key", "0a1b", "--all"],
+            &["twofactorctl", "disable", "key", "0a1b", "4e5f"],
+            &["twofactorctl", "disable", "app", "0a1b"],
+            &["twofactorctl", "disable", "app", "--all"],
+            &["twofactorctl", "disable", "--all"],
+            &["twofactorctl", "enable", "key", "--name"],
+            &["twofactorctl", "enable", "key", "extra"],
+            &["twofactorctl", "enable", "key", "--force"],
+            &["twofactorctl", "keys", "0a1b"],
+        ] {
+            let err = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+        // `disable key` alone says what to give.
+        let err = Cli::try_parse_from(["twofactorctl", "disable", "key"]).unwrap_err();
+        let text = err.render().to_string();
+        assert!(text.contains("<ID|--all>"), "{text}");
+    }
+
+    #[test]
+    fn key_help_documents_input_and_output() {
+        let pages: [(&[&str], &[&str]); 4] = [
+            (
+                &["enable", "key"],
+                &[
+                    "Touch your security key.",
+                    "Security key registered as",
+                    "then the key's PIN",
+                    "user_verification",
+                    "fido2-token -S",
+                    "Save them to a file?",
+                    "Exit status:",
+                ],
+            ),
+            (&["keys"], &["--json", "No security keys.", "last_used"]),
+            (
+                &["disable", "key"],
+                &["--all", "twofactorctl keys", "Removed the security key ID."],
+            ),
+            (&["disable"], &["`key ID`", "`key --all`"]),
+        ];
+        for (path, needles) in pages {
+            let help = long_help_of(path);
+            for needle in needles {
+                assert!(help.contains(needle), "{path:?} {needle}: {help}");
             }
         }
     }

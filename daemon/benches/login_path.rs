@@ -110,6 +110,7 @@ async fn login(
         rhost: String::new(),
         tty: String::new(),
         ssh_auth_info: String::new(),
+        security_keys: false,
     };
     let t0 = Instant::now();
     let (id, _) = logins.begin(&caller, origin).await.expect("begin");

@@ -3,9 +3,9 @@
 //! Unknown keys are errors, and every error names the file, the line and the
 //! key, so that a typo never silently turns a security setting off.
 
-use twofactor_proto::key::UserVerification;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use twofactor_proto::key::UserVerification;
 
 pub const DEFAULT_PATH: &str = "/etc/twofactor/twofactord.toml";
 
@@ -586,11 +586,7 @@ impl Config {
                 ),
             ));
         }
-        if k.rp_id.len() > 128
-            || k.rp_id
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control())
-        {
+        if k.rp_id.len() > 128 || k.rp_id.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(invalid(
                 "keys",
                 "rp_id",
@@ -1394,7 +1390,11 @@ mod proptests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("c:2: key `keys.rp_id`:"), "{e}");
-        let c = Config::parse("[keys]\nrp_id = \"twofactor:fleet\"\nuser_verification = \"required\"\n", "c").unwrap();
+        let c = Config::parse(
+            "[keys]\nrp_id = \"twofactor:fleet\"\nuser_verification = \"required\"\n",
+            "c",
+        )
+        .unwrap();
         assert_eq!(c.key_rp_id(), "twofactor:fleet");
         assert_eq!(c.key_user_verification(), UserVerification::Required);
         assert!(Config::default().key_rp_id().starts_with("twofactor:"));

@@ -37,6 +37,7 @@ fuzz_target!(|data: &[u8]| {
         rhost: "192.0.2.7".into(),
         tty: "ssh".into(),
         ssh_auth_info: String::new(),
+        security_keys: false,
     };
     if let Ok((session, _)) = daemon.begin(&request) {
         if daemon.answer(&session, b"123456").is_ok() {

@@ -311,7 +311,12 @@ mod tests {
             Ok((Some(PathBuf::from("/opt/k")), Duration::from_secs(5)))
         );
         assert_eq!(p(&["key_helper=none"]).map(|a| a.key_helper), Ok(None));
-        for bad in ["key_helper=rel", "key_helper=", "key_timeout=4", "key_timeout=121"] {
+        for bad in [
+            "key_helper=rel",
+            "key_helper=",
+            "key_timeout=4",
+            "key_timeout=121",
+        ] {
             assert!(
                 matches!(p(&[bad]), Err(ArgsError::BadValue { .. })),
                 "{bad}"

@@ -103,7 +103,14 @@ pub fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) ->
     let mut daemon = BusDaemon::new(args.socket.as_deref(), &args.bus, args.timeout);
     let outcome = {
         let mut conv = PamConversation::new(pamh);
-        flow::run(&mut daemon, &mut conv, &mut keys, &mut log, &request, settings)
+        flow::run(
+            &mut daemon,
+            &mut conv,
+            &mut keys,
+            &mut log,
+            &request,
+            settings,
+        )
     };
     let Some(session) = outcome.pending else {
         return outcome.code;

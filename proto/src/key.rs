@@ -158,10 +158,25 @@ pub struct Attestation {
 
 /// What the module hands the key helper on its standard input: the
 /// daemon's request, unread, and the PIN when the user gave one.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// (`Debug` shows whether there is a PIN, never the PIN.)
+#[derive(Clone, PartialEq, Eq)]
 pub struct HelperInput {
     pub request: Vec<u8>,
     pub pin: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for HelperInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pin = if self.pin.is_empty() {
+            ""
+        } else {
+            "<redacted>"
+        };
+        f.debug_struct("HelperInput")
+            .field("request", &self.request)
+            .field("pin", &pin)
+            .finish()
+    }
 }
 
 struct Out(Vec<u8>);
@@ -512,6 +527,15 @@ mod tests {
             AssertionRequest::decode(&b),
             Err(KeyWireError("too many items"))
         );
+    }
+
+    #[test]
+    fn the_pin_is_not_in_debug_output() {
+        let h = HelperInput {
+            request: vec![1],
+            pin: Zeroizing::new("271828".into()),
+        };
+        assert!(!format!("{h:?}").contains("271828"));
     }
 
     #[test]

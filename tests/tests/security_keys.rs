@@ -84,10 +84,11 @@ fn register(s: &Enrolled, codes: &Codes, key: &Key, name: &str) -> Finished {
 fn keys_json(env: &Env, user: &TestUser) -> Vec<serde_json::Value> {
     let out = env.ctl().run(user, &["keys", "--json"], b"");
     assert!(out.success(), "{}", out.describe());
-    let v: serde_json::Value = serde_json::from_str(out.stdout().trim()).unwrap_or_else(|e| {
-        panic!("keys --json is not JSON ({e}): {}", out.stdout())
-    });
-    v.as_array().cloned().unwrap_or_else(|| panic!("not a list: {v}"))
+    let v: serde_json::Value = serde_json::from_str(out.stdout().trim())
+        .unwrap_or_else(|e| panic!("keys --json is not JSON ({e}): {}", out.stdout()));
+    v.as_array()
+        .cloned()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
 }
 
 fn local_login(pam: &PamService, user: &str, answers: &[&str]) -> PamRun {
@@ -122,7 +123,12 @@ fn a_registered_key_is_touched_at_a_local_login_and_its_counter_is_checked() {
             && log.contains("method=key"),
         "{log}"
     );
-    assert_eq!(keys_json(&s.env, &s.user)[0]["last_used"].as_i64().map(|t| t > 0), Some(true));
+    assert_eq!(
+        keys_json(&s.env, &s.user)[0]["last_used"]
+            .as_i64()
+            .map(|t| t > 0),
+        Some(true)
+    );
 
     // A counter that goes back: refused, and said why, in the audit too.
     key.key.set_behaviour(Behaviour::CounterBack);
@@ -134,7 +140,10 @@ fn a_registered_key_is_touched_at_a_local_login_and_its_counter_is_checked() {
         run.describe()
     );
     assert!(
-        s.env.daemon.log().contains("reason=security-key-counter-went-back"),
+        s.env
+            .daemon
+            .log()
+            .contains("reason=security-key-counter-went-back"),
         "{}",
         s.env.daemon.log()
     );
@@ -205,14 +214,20 @@ fn without_a_key_plugged_in_or_over_ssh_the_other_methods_are_asked() {
     let run = local_login(&pam, &s.user.name, &[&code]);
     run.assert_result("PAM_SUCCESS").assert_asked_code();
     assert!(
-        run.infos.iter().any(|i| i.contains("No security key was found")),
+        run.infos
+            .iter()
+            .any(|i| i.contains("No security key was found")),
         "{}",
         run.describe()
     );
     // A remote login never asks for a key, not even with one plugged in.
     let pam = pam_with_key(&s.env, Some(key.path()), "");
     let code = codes.next(0);
-    let run = pam.login(&s.user.name).rhost("192.0.2.9").answer(&code).run();
+    let run = pam
+        .login(&s.user.name)
+        .rhost("192.0.2.9")
+        .answer(&code)
+        .run();
     run.assert_result("PAM_SUCCESS").assert_asked_code();
     assert!(!run.infos.iter().any(|i| i == TOUCH), "{}", run.describe());
     assert_eq!(key.key.assertions_made(), 0);
@@ -288,7 +303,11 @@ fn user_verification_required_takes_only_a_key_that_verifies() {
         &[],
         &format!("{}\n{code}\n", s.user.password()),
     );
-    assert!(!out.success(), "a key without UV was taken:\n{}", out.describe());
+    assert!(
+        !out.success(),
+        "a key without UV was taken:\n{}",
+        out.describe()
+    );
     assert!(plain.key.credentials().is_empty() || keys_json(&s.env, &s.user).is_empty());
     let verifying = Key::start(SoftKeyOptions {
         builtin_uv: true,

@@ -1,6 +1,7 @@
 //! `twofactorctl enable app`: set up an authenticator app; and what every
 //! `enable` shares (the start, the code question, the first set of backup
-//! codes). `enable email`: [`email`]; `enable ssh-key`: [`ssh_key`].
+//! codes). `enable email`: [`email`]; `enable ssh-key`: [`ssh_key`];
+//! `enable key`: [`key`].
 //!
 //! Flow: Status (is the daemon there, who am I, is an app enabled already:
 //! then the user is told that the new app replaces it only once confirmed)
@@ -13,6 +14,7 @@
 //! FILE is looked at before the password, so a refusal changes nothing.
 
 pub mod email;
+pub mod key;
 pub mod ssh_key;
 
 use std::io::Write;

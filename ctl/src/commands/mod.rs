@@ -203,6 +203,8 @@ pub mod fake {
     /// What `EnrollSshKey` and `ConfirmKey` answer: the key's id and the
     /// backup codes.
     pub type KeyEnrolment = (String, Vec<String>);
+    /// What `EnrollKey` answers: the enrolment and the encoded request.
+    pub type KeyRequest = (String, Vec<u8>);
 
     #[derive(Default)]
     pub struct FakeAccount {
@@ -221,11 +223,13 @@ pub mod fake {
         pub ssh_key_enrolments: RefCell<VecDeque<Result<KeyEnrolment, Failure>>>,
         pub ssh_key_lists: RefCell<VecDeque<Result<Vec<SshKey>, Failure>>>,
         /// Answers of EnrollKey: the enrolment and the encoded request.
-        pub key_enrolments: RefCell<VecDeque<Result<(String, Vec<u8>), Failure>>>,
+        pub key_enrolments: RefCell<VecDeque<Result<KeyRequest, Failure>>>,
         /// Answers of ConfirmKey: the key's id and the backup codes.
         pub key_confirms: RefCell<VecDeque<Result<KeyEnrolment, Failure>>>,
         pub key_lists: RefCell<VecDeque<Result<Vec<SecurityKey>, Failure>>>,
         pub key_removals: RefCell<VecDeque<Result<(), Failure>>>,
+        /// The attestations ConfirmKey was given, in order.
+        pub key_attestations: RefCell<Vec<Vec<u8>>>,
         /// Every call, with its arguments (passwords included, to check them).
         pub calls: RefCell<Vec<String>>,
     }
@@ -397,14 +401,17 @@ pub mod fake {
         fn enroll_key(&self, proof: Proof) -> Result<(String, Vec<u8>), Failure> {
             self.answer(format!("EnrollKey({})", text(proof)), &self.key_enrolments)
         }
-        /// Recorded with the attestation's length (its bytes are checked
-        /// by the tests that need them).
+        /// Recorded with the attestation's length; its bytes are kept in
+        /// `key_attestations`.
         fn confirm_key(
             &self,
             enrolment: &str,
             label: &str,
             attestation: &[u8],
         ) -> Result<(String, Vec<String>), Failure> {
+            self.key_attestations
+                .borrow_mut()
+                .push(attestation.to_vec());
             self.answer(
                 format!(
                     "ConfirmKey({enrolment},{label},{} bytes)",
@@ -417,7 +424,10 @@ pub mod fake {
             self.answer("ListKeys".into(), &self.key_lists)
         }
         fn remove_key(&self, id: &str, proof: Proof) -> Result<(), Failure> {
-            self.answer(format!("RemoveKey({id},{})", text(proof)), &self.key_removals)
+            self.answer(
+                format!("RemoveKey({id},{})", text(proof)),
+                &self.key_removals,
+            )
         }
     }
 }

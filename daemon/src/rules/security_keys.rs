@@ -102,16 +102,8 @@ pub fn add(
         params![
             id,
             user,
-            conn.seal(
-                user,
-                "security_keys.credential",
-                &credential.credential_id
-            )?,
-            conn.seal(
-                user,
-                "security_keys.public_key",
-                &credential.public_key
-            )?,
+            conn.seal(user, "security_keys.credential", &credential.credential_id)?,
+            conn.seal(user, "security_keys.public_key", &credential.public_key)?,
             i64::from(credential.alg),
             conn.seal(user, "security_keys.aaguid", &credential.aaguid)?,
             conn.seal(user, "security_keys.label", label.as_bytes())?,

@@ -164,11 +164,7 @@ impl Daemon for BusDaemon {
         let keys = r.security_keys.then_some((detail::SECURITY_KEYS, "1"));
         let mut body = Writer::new();
         body.array(8, |w| {
-            for (key, value) in details
-                .iter()
-                .map(|(k, v)| (*k, v.as_str()))
-                .chain(keys)
-            {
+            for (key, value) in details.iter().map(|(k, v)| (*k, v.as_str())).chain(keys) {
                 w.structure(|w| {
                     w.string(key);
                     w.string_variant(value);

@@ -66,9 +66,7 @@ impl Logins {
     ) -> Next {
         let why_not = match KeyAnswer::decode(answer) {
             Ok(KeyAnswer::Assertion(assertion)) => {
-                return self
-                    .check_key(origin, KeyUse { request, assertion })
-                    .await
+                return self.check_key(origin, KeyUse { request, assertion }).await
             }
             Ok(KeyAnswer::NoDevice) => "No security key was found.",
             Ok(KeyAnswer::NotRegistered) => {
@@ -76,9 +74,7 @@ impl Logins {
             }
             Ok(KeyAnswer::NoTouch) => "The security key was not touched in time.",
             Ok(KeyAnswer::PinInvalid) => "The security key did not take its PIN.",
-            Ok(KeyAnswer::PinRequired | KeyAnswer::Failed(_)) => {
-                "The security key did not answer."
-            }
+            Ok(KeyAnswer::PinRequired | KeyAnswer::Failed(_)) => "The security key did not answer.",
             Err(_) => {
                 self.audit.log(Event::LoginFailure {
                     origin,

@@ -82,10 +82,9 @@ fn an_answer_without_a_signature_is_no_attempt_and_asks_the_other_method() {
         (KeyAnswer::Failed("FIDO_ERR_RX".into()), "did not answer"),
     ] {
         let (id, _) = begin(&w, local("alice"));
-        let step = w
-            .rt
-            .block_on(w.logins.answer(&root(), &id, answer.encode()))
-            .unwrap();
+        let step =
+            w.rt.block_on(w.logins.answer(&root(), &id, answer.encode()))
+                .unwrap();
         assert!(
             matches!(&step.action, Action::AskHidden(p) if p.contains("code")),
             "{step:?}"
@@ -93,10 +92,9 @@ fn an_answer_without_a_signature_is_no_attempt_and_asks_the_other_method() {
         assert!(step.messages[0].1.contains(says), "{step:?}");
         // The app's code is taken after it.
         let code = w.code(0);
-        let done = w
-            .rt
-            .block_on(w.logins.answer(&root(), &id, code.into_bytes()))
-            .unwrap();
+        let done =
+            w.rt.block_on(w.logins.answer(&root(), &id, code.into_bytes()))
+                .unwrap();
         assert!(done.is_final(), "{done:?}");
         w.clock.advance(30);
     }
@@ -108,10 +106,9 @@ fn a_malformed_answer_or_a_bad_signature_is_refused() {
     let w = world();
     give_alice_a_key(&w);
     let (id, _) = begin(&w, local("alice"));
-    let step = w
-        .rt
-        .block_on(w.logins.answer(&root(), &id, b"\x61junk".to_vec()))
-        .unwrap();
+    let step =
+        w.rt.block_on(w.logins.answer(&root(), &id, b"\x61junk".to_vec()))
+            .unwrap();
     assert_eq!(step.action, Action::Deny);
     // An assertion libfido2 cannot verify (garbage authdata): refused and
     // counted.
@@ -121,11 +118,12 @@ fn a_malformed_answer_or_a_bad_signature_is_refused() {
         authdata: vec![0x58, 0x25],
         signature: vec![0x30; 70],
     });
-    let step = w
-        .rt
-        .block_on(w.logins.answer(&root(), &id, forged.encode()))
-        .unwrap();
+    let step =
+        w.rt.block_on(w.logins.answer(&root(), &id, forged.encode()))
+            .unwrap();
     assert_eq!(step.action, Action::Deny);
     assert_eq!(w.failures(), 1);
-    assert!(w.audit_lines().contains("reason=bad-security-key-signature"));
+    assert!(w
+        .audit_lines()
+        .contains("reason=bad-security-key-signature"));
 }

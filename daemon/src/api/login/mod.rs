@@ -231,12 +231,12 @@ fn facts_of(
         }
         _ => None,
     };
-    let key_credentials =
-        if Method::Key.offered(config) && methods.enrolled.contains(&Method::Key) {
-            crate::rules::security_keys::credential_ids(c, user)?
-        } else {
-            Vec::new()
-        };
+    let key_credentials = if Method::Key.offered(config) && methods.enrolled.contains(&Method::Key)
+    {
+        crate::rules::security_keys::credential_ids(c, user)?
+    } else {
+        Vec::new()
+    };
     // A user with no method never gets trust.
     let trusted = match presented {
         Some(d) if !methods.usable.is_empty() => {
@@ -423,9 +423,7 @@ impl Logins {
                 Phase::Commit(Change::Login(passed)),
                 waiting_for_commit(Step::new(Action::Accept)),
             )
-        } else if known
-            && facts.first.is_some()
-            && self.key_usable(&origin, &facts.key_credentials)
+        } else if known && facts.first.is_some() && self.key_usable(&origin, &facts.key_credentials)
         {
             let fallback = facts.first.unwrap_or(Method::Key);
             self.ask_key(std::mem::take(&mut facts.key_credentials), fallback)
