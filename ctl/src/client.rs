@@ -110,6 +110,8 @@ pub trait Admin {
     fn reset(&self, user: &str, password: &[u8]) -> Result<Recovery, Failure>;
     fn unlock(&self, user: &str, password: &[u8]) -> Result<(), Failure>;
     fn list_devices(&self, user: &str) -> Result<Vec<Device>, Failure>;
+    /// A user's security keys: (method, key), method `key` or `ssh-key`.
+    fn list_keys(&self, user: &str) -> Result<Vec<(String, SshKey)>, Failure>;
     /// `id` is a device id or `all`; returns how many were removed.
     fn remove_devices(&self, user: &str, id: &str, password: &[u8]) -> Result<u32, Failure>;
     /// `path` empty: the user's `~/.google_authenticator`.
@@ -263,6 +265,9 @@ impl Admin for Client {
     }
     fn list_users(&self) -> Result<Vec<UserReport>, Failure> {
         self.admin.list_users().map_err(map_error)
+    }
+    fn list_keys(&self, user: &str) -> Result<Vec<(String, SshKey)>, Failure> {
+        self.admin.list_keys(user).map_err(map_error)
     }
     fn get_user(&self, user: &str) -> Result<UserReport, Failure> {
         self.admin.get_user(user).map_err(map_error)

@@ -381,7 +381,7 @@ fn debian_packages_install_enable_log_in_remove_upgrade_purge() {
             .join("scripts/check-module")
             .display()
             .to_string(),
-        &[&module],
+        &[&module, "/usr/libexec/twofactor/twofactor-key"],
     );
     for (path, mode) in [
         ("/etc/twofactor/twofactord.key", 0o600),

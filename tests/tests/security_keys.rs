@@ -334,6 +334,10 @@ fn an_administrators_reset_removes_the_keys() {
             .is_some_and(|m| m.iter().any(|m| m == "key")),
         "admin user shows the key method: {before}"
     );
+    let keys = before["keys"].as_array().cloned().unwrap_or_default();
+    assert_eq!(keys.len(), 1, "{before}");
+    assert_eq!(keys[0]["method"], "key", "{before}");
+    assert!(keys[0].get("credential").is_none() && keys[0].get("public_key").is_none());
     admin::reset(&s.env, &s.user.name);
     assert!(keys_json(&s.env, &s.user).is_empty());
     // The key no longer counts: no key step, a code is asked.

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 
-use twofactor_proto::types::{Device, ImportReport, Policy, Recovery, UserReport};
+use twofactor_proto::types::{Device, ImportReport, Policy, Recovery, SshKey, UserReport};
 
 use super::Me;
 use crate::client::Admin;
@@ -21,6 +21,8 @@ pub struct FakeAdmin {
     pub resets: Queue<Recovery>,
     pub unlocks: Queue<()>,
     pub device_lists: Queue<Vec<Device>>,
+    /// Unscripted: no keys (and no call recorded).
+    pub key_lists: Queue<Vec<(String, SshKey)>>,
     pub device_removals: Queue<u32>,
     pub imports: Queue<ImportReport>,
     pub import_alls: Queue<Vec<ImportReport>>,
@@ -116,6 +118,12 @@ impl Admin for FakeAdmin {
     fn list_devices(&self, user: &str) -> Result<Vec<Device>, Failure> {
         self.call(format!("ListDevices({user})"));
         next(&self.device_lists)
+    }
+    fn list_keys(&self, _user: &str) -> Result<Vec<(String, SshKey)>, Failure> {
+        self.key_lists
+            .borrow_mut()
+            .pop_front()
+            .unwrap_or_else(|| Ok(Vec::new()))
     }
     fn remove_devices(&self, user: &str, id: &str, password: &[u8]) -> Result<u32, Failure> {
         self.call(format!("RemoveDevices({user},{id},{})", pw(password)));

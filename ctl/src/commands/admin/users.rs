@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use twofactor_proto::types::{Device, UserReport};
+use twofactor_proto::types::{Device, SshKey, UserReport};
 
 use super::{json_line, label_lines};
 use crate::client::Admin;
@@ -53,13 +53,16 @@ pub fn show(
 ) -> Result<(), Failure> {
     let report = admin.get_user(name)?;
     let devices = admin.list_devices(name)?;
+    let keys = admin.list_keys(name)?;
     let text = if json {
         json_line(
-            with_devices(&report, &devices).and_then(|v| serde_json::to_string(&v)),
+            with_devices(&report, &devices, &keys).and_then(|v| serde_json::to_string(&v)),
             "the user",
         )?
     } else {
-        details(&report, &devices, now)
+        let mut text = details(&report, &devices, now);
+        text.push_str(&key_lines(&keys));
+        text
     };
     out.write_all(text.as_bytes()).map_err(write_failure)
 }
@@ -132,16 +135,57 @@ pub fn table(reports: &[UserReport], now: i64) -> String {
     text
 }
 
-/// The JSON of `admin user`: the report's fields, and `devices`.
+/// The JSON of `admin user`: the report's fields, `devices`, and `keys`
+/// (each with its `method`: `key` or `ssh-key`).
 fn with_devices(
     report: &UserReport,
     devices: &[Device],
+    keys: &[(String, SshKey)],
 ) -> Result<serde_json::Value, serde_json::Error> {
     let mut value = serde_json::to_value(report)?;
     if let serde_json::Value::Object(fields) = &mut value {
         fields.insert("devices".to_owned(), serde_json::to_value(devices)?);
+        let keys = keys
+            .iter()
+            .map(|(method, k)| {
+                let mut v = serde_json::to_value(k)?;
+                if let serde_json::Value::Object(f) = &mut v {
+                    f.insert("method".to_owned(), method.clone().into());
+                }
+                Ok(v)
+            })
+            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+        fields.insert("keys".to_owned(), serde_json::Value::Array(keys));
     }
     Ok(value)
+}
+
+/// A user's security keys after their details: one line each, what kind,
+/// id, name, when added and last used. Nothing when they have none.
+pub fn key_lines(keys: &[(String, SshKey)]) -> String {
+    if keys.is_empty() {
+        return String::new();
+    }
+    let mut text = String::from("\nSecurity keys:\n");
+    for (method, k) in keys {
+        let kind = if method == twofactor_proto::types::method::SSH_KEY {
+            "over SSH"
+        } else {
+            "at local logins"
+        };
+        let used = if k.last_used > 0 {
+            localtime::format(k.last_used)
+        } else {
+            "never".to_owned()
+        };
+        text.push_str(&format!(
+            "  {}  {}  ({kind}; added {}, last used {used})\n",
+            one_line(&k.id),
+            one_line(&k.label),
+            localtime::format(k.added),
+        ));
+    }
+    text
 }
 
 /// One user as aligned `Label: value` lines, then their trusted devices
@@ -254,6 +298,49 @@ mod tests {
             recovery_pending: true,
             ..UserReport::default()
         }
+    }
+
+    #[test]
+    fn a_users_keys_are_shown_with_their_kind_and_in_the_json() {
+        let fake = FakeAdmin::default();
+        fake.users.borrow_mut().push_back(Ok(alice()));
+        fake.device_lists.borrow_mut().push_back(Ok(vec![]));
+        let key = |id: &str, label: &str| SshKey {
+            id: id.into(),
+            label: label.into(),
+            added: NOW - 60,
+            last_used: 0,
+        };
+        fake.key_lists.borrow_mut().push_back(Ok(vec![
+            ("key".into(), key("k1", "blue key")),
+            (
+                "ssh-key".into(),
+                key("s1", "sk-ssh-ed25519@openssh.com SHA256:x"),
+            ),
+        ]));
+        let mut out = Vec::new();
+        show(&fake, "alice", false, &mut out, NOW).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("Security keys:"), "{text}");
+        assert!(text.contains("k1  blue key  (at local logins;"), "{text}");
+        assert!(
+            text.contains("s1  sk-ssh-ed25519@openssh.com SHA256:x  (over SSH;"),
+            "{text}"
+        );
+        assert!(text.contains("last used never"), "{text}");
+
+        fake.users.borrow_mut().push_back(Ok(alice()));
+        fake.device_lists.borrow_mut().push_back(Ok(vec![]));
+        fake.key_lists
+            .borrow_mut()
+            .push_back(Ok(vec![("key".into(), key("k1", "blue key"))]));
+        let mut out = Vec::new();
+        show(&fake, "alice", true, &mut out, NOW).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["keys"][0]["method"], "key");
+        assert_eq!(v["keys"][0]["label"], "blue key");
+        // Without keys: no section at all.
+        assert!(key_lines(&[]).is_empty());
     }
 
     fn listed(reports: Vec<UserReport>, json: bool) -> String {
@@ -427,7 +514,8 @@ mod tests {
         // The fields of before are all still there.
         assert_eq!(v["user"], "alice");
         assert_eq!(v["backup_codes_left"], 7);
-        assert_eq!(v.as_object().unwrap().len(), 14);
+        // The report's fields, devices and keys.
+        assert_eq!(v.as_object().unwrap().len(), 15);
         let devices = v["devices"].as_array().unwrap();
         assert_eq!(devices.len(), 1);
         assert_eq!(devices[0]["id"], "99ff0011");
@@ -492,7 +580,8 @@ mod tests {
         assert_eq!(v["user"], "alice");
         assert_eq!(v["policy_applies"], true);
         assert_eq!(v["devices"], serde_json::json!([]));
-        assert_eq!(v.as_object().unwrap().len(), 14);
+        assert_eq!(v["keys"], serde_json::json!([]));
+        assert_eq!(v.as_object().unwrap().len(), 15);
     }
 
     #[test]
