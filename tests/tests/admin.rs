@@ -436,11 +436,14 @@ fn admin_users_and_user_show_who_has_2fa() {
     let rg = find(&gone_name);
     assert_eq!(rg["known_to_system"], false, "{rg}");
     assert_eq!(rg["methods"], json!(["app"]), "{rg}");
-    // `admin user` is the row of `admin users`, with the devices added.
+    // `admin user` is the row of `admin users`, with the devices and the
+    // security keys added.
     let mut one = admin::user_json(&env, &a.name);
     assert_eq!(one["devices"], json!([]), "{one}");
+    assert_eq!(one["keys"], json!([]), "{one}");
     if let Some(o) = one.as_object_mut() {
         o.remove("devices");
+        o.remove("keys");
     }
     assert_eq!(one, ra);
 
@@ -1397,6 +1400,7 @@ fn every_admin_call(target: &str, password: &str) -> Vec<serde_json::Value> {
             json!([{"bytes": password}]),
         ),
         admin_call("ListDevices", "s", json!([target])),
+        admin_call("ListKeys", "s", json!([target])),
         admin_call(
             "RemoveDevices",
             "ssay",
@@ -1405,7 +1409,7 @@ fn every_admin_call(target: &str, password: &str) -> Vec<serde_json::Value> {
     ]
 }
 
-const ADMIN_METHODS: usize = 10;
+const ADMIN_METHODS: usize = 11;
 
 /// A user who is not an administrator is refused on every Admin1 method,
 /// called directly on the bus with their own right password, and through
@@ -1516,6 +1520,7 @@ fn admin_group_member_reads_freely_and_changes_with_own_password() {
             admin_call("GetPolicy", "", json!([])),
             admin_call("ListUsers", "", json!([])),
             admin_call("GetUser", "s", json!([target.name])),
+            admin_call("ListKeys", "s", json!([target.name])),
         ]),
     );
     for x in &r {
@@ -1528,8 +1533,14 @@ fn admin_group_member_reads_freely_and_changes_with_own_password() {
         let changes: Vec<serde_json::Value> = every_admin_call(&target.name, pw)
             .into_iter()
             .filter(|c| {
-                !["GetPolicy", "ListUsers", "GetUser", "ListDevices"]
-                    .contains(&c["method"].as_str().unwrap_or(""))
+                ![
+                    "GetPolicy",
+                    "ListUsers",
+                    "GetUser",
+                    "ListDevices",
+                    "ListKeys",
+                ]
+                .contains(&c["method"].as_str().unwrap_or(""))
             })
             .collect();
         assert_eq!(changes.len(), 6);
