@@ -67,9 +67,12 @@ pub trait Account {
     fn remove_devices(&self, id: &str, proof: Proof) -> Result<u32, Failure>;
     /// Registers a security-key SSH public key (the text of its .pub
     /// file); returns its id and, as a first method, backup codes.
+    /// `key_handle`: from the key's private file, empty when only the
+    /// `.pub` file was given.
     fn enroll_ssh_key(
         &self,
         public_key: &str,
+        key_handle: &[u8],
         proof: Proof,
     ) -> Result<(String, Vec<String>), Failure>;
     /// The caller's security-key SSH keys.
@@ -214,10 +217,11 @@ impl Account for Client {
     fn enroll_ssh_key(
         &self,
         public_key: &str,
+        key_handle: &[u8],
         proof: Proof,
     ) -> Result<(String, Vec<String>), Failure> {
         self.proxy
-            .enroll_ssh_key(public_key, proof.password, proof.code)
+            .enroll_ssh_key(public_key, key_handle, proof.password, proof.code)
             .map_err(map_error)
     }
     fn list_ssh_keys(&self) -> Result<Vec<SshKey>, Failure> {

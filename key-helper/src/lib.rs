@@ -13,9 +13,12 @@
 //! twofactor-key [--timeout-ms N]        (touch timeout, 1000..=120000, default 30000)
 //! ```
 //!
-//! With one key plugged in, it asks that key. With several, it first asks
-//! each silently (user presence false: no touch, no blinking) whether it
-//! holds one of the user's credentials, then asks the one that does.
+//! It first asks each key silently (user presence false: no touch, no
+//! blinking) whether it holds one of the user's credentials, then asks the
+//! one that does for the touch. A key that holds none is answered at once
+//! (NotRegistered) without a touch: the daemon may then ask for the
+//! credentials of another relying party (an SSH key's `ssh:`), and the
+//! user touches once.
 
 // Run by the PAM module on every key login: no panics on what comes in.
 #![cfg_attr(
@@ -119,8 +122,8 @@ pub fn answer_for(e: &FidoError, pin_given: bool) -> KeyAnswer {
     }
 }
 
-/// Asks the opened keys to sign `req`: one key directly; several after a
-/// silent probe of each. `pin`: empty for none.
+/// Asks the opened keys to sign `req`, after a silent probe of each.
+/// `pin`: empty for none.
 pub fn sign<K: Key>(
     mut keys: Vec<K>,
     req: &AssertionRequest,
@@ -128,13 +131,11 @@ pub fn sign<K: Key>(
     timeout_ms: i32,
 ) -> KeyAnswer {
     let pin = (!pin.is_empty()).then_some(pin);
-    let chosen = if keys.len() <= 1 {
-        0
-    } else {
-        match probe(&mut keys, req) {
-            Some(i) => i,
-            None => return KeyAnswer::NotRegistered,
-        }
+    if keys.is_empty() {
+        return KeyAnswer::NoDevice;
+    }
+    let Some(chosen) = probe(&mut keys, req) else {
+        return KeyAnswer::NotRegistered;
     };
     let Some(key) = keys.get_mut(chosen) else {
         return KeyAnswer::NoDevice;
@@ -356,32 +357,42 @@ mod tests {
     }
 
     #[test]
-    fn one_key_is_asked_directly_with_a_touch_and_the_pin() {
-        let mut k = Fake::with(vec![Ok(assertion())]);
+    fn one_key_is_probed_then_asked_with_a_touch_and_the_pin() {
+        let mut k = Fake::with(vec![Ok(assertion()), Ok(assertion())]);
         assert_eq!(
             sign(vec![&mut k], &req(), "1234", 30_000),
             KeyAnswer::Assertion(assertion())
         );
         assert_eq!(
             k.asked,
-            vec![(
-                true,
-                Some("1234".into()),
-                UserVerification::Required,
-                30_000
-            )]
+            vec![
+                (false, None, UserVerification::Discouraged, PROBE_TIMEOUT_MS),
+                (
+                    true,
+                    Some("1234".into()),
+                    UserVerification::Required,
+                    30_000
+                )
+            ]
         );
+        // A key that holds none of the credentials: no touch asked.
+        let mut k = Fake::with(vec![Err(err(no_creds))]);
+        assert_eq!(
+            sign(vec![&mut k], &req(), "", 30_000),
+            KeyAnswer::NotRegistered
+        );
+        assert_eq!(k.asked.len(), 1);
     }
 
     #[test]
     fn an_empty_pin_is_not_passed_and_a_refusal_asks_for_one() {
-        let mut k = Fake::with(vec![Err(err(pin_required))]);
+        let mut k = Fake::with(vec![Ok(assertion()), Err(err(pin_required))]);
         assert_eq!(
             sign(vec![&mut k], &req(), "", 30_000),
             KeyAnswer::PinRequired
         );
-        assert_eq!(k.asked[0].1, None);
-        let mut k = Fake::with(vec![Err(err(pin_required))]);
+        assert_eq!(k.asked[1].1, None);
+        let mut k = Fake::with(vec![Ok(assertion()), Err(err(pin_required))]);
         assert_eq!(
             sign(vec![&mut k], &req(), "0000", 30_000),
             KeyAnswer::PinInvalid
@@ -390,7 +401,7 @@ mod tests {
 
     #[test]
     fn a_timeout_is_no_touch_and_cancels() {
-        let mut k = Fake::with(vec![Err(err(timeout))]);
+        let mut k = Fake::with(vec![Ok(assertion()), Err(err(timeout))]);
         assert_eq!(sign(vec![&mut k], &req(), "", 1_000), KeyAnswer::NoTouch);
         assert!(k.cancelled);
     }

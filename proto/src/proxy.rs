@@ -75,9 +75,13 @@ pub trait Account1 {
     /// needs the account password and, when the account has a method
     /// already, a current second factor. Returns the key's id and, when it
     /// is the first method, a first set of backup codes (else none).
+    /// `key_handle` (from the key's private file; empty: none) makes the
+    /// same credential serve local logins too, under its `ssh:` relying
+    /// party.
     fn enroll_ssh_key(
         &self,
         public_key: &str,
+        key_handle: &[u8],
         password: &[u8],
         code: &[u8],
     ) -> zbus::Result<(String, Vec<String>)>;

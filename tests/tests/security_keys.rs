@@ -7,6 +7,7 @@
 //! (module) and `TWOFACTOR_TEST_KEY` (twofactorctl), which release builds do
 //! not have (scripts/check-module checks the helper).
 
+use base64::Engine as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -345,4 +346,126 @@ fn an_administrators_reset_removes_the_keys() {
     let run = pam.login(&s.user.name).answer("x").run();
     assert!(!run.infos.iter().any(|i| i == TOUCH), "{}", run.describe());
     assert_eq!(key.key.assertions_made(), 0);
+}
+
+/// An OpenSSH security-key private file (`ssh-keygen -t ecdsa-sk` makes
+/// one) for a credential the software key made under OpenSSH's relying
+/// party `ssh:`: unencrypted, as OpenSSH writes it (PROTOCOL.key,
+/// PROTOCOL.u2f). A security key's file holds no secret: the key handle
+/// is useless without the token.
+fn ecdsa_sk_private_file(point_xy: &[u8], key_handle: &[u8]) -> String {
+    fn string(out: &mut Vec<u8>, s: &[u8]) {
+        out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+        out.extend_from_slice(s);
+    }
+    const KIND: &[u8] = b"sk-ecdsa-sha2-nistp256@openssh.com";
+    let mut q = vec![4u8];
+    q.extend_from_slice(point_xy);
+    let mut public = Vec::new();
+    string(&mut public, KIND);
+    string(&mut public, b"nistp256");
+    string(&mut public, &q);
+    string(&mut public, b"ssh:");
+    let mut private = Vec::new();
+    private.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+    private.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+    string(&mut private, KIND);
+    string(&mut private, b"nistp256");
+    string(&mut private, &q);
+    string(&mut private, b"ssh:");
+    private.push(0x01); // user presence required
+    string(&mut private, key_handle);
+    string(&mut private, b""); // reserved
+    string(&mut private, b"alice@test");
+    let mut pad = 1u8;
+    while private.len() % 8 != 0 {
+        private.push(pad);
+        pad += 1;
+    }
+    let mut file = b"openssh-key-v1\0".to_vec();
+    string(&mut file, b"none");
+    string(&mut file, b"none");
+    string(&mut file, b"");
+    file.extend_from_slice(&1u32.to_be_bytes());
+    string(&mut file, &public);
+    string(&mut file, &private);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&file);
+    let mut text = String::from("-----BEGIN OPENSSH PRIVATE KEY-----\n");
+    for chunk in b64.as_bytes().chunks(70) {
+        text.push_str(std::str::from_utf8(chunk).unwrap());
+        text.push('\n');
+    }
+    text.push_str("-----END OPENSSH PRIVATE KEY-----\n");
+    text
+}
+
+/// Makes a credential on `key` under `ssh:`, as `ssh-keygen -t ecdsa-sk`
+/// has a key do; returns its public point (x‖y) and key handle.
+fn ssh_credential_on(key: &Key) -> (Vec<u8>, Vec<u8>) {
+    use twofactor_fido::{CredentialRequest, UserVerification};
+    let request = CredentialRequest {
+        rp_id: "ssh:".into(),
+        user_id: vec![0; 32],
+        user_name: "openssh".into(),
+        client_data_hash: [5; 32],
+        user_verification: UserVerification::Discouraged,
+        exclude: Vec::new(),
+    };
+    let mut device = twofactor_fido::Device::open_test(key.path()).unwrap();
+    let made = device.make_credential(&request, None).unwrap();
+    drop(device);
+    let credential = twofactor_fido::verify_attestation(&made, &request).unwrap();
+    (credential.public_key, credential.id)
+}
+
+#[test]
+fn an_ssh_keys_private_file_also_serves_local_logins() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::with_defaults();
+    let codes = Codes::new(&s.secret);
+    let ssh_key = Key::plain();
+    let (point, handle) = ssh_credential_on(&ssh_key);
+    let dir = twofactor_tests::var_temp_dir("tft-sk-file-");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let file = dir.path().join("id_ecdsa_sk");
+    twofactor_tests::write_file(&file, ecdsa_sk_private_file(&point, &handle), 0o644);
+    let code = codes.next(0);
+    let out = s.env.ctl().run(
+        &s.user,
+        &["enable", "ssh-key", &file.display().to_string()],
+        format!("{}\n{code}\n", s.user.password()).as_bytes(),
+    );
+    assert!(
+        out.success() && out.stderr().contains("local logins"),
+        "{}\n{}",
+        out.describe(),
+        s.env.daemon.log()
+    );
+    // One registration: an SSH key, and a credential for local logins.
+    let ssh_keys = s.env.ctl().run(&s.user, &["ssh-keys", "--json"], b"");
+    assert!(ssh_keys
+        .stdout()
+        .contains("sk-ecdsa-sha2-nistp256@openssh.com"));
+    assert_eq!(keys_json(&s.env, &s.user).len(), 1);
+
+    // The console: touch the key, no code.
+    let pam = pam_with_key(&s.env, Some(ssh_key.path()), "");
+    let run = local_login(&pam, &s.user.name, &[]);
+    run.assert_result("PAM_SUCCESS").assert_no_prompt();
+    assert!(s.env.daemon.log().contains("method=key"));
+
+    // With a key registered for this machine as well, the ssh: credential
+    // is asked for next, when the key plugged in holds none of this
+    // machine's: still one touch.
+    let other = Key::plain();
+    register(&s, &codes, &other, "other");
+    let before = ssh_key.key.assertions_made();
+    local_login(&pam, &s.user.name, &[]).assert_result("PAM_SUCCESS");
+    assert!(ssh_key.key.assertions_made() > before);
 }

@@ -388,10 +388,16 @@ pub mod fake {
         fn enroll_ssh_key(
             &self,
             public_key: &str,
+            key_handle: &[u8],
             proof: Proof,
         ) -> Result<(String, Vec<String>), Failure> {
+            let handle = if key_handle.is_empty() {
+                String::new()
+            } else {
+                format!("handle {} bytes,", key_handle.len())
+            };
             self.answer(
-                format!("EnrollSshKey({public_key},{})", text(proof)),
+                format!("EnrollSshKey({public_key},{handle}{})", text(proof)),
                 &self.ssh_key_enrolments,
             )
         }

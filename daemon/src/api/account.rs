@@ -395,6 +395,7 @@ impl Accounts {
         &self,
         caller: &Caller,
         public_key: &str,
+        key_handle: Vec<u8>,
         password: Vec<u8>,
         code: Vec<u8>,
     ) -> Result<(String, Vec<String>), Error> {
@@ -408,6 +409,34 @@ impl Accounts {
         // no try.
         let key = ssh_keys::parse_public_key(public_key)
             .map_err(|e| Error::InvalidInput(e.to_string()))?;
+        // With its key handle (from the private key file, which holds no
+        // secret of a security key), the same credential also serves local
+        // logins, under the relying party OpenSSH gave it.
+        let credential = if key_handle.is_empty() {
+            None
+        } else {
+            if key_handle.len() > ssh_keys::MAX_KEY_HANDLE_BYTES {
+                return Err(Error::InvalidInput(format!(
+                    "the key handle is longer than {} bytes",
+                    ssh_keys::MAX_KEY_HANDLE_BYTES
+                )));
+            }
+            let parts = key.fido_parts().ok_or_else(|| {
+                Error::InvalidInput(
+                    "this key was not made by OpenSSH for a security key (its application \
+                     does not start with ssh:); give its .pub file alone"
+                        .into(),
+                )
+            })?;
+            Some(security_keys::Credential {
+                credential_id: key_handle,
+                alg: parts.alg,
+                public_key: parts.public_key,
+                aaguid: Vec::new(),
+                sign_count: 0,
+                rp_id: parts.application,
+            })
+        };
         let user = self.user_of(caller).await?;
         self.prove(&user, password, code, "enroll-ssh-key").await?;
         let id = trusted_devices::new_id(self.rng.as_ref())
@@ -415,11 +444,21 @@ impl Accounts {
         let (codes, hashed) = self.new_set("enroll-ssh-key").await?;
         let now = self.clock.now();
         let (u, i) = (user.clone(), id.clone());
+        let label = key.label();
         let outcome = self
             .store
             .run(move |c| {
-                if ssh_keys::find(c, &u, &key)?.is_some() {
-                    return Ok(None);
+                let with_credential = |c: &crate::store::Db, id: &str| match &credential {
+                    Some(cred) if security_keys::find(c, &u, &cred.credential_id)?.is_none() => {
+                        security_keys::add(c, &u, id, &label, cred, now)
+                    }
+                    _ => Ok(false),
+                };
+                if let Some(existing) = ssh_keys::find(c, &u, &key)? {
+                    // Registered from its .pub before: the key handle
+                    // adds local logins, nothing else changes.
+                    let added = with_credential(c, &existing)?;
+                    return Ok(added.then_some((existing, None)));
                 }
                 // Backup codes only as a first method, as for email.
                 let first = !methods::has_any(c, &u)?;
@@ -429,14 +468,25 @@ impl Accounts {
                     BackupCodes::Keep
                 };
                 let new = NewMethod::SshKey { id: &i, key: &key };
-                methods::activate(c, &u, new, backups, now).map(Some)
+                let added = methods::activate(c, &u, new, backups, now)?;
+                with_credential(c, &i)?;
+                Ok(Some((i.clone(), Some(added))))
             })
             .await
             .map_err(|e| self.internal("enroll-ssh-key", &e.to_string()))?;
-        let Some(added) = outcome else {
+        let Some((id, added)) = outcome else {
             return Err(Error::AlreadyEnrolled(
                 "this security key is registered for your account already".into(),
             ));
+        };
+        let Some(added) = added else {
+            // Only the credential for local logins was new.
+            self.audit.log(Event::Enrol {
+                user: &user,
+                method: method::KEY,
+            });
+            self.outbox.notify(&user, Notice::MethodAdded(Method::Key));
+            return Ok((id, Vec::new()));
         };
         self.audit.log(Event::Enrol {
             user: &user,
@@ -566,6 +616,7 @@ impl Accounts {
             public_key: credential.public_key,
             aaguid: credential.aaguid.to_vec(),
             sign_count: credential.sign_count,
+            rp_id: String::new(),
         };
         let id = trusted_devices::new_id(self.rng.as_ref())
             .map_err(|e| self.internal("enroll-key", &e.to_string()))?;

@@ -327,19 +327,21 @@ impl AccountInterface {
 
     /// Registers a security-key SSH public key (one .pub line) as a method
     /// (needs the password and, when the account has a method, a current
-    /// second factor); returns its id and, as a first method, new backup
-    /// codes (else none).
+    /// second factor); with its key handle (from the private key file;
+    /// empty: none) the same credential also serves local logins. Returns
+    /// its id and, as a first method, new backup codes (else none).
     async fn enroll_ssh_key(
         &self,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
         public_key: String,
+        key_handle: Vec<u8>,
         password: Vec<u8>,
         code: Vec<u8>,
     ) -> Result<(String, Vec<String>), Error> {
         let caller = self.callers.of(conn, &header).await?;
         self.accounts
-            .enroll_ssh_key(&caller, &public_key, password, code)
+            .enroll_ssh_key(&caller, &public_key, key_handle, password, code)
             .await
     }
 

@@ -34,6 +34,10 @@ pub struct Credential {
     pub public_key: Vec<u8>,
     pub aaguid: Vec<u8>,
     pub sign_count: u32,
+    /// The relying party it was made for; empty: this machine's
+    /// (`[keys] rp_id`). An OpenSSH security-key credential keeps its own
+    /// (`ssh:`).
+    pub rp_id: String,
 }
 
 /// What a key's signature check found (`verify`'s result).
@@ -97,8 +101,8 @@ pub fn add(
     }
     conn.execute(
         "INSERT INTO security_keys(id, username, credential, public_key, alg, aaguid, label,
-                                   sign_count, added, last_used)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0)",
+                                   sign_count, added, last_used, rp_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10)",
         params![
             id,
             user,
@@ -108,7 +112,8 @@ pub fn add(
             conn.seal(user, "security_keys.aaguid", &credential.aaguid)?,
             conn.seal(user, "security_keys.label", label.as_bytes())?,
             i64::from(credential.sign_count),
-            now
+            now,
+            credential.rp_id.as_str()
         ],
     )?;
     Ok(true)
@@ -121,26 +126,29 @@ struct Stored {
     alg: i32,
     public_key: Vec<u8>,
     sign_count: u32,
+    rp_id: String,
 }
 
 fn stored(conn: &Db, user: &str) -> DbResult<Vec<Stored>> {
     let rows = conn.query_map(
-        "SELECT id, credential, public_key, alg, sign_count FROM security_keys
+        "SELECT id, credential, public_key, alg, sign_count, rp_id FROM security_keys
          WHERE username = ?1 ORDER BY added, id",
         params![user],
         |r| {
             Ok((
-                r.get::<String>(0)?,
-                r.get::<Vec<u8>>(1)?,
-                r.get::<Vec<u8>>(2)?,
-                r.get::<i64>(3)?,
-                r.get::<i64>(4)?,
+                (
+                    r.get::<String>(0)?,
+                    r.get::<Vec<u8>>(1)?,
+                    r.get::<Vec<u8>>(2)?,
+                ),
+                (r.get::<i64>(3)?, r.get::<i64>(4)?, r.get::<String>(5)?),
             ))
         },
     )?;
     rows.into_iter()
-        .map(|(id, credential, public_key, alg, count)| {
+        .map(|((id, credential, public_key), (alg, count, rp_id))| {
             Ok(Stored {
+                rp_id,
                 id,
                 credential_id: conn
                     .unseal(user, "security_keys.credential", &credential)?
@@ -163,13 +171,30 @@ pub fn find(conn: &Db, user: &str, credential_id: &[u8]) -> DbResult<Option<Stri
         .map(|k| k.id))
 }
 
-/// The credential ids of `user`'s keys, oldest first: the allow list of a
-/// login, the exclude list of an enrolment.
+/// The credential ids of `user`'s keys made for this machine's relying
+/// party, oldest first: the exclude list of an enrolment.
 pub fn credential_ids(conn: &Db, user: &str) -> DbResult<Vec<Vec<u8>>> {
     Ok(stored(conn, user)?
         .into_iter()
+        .filter(|k| k.rp_id.is_empty())
         .map(|k| k.credential_id)
         .collect())
+}
+
+/// `user`'s credential ids by relying party (empty: this machine's),
+/// this machine's first, then the others in the order they were added:
+/// the allow lists of a login, one request per relying party.
+pub fn credentials_by_rp(conn: &Db, user: &str) -> DbResult<Vec<(String, Vec<Vec<u8>>)>> {
+    let mut groups: Vec<(String, Vec<Vec<u8>>)> = Vec::new();
+    let mut keys = stored(conn, user)?;
+    keys.sort_by_key(|k| !k.rp_id.is_empty());
+    for k in keys {
+        match groups.iter_mut().find(|(rp, _)| *rp == k.rp_id) {
+            Some((_, ids)) => ids.push(k.credential_id),
+            None => groups.push((k.rp_id, vec![k.credential_id])),
+        }
+    }
+    Ok(groups)
 }
 
 /// Checks what a key signed for `request` (the login's own challenge) and
@@ -193,11 +218,11 @@ pub fn check(
     else {
         return Ok(Err(Refused::UnknownCredential));
     };
-    if !request
+    let allowed = request
         .allow
         .iter()
-        .any(|id| bool::from(id.as_slice().ct_eq(&key.credential_id)))
-    {
+        .any(|id| bool::from(id.as_slice().ct_eq(&key.credential_id)));
+    if !allowed || !(key.rp_id.is_empty() || key.rp_id == request.rp_id) {
         // Registered after this login began, or a request not ours.
         return Ok(Err(Refused::UnknownCredential));
     }
@@ -296,6 +321,7 @@ mod tests {
             public_key: vec![4; 64],
             aaguid: vec![0; 16],
             sign_count: 10,
+            rp_id: String::new(),
         }
     }
 
@@ -416,6 +442,39 @@ mod tests {
         );
         // Nothing was used.
         assert_eq!(list(&c, "alice").unwrap()[0].last_used, 0);
+    }
+
+    #[test]
+    fn credentials_are_grouped_by_relying_party_this_machines_first() {
+        let c = crate::store::testing::connection();
+        bookkeeping::ensure(&c, "alice", 1).unwrap();
+        let ssh = Credential {
+            rp_id: "ssh:".into(),
+            ..credential(9)
+        };
+        add(&c, "alice", "s1", "ssh", &ssh, 1).unwrap();
+        add(&c, "alice", "k1", "", &credential(1), 2).unwrap();
+        add(&c, "alice", "k2", "", &credential(2), 3).unwrap();
+        assert_eq!(
+            credentials_by_rp(&c, "alice").unwrap(),
+            vec![
+                (String::new(), vec![vec![1u8; 32], vec![2u8; 32]]),
+                ("ssh:".to_string(), vec![vec![9u8; 32]]),
+            ]
+        );
+        // Only this machine's are excluded at an enrolment.
+        assert_eq!(credential_ids(&c, "alice").unwrap().len(), 2);
+        // The ssh: credential answers only a request for ssh:.
+        let mut r = request(&[9]);
+        assert_eq!(
+            check(&c, "alice", &r, &assertion(9), signed(11), 9).unwrap(),
+            Err(Refused::UnknownCredential)
+        );
+        r.rp_id = "ssh:".into();
+        assert_eq!(
+            check(&c, "alice", &r, &assertion(9), signed(11), 9).unwrap(),
+            Ok("s1".into())
+        );
     }
 
     #[test]

@@ -52,6 +52,69 @@ impl Key {
     }
 }
 
+/// What a security-key SSH key is for the FIDO2 side: the same credential
+/// serves local logins, with the relying party OpenSSH gave it (its
+/// "application", `ssh:` by default), as pam_u2f's SSH credentials do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FidoParts {
+    /// COSE algorithm: -8 (Ed25519) or -7 (ECDSA P-256).
+    pub alg: i32,
+    /// As libfido2 takes it: 32 bytes (Ed25519) or x‖y (P-256).
+    pub public_key: Vec<u8>,
+    /// The relying party (`ssh:` or `ssh:…`).
+    pub application: String,
+}
+
+impl Key {
+    /// The key's FIDO2 parts, read from its blob (`sk-ssh-ed25519`:
+    /// type, key, application; `sk-ecdsa-sha2-nistp256`: type, curve,
+    /// point, application); None when the blob is not that, or the
+    /// application is not OpenSSH's (`ssh:`…).
+    pub fn fido_parts(&self) -> Option<FidoParts> {
+        let mut r = SshReader(&self.blob);
+        let kind = r.string()?;
+        let (alg, public_key) = match kind {
+            b"sk-ssh-ed25519@openssh.com" => {
+                let pk = r.string()?;
+                (pk.len() == 32).then_some(())?;
+                (-8, pk.to_vec())
+            }
+            b"sk-ecdsa-sha2-nistp256@openssh.com" => {
+                (r.string()? == b"nistp256").then_some(())?;
+                let q = r.string()?;
+                // Uncompressed: 0x04, x, y.
+                (q.len() == 65 && q.first() == Some(&4)).then_some(())?;
+                (-7, q.get(1..)?.to_vec())
+            }
+            _ => return None,
+        };
+        let application = std::str::from_utf8(r.string()?).ok()?.to_string();
+        if !application.starts_with("ssh:") || application.len() > 128 || !r.0.is_empty() {
+            return None;
+        }
+        Some(FidoParts {
+            alg,
+            public_key,
+            application,
+        })
+    }
+}
+
+/// SSH wire strings (a 4-byte big-endian length, then the bytes).
+struct SshReader<'a>(&'a [u8]);
+
+impl<'a> SshReader<'a> {
+    fn string(&mut self) -> Option<&'a [u8]> {
+        let len = u32::from_be_bytes(self.0.get(..4)?.try_into().ok()?) as usize;
+        let s = self.0.get(4..4usize.checked_add(len)?)?;
+        self.0 = self.0.get(4 + len..)?;
+        Some(s)
+    }
+}
+
+/// The longest key handle taken (OpenSSH's own limit is 255 bytes).
+pub const MAX_KEY_HANDLE_BYTES: usize = 255;
+
 /// Why a public key was not taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotAKey {
@@ -266,6 +329,28 @@ mod tests {
         let plain = ED25519.split(' ').nth(1).unwrap_or_default();
         let info = format!("publickey ssh-ed25519 {plain}\n");
         assert_eq!(presented(&config, &origin("sshd", info)), None);
+    }
+
+    #[test]
+    fn a_keys_fido_parts_are_read_from_its_blob() {
+        let ed = key(ED25519_SK).fido_parts().unwrap();
+        assert_eq!((ed.alg, ed.public_key.len()), (-8, 32));
+        assert_eq!(ed.application, "ssh:");
+        let ec = key(ECDSA_SK).fido_parts().unwrap();
+        assert_eq!((ec.alg, ec.public_key.len()), (-7, 64));
+        assert_eq!(ec.application, "ssh:");
+        // A blob cut short, or with more after the application: none.
+        let mut k = key(ED25519_SK);
+        k.blob.pop();
+        assert_eq!(k.fido_parts(), None);
+        let mut k = key(ED25519_SK);
+        k.blob.push(0);
+        assert_eq!(k.fido_parts(), None);
+        // An application OpenSSH would not have made.
+        let mut k = key(ED25519_SK);
+        let n = k.blob.len();
+        k.blob[n - 4..].copy_from_slice(b"web:");
+        assert_eq!(k.fido_parts(), None);
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub const TABLES: [(&str, &str); 13] = [
     ),
     (
         "security_keys",
-        "id, username, credential, public_key, alg, aaguid, label, sign_count, added, last_used",
+        "id, username, credential, public_key, alg, aaguid, label, sign_count, added, last_used, rp_id",
     ),
 ];
 

@@ -252,6 +252,13 @@ pub const LATER: &[(&str, &str)] = &[
             PRIMARY KEY (username, id)
         );",
     ),
+    // 14: a security key's credential keeps the relying party it was made
+    // for when it is not this machine's (an OpenSSH security-key SSH key
+    // registered with its key handle: `ssh:`).
+    (
+        "ALTER TABLE security_keys ADD COLUMN rp_id TEXT NOT NULL DEFAULT '';",
+        "ALTER TABLE security_keys ADD COLUMN rp_id TEXT NOT NULL DEFAULT '';",
+    ),
 ];
 
 /// The version PostgreSQL stores start at.

@@ -14,7 +14,7 @@ use twofactor_proto::key::{AssertionRequest, KeyAnswer, HASH_LEN};
 use twofactor_proto::{Action, MessageKind, Step};
 
 use super::check::accepted;
-use super::{Logins, Next, Phase, INTERNAL};
+use super::{KeyGroups, Logins, Next, Phase, INTERNAL};
 use crate::adapters::syslog::Event;
 use crate::origin::Origin;
 use crate::rules::methods::Method;
@@ -28,42 +28,68 @@ impl Logins {
     /// Whether this login may ask for a key: a local login (no remote
     /// host) from a module that can run one, on a machine that offers
     /// keys, of a user who has one.
-    pub(super) fn key_usable(&self, origin: &Origin, credentials: &[Vec<u8>]) -> bool {
+    pub(super) fn key_usable(&self, origin: &Origin, credentials: &KeyGroups) -> bool {
         origin.security_keys
             && origin.rhost.is_empty()
             && Method::Key.offered(&self.config)
             && !credentials.is_empty()
     }
 
-    /// The key step: a fresh challenge for the user's credentials.
-    /// `fallback`: the method asked when no key answers.
+    /// The key step: a fresh challenge for the user's credentials of the
+    /// first relying party in `groups` (this machine's come first); the
+    /// others wait in the phase. `fallback`: the method asked when no key
+    /// answers.
     pub(super) fn ask_key(
         &self,
-        credentials: Vec<Vec<u8>>,
+        mut groups: KeyGroups,
         fallback: Method,
     ) -> Result<(Phase, Step), String> {
+        if groups.is_empty() {
+            return Err("no credentials to ask for".into());
+        }
+        let (rp_id, allow) = groups.remove(0);
         let mut client_data_hash = [0u8; HASH_LEN];
         self.rng
             .fill(&mut client_data_hash)
             .map_err(|e| e.to_string())?;
         let request = AssertionRequest {
-            rp_id: self.config.key_rp_id(),
+            rp_id: if rp_id.is_empty() {
+                self.config.key_rp_id()
+            } else {
+                rp_id
+            },
             client_data_hash,
-            allow: credentials,
+            allow,
             user_verification: self.config.key_user_verification(),
         };
         let step = Step::new(Action::UseKey(request.encode())).info(TOUCH);
-        Ok((Phase::UseKey { request, fallback }, step))
+        let phase = Phase::UseKey {
+            request,
+            fallback,
+            more: groups,
+        };
+        Ok((phase, step))
     }
 
     /// What the module brought back from the key.
     pub(super) async fn key_answer(
         &self,
         origin: &Origin,
-        request: AssertionRequest,
+        (request, more): (AssertionRequest, KeyGroups),
         fallback: Method,
         answer: &[u8],
     ) -> Next {
+        if matches!(KeyAnswer::decode(answer), Ok(KeyAnswer::NotRegistered)) && !more.is_empty() {
+            // The key holds none of these: ask for the credentials of the
+            // next relying party (an SSH key's `ssh:` ones).
+            return match self.ask_key(more, fallback) {
+                Ok((phase, step)) => Next::Continue(phase, step),
+                Err(e) => {
+                    self.internal("login-answer", &e);
+                    Next::Done(Step::new(Action::Deny).error(INTERNAL))
+                }
+            };
+        }
         let why_not = match KeyAnswer::decode(answer) {
             Ok(KeyAnswer::Assertion(assertion)) => {
                 return self.check_key(origin, KeyUse { request, assertion }).await

@@ -18,6 +18,7 @@ fn give_alice_a_key(w: &super::tests::World) {
             public_key: vec![4; 64],
             aaguid: vec![0; 16],
             sign_count: 1,
+            rp_id: String::new(),
         };
         security_keys::add(c, "alice", "k1", "blue", &cred, 0).map(|_| ())
     }))

@@ -90,6 +90,9 @@ enum Phase {
     UseKey {
         request: twofactor_proto::key::AssertionRequest,
         fallback: Method,
+        /// Credentials of other relying parties, asked for next when the
+        /// key holds none of these.
+        more: KeyGroups,
     },
     /// An empty answer at a code prompt showed the user's other methods.
     Choose(choose::Menu),
@@ -193,6 +196,9 @@ fn waiting_for_commit(mut step: Step) -> Step {
     step
 }
 
+/// Credential ids by relying party (empty: this machine's).
+type KeyGroups = Vec<(String, Vec<Vec<u8>>)>;
+
 /// What the daemon knows of a user when a login begins.
 struct Facts {
     /// The method to ask first (among those this machine offers, else
@@ -204,9 +210,9 @@ struct Facts {
     /// (whether it counts is decided after the read: the caller must be
     /// root and sshd must require a touch).
     ssh_key: Option<String>,
-    /// The credential ids of the user's security keys (when keys are
-    /// offered and the user has one).
-    key_credentials: Vec<Vec<u8>>,
+    /// The credential ids of the user's security keys by relying party
+    /// (when keys are offered and the user has one).
+    key_credentials: KeyGroups,
     methods: choose::Methods,
     recovery_pending: bool,
     policy: twofactor_proto::types::Policy,
@@ -233,7 +239,7 @@ fn facts_of(
     };
     let key_credentials = if Method::Key.offered(config) && methods.enrolled.contains(&Method::Key)
     {
-        crate::rules::security_keys::credential_ids(c, user)?
+        crate::rules::security_keys::credentials_by_rp(c, user)?
     } else {
         Vec::new()
     };
@@ -584,8 +590,13 @@ impl Logins {
                 self.check_code(&origin, asked, &answer, (id, expires), may_enrol)
                     .await
             }
-            Phase::UseKey { request, fallback } => {
-                self.key_answer(&origin, request, fallback, &answer).await
+            Phase::UseKey {
+                request,
+                fallback,
+                more,
+            } => {
+                self.key_answer(&origin, (request, more), fallback, &answer)
+                    .await
             }
             Phase::Choose(menu) => self.choose(&origin, menu, &answer).await,
             Phase::EnrolCode(pending) => self.enrol_code(&origin, pending, &answer).await,
