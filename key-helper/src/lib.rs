@@ -10,7 +10,7 @@
 //! The helper decides nothing: the daemon verifies the assertion.
 //!
 //! ```text
-//! twofactor-key [--timeout-ms N]        (touch timeout, 1000..=120000, default 30000)
+//! twofactor-key [--timeout-ms N] [--probe]   (touch timeout, 1000..=120000, default 30000)
 //! ```
 //!
 //! It first asks each key silently (user presence false: no touch, no
@@ -75,6 +75,11 @@ pub struct Args {
     /// socket instead of the keys plugged in.
     #[arg(long, value_name = "PATH", hide = !cfg!(feature = "test-transport"))]
     pub test_device: Option<PathBuf>,
+    /// Only find out, silently (no touch), whether a key that may hold one
+    /// of the credentials is plugged in: answers Ready, NotRegistered or
+    /// NoDevice. The module shows "touch your key" only after Ready.
+    #[arg(long)]
+    pub probe: bool,
 }
 
 /// What the helper needs of a key (a [`Device`]; a stand-in in tests).
@@ -209,8 +214,25 @@ fn open(source: &Source) -> Result<Vec<Device>, KeyAnswer> {
     }
 }
 
+/// The probe's answer for the opened keys: Ready when one may hold a
+/// credential of `req` (see [`probe`]), else NotRegistered.
+pub fn probe_only<K: Key>(mut keys: Vec<K>, req: &AssertionRequest) -> KeyAnswer {
+    if keys.is_empty() {
+        return KeyAnswer::NoDevice;
+    }
+    match probe(&mut keys, req) {
+        Some(_) => KeyAnswer::Ready,
+        None => KeyAnswer::NotRegistered,
+    }
+}
+
 /// The whole run: `input` is what came on standard input.
 pub fn run(source: &Source, timeout_ms: i32, input: &[u8]) -> KeyAnswer {
+    run_as(source, timeout_ms, input, false)
+}
+
+/// [`run`], or with `only_probe` the silent probe alone.
+pub fn run_as(source: &Source, timeout_ms: i32, input: &[u8], only_probe: bool) -> KeyAnswer {
     let input = match HelperInput::decode(input) {
         Ok(i) => i,
         Err(e) => return KeyAnswer::Failed(format!("helper input: {e}")),
@@ -220,6 +242,7 @@ pub fn run(source: &Source, timeout_ms: i32, input: &[u8]) -> KeyAnswer {
         Err(e) => return KeyAnswer::Failed(format!("helper request: {e}")),
     };
     match open(source) {
+        Ok(keys) if only_probe => probe_only(keys, &req),
         Ok(keys) => sign(keys, &req, &input.pin, timeout_ms),
         Err(answer) => answer,
     }
@@ -432,6 +455,22 @@ mod tests {
         );
         // The first holder found: the others are not asked.
         assert!(c.asked.is_empty());
+    }
+
+    #[test]
+    fn the_probe_alone_touches_nothing_and_says_whether_a_key_is_there() {
+        let mut holder = Fake::with(vec![Ok(assertion())]);
+        assert_eq!(probe_only(vec![&mut holder], &req()), KeyAnswer::Ready);
+        assert_eq!(
+            holder.asked,
+            vec![(false, None, UserVerification::Discouraged, PROBE_TIMEOUT_MS)]
+        );
+        let mut other = Fake::with(vec![Err(err(no_creds))]);
+        assert_eq!(
+            probe_only(vec![&mut other], &req()),
+            KeyAnswer::NotRegistered
+        );
+        assert_eq!(probe_only(Vec::<&mut Fake>::new(), &req()), KeyAnswer::NoDevice);
     }
 
     #[test]

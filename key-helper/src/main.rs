@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use twofactor_fido::KeyAnswer;
-use twofactor_key::{read_input, run, Args, Source};
+use twofactor_key::{read_input, run_as, Args, Source};
 
 fn main() -> ExitCode {
     // clap: a usage error exits 2 with its message.
@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         }
     };
     let answer = match read_input(std::io::stdin().lock()) {
-        Ok(Some(input)) => run(&source, args.timeout_ms, &input),
+        Ok(Some(input)) => run_as(&source, args.timeout_ms, &input, args.probe),
         Ok(None) => KeyAnswer::Failed(format!(
             "helper input longer than {} bytes",
             twofactor_key::MAX_INPUT

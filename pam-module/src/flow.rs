@@ -107,8 +107,12 @@ pub fn run(
     };
 
     for _ in 0..MAX_STEPS {
-        if let Err(e) = render(conv, &step, settings.silent) {
-            return Outcome::done(conversation_failed(daemon, log, &session, &who, e));
+        // A key step's messages ("touch your key") are shown only once a
+        // key is there to touch (see `use_key`).
+        if !matches!(step.action, Action::UseKey(_)) {
+            if let Err(e) = render(conv, &step, settings.silent) {
+                return Outcome::done(conversation_failed(daemon, log, &session, &who, e));
+            }
         }
         let (prompt, echo) = match &step.action {
             Action::Accept => return Outcome::done(PamResultCode::PAM_SUCCESS),
@@ -128,7 +132,7 @@ pub fn run(
         // The answer is wiped when it goes out of scope, at the end of this
         // iteration.
         let answer = match &step.action {
-            Action::UseKey(request) => use_key(conv, keys, request),
+            Action::UseKey(request) => use_key(conv, keys, &step, request, settings.silent),
             _ => conv.ask(prompt, echo),
         };
         let answer = match answer {
@@ -168,15 +172,26 @@ pub fn run(
 /// the key wants it.
 pub const PIN_PROMPT: &str = "Security key PIN: ";
 
-/// Runs the key for the daemon's `request`: the helper's answer goes back
-/// to the daemon unread, except that a key asking for its PIN gets it
-/// asked (echo off) and is run once more with it. The PIN goes only to the
-/// helper, never to the daemon.
+/// Runs the key for the daemon's `request`. First a silent probe: with no
+/// key there to touch (none plugged in, or none holding a credential), its
+/// answer goes back at once and the step's messages are not shown: the key
+/// is not offered, and the daemon asks for the user's other method. Else
+/// the step's messages ("touch your key") are shown and the key is run; its
+/// answer goes back to the daemon unread, except that a key asking for its
+/// PIN gets it asked (echo off) and is run once more with it. The PIN goes
+/// only to the helper, never to the daemon.
 fn use_key(
     conv: &mut dyn Conversation,
     keys: &mut dyn Keys,
+    step: &Step,
     request: &[u8],
+    silent: bool,
 ) -> Result<crate::conv::Answer, ConvError> {
+    let probed = keys.probe(request);
+    if !twofactor_proto::key::KeyAnswer::is_ready(&probed) {
+        return Ok(probed);
+    }
+    render(conv, step, silent)?;
     let answer = keys.run(request, "");
     if !twofactor_proto::key::KeyAnswer::asks_for_pin(&answer) {
         return Ok(answer);
@@ -321,6 +336,8 @@ mod tests {
         Info(&'static str),
         Error(&'static str),
         Ask(&'static str, bool, Result<Vec<u8>, ConvError>),
+        /// The key helper's probe of a request, and what it answers.
+        Probe(Vec<u8>, Vec<u8>),
         /// The key helper run with (request, pin), and what it answers.
         Key(Vec<u8>, &'static str, Vec<u8>),
     }
@@ -440,6 +457,16 @@ mod tests {
         fn available(&self) -> bool {
             true
         }
+        fn probe(&mut self, request: &[u8]) -> Zeroizing<Vec<u8>> {
+            match self.0.next() {
+                Some(Event::Probe(r, answer)) if request == r.as_slice() => Zeroizing::new(answer),
+                other => {
+                    self.0
+                        .off_script(format!("probe {request:?}, expected {other:?}"));
+                    Zeroizing::new(Vec::new())
+                }
+            }
+        }
         fn run(&mut self, request: &[u8], pin: &str) -> Zeroizing<Vec<u8>> {
             match self.0.next() {
                 Some(Event::Key(r, p, answer)) if (request, pin) == (r.as_slice(), p) => {
@@ -529,14 +556,15 @@ mod tests {
     fn a_key_step_carries_the_request_to_the_key_and_its_answer_back() {
         use twofactor_proto::key::KeyAnswer;
         let touch = Step::new(Action::UseKey(vec![0x41, 1, 2])).info("Touch your security key.");
-        let no_device = KeyAnswer::NoDevice.encode();
+        let no_touch = KeyAnswer::NoTouch.encode();
         let (code, _) = play(
             SECURE,
             vec![
                 Event::Begin(Ok(("s1".into(), touch))),
+                Event::Probe(vec![0x41, 1, 2], KeyAnswer::Ready.encode()),
                 Event::Info("Touch your security key."),
-                Event::Key(vec![0x41, 1, 2], "", no_device.clone()),
-                Event::Answer("s1", no_device, Ok(ask_code())),
+                Event::Key(vec![0x41, 1, 2], "", no_touch.clone()),
+                Event::Answer("s1", no_touch, Ok(ask_code())),
                 Event::Ask("Verification code: ", false, Ok(b"123456".to_vec())),
                 Event::Answer("s1", b"123456".to_vec(), Ok(Step::new(Action::Accept))),
             ],
@@ -553,6 +581,7 @@ mod tests {
             SECURE,
             vec![
                 Event::Begin(Ok(("s1".into(), touch))),
+                Event::Probe(vec![0x41], KeyAnswer::Ready.encode()),
                 Event::Key(vec![0x41], "", KeyAnswer::PinRequired.encode()),
                 Event::Ask(PIN_PROMPT, false, Ok(b"4321".to_vec())),
                 Event::Key(vec![0x41], "4321", signed.clone()),
@@ -560,6 +589,25 @@ mod tests {
             ],
         );
         assert_eq!(code, PamResultCode::PAM_AUTH_ERR);
+    }
+
+    #[test]
+    fn without_a_key_to_touch_the_key_is_not_offered() {
+        use twofactor_proto::key::KeyAnswer;
+        let touch = Step::new(Action::UseKey(vec![0x41])).info("Touch your security key.");
+        let no_device = KeyAnswer::NoDevice.encode();
+        // No "touch" message, no key run: the probe's answer goes back.
+        let (code, _) = play(
+            SECURE,
+            vec![
+                Event::Begin(Ok(("s1".into(), touch))),
+                Event::Probe(vec![0x41], no_device.clone()),
+                Event::Answer("s1", no_device, Ok(ask_code())),
+                Event::Ask("Verification code: ", false, Ok(b"123456".to_vec())),
+                Event::Answer("s1", b"123456".to_vec(), Ok(Step::new(Action::Accept))),
+            ],
+        );
+        assert_eq!(code, PamResultCode::PAM_SUCCESS);
     }
 
     #[test]

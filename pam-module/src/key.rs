@@ -29,6 +29,10 @@ const GRACE: Duration = Duration::from_secs(5);
 pub trait Keys {
     /// Whether a key can be used at all (the helper is installed).
     fn available(&self) -> bool;
+    /// Finds out, without a touch, whether a key that may hold one of the
+    /// request's credentials is plugged in: `KeyAnswer::Ready`, or the
+    /// answer to pass on (NoDevice, NotRegistered, Failed).
+    fn probe(&mut self, request: &[u8]) -> Zeroizing<Vec<u8>>;
     /// Runs the key for `request` (the daemon's, unread) with `pin` (empty:
     /// none) and returns the helper's answer, or a `KeyAnswer::Failed`
     /// saying why there is none.
@@ -49,14 +53,12 @@ impl Keys for HelperKeys {
         self.helper.as_deref().is_some_and(Path::is_file)
     }
 
+    fn probe(&mut self, request: &[u8]) -> Zeroizing<Vec<u8>> {
+        self.call(request, "", true)
+    }
+
     fn run(&mut self, request: &[u8], pin: &str) -> Zeroizing<Vec<u8>> {
-        let Some(helper) = self.helper.clone() else {
-            return failed("no key helper");
-        };
-        match self.run_helper(&helper, request, pin) {
-            Ok(answer) => answer,
-            Err(why) => failed(&why),
-        }
+        self.call(request, pin, false)
     }
 }
 
@@ -65,15 +67,29 @@ fn failed(why: &str) -> Zeroizing<Vec<u8>> {
 }
 
 impl HelperKeys {
+    fn call(&self, request: &[u8], pin: &str, probe: bool) -> Zeroizing<Vec<u8>> {
+        let Some(helper) = self.helper.clone() else {
+            return failed("no key helper");
+        };
+        match self.run_helper(&helper, request, pin, probe) {
+            Ok(answer) => answer,
+            Err(why) => failed(&why),
+        }
+    }
+
     fn run_helper(
         &self,
         helper: &Path,
         request: &[u8],
         pin: &str,
+        probe: bool,
     ) -> Result<Zeroizing<Vec<u8>>, String> {
         let mut command = Command::new(helper);
+        command.env_clear();
+        if probe {
+            command.arg("--probe");
+        }
         command
-            .env_clear()
             .arg("--timeout-ms")
             .arg(self.touch_timeout.as_millis().to_string())
             .stdin(Stdio::piped())

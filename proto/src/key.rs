@@ -91,6 +91,7 @@ const TAG_NO_TOUCH: u8 = 0x74;
 const TAG_PIN_REQUIRED: u8 = 0x70;
 const TAG_PIN_INVALID: u8 = 0x69;
 const TAG_FAILED: u8 = 0x66;
+const TAG_READY: u8 = 0x52;
 
 /// What a login asks a key to sign (the daemon's challenge).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +130,11 @@ pub enum KeyAnswer {
     PinInvalid,
     /// Anything else; the text is for the log (no secret in it).
     Failed(String),
+    /// The answer of the helper's silent probe (`--probe`): a key that
+    /// may hold one of the credentials is plugged in, so the module shows
+    /// the daemon's "touch" message and runs the helper for the
+    /// signature. Never sent to the daemon.
+    Ready,
 }
 
 /// What an enrolment asks a key to create.
@@ -293,6 +299,7 @@ impl KeyAnswer {
             KeyAnswer::NoTouch => vec![TAG_NO_TOUCH],
             KeyAnswer::PinRequired => vec![TAG_PIN_REQUIRED],
             KeyAnswer::PinInvalid => vec![TAG_PIN_INVALID],
+            KeyAnswer::Ready => vec![TAG_READY],
             KeyAnswer::Failed(why) => {
                 let mut o = Out::new(TAG_FAILED);
                 o.bytes(why.as_bytes());
@@ -324,6 +331,7 @@ impl KeyAnswer {
             Some(&TAG_NO_TOUCH) => single(KeyAnswer::NoTouch),
             Some(&TAG_PIN_REQUIRED) => single(KeyAnswer::PinRequired),
             Some(&TAG_PIN_INVALID) => single(KeyAnswer::PinInvalid),
+            Some(&TAG_READY) => single(KeyAnswer::Ready),
             Some(&TAG_FAILED) => {
                 let mut i = In::start(b, TAG_FAILED)?;
                 let why = String::from_utf8_lossy(i.bytes()?).into_owned();
@@ -335,9 +343,15 @@ impl KeyAnswer {
         }
     }
     /// Whether `answer` (bytes from the helper) asks for the key's PIN:
-    /// the one thing the module reads of an answer.
+    /// one of the two things the module reads of an answer.
     pub fn asks_for_pin(answer: &[u8]) -> bool {
         answer == [TAG_PIN_REQUIRED]
+    }
+
+    /// Whether `answer` (the helper's probe) says a key is there to touch:
+    /// the other thing the module reads.
+    pub fn is_ready(answer: &[u8]) -> bool {
+        answer == [TAG_READY]
     }
 }
 
@@ -481,6 +495,7 @@ mod tests {
             KeyAnswer::NoTouch,
             KeyAnswer::PinRequired,
             KeyAnswer::PinInvalid,
+            KeyAnswer::Ready,
             KeyAnswer::Failed("fido_dev_get_assert: FIDO_ERR_RX".into()),
         ] {
             assert_eq!(KeyAnswer::decode(&answer.encode()), Ok(answer));
@@ -543,6 +558,8 @@ mod tests {
         assert!(KeyAnswer::asks_for_pin(&KeyAnswer::PinRequired.encode()));
         assert!(!KeyAnswer::asks_for_pin(&KeyAnswer::PinInvalid.encode()));
         assert!(!KeyAnswer::asks_for_pin(&[TAG_PIN_REQUIRED, 0]));
+        assert!(KeyAnswer::is_ready(&KeyAnswer::Ready.encode()));
+        assert!(!KeyAnswer::is_ready(&KeyAnswer::NoDevice.encode()));
     }
 
     #[test]

@@ -271,8 +271,8 @@ fn a_second_key_works_and_a_removed_key_no_longer_does() {
     );
     assert!(out.success(), "{}\n{}", out.describe(), s.env.daemon.log());
     assert_eq!(keys_json(&s.env, &s.user).len(), 1);
-    // The blue key holds no credential the login asks for: the other
-    // method is asked.
+    // The blue key holds no credential the login asks for: no touch is
+    // asked, and the other method is, saying why.
     let pam = pam_with_key(&s.env, Some(blue.path()), "");
     let code = codes.next(0);
     let run = local_login(&pam, &s.user.name, &[&code]);
@@ -282,6 +282,7 @@ fn a_second_key_works_and_a_removed_key_no_longer_does() {
         "{}",
         run.describe()
     );
+    assert!(!run.infos.iter().any(|i| i == TOUCH), "{}", run.describe());
 }
 
 #[test]

@@ -94,7 +94,8 @@ impl Logins {
             Ok(KeyAnswer::Assertion(assertion)) => {
                 return self.check_key(origin, KeyUse { request, assertion }).await
             }
-            Ok(KeyAnswer::NoDevice) => "No security key was found.",
+            // Not offered: no key is plugged in (the module showed nothing).
+            Ok(KeyAnswer::NoDevice) => "",
             Ok(KeyAnswer::NotRegistered) => {
                 "The security key plugged in is not registered for your account."
             }
@@ -128,8 +129,10 @@ impl Logins {
             }
         };
         let mut step = self.ask(origin, fallback, &methods).await;
-        step.messages
-            .insert(0, (MessageKind::Info, why_not.to_string()));
+        if !why_not.is_empty() {
+            step.messages
+                .insert(0, (MessageKind::Info, why_not.to_string()));
+        }
         Next::Continue(Phase::AskCode { asked: fallback }, step)
     }
 

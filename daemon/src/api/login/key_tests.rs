@@ -77,7 +77,7 @@ fn an_answer_without_a_signature_is_no_attempt_and_asks_the_other_method() {
     let w = world();
     give_alice_a_key(&w);
     for (answer, says) in [
-        (KeyAnswer::NoDevice, "No security key was found."),
+        (KeyAnswer::NoDevice, ""),
         (KeyAnswer::NoTouch, "not touched in time"),
         (KeyAnswer::NotRegistered, "not registered"),
         (KeyAnswer::Failed("FIDO_ERR_RX".into()), "did not answer"),
@@ -90,7 +90,15 @@ fn an_answer_without_a_signature_is_no_attempt_and_asks_the_other_method() {
             matches!(&step.action, Action::AskHidden(p) if p.contains("code")),
             "{step:?}"
         );
-        assert!(step.messages[0].1.contains(says), "{step:?}");
+        if says.is_empty() {
+            // No key plugged in: not offered, nothing said about it.
+            assert!(
+                !step.messages.iter().any(|(_, t)| t.contains("key")),
+                "{step:?}"
+            );
+        } else {
+            assert!(step.messages[0].1.contains(says), "{step:?}");
+        }
         // The app's code is taken after it.
         let code = w.code(0);
         let done =
