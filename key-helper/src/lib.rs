@@ -470,7 +470,10 @@ mod tests {
             probe_only(vec![&mut other], &req()),
             KeyAnswer::NotRegistered
         );
-        assert_eq!(probe_only(Vec::<&mut Fake>::new(), &req()), KeyAnswer::NoDevice);
+        assert_eq!(
+            probe_only(Vec::<&mut Fake>::new(), &req()),
+            KeyAnswer::NoDevice
+        );
     }
 
     #[test]

@@ -208,16 +208,15 @@ fn without_a_key_plugged_in_or_over_ssh_the_other_methods_are_asked() {
     let codes = Codes::new(&s.secret);
     let key = Key::plain();
     register(&s, &codes, &key, "");
-    // No device at the path: "No security key was found", then the code.
+    // No device at the path: the key is not offered (no "touch" message,
+    // nothing said about keys), the code is asked.
     let nowhere = PathBuf::from("/nonexistent/tft-key.sock");
     let pam = pam_with_key(&s.env, Some(&nowhere), "");
     let code = codes.next(0);
     let run = local_login(&pam, &s.user.name, &[&code]);
     run.assert_result("PAM_SUCCESS").assert_asked_code();
     assert!(
-        run.infos
-            .iter()
-            .any(|i| i.contains("No security key was found")),
+        !run.infos.iter().any(|i| i.to_lowercase().contains("key")),
         "{}",
         run.describe()
     );

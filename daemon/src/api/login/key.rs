@@ -101,7 +101,9 @@ impl Logins {
             }
             Ok(KeyAnswer::NoTouch) => "The security key was not touched in time.",
             Ok(KeyAnswer::PinInvalid) => "The security key did not take its PIN.",
-            Ok(KeyAnswer::PinRequired | KeyAnswer::Failed(_)) => "The security key did not answer.",
+            Ok(KeyAnswer::PinRequired | KeyAnswer::Ready | KeyAnswer::Failed(_)) => {
+                "The security key did not answer."
+            }
             Err(_) => {
                 self.audit.log(Event::LoginFailure {
                     origin,
