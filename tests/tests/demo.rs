@@ -28,6 +28,26 @@ fn processes_with(needle: &str) -> Vec<(u32, String)> {
     found
 }
 
+/// The parent of process `pid` (from `/proc/PID/stat`).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(") ")?.1;
+    after.split(' ').nth(1)?.parse().ok()
+}
+
+/// Whether `ancestor` is `pid`'s parent, or its parent's, … (a few levels).
+fn descends_from(pid: u32, ancestor: u32) -> bool {
+    let mut at = pid;
+    for _ in 0..8 {
+        match parent_of(at) {
+            Some(p) if p == ancestor => return true,
+            Some(p) if p > 1 => at = p,
+            _ => return false,
+        }
+    }
+    false
+}
+
 /// Starts the interactive demo on a pseudo-terminal and waits until it
 /// asks for the password of its enrolment; returns it and its temporary
 /// directory.
@@ -53,11 +73,14 @@ fn demo_at_the_password_prompt() -> (Interactive, PathBuf) {
         .and_then(|rest| rest.split(')').next())
         .map(PathBuf::from)
         .unwrap_or_else(|| panic!("no state directory in {line:?}"));
+    // This demo's own twofactorctl (its bus is under its directory): the
+    // other test's demo runs at the same time.
+    let own_bus = tmp.join("bus").display().to_string();
     assert!(
         wait_until(Duration::from_secs(120), || {
             processes_with("twofactorctl")
                 .iter()
-                .any(|(_, c)| c.contains("enable app"))
+                .any(|(_, c)| c.contains("enable app") && c.contains(&own_bus))
         }),
         "the demo never reached its enrolment:\n{}",
         demo.seen()
@@ -103,9 +126,16 @@ fn a_sighup_to_the_demo_alone_leaves_nothing_running() {
         return;
     }
     let (mut demo, tmp) = demo_at_the_password_prompt();
+    // This demo's own shell (a child of its `script`): the other test's
+    // demo runs at the same time and must not get the signal.
     let shells: Vec<u32> = processes_with("scripts/demo")
         .into_iter()
-        .filter(|(pid, c)| c.contains("bash") && *pid != demo.pid() && !c.contains("script -q"))
+        .filter(|(pid, c)| {
+            c.contains("bash")
+                && *pid != demo.pid()
+                && !c.contains("script -q")
+                && descends_from(*pid, demo.pid())
+        })
         .map(|(pid, _)| pid)
         .collect();
     assert!(!shells.is_empty(), "the demo's shell is not running");
