@@ -103,6 +103,45 @@ impl Cred {
     pub(crate) fn ptr(&self) -> *mut ffi::fido_cred_t {
         self.0.as_ptr()
     }
+
+    /// A credential set up for `req`, as both sides need it: making it on
+    /// a key and verifying what the key made. Type ES256, the client data
+    /// hash, the relying party, and user verification asked (true) only
+    /// for [`UserVerification::Required`].
+    pub(crate) fn for_request(req: &CredentialRequest) -> Result<Self, FidoError> {
+        let rp = c_string(&req.rp_id, "fido_cred_set_rp")?;
+        let rp_name = c_string(RP_NAME, "fido_cred_set_rp")?;
+        let uv = if req.user_verification == UserVerification::Required {
+            ffi::FIDO_OPT_TRUE
+        } else {
+            ffi::FIDO_OPT_OMIT
+        };
+        let cred = Cred::new()?;
+        let c = cred.ptr();
+        // SAFETY: (the setters below) c is a live fido_cred_t; every
+        // pointer is valid for its length (or NUL-terminated) during the
+        // call, and libfido2 copies what it keeps.
+        unsafe {
+            check(
+                "fido_cred_set_type",
+                ffi::fido_cred_set_type(c, ffi::COSE_ES256),
+            )?;
+            check(
+                "fido_cred_set_clientdata_hash",
+                ffi::fido_cred_set_clientdata_hash(
+                    c,
+                    req.client_data_hash.as_ptr(),
+                    req.client_data_hash.len(),
+                ),
+            )?;
+            check(
+                "fido_cred_set_rp",
+                ffi::fido_cred_set_rp(c, rp.as_ptr(), rp_name.as_ptr()),
+            )?;
+            check("fido_cred_set_uv", ffi::fido_cred_set_uv(c, uv))?;
+        }
+        Ok(cred)
+    }
 }
 
 impl Drop for Cred {
@@ -281,32 +320,14 @@ impl Device {
         req: &CredentialRequest,
         pin: Option<&str>,
     ) -> Result<Attestation, FidoError> {
-        let cred = Cred::new()?;
+        let cred = Cred::for_request(req)?;
         let c = cred.ptr();
-        let rp = c_string(&req.rp_id, "fido_cred_set_rp")?;
-        let rp_name = c_string(RP_NAME, "fido_cred_set_rp")?;
         let name = c_string(&req.user_name, "fido_cred_set_user")?;
         let required = req.user_verification == UserVerification::Required;
         // SAFETY: (the setters below) c is a live fido_cred_t; every
         // pointer is valid for its length (or NUL-terminated) during the
         // call, and libfido2 copies what it keeps.
         unsafe {
-            check(
-                "fido_cred_set_type",
-                ffi::fido_cred_set_type(c, ffi::COSE_ES256),
-            )?;
-            check(
-                "fido_cred_set_clientdata_hash",
-                ffi::fido_cred_set_clientdata_hash(
-                    c,
-                    req.client_data_hash.as_ptr(),
-                    req.client_data_hash.len(),
-                ),
-            )?;
-            check(
-                "fido_cred_set_rp",
-                ffi::fido_cred_set_rp(c, rp.as_ptr(), rp_name.as_ptr()),
-            )?;
             check(
                 "fido_cred_set_user",
                 ffi::fido_cred_set_user(
@@ -324,12 +345,6 @@ impl Device {
                     ffi::fido_cred_exclude(c, id.as_ptr(), id.len()),
                 )?;
             }
-            let uv = if required {
-                ffi::FIDO_OPT_TRUE
-            } else {
-                ffi::FIDO_OPT_OMIT
-            };
-            check("fido_cred_set_uv", ffi::fido_cred_set_uv(c, uv))?;
         }
         let pin = pin_c(pin, "fido_dev_make_cred")?;
         let uv_asked = required && pin.is_none();

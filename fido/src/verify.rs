@@ -6,7 +6,7 @@ use std::ptr::NonNull;
 
 use crate::device::{Assert, Cred};
 use crate::error::{check, FidoError};
-use crate::{c_string, copy_bytes, ffi, init, RP_NAME};
+use crate::{c_string, copy_bytes, ffi, init};
 use twofactor_proto::key::{
     Assertion, AssertionRequest, Attestation, CredentialRequest, UserVerification,
 };
@@ -94,37 +94,13 @@ pub fn verify_attestation(
     if att.signature.is_empty() {
         return Err(FidoError::Verify("the attestation carries no signature"));
     }
-    let rp = c_string(&req.rp_id, "fido_cred_set_rp")?;
-    let rp_name = c_string(RP_NAME, "fido_cred_set_rp")?;
     let required = req.user_verification == UserVerification::Required;
-    let cred = Cred::new()?;
+    let cred = Cred::for_request(req)?;
     let c = cred.ptr();
     // SAFETY: (the setters below) c is a live fido_cred_t; every pointer
     // is valid for its length (or NUL-terminated) during the call, and
     // libfido2 copies what it keeps.
     unsafe {
-        check(
-            "fido_cred_set_type",
-            ffi::fido_cred_set_type(c, ffi::COSE_ES256),
-        )?;
-        check(
-            "fido_cred_set_clientdata_hash",
-            ffi::fido_cred_set_clientdata_hash(
-                c,
-                req.client_data_hash.as_ptr(),
-                req.client_data_hash.len(),
-            ),
-        )?;
-        check(
-            "fido_cred_set_rp",
-            ffi::fido_cred_set_rp(c, rp.as_ptr(), rp_name.as_ptr()),
-        )?;
-        let uv = if required {
-            ffi::FIDO_OPT_TRUE
-        } else {
-            ffi::FIDO_OPT_OMIT
-        };
-        check("fido_cred_set_uv", ffi::fido_cred_set_uv(c, uv))?;
         if ffi::fido_cred_set_authdata(c, att.authdata.as_ptr(), att.authdata.len()) != ffi::FIDO_OK
         {
             return Err(FidoError::Verify(

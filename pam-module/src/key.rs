@@ -50,7 +50,7 @@ pub struct HelperKeys {
 
 impl Keys for HelperKeys {
     fn available(&self) -> bool {
-        self.helper.as_deref().is_some_and(Path::is_file)
+        self.helper.as_deref().is_some_and(trusted_program)
     }
 
     fn probe(&mut self, request: &[u8]) -> Zeroizing<Vec<u8>> {
@@ -60,6 +60,21 @@ impl Keys for HelperKeys {
     fn run(&mut self, request: &[u8], pin: &str) -> Zeroizing<Vec<u8>> {
         self.call(request, pin, false)
     }
+}
+
+/// Whether `path` may be run from inside sshd, su or sudo: a regular
+/// file owned by root (or by this process's user: a screen locker, the
+/// demo) that nobody else may write. A helper anyone could replace would
+/// run as root at the next key login.
+fn trusted_program(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    // SAFETY: geteuid takes no arguments, has no preconditions and cannot
+    // fail.
+    let euid = unsafe { libc::geteuid() };
+    meta.is_file() && (meta.uid() == 0 || meta.uid() == euid) && meta.mode() & 0o022 == 0
 }
 
 fn failed(why: &str) -> Zeroizing<Vec<u8>> {
@@ -227,6 +242,21 @@ mod tests {
         let mut k = keys(path, Duration::from_secs(5));
         assert!(k.available());
         assert_eq!(&k.run(b"req", "")[..], &KeyAnswer::NoDevice.encode()[..]);
+    }
+
+    #[test]
+    fn a_helper_others_may_write_is_not_used() {
+        let (_d, path) = script("printf n");
+        assert!(keys(path.clone(), Duration::from_secs(1)).available());
+        for mode in [0o775, 0o757] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert!(
+                !keys(path.clone(), Duration::from_secs(1)).available(),
+                "{mode:o}"
+            );
+        }
+        // A directory is no program.
+        assert!(!keys(std::env::temp_dir(), Duration::from_secs(1)).available());
     }
 
     #[test]

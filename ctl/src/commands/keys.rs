@@ -18,22 +18,37 @@ pub const NO_KEYS: &str = "No security keys.";
 
 /// Lists the caller's security keys.
 pub fn list(account: &dyn Account, json: bool, out: &mut dyn Write) -> Result<(), Failure> {
-    let keys = account.list_keys()?;
+    write_list(&account.list_keys()?, "Name", NO_KEYS, json, out)
+}
+
+/// Keys (these, or the SSH keys of `ssh-keys`) as one `Label: value`
+/// block each, the label of a key's name being `name`; `none` when there
+/// is none; or as a JSON array.
+pub(super) fn write_list(
+    keys: &[SecurityKey],
+    name: &str,
+    none: &str,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
     let text = if json {
-        json_line(serde_json::to_string(&keys), "the keys")?
+        json_line(serde_json::to_string(keys), "the keys")?
     } else if keys.is_empty() {
-        format!("{NO_KEYS}\n")
+        format!("{none}\n")
     } else {
-        keys.iter().map(block).collect::<Vec<_>>().join("\n")
+        keys.iter()
+            .map(|k| block(k, name))
+            .collect::<Vec<_>>()
+            .join("\n")
     };
     out.write_all(text.as_bytes()).map_err(write_failure)
 }
 
 /// One key as `Label: value` lines.
-fn block(k: &SecurityKey) -> String {
+fn block(k: &SecurityKey, name: &str) -> String {
     label_lines(&[
         ("ID", one_line(&k.id)),
-        ("Name", one_line(&k.label)),
+        (name, one_line(&k.label)),
         ("Added", localtime::format(k.added)),
         (
             "Last used",

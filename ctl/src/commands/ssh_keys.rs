@@ -3,52 +3,23 @@
 
 use std::io::Write;
 
-use twofactor_proto::types::SshKey;
-
-use super::output::{json_line, label_lines};
-use super::write_failure;
 use crate::client::Account;
 use crate::error::Failure;
-use crate::localtime;
-use crate::text::one_line;
 
 /// The line when there is no key.
 pub const NO_KEYS: &str = "No security keys for SSH.";
 
-/// Lists the caller's security-key SSH keys.
+/// Lists the caller's security-key SSH keys (as `keys` lists FIDO2 keys,
+/// the name being the key's type and fingerprint).
 pub fn list(account: &dyn Account, json: bool, out: &mut dyn Write) -> Result<(), Failure> {
-    let keys = account.list_ssh_keys()?;
-    let text = if json {
-        json_line(serde_json::to_string(&keys), "the keys")?
-    } else if keys.is_empty() {
-        format!("{NO_KEYS}\n")
-    } else {
-        keys.iter().map(block).collect::<Vec<_>>().join("\n")
-    };
-    out.write_all(text.as_bytes()).map_err(write_failure)
-}
-
-/// One key as `Label: value` lines.
-fn block(k: &SshKey) -> String {
-    label_lines(&[
-        ("ID", one_line(&k.id)),
-        ("Key", one_line(&k.label)),
-        ("Added", localtime::format(k.added)),
-        (
-            "Last used",
-            if k.last_used <= 0 {
-                "never".to_owned()
-            } else {
-                localtime::format(k.last_used)
-            },
-        ),
-    ])
+    super::keys::write_list(&account.list_ssh_keys()?, "Key", NO_KEYS, json, out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::commands::fake::FakeAccount;
+    use twofactor_proto::types::SshKey;
 
     #[test]
     fn keys_are_listed_one_block_each_or_as_json() {

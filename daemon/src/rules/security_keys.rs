@@ -252,9 +252,18 @@ pub fn check(
 
 /// `user`'s keys, oldest first.
 pub fn list(conn: &Db, user: &str) -> DbResult<Vec<SecurityKey>> {
+    keys_in(conn, user, "security_keys")
+}
+
+/// `user`'s keys in `table`, oldest first: `security_keys` here, and
+/// `ssh_keys` (the same columns id, label sealed as `TABLE.label`, added,
+/// last_used).
+pub fn keys_in(conn: &Db, user: &str, table: &'static str) -> DbResult<Vec<SecurityKey>> {
     let rows = conn.query_map(
-        "SELECT id, label, added, last_used FROM security_keys WHERE username = ?1
-         ORDER BY added, id",
+        &format!(
+            "SELECT id, label, added, last_used FROM {table} WHERE username = ?1
+             ORDER BY added, id"
+        ),
         params![user],
         |r| {
             Ok((
@@ -265,11 +274,12 @@ pub fn list(conn: &Db, user: &str) -> DbResult<Vec<SecurityKey>> {
             ))
         },
     )?;
+    let column = format!("{table}.label");
     rows.into_iter()
         .map(|(id, label, added, last_used)| {
             Ok(SecurityKey {
                 id,
-                label: conn.unseal_text(user, "security_keys.label", &label)?,
+                label: conn.unseal_text(user, &column, &label)?,
                 added,
                 last_used,
             })

@@ -224,29 +224,7 @@ pub fn used(conn: &Db, user: &str, id: &str, now: i64) -> DbResult<()> {
 
 /// `user`'s keys, oldest first.
 pub fn list(conn: &Db, user: &str) -> DbResult<Vec<SshKey>> {
-    let rows = conn.query_map(
-        "SELECT id, label, added, last_used FROM ssh_keys WHERE username = ?1
-         ORDER BY added, id",
-        params![user],
-        |r| {
-            Ok((
-                r.get::<String>(0)?,
-                r.get::<Vec<u8>>(1)?,
-                r.get::<i64>(2)?,
-                r.get::<i64>(3)?,
-            ))
-        },
-    )?;
-    rows.into_iter()
-        .map(|(id, label, added, last_used)| {
-            Ok(SshKey {
-                id,
-                label: conn.unseal_text(user, "ssh_keys.label", &label)?,
-                added,
-                last_used,
-            })
-        })
-        .collect()
+    crate::rules::security_keys::keys_in(conn, user, "ssh_keys")
 }
 
 /// Whether `user` has a registered key.

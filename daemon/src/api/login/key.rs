@@ -79,31 +79,8 @@ impl Logins {
         fallback: Method,
         answer: &[u8],
     ) -> Next {
-        if matches!(KeyAnswer::decode(answer), Ok(KeyAnswer::NotRegistered)) && !more.is_empty() {
-            // The key holds none of these: ask for the credentials of the
-            // next relying party (an SSH key's `ssh:` ones).
-            return match self.ask_key(more, fallback) {
-                Ok((phase, step)) => Next::Continue(phase, step),
-                Err(e) => {
-                    self.internal("login-answer", &e);
-                    Next::Done(Step::new(Action::Deny).error(INTERNAL))
-                }
-            };
-        }
-        let why_not = match KeyAnswer::decode(answer) {
-            Ok(KeyAnswer::Assertion(assertion)) => {
-                return self.check_key(origin, KeyUse { request, assertion }).await
-            }
-            // Not offered: no key is plugged in (the module showed nothing).
-            Ok(KeyAnswer::NoDevice) => "",
-            Ok(KeyAnswer::NotRegistered) => {
-                "The security key plugged in is not registered for your account."
-            }
-            Ok(KeyAnswer::NoTouch) => "The security key was not touched in time.",
-            Ok(KeyAnswer::PinInvalid) => "The security key did not take its PIN.",
-            Ok(KeyAnswer::PinRequired | KeyAnswer::Ready | KeyAnswer::Failed(_)) => {
-                "The security key did not answer."
-            }
+        let decoded = match KeyAnswer::decode(answer) {
+            Ok(decoded) => decoded,
             Err(_) => {
                 self.audit.log(Event::LoginFailure {
                     origin,
@@ -114,14 +91,39 @@ impl Logins {
                 );
             }
         };
-        if let Ok(KeyAnswer::Failed(e)) = KeyAnswer::decode(answer) {
-            // The helper's words (libfido2's error), bounded; no secret.
-            let e: String = e.chars().take(200).collect();
-            self.audit.log(Event::Error {
-                context: "security-key",
-                error: &e,
-            });
-        }
+        let why_not = match decoded {
+            KeyAnswer::Assertion(assertion) => {
+                return self.check_key(origin, KeyUse { request, assertion }).await
+            }
+            KeyAnswer::NotRegistered if !more.is_empty() => {
+                // The key holds none of these: ask for the credentials of
+                // the next relying party (an SSH key's `ssh:` ones).
+                return match self.ask_key(more, fallback) {
+                    Ok((phase, step)) => Next::Continue(phase, step),
+                    Err(e) => {
+                        self.internal("login-answer", &e);
+                        Next::Done(Step::new(Action::Deny).error(INTERNAL))
+                    }
+                };
+            }
+            // Not offered: no key is plugged in (the module showed nothing).
+            KeyAnswer::NoDevice => "",
+            KeyAnswer::NotRegistered => {
+                "The security key plugged in is not registered for your account."
+            }
+            KeyAnswer::NoTouch => "The security key was not touched in time.",
+            KeyAnswer::PinInvalid => "The security key did not take its PIN.",
+            KeyAnswer::PinRequired | KeyAnswer::Ready => "The security key did not answer.",
+            KeyAnswer::Failed(e) => {
+                // The helper's words (libfido2's error), bounded; no secret.
+                let e: String = e.chars().take(200).collect();
+                self.audit.log(Event::Error {
+                    context: "security-key",
+                    error: &e,
+                });
+                "The security key did not answer."
+            }
+        };
         // Not an attempt: the user's other way in.
         let methods = match self.methods_of(&origin.user).await {
             Ok(m) => m,
