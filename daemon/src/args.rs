@@ -34,7 +34,10 @@ stopped) seals everything with a new key.
 
 A fleet shares one PostgreSQL database ([store] backend = \"postgresql\"): run `--init` on one \
 host, copy its key file to the others; `twofactord --copy-store-to FILE` moves an existing \
-store into the one FILE names.
+store into the one FILE names. A fleet without shared secrets ([fleet] role = \"verifier\" on \
+the machines that hold the key file and the database, role = \"host\" on the others) keeps both \
+off the login hosts: a host asks a verifier over HTTPS with mutual TLS, and `--add-host` / \
+`--remove-host` at a verifier say which hosts it answers.
 
 Audit lines go to syslog, facility authpriv, ident twofactord, and to stderr (the journal under \
 systemd) while the syslog socket cannot take them. See /usr/share/doc/twofactor.";
@@ -107,6 +110,20 @@ pub struct Args {
         conflicts_with_all = ["check_config", "init", "rotate_key"]
     )]
     pub copy_store_to: Option<PathBuf>,
+    /// At a fleet's verifier ([fleet] role = "verifier"): take requests
+    /// from the host NAME, known by the certificate in CERT (PEM, signed by
+    /// the fleet's CA); its fingerprint is stored, shared by every
+    /// verifier. Runs beside the daemons, then exits.
+    #[arg(long, num_args = 2, value_names = ["NAME", "CERT"], conflicts_with_all = ["check_config", "init", "rotate_key", "copy_store_to"])]
+    pub add_host: Option<Vec<String>>,
+    /// At a fleet's verifier: revoke the host NAME. Every verifier refuses
+    /// its next request; runs beside the daemons, then exits.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["check_config", "init", "rotate_key", "copy_store_to", "add_host"])]
+    pub remove_host: Option<String>,
+    /// At a fleet's verifier: list the hosts it takes requests from, then
+    /// exit.
+    #[arg(long, conflicts_with_all = ["check_config", "init", "rotate_key", "copy_store_to", "add_host", "remove_host"])]
+    pub hosts: bool,
 }
 
 #[cfg(test)]

@@ -48,6 +48,7 @@ pub struct Config {
     pub devices: DevicesConfig,
     pub keys: KeysConfig,
     pub store: StoreConfig,
+    pub fleet: FleetConfig,
 }
 
 /// Where the daemon keeps its state: the SQLite file in `state_dir` (one
@@ -76,6 +77,56 @@ pub struct StoreConfig {
     pub connect_timeout_seconds: u32,
     /// Longest time a statement, or a wait for a row lock, may take.
     pub statement_timeout_seconds: u32,
+}
+
+/// A fleet without shared secrets (docs/fleet.md): `verifier`s hold the
+/// key file and the database; a `host` holds neither and asks a verifier
+/// over HTTPS with mutual TLS. `role = "none"` (the default): this machine decides alone
+/// (its own store, SQLite or a shared PostgreSQL).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetConfig {
+    pub role: Role,
+    /// A host's verifiers, tried in this order (`https://NAME[:PORT]`).
+    pub verifiers: Vec<String>,
+    /// A verifier's address to listen on (`ADDRESS:PORT`).
+    pub listen: String,
+    /// The fleet's CA (PEM): what a verifier's certificate (for a host) or
+    /// a host's certificate (for a verifier) must be signed by.
+    pub ca_file: PathBuf,
+    /// This machine's certificate (PEM, chain first to last).
+    pub cert_file: PathBuf,
+    /// Its private key (PEM, root's, mode 0600 or 0400).
+    pub key_file: PathBuf,
+    /// A host's longest wait for one answer of a verifier.
+    pub timeout_seconds: u32,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            role: Role::None,
+            verifiers: Vec::new(),
+            listen: String::new(),
+            ca_file: PathBuf::from("/etc/twofactor/fleet-ca.pem"),
+            cert_file: PathBuf::from("/etc/twofactor/fleet-cert.pem"),
+            key_file: PathBuf::from("/etc/twofactor/fleet-key.pem"),
+            timeout_seconds: 5,
+        }
+    }
+}
+
+/// What this machine is in a fleet.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Not in a verifier fleet: decides alone.
+    #[default]
+    None,
+    /// Asks a verifier; holds no key file and no database.
+    Host,
+    /// Holds the key file and the database; answers hosts.
+    Verifier,
 }
 
 /// The store's engine.
@@ -338,6 +389,7 @@ impl Default for Config {
             devices: DevicesConfig::default(),
             keys: KeysConfig::default(),
             store: StoreConfig::default(),
+            fleet: FleetConfig::default(),
         }
     }
 }
@@ -604,7 +656,74 @@ impl Config {
             ));
         }
         self.validate_email(text, &invalid)?;
-        self.validate_store(text, &invalid)
+        self.validate_store(text, &invalid)?;
+        self.validate_fleet(text, &invalid)
+    }
+
+    /// `[fleet]`: a host names its verifiers, a verifier its address;
+    /// both their certificate files. The files themselves are read at
+    /// start-up and by `--check-config` (`adapters::fleet_tls`).
+    fn validate_fleet(
+        &self,
+        _text: &str,
+        invalid: &dyn Fn(&str, &str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let f = &self.fleet;
+        let bad = |key: &str, message: String| Err(invalid("fleet", key, message));
+        for (key, path) in [
+            ("ca_file", &f.ca_file),
+            ("cert_file", &f.cert_file),
+            ("key_file", &f.key_file),
+        ] {
+            if !path.is_absolute() {
+                return bad(key, "must be an absolute path".into());
+            }
+        }
+        if !(1..=10).contains(&f.timeout_seconds) {
+            return bad(
+                "timeout_seconds",
+                format!(
+                    "{} is out of range 1..=10 (pam_twofactor waits 15 s for the daemon)",
+                    f.timeout_seconds
+                ),
+            );
+        }
+        match f.role {
+            Role::None => Ok(()),
+            Role::Host => {
+                if f.verifiers.is_empty() {
+                    return bad(
+                        "verifiers",
+                        "a host needs at least one verifier (\"https://NAME:PORT\")".into(),
+                    );
+                }
+                if f.verifiers.len() > 16 {
+                    return bad("verifiers", "at most 16 verifiers".into());
+                }
+                for v in &f.verifiers {
+                    if let Err(e) = verifier_url(v) {
+                        return bad("verifiers", format!("{v:?}: {e}"));
+                    }
+                }
+                Ok(())
+            }
+            Role::Verifier if self.store.backend != Backend::Postgresql => bad(
+                "role",
+                "a verifier keeps its state in PostgreSQL ([store] backend = \"postgresql\"), \
+                 which every verifier of the fleet shares"
+                    .into(),
+            ),
+            Role::Verifier => match f.listen.parse::<std::net::SocketAddr>() {
+                Ok(_) => Ok(()),
+                Err(_) => bad(
+                    "listen",
+                    format!(
+                        "{:?} is not ADDRESS:PORT (for example \"0.0.0.0:8443\" or \"[::]:8443\")",
+                        f.listen
+                    ),
+                ),
+            },
+        }
     }
 
     /// `[store]`, checked whichever backend is chosen (a typo is a typo).
@@ -850,6 +969,41 @@ pub fn valid_domain(name: &str) -> bool {
 /// brackets).
 pub fn valid_relay(relay: &str) -> bool {
     relay.parse::<std::net::IpAddr>().is_ok() || valid_domain(relay)
+}
+
+/// A verifier's URL, `https://NAME[:PORT]` (no path, no user, no query),
+/// as (name, port): the name is what its certificate must be valid for.
+pub fn verifier_url(url: &str) -> Result<(String, u16), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or("must start with https://")?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains(['/', '@', '?', '#']) || rest.chars().any(|c| c.is_control() || c == ' ') {
+        return Err("must be https://NAME[:PORT], without a path".into());
+    }
+    let (name, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (addr, after) = v6.split_once(']').ok_or("an IPv6 address needs its ]")?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p,
+            None if after.is_empty() => "443",
+            None => return Err("must be https://[ADDRESS]:PORT".into()),
+        };
+        (addr.to_string(), port)
+    } else {
+        match rest.rsplit_once(':') {
+            Some((n, p)) => (n.to_string(), p),
+            None => (rest.to_string(), "443"),
+        }
+    };
+    if !valid_relay(&name) {
+        return Err(format!("{name:?} is not a host name or an IP address"));
+    }
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("{port:?} is not a port"))?;
+    Ok((name, port))
 }
 
 /// The machine's host name ("localhost" if it has none).

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use twofactor_proto::names::{BUS_NAME, OBJECT_PATH};
 use twofactord::adapters::syslog::{Audit, Event, Sinks};
-use twofactord::adapters::{listen, nss, pam_reauth, sealing, smtp};
+use twofactord::adapters::{fleet_tls, listen, nss, pam_reauth, sealing, smtp, verifiers};
+use twofactord::api::fleet::{host, verifier};
 use twofactord::api::{account, admin, bus, login, login_socket};
 use twofactord::args::Args;
 use twofactord::config::{self, Config};
@@ -61,6 +62,19 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         }
+        // The fleet's certificate files, as start-up reads them.
+        let fleet = match config.fleet.role {
+            config::Role::None => Ok(()),
+            config::Role::Host => fleet_tls::client(&config.fleet).map(drop),
+            config::Role::Verifier => fleet_tls::server(&config.fleet).map(drop),
+        };
+        if let Err(e) = fleet {
+            eprintln!(
+                "twofactord: configuration error: {}: {e}",
+                args.config.display()
+            );
+            return ExitCode::from(1);
+        }
         println!("{}: configuration is valid", args.config.display());
         return ExitCode::SUCCESS;
     }
@@ -72,6 +86,18 @@ fn main() -> ExitCode {
     }
     if let Some(target) = &args.copy_store_to {
         return copy_store(&config, target);
+    }
+    if let Some(add) = &args.add_host {
+        return fleet_hosts(&config, HostsCommand::Add(&add[0], &add[1]));
+    }
+    if let Some(name) = &args.remove_host {
+        return fleet_hosts(&config, HostsCommand::Remove(name));
+    }
+    if args.hosts {
+        return fleet_hosts(&config, HostsCommand::List);
+    }
+    if config.fleet.role == config::Role::Host {
+        return host_main(&args, config, systemd_socket);
     }
     // Refuse a missing database or key file before detaching, where the
     // message can still be seen.
@@ -111,6 +137,30 @@ fn main() -> ExitCode {
         }
     };
     raise_descriptor_limit();
+    // A verifier's TLS and address, before detaching: a bad file or a
+    // taken port stops the daemon where the message can still be seen.
+    let fleet = if config.fleet.role == config::Role::Verifier {
+        let started = fleet_tls::server(&config.fleet)
+            .map_err(|e| format!("configuration error: {}: {e}", args.config.display()))
+            .and_then(|tls| {
+                std::net::TcpListener::bind(config.fleet.listen.as_str())
+                    .map(|l| (l, tls))
+                    .map_err(|e| format!("cannot listen on {}: {e}", config.fleet.listen))
+            });
+        match started {
+            Ok(f) => Some(f),
+            Err(e) => {
+                audit_for(&args, false).log(Event::Error {
+                    context: "fleet",
+                    error: &e,
+                });
+                eprintln!("twofactord: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        None
+    };
     // The mailer reads its password file now, before detaching, so that a
     // bad file stops the daemon where the message can still be seen.
     let mailer: Arc<dyn smtp::Mailer> = if config.email.in_use() {
@@ -160,14 +210,19 @@ fn main() -> ExitCode {
         }
     };
     let audit = Arc::new(audit_for(&args, detached));
-    match runtime.block_on(serve(
+    let served = runtime.block_on(serve(
         config,
         store,
         mailer,
-        args.bus,
-        socket,
+        (args.bus, socket, fleet),
         audit.clone(),
-    )) {
+    ));
+    ended(served, &audit)
+}
+
+/// The exit of a daemon that served: logged, and said on stderr.
+fn ended(served: Result<(), String>, audit: &Audit) -> ExitCode {
+    match served {
         Ok(()) => {
             audit.log(Event::Stop);
             ExitCode::SUCCESS
@@ -177,6 +232,147 @@ fn main() -> ExitCode {
                 context: "startup",
                 error: &e,
             });
+            eprintln!("twofactord: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// A fleet's host (`[fleet] role = "host"`): no key file, no database;
+/// every login goes to a verifier.
+fn host_main(
+    args: &Args,
+    config: Config,
+    systemd_socket: Result<Option<std::os::unix::net::UnixListener>, listen::ListenError>,
+) -> ExitCode {
+    let fail = |e: String| {
+        audit_for(args, false).log(Event::Error {
+            context: "fleet",
+            error: &e,
+        });
+        eprintln!("twofactord: {e}");
+        ExitCode::from(1)
+    };
+    let verifiers = match fleet_tls::client(&config.fleet)
+        .map_err(|e| format!("configuration error: {}: {e}", args.config.display()))
+        .and_then(|tls| {
+            verifiers::Verifiers::new(
+                &config.fleet.verifiers,
+                tls,
+                std::time::Duration::from_secs(config.fleet.timeout_seconds.into()),
+            )
+        }) {
+        Ok(v) => Arc::new(v),
+        Err(e) => return fail(e),
+    };
+    let socket = match login_socket_for(args, systemd_socket) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    raise_descriptor_limit();
+    let detached = !args.foreground;
+    if detached {
+        if let Err(e) = nix::unistd::daemon(false, args.log_stderr) {
+            eprintln!("twofactord: cannot detach: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("twofactord: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let audit = Arc::new(audit_for(args, detached));
+    let logins: Arc<dyn login::LoginSteps> = Arc::new(host::Forwarder::new(
+        verifiers,
+        Arc::new(nss::SystemUsers),
+        Arc::new(config),
+        audit.clone(),
+    ));
+    let served = runtime.block_on(faces(
+        Faces {
+            logins,
+            accounts: None,
+            admin: None,
+        },
+        args.bus.clone(),
+        socket,
+        audit.clone(),
+    ));
+    ended(served, &audit)
+}
+
+/// `--add-host`, `--remove-host`, `--hosts`.
+enum HostsCommand<'a> {
+    Add(&'a str, &'a str),
+    Remove(&'a str),
+    List,
+}
+
+/// The hosts a verifier answers (`rules::fleet_hosts`), changed or listed
+/// beside the running daemons: every verifier reads the table at every
+/// request.
+fn fleet_hosts(config: &Config, command: HostsCommand) -> ExitCode {
+    use twofactord::rules::fleet_hosts;
+    let result = (|| -> Result<String, String> {
+        if config.fleet.role != config::Role::Verifier {
+            return Err(
+                "this is not a fleet's verifier ([fleet] role = \"verifier\" in its \
+                 configuration)"
+                    .into(),
+            );
+        }
+        let keys = keys_for(config)?;
+        let store = store::Store::open_configured(config, keys, store::Mode::Existing)
+            .map_err(|e| e.to_string())?;
+        let now = clock::Clock::now(&clock::SystemClock);
+        match command {
+            HostsCommand::Add(name, cert) => {
+                let fingerprint = fleet_tls::fingerprint_of_file(std::path::Path::new(cert))
+                    .map_err(|e| e.to_string().replacen("[fleet] cert_file ", "", 1))?;
+                let (n, f) = (name.to_string(), fingerprint.clone());
+                block_on(store.run(move |c| fleet_hosts::add(c, &n, &f, now)))
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("{name}: {e}"))?;
+                Ok(format!(
+                    "Host {name} added (certificate sha256 {fingerprint}). Every verifier \
+                     takes its requests now."
+                ))
+            }
+            HostsCommand::Remove(name) => {
+                let n = name.to_string();
+                if block_on(store.run(move |c| fleet_hosts::remove(c, &n)))
+                    .map_err(|e| e.to_string())?
+                {
+                    Ok(format!(
+                        "Host {name} removed. Every verifier refuses its next request."
+                    ))
+                } else {
+                    Err(format!("no host {name} is registered"))
+                }
+            }
+            HostsCommand::List => {
+                let hosts = block_on(store.read(fleet_hosts::list)).map_err(|e| e.to_string())?;
+                let mut out = String::from("HOST\tADDED\tCERTIFICATE SHA-256");
+                for (name, fingerprint, added) in hosts {
+                    out.push_str(&format!("\n{name}\t{added}\t{fingerprint}"));
+                }
+                Ok(out)
+            }
+        }
+    })();
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
             eprintln!("twofactord: {e}");
             ExitCode::from(1)
         }
@@ -482,8 +678,11 @@ async fn serve(
     config: Config,
     store: store::Store,
     mailer: Arc<dyn smtp::Mailer>,
-    bus: Option<String>,
-    socket: LoginSocket,
+    (bus, socket, fleet): (
+        Option<String>,
+        LoginSocket,
+        Option<(std::net::TcpListener, Arc<rustls::ServerConfig>)>,
+    ),
     audit: Arc<Audit>,
 ) -> Result<(), String> {
     // A shared database may be down when a host starts: the daemon serves
@@ -521,7 +720,64 @@ async fn serve(
     let logins = Arc::new(login::Logins::new(&handles));
     let accounts = Arc::new(account::Accounts::new(&handles));
     let admin = Arc::new(admin::Admin::new(&handles));
+    // A fleet's verifier answers its hosts too, with the same logins.
+    let hosts_task = match fleet {
+        Some((listener, tls)) => {
+            let address = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            let task = verifier::serve(
+                listener,
+                tls,
+                Arc::new(verifier::Verifier {
+                    logins: logins.clone(),
+                    store: handles.store.clone(),
+                    audit: audit.clone(),
+                }),
+            )?;
+            audit.log(Event::FleetVerifier { address: &address });
+            Some(task)
+        }
+        None => None,
+    };
+    let served = faces(
+        Faces {
+            logins,
+            accounts: Some(accounts),
+            admin: Some(admin),
+        },
+        bus,
+        socket,
+        audit,
+    )
+    .await;
+    if let Some(task) = hosts_task {
+        task.abort();
+    }
+    served
+}
 
+/// The faces a daemon serves: `Login1` always (on the bus and the login
+/// socket); `Account1` and `Admin1` where this machine holds the state.
+struct Faces {
+    logins: Arc<dyn login::LoginSteps>,
+    accounts: Option<Arc<account::Accounts>>,
+    admin: Option<Arc<admin::Admin>>,
+}
+
+/// Serves `faces` until SIGTERM or SIGINT.
+async fn faces(
+    faces: Faces,
+    bus: Option<String>,
+    socket: LoginSocket,
+    audit: Arc<Audit>,
+) -> Result<(), String> {
+    let Faces {
+        logins,
+        accounts,
+        admin,
+    } = faces;
     let builder = match &bus {
         Some(address) => zbus::connection::Builder::address(address.as_str()),
         None => zbus::connection::Builder::system(),
@@ -530,7 +786,8 @@ async fn serve(
     // One table of callers for the three interfaces: a connection's uid is
     // asked of the bus once.
     let callers = Arc::new(bus::Callers::default());
-    let _conn = builder
+    let set_up = |e: zbus::Error| format!("cannot set up the bus connection: {e}");
+    let mut builder = builder
         .serve_at(
             OBJECT_PATH,
             bus::LoginInterface {
@@ -538,25 +795,30 @@ async fn serve(
                 callers: callers.clone(),
             },
         )
-        .and_then(|b| {
-            b.serve_at(
+        .map_err(set_up)?;
+    if let Some(accounts) = accounts {
+        builder = builder
+            .serve_at(
                 OBJECT_PATH,
                 bus::AccountInterface {
                     accounts,
                     callers: callers.clone(),
                 },
             )
-        })
-        .and_then(|b| {
-            b.serve_at(
+            .map_err(set_up)?;
+    }
+    if let Some(admin) = admin {
+        builder = builder
+            .serve_at(
                 OBJECT_PATH,
                 bus::AdminInterface {
                     admin,
                     callers: callers.clone(),
                 },
             )
-        })
-        .map_err(|e| format!("cannot set up the bus connection: {e}"))?
+            .map_err(set_up)?;
+    }
+    let _conn = builder
         .build()
         .await
         .map_err(|e| format!("cannot connect to the bus: {e}"))?;
@@ -648,7 +910,7 @@ async fn serve(
 /// name, which the bus never gives out again).
 async fn watch_departures(
     conn: &zbus::Connection,
-    logins: Arc<login::Logins>,
+    logins: Arc<dyn login::LoginSteps>,
     callers: Arc<bus::Callers>,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     use futures_util::StreamExt;

@@ -17,6 +17,35 @@ pub struct Origin {
     pub ssh_auth_info: String,
     /// The module can run a security key (`security_keys` = `"1"`).
     pub security_keys: bool,
+    /// At a fleet's verifier: the login came from this host, which
+    /// reported what its own system says of the user.
+    pub forwarded: Option<std::sync::Arc<Forwarded>>,
+}
+
+/// A login a fleet's host forwarded to this verifier.
+#[derive(Debug)]
+pub struct Forwarded {
+    /// The host, as its certificate is registered here (never its word).
+    pub host: String,
+    pub facts: HostFacts,
+}
+
+/// What a fleet's host reports of a login's user: what its own name
+/// service and sshd say, which only the host can know. The verifier
+/// decides with these as a single machine decides with its own.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct HostFacts {
+    /// The account the name stands for there: (canonical name, uid).
+    pub account: Option<(String, u32)>,
+    /// Its groups there; an error when the name service could not say.
+    pub groups: Result<Vec<String>, String>,
+    /// Its shadow entry there, as (a digest of the hash field, date of
+    /// last change): the hash itself never leaves the host. None: no
+    /// entry; an error when the name service could not say.
+    pub shadow: Result<Option<(String, i64)>, String>,
+    /// Whether sshd there requires a touch for this login's keys; only
+    /// for a login that presents a security key over SSH.
+    pub touch_required: Option<Result<(), String>>,
 }
 
 impl Origin {
@@ -44,6 +73,7 @@ impl Origin {
             tty: text(detail::TTY)?.unwrap_or_default(),
             ssh_auth_info: text(detail::SSH_AUTH_INFO)?.unwrap_or_default(),
             security_keys: text(detail::SECURITY_KEYS)?.as_deref() == Some("1"),
+            forwarded: None,
         })
     }
 }
@@ -56,6 +86,7 @@ impl std::fmt::Debug for Origin {
             .field("rhost", &self.rhost)
             .field("tty", &self.tty)
             .field("security_keys", &self.security_keys)
+            .field("forwarded", &self.forwarded.as_ref().map(|f| &f.host))
             .finish_non_exhaustive()
     }
 }

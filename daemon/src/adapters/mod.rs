@@ -3,6 +3,7 @@
 //! layers above them.
 
 pub mod argon2id;
+pub mod fleet_tls;
 pub mod home_files;
 pub mod listen;
 pub mod nss;
@@ -12,3 +13,4 @@ pub mod sealing;
 pub mod smtp;
 pub mod sshd;
 pub mod syslog;
+pub mod verifiers;

@@ -1,6 +1,7 @@
 //! The system's user database (passwd, groups, shadow), behind a trait so
 //! that tests of the login machine do not need real accounts.
 
+use crate::origin::HostFacts;
 use zeroize::Zeroizing;
 
 /// Longest user name accepted anywhere (Linux allows 32; be generous).
@@ -255,6 +256,71 @@ pub fn plausible_name(name: &str) -> bool {
         && !name
             .chars()
             .any(|c| c.is_control() || c == ':' || c == '/' || c.is_whitespace())
+}
+
+/// The name service of a fleet's host, as it answered for one login's
+/// user ([`HostFacts`]): what a verifier decides with, in place of its own
+/// name service, for a login that host forwarded. It knows that one user
+/// and nothing else.
+pub struct Reported(pub HostFacts);
+
+impl Users for Reported {
+    fn name_of(&self, uid: u32) -> Option<String> {
+        self.0
+            .account
+            .as_ref()
+            .filter(|(_, u)| *u == uid)
+            .map(|(n, _)| n.clone())
+    }
+    fn uid_of(&self, name: &str) -> Option<u32> {
+        self.0
+            .account
+            .as_ref()
+            .filter(|(n, _)| n == name)
+            .map(|(_, u)| *u)
+    }
+    fn groups_of(&self, name: &str) -> Result<Vec<String>, LookupError> {
+        match &self.0.account {
+            Some((n, _)) if n == name => self.0.groups.clone().map_err(LookupError),
+            _ => Ok(Vec::new()),
+        }
+    }
+    fn home_of(&self, _name: &str) -> Option<std::path::PathBuf> {
+        None
+    }
+    fn human_users(&self) -> Vec<(String, u32)> {
+        Vec::new()
+    }
+    fn shadow_of(&self, name: &str) -> Result<Option<Shadow>, LookupError> {
+        match &self.0.account {
+            Some((n, _)) if n == name => match &self.0.shadow {
+                Ok(Some((digest, last_change))) => Ok(Some(Shadow {
+                    hash: Zeroizing::new(digest.as_bytes().to_vec()),
+                    last_change: *last_change,
+                })),
+                Ok(None) => Ok(None),
+                Err(e) => Err(LookupError(e.clone())),
+            },
+            _ => Ok(None),
+        }
+    }
+    /// The host resolved the name already: its account, whatever the
+    /// spelling it was asked with.
+    fn canonical(&self, _name: &str) -> Option<(String, u32)> {
+        self.0.account.clone()
+    }
+}
+
+/// What a fleet's host reports of `shadow`: a digest of its hash field
+/// (the hash itself never leaves the host) and its date of last change.
+/// Equal entries give equal digests, which is all a trusted device
+/// compares.
+pub fn shadow_digest(shadow: &Shadow) -> (String, i64) {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"twofactor fleet shadow entry\0");
+    h.update(&*shadow.hash);
+    (hex::encode(h.finalize()), shadow.last_change)
 }
 
 #[cfg(test)]

@@ -34,6 +34,10 @@ pub enum Event<'a> {
         path: &'a str,
         from: &'a str,
     },
+    /// A fleet's verifier takes its hosts' requests at `address`.
+    FleetVerifier {
+        address: &'a str,
+    },
     /// A connection to the login socket was closed at once: its user (the
     /// caller, or the user a root caller acts for) or the daemon as a
     /// whole holds all the connections it may (`why`).
@@ -250,6 +254,10 @@ impl Event<'_> {
             }
             Event::LoginSocket { path, from } => {
                 line.event("login-socket").kv("path", path).kv("from", from);
+                Level::Info
+            }
+            Event::FleetVerifier { address } => {
+                line.event("fleet-verifier").kv("listen", address);
                 Level::Info
             }
             Event::ConnectionRefused { uid, user, why } => {
@@ -565,7 +573,12 @@ impl Line {
         self.kv("user", &o.user)
             .kv("service", &o.service)
             .kv("rhost", &o.rhost)
-            .kv("tty", &o.tty)
+            .kv("tty", &o.tty);
+        // At a fleet's verifier: the host the login is on.
+        if let Some(f) = &o.forwarded {
+            self.kv("on_host", &f.host);
+        }
+        self
     }
 }
 
@@ -1106,6 +1119,7 @@ mod tests {
         let o = Origin {
             ssh_auth_info: String::new(),
             security_keys: false,
+            forwarded: None,
             user: "alice".into(),
             service: "sshd".into(),
             rhost: "127.0.0.1".into(),

@@ -995,7 +995,7 @@ impl Accounts {
         let asked = Asked {
             user,
             source: REAUTH_SOURCE,
-            login: false,
+            login: None,
         };
         match self.factors.check(asked, attempt).await {
             Ok(Verdict::Accepted { .. }) => Ok(()),

@@ -15,7 +15,7 @@
 use crate::adapters::procfs;
 use crate::api::account::Accounts;
 use crate::api::admin::Admin;
-use crate::api::login::Logins;
+use crate::api::login::LoginSteps;
 use crate::origin::Origin;
 use crate::services::Caller;
 use std::collections::HashMap;
@@ -118,7 +118,7 @@ impl Callers {
 /// same calls to the same [`Logins`] (`login_socket::calls`), its caller
 /// known from the kernel.
 pub struct LoginInterface {
-    pub logins: Arc<Logins>,
+    pub logins: Arc<dyn LoginSteps>,
     pub callers: Arc<Callers>,
 }
 
@@ -138,7 +138,7 @@ impl LoginInterface {
             })
         })?;
         // The caller's uid is asked of the bus while the name is resolved.
-        let caller = self.callers.of(conn, &header);
+        let caller = Box::pin(self.callers.of(conn, &header));
         let (id, step) = self.logins.begin_with(caller, origin).await?;
         Ok((id, step.to_wire()))
     }
@@ -584,6 +584,7 @@ impl AdminInterface {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::login::Logins;
     use crate::clock::ManualClock;
     use crate::config::Config;
     use zbus::object_server::Interface;

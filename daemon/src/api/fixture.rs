@@ -206,5 +206,6 @@ pub fn origin(user: &str) -> Origin {
         tty: "ssh".into(),
         ssh_auth_info: String::new(),
         security_keys: false,
+        forwarded: None,
     }
 }

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod bus;
 #[cfg(test)]
 pub mod fixture;
+pub mod fleet;
 pub mod login;
 pub mod login_socket;
 pub mod qr;

@@ -9,6 +9,7 @@ pub mod account_view;
 pub mod backup_codes;
 pub mod bookkeeping;
 pub mod email_codes;
+pub mod fleet_hosts;
 pub mod google_authenticator;
 pub mod methods;
 pub mod policy;

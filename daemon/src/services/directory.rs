@@ -32,6 +32,16 @@ impl Directory {
         }
     }
 
+    /// The same directory over another name service (what a fleet's host
+    /// reported for one login).
+    pub fn reported_by(&self, users: Arc<dyn Users>) -> Directory {
+        Directory {
+            users,
+            store: self.store.clone(),
+            audit: self.audit.clone(),
+        }
+    }
+
     /// Runs `f` against the name service on a blocking thread.
     pub async fn lookup<T, F>(&self, f: F) -> Result<T, Error>
     where

@@ -76,10 +76,10 @@ pub struct Asked<'a> {
     /// The source the attempt is counted against, and the source an
     /// email code was sent to.
     pub source: &'a str,
-    /// A login (a right code records the login, with its method and host),
-    /// or the confirmation of a change (it records nothing but the reset
-    /// counts).
-    pub login: bool,
+    /// A login on the host named (a right code records the login, with
+    /// its method and that host), or None: the confirmation of a change
+    /// (it records nothing but the reset counts).
+    pub login: Option<&'a str>,
 }
 
 /// What checking a factor found.
@@ -106,7 +106,6 @@ pub struct Factors {
     store: Store,
     clock: Arc<dyn Clock>,
     hashing: Arc<HashPool>,
-    host: Arc<str>,
     audit: Arc<Audit>,
 }
 
@@ -116,14 +115,12 @@ impl Factors {
         store: Store,
         clock: Arc<dyn Clock>,
         (hashing, audit): (Arc<HashPool>, Arc<Audit>),
-        host: Arc<str>,
     ) -> Self {
         Factors {
             config,
             store,
             clock,
             hashing,
-            host,
             audit,
         }
     }
@@ -232,15 +229,14 @@ impl Factors {
         let (user, source, login) = (
             asked.user.to_string(),
             asked.source.to_string(),
-            asked.login,
+            asked.login.map(str::to_string),
         );
-        let host = self.host.clone();
         let checked = self
             .counted(
                 asked,
                 move |c, now| match part(c, &user, &source, now)? {
                     Ok(()) => {
-                        let done = (user.as_str(), source.as_str(), login, &*host);
+                        let done = (user.as_str(), source.as_str(), login.as_deref());
                         succeeded(c, done, method, now).map(Ok)
                     }
                     Err(reason) => Ok(Err(reason)),
@@ -322,16 +318,15 @@ impl Factors {
         let (user, source, login) = (
             asked.user.to_string(),
             asked.source.to_string(),
-            asked.login,
+            asked.login.map(str::to_string),
         );
-        let host = self.host.clone();
         let consumed = self
             .store
             .run(move |c| {
                 if !backup_codes::consume(c, id, now)? {
                     return Ok(None);
                 }
-                let done = (user.as_str(), source.as_str(), login, &*host);
+                let done = (user.as_str(), source.as_str(), login.as_deref());
                 succeeded(c, done, method::BACKUP_CODE, now).map(Some)
             })
             .await
@@ -360,12 +355,12 @@ impl Factors {
 /// a login, host). Returns the backup codes left.
 fn succeeded(
     c: &Db,
-    (user, source, login, host): (&str, &str, bool, &str),
+    (user, source, login): (&str, &str, Option<&str>),
     method: &str,
     now: i64,
 ) -> DbResult<Option<u32>> {
     ratelimit::record_success(c, user, source)?;
-    if login {
+    if let Some(host) = login {
         bookkeeping::record_login(c, user, method, now, host)?;
     }
     backup_codes::remaining(c, user)

@@ -104,7 +104,6 @@ impl Handles {
                 store.clone(),
                 clock.clone(),
                 (hashing.clone(), audit.clone()),
-                host.clone(),
             )),
             hashing,
             passwords: Arc::new(Passwords::new(

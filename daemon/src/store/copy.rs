@@ -13,7 +13,7 @@ use crate::params;
 /// Every table and the columns copied, parents before children (foreign
 /// keys). `backup_codes.id` is not copied: the target numbers its rows
 /// itself (ids are never kept outside one login's jobs).
-pub const TABLES: [(&str, &str); 13] = [
+pub const TABLES: [(&str, &str); 14] = [
     (
         "accounts",
         "username, created, preferred, last_method, last_login, failures, locked_until, last_host",
@@ -51,6 +51,7 @@ pub const TABLES: [(&str, &str); 13] = [
         "security_keys",
         "id, username, credential, public_key, alg, aaguid, label, sign_count, added, last_used, rp_id",
     ),
+    ("fleet_hosts", "name, fingerprint, added"),
 ];
 
 /// Rows per table, in [`TABLES`]' order.

@@ -259,6 +259,20 @@ pub const LATER: &[(&str, &str)] = &[
         "ALTER TABLE security_keys ADD COLUMN rp_id TEXT NOT NULL DEFAULT '';",
         "ALTER TABLE security_keys ADD COLUMN rp_id TEXT NOT NULL DEFAULT '';",
     ),
+    // 15: the hosts of a fleet a verifier answers (rules/fleet_hosts), by
+    // the SHA-256 of their certificate. Nothing secret: not sealed.
+    (
+        "CREATE TABLE fleet_hosts (
+            name TEXT PRIMARY KEY,
+            fingerprint TEXT NOT NULL UNIQUE,
+            added INTEGER NOT NULL
+        ) STRICT;",
+        "CREATE TABLE fleet_hosts (
+            name TEXT PRIMARY KEY,
+            fingerprint TEXT NOT NULL UNIQUE,
+            added BIGINT NOT NULL
+        );",
+    ),
 ];
 
 /// The version PostgreSQL stores start at.

@@ -77,7 +77,7 @@ impl Logins {
         let asked = Asked {
             user: &origin.user,
             source: &source,
-            login: true,
+            login: Some(self.host_of(origin)),
         };
         match self.factors.check(asked, attempt).await {
             Ok(Verdict::Accepted {

@@ -474,7 +474,7 @@ impl Logins {
     pub(super) async fn commit_enrolment(&self, origin: &Origin, c: Confirmed) -> Step {
         let now = self.clock.now();
         let user = origin.user.clone();
-        let host = self.host.clone();
+        let host: std::sync::Arc<str> = self.host_of(origin).into();
         let Confirmed { setup, why, hashed } = c;
         let method = setup.method();
         let count = hashed.len();

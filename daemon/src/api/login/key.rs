@@ -146,7 +146,7 @@ impl Logins {
         let asked = Asked {
             user: &origin.user,
             source: &source,
-            login: true,
+            login: Some(self.host_of(origin)),
         };
         match self
             .factors

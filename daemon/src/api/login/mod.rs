@@ -264,6 +264,60 @@ fn facts_of(
     })
 }
 
+/// The caller of a call, still to be had (from the bus) or known.
+pub type CallerFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Caller, Error>> + Send + 'a>>;
+
+/// Where the faces (the bus, the login socket) hand a login's calls: the
+/// state machine here ([`Logins`]), or, on a fleet's host, a verifier
+/// (`api::fleet::host::Forwarder`). The same calls, the same steps.
+#[async_trait::async_trait]
+pub trait LoginSteps: Send + Sync {
+    /// Starts a login: the session id ("" when the step is final) and
+    /// the first step.
+    async fn begin_with(
+        &self,
+        caller: CallerFuture<'_>,
+        origin: Origin,
+    ) -> Result<(String, Step), Error>;
+    /// Answers the question of a session's last step.
+    async fn answer(&self, caller: &Caller, id: &str, answer: Vec<u8>) -> Result<Step, Error>;
+    /// Stores what the login left pending (the account phase).
+    async fn commit(&self, caller: &Caller, id: &str) -> Result<Step, Error>;
+    /// Forgets a login in progress.
+    async fn cancel(&self, caller: &Caller, id: &str) -> Result<(), Error>;
+    /// The connection left: its logins in progress go.
+    async fn connection_closed(&self, connection: &str);
+    /// Drops logins whose time is up.
+    async fn expire(&self);
+}
+
+#[async_trait::async_trait]
+impl LoginSteps for Logins {
+    async fn begin_with(
+        &self,
+        caller: CallerFuture<'_>,
+        origin: Origin,
+    ) -> Result<(String, Step), Error> {
+        Logins::begin_with(self, caller, origin).await
+    }
+    async fn answer(&self, caller: &Caller, id: &str, answer: Vec<u8>) -> Result<Step, Error> {
+        Logins::answer(self, caller, id, answer).await
+    }
+    async fn commit(&self, caller: &Caller, id: &str) -> Result<Step, Error> {
+        Logins::commit(self, caller, id).await
+    }
+    async fn cancel(&self, caller: &Caller, id: &str) -> Result<(), Error> {
+        Logins::cancel(self, caller, id).await
+    }
+    async fn connection_closed(&self, connection: &str) {
+        Logins::connection_closed(self, connection).await
+    }
+    async fn expire(&self) {
+        Logins::expire(self).await
+    }
+}
+
 pub struct Logins {
     config: Arc<Config>,
     store: Store,
@@ -343,7 +397,8 @@ impl Logins {
         );
         let looked_for = offered.clone();
         let security_key = ssh_keys::presented(&config, &origin);
-        let resolving = self.directory.resolve_then_read(&origin.user, move |user| {
+        let directory = self.directory_for(&origin);
+        let resolving = directory.resolve_then_read(&origin.user, move |user| {
             let user = user.to_string();
             move |c: &Db| {
                 facts_of(
@@ -441,7 +496,8 @@ impl Logins {
         } else {
             // No method, or a name the system does not know: answered alike.
             let applies = if known {
-                self.policy_for(&origin.user, facts.policy, now).await
+                self.policy_for(&origin, &origin.user, facts.policy, now)
+                    .await
             } else {
                 self.policy_for_unknown(now).await
             };
@@ -503,16 +559,32 @@ impl Logins {
     /// recorded with the login's and the key's id returned; when not, the
     /// reason is logged and the login asks for a code as usual.
     async fn security_key_counts(&self, origin: &Origin, id: String, now: i64) -> Option<String> {
-        let keys = self.config.keys.clone();
-        let (user, rhost) = (origin.user.clone(), origin.rhost.clone());
-        let checked = tokio::task::spawn_blocking(move || {
-            crate::adapters::sshd::touch_required(&keys.sshd, &keys.sshd_config, &user, &rhost)
-        })
-        .await;
-        let why = match checked {
-            Ok(Ok(())) => None,
-            Ok(Err(not)) => Some(not.to_string()),
-            Err(e) => Some(e.to_string()),
+        let why = match &origin.forwarded {
+            // A fleet's host asked its own sshd (only it knows its
+            // configuration); a host that did not say counts as "no".
+            Some(f) => match &f.facts.touch_required {
+                Some(Ok(())) => None,
+                Some(Err(not)) => Some(not.clone()),
+                None => Some("the host did not say whether sshd requires a touch".into()),
+            },
+            None => {
+                let keys = self.config.keys.clone();
+                let (user, rhost) = (origin.user.clone(), origin.rhost.clone());
+                let checked = tokio::task::spawn_blocking(move || {
+                    crate::adapters::sshd::touch_required(
+                        &keys.sshd,
+                        &keys.sshd_config,
+                        &user,
+                        &rhost,
+                    )
+                })
+                .await;
+                match checked {
+                    Ok(Ok(())) => None,
+                    Ok(Err(not)) => Some(not.to_string()),
+                    Err(e) => Some(e.to_string()),
+                }
+            }
         };
         if let Some(why) = why {
             self.audit.log(Event::Error {
@@ -521,7 +593,11 @@ impl Logins {
             });
             return None;
         }
-        let (u, i, host) = (origin.user.clone(), id.clone(), self.host.to_string());
+        let (u, i, host) = (
+            origin.user.clone(),
+            id.clone(),
+            self.host_of(origin).to_string(),
+        );
         let recorded = self
             .store
             .run(move |c| {
@@ -560,12 +636,13 @@ impl Logins {
     /// up off the async workers).
     async fn policy_for(
         &self,
+        origin: &Origin,
         user: &str,
         policy: twofactor_proto::types::Policy,
         now: i64,
     ) -> Result<Applies, String> {
         let user = user.to_string();
-        self.directory
+        self.directory_for(origin)
             .lookup(move |users| policy::applies_to_user(|| users.groups_of(&user), &policy, now))
             .await
             .map_err(|e| e.to_string())?
@@ -766,6 +843,26 @@ impl Logins {
 
     /// uid 0 may run a login for anyone; any other uid only for itself
     /// (the account the name resolved to, `uid`).
+    /// The name service that speaks for `origin`'s user: this machine's,
+    /// or, for a login a fleet's host forwarded, what that host reported.
+    fn directory_for(&self, origin: &Origin) -> Directory {
+        match &origin.forwarded {
+            None => self.directory.clone(),
+            Some(f) => self
+                .directory
+                .reported_by(Arc::new(crate::adapters::nss::Reported(f.facts.clone()))),
+        }
+    }
+
+    /// The host a login is on: this machine, or the fleet's host that
+    /// forwarded it.
+    fn host_of<'a>(&'a self, origin: &'a Origin) -> &'a str {
+        match &origin.forwarded {
+            Some(f) => &f.host,
+            None => &self.host,
+        }
+    }
+
     fn authorize(&self, caller: &Caller, uid: Option<u32>) -> Result<(), Error> {
         if caller.uid == 0 {
             return Ok(());

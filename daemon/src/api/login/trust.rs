@@ -73,7 +73,7 @@ impl Logins {
         presented: &Presented,
         now: i64,
     ) -> Result<Option<String>, Error> {
-        let password = match self.directory.password_of(&origin.user).await {
+        let password = match self.directory_for(origin).password_of(&origin.user).await {
             Ok(password) => password,
             Err(e) => {
                 // Fail closed: no answer is never "unchanged". The trust
@@ -113,7 +113,7 @@ impl Logins {
             Step::new(Action::Accept)
                 .error("The device could not be trusted; the next login asks for a code.")
         };
-        let password = match self.directory.password_of(&origin.user).await {
+        let password = match self.directory_for(origin).password_of(&origin.user).await {
             Ok(password) => password,
             Err(e) => return not_kept(&e),
         };

@@ -21,7 +21,7 @@ use twofactor_proto::wire::{self, Message, WireError, Writer};
 use zbus::DBusError;
 use zeroize::Zeroizing;
 
-use crate::api::login::Logins;
+use crate::api::login::LoginSteps;
 use crate::origin::Origin;
 use crate::services::Caller;
 
@@ -159,12 +159,18 @@ pub struct Reply {
 }
 
 /// Does what `call` asks, for `caller`, through the one [`Logins`].
-pub async fn run(call: Call, caller: &Caller, logins: &Arc<Logins>) -> Result<Reply, Refusal> {
+pub async fn run(
+    call: Call,
+    caller: &Caller,
+    logins: &Arc<dyn LoginSteps>,
+) -> Result<Reply, Refusal> {
     let mut body = Writer::new();
     let signature = match call {
         Call::Begin(origin) => {
             let known = caller.clone();
-            let (id, step) = logins.begin_with(async { Ok(known) }, origin).await?;
+            let (id, step) = logins
+                .begin_with(Box::pin(async { Ok(known) }), origin)
+                .await?;
             body.string(&id);
             wire::write_step(&mut body, &step.to_wire());
             sig::BEGIN_OUT

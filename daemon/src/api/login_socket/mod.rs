@@ -39,7 +39,7 @@ use twofactor_proto::wire::{self, Message};
 
 use crate::adapters::procfs;
 use crate::adapters::syslog::{Audit, Event};
-use crate::api::login::Logins;
+use crate::api::login::LoginSteps;
 use crate::services::Caller;
 
 /// The time a connection has to authenticate (dbus-daemon's system bus
@@ -54,7 +54,7 @@ const OUT_OF_DESCRIPTORS_PAUSE: Duration = Duration::from_millis(100);
 /// Serves `Login1` on `listener` until the task is aborted.
 pub fn serve(
     listener: std::os::unix::net::UnixListener,
-    logins: Arc<Logins>,
+    logins: Arc<dyn LoginSteps>,
     audit: Arc<Audit>,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let cannot = |e: std::io::Error| format!("cannot serve the login socket: {e}");
@@ -119,7 +119,7 @@ pub fn serve(
 async fn connection(
     mut stream: UnixStream,
     caller: &Caller,
-    logins: &Arc<Logins>,
+    logins: &Arc<dyn LoginSteps>,
     guid: zbus::Guid<'static>,
 ) {
     let handshake = tokio::time::timeout(
