@@ -111,6 +111,7 @@ async fn login(
         tty: String::new(),
         ssh_auth_info: String::new(),
         security_keys: false,
+        forwarded: None,
     };
     let t0 = Instant::now();
     let (id, _) = logins.begin(&caller, origin).await.expect("begin");

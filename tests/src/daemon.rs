@@ -203,9 +203,15 @@ impl Daemon {
 
     /// `twofactord FLAG --config <this daemon's config>`, run to its end.
     fn command(&self, flag: &str) -> proc::Finished {
+        self.run_args(&[flag])
+    }
+
+    /// `twofactord ARGS... --config <this daemon's config>`, run to its
+    /// end (e.g. `--add-host NAME FILE` at a fleet's verifier).
+    pub fn run_args(&self, args: &[&str]) -> proc::Finished {
         proc::run(
             Command::new(crate::twofactord_bin())
-                .arg(flag)
+                .args(args)
                 .arg("--config")
                 .arg(self.config_path())
                 .env_clear()

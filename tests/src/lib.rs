@@ -17,6 +17,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod email;
 pub mod etc;
+pub mod fleet_ca;
 pub mod groups;
 pub mod pam;
 pub mod postgres;
