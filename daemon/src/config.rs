@@ -1619,4 +1619,48 @@ mod proptests {
             );
         }
     }
+
+    #[test]
+    fn fleet_roles_are_checked_with_their_keys() {
+        let e = |text: &str| Config::parse(text, "f.toml").unwrap_err().to_string();
+        let pg = "[store]\nbackend = \"postgresql\"\nhost = \"localhost\"\nsslmode = \"disable\"\n";
+        assert!(e("[fleet]\nrole = \"host\"\n").contains("fleet.verifiers"));
+        assert!(
+            e("[fleet]\nrole = \"host\"\nverifiers = [\"http://v1:8443\"]\n")
+                .contains("must start with https://")
+        );
+        assert!(
+            e("[fleet]\nrole = \"host\"\nverifiers = [\"https://v1:8443/x\"]\n")
+                .contains("without a path")
+        );
+        assert!(e("[fleet]\nrole = \"hosts\"\n").contains("f.toml:2"));
+        assert!(
+            e("[fleet]\nrole = \"verifier\"\nlisten = \"0.0.0.0:8443\"\n").contains("PostgreSQL")
+        );
+        assert!(e(&format!(
+            "{pg}[fleet]\nrole = \"verifier\"\nlisten = \"8443\"\n"
+        ))
+        .contains("fleet.listen"));
+        assert!(e("[fleet]\ncert_file = \"cert.pem\"\n").contains("fleet.cert_file"));
+        assert!(e("[fleet]\ntimeout_seconds = 30\n").contains("fleet.timeout_seconds"));
+        let host = Config::parse(
+            "[fleet]\nrole = \"host\"\nverifiers = [\"https://v1.example.com:8443\", \"https://[::1]:9443\"]\n",
+            "f.toml",
+        )
+        .unwrap();
+        assert_eq!(host.fleet.role, Role::Host);
+        let verifier = Config::parse(
+            &format!("{pg}[fleet]\nrole = \"verifier\"\nlisten = \"[::]:8443\"\n"),
+            "f.toml",
+        )
+        .unwrap();
+        assert_eq!(verifier.fleet.role, Role::Verifier);
+        assert_eq!(
+            verifier_url("https://v1.example.com:8443"),
+            Ok(("v1.example.com".into(), 8443))
+        );
+        assert_eq!(verifier_url("https://[::1]"), Ok(("::1".into(), 443)));
+        assert!(verifier_url("https://user@v1:8443").is_err());
+        assert!(verifier_url("https://v1:0").is_err());
+    }
 }

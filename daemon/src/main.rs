@@ -678,11 +678,7 @@ async fn serve(
     config: Config,
     store: store::Store,
     mailer: Arc<dyn smtp::Mailer>,
-    (bus, socket, fleet): (
-        Option<String>,
-        LoginSocket,
-        Option<(std::net::TcpListener, Arc<rustls::ServerConfig>)>,
-    ),
+    (bus, socket, fleet): (Option<String>, LoginSocket, Option<HostsListener>),
     audit: Arc<Audit>,
 ) -> Result<(), String> {
     // A shared database may be down when a host starts: the daemon serves
@@ -757,6 +753,9 @@ async fn serve(
     }
     served
 }
+
+/// A verifier's listener for its hosts, and its TLS.
+type HostsListener = (std::net::TcpListener, Arc<rustls::ServerConfig>);
 
 /// The faces a daemon serves: `Login1` always (on the bus and the login
 /// socket); `Account1` and `Admin1` where this machine holds the state.

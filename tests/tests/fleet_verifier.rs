@@ -411,3 +411,90 @@ fn verifiers_killed_hung_and_back() {
         .assert_result("PAM_SUCCESS")
         .assert_errors(&[]);
 }
+
+/// From the shared-store mode to verifier mode, as docs/fleet.md says,
+/// with no re-enrolment: a host of a shared-store fleet (key file and
+/// database) becomes the verifier by adding `[fleet] role = "verifier"`
+/// to its configuration; another machine becomes a host with only its
+/// certificate. The user enrolled before logs in through the new host
+/// with the same app and the same backup codes.
+#[test]
+fn a_shared_store_fleet_moves_to_verifier_mode_without_re_enrolment() {
+    if !need_root!() || !need_postgres!() {
+        return;
+    }
+    let user = TestUser::new();
+    let ca = FleetCa::new();
+    let pg = PgServer::start();
+    let db = pg.create_database();
+    let store = pg.store_toml(&db, true);
+    let mut old = Env::start(&DaemonConfig {
+        extra: store.clone(),
+        ..DaemonConfig::default()
+    });
+    let enrolment = old.ctl().enroll_app(&user);
+    let secret = enrolment.compact_secret();
+    let backup = enrolment.backup_codes();
+
+    // 1. The shared-store host becomes a verifier: its key file and
+    //    [store] stay, [fleet] is added; checked, then restarted.
+    let port = free_port();
+    old.stop_daemon();
+    let verifier = DaemonConfig {
+        extra: format!(
+            "{store}\n{}",
+            ca.verifier_toml(&ca.verifier("verifier"), port)
+        ),
+        ..DaemonConfig::default()
+    };
+    old.daemon
+        .write_config(&verifier.to_toml(&old.daemon.state_dir()));
+    let checked = old.daemon.check_config();
+    assert!(checked.success(), "{}", checked.describe());
+    old.restart_daemon();
+    // 2. The other machine: a certificate, registered at the verifier; no
+    //    key file, no database password.
+    let cert = ca.host("web2");
+    let added =
+        old.daemon
+            .run_args(&["--add-host", "web2", cert.cert.to_str().unwrap_or_default()]);
+    assert!(added.success(), "{}", added.describe());
+    // `--check-config` on the host reads its files as a start would: a
+    // key open to others is refused, with the key and the file named.
+    let loose = Daemon::prepare_without_init(&DaemonConfig {
+        extra: ca.host_toml(&cert, &[port], TIMEOUT_SECONDS),
+        ..DaemonConfig::default()
+    });
+    twofactor_tests::set_mode(&cert.key, 0o644);
+    let checked = loose.check_config();
+    assert!(
+        !checked.success() && checked.stderr().contains("[fleet] key_file"),
+        "{}",
+        checked.describe()
+    );
+    twofactor_tests::set_mode(&cert.key, 0o600);
+    let checked = loose.check_config();
+    assert!(checked.success(), "{}", checked.describe());
+    let host = start_host(&ca, &cert, &[port]);
+    let pam = host.pam("");
+    // 3. The user logs in there with the app and the backup codes of the
+    //    enrolment made before.
+    totp::ensure_step_margin(3);
+    let context = || format!("{}\n{}", old.daemon.log(), host.daemon.log());
+    let run = pam.login(&user.name).answer(totp::code_now(&secret)).run();
+    assert_eq!(
+        run.result,
+        "PAM_SUCCESS",
+        "{}\n{}",
+        run.describe(),
+        context()
+    );
+    let run = pam.login(&user.name).answer(&backup[0]).run();
+    assert_eq!(
+        run.result,
+        "PAM_SUCCESS",
+        "{}\n{}",
+        run.describe(),
+        context()
+    );
+}
