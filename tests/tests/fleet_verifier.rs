@@ -197,6 +197,13 @@ fn enrol_on_one_host_log_in_on_the_other_and_every_code_is_used_once() {
             f.logs()
         );
     }
+    // twofactorctl on a host says where accounts are kept.
+    let status = f.host_a.ctl().run(&f.user, &["status"], b"");
+    assert!(
+        !status.success() && status.stderr().contains("serves logins only"),
+        "{}",
+        status.describe()
+    );
     // The hosts hold nothing and log nothing secret.
     for host in [&f.host_a, &f.host_b] {
         let state = host.daemon.state_dir();
