@@ -289,6 +289,18 @@ fn host_main(
         }
     };
     let audit = Arc::new(audit_for(args, detached));
+    // A key file left on a host is one its root can read: said at every
+    // start until it is gone.
+    if std::fs::symlink_metadata(&config.key_file).is_ok() {
+        audit.log(Event::Error {
+            context: "fleet",
+            error: &format!(
+                "{} exists on this fleet host, which never reads it: delete it (the verifiers \
+                 hold the key)",
+                config.key_file.display()
+            ),
+        });
+    }
     let logins: Arc<dyn login::LoginSteps> = Arc::new(host::Forwarder::new(
         verifiers,
         Arc::new(nss::SystemUsers),
@@ -466,6 +478,13 @@ fn keys_for(config: &Config) -> Result<Arc<sealing::Keys>, String> {
 
 /// `--init`: creates what a first installation needs.
 fn init(config: &Config) -> ExitCode {
+    if config.fleet.role == config::Role::Host {
+        println!(
+            "This machine is a host of a fleet ([fleet] role = \"host\"): it holds no key file \
+             and no database; nothing to initialise."
+        );
+        return ExitCode::SUCCESS;
+    }
     let (db, have_db) = match config.store.backend {
         config::Backend::Sqlite => {
             let path = config.state_dir.join(store::DB_FILE);
