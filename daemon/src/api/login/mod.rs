@@ -909,7 +909,8 @@ mod trust_tests;
 #[cfg(test)]
 mod tests {
     use super::sessions::{
-        MAX_SESSIONS_PER_ADDRESS, MAX_SESSIONS_PER_CONNECTION, MAX_SESSIONS_PER_USER,
+        MAX_SESSIONS_PER_ADDRESS, MAX_SESSIONS_PER_CONNECTION, MAX_SESSIONS_PER_HOST,
+        MAX_SESSIONS_PER_USER,
     };
     use super::*;
     use crate::clock::{Clock, ManualClock};
@@ -1493,6 +1494,55 @@ mod tests {
             .rt
             .block_on(w.logins.begin(&root(), origin("alice")))
             .is_ok());
+    }
+
+    /// At a fleet's verifier, quotas are per host: a user's `su` left at
+    /// the prompt on one host does not count against the same uid on
+    /// another, and one host's logins in progress never take more than
+    /// its share of the table: another host's login still starts.
+    #[test]
+    fn at_a_verifier_each_host_has_its_own_quotas() {
+        use crate::origin::{Forwarded, HostFacts};
+        let w = world();
+        let from = |host: &str, service: &str| Origin {
+            rhost: String::new(),
+            service: service.into(),
+            forwarded: Some(Arc::new(Forwarded {
+                host: host.into(),
+                facts: HostFacts {
+                    account: Some(("alice".into(), 1000)),
+                    groups: Ok(Vec::new()),
+                    shadow: Ok(None),
+                    touch_required: None,
+                },
+            })),
+            ..origin("alice")
+        };
+        let caller = |host: &str, n: usize, invoker: Option<u32>| Caller {
+            uid: 0,
+            connection: format!("{host}/:9.{n}"),
+            invoker,
+        };
+        let begin = |c: Caller, o: Origin| w.rt.block_on(w.logins.begin(&c, o));
+        let refused = (0..40)
+            .filter(|n| begin(caller("host-a", *n, Some(1000)), from("host-a", "su")).is_err())
+            .count();
+        assert_eq!(refused, 40 - MAX_SESSIONS_PER_USER);
+        assert!(begin(caller("host-b", 0, Some(1000)), from("host-b", "su")).is_ok());
+        // Host A's console logins (charged to no user) up to its share.
+        let mut n = 1000;
+        loop {
+            n += 1;
+            if begin(caller("host-a", n, None), from("host-a", "login")).is_err() {
+                break;
+            }
+            assert!(
+                n < 1000 + sessions::MAX_SESSIONS,
+                "host A was never stopped"
+            );
+        }
+        assert_eq!(w.logins.in_progress(), MAX_SESSIONS_PER_HOST + 1);
+        assert!(begin(caller("host-b", 1, None), from("host-b", "login")).is_ok());
     }
 
     /// One address's logins at the prompt (sshd, as root) are capped, and

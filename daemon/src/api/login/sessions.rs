@@ -23,6 +23,10 @@ pub(super) const MAX_SESSIONS_PER_CONNECTION: usize = 64;
 /// Logins in progress charged to one user (their screen locker, their
 /// `su` and `sudo`), across all connections.
 pub(super) const MAX_SESSIONS_PER_USER: usize = 16;
+/// Logins in progress a fleet's host forwarded (at a verifier): one host
+/// never holds more than a quarter of the table, so a host that floods
+/// its verifiers leaves the other hosts' logins room.
+pub(super) const MAX_SESSIONS_PER_HOST: usize = MAX_SESSIONS / 4;
 /// Logins in progress charged to users, all together: logins that act for
 /// no local user (sshd, the console's `login`) always keep the other half
 /// of the table.
@@ -77,6 +81,11 @@ pub(super) struct Session {
     pub(super) expires: i64,
 }
 
+/// The fleet's host a session came from (at a verifier), if any.
+fn host_of(session: &Session) -> Option<&str> {
+    session.origin.forwarded.as_ref().map(|f| f.host.as_str())
+}
+
 /// The table of logins in progress, by session id.
 #[derive(Default)]
 pub(super) struct Sessions(Mutex<HashMap<String, Session>>);
@@ -95,14 +104,21 @@ impl Sessions {
         }
         let owner = &session.owner;
         let charge = &session.charge;
+        // At a verifier, a charge is a host's: uid 1000 or an address on
+        // one host is not the same on another.
+        let host = host_of(&session);
         let (mut same_connection, mut same_charge, mut users, mut remote) = (0, 0, 0, 0);
+        let mut same_host = 0;
         for s in sessions.values() {
+            let other_host = host_of(s);
             same_connection += usize::from(s.owner.connection == owner.connection);
-            same_charge += usize::from(s.charge == *charge);
+            same_charge += usize::from(s.charge == *charge && other_host == host);
+            same_host += usize::from(host.is_some() && other_host == host);
             users += usize::from(matches!(s.charge, Charge::User(_)));
             remote += usize::from(matches!(s.charge, Charge::Address(_)));
         }
         let full = sessions.len() >= MAX_SESSIONS
+            || same_host >= MAX_SESSIONS_PER_HOST
             || same_connection >= MAX_SESSIONS_PER_CONNECTION
             || match charge {
                 Charge::User(_) => {
