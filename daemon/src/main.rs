@@ -179,14 +179,11 @@ fn main() -> ExitCode {
     } else {
         Arc::new(smtp::Disabled)
     };
-    let detached = !args.foreground;
-    if detached {
-        // Detach before any thread exists (the store writer, the runtime).
-        if let Err(e) = nix::unistd::daemon(false, args.log_stderr) {
-            eprintln!("twofactord: cannot detach: {e}");
-            return ExitCode::from(1);
-        }
-    }
+    // Detach before any thread exists (the store writer, the runtime).
+    let detached = match detach(&args) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
     let store = match store::Store::open_configured(&config, keys, store::Mode::Existing) {
         Ok(s) => s,
         Err(e) => {
@@ -198,16 +195,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("twofactord: cannot start: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let audit = Arc::new(audit_for(&args, detached));
     let served = runtime.block_on(serve(
@@ -218,6 +208,30 @@ fn main() -> ExitCode {
         audit.clone(),
     ));
     ended(served, &audit)
+}
+
+/// Detaches unless `--foreground`; whether it did.
+fn detach(args: &Args) -> Result<bool, ExitCode> {
+    if args.foreground {
+        return Ok(false);
+    }
+    nix::unistd::daemon(false, args.log_stderr).map_err(|e| {
+        eprintln!("twofactord: cannot detach: {e}");
+        ExitCode::from(1)
+    })?;
+    Ok(true)
+}
+
+/// The daemon's runtime: two async workers.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("twofactord: cannot start: {e}");
+            ExitCode::from(1)
+        })
 }
 
 /// The exit of a daemon that served: logged, and said on stderr.
@@ -270,23 +284,13 @@ fn host_main(
         Err(e) => return fail(e),
     };
     raise_descriptor_limit();
-    let detached = !args.foreground;
-    if detached {
-        if let Err(e) = nix::unistd::daemon(false, args.log_stderr) {
-            eprintln!("twofactord: cannot detach: {e}");
-            return ExitCode::from(1);
-        }
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let detached = match detach(args) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("twofactord: cannot start: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let audit = Arc::new(audit_for(args, detached));
     // A key file left on a host is one its root can read: said at every

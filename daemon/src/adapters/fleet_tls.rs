@@ -8,11 +8,11 @@
 //! through the same functions, so the two never disagree. Errors name the
 //! key and the file, never what a key file holds.
 
+use crate::adapters::named_files;
 use crate::config::FleetConfig;
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -36,89 +36,31 @@ fn file_error(key: &'static str, path: &Path, what: impl std::fmt::Display) -> F
     }
 }
 
-/// An I/O error as std words it, without pem's "I/O error: ".
-fn reason(e: pem::Error) -> String {
-    match e {
-        pem::Error::Io(e) => e.to_string(),
-        e => e.to_string(),
-    }
-}
-
-/// A regular file (a FIFO or a device is never read).
-fn regular(key: &'static str, path: &Path) -> Result<std::fs::Metadata, FileError> {
-    let meta = std::fs::metadata(path).map_err(|e| file_error(key, path, e))?;
-    if !meta.is_file() {
-        return Err(file_error(key, path, "not a regular file"));
-    }
-    Ok(meta)
-}
-
-/// The certificates of a PEM file, at least one.
-fn certificates(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, FileError> {
-    regular(key, path)?;
-    let mut out = Vec::new();
-    for cert in CertificateDer::pem_file_iter(path).map_err(|e| file_error(key, path, reason(e)))? {
-        out.push(cert.map_err(|e| file_error(key, path, reason(e)))?);
-    }
-    if out.is_empty() {
-        return Err(file_error(
-            key,
-            path,
-            "no certificate in it (PEM, -----BEGIN CERTIFICATE-----)",
-        ));
-    }
-    Ok(out)
-}
-
 /// The fleet's CA, as a root store.
 fn roots(config: &FleetConfig) -> Result<Arc<rustls::RootCertStore>, FileError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for (n, cert) in certificates("ca_file", &config.ca_file)?
-        .into_iter()
-        .enumerate()
-    {
-        roots.add(cert).map_err(|e| {
-            file_error(
-                "ca_file",
-                &config.ca_file,
-                format!("certificate {}: {e}", n + 1),
-            )
-        })?;
-    }
-    Ok(Arc::new(roots))
+    named_files::roots(&config.ca_file)
+        .map(Arc::new)
+        .map_err(|e| file_error("ca_file", &config.ca_file, e))
+}
+
+/// This machine's certificate chain.
+fn chain(config: &FleetConfig) -> Result<Vec<CertificateDer<'static>>, FileError> {
+    named_files::certificates(&config.cert_file)
+        .map_err(|e| file_error("cert_file", &config.cert_file, e))
 }
 
 /// This machine's private key: a regular file of the daemon's user (root)
 /// that group and others cannot open (0600 or 0400).
 fn private_key(config: &FleetConfig) -> Result<PrivateKeyDer<'static>, FileError> {
     let path = &config.key_file;
-    let meta = regular("key_file", path)?;
-    let mode = meta.mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(file_error(
-            "key_file",
-            path,
-            format!("mode {mode:04o}, must not be open to group or others (mode 0600 or 0400)"),
-        ));
-    }
-    let me = nix::unistd::geteuid().as_raw();
-    if meta.uid() != me {
-        return Err(file_error(
-            "key_file",
-            path,
-            format!(
-                "owned by uid {}, must belong to the daemon's user (uid {me})",
-                meta.uid()
-            ),
-        ));
-    }
+    named_files::owner_only(path).map_err(|e| file_error("key_file", path, e))?;
     PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
         pem::Error::NoItemsFound => file_error(
             "key_file",
             path,
             "no private key in it (PEM, -----BEGIN PRIVATE KEY-----)",
         ),
-        e => file_error("key_file", path, reason(e)),
+        e => file_error("key_file", path, named_files::pem_reason(e)),
     })
 }
 
@@ -130,7 +72,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// CA required of every client.
 pub fn server(config: &FleetConfig) -> Result<Arc<rustls::ServerConfig>, FileError> {
     let roots = roots(config)?;
-    let chain = certificates("cert_file", &config.cert_file)?;
+    let chain = chain(config)?;
     let key = private_key(config)?;
     let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider())
         .build()
@@ -149,7 +91,7 @@ pub fn server(config: &FleetConfig) -> Result<Arc<rustls::ServerConfig>, FileErr
 /// CA (and its name against the URL's), this host's certificate shown.
 pub fn client(config: &FleetConfig) -> Result<Arc<rustls::ClientConfig>, FileError> {
     let roots = roots(config)?;
-    let chain = certificates("cert_file", &config.cert_file)?;
+    let chain = chain(config)?;
     let key = private_key(config)?;
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -171,7 +113,7 @@ pub fn fingerprint(cert: &[u8]) -> String {
 /// The fingerprint of the first certificate of a PEM file (`twofactord
 /// --add-host`).
 pub fn fingerprint_of_file(path: &Path) -> Result<String, FileError> {
-    let certs = certificates("cert_file", path)?;
+    let certs = named_files::certificates(path).map_err(|e| file_error("cert_file", path, e))?;
     Ok(fingerprint(certs[0].as_ref()))
 }
 

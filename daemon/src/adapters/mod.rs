@@ -6,6 +6,7 @@ pub mod argon2id;
 pub mod fleet_tls;
 pub mod home_files;
 pub mod listen;
+pub mod named_files;
 pub mod nss;
 pub mod pam_reauth;
 pub mod procfs;

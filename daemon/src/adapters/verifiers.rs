@@ -102,13 +102,6 @@ impl Verifiers {
         self.targets.is_empty()
     }
 
-    pub fn url(&self, index: usize) -> &str {
-        self.targets
-            .get(index)
-            .map(|t| t.url.as_str())
-            .unwrap_or("")
-    }
-
     /// `path` with `body` at any verifier: the index of the one that
     /// answered, and its answer.
     pub async fn call_any(&self, path: &str, body: &[u8]) -> Result<(usize, Vec<u8>), CallError> {

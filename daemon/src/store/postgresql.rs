@@ -25,11 +25,11 @@ use super::db::{DbError, Engine, Result, Row, Value, ValueRef};
 use super::resealing::check_key;
 use super::Optional;
 use super::{in_transaction, schema, Db, Keys, Mode, StoreError};
+use crate::adapters::named_files;
 use crate::config::{SslMode, StoreConfig};
 use crate::params;
 use std::collections::HashMap;
 use std::future::Future;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -324,24 +324,7 @@ fn file_error(key: &str, path: &Path, what: impl std::fmt::Display) -> DbError {
 /// daemon's user (root) that group and others cannot open (0600 or 0400).
 fn read_password(path: &Path) -> Result<Zeroizing<String>> {
     let bad = |what: String| file_error("password_file", path, what);
-    // Looked at before it is opened: a FIFO or a device is never read.
-    let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(bad("not a regular file".into()));
-    }
-    let mode = meta.mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(bad(format!(
-            "mode {mode:04o}, must not be open to group or others (mode 0600 or 0400)"
-        )));
-    }
-    let owner = meta.uid();
-    let me = nix::unistd::geteuid().as_raw();
-    if owner != me {
-        return Err(bad(format!(
-            "owned by uid {owner}, must belong to the daemon's user (uid {me})"
-        )));
-    }
+    named_files::owner_only(path).map_err(bad)?;
     // The error of a read says why, never what was read.
     let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?);
     let line = text.lines().next().unwrap_or("");
@@ -354,8 +337,6 @@ fn read_password(path: &Path) -> Result<Zeroizing<String>> {
 /// TLS that checks the server's certificate against `ca_file` (or the
 /// system's CA store when empty) and its name against `host`.
 fn tls(ca_file: &Path) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
-    use rustls_pki_types::pem::{self, PemObject};
-    use rustls_pki_types::CertificateDer;
     let mut roots = rustls::RootCertStore::empty();
     if ca_file.as_os_str().is_empty() {
         for cert in rustls_native_certs::load_native_certs().certs {
@@ -369,29 +350,7 @@ fn tls(ca_file: &Path) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
             ));
         }
     } else {
-        let bad = |what: String| file_error("ca_file", ca_file, what);
-        // An I/O error as std words it, without pem's "I/O error: ".
-        let reason = |e: pem::Error| match e {
-            pem::Error::Io(e) => e.to_string(),
-            e => e.to_string(),
-        };
-        // Looked at before it is opened: a FIFO or a device is never read.
-        let meta = std::fs::metadata(ca_file).map_err(|e| bad(e.to_string()))?;
-        if !meta.is_file() {
-            return Err(bad("not a regular file".into()));
-        }
-        let certs = CertificateDer::pem_file_iter(ca_file).map_err(|e| bad(reason(e)))?;
-        for (n, cert) in certs.enumerate() {
-            let cert = cert.map_err(|e| bad(reason(e)))?;
-            roots
-                .add(cert)
-                .map_err(|e| bad(format!("certificate {}: {e}", n + 1)))?;
-        }
-        if roots.is_empty() {
-            return Err(bad(
-                "no certificate in it (PEM, -----BEGIN CERTIFICATE-----)".into(),
-            ));
-        }
+        roots = named_files::roots(ca_file).map_err(|e| file_error("ca_file", ca_file, e))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)

@@ -121,6 +121,23 @@ impl Forwarder {
             .ok_or_else(|| Error::NotFound("no such login in progress".into()))
     }
 
+    /// The verifier holding the session `id`, and the body of a call on
+    /// it (the answer, if any, wiped with the body).
+    fn call(
+        caller: &Caller,
+        id: &str,
+        answer: Vec<u8>,
+    ) -> Result<(usize, zeroize::Zeroizing<Vec<u8>>), Error> {
+        let (index, session) = Self::session(id)?;
+        let call = Call {
+            caller: CallerWire::of(caller),
+            session: session.to_string(),
+            answer: zeroize::Zeroizing::new(answer),
+        };
+        let body = serde_json::to_vec(&call).map_err(|e| Error::Internal(e.to_string()))?;
+        Ok((index, zeroize::Zeroizing::new(body)))
+    }
+
     async fn step(
         &self,
         path: &str,
@@ -128,16 +145,7 @@ impl Forwarder {
         id: &str,
         answer: Vec<u8>,
     ) -> Result<Step, Error> {
-        let (index, session) = Self::session(id)?;
-        let call = Call {
-            caller: CallerWire::of(caller),
-            session: session.to_string(),
-            answer,
-        };
-        let body = zeroize::Zeroizing::new(
-            serde_json::to_vec(&call).map_err(|e| Error::Internal(e.to_string()))?,
-        );
-        drop(call);
+        let (index, body) = Self::call(caller, id, answer)?;
         let step = match self.verifiers.call(index, path, &body).await {
             Ok(answer) => Step::from_wire(self.decode::<Stepped>(&answer)?.step),
             Err(e) => self.unavailable(&e),
@@ -224,9 +232,7 @@ impl LoginSteps for Forwarder {
     }
 
     async fn answer(&self, caller: &Caller, id: &str, answer: Vec<u8>) -> Result<Step, Error> {
-        let answer = zeroize::Zeroizing::new(answer);
-        self.step(messages::ANSWER, caller, id, answer.to_vec())
-            .await
+        self.step(messages::ANSWER, caller, id, answer).await
     }
 
     async fn commit(&self, caller: &Caller, id: &str) -> Result<Step, Error> {
@@ -234,13 +240,7 @@ impl LoginSteps for Forwarder {
     }
 
     async fn cancel(&self, caller: &Caller, id: &str) -> Result<(), Error> {
-        let (index, session) = Self::session(id)?;
-        let call = Call {
-            caller: CallerWire::of(caller),
-            session: session.to_string(),
-            answer: Vec::new(),
-        };
-        let body = serde_json::to_vec(&call).map_err(|e| Error::Internal(e.to_string()))?;
+        let (index, body) = Self::call(caller, id, Vec::new())?;
         self.note(&caller.connection, None, false);
         match self.verifiers.call(index, messages::CANCEL, &body).await {
             Ok(answer) => self.decode::<serde_json::Value>(&answer).map(drop),

@@ -101,8 +101,9 @@ pub struct Begin {
 pub struct Call {
     pub caller: CallerWire,
     pub session: String,
+    /// Wiped when the call is dropped.
     #[serde(default)]
-    pub answer: Vec<u8>,
+    pub answer: zeroize::Zeroizing<Vec<u8>>,
 }
 
 /// A connection to the host's daemon closed: its logins go.

@@ -215,18 +215,23 @@ impl Verifier {
                 }
             }
             messages::ANSWER | messages::COMMIT | messages::CANCEL => {
-                let call: Call = match serde_json::from_slice(&body) {
+                let Call {
+                    caller,
+                    session,
+                    mut answer,
+                } = match serde_json::from_slice(&body) {
                     Ok(c) => c,
                     Err(e) => return bad(e),
                 };
-                let caller = call.caller.at(&host);
+                let caller = caller.at(&host);
                 let step = match path.as_str() {
+                    // Moved out, not copied: `answer` wipes what it is given.
                     messages::ANSWER => {
-                        let answer = call.answer.clone();
-                        self.logins.answer(&caller, &call.session, answer).await
+                        let answer = std::mem::take(&mut *answer);
+                        self.logins.answer(&caller, &session, answer).await
                     }
-                    messages::COMMIT => self.logins.commit(&caller, &call.session).await,
-                    _ => match self.logins.cancel(&caller, &call.session).await {
+                    messages::COMMIT => self.logins.commit(&caller, &session).await,
+                    _ => match self.logins.cancel(&caller, &session).await {
                         Ok(()) => return json(StatusCode::OK, &serde_json::json!({})),
                         Err(e) => Err(e),
                     },
