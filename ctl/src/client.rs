@@ -397,17 +397,6 @@ fn bus_error(name: &str, text: Option<&str>) -> Failure {
             Reason::PermissionDenied,
             "the system bus refused the call to twofactord (D-Bus policy)",
         ),
-        // A fleet's host serves logins only (docs/fleet.md).
-        Some("UnknownInterface")
-            if text.is_some_and(|t| t.contains("Account1") || t.contains("Admin1")) =>
-        {
-            Failure::new(
-                Reason::Unexpected,
-                "twofactord here serves logins only: this machine is a host of a fleet \
-                 ([fleet] role = \"host\"), whose accounts are kept by its verifiers. Set up a \
-                 second factor at a login prompt here, or run twofactorctl on a verifier",
-            )
-        }
         Some("UnknownMethod" | "UnknownInterface" | "UnknownObject" | "UnknownProperty") => {
             Failure::new(
                 Reason::Unexpected,

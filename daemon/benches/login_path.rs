@@ -103,6 +103,7 @@ async fn login(
         uid: 0,
         connection: ":1.0".into(),
         invoker: None,
+        on_host: None,
     };
     let origin = Origin {
         user: user.to_string(),

@@ -100,6 +100,19 @@ pub struct FleetConfig {
     pub key_file: PathBuf,
     /// A host's longest wait for one answer of a verifier.
     pub timeout_seconds: u32,
+    /// At a verifier: the registered hosts from which `Admin1` calls are
+    /// taken (`"*"`: every host). There, the host's root acts as root of
+    /// the fleet, and a member of `admin_group` (by the verifier's own
+    /// name service) as an administrator whose password that host checked.
+    /// Empty (the default): administration from a verifier only.
+    pub admin_hosts: Vec<String>,
+}
+
+impl FleetConfig {
+    /// Whether `Admin1` calls are taken from `host`.
+    pub fn admin_from(&self, host: &str) -> bool {
+        self.admin_hosts.iter().any(|h| h == "*" || h == host)
+    }
 }
 
 impl Default for FleetConfig {
@@ -112,6 +125,7 @@ impl Default for FleetConfig {
             cert_file: PathBuf::from("/etc/twofactor/fleet-cert.pem"),
             key_file: PathBuf::from("/etc/twofactor/fleet-key.pem"),
             timeout_seconds: 5,
+            admin_hosts: Vec::new(),
         }
     }
 }
@@ -687,6 +701,18 @@ impl Config {
                     f.timeout_seconds
                 ),
             );
+        }
+        for h in &f.admin_hosts {
+            let name_like = !h.is_empty()
+                && h.len() <= 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if h != "*" && !name_like {
+                return bad(
+                    "admin_hosts",
+                    format!("{h:?} is not a host's name (as given to --add-host) or \"*\""),
+                );
+            }
         }
         match f.role {
             Role::None => Ok(()),
@@ -1643,6 +1669,8 @@ mod proptests {
         .contains("fleet.listen"));
         assert!(e("[fleet]\ncert_file = \"cert.pem\"\n").contains("fleet.cert_file"));
         assert!(e("[fleet]\ntimeout_seconds = 30\n").contains("fleet.timeout_seconds"));
+        assert!(e("[fleet]\nadmin_hosts = [\"a b\"]\n").contains("fleet.admin_hosts"));
+        assert!(e("[fleet]\nadmin_hosts = [\"\"]\n").contains("fleet.admin_hosts"));
         let host = Config::parse(
             "[fleet]\nrole = \"host\"\nverifiers = [\"https://v1.example.com:8443\", \"https://[::1]:9443\"]\n",
             "f.toml",
@@ -1655,6 +1683,18 @@ mod proptests {
         )
         .unwrap();
         assert_eq!(verifier.fleet.role, Role::Verifier);
+        assert!(!verifier.fleet.admin_from("bastion"), "none by default");
+        let admin = Config::parse(
+            &format!(
+                "{pg}[fleet]\nrole = \"verifier\"\nlisten = \"[::]:8443\"\nadmin_hosts = [\"bastion\"]\n"
+            ),
+            "f.toml",
+        )
+        .unwrap();
+        assert!(admin.fleet.admin_from("bastion"));
+        assert!(!admin.fleet.admin_from("web1"));
+        let all = Config::parse("[fleet]\nadmin_hosts = [\"*\"]\n", "f.toml").unwrap();
+        assert!(all.fleet.admin_from("web1"));
         assert_eq!(
             verifier_url("https://v1.example.com:8443"),
             Ok(("v1.example.com".into(), 8443))

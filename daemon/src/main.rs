@@ -7,10 +7,12 @@ use std::sync::Arc;
 use twofactor_proto::names::{BUS_NAME, OBJECT_PATH};
 use twofactord::adapters::syslog::{Audit, Event, Sinks};
 use twofactord::adapters::{fleet_tls, listen, nss, pam_reauth, sealing, smtp, verifiers};
-use twofactord::api::fleet::{host, verifier};
+use twofactord::api::fleet::{host, host_requests, verifier};
+use twofactord::api::requests::{AccountRequests, AdminRequests};
 use twofactord::api::{account, admin, bus, login, login_socket};
 use twofactord::args::Args;
 use twofactord::config::{self, Config};
+use twofactord::services::passwords::Passwords;
 use twofactord::services::{Handles, Outside};
 use twofactord::{clock, random, store};
 
@@ -305,6 +307,24 @@ fn host_main(
             ),
         });
     }
+    // A password is checked here, where it was typed; its attempts are
+    // counted at a verifier.
+    let passwords = Arc::new(Passwords::new(
+        Arc::new(pam_reauth::PamReauth {
+            service: config.reauth_service.clone(),
+        }),
+        Arc::new(host_requests::VerifierTally::new(
+            verifiers.clone(),
+            audit.clone(),
+        )),
+        audit.clone(),
+    ));
+    let requests = Arc::new(host_requests::Requests::new(
+        verifiers.clone(),
+        Arc::new(nss::SystemUsers),
+        passwords,
+        audit.clone(),
+    ));
     let logins: Arc<dyn login::LoginSteps> = Arc::new(host::Forwarder::new(
         verifiers,
         Arc::new(nss::SystemUsers),
@@ -314,8 +334,8 @@ fn host_main(
     let served = runtime.block_on(faces(
         Faces {
             logins,
-            accounts: None,
-            admin: None,
+            accounts: Some(requests.clone()),
+            admin: Some(requests),
         },
         args.bus.clone(),
         socket,
@@ -749,11 +769,12 @@ async fn serve(
             let task = verifier::serve(
                 listener,
                 tls,
-                Arc::new(verifier::Verifier {
-                    logins: logins.clone(),
-                    store: handles.store.clone(),
-                    audit: audit.clone(),
-                }),
+                Arc::new(verifier::Verifier::new(
+                    &handles,
+                    logins.clone(),
+                    accounts.clone(),
+                    admin.clone(),
+                )),
             )?;
             audit.log(Event::FleetVerifier { address: &address });
             Some(task)
@@ -781,11 +802,11 @@ async fn serve(
 type HostsListener = (std::net::TcpListener, Arc<rustls::ServerConfig>);
 
 /// The faces a daemon serves: `Login1` always (on the bus and the login
-/// socket); `Account1` and `Admin1` where this machine holds the state.
+/// socket); `Account1` and `Admin1`, decided here or at a verifier.
 struct Faces {
     logins: Arc<dyn login::LoginSteps>,
-    accounts: Option<Arc<account::Accounts>>,
-    admin: Option<Arc<admin::Admin>>,
+    accounts: Option<Arc<dyn AccountRequests>>,
+    admin: Option<Arc<dyn AdminRequests>>,
 }
 
 /// Serves `faces` until SIGTERM or SIGINT.

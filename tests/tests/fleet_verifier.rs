@@ -62,9 +62,10 @@ impl Fleet {
         let pg = PgServer::start();
         let db = pg.create_database();
         let ports = [free_port(), free_port()];
+        // Administration is taken from host B only.
         let verifier_config = |n: usize| DaemonConfig {
             extra: format!(
-                "{}\n{}",
+                "{}\n{}admin_hosts = [\"host-b\"]\n",
                 pg.store_toml(&db, true),
                 ca.verifier_toml(&ca.verifier(&format!("verifier{n}")), ports[n])
             ),
@@ -197,13 +198,9 @@ fn enrol_on_one_host_log_in_on_the_other_and_every_code_is_used_once() {
             f.logs()
         );
     }
-    // twofactorctl on a host says where accounts are kept.
-    let status = f.host_a.ctl().run(&f.user, &["status"], b"");
-    assert!(
-        !status.success() && status.stderr().contains("serves logins only"),
-        "{}",
-        status.describe()
-    );
+    // twofactorctl on a host shows the account the verifiers keep.
+    let status = f.host_a.ctl().status_json(&f.user);
+    assert_eq!(status["methods"], serde_json::json!(["app"]), "{status}");
     // The hosts hold nothing and log nothing secret.
     for host in [&f.host_a, &f.host_b] {
         let state = host.daemon.state_dir();
@@ -314,6 +311,54 @@ fn a_host_reaches_no_secret_and_a_revoked_host_is_refused_at_once() {
     ] {
         replies.push(probe(&cert_a, path, &body));
     }
+    // Account1 and Admin1 as the host's root may send them: for the user,
+    // by name, with no second factor; a forged password turn.
+    let named = format!(
+        r#"{{"uid":{uid},"connection":":probe","invoker":null,"name":"{user}"}}"#,
+        uid = f.user.uid
+    );
+    let account = |call: &str| format!(r#"{{"caller":{named},"call":{call}}}"#);
+    let status = probe(&cert_a, "/v1/account", &account(r#""Status""#));
+    assert!(
+        status.contains("HTTP 200") && status.contains("\"app\""),
+        "{status}"
+    );
+    replies.push(status);
+    for call in [
+        r#"{"EnrollApp":{"password":null,"code":[]}}"#,
+        r#"{"NewBackupCodes":{"password":null,"code":[]}}"#,
+        r#"{"RemoveDevices":{"id":"all","proof":{"password":null,"code":[]}}}"#,
+    ] {
+        let refused = probe(&cert_a, "/v1/account", &account(call));
+        assert!(
+            refused.contains("HTTP 200") && refused.contains("BadCode"),
+            "a change without the account's second factor: {refused}"
+        );
+        replies.push(refused);
+    }
+    // A password is never taken from a host.
+    let with_password = probe(
+        &cert_a,
+        "/v1/account",
+        &account(r#"{"EnrollApp":{"password":[104,105],"code":[]}}"#),
+    );
+    assert!(with_password.contains("HTTP 400"), "{with_password}");
+    // Not an administration host: refused whoever it names.
+    let users = probe(
+        &cert_a,
+        "/v1/admin",
+        &format!(r#"{{"caller":{caller},"call":"ListUsers"}}"#),
+    );
+    assert!(users.contains("PermissionDenied"), "{users}");
+    replies.push(users);
+    let settled = probe(
+        &cert_a,
+        "/v1/password/settle",
+        &format!(
+            r#"{{"user":"{user}","action":"disable","ticket":"00112233445566778899aabbccddeeff","right":true}}"#
+        ),
+    );
+    assert!(settled.contains("NotFound"), "{settled}");
     let everything = replies.join("\n");
     assert!(
         !everything.contains(&secret),
@@ -352,6 +397,103 @@ fn a_host_reaches_no_secret_and_a_revoked_host_is_refused_at_once() {
         listed.contains("host-a") && !listed.contains("host-b\t"),
         "{listed}"
     );
+}
+
+/// `twofactorctl` on a host works as on a machine that decides alone, and
+/// every call goes to the verifiers: the password is checked by the
+/// host's PAM and never leaves it, its attempts counted at the verifiers;
+/// a change still needs the account's second factor, checked there;
+/// administration only from a host the verifiers name (`admin_hosts`).
+#[test]
+fn twofactorctl_on_a_host_is_answered_by_the_verifiers() {
+    if !need_root!() || !need_postgres!() {
+        return;
+    }
+    let f = Fleet::start();
+    let (password, name) = (f.user.password().to_string(), f.user.name.clone());
+    // Enrolment with twofactorctl on host A.
+    let e = f.host_a.ctl().enroll_app(&f.user);
+    let codes = e.backup_codes();
+    assert_eq!(codes.len(), 10, "{}", e.output.describe());
+    // Host B shows the account; a login there takes that app's codes.
+    let status = f.host_b.ctl().status_json(&f.user);
+    assert_eq!(status["methods"], serde_json::json!(["app"]), "{status}");
+    f.login(&f.pam_b, &codes[0])
+        .assert_result("PAM_SUCCESS")
+        .assert_errors(&[]);
+
+    // A wrong password on host B: refused there, counted and audited at
+    // the verifiers.
+    let backup_codes = |typed: String| {
+        f.host_b
+            .ctl()
+            .run(&f.user, &["backup-codes"], typed.as_bytes())
+    };
+    let out = backup_codes(format!("{password}x\n{}\n", codes[1]));
+    assert!(
+        !out.success() && out.stderr().contains("wrong password"),
+        "{}",
+        out.describe()
+    );
+    let verifiers = || format!("{}{}", f.v1.daemon.log(), f.v2.daemon.log());
+    assert!(
+        verifiers().contains(&format!("reauth-failure user={name}")),
+        "{}",
+        f.logs()
+    );
+    assert_eq!(
+        admin::user_json(&f.v1, &name)["failures"],
+        1,
+        "the wrong password was not counted at the verifiers"
+    );
+    // The right password and a wrong code: refused at the verifiers.
+    let out = backup_codes(format!("{password}\n000000\n"));
+    assert!(!out.success(), "{}", out.describe());
+    // The right password and a backup code: a new set, made on host B.
+    let out = backup_codes(format!("{password}\n{}\n", codes[1]));
+    let fresh = conversation::backup_codes_in(&out.stdout());
+    assert!(out.success() && fresh.len() == 10, "{}", out.describe());
+    // The old set is void everywhere; the new one lets in on host A.
+    f.login(&f.pam_a, &codes[2]).assert_result("PAM_AUTH_ERR");
+    f.login(&f.pam_a, &fresh[0])
+        .assert_result("PAM_SUCCESS")
+        .assert_errors(&[]);
+    assert!(
+        verifiers().contains("fleet-request host=host-b path=/v1/account"),
+        "{}",
+        f.logs()
+    );
+    // The password never left the hosts; the hosts logged no secret.
+    let logs = f.logs();
+    assert!(!logs.contains(&password), "a password in a log");
+    for host in [&f.host_a, &f.host_b] {
+        let log = host.daemon.log();
+        assert!(
+            !log.contains(&e.compact_secret()),
+            "the secret in a host's log"
+        );
+        assert!(!log.contains(&fresh[1]), "a backup code in a host's log");
+    }
+
+    // Administration: not from host A; root on host B acts as the fleet's
+    // root.
+    let refused = admin::root_ctl(&f.host_a, &["admin", "users"], b"");
+    assert!(
+        !refused.success() && refused.stderr().contains("not administered from host-a"),
+        "{}",
+        refused.describe()
+    );
+    let user = admin::root_ctl(&f.host_b, &["admin", "user", &name, "--json"], b"");
+    assert!(user.success(), "{}\n{}", user.describe(), f.logs());
+    let reset = admin::root_ctl(&f.host_b, &["admin", "reset", &name, "--yes"], b"");
+    assert!(reset.success(), "{}\n{}", reset.describe(), f.logs());
+    assert!(
+        verifiers().contains("by=root@host-b"),
+        "the reset was not audited with its host:\n{}",
+        f.logs()
+    );
+    let status = f.host_a.ctl().status_json(&f.user);
+    assert_eq!(status["methods"], serde_json::json!([]), "{status}");
 }
 
 /// Killing a verifier mid-run costs only the login in flight on it; with

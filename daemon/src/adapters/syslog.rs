@@ -38,6 +38,14 @@ pub enum Event<'a> {
     FleetVerifier {
         address: &'a str,
     },
+    /// A fleet's host forwarded an `Account1` or `Admin1` call (`path`)
+    /// of its caller `uid`, named `user` there.
+    FleetRequest {
+        host: &'a str,
+        path: &'a str,
+        uid: u32,
+        user: &'a str,
+    },
     /// A connection to the login socket was closed at once: its user (the
     /// caller, or the user a root caller acts for) or the daemon as a
     /// whole holds all the connections it may (`why`).
@@ -258,6 +266,19 @@ impl Event<'_> {
             }
             Event::FleetVerifier { address } => {
                 line.event("fleet-verifier").kv("listen", address);
+                Level::Info
+            }
+            Event::FleetRequest {
+                host,
+                path,
+                uid,
+                user,
+            } => {
+                line.event("fleet-request")
+                    .kv("host", host)
+                    .kv("path", path)
+                    .kv("uid", &uid.to_string())
+                    .kv("user", user);
                 Level::Info
             }
             Event::ConnectionRefused { uid, user, why } => {

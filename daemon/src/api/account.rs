@@ -4,6 +4,7 @@
 
 use crate::adapters::syslog::Audit;
 use crate::adapters::syslog::Event;
+use crate::api::requests::{AccountCall, AccountRequests, Reply};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::random;
@@ -96,7 +97,8 @@ impl Accounts {
     ) -> Result<AppEnrolment, Error> {
         let (password, code) = (Zeroizing::new(password), Zeroizing::new(code));
         let user = self.user_of(caller).await?;
-        self.prove(&user, password, code, "enroll-app").await?;
+        self.prove(caller, &user, password, code, "enroll-app")
+            .await?;
         let secret = Secret::generate(self.rng.as_ref())
             .map_err(|e| self.internal("enroll-app", &e.to_string()))?;
         let id = random::token(self.rng.as_ref())
@@ -210,7 +212,8 @@ impl Accounts {
             ));
         }
         let user = self.user_of(caller).await?;
-        self.prove(&user, password, code, "enroll-email").await?;
+        self.prove(caller, &user, password, code, "enroll-email")
+            .await?;
         self.audit.log(Event::EnrolStart {
             user: &user,
             method: method::EMAIL,
@@ -438,7 +441,8 @@ impl Accounts {
             })
         };
         let user = self.user_of(caller).await?;
-        self.prove(&user, password, code, "enroll-ssh-key").await?;
+        self.prove(caller, &user, password, code, "enroll-ssh-key")
+            .await?;
         let id = trusted_devices::new_id(self.rng.as_ref())
             .map_err(|e| self.internal("enroll-ssh-key", &e.to_string()))?;
         let (codes, hashed) = self.new_set("enroll-ssh-key").await?;
@@ -534,7 +538,8 @@ impl Accounts {
                 existing.len()
             )));
         }
-        self.prove(&user, password, code, "enroll-key").await?;
+        self.prove(caller, &user, password, code, "enroll-key")
+            .await?;
         let mut fresh = [0u8; HASH_LEN + 16];
         self.rng
             .fill(&mut fresh)
@@ -698,7 +703,8 @@ impl Accounts {
             return self.disable(caller, method::KEY, password, code).await;
         }
         let (password, code) = (Zeroizing::new(password), Zeroizing::new(code));
-        self.prove(&user, password, code, "remove-key").await?;
+        self.prove(caller, &user, password, code, "remove-key")
+            .await?;
         let (u, i) = (user.clone(), id.to_string());
         let removed = self
             .store
@@ -753,7 +759,8 @@ impl Accounts {
     ) -> Result<u32, Error> {
         let (password, code) = (Zeroizing::new(password), Zeroizing::new(code));
         let user = self.user_of(caller).await?;
-        self.prove(&user, password, code, "devices-remove").await?;
+        self.prove(caller, &user, password, code, "devices-remove")
+            .await?;
         remove_devices(&self.store, &self.audit, &user, id, &user).await
     }
 
@@ -770,7 +777,8 @@ impl Accounts {
         let (password, code) = (Zeroizing::new(password), Zeroizing::new(code));
         let user = self.user_of(caller).await?;
         self.refuse_without_method(&user).await?;
-        self.prove(&user, password, code, "backup-codes").await?;
+        self.prove(caller, &user, password, code, "backup-codes")
+            .await?;
         let (codes, hashed) = self.new_set("backup-codes").await?;
         let now = self.clock.now();
         let u = user.clone();
@@ -850,7 +858,7 @@ impl Accounts {
         };
         let user = self.user_of(caller).await?;
         self.refuse_removing_last_method(&user, only).await?;
-        self.prove(&user, password, code, "disable").await?;
+        self.prove(caller, &user, password, code, "disable").await?;
         let u = user.clone();
         // With no method left, the backup codes go too: they are a fallback
         // for a method, not a method.
@@ -927,19 +935,30 @@ impl Accounts {
     }
 
     /// The caller's account: its uid's own name (looked up off the async
-    /// workers).
+    /// workers), or, for a caller on a fleet's host, the name that host
+    /// gives it.
     async fn user_of(&self, caller: &Caller) -> Result<String, Error> {
+        let missing = || {
+            Error::NotFound(format!(
+                "uid {} has no user name on this system",
+                caller.uid
+            ))
+        };
+        if let Some(on) = &caller.on_host {
+            return match &on.name {
+                Some(name) if crate::adapters::nss::plausible_name(name) => Ok(name.clone()),
+                Some(_) => Err(Error::InvalidInput(
+                    "the host's name for the caller is not a user name".into(),
+                )),
+                None => Err(missing()),
+            };
+        }
         let uid = caller.uid;
         let name = self
             .directory
             .lookup(move |users| users.name_of(uid))
             .await?;
-        name.ok_or_else(|| {
-            Error::NotFound(format!(
-                "uid {} has no user name on this system",
-                caller.uid
-            ))
-        })
+        name.ok_or_else(missing)
     }
 
     /// What confirms a change to the account: the password, then, when the
@@ -953,12 +972,17 @@ impl Accounts {
     /// the app's.
     async fn prove(
         &self,
+        caller: &Caller,
         user: &str,
         password: Zeroizing<Vec<u8>>,
         code: Zeroizing<Vec<u8>>,
         action: &str,
     ) -> Result<(), Error> {
-        self.passwords.check(user, password, action).await?;
+        // A fleet's host checked the password, which never leaves it
+        // (`fleet::host`), counted here; the second factor is checked here.
+        if caller.on_host.is_none() {
+            self.passwords.check(user, password, action).await?;
+        }
         let (u, now) = (user.to_string(), self.clock.now());
         let (enrolled, email_sent) = self
             .store
@@ -1106,6 +1130,77 @@ pub(crate) async fn remove_devices(
     Ok(removed)
 }
 
+#[async_trait::async_trait]
+impl AccountRequests for Accounts {
+    async fn account(&self, caller: &Caller, call: AccountCall) -> Result<Reply, Error> {
+        Ok(match call {
+            AccountCall::Status => self.status(caller).await?.into(),
+            AccountCall::EnrollApp(proof) => {
+                let (password, code) = proof.take();
+                self.enroll_app(caller, password, code).await?.into()
+            }
+            AccountCall::ConfirmApp { enrolment, code } => {
+                self.confirm_app(caller, &enrolment, &code).await?.into()
+            }
+            AccountCall::NewBackupCodes(proof) => {
+                let (password, code) = proof.take();
+                self.new_backup_codes(caller, password, code).await?.into()
+            }
+            AccountCall::EnrollEmail { address, proof } => {
+                let (password, code) = proof.take();
+                self.enroll_email(caller, &address, password, code)
+                    .await?
+                    .into()
+            }
+            AccountCall::SendCode => self.send_code(caller).await?.into(),
+            AccountCall::ResendEmail => self.resend_email(caller).await?.into(),
+            AccountCall::ConfirmEmail { code } => self.confirm_email(caller, &code).await?.into(),
+            AccountCall::SetPreferred { method } => {
+                self.set_preferred(caller, &method).await?.into()
+            }
+            AccountCall::ListDevices => self.list_devices(caller).await?.into(),
+            AccountCall::RemoveDevices { id, proof } => {
+                let (password, code) = proof.take();
+                self.remove_devices(caller, &id, password, code)
+                    .await?
+                    .into()
+            }
+            AccountCall::EnrollSshKey {
+                public_key,
+                key_handle,
+                proof,
+            } => {
+                let (password, code) = proof.take();
+                self.enroll_ssh_key(caller, &public_key, key_handle, password, code)
+                    .await?
+                    .into()
+            }
+            AccountCall::ListSshKeys => self.list_ssh_keys(caller).await?.into(),
+            AccountCall::EnrollKey(proof) => {
+                let (password, code) = proof.take();
+                self.enroll_key(caller, password, code).await?.into()
+            }
+            AccountCall::ConfirmKey {
+                enrolment,
+                label,
+                attestation,
+            } => self
+                .confirm_key(caller, &enrolment, &label, &attestation)
+                .await?
+                .into(),
+            AccountCall::ListKeys => self.list_keys(caller).await?.into(),
+            AccountCall::RemoveKey { id, proof } => {
+                let (password, code) = proof.take();
+                self.remove_key(caller, &id, password, code).await?.into()
+            }
+            AccountCall::Disable { method, proof } => {
+                let (password, code) = proof.take();
+                self.disable(caller, &method, password, code).await?.into()
+            }
+        })
+    }
+}
+
 fn unknown_method(which: &str) -> Error {
     let names: Vec<String> = Method::ALL
         .iter()
@@ -1168,6 +1263,7 @@ mod tests {
             uid: 1000,
             connection: ":1.5".into(),
             invoker: None,
+            on_host: None,
         }
     }
 
@@ -1322,6 +1418,7 @@ mod tests {
             uid: 4242,
             connection: ":1.6".into(),
             invoker: None,
+            on_host: None,
         };
         assert!(matches!(
             rt.block_on(a.status(&ghost)),
@@ -1547,6 +1644,7 @@ mod tests {
             uid: 1002,
             connection: ":1.9".into(),
             invoker: None,
+            on_host: None,
         };
         rt.block_on(w.handles.store.run(|c| {
             bookkeeping::ensure(c, "staffer", 0)?;

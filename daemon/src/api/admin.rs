@@ -21,6 +21,7 @@ use crate::adapters::home_files;
 use crate::adapters::nss::plausible_name;
 use crate::adapters::syslog::Audit;
 use crate::adapters::syslog::Event;
+use crate::api::requests::{AdminCall, AdminRequests, Reply};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::random::Random;
@@ -109,38 +110,67 @@ impl Admin {
 
     /// The administrator's name, if the caller is one (and, for a change by
     /// a non-root administrator, gave the right password).
+    ///
+    /// A caller on a fleet's host is taken only from a host named in
+    /// `[fleet] admin_hosts`: its root as root (named `root@HOST`), a
+    /// member of `admin_group` by this machine's name service as an
+    /// administrator (named `NAME@HOST`), whose password that host checked
+    /// (it never leaves the host).
     async fn authorize(
         &self,
         caller: &Caller,
         action: &str,
         intent: Intent,
     ) -> Result<String, Error> {
-        if caller.uid == 0 {
-            return Ok("root".into());
-        }
-        let (uid, group) = (caller.uid, self.config.admin_group.clone());
-        let admin = self
-            .directory
-            .lookup(move |users| {
-                let name = users.name_of(uid)?;
-                // A failed group look-up makes nobody an administrator.
-                (!group.is_empty() && users.groups_of(&name).is_ok_and(|g| g.contains(&group)))
-                    .then_some(name)
-            })
-            .await?;
-        let Some(name) = admin else {
+        let denied = |why: &str| {
             self.audit.log(Event::Denied {
                 uid: caller.uid,
                 action,
             });
-            return Err(Error::PermissionDenied(
-                "administrators only: root, or members of the configured admin_group".into(),
-            ));
+            Err(Error::PermissionDenied(why.into()))
+        };
+        let on_host = caller.on_host.as_deref();
+        if let Some(on) = on_host {
+            if !self.config.fleet.admin_from(&on.host) {
+                return denied(&format!(
+                    "the fleet is not administered from {}: run twofactorctl admin on a \
+                     verifier, or name this host in the verifiers' [fleet] admin_hosts",
+                    on.host
+                ));
+            }
+        }
+        let at = |name: &str| match on_host {
+            Some(on) => format!("{name}@{}", on.host),
+            None => name.to_string(),
+        };
+        if caller.uid == 0 {
+            return Ok(at("root"));
+        }
+        let (uid, group) = (caller.uid, self.config.admin_group.clone());
+        let reported = on_host.map(|on| on.name.clone());
+        let admin = self
+            .directory
+            .lookup(move |users| {
+                let name = match reported {
+                    Some(name) => name?,
+                    None => users.name_of(uid)?,
+                };
+                // A failed group look-up makes nobody an administrator.
+                (!group.is_empty()
+                    && plausible_name(&name)
+                    && users.groups_of(&name).is_ok_and(|g| g.contains(&group)))
+                .then_some(name)
+            })
+            .await?;
+        let Some(name) = admin else {
+            return denied("administrators only: root, or members of the configured admin_group");
         };
         if let Intent::Change(password) = intent {
-            self.passwords.check(&name, password, action).await?;
+            if on_host.is_none() {
+                self.passwords.check(&name, password, action).await?;
+            }
         }
-        Ok(name)
+        Ok(at(&name))
     }
 
     /// Refuses a non-root caller when `user` is protected (root, an
@@ -624,6 +654,83 @@ impl Admin {
 
 /// The store's part of an import: the secret as the user's app, their
 /// scratch codes (if any) as their backup codes.
+#[async_trait::async_trait]
+impl AdminRequests for Admin {
+    async fn admin(&self, caller: &Caller, call: AdminCall) -> Result<Reply, Error> {
+        let import = matches!(
+            call,
+            AdminCall::ImportGoogleAuthenticator { .. }
+                | AdminCall::ImportGoogleAuthenticatorAll { .. }
+        );
+        if import && caller.on_host.is_some() {
+            // The files are in the host's home directories, which this
+            // machine cannot read.
+            return Err(Error::InvalidInput(
+                "google-authenticator files are not imported through a fleet's host yet \
+                 (docs/fleet.md)"
+                    .into(),
+            ));
+        }
+        Ok(match call {
+            AdminCall::GetPolicy => self.get_policy(caller).await?.into(),
+            AdminCall::SetPolicy {
+                mandatory,
+                groups,
+                from,
+                mut password,
+            } => self
+                .set_policy(caller, mandatory, groups, from, password.take())
+                .await?
+                .into(),
+            AdminCall::ListUsers => self.list_users(caller).await?.into(),
+            AdminCall::GetUser { user } => {
+                let user = self.account_name(&user).await?;
+                self.get_user(caller, &user).await?.into()
+            }
+            AdminCall::Reset { user, mut password } => {
+                let user = self.account_name(&user).await?;
+                self.reset(caller, &user, password.take()).await?.into()
+            }
+            AdminCall::Unlock { user, mut password } => {
+                let user = self.account_name(&user).await?;
+                self.unlock(caller, &user, password.take()).await?.into()
+            }
+            AdminCall::ListDevices { user } => {
+                let user = self.account_name(&user).await?;
+                self.list_devices(caller, &user).await?.into()
+            }
+            AdminCall::ListKeys { user } => {
+                let user = self.account_name(&user).await?;
+                self.list_keys(caller, &user).await?.into()
+            }
+            AdminCall::RemoveDevices {
+                user,
+                id,
+                mut password,
+            } => {
+                let user = self.account_name(&user).await?;
+                self.remove_devices(caller, &user, &id, password.take())
+                    .await?
+                    .into()
+            }
+            AdminCall::ImportGoogleAuthenticator {
+                user,
+                path,
+                mut password,
+            } => {
+                let user = self.account_name(&user).await?;
+                self.import_google_authenticator(caller, &user, &path, password.take())
+                    .await?
+                    .into()
+            }
+            AdminCall::ImportGoogleAuthenticatorAll { mut password } => self
+                .import_google_authenticator_all(caller, password.take())
+                .await?
+                .into(),
+        })
+    }
+}
+
 fn import_rows(
     c: &Db,
     user: &str,

@@ -13,9 +13,10 @@
 //! if the uid cannot be had, the call fails.
 
 use crate::adapters::procfs;
-use crate::api::account::Accounts;
-use crate::api::admin::Admin;
 use crate::api::login::LoginSteps;
+use crate::api::requests::{
+    AccountCall, AccountRequests, AdminCall, AdminRequests, Password, Proof, Reply,
+};
 use crate::origin::Origin;
 use crate::services::Caller;
 use std::collections::HashMap;
@@ -59,6 +60,7 @@ impl Callers {
                 uid,
                 connection: sender,
                 invoker,
+                on_host: None,
             });
         }
         self.asked
@@ -94,6 +96,7 @@ impl Callers {
             uid,
             connection: sender,
             invoker,
+            on_host: None,
         })
     }
 
@@ -182,8 +185,21 @@ impl LoginInterface {
 }
 
 pub struct AccountInterface {
-    pub accounts: Arc<Accounts>,
+    pub accounts: Arc<dyn AccountRequests>,
     pub callers: Arc<Callers>,
+}
+
+impl AccountInterface {
+    /// Hands `call` on for the caller of the message with `header`.
+    async fn call<T: TryFrom<Reply, Error = Error>>(
+        &self,
+        conn: &Connection,
+        header: &Header<'_>,
+        call: AccountCall,
+    ) -> Result<T, Error> {
+        let caller = self.callers.of(conn, header).await?;
+        self.accounts.account(&caller, call).await?.take()
+    }
 }
 
 #[zbus::interface(name = "org.twofactor.Account1")]
@@ -194,8 +210,7 @@ impl AccountInterface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(AccountStatus,), Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        Ok((self.accounts.status(&caller).await?,))
+        Ok((self.call(conn, &header, AccountCall::Status).await?,))
     }
 
     /// Starts enrolment of an authenticator app (needs the password and,
@@ -207,8 +222,8 @@ impl AccountInterface {
         password: Vec<u8>,
         code: Vec<u8>,
     ) -> Result<(AppEnrolment,), Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        Ok((self.accounts.enroll_app(&caller, password, code).await?,))
+        let call = AccountCall::EnrollApp(Proof::new(password, code));
+        Ok((self.call(conn, &header, call).await?,))
     }
 
     /// Activates the app with a code from it; returns new backup codes.
@@ -219,8 +234,8 @@ impl AccountInterface {
         enrolment: String,
         code: String,
     ) -> Result<Vec<String>, Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        self.accounts.confirm_app(&caller, &enrolment, &code).await
+        let call = AccountCall::ConfirmApp { enrolment, code };
+        self.call(conn, &header, call).await
     }
 
     /// A new set of backup codes; the old set stops working (needs the
@@ -232,10 +247,8 @@ impl AccountInterface {
         password: Vec<u8>,
         code: Vec<u8>,
     ) -> Result<Vec<String>, Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        self.accounts
-            .new_backup_codes(&caller, password, code)
-            .await
+        let call = AccountCall::NewBackupCodes(Proof::new(password, code));
+        self.call(conn, &header, call).await
     }
 
     /// Sends a code to a new email address (needs the password, and a
@@ -249,10 +262,9 @@ impl AccountInterface {
         password: Vec<u8>,
         code: Vec<u8>,
     ) -> Result<String, Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        self.accounts
-            .enroll_email(&caller, &address, password, code)
-            .await
+        let proof = Proof::new(password, code);
+        let call = AccountCall::EnrollEmail { address, proof };
+        self.call(conn, &header, call).await
     }
 
     /// Sends a code to the confirmed address, to confirm a change with;
@@ -262,8 +274,7 @@ impl AccountInterface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        self.accounts.send_code(&caller).await
+        self.call(conn, &header, AccountCall::SendCode).await
     }
 
     /// Sends a new code to the address being confirmed; returns it masked.
@@ -272,8 +283,7 @@ impl AccountInterface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        self.accounts.resend_email(&caller).await
+        self.call(conn, &header, AccountCall::ResendEmail).await
     }
 
     /// Activates email codes with the code sent; returns new backup codes
@@ -284,8 +294,8 @@ impl AccountInterface {
         #[zbus(connection)] conn: &Connection,
         code: String,
     ) -> Result<Vec<String>, Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        self.accounts.confirm_email(&caller, &code).await
+        self.call(conn, &header, AccountCall::ConfirmEmail { code })
+            .await
     }
 
     /// The method a login asks first ("" for the one used last).
@@ -295,8 +305,8 @@ impl AccountInterface {
         #[zbus(connection)] conn: &Connection,
         method: String,
     ) -> Result<(), Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        self.accounts.set_preferred(&caller, &method).await
+        self.call(conn, &header, AccountCall::SetPreferred { method })
+            .await
     }
 
     /// The caller's trusted devices.
@@ -305,8 +315,7 @@ impl AccountInterface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<Device>, Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        self.accounts.list_devices(&caller).await
+        self.call(conn, &header, AccountCall::ListDevices).await
     }
 
     /// Removes a trusted device by id, or all (needs the password and a
@@ -319,9 +328,8 @@ impl AccountInterface {
         password: Vec<u8>,
         code: Vec<u8>,
     ) -> Result<u32, Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        self.accounts
-            .remove_devices(&caller, &id, password, code)
+        let proof = Proof::new(password, code);
+        self.call(conn, &header, AccountCall::RemoveDevices { id, proof })
             .await
     }
 
@@ -339,10 +347,12 @@ impl AccountInterface {
         password: Vec<u8>,
         code: Vec<u8>,
     ) -> Result<(String, Vec<String>), Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        self.accounts
-            .enroll_ssh_key(&caller, &public_key, key_handle, password, code)
-            .await
+        let call = AccountCall::EnrollSshKey {
+            public_key,
+            key_handle,
+            proof: Proof::new(password, code),
+        };
+        self.call(conn, &header, call).await
     }
 
     /// The caller's security-key SSH keys.
@@ -351,8 +361,7 @@ impl AccountInterface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<SshKey>, Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        self.accounts.list_ssh_keys(&caller).await
+        self.call(conn, &header, AccountCall::ListSshKeys).await
     }
 
     /// Starts registering a FIDO2 security key (needs the password and,
@@ -366,8 +375,8 @@ impl AccountInterface {
         password: Vec<u8>,
         code: Vec<u8>,
     ) -> Result<(String, Vec<u8>), Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        self.accounts.enroll_key(&caller, password, code).await
+        let call = AccountCall::EnrollKey(Proof::new(password, code));
+        self.call(conn, &header, call).await
     }
 
     /// Finishes registering a key with what it answered (an encoded
@@ -381,10 +390,12 @@ impl AccountInterface {
         label: String,
         attestation: Vec<u8>,
     ) -> Result<(String, Vec<String>), Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        self.accounts
-            .confirm_key(&caller, &enrolment, &label, &attestation)
-            .await
+        let call = AccountCall::ConfirmKey {
+            enrolment,
+            label,
+            attestation,
+        };
+        self.call(conn, &header, call).await
     }
 
     /// The caller's security keys.
@@ -393,8 +404,7 @@ impl AccountInterface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<SshKey>, Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        self.accounts.list_keys(&caller).await
+        self.call(conn, &header, AccountCall::ListKeys).await
     }
 
     /// Removes one security key by id (needs the password and a current
@@ -407,8 +417,9 @@ impl AccountInterface {
         password: Vec<u8>,
         code: Vec<u8>,
     ) -> Result<(), Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        self.accounts.remove_key(&caller, &id, password, code).await
+        let proof = Proof::new(password, code);
+        self.call(conn, &header, AccountCall::RemoveKey { id, proof })
+            .await
     }
 
     /// Removes a method, or all (needs the password and a current second
@@ -421,16 +432,28 @@ impl AccountInterface {
         password: Vec<u8>,
         code: Vec<u8>,
     ) -> Result<(), Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        self.accounts
-            .disable(&caller, &method, password, code)
+        let proof = Proof::new(password, code);
+        self.call(conn, &header, AccountCall::Disable { method, proof })
             .await
     }
 }
 
 pub struct AdminInterface {
-    pub admin: Arc<Admin>,
+    pub admin: Arc<dyn AdminRequests>,
     pub callers: Arc<Callers>,
+}
+
+impl AdminInterface {
+    /// Hands `call` on for the caller of the message with `header`.
+    async fn call<T: TryFrom<Reply, Error = Error>>(
+        &self,
+        conn: &Connection,
+        header: &Header<'_>,
+        call: AdminCall,
+    ) -> Result<T, Error> {
+        let caller = self.callers.of(conn, header).await?;
+        self.admin.admin(&caller, call).await?.take()
+    }
 }
 
 #[zbus::interface(name = "org.twofactor.Admin1")]
@@ -441,8 +464,7 @@ impl AdminInterface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(Policy,), Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        Ok((self.admin.get_policy(&caller).await?,))
+        Ok((self.call(conn, &header, AdminCall::GetPolicy).await?,))
     }
 
     /// Sets the mandatory policy (from: YYYY-MM-DD or empty).
@@ -455,10 +477,13 @@ impl AdminInterface {
         from: String,
         password: Vec<u8>,
     ) -> Result<(), Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        self.admin
-            .set_policy(&caller, mandatory, groups, from, password)
-            .await
+        let call = AdminCall::SetPolicy {
+            mandatory,
+            groups,
+            from,
+            password: Password::new(password),
+        };
+        self.call(conn, &header, call).await
     }
 
     /// The system's human users and every user the daemon knows.
@@ -467,8 +492,7 @@ impl AdminInterface {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<UserReport>, Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        self.admin.list_users(&caller).await
+        self.call(conn, &header, AdminCall::ListUsers).await
     }
 
     /// One user.
@@ -478,9 +502,9 @@ impl AdminInterface {
         #[zbus(connection)] conn: &Connection,
         user: String,
     ) -> Result<(UserReport,), Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        let user = self.admin.account_name(&user).await?;
-        Ok((self.admin.get_user(&caller, &user).await?,))
+        Ok((self
+            .call(conn, &header, AdminCall::GetUser { user })
+            .await?,))
     }
 
     /// Removes the user's methods; returns a 24-hour single-use recovery code.
@@ -491,9 +515,10 @@ impl AdminInterface {
         user: String,
         password: Vec<u8>,
     ) -> Result<(Recovery,), Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        let user = self.admin.account_name(&user).await?;
-        Ok((self.admin.reset(&caller, &user, password).await?,))
+        let password = Password::new(password);
+        Ok((self
+            .call(conn, &header, AdminCall::Reset { user, password })
+            .await?,))
     }
 
     /// Clears a lockout.
@@ -504,9 +529,9 @@ impl AdminInterface {
         user: String,
         password: Vec<u8>,
     ) -> Result<(), Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        let user = self.admin.account_name(&user).await?;
-        self.admin.unlock(&caller, &user, password).await
+        let password = Password::new(password);
+        self.call(conn, &header, AdminCall::Unlock { user, password })
+            .await
     }
 
     /// A user's trusted devices.
@@ -516,9 +541,8 @@ impl AdminInterface {
         #[zbus(connection)] conn: &Connection,
         user: String,
     ) -> Result<Vec<Device>, Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        let user = self.admin.account_name(&user).await?;
-        self.admin.list_devices(&caller, &user).await
+        self.call(conn, &header, AdminCall::ListDevices { user })
+            .await
     }
 
     /// A user's security keys: (method, (id, name, added, last used)),
@@ -529,9 +553,7 @@ impl AdminInterface {
         #[zbus(connection)] conn: &Connection,
         user: String,
     ) -> Result<Vec<(String, SshKey)>, Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        let user = self.admin.account_name(&user).await?;
-        self.admin.list_keys(&caller, &user).await
+        self.call(conn, &header, AdminCall::ListKeys { user }).await
     }
 
     /// Removes a user's trusted device by id, or all.
@@ -543,11 +565,12 @@ impl AdminInterface {
         id: String,
         password: Vec<u8>,
     ) -> Result<u32, Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        let user = self.admin.account_name(&user).await?;
-        self.admin
-            .remove_devices(&caller, &user, &id, password)
-            .await
+        let call = AdminCall::RemoveDevices {
+            user,
+            id,
+            password: Password::new(password),
+        };
+        self.call(conn, &header, call).await
     }
 
     /// Imports ~user/.google_authenticator (or path).
@@ -559,12 +582,12 @@ impl AdminInterface {
         path: String,
         password: Vec<u8>,
     ) -> Result<(ImportReport,), Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        let user = self.admin.account_name(&user).await?;
-        Ok((self
-            .admin
-            .import_google_authenticator(&caller, &user, &path, password)
-            .await?,))
+        let call = AdminCall::ImportGoogleAuthenticator {
+            user,
+            path,
+            password: Password::new(password),
+        };
+        Ok((self.call(conn, &header, call).await?,))
     }
 
     /// Imports the file of every user who has one.
@@ -574,16 +597,21 @@ impl AdminInterface {
         #[zbus(connection)] conn: &Connection,
         password: Vec<u8>,
     ) -> Result<Vec<ImportReport>, Error> {
-        let caller = self.callers.of(conn, &header).await?;
-        self.admin
-            .import_google_authenticator_all(&caller, password)
-            .await
+        let password = Password::new(password);
+        self.call(
+            conn,
+            &header,
+            AdminCall::ImportGoogleAuthenticatorAll { password },
+        )
+        .await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::account::Accounts;
+    use crate::api::admin::Admin;
     use crate::api::login::Logins;
     use crate::clock::ManualClock;
     use crate::config::Config;

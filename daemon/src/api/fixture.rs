@@ -185,6 +185,7 @@ pub fn root() -> Caller {
         uid: 0,
         connection: ":1.1".into(),
         invoker: None,
+        on_host: None,
     }
 }
 
@@ -194,6 +195,7 @@ pub fn as_uid(uid: u32) -> Caller {
         uid,
         connection: format!(":1.{uid}"),
         invoker: None,
+        on_host: None,
     }
 }
 

@@ -11,3 +11,4 @@ pub mod fleet;
 pub mod login;
 pub mod login_socket;
 pub mod qr;
+pub mod requests;

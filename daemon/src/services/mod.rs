@@ -24,7 +24,7 @@ use directory::Directory;
 use factors::Factors;
 use hash_pool::HashPool;
 use outbox::Outbox;
-use passwords::Passwords;
+use passwords::{Passwords, StoreTally};
 use std::sync::Arc;
 
 /// Who called, as the kernel says: the uid of the calling process (from
@@ -41,6 +41,22 @@ pub struct Caller {
     /// setuid program, else the audit login uid), when that is not root.
     /// None for other callers: their `uid` is who they are.
     pub invoker: Option<u32>,
+    /// At a fleet's verifier: the host the call came from and what that
+    /// host's system says of the caller. None for a caller of this machine.
+    pub on_host: Option<Arc<HostCaller>>,
+}
+
+/// A caller on a fleet's host, as the host reports it (its kernel's uid is
+/// `Caller::uid`). The verifier trusts the host's word for who is calling
+/// only as far as `docs/fleet.md` says: a change to an account still needs
+/// that account's second factor, checked here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostCaller {
+    /// The registered host.
+    pub host: String,
+    /// The caller's user name on that host (None: its uid has no name
+    /// there).
+    pub name: Option<String>,
 }
 
 impl Caller {
@@ -108,9 +124,12 @@ impl Handles {
             hashing,
             passwords: Arc::new(Passwords::new(
                 reauth,
-                store.clone(),
-                clock.clone(),
-                config.limits.clone(),
+                Arc::new(StoreTally::new(
+                    store.clone(),
+                    clock.clone(),
+                    config.limits.clone(),
+                    audit.clone(),
+                )),
                 audit.clone(),
             )),
             outbox: Arc::new(Outbox::new(

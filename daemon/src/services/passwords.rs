@@ -4,6 +4,11 @@
 //! before PAM is asked, at most one check per account runs at a time, and
 //! at most [`SLOTS`] at once (each holds a blocking thread, and pam_unix
 //! delays failures).
+//!
+//! The count is kept by a [`Tally`]: this machine's store ([`StoreTally`]),
+//! or, on a fleet's host, the verifiers (`api::fleet::host`), which keep
+//! it in the fleet's store. PAM is always asked where the password was
+//! typed: the password never leaves the machine.
 
 use crate::adapters::pam_reauth::Reauth;
 use crate::adapters::syslog::{Audit, Event};
@@ -21,11 +26,99 @@ use zeroize::Zeroizing;
 /// Password checks that may run at once.
 pub const SLOTS: usize = 4;
 
-pub struct Passwords {
-    reauth: Arc<dyn Reauth>,
+/// An attempt counted before PAM is asked.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Turn {
+    /// The lockout (seconds) a failure of this attempt starts.
+    pub lock: Option<i64>,
+    /// Names the turn where it was counted elsewhere (a verifier's): only
+    /// a turn it gave, and only once, is settled there.
+    pub ticket: String,
+}
+
+/// Where password attempts are counted.
+#[async_trait::async_trait]
+pub trait Tally: Send + Sync {
+    /// Counts an attempt of `user` before PAM is asked (refused while the
+    /// account is locked).
+    async fn turn(&self, user: &str, action: &str) -> Result<Turn, Error>;
+    /// The outcome: a right password gives its attempt back, a wrong one
+    /// is audited (with the lockout its turn started).
+    async fn settle(&self, user: &str, action: &str, right: bool, turn: Turn) -> Result<(), Error>;
+}
+
+/// Attempts counted in this machine's store (`rules::ratelimit`, the
+/// re-check's own source).
+pub struct StoreTally {
     store: Store,
     clock: Arc<dyn Clock>,
     limits: LimitsConfig,
+    audit: Arc<Audit>,
+}
+
+impl StoreTally {
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        limits: LimitsConfig,
+        audit: Arc<Audit>,
+    ) -> Self {
+        StoreTally {
+            store,
+            clock,
+            limits,
+            audit,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Tally for StoreTally {
+    async fn turn(&self, user: &str, action: &str) -> Result<Turn, Error> {
+        let now = self.clock.now();
+        let limits = self.limits.clone();
+        let u = user.to_string();
+        let counted = self
+            .store
+            .run(move |c| {
+                // Counted now, verified by PAM afterwards: never accepted here.
+                let origin = (u.as_str(), ratelimit::REAUTH_SOURCE);
+                ratelimit::attempt(c, origin, now, &limits, |_| Ok(()), |_| false)
+            })
+            .await
+            .map_err(|e| self.audit.internal(action, &e.to_string()))?;
+        match counted {
+            Counted::Locked(s) => Err(Error::RateLimited(format!(
+                "too many failed attempts; try again in {s} seconds"
+            ))),
+            Counted::Checked { lock, .. } => Ok(Turn {
+                lock,
+                ticket: String::new(),
+            }),
+        }
+    }
+
+    async fn settle(&self, user: &str, action: &str, right: bool, turn: Turn) -> Result<(), Error> {
+        if right {
+            let limits = self.limits.clone();
+            let u = user.to_string();
+            return self
+                .store
+                .run(move |c| ratelimit::refund(c, &u, ratelimit::REAUTH_SOURCE, &limits))
+                .await
+                .map_err(|e| self.audit.internal(action, &e.to_string()));
+        }
+        self.audit.log(Event::ReauthFailure { user, action });
+        if let Some(seconds) = turn.lock {
+            self.audit.log(Event::Lockout { user, seconds });
+        }
+        Ok(())
+    }
+}
+
+pub struct Passwords {
+    reauth: Arc<dyn Reauth>,
+    tally: Arc<dyn Tally>,
     audit: Arc<Audit>,
     slots: Semaphore,
     /// Accounts whose password is being checked right now: at most one
@@ -34,22 +127,20 @@ pub struct Passwords {
 }
 
 impl Passwords {
-    pub fn new(
-        reauth: Arc<dyn Reauth>,
-        store: Store,
-        clock: Arc<dyn Clock>,
-        limits: LimitsConfig,
-        audit: Arc<Audit>,
-    ) -> Self {
+    pub fn new(reauth: Arc<dyn Reauth>, tally: Arc<dyn Tally>, audit: Arc<Audit>) -> Self {
         Passwords {
             reauth,
-            store,
-            clock,
-            limits,
+            tally,
             audit,
             slots: Semaphore::new(SLOTS),
             in_flight: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Where the attempts are counted (a fleet's verifier counts its
+    /// hosts' attempts there).
+    pub fn tally(&self) -> &Arc<dyn Tally> {
+        &self.tally
     }
 
     /// Checks `user`'s account password again through PAM
@@ -71,26 +162,7 @@ impl Passwords {
                 "a password check for this account is already in progress; try again".into(),
             )
         })?;
-        let now = self.clock.now();
-        let limits = self.limits.clone();
-        let u = user.to_string();
-        let counted = self
-            .store
-            .run(move |c| {
-                // Counted now, verified by PAM afterwards: never accepted here.
-                let origin = (u.as_str(), ratelimit::REAUTH_SOURCE);
-                ratelimit::attempt(c, origin, now, &limits, |_| Ok(()), |_| false)
-            })
-            .await
-            .map_err(|e| self.audit.internal(action, &e.to_string()))?;
-        let lock = match counted {
-            Counted::Locked(s) => {
-                return Err(Error::RateLimited(format!(
-                    "too many failed attempts; try again in {s} seconds"
-                )))
-            }
-            Counted::Checked { lock, .. } => lock,
-        };
+        let turn = self.tally.turn(user, action).await?;
         let _slot = self
             .slots
             .acquire()
@@ -102,21 +174,13 @@ impl Passwords {
             .await
             .map_err(|e| self.audit.internal(action, &e.to_string()))?;
         match checked {
-            Ok(true) => {
-                let limits = self.limits.clone();
-                let u = user.to_string();
-                self.store
-                    .run(move |c| ratelimit::refund(c, &u, ratelimit::REAUTH_SOURCE, &limits))
-                    .await
-                    .map_err(|e| self.audit.internal(action, &e.to_string()))?;
-                Ok(())
-            }
-            Ok(false) => {
-                self.audit.log(Event::ReauthFailure { user, action });
-                if let Some(seconds) = lock {
-                    self.audit.log(Event::Lockout { user, seconds });
+            Ok(right) => {
+                self.tally.settle(user, action, right, turn).await?;
+                if right {
+                    Ok(())
+                } else {
+                    Err(Error::BadPassword("wrong password".into()))
                 }
-                Err(Error::BadPassword("wrong password".into()))
             }
             Err(e) => {
                 // The attempt stays counted: a PAM stack that fails cannot
@@ -175,22 +239,25 @@ mod tests {
         }
     }
 
-    fn passwords(calls: Arc<AtomicUsize>) -> Arc<Passwords> {
+    fn passwords(calls: Arc<AtomicUsize>) -> (Arc<Passwords>, Store) {
         let mut config = Config::default();
         config.limits.max_failures = 3;
-        Arc::new(Passwords::new(
-            Arc::new(SlowReauth { calls }),
-            Store::open_in_memory().unwrap(),
+        let audit = Arc::new(Audit::new(false, false));
+        let store = Store::open_in_memory().unwrap();
+        let tally = StoreTally::new(
+            store.clone(),
             Arc::new(ManualClock::at(1_700_000_000)),
             config.limits,
-            Arc::new(Audit::new(false, false)),
-        ))
+            audit.clone(),
+        );
+        let passwords = Passwords::new(Arc::new(SlowReauth { calls }), Arc::new(tally), audit);
+        (Arc::new(passwords), store)
     }
 
     #[test]
     fn concurrent_wrong_passwords_reach_pam_at_most_the_limit() {
         let calls = Arc::new(AtomicUsize::new(0));
-        let core = passwords(calls.clone());
+        let (core, _store) = passwords(calls.clone());
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -231,19 +298,16 @@ mod tests {
     #[test]
     fn a_right_password_gives_its_counted_attempt_back() {
         let calls = Arc::new(AtomicUsize::new(0));
-        let core = passwords(calls);
+        let (core, store) = passwords(calls);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         let check = |p: &[u8]| rt.block_on(core.check("alice", Zeroizing::new(p.to_vec()), "t"));
         let failures = || {
-            rt.block_on(
-                core.store
-                    .run(|c| crate::rules::account_view::status(c, "alice", 0)),
-            )
-            .unwrap()
-            .failures
+            rt.block_on(store.run(|c| crate::rules::account_view::status(c, "alice", 0)))
+                .unwrap()
+                .failures
         };
         assert!(matches!(check(b"wrong"), Err(Error::BadPassword(_))));
         assert_eq!(failures(), 1);

@@ -76,19 +76,7 @@ impl Forwarder {
     }
 
     fn decode<T: serde::de::DeserializeOwned>(&self, answer: &[u8]) -> Result<T, Error> {
-        match serde_json::from_slice::<Reply<T>>(answer) {
-            Ok(Reply::Done(t)) => Ok(t),
-            Ok(Reply::Failed(f)) => Err(f.into_error()),
-            Err(e) => {
-                self.audit.log(Event::Error {
-                    context: "verifier",
-                    error: &format!("an answer this host cannot read: {e}"),
-                });
-                Err(Error::Internal(
-                    "the verifier's answer was not understood".into(),
-                ))
-            }
-        }
+        decode(&self.audit, answer)
     }
 
     /// Notes that `connection` has a login at verifier `index` (one more
@@ -154,6 +142,26 @@ impl Forwarder {
             self.note(&caller.connection, None, false);
         }
         Ok(step)
+    }
+}
+
+/// A verifier's answer: what was asked for, or the error it names.
+pub(super) fn decode<T: serde::de::DeserializeOwned>(
+    audit: &Audit,
+    answer: &[u8],
+) -> Result<T, Error> {
+    match serde_json::from_slice::<Reply<T>>(answer) {
+        Ok(Reply::Done(t)) => Ok(t),
+        Ok(Reply::Failed(f)) => Err(f.into_error()),
+        Err(e) => {
+            audit.log(Event::Error {
+                context: "verifier",
+                error: &format!("an answer this host cannot read: {e}"),
+            });
+            Err(Error::Internal(
+                "the verifier's answer was not understood".into(),
+            ))
+        }
     }
 }
 

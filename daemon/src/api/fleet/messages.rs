@@ -1,10 +1,13 @@
 //! What a fleet's host and its verifiers say to each other: one JSON body
-//! per HTTP/2 request and reply, one path per `Login1` call. A reply
-//! carries only what the module shows (a step), or an error by its name:
-//! never a secret, a hash or a device key.
+//! per HTTP/2 request and reply, one path per `Login1` call, one for
+//! `Account1` calls, one for `Admin1` calls, and two for counting a
+//! password attempt that the host's PAM checks. A reply carries only what
+//! the module or `twofactorctl` shows (a step, an `api::requests::Reply`),
+//! or an error by its name: never a stored secret, a hash or a device key.
 
+use crate::api::requests::{AccountCall, AdminCall};
 use crate::origin::{HostFacts, Origin};
-use crate::services::Caller;
+use crate::services::{Caller, HostCaller};
 use serde::{Deserialize, Serialize};
 use twofactor_proto::error::Error;
 use twofactor_proto::WireStep;
@@ -14,6 +17,10 @@ pub const ANSWER: &str = "/v1/login/answer";
 pub const COMMIT: &str = "/v1/login/commit";
 pub const CANCEL: &str = "/v1/login/cancel";
 pub const CLOSED: &str = "/v1/login/closed";
+pub const ACCOUNT: &str = "/v1/account";
+pub const ADMIN: &str = "/v1/admin";
+pub const PASSWORD_TURN: &str = "/v1/password/turn";
+pub const PASSWORD_SETTLE: &str = "/v1/password/settle";
 
 /// The largest body either side reads.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -25,6 +32,10 @@ pub struct CallerWire {
     pub uid: u32,
     pub connection: String,
     pub invoker: Option<u32>,
+    /// The uid's user name on the host, for `Account1` and `Admin1` calls
+    /// (a login names its user in its origin).
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 impl CallerWire {
@@ -33,6 +44,7 @@ impl CallerWire {
             uid: caller.uid,
             connection: caller.connection.clone(),
             invoker: caller.invoker,
+            name: None,
         }
     }
 
@@ -43,6 +55,10 @@ impl CallerWire {
             uid: self.uid,
             connection: connection_at(host, &self.connection),
             invoker: self.invoker,
+            on_host: Some(std::sync::Arc::new(HostCaller {
+                host: host.to_string(),
+                name: self.name.clone(),
+            })),
         }
     }
 }
@@ -117,6 +133,46 @@ pub struct Closed {
 pub struct Began {
     pub session: String,
     pub step: WireStep,
+}
+
+/// An `Account1` call of a host's caller (its `name` set), without the
+/// password, which the host checked.
+#[derive(Serialize, Deserialize)]
+pub struct AccountRequest {
+    pub caller: CallerWire,
+    pub call: AccountCall,
+}
+
+/// An `Admin1` call, likewise.
+#[derive(Serialize, Deserialize)]
+pub struct AdminRequest {
+    pub caller: CallerWire,
+    pub call: AdminCall,
+}
+
+/// A password attempt the host is about to have its PAM check: counted at
+/// the verifier first.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PasswordTurn {
+    pub user: String,
+    pub action: String,
+}
+
+/// The reply to a turn: the lockout a failure starts, and the ticket that
+/// settles it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Turned {
+    pub lock: Option<i64>,
+    pub ticket: String,
+}
+
+/// What the host's PAM said of the attempt of `ticket`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PasswordSettle {
+    pub user: String,
+    pub action: String,
+    pub ticket: String,
+    pub right: bool,
 }
 
 /// The reply to `Answer` and `Commit`.
@@ -201,6 +257,7 @@ mod tests {
             uid: 0,
             connection: ":1.5".into(),
             invoker: Some(1000),
+            name: None,
         };
         assert_eq!(c.at("web1").connection, "web1/:1.5");
         assert_ne!(c.at("web1").connection, c.at("web2").connection);

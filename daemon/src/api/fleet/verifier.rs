@@ -12,19 +12,29 @@
 //! login of the fleet. A host cannot reach another host's logins in
 //! progress: their connections are named with their host.
 
-use super::messages::{self, Began, Begin, Call, Closed, Failure, Stepped, MAX_BODY};
+use super::messages::{
+    self, AccountRequest, AdminRequest, Began, Begin, Call, CallerWire, Closed, Failure,
+    PasswordSettle, PasswordTurn, Stepped, Turned, MAX_BODY,
+};
 use crate::adapters::fleet_tls;
 use crate::adapters::syslog::{Audit, Event};
 use crate::api::login::Logins;
+use crate::api::requests::{AccountRequests, AdminRequests, Reply};
+use crate::clock::Clock;
 use crate::origin::Forwarded;
+use crate::random::Random;
 use crate::rules::fleet_hosts;
+use crate::services::passwords::{Tally, Turn};
+use crate::services::Handles;
 use crate::store::Store;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// The time a client has to finish the TLS handshake.
@@ -38,8 +48,52 @@ const MAX_STREAMS: u32 = 512;
 /// What the face hands its calls to.
 pub struct Verifier {
     pub logins: Arc<Logins>,
+    pub accounts: Arc<dyn AccountRequests>,
+    pub admin: Arc<dyn AdminRequests>,
+    /// Where password attempts are counted (this verifier's store).
+    pub tally: Arc<dyn Tally>,
+    pub rng: Arc<dyn Random>,
+    pub clock: Arc<dyn Clock>,
     pub store: Store,
     pub audit: Arc<Audit>,
+    /// Password turns given and not yet settled, by ticket.
+    pub turns: Mutex<HashMap<String, Given>>,
+}
+
+/// A password turn a host was given: only that host settles it, once.
+pub struct Given {
+    host: String,
+    user: String,
+    turn: Turn,
+    at: i64,
+}
+
+/// Turns kept at most; a turn not settled within [`TURN_SECONDS`] stays
+/// counted (as a wrong password).
+const MAX_TURNS: usize = 4096;
+const TURN_SECONDS: i64 = 300;
+
+impl Verifier {
+    /// The face over this verifier's own logins, accounts and
+    /// administration (the ones its bus serves).
+    pub fn new(
+        handles: &Handles,
+        logins: Arc<Logins>,
+        accounts: Arc<dyn AccountRequests>,
+        admin: Arc<dyn AdminRequests>,
+    ) -> Self {
+        Verifier {
+            logins,
+            accounts,
+            admin,
+            tally: handles.passwords.tally().clone(),
+            rng: handles.rng.clone(),
+            clock: handles.clock.clone(),
+            store: handles.store.clone(),
+            audit: handles.audit.clone(),
+            turns: Mutex::new(HashMap::new()),
+        }
+    }
 }
 
 /// Serves the fleet's hosts on `listener` until the task is aborted.
@@ -256,8 +310,151 @@ impl Verifier {
                     .await;
                 json(StatusCode::OK, &serde_json::json!({}))
             }
+            messages::ACCOUNT => {
+                let request: AccountRequest = match serde_json::from_slice(&body) {
+                    Ok(r) => r,
+                    Err(e) => return bad(e),
+                };
+                let caller = match self.caller(&host, &path, &request.caller) {
+                    Ok(c) => c,
+                    Err(e) => return failed(e),
+                };
+                answered(self.accounts.account(&caller, request.call).await)
+            }
+            messages::ADMIN => {
+                let request: AdminRequest = match serde_json::from_slice(&body) {
+                    Ok(r) => r,
+                    Err(e) => return bad(e),
+                };
+                let caller = match self.caller(&host, &path, &request.caller) {
+                    Ok(c) => c,
+                    Err(e) => return failed(e),
+                };
+                answered(self.admin.admin(&caller, request.call).await)
+            }
+            messages::PASSWORD_TURN => {
+                let turn: PasswordTurn = match serde_json::from_slice(&body) {
+                    Ok(t) => t,
+                    Err(e) => return bad(e),
+                };
+                match self.turn(&host, turn).await {
+                    Ok(turned) => json(StatusCode::OK, &turned),
+                    Err(e) => failed(e),
+                }
+            }
+            messages::PASSWORD_SETTLE => {
+                let settle: PasswordSettle = match serde_json::from_slice(&body) {
+                    Ok(s) => s,
+                    Err(e) => return bad(e),
+                };
+                match self.settle(&host, settle).await {
+                    Ok(()) => json(StatusCode::OK, &serde_json::json!({})),
+                    Err(e) => failed(e),
+                }
+            }
             _ => reply(StatusCode::NOT_FOUND, Vec::new()),
         }
+    }
+
+    /// The caller of an `Account1` or `Admin1` call from `host`, audited
+    /// with the host.
+    fn caller(
+        &self,
+        host: &str,
+        path: &str,
+        wire: &CallerWire,
+    ) -> Result<crate::services::Caller, twofactor_proto::error::Error> {
+        let plausible = wire
+            .name
+            .as_deref()
+            .is_none_or(crate::adapters::nss::plausible_name);
+        if !plausible || wire.connection.len() > 64 {
+            return Err(twofactor_proto::error::Error::InvalidInput(
+                "the reported caller is not a user".into(),
+            ));
+        }
+        self.audit.log(Event::FleetRequest {
+            host,
+            path,
+            uid: wire.uid,
+            user: wire.name.as_deref().unwrap_or(""),
+        });
+        Ok(wire.at(host))
+    }
+
+    /// Counts a password attempt that `host`'s PAM is about to check.
+    async fn turn(
+        &self,
+        host: &str,
+        turn: PasswordTurn,
+    ) -> Result<Turned, twofactor_proto::error::Error> {
+        use twofactor_proto::error::Error;
+        if !crate::adapters::nss::plausible_name(&turn.user) || turn.action.len() > 64 {
+            return Err(Error::InvalidInput("not a password turn".into()));
+        }
+        let mut token = [0u8; 16];
+        self.rng
+            .fill(&mut token)
+            .map_err(|e| self.audit.internal("password-turn", &e.to_string()))?;
+        let ticket: String = token.iter().map(|b| format!("{b:02x}")).collect();
+        let counted = self.tally.turn(&turn.user, &turn.action).await?;
+        let now = self.clock.now();
+        let mut turns = self
+            .turns
+            .lock()
+            .map_err(|_| Error::Internal("the turns are unusable".into()))?;
+        turns.retain(|_, g| now - g.at < TURN_SECONDS);
+        if turns.len() >= MAX_TURNS {
+            // The attempt stays counted: as a wrong password.
+            return Err(Error::RateLimited(
+                "too many password checks in progress; try again".into(),
+            ));
+        }
+        turns.insert(
+            ticket.clone(),
+            Given {
+                host: host.to_string(),
+                user: turn.user,
+                turn: counted.clone(),
+                at: now,
+            },
+        );
+        Ok(Turned {
+            lock: counted.lock,
+            ticket,
+        })
+    }
+
+    /// Settles a turn this verifier gave `host`: a right password gives
+    /// the attempt back, once.
+    async fn settle(
+        &self,
+        host: &str,
+        settle: PasswordSettle,
+    ) -> Result<(), twofactor_proto::error::Error> {
+        use twofactor_proto::error::Error;
+        let given = self
+            .turns
+            .lock()
+            .map_err(|_| Error::Internal("the turns are unusable".into()))?
+            .remove(&settle.ticket);
+        let fresh = |g: &Given| self.clock.now() - g.at < TURN_SECONDS;
+        match given {
+            Some(g) if g.host == host && g.user == settle.user && fresh(&g) => {
+                self.tally
+                    .settle(&g.user, &settle.action, settle.right, g.turn)
+                    .await
+            }
+            _ => Err(Error::NotFound("no such password turn".into())),
+        }
+    }
+}
+
+/// An `Account1` or `Admin1` answer, or its error by name.
+fn answered(r: Result<Reply, twofactor_proto::error::Error>) -> Response<Full<Bytes>> {
+    match r {
+        Ok(reply) => json(StatusCode::OK, &reply),
+        Err(e) => json(StatusCode::OK, &Failure::of(&e)),
     }
 }
 

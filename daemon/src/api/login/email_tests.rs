@@ -314,6 +314,7 @@ fn fifty_concurrent_logins_with_one_email_code_accept_once() {
             uid: 0,
             connection: format!(":5.{i}"),
             invoker: None,
+            on_host: None,
         };
         let (id, step) = w.rt.block_on(logins.begin(&c, origin("alice"))).unwrap();
         assert_eq!(step.action, Action::AskHidden(EMAIL_PROMPT.into()));

@@ -1172,11 +1172,13 @@ mod tests {
             uid: 1000,
             connection: ":1.7".into(),
             invoker: None,
+            on_host: None,
         };
         let bob = Caller {
             uid: 1001,
             connection: ":1.8".into(),
             invoker: None,
+            on_host: None,
         };
         assert!(matches!(
             w.login(&bob, "alice", b"123456"),
@@ -1188,6 +1190,7 @@ mod tests {
                     uid: 4242,
                     connection: ":1.9".into(),
                     invoker: None,
+                    on_host: None,
                 },
                 "alice",
                 b"1"
@@ -1209,6 +1212,7 @@ mod tests {
             uid: 0,
             connection: ":1.99".into(),
             invoker: None,
+            on_host: None,
         };
         assert!(matches!(
             w.rt.block_on(w.logins.answer(&other_root, &id, w.code(0).into_bytes())),
@@ -1252,6 +1256,7 @@ mod tests {
                     uid: 0,
                     connection: format!(":1.{i}"),
                     invoker: None,
+                    on_host: None,
                 };
                 let (id, _) = logins.begin(&c, origin("alice")).await.unwrap();
                 ids.push((c, id));
@@ -1386,6 +1391,7 @@ mod tests {
                     uid: 0,
                     connection: format!(":1.{i}"),
                     invoker: None,
+                    on_host: None,
                 };
                 let (id, _) = logins.begin(&c, origin("alice")).await.unwrap();
                 let l = logins.clone();
@@ -1412,6 +1418,7 @@ mod tests {
             uid: 1000,
             connection: format!(":2.{n}"),
             invoker: None,
+            on_host: None,
         };
         let mut refused = 0;
         for n in 0..100 {
@@ -1432,6 +1439,7 @@ mod tests {
                 uid: 0,
                 connection: format!(":3.{n}"),
                 invoker: None,
+                on_host: None,
             };
             let console = Origin {
                 rhost: String::new(),
@@ -1456,6 +1464,7 @@ mod tests {
             uid: 0,
             connection: format!(":4.{user}.{n}"),
             invoker: Some(user),
+            on_host: None,
         };
         let console = |user: &str| Origin {
             rhost: String::new(),
@@ -1522,6 +1531,7 @@ mod tests {
             uid: 0,
             connection: format!("{host}/:9.{n}"),
             invoker,
+            on_host: None,
         };
         let begin = |c: Caller, o: Origin| w.rt.block_on(w.logins.begin(&c, o));
         let refused = (0..40)
@@ -1554,6 +1564,7 @@ mod tests {
             uid: 0,
             connection: format!(":6.{n}"),
             invoker: None,
+            on_host: None,
         };
         let mut refused = 0;
         for n in 0..200 {
@@ -1621,6 +1632,7 @@ mod tests {
             uid: 1000,
             connection: ":1.50".into(),
             invoker: None,
+            on_host: None,
         };
         assert!(w
             .rt
@@ -1662,6 +1674,7 @@ mod tests {
             uid: 0,
             connection: ":1.77".into(),
             invoker: None,
+            on_host: None,
         };
         for _ in 0..MAX_SESSIONS_PER_CONNECTION {
             w.rt.block_on(w.logins.begin(&gone, origin("alice")))

@@ -228,6 +228,7 @@ fn a_reset_a_new_secret_or_a_removal_ends_trust() {
         uid: 1000,
         connection: ":1.9".into(),
         invoker: None,
+        on_host: None,
     };
     let list = w.rt.block_on(w.accounts.list_devices(&alice)).unwrap();
     assert_eq!(list.len(), 1);
@@ -280,6 +281,7 @@ fn a_trusted_device_is_no_pass_for_a_non_root_caller() {
         uid: 1000,
         connection: ":1.9".into(),
         invoker: None,
+        on_host: None,
     };
     let (id, step) =
         w.rt.block_on(w.logins.begin(&alice, with_key("alice", 1)))
@@ -308,6 +310,7 @@ fn never_for_other_services_non_root_callers_backup_codes_or_no_method() {
         uid: 1000,
         connection: ":1.9".into(),
         invoker: None,
+        on_host: None,
     };
     let step = w.rt.block_on(async {
         let (id, _) = w.logins.begin(&alice, with_key("alice", 1)).await.unwrap();
@@ -418,6 +421,7 @@ fn the_user_is_told_and_an_administrator_lists_and_removes() {
         uid: 1001,
         connection: ":1.8".into(),
         invoker: None,
+        on_host: None,
     };
     assert!(matches!(
         w.rt.block_on(w.admin.list_devices(&bob, "alice")),
@@ -458,6 +462,7 @@ fn alice() -> Caller {
         uid: 1000,
         connection: ":1.9".into(),
         invoker: None,
+        on_host: None,
     }
 }
 

@@ -91,6 +91,7 @@ pub fn serve(
                 uid,
                 connection: format!("@{count}"),
                 invoker,
+                on_host: None,
             };
             let slot = match admission.admit(caller.charged_user()) {
                 Ok(slot) => slot,
