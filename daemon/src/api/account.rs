@@ -1394,6 +1394,55 @@ mod tests {
     }
 
     #[test]
+    fn a_callers_account_on_a_fleets_host_is_the_name_the_host_gives() {
+        let w = setup();
+        let on = |name: Option<&str>| Caller {
+            on_host: Some(Arc::new(crate::services::HostCaller {
+                host: "web1".into(),
+                name: name.map(str::to_string),
+            })),
+            ..alice()
+        };
+        // Another uid here: the host's name is what counts.
+        let caller = Caller {
+            uid: 4242,
+            ..on(Some("alice"))
+        };
+        let status = w.rt.block_on(w.accounts.status(&caller)).unwrap();
+        assert_eq!(status.user, "alice");
+        assert!(matches!(
+            w.rt.block_on(w.accounts.status(&on(None))),
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(
+            w.rt.block_on(w.accounts.status(&on(Some("../x")))),
+            Err(Error::InvalidInput(_))
+        ));
+        // A first method needs no factor; the password was the host's to
+        // check (none here: no re-check runs).
+        let e =
+            w.rt.block_on(w.accounts.enroll_app(&caller, vec![], vec![]))
+                .unwrap();
+        let secret = totp_rs::Secret::Encoded(e.secret_base32.clone())
+            .to_bytes()
+            .unwrap();
+        let code = Secret::from_bytes(secret).code_at(w.clock.now(), 6);
+        w.rt.block_on(w.accounts.confirm_app(&caller, &e.enrolment, &code))
+            .unwrap();
+        // Now a change needs the account's second factor, whatever the host says.
+        for code in [b"".to_vec(), b"000000".to_vec()] {
+            let r =
+                w.rt.block_on(w.accounts.disable(&caller, "app", vec![], code));
+            assert!(matches!(r, Err(Error::BadCode(_))), "{r:?}");
+        }
+        let lines = w.audit.captured.lock().unwrap().join("\n");
+        assert!(
+            !lines.contains("reauth"),
+            "a password was asked here: {lines}"
+        );
+    }
+
+    #[test]
     fn wrong_passwords_are_limited() {
         let w = setup();
         let (a, rt) = (&w.accounts, &w.rt);

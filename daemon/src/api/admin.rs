@@ -1303,6 +1303,94 @@ mod tests {
         );
     }
 
+    /// A caller on a fleet's host, as a verifier sees it.
+    fn on_host(uid: u32, name: Option<&str>, host: &str) -> Caller {
+        Caller {
+            on_host: Some(std::sync::Arc::new(crate::services::HostCaller {
+                host: host.into(),
+                name: name.map(str::to_string),
+            })),
+            ..as_uid(uid)
+        }
+    }
+
+    #[test]
+    fn administration_from_a_host_only_from_the_named_hosts() {
+        let mut config = Config {
+            admin_group: "staff".into(),
+            ..Config::default()
+        };
+        config.fleet.admin_hosts = vec!["bastion".into()];
+        let w = World::new(config);
+        let rt = &w.rt;
+        let denied = |r: Result<(), Error>| {
+            assert!(
+                matches!(&r, Err(Error::PermissionDenied(m)) if m.contains("not administered from")),
+                "{r:?}"
+            )
+        };
+        // Root of a host not named: not even a read.
+        denied(
+            rt.block_on(w.admin.get_policy(&on_host(0, Some("root"), "web1")))
+                .map(|_| ()),
+        );
+        denied(
+            rt.block_on(w.admin.reset(&on_host(0, None, "web1"), "alice", vec![]))
+                .map(|_| ()),
+        );
+        // Root of the named host: root of the fleet, audited with its host.
+        rt.block_on(
+            w.admin
+                .reset(&on_host(0, None, "bastion"), "staffmate", vec![]),
+        )
+        .unwrap();
+        // A member of admin_group (by this machine's name service), by the
+        // name the host gives: its password was checked there, none here.
+        rt.block_on(
+            w.admin
+                .reset(&on_host(4242, Some("staffer"), "bastion"), "alice", vec![]),
+        )
+        .unwrap();
+        // ...but not on a protected user.
+        assert!(matches!(
+            rt.block_on(w.admin.unlock(
+                &on_host(4242, Some("staffer"), "bastion"),
+                "staffmate",
+                vec![]
+            )),
+            Err(Error::PermissionDenied(_))
+        ));
+        // Any other name, or none: not an administrator.
+        for name in [Some("bob"), None, Some("../staffer")] {
+            let r = rt.block_on(w.admin.list_users(&on_host(1002, name, "bastion")));
+            assert!(
+                matches!(r, Err(Error::PermissionDenied(_))),
+                "{name:?}: {r:?}"
+            );
+        }
+        // The files of an import are on the host: refused.
+        let r = rt.block_on(w.admin.admin(
+            &on_host(0, None, "bastion"),
+            AdminCall::ImportGoogleAuthenticatorAll {
+                password: Default::default(),
+            },
+        ));
+        assert!(matches!(r, Err(Error::InvalidInput(_))));
+        let lines = w.audit.captured.lock().unwrap().join("\n");
+        assert!(
+            lines.contains("admin-reset by=root@bastion user=staffmate"),
+            "{lines}"
+        );
+        assert!(
+            lines.contains("admin-reset by=staffer@bastion user=alice"),
+            "{lines}"
+        );
+        assert!(
+            !lines.contains("reauth"),
+            "a password was asked here: {lines}"
+        );
+    }
+
     #[test]
     fn users_report_and_unlock() {
         let w = world();

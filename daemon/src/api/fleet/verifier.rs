@@ -476,3 +476,74 @@ fn plausible(begin: &Begin) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::fixture::World;
+    use crate::config::Config;
+    use twofactor_proto::error::Error;
+
+    fn verifier(w: &World) -> Verifier {
+        Verifier::new(
+            &w.handles,
+            Arc::new(Logins::new(&w.handles)),
+            Arc::new(crate::api::account::Accounts::new(&w.handles)),
+            Arc::new(crate::api::admin::Admin::new(&w.handles)),
+        )
+    }
+
+    fn turn(user: &str) -> PasswordTurn {
+        PasswordTurn {
+            user: user.into(),
+            action: "disable".into(),
+        }
+    }
+
+    fn settle(ticket: &str, right: bool) -> PasswordSettle {
+        PasswordSettle {
+            user: "alice".into(),
+            action: "disable".into(),
+            ticket: ticket.into(),
+            right,
+        }
+    }
+
+    /// A right password gives back only the turn it was counted by, to the
+    /// host that took it, once: no host undoes failures it did not count.
+    #[test]
+    fn a_password_turn_is_settled_once_by_its_own_host() {
+        let w = World::new(Config::default());
+        let v = verifier(&w);
+        let failures = || w.status_of("alice").failures;
+        let t1 = w.rt.block_on(v.turn("web1", turn("alice"))).unwrap();
+        assert_eq!(failures(), 1, "counted before PAM is asked");
+        // Another host, or another user, cannot settle it (and it is gone).
+        for (host, settle) in [
+            ("web2", settle(&t1.ticket, true)),
+            ("web1", settle("00", true)),
+        ] {
+            let r = w.rt.block_on(v.settle(host, settle));
+            assert!(matches!(r, Err(Error::NotFound(_))), "{r:?}");
+        }
+        assert_eq!(failures(), 1);
+        // Right, by its host: given back, once.
+        let t2 = w.rt.block_on(v.turn("web1", turn("alice"))).unwrap();
+        assert_eq!(failures(), 2);
+        w.rt.block_on(v.settle("web1", settle(&t2.ticket, true)))
+            .unwrap();
+        assert_eq!(failures(), 1);
+        let again = w.rt.block_on(v.settle("web1", settle(&t2.ticket, true)));
+        assert!(matches!(again, Err(Error::NotFound(_))), "{again:?}");
+        assert_eq!(failures(), 1);
+        // Wrong: stays counted and is audited here.
+        let t3 = w.rt.block_on(v.turn("web1", turn("alice"))).unwrap();
+        w.rt.block_on(v.settle("web1", settle(&t3.ticket, false)))
+            .unwrap();
+        assert_eq!(failures(), 2);
+        assert!(w.audit_lines().contains("reauth-failure user=alice"));
+        // A name that is not a user's is not counted at all.
+        let r = w.rt.block_on(v.turn("web1", turn("../alice")));
+        assert!(matches!(r, Err(Error::InvalidInput(_))), "{r:?}");
+    }
+}
