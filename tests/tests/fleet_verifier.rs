@@ -550,6 +550,13 @@ fn verifiers_killed_hung_and_back() {
         host_log.contains("no verifier answered"),
         "host A did not log why:\n{host_log}"
     );
+    // twofactorctl there says so.
+    let status = f.host_a.ctl().run(&f.user, &["status"], b"");
+    assert!(
+        !status.success() && status.stderr().contains("did not answer this host"),
+        "{}",
+        status.describe()
+    );
 
     // Verifier 1 back: both hosts let in again, without a restart.
     f.v1.restart_daemon();

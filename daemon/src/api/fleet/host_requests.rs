@@ -24,9 +24,11 @@ use std::sync::Arc;
 use twofactor_proto::error::Error;
 use zeroize::Zeroizing;
 
-/// What `twofactorctl` shows when no verifier answers.
+/// What `twofactorctl` shows when no verifier answers. (A verifier that
+/// answered too late may have made the change: `status` tells.)
 pub const UNREACHABLE: &str =
-    "the fleet's verifiers cannot be reached from this host; nothing was changed";
+    "the fleet's verifiers did not answer this host in time; see `twofactorctl status`, \
+     then try again";
 
 /// Forwards `Account1` and `Admin1` calls to the verifiers.
 pub struct Requests {
