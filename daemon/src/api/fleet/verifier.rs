@@ -3,14 +3,20 @@
 //! (signed by the fleet's CA, checked by rustls) is registered
 //! (`rules::fleet_hosts`, read at every request: a revocation takes effect
 //! at once). Then it is one `Login1` call, handed to the one login state
-//! machine with the host's report of the user; the reply is the step the
-//! module shows.
+//! machine with the host's report of the user (the reply is the step the
+//! module shows); or one `Account1` or `Admin1` call of a caller on the
+//! host, handed to this verifier's own `Accounts` and `Admin` with the
+//! caller's host and name (`Caller::on_host`); or a password attempt
+//! the host's PAM checks, counted here (a turn, then its settling).
 //!
-//! The rule for what a host may ask: logins of any user, each charged and
-//! audited with the host (`on_host=` on every login line, the account's
-//! last host), under the same per-account and per-source lockouts as every
-//! login of the fleet. A host cannot reach another host's logins in
-//! progress: their connections are named with their host.
+//! The rule for what a host may ask: logins and account calls of any
+//! user, each charged and audited with the host (`on_host=` on every login
+//! line, the account's last host, `fleet-request` for an account call),
+//! under the same per-account and per-source lockouts as every login of
+//! the fleet; a change to an account only with its second factor;
+//! administration only from the hosts of `[fleet] admin_hosts`. A host
+//! cannot reach another host's logins in progress: their connections are
+//! named with their host.
 
 use super::messages::{
     self, AccountRequest, AdminRequest, Began, Begin, Call, CallerWire, Closed, Failure,
