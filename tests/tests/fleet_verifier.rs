@@ -107,6 +107,11 @@ impl Fleet {
         )
     }
 
+    /// Both verifiers' logs, one after the other.
+    fn verifier_logs(&self) -> String {
+        format!("{}{}", self.v1.daemon.log(), self.v2.daemon.log())
+    }
+
     fn login(&self, pam: &PamService, answer: &str) -> PamRun {
         let mut run = pam.login(&self.user.name).answer(answer).run();
         run.context = self.logs();
@@ -184,7 +189,7 @@ fn enrol_on_one_host_log_in_on_the_other_and_every_code_is_used_once() {
     // The verifiers decided every login (the enrolment, the race's
     // winner, two backup codes) and say which host each was on; the
     // hosts decided none.
-    let verifiers = format!("{}{}", f.v1.daemon.log(), f.v2.daemon.log());
+    let verifiers = f.verifier_logs();
     let success = format!("login-success user={} ", f.user.name);
     assert_eq!(verifiers.matches(&success).count(), 4, "{}", f.logs());
     for host in [&f.host_a, &f.host_b] {
@@ -385,7 +390,7 @@ fn a_host_reaches_no_secret_and_a_revoked_host_is_refused_at_once() {
     f.login(&f.pam_a, &at.backup_codes[0])
         .assert_result("PAM_SUCCESS")
         .assert_errors(&[]);
-    let verifiers = format!("{}{}", f.v1.daemon.log(), f.v2.daemon.log());
+    let verifiers = f.verifier_logs();
     assert!(
         verifiers.contains("is not a registered host"),
         "the verifiers did not log the refusal:\n{}",
@@ -435,9 +440,9 @@ fn twofactorctl_on_a_host_is_answered_by_the_verifiers() {
         "{}",
         out.describe()
     );
-    let verifiers = || format!("{}{}", f.v1.daemon.log(), f.v2.daemon.log());
     assert!(
-        verifiers().contains(&format!("reauth-failure user={name}")),
+        f.verifier_logs()
+            .contains(&format!("reauth-failure user={name}")),
         "{}",
         f.logs()
     );
@@ -459,7 +464,8 @@ fn twofactorctl_on_a_host_is_answered_by_the_verifiers() {
         .assert_result("PAM_SUCCESS")
         .assert_errors(&[]);
     assert!(
-        verifiers().contains("fleet-request host=host-b path=/v1/account"),
+        f.verifier_logs()
+            .contains("fleet-request host=host-b path=/v1/account"),
         "{}",
         f.logs()
     );
@@ -488,7 +494,7 @@ fn twofactorctl_on_a_host_is_answered_by_the_verifiers() {
     let reset = admin::root_ctl(&f.host_b, &["admin", "reset", &name, "--yes"], b"");
     assert!(reset.success(), "{}\n{}", reset.describe(), f.logs());
     assert!(
-        verifiers().contains("by=root@host-b"),
+        f.verifier_logs().contains("by=root@host-b"),
         "the reset was not audited with its host:\n{}",
         f.logs()
     );

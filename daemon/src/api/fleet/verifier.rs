@@ -77,6 +77,9 @@ pub struct Given {
 /// Turns kept at most; a turn not settled within [`TURN_SECONDS`] stays
 /// counted (as a wrong password).
 const MAX_TURNS: usize = 4096;
+/// Turns one host holds at most, so that a host taking turns and never
+/// settling them leaves the other hosts' password checks room.
+const MAX_TURNS_PER_HOST: usize = MAX_TURNS / 16;
 const TURN_SECONDS: i64 = 300;
 
 impl Verifier {
@@ -410,7 +413,8 @@ impl Verifier {
             .lock()
             .map_err(|_| Error::Internal("the turns are unusable".into()))?;
         turns.retain(|_, g| now - g.at < TURN_SECONDS);
-        if turns.len() >= MAX_TURNS {
+        let held = turns.values().filter(|g| g.host == host).count();
+        if turns.len() >= MAX_TURNS || held >= MAX_TURNS_PER_HOST {
             // The attempt stays counted: as a wrong password.
             return Err(Error::RateLimited(
                 "too many password checks in progress; try again".into(),
@@ -548,6 +552,15 @@ mod tests {
             .unwrap();
         assert_eq!(failures(), 2);
         assert!(w.audit_lines().contains("reauth-failure user=alice"));
+        // A host that takes turns and never settles them holds at most
+        // its share; another host still gets one.
+        for n in 0..MAX_TURNS_PER_HOST {
+            w.rt.block_on(v.turn("web9", turn(&format!("user{n}"))))
+                .unwrap();
+        }
+        let r = w.rt.block_on(v.turn("web9", turn("alice")));
+        assert!(matches!(r, Err(Error::RateLimited(_))), "{r:?}");
+        w.rt.block_on(v.turn("web1", turn("bob"))).unwrap();
         // A name that is not a user's is not counted at all.
         let r = w.rt.block_on(v.turn("web1", turn("../alice")));
         assert!(matches!(r, Err(Error::InvalidInput(_))), "{r:?}");
