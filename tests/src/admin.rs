@@ -45,8 +45,14 @@ impl AdminConfig {
 /// The daemon's clock, shifted by the test through libfaketime's
 /// `FAKETIME_TIMESTAMP_FILE` (re-read at every clock call). Only the wall
 /// clock moves; monotonic clocks (tokio's timers) are left alone.
-pub struct FakeClock {
+/// Clones are the same clock.
+#[derive(Clone)]
+pub struct FakeClock(std::sync::Arc<ClockFile>);
+
+struct ClockFile {
     dir: tempfile::TempDir,
+    /// The offset last written, in seconds (the file holds it too).
+    offset: std::sync::atomic::AtomicI64,
 }
 
 // `new()` creates a file: an action, not a default value.
@@ -58,20 +64,36 @@ impl FakeClock {
             "{LIBFAKETIME} is missing: install Debian's faketime package"
         );
         let dir = crate::var_temp_dir("tft-faketime-");
-        let c = FakeClock { dir };
+        let c = FakeClock(std::sync::Arc::new(ClockFile {
+            dir,
+            offset: std::sync::atomic::AtomicI64::new(0),
+        }));
         c.set_offset(0);
         c
     }
 
     fn file(&self) -> PathBuf {
-        self.dir.path().join("faketime")
+        self.0.dir.path().join("faketime")
     }
 
     /// From now on the daemon's wall clock is the real one plus `seconds`.
     pub fn set_offset(&self, seconds: i64) {
-        let tmp = self.dir.path().join("faketime.new");
+        let tmp = self.0.dir.path().join("faketime.new");
         crate::write_file(&tmp, format!("{seconds:+}\n"), 0o644);
         std::fs::rename(&tmp, self.file()).expect("move the faketime file into place");
+        self.0
+            .offset
+            .store(seconds, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How far ahead of the real clock the daemon's is, in seconds.
+    pub fn offset(&self) -> i64 {
+        self.0.offset.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Moves the daemon's clock `seconds` further on (never back).
+    pub fn advance(&self, seconds: u32) {
+        self.set_offset(self.offset() + i64::from(seconds));
     }
 
     /// Runs `daemon` (not started yet) on this clock.

@@ -486,6 +486,15 @@ impl Env {
         Env::start(&DaemonConfig::default())
     }
 
+    /// [`Env::start`] with the daemon on `clock`.
+    pub fn start_on(config: &DaemonConfig, clock: &crate::admin::FakeClock) -> Env {
+        let bus = PrivateBus::start();
+        let mut daemon = Daemon::prepare(config);
+        clock.apply(&mut daemon);
+        daemon.launch(&bus);
+        Env { daemon, bus }
+    }
+
     /// A second host sharing `first`'s store: its own bus and daemon,
     /// `first`'s key file.
     pub fn start_sharing(config: &DaemonConfig, first: &Env) -> Env {

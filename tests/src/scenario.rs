@@ -2,6 +2,7 @@
 //! user enrolled with an authenticator app through `twofactorctl`, and a PAM
 //! service using the module on that bus.
 
+use crate::admin::FakeClock;
 use crate::daemon::{DaemonConfig, Env};
 use crate::pam::{PamRun, PamService};
 use crate::syslog::SyslogSink;
@@ -14,11 +15,23 @@ pub struct Enrolled {
     pub env: Env,
     pub secret: String,
     pub user: TestUser,
+    /// The daemon's clock, when the test moves it ([`Enrolled::on_clock`]).
+    pub clock: Option<FakeClock>,
 }
 
 impl Enrolled {
     pub fn new(config: &DaemonConfig) -> Enrolled {
-        let env = Env::start(config);
+        Enrolled::started(Env::start(config), None)
+    }
+
+    /// [`Enrolled::new`] with the daemon on a clock the test moves (and
+    /// [`Enrolled::codes`] moves a step on rather than wait for one).
+    pub fn on_clock(config: &DaemonConfig) -> Enrolled {
+        let clock = FakeClock::new();
+        Enrolled::started(Env::start_on(config, &clock), Some(clock))
+    }
+
+    fn started(env: Env, clock: Option<FakeClock>) -> Enrolled {
         let user = TestUser::new();
         let enrolment = env.ctl().enroll_app(&user);
         let pam = env.pam("");
@@ -27,6 +40,25 @@ impl Enrolled {
             env,
             secret: enrolment.compact_secret(),
             user,
+            clock,
+        }
+    }
+
+    /// Moves the daemon's clock `seconds` on (a daemon of
+    /// [`Enrolled::on_clock`]), rather than waiting for them to pass.
+    pub fn advance_clock(&self, seconds: u64) {
+        match &self.clock {
+            Some(clock) => clock.advance(u32::try_from(seconds).unwrap_or(u32::MAX)),
+            None => panic!("advance_clock needs a daemon started with Enrolled::on_clock"),
+        }
+    }
+
+    /// Fresh codes of the user's app, one after another
+    /// ([`totp::Codes::fresh`]): on the daemon's clock if the test moves it.
+    pub fn codes(&self) -> totp::Codes {
+        match &self.clock {
+            Some(clock) => totp::Codes::on(&self.secret, clock),
+            None => totp::Codes::new(&self.secret),
         }
     }
 

@@ -3,6 +3,7 @@
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::admin::FakeClock;
 use crate::proc;
 
 pub const STEP: i64 = 30;
@@ -68,10 +69,12 @@ pub fn ensure_step_margin(secs: i64) {
 /// plus `offset` seconds: each code is of a later step than the last one
 /// handed out (the daemon never accepts a step twice), within the step the
 /// daemon is in or the next (its ±1 step window); when both are used up,
-/// waits for the daemon's next step.
+/// waits for the daemon's next step, or, for a daemon on a [`FakeClock`]
+/// ([`Codes::on`]), moves that clock a step on instead of waiting.
 pub struct Codes {
     secret: String,
     last: std::cell::Cell<i64>,
+    clock: Option<FakeClock>,
 }
 
 impl Codes {
@@ -79,12 +82,30 @@ impl Codes {
         Codes {
             secret: secret.to_string(),
             last: std::cell::Cell::new(i64::MIN),
+            clock: None,
         }
     }
 
     /// Codes after `last_step` (a step the daemon already used).
     pub fn resume(secret: &str, last_step: i64) -> Codes {
         let c = Codes::new(secret);
+        c.last.set(last_step);
+        c
+    }
+
+    /// Codes for a daemon on `clock`: [`Codes::fresh`] moves it a step on
+    /// when this step and the next are used up, rather than waiting.
+    pub fn on(secret: &str, clock: &FakeClock) -> Codes {
+        Codes {
+            secret: secret.to_string(),
+            last: std::cell::Cell::new(i64::MIN),
+            clock: Some(clock.clone()),
+        }
+    }
+
+    /// [`Codes::on`], after `last_step` (a step the daemon already used).
+    pub fn resume_on(secret: &str, last_step: i64, clock: &FakeClock) -> Codes {
+        let c = Codes::on(secret, clock);
         c.last.set(last_step);
         c
     }
@@ -108,6 +129,33 @@ impl Codes {
                 (now() + offset).div_euclid(STEP) > start.saturating_add(offset).div_euclid(STEP)
             });
         }
+    }
+
+    /// The next fresh code for the daemon on the clock of [`Codes::on`]:
+    /// of a step after the last one, within the daemon's window (its step
+    /// or the next; the next when fewer than 5 s are left in its step).
+    /// When the last code was of the daemon's next step already, the clock
+    /// is moved one step (30 s) on first, never more. For codes made with
+    /// [`Codes::new`]: [`Codes::next`]`(0)`, which waits instead.
+    pub fn fresh(&self) -> String {
+        let Some(clock) = self.clock.as_ref() else {
+            return self.next(0);
+        };
+        let daemon_now = now() + clock.offset();
+        let mut current = daemon_now.div_euclid(STEP);
+        let left = STEP - daemon_now.rem_euclid(STEP);
+        let earliest = if left < 5 { current + 1 } else { current };
+        let step = earliest.max(self.last.get().saturating_add(1));
+        if step > current + 1 {
+            clock.advance(((step - current - 1) * STEP) as u32);
+            current = step - 1;
+        }
+        assert!(
+            step <= current + 1,
+            "step {step} outside the daemon's window"
+        );
+        self.last.set(step);
+        oathtool(&self.secret, Some(step * STEP))
     }
 }
 

@@ -1,11 +1,12 @@
 //! Trusted devices over real sshd with the OpenSSH client and real key
 //! pairs (`AuthenticationMethods publickey,keyboard-interactive`): trust is
 //! offered after the code and then skips it for the same key only; it ends
-//! when removed, after 30 days + 1 s (the daemon's clock moved with
-//! libfaketime), after a new app secret, after a reset, after `chpasswd`
-//! and after `twofactorctl backup-codes`; password-only
-//! SSH and `su` are never offered it, and an `SSH_AUTH_INFO_0` forged in a
-//! user's environment through `su` changes nothing. Root only.
+//! when removed, after 30 days (the daemon's clock moved with libfaketime,
+//! which also stands in for waiting for fresh 30-s steps), after a new app
+//! secret, after a reset, after `chpasswd` and after `twofactorctl
+//! backup-codes`; password-only SSH and `su` are never offered it, and an
+//! `SSH_AUTH_INFO_0` forged in a user's environment through `su` changes
+//! nothing. Root only.
 
 use twofactor_tests::admin::{self, AdminConfig, FakeClock};
 use twofactor_tests::proc::Finished;
@@ -20,8 +21,8 @@ struct Setup {
     sshd: Sshd,
     env: Env,
     clock: FakeClock,
-    /// The daemon's clock is the real one plus this.
-    offset: i64,
+    /// Codes for the daemon's clock, which they move a step on rather than
+    /// wait for one.
     codes: totp::Codes,
     key: KeyPair,
     other: KeyPair,
@@ -41,7 +42,7 @@ fn setup_with(options: SshdOptions) -> Setup {
     let config = AdminConfig::default();
     let mut env = admin::start_env(&config, Some(&clock));
     let user = TestUser::new();
-    let codes = totp::Codes::new(&env.ctl().enroll_app(&user).compact_secret());
+    let codes = totp::Codes::on(&env.ctl().enroll_app(&user).compact_secret(), &clock);
     let (key, other) = (
         KeyPair::new(KeyKind::Ed25519),
         KeyPair::new(KeyKind::Ed25519),
@@ -64,7 +65,6 @@ fn setup_with(options: SshdOptions) -> Setup {
         sshd,
         env,
         clock,
-        offset: 0,
         codes,
         key,
         other,
@@ -79,7 +79,7 @@ impl Setup {
     fn login(&self, key: Option<&KeyPair>, trust: &str) -> (Finished, Vec<String>) {
         let ssh: Scripted = self.sshd.ssh_scripted_with_key(&self.user, key);
         ssh.answer(1, self.user.password());
-        ssh.answer(2, &self.codes.next(self.offset));
+        ssh.answer(2, &self.codes.fresh());
         ssh.answer(3, trust);
         let (out, prompts) = ssh.finish_with_prompts();
         assert!(
@@ -90,12 +90,6 @@ impl Setup {
             self.env.daemon.log()
         );
         (out, prompts)
-    }
-
-    /// Moves the daemon's clock to the real one plus `offset`.
-    fn shift(&mut self, offset: i64) {
-        self.offset = offset;
-        self.clock.set_offset(offset);
     }
 
     fn devices_json(&self) -> serde_json::Value {
@@ -158,7 +152,7 @@ fn a_trusted_key_skips_the_code_until_removed_and_other_keys_do_not() {
     let out = s.env.ctl().run(
         &s.user,
         &["devices", "remove", &id],
-        format!("{}\n{}\n", s.user.password(), s.codes.next(s.offset)).as_bytes(),
+        format!("{}\n{}\n", s.user.password(), s.codes.fresh()).as_bytes(),
     );
     assert!(out.success(), "{}", out.describe());
     let (out, prompts) = s.login(Some(&s.key), "n");
@@ -172,31 +166,30 @@ fn trust_ends_after_thirty_days_a_new_secret_and_a_reset() {
     }
     let mut s = setup();
     s.login(Some(&s.key), "y");
-    // 30 days later, less a minute: still trusted.
-    s.shift(30 * 86_400 - 60);
+    // 30 days later, less a minute: still trusted. (A login's code moves
+    // the daemon's clock at most 30 s on, and only when one is asked.)
+    s.clock.advance(30 * 86_400 - 60);
     assert_eq!(s.login(Some(&s.key), "n").1.len(), 1);
-    // 30 days + 1 s after it was given (the login took a few seconds).
-    s.shift(30 * 86_400 + 60);
+    // 30 days + 60 s after it was given, or more.
+    s.clock.advance(120);
     let (out, prompts) = s.login(Some(&s.key), "y");
     assert!(logged_in(&out) && asked_code(&prompts), "{prompts:?}");
-    s.shift(30 * 86_400 + 120);
+    s.clock.advance(60);
     assert_eq!(s.login(Some(&s.key), "n").1.len(), 1, "trusted again");
     // A new app secret ends every trust.
     // (confirmed with a code of the daemon's time, 30 days ahead)
-    let (offset, used) = (s.offset, std::cell::Cell::new(0));
-    let e = s.env.ctl().replace_app_with(
-        &s.user,
-        s.user.password(),
-        &s.codes.next(offset),
-        |secret| {
-            let c = totp::Codes::new(secret);
-            let code = c.next(offset);
+    let used = std::cell::Cell::new(0);
+    let e = s
+        .env
+        .ctl()
+        .replace_app_with(&s.user, s.user.password(), &s.codes.fresh(), |secret| {
+            let c = totp::Codes::on(secret, &s.clock);
+            let code = c.fresh();
             used.set(c.last_step());
             code
-        },
-    );
+        });
     assert!(e.output.success(), "{}", e.output.describe());
-    s.codes = totp::Codes::resume(&e.compact_secret(), used.get());
+    s.codes = totp::Codes::resume_on(&e.compact_secret(), used.get(), &s.clock);
     let (out, prompts) = s.login(Some(&s.key), "y");
     assert!(logged_in(&out) && asked_code(&prompts), "{prompts:?}");
     assert_eq!(s.login(Some(&s.key), "n").1.len(), 1);
@@ -214,7 +207,7 @@ fn password_only_ssh_su_and_sudo_are_never_offered_trust_even_with_a_forged_auth
     let s = setup();
     // sshd without publickey: password and code, no question.
     let plain = Sshd::start(&format!("bus={}", s.env.bus.plain_address()));
-    let out = plain.ssh(&s.user, s.user.password(), &s.codes.next(0));
+    let out = plain.ssh(&s.user, s.user.password(), &s.codes.fresh());
     assert!(logged_in(&out), "{}", out.describe());
     assert!(
         !plain.asked_prompts().contains(QUESTION),
@@ -235,7 +228,7 @@ fn password_only_ssh_su_and_sudo_are_never_offered_trust_even_with_a_forged_auth
             code,
         )
     };
-    let out = su(&s.codes.next(0));
+    let out = su(&s.codes.fresh());
     assert!(out.stdout().contains("SU-OK"), "{}", out.describe());
     assert!(!out.stdout().contains(QUESTION) && !out.stderr().contains(QUESTION));
     // su without the code is refused: the forged key did not pass as trusted.
@@ -250,7 +243,7 @@ fn password_only_ssh_su_and_sudo_are_never_offered_trust_even_with_a_forged_auth
         "sudo passed without a code: {}",
         out.describe()
     );
-    let out = sudo.run(&s.user, None, &env, s.user.password(), &s.codes.next(0));
+    let out = sudo.run(&s.user, None, &env, s.user.password(), &s.codes.fresh());
     assert!(out.success(), "{}", out.describe());
     assert_eq!(s.devices_json().as_array().map(Vec::len), Some(1));
 }
@@ -306,7 +299,7 @@ fn new_backup_codes_from_twofactorctl_end_trust() {
     let out = s.env.ctl().run(
         &s.user,
         &["backup-codes"],
-        format!("{}\n{}\n", s.user.password(), s.codes.next(s.offset)).as_bytes(),
+        format!("{}\n{}\n", s.user.password(), s.codes.fresh()).as_bytes(),
     );
     assert!(out.success(), "{}", out.describe());
     assert_eq!(out.stdout().lines().filter(|l| l.len() == 14).count(), 10);

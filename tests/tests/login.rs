@@ -1,8 +1,6 @@
 //! Logins through the built pam_twofactor.so under real libpam (pam-harness),
 //! against the real twofactord on a private bus. Codes come from oathtool.
 
-use std::time::Duration;
-
 use twofactor_tests::conversation::lock_wait;
 use twofactor_tests::pam::PamService;
 use twofactor_tests::syslog::SyslogSink;
@@ -107,23 +105,24 @@ fn code_of_next_step_is_accepted() {
 
 /// ±1 step of skew: a code 2 steps old is refused even though its step was
 /// never used, and the code of the previous (unused) step is accepted. The
-/// test waits until two steps after the enrolment, so that both steps are
-/// later than the step the enrolment used.
+/// daemon's clock is moved two steps past the enrolment, so that both
+/// steps are later than the step the enrolment used.
 #[test]
 fn skew_window_is_one_step() {
     if !need_root!() {
         return;
     }
-    let s = Enrolled::with_defaults();
-    // The enrolment used the step before `enrol_step` (Ctl::enroll_app).
-    let enrol_step = totp::now().div_euclid(30);
-    while totp::now().div_euclid(30) < enrol_step + 2 {
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let s = Enrolled::on_clock(&DaemonConfig::default());
+    let Some(clock) = &s.clock else {
+        unreachable!("Enrolled::on_clock has a clock")
+    };
+    // The enrolment used the step before the one it ran in
+    // (Ctl::enroll_app).
+    clock.advance(60);
     totp::ensure_step_margin(4);
-    let two_ago = totp::code_at_step_offset(&s.secret, -2);
-    let one_ago = totp::code_at_step_offset(&s.secret, -1);
-    let now = totp::code_now(&s.secret);
+    let daemon_now = totp::now() + clock.offset();
+    let at = |steps: i64| totp::oathtool(&s.secret, Some(daemon_now + steps * totp::STEP));
+    let (two_ago, one_ago, now) = (at(-2), at(-1), at(0));
     if two_ago == one_ago || two_ago == now {
         eprintln!("codes of different steps coincide; cannot tell them apart this time");
         return;
@@ -389,7 +388,7 @@ fn lockout_after_max_failures() {
         max_lockout_seconds: 8,
         ..DaemonConfig::default()
     };
-    let s = Enrolled::new(&config);
+    let s = Enrolled::on_clock(&config);
     let other = TestUser::new();
     let other_secret = s.env.ctl().enroll_app(&other).compact_secret();
     let wrong = totp::wrong_code(&s.code_now());
@@ -413,7 +412,8 @@ fn lockout_after_max_failures() {
         .answer(totp::code_now(&other_secret))
         .run()
         .assert_result("PAM_SUCCESS");
-    std::thread::sleep(Duration::from_secs(wait + 1));
+    // The wait passes on the daemon's clock.
+    s.advance_clock(wait + 1);
     s.login(s.code_now()).assert_result("PAM_SUCCESS");
     assert_eq!(s.failures(), 0, "a success clears the failures");
     assert!(
@@ -474,13 +474,14 @@ fn unanswered_login_times_out() {
     if !need_root!() {
         return;
     }
-    let s = Enrolled::new(&DaemonConfig {
+    let s = Enrolled::on_clock(&DaemonConfig {
         session_timeout_seconds: 10,
         ..DaemonConfig::default()
     });
     let mut live = s.pam.login(&s.user.name).spawn();
     assert_eq!(live.expect_prompt(), twofactor_tests::CODE_PROMPT);
-    std::thread::sleep(Duration::from_secs(11));
+    // 11 s pass on the daemon's clock while the prompt waits.
+    s.advance_clock(11);
     live.answer(s.code_now());
     let run = live.finish();
     assert_ne!(run.result, "PAM_SUCCESS", "{}", run.describe());
@@ -554,7 +555,7 @@ fn lockout_doubles_up_to_the_cap() {
     if !need_root!() {
         return;
     }
-    let s = Enrolled::new(&DaemonConfig {
+    let s = Enrolled::on_clock(&DaemonConfig {
         max_failures: 2,
         lockout_seconds: 2,
         max_lockout_seconds: 5,
@@ -583,13 +584,13 @@ fn lockout_doubles_up_to_the_cap() {
         (1..=2).contains(&first),
         "first wait {first} ({late} s late)"
     );
-    std::thread::sleep(Duration::from_millis(first * 1000 + 500));
+    s.advance_clock(first + 1);
     let (second, late) = failure_then_wait();
     assert!(
         (3u64.saturating_sub(late)..=4).contains(&second),
         "second wait {second} should be doubled (4), {late} s after the failure"
     );
-    std::thread::sleep(Duration::from_millis(second * 1000 + 500));
+    s.advance_clock(second + 1);
     let (third, late) = failure_then_wait();
     assert!(
         (4u64.saturating_sub(late)..=5).contains(&third),

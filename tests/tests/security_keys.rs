@@ -70,7 +70,7 @@ fn enable_key(env: &Env, user: &TestUser, key: &Key, args: &[&str], typed: &str)
 
 /// Registers `key` for an enrolled user (password, then a fresh code).
 fn register(s: &Enrolled, codes: &Codes, key: &Key, name: &str) -> Finished {
-    let code = codes.next(0);
+    let code = codes.fresh();
     let typed = format!("{}\n{code}\n", s.user.password());
     let out = enable_key(&s.env, &s.user, key, &["--name", name], &typed);
     assert!(
@@ -105,8 +105,8 @@ fn a_registered_key_is_touched_at_a_local_login_and_its_counter_is_checked() {
     if !need_root!() {
         return;
     }
-    let s = Enrolled::with_defaults();
-    let codes = Codes::new(&s.secret);
+    let s = Enrolled::on_clock(&DaemonConfig::default());
+    let codes = s.codes();
     let key = Key::plain();
     register(&s, &codes, &key, "blue key");
     let listed = keys_json(&s.env, &s.user);
@@ -159,8 +159,8 @@ fn a_misbehaving_key_is_refused_or_leads_to_the_other_method() {
     if !need_root!() {
         return;
     }
-    let s = Enrolled::with_defaults();
-    let codes = Codes::new(&s.secret);
+    let s = Enrolled::on_clock(&DaemonConfig::default());
+    let codes = s.codes();
     let key = Key::plain();
     register(&s, &codes, &key, "");
     let pam = pam_with_key(&s.env, Some(key.path()), "");
@@ -185,7 +185,7 @@ fn a_misbehaving_key_is_refused_or_leads_to_the_other_method() {
     // the app's code is asked and works.
     for behaviour in [Behaviour::GarbledCbor, Behaviour::NeverTouched] {
         key.key.set_behaviour(behaviour);
-        let code = codes.next(0);
+        let code = codes.fresh();
         let started = Instant::now();
         let run = local_login(&pam, &s.user.name, &[&code]);
         run.assert_result("PAM_SUCCESS").assert_asked_code();
@@ -204,15 +204,15 @@ fn without_a_key_plugged_in_or_over_ssh_the_other_methods_are_asked() {
     if !need_root!() {
         return;
     }
-    let s = Enrolled::with_defaults();
-    let codes = Codes::new(&s.secret);
+    let s = Enrolled::on_clock(&DaemonConfig::default());
+    let codes = s.codes();
     let key = Key::plain();
     register(&s, &codes, &key, "");
     // No device at the path: the key is not offered (no "touch" message,
     // nothing said about keys), the code is asked.
     let nowhere = PathBuf::from("/nonexistent/tft-key.sock");
     let pam = pam_with_key(&s.env, Some(&nowhere), "");
-    let code = codes.next(0);
+    let code = codes.fresh();
     let run = local_login(&pam, &s.user.name, &[&code]);
     run.assert_result("PAM_SUCCESS").assert_asked_code();
     assert!(
@@ -222,7 +222,7 @@ fn without_a_key_plugged_in_or_over_ssh_the_other_methods_are_asked() {
     );
     // A remote login never asks for a key, not even with one plugged in.
     let pam = pam_with_key(&s.env, Some(key.path()), "");
-    let code = codes.next(0);
+    let code = codes.fresh();
     let run = pam
         .login(&s.user.name)
         .rhost("192.0.2.9")
@@ -233,7 +233,7 @@ fn without_a_key_plugged_in_or_over_ssh_the_other_methods_are_asked() {
     assert_eq!(key.key.assertions_made(), 0);
     // A service without the helper (key_helper=none): no key step.
     let pam = s.env.pam("key_helper=none");
-    let code = codes.next(0);
+    let code = codes.fresh();
     let run = local_login(&pam, &s.user.name, &[&code]);
     run.assert_result("PAM_SUCCESS").assert_asked_code();
     assert!(!run.infos.iter().any(|i| i == TOUCH), "{}", run.describe());
@@ -244,8 +244,8 @@ fn a_second_key_works_and_a_removed_key_no_longer_does() {
     if !need_root!() {
         return;
     }
-    let s = Enrolled::with_defaults();
-    let codes = Codes::new(&s.secret);
+    let s = Enrolled::on_clock(&DaemonConfig::default());
+    let codes = s.codes();
     let (blue, spare) = (Key::plain(), Key::plain());
     register(&s, &codes, &blue, "blue");
     register(&s, &codes, &spare, "spare");
@@ -262,7 +262,7 @@ fn a_second_key_works_and_a_removed_key_no_longer_does() {
         .and_then(|k| k["id"].as_str())
         .unwrap()
         .to_string();
-    let code = codes.next(0);
+    let code = codes.fresh();
     let out = s.env.ctl().run(
         &s.user,
         &["disable", "key", &id],
@@ -273,7 +273,7 @@ fn a_second_key_works_and_a_removed_key_no_longer_does() {
     // The blue key holds no credential the login asks for: no touch is
     // asked, and the other method is, saying why.
     let pam = pam_with_key(&s.env, Some(blue.path()), "");
-    let code = codes.next(0);
+    let code = codes.fresh();
     let run = local_login(&pam, &s.user.name, &[&code]);
     run.assert_result("PAM_SUCCESS").assert_asked_code();
     assert!(
@@ -293,10 +293,10 @@ fn user_verification_required_takes_only_a_key_that_verifies() {
         extra: "\n[keys]\nuser_verification = \"required\"\n".into(),
         ..DaemonConfig::default()
     };
-    let s = Enrolled::new(&config);
-    let codes = Codes::new(&s.secret);
+    let s = Enrolled::on_clock(&config);
+    let codes = s.codes();
     let plain = Key::plain();
-    let code = codes.next(0);
+    let code = codes.fresh();
     let out = enable_key(
         &s.env,
         &s.user,
@@ -324,8 +324,8 @@ fn an_administrators_reset_removes_the_keys() {
     if !need_root!() {
         return;
     }
-    let s = Enrolled::with_defaults();
-    let codes = Codes::new(&s.secret);
+    let s = Enrolled::on_clock(&DaemonConfig::default());
+    let codes = s.codes();
     let key = Key::plain();
     register(&s, &codes, &key, "");
     let before = admin::user_json(&s.env, &s.user.name);
@@ -423,8 +423,8 @@ fn an_ssh_keys_private_file_also_serves_local_logins() {
     if !need_root!() {
         return;
     }
-    let s = Enrolled::with_defaults();
-    let codes = Codes::new(&s.secret);
+    let s = Enrolled::on_clock(&DaemonConfig::default());
+    let codes = s.codes();
     let ssh_key = Key::plain();
     let (point, handle) = ssh_credential_on(&ssh_key);
     let dir = twofactor_tests::var_temp_dir("tft-sk-file-");
@@ -435,7 +435,7 @@ fn an_ssh_keys_private_file_also_serves_local_logins() {
     .unwrap();
     let file = dir.path().join("id_ecdsa_sk");
     twofactor_tests::write_file(&file, ecdsa_sk_private_file(&point, &handle), 0o644);
-    let code = codes.next(0);
+    let code = codes.fresh();
     let out = s.env.ctl().run(
         &s.user,
         &["enable", "ssh-key", &file.display().to_string()],

@@ -86,8 +86,8 @@ fn sshd_at(s: &mut Enrolled, conf: &Path, extra: &str) -> Sshd {
 fn setup() -> (tempfile::TempDir, PathBuf, Enrolled, totp::Codes) {
     let dir = twofactor_tests::var_temp_dir("tft-sk-conf-");
     let conf = dir.path().join("sshd_config");
-    let s = Enrolled::with_defaults();
-    let codes = totp::Codes::new(&s.secret);
+    let s = Enrolled::on_clock(&DaemonConfig::default());
+    let codes = s.codes();
     (dir, conf, s, codes)
 }
 
@@ -104,7 +104,7 @@ fn a_registered_security_key_replaces_the_code_where_sshd_requires_a_touch() {
         &s,
         &s.user,
         &key,
-        &format!("{}\n{}\n", s.user.password(), codes.next(0)),
+        &format!("{}\n{}\n", s.user.password(), codes.fresh()),
     );
     assert!(
         !said.contains('-'),
@@ -161,7 +161,7 @@ fn a_registered_security_key_replaces_the_code_where_sshd_requires_a_touch() {
     // Another key, not registered: the code is asked as usual.
     let other = KeyPair::new(KeyKind::Ed25519);
     s.user.authorize_key(&other);
-    let code = codes.next(0);
+    let code = codes.fresh();
     let out = sshd.ssh_with_key(&s.user, Some(&other), s.user.password(), &code);
     assert!(logged_in(&out), "{}", out.describe());
     assert!(
@@ -174,7 +174,7 @@ fn a_registered_security_key_replaces_the_code_where_sshd_requires_a_touch() {
     let removed = s
         .env
         .ctl()
-        .disable(&s.user, "ssh-key", s.user.password(), &codes.next(0));
+        .disable(&s.user, "ssh-key", s.user.password(), &codes.fresh());
     assert!(removed.success(), "{}", removed.describe());
     let out = sshd.ssh_with_key(&s.user, Some(&key), s.user.password(), "000000");
     assert!(!logged_in(&out), "{}", out.describe());
@@ -193,7 +193,7 @@ fn a_key_without_touch_is_not_counted_and_sshd_with_touch_required_refuses_it() 
         &s,
         &s.user,
         &key,
-        &format!("{}\n{}\n", s.user.password(), codes.next(0)),
+        &format!("{}\n{}\n", s.user.password(), codes.fresh()),
     );
     // sshd without touch-required: it lets the key in untouched, so the
     // key does not count; the code is asked, and a right one lets in.
@@ -208,7 +208,7 @@ fn a_key_without_touch_is_not_counted_and_sshd_with_touch_required_refuses_it() 
     let log = s.env.daemon.log();
     assert!(log.contains("ssh-key-not-counted"), "{log}");
     assert!(log.contains("touch-required"), "the log says why: {log}");
-    let code = codes.next(0);
+    let code = codes.fresh();
     let right = sshd.ssh_with_key(&s.user, Some(&key), s.user.password(), &code);
     assert!(logged_in(&right), "{}", right.describe());
     drop(sshd);
@@ -230,7 +230,7 @@ fn a_security_key_alone_brings_backup_codes_for_the_other_logins() {
     if !need_root!() {
         return;
     }
-    let s = Enrolled::with_defaults();
+    let s = Enrolled::on_clock(&DaemonConfig::default());
     let user = TestUser::new();
     let key = KeyPair::new(KeyKind::Ed25519Sk);
     // A first method: the password only, and a first set of backup codes.
