@@ -112,6 +112,7 @@ async fn login(
         tty: String::new(),
         ssh_auth_info: String::new(),
         security_keys: false,
+        commit_report: false,
         forwarded: None,
     };
     let t0 = Instant::now();

@@ -17,6 +17,10 @@ pub struct Origin {
     pub ssh_auth_info: String,
     /// The module can run a security key (`security_keys` = `"1"`).
     pub security_keys: bool,
+    /// The module reports a plain login's success without waiting for the
+    /// reply (`commit_report` = `"1"`): such a login may end its auth
+    /// phase with `AcceptReport`.
+    pub commit_report: bool,
     /// At a fleet's verifier: the login came from this host, which
     /// reported what its own system says of the user.
     pub forwarded: Option<std::sync::Arc<Forwarded>>,
@@ -73,6 +77,7 @@ impl Origin {
             tty: text(detail::TTY)?.unwrap_or_default(),
             ssh_auth_info: text(detail::SSH_AUTH_INFO)?.unwrap_or_default(),
             security_keys: text(detail::SECURITY_KEYS)?.as_deref() == Some("1"),
+            commit_report: text(detail::COMMIT_REPORT)?.as_deref() == Some("1"),
             forwarded: None,
         })
     }
@@ -86,6 +91,7 @@ impl std::fmt::Debug for Origin {
             .field("rhost", &self.rhost)
             .field("tty", &self.tty)
             .field("security_keys", &self.security_keys)
+            .field("commit_report", &self.commit_report)
             .field("forwarded", &self.forwarded.as_ref().map(|f| &f.host))
             .finish_non_exhaustive()
     }

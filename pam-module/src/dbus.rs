@@ -47,6 +47,10 @@ pub trait Daemon {
     /// `Commit(session) -> step`: the whole auth stack succeeded; the daemon
     /// stores what the login left pending.
     fn commit(&mut self, session: &str) -> Result<Step, DaemonError>;
+    /// `Commit(session)` after [`twofactor_proto::Action::AcceptReport`]:
+    /// the daemon only audits the login's success, so its reply is not
+    /// waited for where the path allows (the login socket).
+    fn report(&mut self, session: &str) -> Result<(), DaemonError>;
 }
 
 /// Why a call to the daemon did not give a step.

@@ -6,6 +6,7 @@
 //! | --- | --- |
 //! | Accept | `PAM_SUCCESS` |
 //! | AcceptPending | `PAM_SUCCESS`, and the session is kept for [`commit`] |
+//! | AcceptReport | `PAM_SUCCESS`, and the session is kept for [`report`] |
 //! | Deny (or an action this module does not know) | `PAM_AUTH_ERR` |
 //! | no daemon at Begin (no socket, name not owned nor activatable), `failmode=secure` | `PAM_AUTHINFO_UNAVAIL`, with an error message |
 //! | no daemon at Begin, `failmode=safe` | `PAM_SUCCESS` |
@@ -24,7 +25,11 @@
 //! prompt (enrolment under the mandatory policy, a recovery code) ends the
 //! auth phase with `AcceptPending`; nothing is stored until
 //! `pam_sm_acct_mgmt`, which libpam only runs after the whole auth stack
-//! succeeded, asks the daemon to `Commit`.
+//! succeeded, asks the daemon to `Commit`. A plain login (a code, a
+//! trusted device) ends it with `AcceptReport` when the module said it can
+//! (`commit_report` in `Begin`): the account phase then only tells the
+//! daemon that the stack succeeded, for its audit ([`report`]), without
+//! waiting for the reply where the path allows.
 
 use pam::constants::PamResultCode;
 use twofactor_proto::{Action, MessageKind, Step};
@@ -57,8 +62,10 @@ pub struct Settings {
 pub struct Outcome {
     pub code: PamResultCode,
     /// A session whose change waits for [`commit`] (only with
-    /// `PAM_SUCCESS`).
+    /// `PAM_SUCCESS`), or whose success waits to be reported ([`report`]).
     pub pending: Option<String>,
+    /// The pending session only waits to be reported (`AcceptReport`).
+    pub report_only: bool,
 }
 
 impl Outcome {
@@ -66,6 +73,7 @@ impl Outcome {
         Outcome {
             code,
             pending: None,
+            report_only: false,
         }
     }
 }
@@ -116,13 +124,14 @@ pub fn run(
         }
         let (prompt, echo) = match &step.action {
             Action::Accept => return Outcome::done(PamResultCode::PAM_SUCCESS),
-            Action::AcceptPending if !session.is_empty() => {
+            Action::AcceptPending | Action::AcceptReport if !session.is_empty() => {
                 return Outcome {
                     code: PamResultCode::PAM_SUCCESS,
+                    report_only: step.action == Action::AcceptReport,
                     pending: Some(session),
                 }
             }
-            Action::AcceptPending | Action::Deny => {
+            Action::AcceptPending | Action::AcceptReport | Action::Deny => {
                 return Outcome::done(PamResultCode::PAM_AUTH_ERR)
             }
             Action::AskHidden(p) => (p.as_str(), false),
@@ -237,6 +246,21 @@ pub fn commit(
     }
 }
 
+/// The account phase of a login that ended its auth phase with
+/// `AcceptReport`: the whole auth stack succeeded, and the daemon is told
+/// so for its audit. The login passed when its code was accepted (and used
+/// up): whether the daemon hears this changes nothing of the verdict, so
+/// a failure to tell it is logged and the login goes on.
+pub fn report(daemon: &mut dyn Daemon, log: &mut dyn Log, session: &str) -> PamResultCode {
+    if let Err(e) = daemon.report(session) {
+        log.log(
+            Level::Notice,
+            &format!("twofactord was not told that the login succeeded: {e}"),
+        );
+    }
+    PamResultCode::PAM_SUCCESS
+}
+
 /// Drops a change the auth phase left pending, without committing it:
 /// another `pam_authenticate` began on the handle, or the account phase is
 /// for another user. The daemon forgets it (and audits that it did).
@@ -333,6 +357,7 @@ mod tests {
         Answer(&'static str, Vec<u8>, Result<Step, DaemonError>),
         Cancel(&'static str, Result<(), DaemonError>),
         Commit(&'static str, Result<Step, DaemonError>),
+        Report(&'static str, Result<(), DaemonError>),
         Info(&'static str),
         Error(&'static str),
         Ask(&'static str, bool, Result<Vec<u8>, ConvError>),
@@ -408,6 +433,16 @@ mod tests {
                 other => {
                     self.script
                         .off_script(format!("Commit({session:?}), expected {other:?}"));
+                    Err(DaemonError::Failed("off script".into()))
+                }
+            }
+        }
+        fn report(&mut self, session: &str) -> Result<(), DaemonError> {
+            match self.script.next() {
+                Some(Event::Report(s, reply)) if session == s => reply,
+                other => {
+                    self.script
+                        .off_script(format!("Report({session:?}), expected {other:?}"));
                     Err(DaemonError::Failed("off script".into()))
                 }
             }
@@ -823,18 +858,61 @@ mod tests {
             outcome,
             Outcome {
                 code: PamResultCode::PAM_SUCCESS,
-                pending: Some("s1".into())
+                pending: Some("s1".into()),
+                report_only: false,
             }
         );
         // Pending without a session to commit is a daemon bug: refused.
-        let (code, _) = play(
+        for action in [Action::AcceptPending, Action::AcceptReport] {
+            let (code, _) = play(
+                SECURE,
+                vec![Event::Begin(Ok((String::new(), Step::new(action))))],
+            );
+            assert_eq!(code, PamResultCode::PAM_AUTH_ERR);
+        }
+    }
+
+    #[test]
+    fn accept_report_keeps_the_session_to_report_it() {
+        let (outcome, _) = play_outcome(
             SECURE,
-            vec![Event::Begin(Ok((
-                String::new(),
-                Step::new(Action::AcceptPending),
-            )))],
+            vec![
+                Event::Begin(Ok(("s1".into(), ask_code()))),
+                Event::Ask("Verification code: ", false, Ok(b"1".to_vec())),
+                Event::Answer("s1", b"1".to_vec(), Ok(Step::new(Action::AcceptReport))),
+            ],
         );
-        assert_eq!(code, PamResultCode::PAM_AUTH_ERR);
+        assert_eq!(
+            outcome,
+            Outcome {
+                code: PamResultCode::PAM_SUCCESS,
+                pending: Some("s1".into()),
+                report_only: true,
+            }
+        );
+    }
+
+    #[test]
+    fn a_report_the_daemon_did_not_take_is_logged_and_the_login_goes_on() {
+        for (reply, logged) in [(Ok(()), false), (Err(unavailable()), true)] {
+            let script = Script::new(vec![Event::Report("s1", reply)]);
+            let mut daemon = FakeDaemon {
+                script: script.clone(),
+                request: request(),
+            };
+            let mut log = FakeLog::default();
+            let code = report(&mut daemon, &mut log, "s1");
+            script.assert_done();
+            assert_eq!(code, PamResultCode::PAM_SUCCESS);
+            assert_eq!(
+                log.0
+                    .iter()
+                    .any(|(_, l)| l.contains("not told that the login succeeded")),
+                logged,
+                "{:?}",
+                log.0
+            );
+        }
     }
 
     #[test]

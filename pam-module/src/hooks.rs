@@ -124,6 +124,7 @@ pub fn authenticate(pamh: &mut PamHandle, raw_args: &[&CStr], flags: PamFlag) ->
         session,
         user: request.user.clone(),
         silent: settings.silent,
+        report_only: outcome.report_only,
     };
     match pamh.set_data(PENDING_KEY, Box::new(RefCell::new(Some(pending)))) {
         Ok(()) => outcome.code,
@@ -149,6 +150,9 @@ struct Pending {
     /// same name commits it.
     user: String,
     silent: bool,
+    /// Nothing waits to be stored: the success is only reported
+    /// (`AcceptReport`).
+    report_only: bool,
 }
 
 /// Takes the change the auth phase left on the handle, if any (the handle
@@ -186,6 +190,9 @@ pub fn account(pamh: &mut PamHandle) -> PamResultCode {
             "the user changed",
         );
         return PamResultCode::PAM_PERM_DENIED;
+    }
+    if pending.report_only {
+        return flow::report(&mut pending.daemon, &mut log, &pending.session);
     }
     let mut conv = PamConversation::new(pamh);
     flow::commit(

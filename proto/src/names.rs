@@ -50,6 +50,11 @@ pub mod detail {
     /// installed): the daemon may then answer with a key step
     /// ([`crate::Action::UseKey`]) at a login without `PAM_RHOST`.
     pub const SECURITY_KEYS: &str = "security_keys";
+    /// `"1"` when the module sends `Commit` for a plain login without
+    /// waiting for its reply: the daemon may then end such a login's auth
+    /// phase with [`crate::Action::AcceptReport`] instead of
+    /// [`crate::Action::AcceptPending`].
+    pub const COMMIT_REPORT: &str = "commit_report";
 
     /// Longest value of [`USER`], [`SERVICE`], [`RHOST`] and [`TTY`], in
     /// bytes; the daemon refuses a `Begin` with a longer one.
@@ -73,6 +78,8 @@ pub mod login {
     pub const CANCEL: &str = "Cancel";
     /// `Commit(session s) -> step (a(us)us)`: the whole PAM auth stack
     /// succeeded (called from `pam_sm_acct_mgmt`); store what the login
-    /// left pending. The step is `Accept` or `Deny`.
+    /// left pending. The step is `Accept` or `Deny`. After
+    /// [`crate::Action::AcceptReport`] the module sends it without waiting
+    /// for the reply.
     pub const COMMIT: &str = "Commit";
 }

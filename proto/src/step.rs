@@ -47,6 +47,16 @@ pub enum Action {
     /// `Commit` from `pam_sm_acct_mgmt`, which libpam runs only after
     /// `pam_authenticate` succeeded. Without that call nothing is stored.
     AcceptPending,
+    /// The login passed this module (`PAM_SUCCESS`) and nothing waits to
+    /// be stored: the module keeps the session and, from
+    /// `pam_sm_acct_mgmt`, sends `Commit` without waiting for its reply
+    /// (on the login socket, with `NO_REPLY_EXPECTED`), so that the
+    /// daemon's audit says the whole stack succeeded (`login-success`)
+    /// while the login goes on. The code was used up when it was
+    /// accepted; the account phase has nothing to decide. The daemon only
+    /// sends this to a module that said it can (`commit_report` in
+    /// `Begin`); an older module reads it as `Deny`.
+    AcceptReport,
     /// The login failed: `PAM_AUTH_ERR`.
     Deny,
     /// Ask a security key to sign the daemon's challenge (an encoded
@@ -62,6 +72,7 @@ const ACTION_ACCEPT: u32 = 2;
 const ACTION_DENY: u32 = 3;
 const ACTION_ACCEPT_PENDING: u32 = 4;
 const ACTION_USE_KEY: u32 = 5;
+const ACTION_ACCEPT_REPORT: u32 = 6;
 
 /// One step of the login conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +108,7 @@ impl Step {
     pub fn is_final(&self) -> bool {
         matches!(
             self.action,
-            Action::Accept | Action::AcceptPending | Action::Deny
+            Action::Accept | Action::AcceptPending | Action::AcceptReport | Action::Deny
         )
     }
 
@@ -107,6 +118,7 @@ impl Step {
             Action::AskVisible(p) => (ACTION_ASK_VISIBLE, p.clone()),
             Action::Accept => (ACTION_ACCEPT, String::new()),
             Action::AcceptPending => (ACTION_ACCEPT_PENDING, String::new()),
+            Action::AcceptReport => (ACTION_ACCEPT_REPORT, String::new()),
             Action::Deny => (ACTION_DENY, String::new()),
             Action::UseKey(request) => (ACTION_USE_KEY, crate::key::to_hex(request)),
         };
@@ -129,6 +141,7 @@ impl Step {
             ACTION_ASK_VISIBLE => Action::AskVisible(w.prompt),
             ACTION_ACCEPT => Action::Accept,
             ACTION_ACCEPT_PENDING => Action::AcceptPending,
+            ACTION_ACCEPT_REPORT => Action::AcceptReport,
             ACTION_USE_KEY => match crate::key::from_hex(&w.prompt) {
                 Some(request) => Action::UseKey(request),
                 None => Action::Deny,
@@ -157,6 +170,7 @@ mod tests {
             Action::AskVisible("Saved them? [yes] ".into()),
             Action::Accept,
             Action::AcceptPending,
+            Action::AcceptReport,
             Action::Deny,
             Action::UseKey(vec![0x41, 0, 1, 0xff]),
         ] {

@@ -211,12 +211,19 @@ pub struct Call<'a> {
 }
 
 impl Call<'_> {
-    /// The whole message, little-endian, `serial` nonzero.
+    /// The whole message, little-endian, `serial` nonzero; a reply is
+    /// expected.
     pub fn encode(&self, serial: u32, body: &[u8]) -> Vec<u8> {
+        self.encode_with(0, serial, body)
+    }
+
+    /// [`Call::encode`] with the header's `flags` (e.g.
+    /// [`NO_REPLY_EXPECTED`]).
+    pub fn encode_with(&self, flags: u8, serial: u32, body: &[u8]) -> Vec<u8> {
         let mut w = Writer::new();
         w.byte(b'l');
         w.byte(METHOD_CALL);
-        w.byte(0); // flags: a reply is expected
+        w.byte(flags);
         w.byte(1); // protocol version
         w.u32(len_u32(body.len()));
         w.u32(serial);
@@ -977,6 +984,12 @@ mod tests {
         assert_eq!(m.interface.as_deref(), Some("org.twofactor.Login1"));
         assert_eq!(m.member.as_deref(), Some("Cancel"));
         assert_eq!(m.flags & NO_REPLY_EXPECTED, 0);
+        let unanswered = call().encode_with(NO_REPLY_EXPECTED, 8, &[]);
+        let m = Message::parse(&unanswered).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (m.serial, m.flags & NO_REPLY_EXPECTED),
+            (8, NO_REPLY_EXPECTED)
+        );
     }
 
     #[test]

@@ -69,7 +69,9 @@ fn a_login_goes_through_the_socket_and_not_the_bus() {
         !seen.contains("org.twofactor.Login1"),
         "a login crossed the bus:\n{seen}"
     );
-    let log = s.env.daemon.log();
+    // The account phase told the daemon without waiting for its reply
+    // (AcceptReport): the line comes when the daemon has read it.
+    let log = s.env.daemon.wait_log("login-success");
     assert!(log.contains("login-success"), "{log}");
 }
 
@@ -101,7 +103,7 @@ fn ssh_logs_in_through_the_socket() {
     );
     let replay = sshd.ssh(&s.user, s.user.password(), &code);
     assert!(!logged_in(&replay), "{}", replay.describe());
-    let log = s.env.daemon.log();
+    let log = s.env.daemon.wait_log("login-success");
     assert!(
         log.contains(&format!(
             "login-success user={} service={} rhost=127.0.0.1",
@@ -589,6 +591,8 @@ fn a_second_daemon_takes_neither_the_socket_nor_the_bus_name() {
     assert!(s.env.bus.has_owner("org.twofactor.Daemon1"));
     let code = s.code_now();
     s.login(&code).assert_result("PAM_SUCCESS");
-    let log = s.env.daemon.log();
+    // The account phase told the daemon without waiting for its reply
+    // (AcceptReport): the line comes when the daemon has read it.
+    let log = s.env.daemon.wait_log("login-success");
     assert!(log.contains("login-success"), "{log}");
 }

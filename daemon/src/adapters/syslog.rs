@@ -1140,6 +1140,7 @@ mod tests {
         let o = Origin {
             ssh_auth_info: String::new(),
             security_keys: false,
+            commit_report: false,
             forwarded: None,
             user: "alice".into(),
             service: "sshd".into(),

@@ -208,6 +208,7 @@ pub fn origin(user: &str) -> Origin {
         tty: "ssh".into(),
         ssh_auth_info: String::new(),
         security_keys: false,
+        commit_report: false,
         forwarded: None,
     }
 }

@@ -392,6 +392,7 @@ mod tests {
         let o = |rhost: &str, tty: &str| Origin {
             ssh_auth_info: String::new(),
             security_keys: false,
+            commit_report: false,
             forwarded: None,
             user: "u".into(),
             service: "s".into(),

@@ -162,9 +162,11 @@ impl Daemon for BusDaemon {
             }
         }
         let keys = r.security_keys.then_some((detail::SECURITY_KEYS, "1"));
+        let report = Some((detail::COMMIT_REPORT, "1"));
         let mut body = Writer::new();
         body.array(8, |w| {
-            for (key, value) in details.iter().map(|(k, v)| (*k, v.as_str())).chain(keys) {
+            let details = details.iter().map(|(k, v)| (*k, v.as_str()));
+            for (key, value) in details.chain(keys).chain(report) {
                 w.structure(|w| {
                     w.string(key);
                     w.string_variant(value);
@@ -200,6 +202,43 @@ impl Daemon for BusDaemon {
         body.string(session);
         let reply = self.call(login::COMMIT, sig::COMMIT_IN, &mut body)?;
         read_commit_reply(&reply)
+    }
+
+    /// On the login socket, `Commit` goes out with `NO_REPLY_EXPECTED` and
+    /// nothing is read: the daemon does it before it reads the end of the
+    /// connection (one call at a time, in order). On a bus the reply is
+    /// still waited for (and not read): the bus tells the daemon that the
+    /// connection ended by a signal of its own, which could overtake the
+    /// call.
+    fn report(&mut self, session: &str) -> Result<(), DaemonError> {
+        no_nul(session)?;
+        let mut body = Writer::new();
+        body.string(session);
+        let on_socket = self
+            .connection
+            .as_ref()
+            .is_some_and(|c| c.route == Route::Socket);
+        if !on_socket {
+            return self
+                .call(login::COMMIT, sig::COMMIT_IN, &mut body)
+                .map(|_| ());
+        }
+        let call = Call {
+            destination: BUS_NAME,
+            path: OBJECT_PATH,
+            interface: LOGIN_INTERFACE,
+            member: login::COMMIT,
+            signature: sig::COMMIT_IN,
+        };
+        let deadline = Instant::now() + self.timeout;
+        let sent = match self.connection.as_mut() {
+            Some(c) => c.send_unanswered(&call, &body, deadline),
+            None => Err(DaemonError::Unavailable("no connection".into())),
+        };
+        if sent.is_err() {
+            self.connection = None;
+        }
+        sent
     }
 }
 
@@ -340,6 +379,7 @@ enum Route {
 /// One connection to the daemon, on its socket or through a bus.
 struct Connection {
     stream: UnixStream,
+    route: Route,
     /// What goes out in front of the first call, in the same write: the
     /// handshake (and on a bus, `Hello`).
     prefix: Vec<u8>,
@@ -480,6 +520,7 @@ impl Connection {
         }
         Connection {
             stream,
+            route,
             prefix,
             buffer: Vec::new(),
             authenticated: false,
@@ -532,6 +573,27 @@ impl Connection {
                 _ => {}
             }
         }
+    }
+
+    /// Sends `call` with `NO_REPLY_EXPECTED`, on a connection whose
+    /// handshake is done: nothing is read back (the daemon sends nothing).
+    fn send_unanswered(
+        &mut self,
+        call: &Call<'_>,
+        body: &Writer,
+        deadline: Instant,
+    ) -> Result<(), DaemonError> {
+        if !self.prefix.is_empty() || !self.authenticated {
+            return Err(DaemonError::Unavailable(
+                "no call answered on this connection yet".into(),
+            ));
+        }
+        let serial = self.next_serial;
+        self.next_serial = self.next_serial.wrapping_add(1).max(HELLO_SERIAL + 1);
+        let mut message = call.encode_with(wire::NO_REPLY_EXPECTED, serial, body.as_bytes());
+        let written = self.write(&message, deadline);
+        message.zeroize();
+        written
     }
 
     fn write(&mut self, bytes: &[u8], deadline: Instant) -> Result<(), DaemonError> {

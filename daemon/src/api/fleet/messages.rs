@@ -77,6 +77,10 @@ pub struct OriginWire {
     pub tty: String,
     pub ssh_auth_info: String,
     pub security_keys: bool,
+    /// The host's module reports a plain login's success without waiting
+    /// (absent from an older host: false).
+    #[serde(default)]
+    pub commit_report: bool,
 }
 
 impl OriginWire {
@@ -88,6 +92,7 @@ impl OriginWire {
             tty: o.tty.clone(),
             ssh_auth_info: o.ssh_auth_info.clone(),
             security_keys: o.security_keys,
+            commit_report: o.commit_report,
         }
     }
 
@@ -99,6 +104,7 @@ impl OriginWire {
             tty: self.tty,
             ssh_auth_info: self.ssh_auth_info,
             security_keys: self.security_keys,
+            commit_report: self.commit_report,
             forwarded: Some(std::sync::Arc::new(forwarded)),
         }
     }

@@ -196,6 +196,20 @@ fn waiting_for_commit(mut step: Step) -> Step {
     step
 }
 
+/// The step that ends the auth phase, as `origin`'s module is told it: a
+/// plain login (nothing to store, only its success to audit) ends with
+/// `AcceptReport` for a module that sends `Commit` without waiting for
+/// the reply (`commit_report`); anything else as it is.
+fn as_told(origin: &Origin, phase: &Phase, mut step: Step) -> Step {
+    if origin.commit_report
+        && step.action == Action::AcceptPending
+        && matches!(phase, Phase::Commit(Change::Login(_)))
+    {
+        step.action = Action::AcceptReport;
+    }
+    step
+}
+
 /// Credential ids by relying party (empty: this machine's).
 type KeyGroups = Vec<(String, Vec<Vec<u8>>)>;
 
@@ -535,6 +549,7 @@ impl Logins {
         let id = random::token(self.rng.as_ref())
             .map_err(|e| self.internal("login-begin", &e.to_string()))?;
         let (phase, step) = phase;
+        let step = as_told(&origin, &phase, step);
         let expires = if matches!(phase, Phase::Commit(_)) {
             now + COMMIT_SECONDS
         } else {
@@ -717,6 +732,7 @@ impl Logins {
         match next {
             Next::Done(step) | Next::Passed { step, .. } => Ok(step),
             Next::Continue(phase, step) => {
+                let step = as_told(&origin, &phase, step);
                 let now = self.clock.now();
                 let expires = if matches!(phase, Phase::Commit(_)) {
                     now + COMMIT_SECONDS
@@ -1087,6 +1103,53 @@ mod tests {
         assert_eq!(count("login-success"), 1, "{}", w.audit_lines());
         assert_eq!(count("second-factor-accepted"), 3);
         assert_eq!(w.logins.in_progress(), 0);
+    }
+
+    /// A module that reports (`commit_report`) is told `AcceptReport` for
+    /// a plain login, whose `Commit` then only audits the success; one
+    /// that does not is told `AcceptPending` as before. Only a plain
+    /// login is ever told so ([`as_told`]): trust taken or an enrolment
+    /// keeps `AcceptPending` and its `Commit` is waited for.
+    #[test]
+    fn a_plain_login_is_reported_to_a_module_that_can_and_pending_otherwise() {
+        let w = world();
+        for (commit_report, told) in [(true, Action::AcceptReport), (false, Action::AcceptPending)]
+        {
+            w.clock.advance(30);
+            let o = Origin {
+                commit_report,
+                ..origin("alice")
+            };
+            let (id, _) = w.rt.block_on(w.logins.begin(&root(), o)).unwrap();
+            let step =
+                w.rt.block_on(w.logins.answer(&root(), &id, w.code(0).into_bytes()))
+                    .unwrap();
+            assert_eq!(step.action, told);
+            let done = w.rt.block_on(w.logins.commit(&root(), &id)).unwrap();
+            assert_eq!(done.action, Action::Accept);
+        }
+        let successes = w
+            .audit_lines()
+            .lines()
+            .filter(|l| l.starts_with("login-success user=alice"))
+            .count();
+        assert_eq!(successes, 2, "{}", w.audit_lines());
+        // A wrong code is a refusal whatever the module can do.
+        w.clock.advance(30);
+        let o = Origin {
+            commit_report: true,
+            ..origin("alice")
+        };
+        let (id, _) = w.rt.block_on(w.logins.begin(&root(), o)).unwrap();
+        let code = w.code(0);
+        let wrong: String = code
+            .bytes()
+            .map(|b| char::from(b'0' + (b - b'0' + 5) % 10))
+            .collect();
+        let step =
+            w.rt.block_on(w.logins.answer(&root(), &id, wrong.into_bytes()))
+                .unwrap();
+        denied_with(&step, INVALID);
     }
 
     #[test]
@@ -1581,6 +1644,46 @@ mod tests {
             ..origin("alice")
         };
         assert!(w.rt.block_on(w.logins.begin(&sshd(1000), other)).is_ok());
+    }
+
+    /// A login whose code passed and that only waits for its account phase
+    /// holds nothing of its address's quota: with the module going on
+    /// before its `Commit` is read (AcceptReport), 64 logins at once from
+    /// one address must not be refused for the last ones' leftovers. The
+    /// prompts still fill the quota as before.
+    #[test]
+    fn logins_that_passed_hold_nothing_of_their_addresss_quota() {
+        let w = world();
+        let sshd = |n: usize| Caller {
+            uid: 0,
+            connection: format!(":7.{n}"),
+            invoker: None,
+            on_host: None,
+        };
+        let report = || Origin {
+            commit_report: true,
+            ..origin("alice")
+        };
+        let (id, _) = w.rt.block_on(w.logins.begin(&sshd(0), report())).unwrap();
+        let step =
+            w.rt.block_on(w.logins.answer(&sshd(0), &id, w.code(0).into_bytes()))
+                .unwrap();
+        assert_eq!(step.action, Action::AcceptReport);
+        // Its Commit not read yet: the address's whole quota of prompts is
+        // still there.
+        for n in 1..=MAX_SESSIONS_PER_ADDRESS {
+            assert!(
+                w.rt.block_on(w.logins.begin(&sshd(n), report())).is_ok(),
+                "prompt {n} refused"
+            );
+        }
+        assert!(w
+            .rt
+            .block_on(w.logins.begin(&sshd(1000), report()))
+            .is_err());
+        // And the passed login is still there to be committed.
+        let done = w.rt.block_on(w.logins.commit(&sshd(0), &id)).unwrap();
+        assert_eq!(done.action, Action::Accept);
     }
 
     #[test]

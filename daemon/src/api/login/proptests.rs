@@ -92,7 +92,7 @@ proptest! {
         tty in ".{0,40}",
     ) {
         let w = world();
-        let origin = Origin { user: user.clone(), service, rhost, tty, ssh_auth_info: String::new(), security_keys: false, forwarded: None };
+        let origin = Origin { user: user.clone(), service, rhost, tty, ssh_auth_info: String::new(), security_keys: false, commit_report: false, forwarded: None };
         let known = crate::adapters::nss::Users::canonical(&crate::adapters::nss::testing::FakeUsers::new(crate::api::fixture::USERS), &user).is_some();
         let bob = Origin { user: "bob".into(), ..origin.clone() };
         let without_method = w.rt.block_on(w.logins.begin(&root(), bob));

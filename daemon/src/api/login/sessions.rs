@@ -6,13 +6,21 @@
 //! root. One user who leaves hundreds of `su` at the code prompt fills
 //! their own quota, and one address that opens hundreds of ssh
 //! connections fills its own; neither refuses anyone else's login.
+//!
+//! The quotas of a charge count logins still to pass: a login whose second
+//! factor passed and that only waits for its account phase (`Commit`) got
+//! there with the account's factor, which no flood has, and holds nothing
+//! of its charge. It still counts in the whole table and for its
+//! connection. (After `AcceptReport` the module goes on before the daemon
+//! has read its `Commit`: the next login from the same address may begin
+//! while the last one is still here.)
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use twofactor_proto::error::Error;
 
-use super::Phase;
+use super::{Change, Phase};
 use crate::origin::Origin;
 use crate::services::Caller;
 
@@ -81,6 +89,13 @@ pub(super) struct Session {
     pub(super) expires: i64,
 }
 
+/// Whether a session counts against its charge's quotas: not once its
+/// second factor passed and it only waits to be committed (see the module
+/// comment).
+fn held_by_charge(session: &Session) -> bool {
+    !matches!(session.phase, Phase::Commit(Change::Login(_)))
+}
+
 /// The fleet's host a session came from (at a verifier), if any.
 fn host_of(session: &Session) -> Option<&str> {
     session.origin.forwarded.as_ref().map(|f| f.host.as_str())
@@ -112,23 +127,26 @@ impl Sessions {
         for s in sessions.values() {
             let other_host = host_of(s);
             same_connection += usize::from(s.owner.connection == owner.connection);
-            same_charge += usize::from(s.charge == *charge && other_host == host);
             same_host += usize::from(host.is_some() && other_host == host);
-            users += usize::from(matches!(s.charge, Charge::User(_)));
-            remote += usize::from(matches!(s.charge, Charge::Address(_)));
+            if held_by_charge(s) {
+                same_charge += usize::from(s.charge == *charge && other_host == host);
+                users += usize::from(matches!(s.charge, Charge::User(_)));
+                remote += usize::from(matches!(s.charge, Charge::Address(_)));
+            }
         }
         let full = sessions.len() >= MAX_SESSIONS
             || same_host >= MAX_SESSIONS_PER_HOST
             || same_connection >= MAX_SESSIONS_PER_CONNECTION
-            || match charge {
-                Charge::User(_) => {
-                    same_charge >= MAX_SESSIONS_PER_USER || users >= MAX_SESSIONS_NON_ROOT
-                }
-                Charge::Address(_) => {
-                    same_charge >= MAX_SESSIONS_PER_ADDRESS || remote >= MAX_SESSIONS_REMOTE
-                }
-                Charge::Root => false,
-            };
+            || held_by_charge(&session)
+                && match charge {
+                    Charge::User(_) => {
+                        same_charge >= MAX_SESSIONS_PER_USER || users >= MAX_SESSIONS_NON_ROOT
+                    }
+                    Charge::Address(_) => {
+                        same_charge >= MAX_SESSIONS_PER_ADDRESS || remote >= MAX_SESSIONS_REMOTE
+                    }
+                    Charge::Root => false,
+                };
         if full {
             return Err(Error::RateLimited(
                 "too many logins in progress; try again later".into(),
