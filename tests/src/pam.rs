@@ -75,6 +75,7 @@ impl PamService {
             answers: Vec::new(),
             system_bus: None,
             no_account: false,
+            hold_account: false,
             retry_as: None,
         }
     }
@@ -96,6 +97,8 @@ pub struct Login<'a> {
     /// Stop after pam_authenticate, as an application that never runs the
     /// account phase would.
     no_account: bool,
+    /// Wait for one more line of input between the two phases.
+    hold_account: bool,
     /// After a failed pam_authenticate, set PAM_USER to this name and
     /// authenticate again on the same handle (as `login` does).
     retry_as: Option<String>,
@@ -106,6 +109,13 @@ impl<'a> Login<'a> {
     /// again on the same handle, as `login` (util-linux) does.
     pub fn retry_as(mut self, user: &str) -> Self {
         self.retry_as = Some(user.to_string());
+        self
+    }
+
+    /// Waits, after a successful pam_authenticate, for one more line of
+    /// input before pam_acct_mgmt ([`LiveLogin::release_account`]).
+    pub fn hold_account_phase(mut self) -> Self {
+        self.hold_account = true;
         self
     }
 
@@ -169,6 +179,9 @@ impl<'a> Login<'a> {
         }
         if self.no_account {
             a.push("--no-account".into());
+        }
+        if self.hold_account {
+            a.push("--hold-account".into());
         }
         if let Some(u) = &self.retry_as {
             a.push("--retry-as".into());
@@ -249,6 +262,30 @@ impl LiveLogin {
         let mut bytes = a.as_ref().to_vec();
         bytes.push(b'\n');
         self.p.write(&bytes);
+    }
+    /// Waits for pam_authenticate's result; returns its name.
+    pub fn expect_auth(&mut self) -> String {
+        let line = self.p.expect_line(TIMEOUT, |l| {
+            event(l).is_some_and(|v| v["event"] == "auth" || v["event"] == "result")
+        });
+        let v = event(&line).unwrap_or_default();
+        assert_eq!(v["event"], "auth", "expected the auth result, got {line}");
+        v["name"].as_str().unwrap_or_default().to_string()
+    }
+    /// Lets a login held by [`Login::hold_account_phase`] go on to
+    /// pam_acct_mgmt and returns its result's name; fails the test if it
+    /// does not come `within`.
+    pub fn release_account(&mut self, within: Duration) -> String {
+        self.p.write(b"\n");
+        let line = self.p.expect_line(within, |l| {
+            event(l).is_some_and(|v| v["event"] == "account" || v["event"] == "result")
+        });
+        let v = event(&line).unwrap_or_default();
+        assert_eq!(
+            v["event"], "account",
+            "expected the account result, got {line}"
+        );
+        v["name"].as_str().unwrap_or_default().to_string()
     }
     pub fn finish(mut self) -> PamRun {
         PamRun::parse(self.p.finish(TIMEOUT))

@@ -192,6 +192,28 @@ impl Interactive {
             .collect()
     }
 
+    /// Waits (at most `timeout`) for a stdout line for which `pred` holds:
+    /// the line (without the newline), or None when none came in that
+    /// time or the program's output ended.
+    pub fn line_within(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).ok()?;
+            let text = String::from_utf8_lossy(&line)
+                .trim_end_matches(['\n', '\r'])
+                .to_string();
+            self.seen.push(line);
+            if pred(&text) {
+                return Some(text);
+            }
+        }
+    }
+
     /// Waits (at most `timeout`) for a stdout line for which `pred` holds and
     /// returns it (without the newline). Panics with everything seen so far
     /// if the program ends or the time runs out first.

@@ -251,6 +251,55 @@ fn a_stopped_daemon_behind_the_socket_is_refused_even_with_failmode_safe() {
         .assert_result("PAM_SUCCESS");
 }
 
+/// A plain login's account phase on the socket tells the daemon without
+/// waiting for its reply (AcceptReport, `Commit` with NO_REPLY_EXPECTED):
+/// with the daemon stopped between the phases and a module timeout of a
+/// minute, `pam_acct_mgmt` still returns PAM_SUCCESS at once; the daemon,
+/// running again, reads the call and logs `login-success`. The same held
+/// login through the bus waits for the reply: its account phase ends only
+/// once the daemon runs again.
+#[test]
+fn the_account_phase_of_a_plain_login_does_not_wait_for_the_daemon_on_the_socket() {
+    if !need_root!() {
+        return;
+    }
+    let s = Enrolled::on_clock(&twofactor_tests::DaemonConfig::default());
+    let pid = s.env.daemon.pid().expect("daemon pid");
+    let codes = s.codes();
+    let code = codes.fresh();
+    let pam = s.env.pam_socket("timeout=60");
+    let mut live = pam.login(&s.user.name).hold_account_phase().spawn();
+    assert_eq!(live.expect_prompt(), twofactor_tests::CODE_PROMPT);
+    live.answer(&code);
+    assert_eq!(live.expect_auth(), "PAM_SUCCESS");
+    proc::signal(pid, libc::SIGSTOP);
+    let account = live.release_account(Duration::from_secs(20));
+    let log_while_stopped = s.env.daemon.log();
+    proc::signal(pid, libc::SIGCONT);
+    assert_eq!(account, "PAM_SUCCESS");
+    live.finish().assert_result("PAM_SUCCESS");
+    assert!(
+        !log_while_stopped.contains("login-success"),
+        "{log_while_stopped}"
+    );
+    s.env.daemon.wait_log("login-success");
+
+    // Through the bus: the reply is waited for.
+    let code = codes.fresh();
+    let mut live = s.pam.login(&s.user.name).hold_account_phase().spawn();
+    assert_eq!(live.expect_prompt(), twofactor_tests::CODE_PROMPT);
+    live.answer(&code);
+    assert_eq!(live.expect_auth(), "PAM_SUCCESS");
+    proc::signal(pid, libc::SIGSTOP);
+    live.p.write(b"\n");
+    let waited = live
+        .p
+        .line_within(Duration::from_secs(2), |l| l.contains("\"account\""));
+    proc::signal(pid, libc::SIGCONT);
+    assert!(waited.is_none(), "the bus path did not wait: {waited:?}");
+    live.finish().assert_result("PAM_SUCCESS");
+}
+
 /// Connections held open by `user` (python3): `silent` that only
 /// connect, `half` that start the authentication and stop; returns once
 /// all are connected (the process holds them until its stdin closes).

@@ -9,8 +9,12 @@
 //! pam-harness --confdir DIR --service NAME --user USER
 //!             [--rhost HOST] [--tty TTY] [--ruser USER]
 //!             [--answer-file FILE] [--silent] [--no-account]
-//!             [--retry-as USER]
+//!             [--retry-as USER] [--hold-account]
 //! ```
+//!
+//! `--hold-account`: after a successful `pam_authenticate` (and its
+//! `auth` event), reads one more line from the answers before
+//! `pam_acct_mgmt`, so that a test can act between the two phases.
 //!
 //! `--retry-as USER` does what `login` (util-linux) and other programs that
 //! retry do with one handle: when `pam_authenticate` fails, it sets
@@ -65,12 +69,13 @@ struct Options {
     answer_file: Option<String>,
     silent: bool,
     no_account: bool,
+    hold_account: bool,
     retry_as: Option<CString>,
 }
 
 const USAGE: &str = "usage: pam-harness --confdir DIR --service NAME --user USER \
 [--rhost HOST] [--tty TTY] [--ruser USER] [--answer-file FILE] [--silent] [--no-account] \
-[--retry-as USER]";
+[--retry-as USER] [--hold-account]";
 
 fn parse_options(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut confdir = None;
@@ -83,7 +88,12 @@ fn parse_options(mut args: impl Iterator<Item = String>) -> Result<Options, Stri
     let mut retry_as = None;
     let mut silent = false;
     let mut no_account = false;
+    let mut hold_account = false;
     while let Some(flag) = args.next() {
+        if flag == "--hold-account" {
+            hold_account = true;
+            continue;
+        }
         if flag == "--silent" {
             silent = true;
             continue;
@@ -127,6 +137,7 @@ fn parse_options(mut args: impl Iterator<Item = String>) -> Result<Options, Stri
         answer_file,
         silent,
         no_account,
+        hold_account,
         retry_as: retry_as.map(|v| c("--retry-as", v)).transpose()?,
     })
 }
@@ -342,6 +353,10 @@ fn main() -> ExitCode {
         emit_code("auth", rc);
     }
     if rc == PAM_SUCCESS && !options.no_account {
+        if options.hold_account {
+            let mut line = Vec::new();
+            let _ = session.answers.read_until(b'\n', &mut line);
+        }
         // SAFETY: as for pam_authenticate.
         rc = unsafe { pam_acct_mgmt(pamh, flags) };
         emit_code("account", rc);
