@@ -251,12 +251,7 @@ pub struct LiveLogin {
 impl LiveLogin {
     /// Waits for the next prompt event; returns its text.
     pub fn expect_prompt(&mut self) -> String {
-        let line = self.p.expect_line(TIMEOUT, |l| {
-            event(l).is_some_and(|v| v["event"] == "prompt" || v["event"] == "result")
-        });
-        let v = event(&line).unwrap_or_default();
-        assert_eq!(v["event"], "prompt", "expected a prompt, got {line}");
-        v["text"].as_str().unwrap_or_default().to_string()
+        self.expect_event("prompt", "text", TIMEOUT)
     }
     pub fn answer(&mut self, a: impl AsRef<[u8]>) {
         let mut bytes = a.as_ref().to_vec();
@@ -265,27 +260,24 @@ impl LiveLogin {
     }
     /// Waits for pam_authenticate's result; returns its name.
     pub fn expect_auth(&mut self) -> String {
-        let line = self.p.expect_line(TIMEOUT, |l| {
-            event(l).is_some_and(|v| v["event"] == "auth" || v["event"] == "result")
-        });
-        let v = event(&line).unwrap_or_default();
-        assert_eq!(v["event"], "auth", "expected the auth result, got {line}");
-        v["name"].as_str().unwrap_or_default().to_string()
+        self.expect_event("auth", "name", TIMEOUT)
     }
     /// Lets a login held by [`Login::hold_account_phase`] go on to
     /// pam_acct_mgmt and returns its result's name; fails the test if it
     /// does not come `within`.
     pub fn release_account(&mut self, within: Duration) -> String {
         self.p.write(b"\n");
+        self.expect_event("account", "name", within)
+    }
+    /// Waits (at most `within`) for the next event `kind` and returns its
+    /// `field`; fails the test if the login ends (`result`) first.
+    fn expect_event(&mut self, kind: &str, field: &str, within: Duration) -> String {
         let line = self.p.expect_line(within, |l| {
-            event(l).is_some_and(|v| v["event"] == "account" || v["event"] == "result")
+            event(l).is_some_and(|v| v["event"] == kind || v["event"] == "result")
         });
         let v = event(&line).unwrap_or_default();
-        assert_eq!(
-            v["event"], "account",
-            "expected the account result, got {line}"
-        );
-        v["name"].as_str().unwrap_or_default().to_string()
+        assert_eq!(v["event"], kind, "expected {kind}, got {line}");
+        v[field].as_str().unwrap_or_default().to_string()
     }
     pub fn finish(mut self) -> PamRun {
         PamRun::parse(self.p.finish(TIMEOUT))

@@ -113,14 +113,7 @@ impl BusDaemon {
         let Some(connection) = self.connection.as_mut() else {
             return Err(DaemonError::Unavailable("no connection".into()));
         };
-        let call = Call {
-            destination: BUS_NAME,
-            path: OBJECT_PATH,
-            interface: LOGIN_INTERFACE,
-            member,
-            signature,
-        };
-        let result = connection.call(&call, body, deadline);
+        let result = connection.call(&login_call(member, signature), body, deadline);
         body.wipe();
         if result.is_err() {
             // A connection that failed a call (timed out, half-read) is not
@@ -223,13 +216,7 @@ impl Daemon for BusDaemon {
                 .call(login::COMMIT, sig::COMMIT_IN, &mut body)
                 .map(|_| ());
         }
-        let call = Call {
-            destination: BUS_NAME,
-            path: OBJECT_PATH,
-            interface: LOGIN_INTERFACE,
-            member: login::COMMIT,
-            signature: sig::COMMIT_IN,
-        };
+        let call = login_call(login::COMMIT, sig::COMMIT_IN);
         let deadline = Instant::now() + self.timeout;
         let sent = match self.connection.as_mut() {
             Some(c) => c.send_unanswered(&call, &body, deadline),
@@ -239,6 +226,17 @@ impl Daemon for BusDaemon {
             self.connection = None;
         }
         sent
+    }
+}
+
+/// A call of `org.twofactor.Login1` on the daemon's object.
+fn login_call<'a>(member: &'a str, signature: &'a str) -> Call<'a> {
+    Call {
+        destination: BUS_NAME,
+        path: OBJECT_PATH,
+        interface: LOGIN_INTERFACE,
+        member,
+        signature,
     }
 }
 
@@ -536,8 +534,7 @@ impl Connection {
         body: &Writer,
         deadline: Instant,
     ) -> Result<Message, DaemonError> {
-        let serial = self.next_serial;
-        self.next_serial = self.next_serial.wrapping_add(1).max(HELLO_SERIAL + 1);
+        let serial = self.take_serial();
         let mut message = call.encode(serial, body.as_bytes());
         if !self.prefix.is_empty() {
             let mut first = std::mem::take(&mut self.prefix);
@@ -575,6 +572,13 @@ impl Connection {
         }
     }
 
+    /// The serial of the next message (never 0, never `Hello`'s).
+    fn take_serial(&mut self) -> u32 {
+        let serial = self.next_serial;
+        self.next_serial = self.next_serial.wrapping_add(1).max(HELLO_SERIAL + 1);
+        serial
+    }
+
     /// Sends `call` with `NO_REPLY_EXPECTED`, on a connection whose
     /// handshake is done: nothing is read back (the daemon sends nothing).
     fn send_unanswered(
@@ -588,8 +592,7 @@ impl Connection {
                 "no call answered on this connection yet".into(),
             ));
         }
-        let serial = self.next_serial;
-        self.next_serial = self.next_serial.wrapping_add(1).max(HELLO_SERIAL + 1);
+        let serial = self.take_serial();
         let mut message = call.encode_with(wire::NO_REPLY_EXPECTED, serial, body.as_bytes());
         let written = self.write(&message, deadline);
         message.zeroize();
