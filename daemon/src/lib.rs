@@ -20,6 +20,7 @@ pub mod adapters;
 
 pub mod api;
 pub mod args;
+pub mod blocking;
 pub mod clock;
 pub mod config;
 pub mod message;

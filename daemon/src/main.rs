@@ -321,13 +321,13 @@ fn host_main(
     ));
     let requests = Arc::new(host_requests::Requests::new(
         verifiers.clone(),
-        Arc::new(nss::SystemUsers),
+        Arc::new(nss::SystemUsers::default()),
         passwords,
         audit.clone(),
     ));
     let logins: Arc<dyn login::LoginSteps> = Arc::new(host::Forwarder::new(
         verifiers,
-        Arc::new(nss::SystemUsers),
+        Arc::new(nss::SystemUsers::default()),
         Arc::new(config),
         audit.clone(),
     ));
@@ -744,7 +744,7 @@ async fn serve(
         Outside {
             clock: Arc::new(clock::SystemClock),
             rng: Arc::new(random::OsRandom),
-            users: Arc::new(nss::SystemUsers),
+            users: Arc::new(nss::SystemUsers::default()),
             reauth,
             mailer,
             audit: audit.clone(),

@@ -9,6 +9,7 @@ pub mod listen;
 pub mod named_files;
 pub mod nss;
 pub mod pam_reauth;
+pub mod passwd_cache;
 pub mod procfs;
 pub mod sealing;
 pub mod smtp;

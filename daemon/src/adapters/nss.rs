@@ -71,10 +71,24 @@ impl std::fmt::Debug for Shadow {
     }
 }
 
-/// getpwnam/getpwuid through NSS.
-pub struct SystemUsers;
+/// getpwnam/getpwuid through NSS; the account a name stands for
+/// remembered while `/etc/passwd` alone decides it
+/// ([`super::passwd_cache`]).
+#[derive(Default)]
+pub struct SystemUsers {
+    accounts: super::passwd_cache::PasswdCache,
+}
 
 impl Users for SystemUsers {
+    fn canonical(&self, name: &str) -> Option<(String, u32)> {
+        if !plausible_name(name) {
+            return None;
+        }
+        self.accounts.canonical(name, |name| {
+            let uid = self.uid_of(name)?;
+            Some((self.name_of(uid)?, uid))
+        })
+    }
     fn name_of(&self, uid: u32) -> Option<String> {
         nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
             .ok()
@@ -453,7 +467,10 @@ mod tests {
             uid_range("# c\nUID_MIN\t\t 2000\nUID_MAX 3000\nSYS_UID_MIN 100\n"),
             (2000, 3000)
         );
-        assert!(!SystemUsers.human_users().iter().any(|(n, _)| n == "root"));
+        assert!(!SystemUsers::default()
+            .human_users()
+            .iter()
+            .any(|(n, _)| n == "root"));
     }
 
     /// The real shadow database (root only: others may not read it): an
@@ -463,21 +480,23 @@ mod tests {
     fn shadow_entries_through_nss() {
         if !nix::unistd::geteuid().is_root() {
             assert!(
-                SystemUsers.shadow_of("root").is_err(),
+                SystemUsers::default().shadow_of("root").is_err(),
                 "not root: no answer"
             );
             return;
         }
-        let root = SystemUsers
+        let root = SystemUsers::default()
             .shadow_of("root")
             .unwrap()
             .expect("root's entry");
         assert!(!root.hash.is_empty());
         assert_eq!(
-            SystemUsers.shadow_of("tf-nobody-has-this-name").unwrap(),
+            SystemUsers::default()
+                .shadow_of("tf-nobody-has-this-name")
+                .unwrap(),
             None
         );
-        assert!(SystemUsers.shadow_of("a:b").is_err());
+        assert!(SystemUsers::default().shadow_of("a:b").is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The user directory: name-service look-ups (passwd, groups, shadow:
-//! possibly LDAP or SSSD) on blocking threads, so that a slow directory never
-//! stalls the async workers that serve every other login.
+//! possibly LDAP or SSSD) run as blocking work ([`crate::blocking`]), so
+//! that a slow directory never stalls the async workers that serve every
+//! other login.
 
 use crate::adapters::nss::{Shadow, Users};
 use crate::adapters::syslog::Audit;
@@ -42,14 +43,14 @@ impl Directory {
         }
     }
 
-    /// Runs `f` against the name service on a blocking thread.
+    /// Runs `f` against the name service as blocking work.
     pub async fn lookup<T, F>(&self, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnOnce(&dyn Users) -> T + Send + 'static,
     {
         let users = self.users.clone();
-        tokio::task::spawn_blocking(move || f(users.as_ref()))
+        crate::blocking::run(move || f(users.as_ref()))
             .await
             .map_err(|e| self.audit.internal("name-service", &e.to_string()))
     }

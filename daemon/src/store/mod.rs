@@ -3,9 +3,9 @@
 //! PostgreSQL database shared by every host of a fleet
 //! (`[store] backend = "postgresql"`).
 //!
-//! Every write goes through [`Store::run`], which hands a closure to the
-//! writer thread. The writer takes whatever jobs are queued, runs each in
-//! its own savepoint inside one transaction and commits them together
+//! Every write goes through [`Store::run`], which queues a closure for the
+//! writer ([`writer`]). The writer takes whatever jobs are queued, runs each
+//! in its own savepoint inside one transaction and commits them together
 //! (group commit): one fsync serves many concurrent logins, and no answer
 //! leaves before its change is durable (SQLite `synchronous=FULL`;
 //! PostgreSQL's commit). Within one daemon jobs never interleave; between
@@ -17,8 +17,9 @@
 //!
 //! Reads that decide nothing by themselves (what a login is about to ask,
 //! [`Store::read`]) need not queue behind the writer's fsync: with SQLite
-//! they run on a small pool of read-only connections, on a blocking
-//! thread, each in its own read transaction; with PostgreSQL on a second
+//! they run on a small pool of read-only connections, off the async
+//! workers' other tasks ([`crate::blocking`]), each in its own read
+//! transaction; with PostgreSQL on a second
 //! connection with a thread of its own, in read-only transactions. A code
 //! is still checked and used up only in the writer.
 
@@ -37,8 +38,8 @@ use files::{lock_dir, prepare_dir, prepare_file};
 use postgresql::prepare_postgresql;
 use readers::Readers;
 use resealing::{replace_value, sealed_values, SEALED};
-use sqlite::prepare_sqlite;
-use writer::{in_transaction, writer, Backend, Job, Postgres, Sqlite, TypedJob, Writer};
+use sqlite::{prepare_sqlite, prewrite_wal};
+use writer::{in_transaction, writer, Backend, Lane, Postgres, Sqlite, TypedJob, Writer};
 
 pub use db::{Db, DbError, FromValue, Optional, Params, Row, ToValue};
 /// What a statement, or a job of statements, returns.
@@ -109,13 +110,15 @@ impl From<crate::adapters::sealing::SealError> for StoreError {
     }
 }
 
-/// A handle to the writer thread. Cheap to clone. When the last handle
-/// goes, the writer finishes the queued jobs and ends, and the state
-/// directory's lock is released before the drop returns.
+/// A handle to the store and its writer. Cheap to clone. When the last
+/// handle goes, the writer thread runs what is still queued and ends, and
+/// the state directory's lock is released before the drop returns.
 #[derive(Clone)]
 pub struct Store {
-    // Field order: the job sender goes before the writer is joined.
-    jobs: mpsc::Sender<Box<dyn Job>>,
+    // Field order: the writer thread's waker goes before the thread is
+    // joined, and the lane (with the engine and the directory's lock)
+    // after.
+    wake: mpsc::Sender<()>,
     commits: Arc<AtomicU64>,
     /// SQLite's read-only connections; None for an in-memory database.
     readers: Option<Arc<Readers>>,
@@ -125,6 +128,7 @@ pub struct Store {
     /// Shared by the daemons of many hosts (PostgreSQL).
     shared: bool,
     _writer: Arc<Writer>,
+    lane: Arc<Lane>,
 }
 
 /// Whether opening may create the database.
@@ -206,6 +210,7 @@ impl Store {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         let conn = prepare_sqlite(conn, &keys, mode)?;
+        prewrite_wal(&conn, &path);
         let mut store = Store::start(Box::new(Sqlite(conn)), keys.clone(), Some(lock))?;
         store.readers = Some(Arc::new(Readers {
             path,
@@ -228,27 +233,25 @@ impl Store {
         keys: Arc<Keys>,
         lock: Option<nix::fcntl::Flock<std::fs::File>>,
     ) -> Result<Store, StoreError> {
-        let (jobs, rx) = mpsc::channel::<Box<dyn Job>>();
+        let (wake, woken) = mpsc::channel::<()>();
         let commits = Arc::new(AtomicU64::new(0));
-        let counter = commits.clone();
+        let lane = Arc::new(Lane::new(backend, keys, lock, commits.clone()));
+        let theirs = lane.clone();
         let handle = std::thread::Builder::new()
             .name("twofactord-store".into())
-            .spawn(move || {
-                // The directory stays locked while the writer runs.
-                let _lock = lock;
-                writer(backend, &keys, rx, &counter)
-            })
+            .spawn(move || writer(&theirs, woken))
             .map_err(|source| StoreError::Io {
                 path: PathBuf::from("<writer thread>"),
                 source,
             })?;
         Ok(Store {
-            jobs,
+            wake,
             commits,
             readers: None,
             reader: None,
             shared: false,
             _writer: Arc::new(Writer(std::sync::Mutex::new(Some(handle)))),
+            lane,
         })
     }
 
@@ -321,9 +324,21 @@ impl Store {
         F: FnOnce(&Db) -> db::Result<R> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel::<Result<R, String>>();
-        self.jobs
-            .send(Box::new(TypedJob { f, reply }))
-            .map_err(|_| StoreError::Closed)?;
+        self.lane.push(Box::new(TypedJob { f, reply }));
+        // An idle engine runs the job here and now; a busy one's holder
+        // runs it after what it runs (group commit).
+        let left = if self.lane.idle() {
+            let lane = self.lane.clone();
+            crate::blocking::run(move || lane.lead_once())
+                .await
+                .unwrap_or(true)
+        } else {
+            false
+        };
+        if left {
+            // What queued meanwhile is the writer thread's.
+            self.wake.send(()).map_err(|_| StoreError::Closed)?;
+        }
         match rx.await {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(message)) => Err(StoreError::Failed(message)),
@@ -362,18 +377,17 @@ impl Store {
                 })
                 .await;
         };
-        tokio::task::spawn_blocking(move || readers.read(f))
+        crate::blocking::run(move || readers.read(f))
             .await
             .map_err(|e| StoreError::Failed(format!("a read did not finish: {e}")))?
     }
 
-    /// `first` on a blocking thread (it may block: a name-service
-    /// look-up), then the read it asks for, if any, as [`Store::read`].
-    /// Where reads run on this process's own connections (a SQLite file)
-    /// both run in one blocking job: two hand-offs between threads fewer,
-    /// about 70 µs of a login's `Begin` on a 2-CPU machine
-    /// (docs/performance.md). Returns what `first` gave and the read's
-    /// outcome; the error is only `first` not finishing.
+    /// `first`, which may block (a name-service look-up), then the read it
+    /// asks for, if any, as [`Store::read`]; both off the async workers'
+    /// other tasks ([`crate::blocking`]). Where reads run on this
+    /// process's own connections (a SQLite file) both run in one piece of
+    /// blocking work. Returns what `first` gave and the read's outcome;
+    /// the error is only `first` not finishing.
     pub async fn read_after<T, R, G>(
         &self,
         first: impl FnOnce() -> (T, Option<G>) + Send + 'static,
@@ -383,20 +397,18 @@ impl Store {
         R: Send + 'static,
         G: FnOnce(&Db) -> db::Result<R> + Send + 'static,
     {
-        let unfinished = |e: tokio::task::JoinError| {
+        let unfinished = |e: crate::blocking::Unfinished| {
             StoreError::Failed(format!("a look-up before a read did not finish: {e}"))
         };
         if let Some(readers) = self.readers.clone() {
-            return tokio::task::spawn_blocking(move || {
+            return crate::blocking::run(move || {
                 let (value, read) = first();
                 (value, read.map(|g| readers.read(g)))
             })
             .await
             .map_err(unfinished);
         }
-        let (value, read) = tokio::task::spawn_blocking(first)
-            .await
-            .map_err(unfinished)?;
+        let (value, read) = crate::blocking::run(first).await.map_err(unfinished)?;
         let read = match read {
             Some(g) => Some(self.read(g).await),
             None => None,
@@ -810,6 +822,116 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(users, vec!["y".to_string()]);
+        });
+    }
+
+    /// Jobs from many tasks at once on the daemon's kind of runtime: each
+    /// runs once, none is left behind by a task that found the engine
+    /// taken, and they share commits (group commit) while some ran on
+    /// the thread of the task that queued them.
+    #[test]
+    fn jobs_at_once_all_run_and_share_commits() {
+        let rt = rt();
+        let dir = fresh_dir("lane");
+        let store = Arc::new(Store::open(&dir, keys(), Mode::Create).unwrap());
+        rt.block_on(async {
+            store
+                .run(|c| {
+                    c.execute(
+                        "INSERT INTO accounts(username, created) VALUES ('c', 0)",
+                        params![],
+                    )
+                })
+                .await
+                .unwrap();
+            let before = store.commits();
+            let mut handles = Vec::new();
+            for _ in 0..200 {
+                let s = store.clone();
+                handles.push(tokio::spawn(async move {
+                    let thread = std::thread::current().id();
+                    s.run(move |c| {
+                        c.execute(
+                            "UPDATE accounts SET failures = failures + 1 WHERE username='c'",
+                            params![],
+                        )?;
+                        Ok(std::thread::current().id() == thread)
+                    })
+                    .await
+                }));
+            }
+            let mut here = 0;
+            for h in handles {
+                if h.await.unwrap().unwrap() {
+                    here += 1;
+                }
+            }
+            let n: i64 = store
+                .read(|c| {
+                    c.query_row(
+                        "SELECT failures FROM accounts WHERE username='c'",
+                        params![],
+                        |r| r.get(0),
+                    )
+                })
+                .await
+                .unwrap();
+            assert_eq!(n, 200);
+            let commits = store.commits() - before;
+            assert!(commits < 200, "{commits} commits for 200 jobs");
+            assert!(here > 0, "no job ran on its own task's thread");
+        });
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// The write-ahead log is written out when the store opens (commits
+    /// then write into space that is there), and what was committed
+    /// before and after reads back after a reopen.
+    #[test]
+    fn the_log_is_written_out_at_open_and_changes_survive_it() {
+        let rt = rt();
+        let dir = fresh_dir("wal");
+        let wal = dir.join(format!("{DB_FILE}-wal"));
+        for (round, mode) in [(1, Mode::Create), (2, Mode::Existing)] {
+            let store = Store::open(&dir, keys(), mode).unwrap();
+            let len = std::fs::metadata(&wal).unwrap().len();
+            assert!(len >= 1000 * 4096, "the log is {len} bytes");
+            let n: i64 = rt.block_on(async {
+                store
+                    .run(move |c| {
+                        c.execute(
+                            "INSERT INTO accounts(username, created) VALUES (?1, 0)",
+                            [format!("u{round}")],
+                        )?;
+                        c.query_row("SELECT count(*) FROM accounts", params![], |r| r.get(0))
+                    })
+                    .await
+                    .unwrap()
+            });
+            assert_eq!(n, round);
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A job that panics takes the engine with it (its transaction's state
+    /// is unknown): later jobs fail at once instead of waiting forever.
+    #[test]
+    fn after_a_job_panics_later_jobs_fail_instead_of_hanging() {
+        let rt = rt();
+        let store = Store::open_in_memory().unwrap();
+        rt.block_on(async {
+            let s = store.clone();
+            let panicked = tokio::spawn(async move {
+                s.run(|_| -> DbResult<()> { panic!("a bug in a job") })
+                    .await
+            })
+            .await;
+            assert!(matches!(panicked, Err(_) | Ok(Err(_))));
+            let later =
+                tokio::time::timeout(std::time::Duration::from_secs(10), store.run(|_| Ok(())))
+                    .await
+                    .expect("a later job is answered");
+            assert!(later.is_err(), "the engine is not used again");
         });
     }
 

@@ -1,8 +1,18 @@
-//! The writer thread: jobs queued by [`Store::run`], run each in its own
+//! The writer: jobs queued by [`Store::run`], run each in its own
 //! savepoint inside one transaction and committed together (group commit),
 //! on either engine ([`Backend`]).
+//!
+//! A batch is run by whoever finds the engine free ([`Lane`]): the task
+//! that queued a job, on its own thread ([`crate::blocking`]), when the
+//! engine is idle (a login one at a time: no hand-off to another thread
+//! and back), or the writer thread, which takes what queues while a batch
+//! commits (many logins at once: one commit for all of them). Whoever
+//! lets the engine go looks at the queue afterwards, so that a job queued
+//! meanwhile is never left behind.
 
 use super::*;
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard, TryLockError};
 
 /// Largest number of jobs committed together.
 pub(super) const MAX_BATCH: usize = 256;
@@ -187,34 +197,127 @@ pub(super) fn begin_batch<'a>(
     backend.engine(keys).map_err(|e| e.to_string())
 }
 
-/// The writer loop: take a batch, run it in one transaction, commit, answer.
-pub(super) fn writer(
-    mut backend: Box<dyn Backend>,
-    keys: &Keys,
-    rx: mpsc::Receiver<Box<dyn Job>>,
-    commits: &AtomicU64,
-) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+/// The engine and what must live as long as it.
+pub(super) struct EngineSlot {
+    backend: Box<dyn Backend>,
+    keys: Arc<Keys>,
+    /// The state directory's lock (SQLite), held while the engine lives.
+    _lock: Option<nix::fcntl::Flock<std::fs::File>>,
+}
+
+/// A store's queue of jobs and the one engine that runs them.
+pub(super) struct Lane {
+    queue: Mutex<VecDeque<Box<dyn Job>>>,
+    engine: Mutex<EngineSlot>,
+    commits: Arc<AtomicU64>,
+}
+
+/// What a job is told when the engine was lost to a panic in an earlier
+/// job (its transaction's state is unknown: nothing runs on it again).
+const ENGINE_LOST: &str = "the store's writer stopped after an internal failure";
+
+impl Lane {
+    pub(super) fn new(
+        backend: Box<dyn Backend>,
+        keys: Arc<Keys>,
+        lock: Option<nix::fcntl::Flock<std::fs::File>>,
+        commits: Arc<AtomicU64>,
+    ) -> Lane {
+        Lane {
+            queue: Mutex::new(VecDeque::new()),
+            engine: Mutex::new(EngineSlot {
+                backend,
+                keys,
+                _lock: lock,
+            }),
+            commits,
+        }
+    }
+
+    /// Queues `job`.
+    pub(super) fn push(&self, job: Box<dyn Job>) {
+        self.queue_guard().push_back(job);
+    }
+
+    /// Whether the engine is free now (a hint: it may be taken the next
+    /// moment, and whoever takes it runs what is queued).
+    pub(super) fn idle(&self) -> bool {
+        !matches!(self.engine.try_lock(), Err(TryLockError::WouldBlock))
+    }
+
+    /// Runs one batch of what is queued here, on this thread, if the
+    /// engine is free (else whoever holds it runs the batch). Whether jobs
+    /// are queued still: those are the writer thread's.
+    pub(super) fn lead_once(&self) -> bool {
+        match self.engine.try_lock() {
+            Ok(mut engine) => {
+                self.run_batch(&mut engine);
+            }
+            Err(TryLockError::Poisoned(_)) => self.fail_queued(),
+            Err(TryLockError::WouldBlock) => {}
+        }
+        self.pending()
+    }
+
+    /// The writer thread's turn: batches until nothing is queued.
+    fn drain(&self) {
+        loop {
+            match self.engine.lock() {
+                Ok(mut engine) => while self.run_batch(&mut engine) {},
+                Err(_) => self.fail_queued(),
+            }
+            // Looked at after the engine is let go: a job queued while it
+            // was held, by a task that found it taken, is run now.
+            if !self.pending() {
+                return;
             }
         }
+    }
+
+    fn queue_guard(&self) -> MutexGuard<'_, VecDeque<Box<dyn Job>>> {
+        // The queue is only pushed to and drained: a panic cannot leave
+        // it half-changed.
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn pending(&self) -> bool {
+        !self.queue_guard().is_empty()
+    }
+
+    fn fail_queued(&self) {
+        let jobs: Vec<_> = self.queue_guard().drain(..).collect();
+        for job in jobs {
+            job.fail(ENGINE_LOST.to_string());
+        }
+    }
+
+    /// Takes up to [`MAX_BATCH`] queued jobs and runs them in one
+    /// transaction, then answers each; false when nothing was queued.
+    fn run_batch(&self, slot: &mut EngineSlot) -> bool {
+        let batch: Vec<Box<dyn Job>> = {
+            let mut queue = self.queue_guard();
+            let n = queue.len().min(MAX_BATCH);
+            queue.drain(..n).collect()
+        };
+        if batch.is_empty() {
+            return false;
+        }
+        let EngineSlot { backend, keys, .. } = slot;
         let engine = match begin_batch(backend.as_mut(), keys) {
             Ok(engine) => engine,
             Err(message) => {
                 for job in batch {
                     job.fail(message.clone());
                 }
-                continue;
+                return true;
             }
         };
         let db = Db::new(engine, keys);
         let completions: Vec<Completion> = batch.into_iter().map(|job| job.run(&db)).collect();
         let commit = db.execute_batch("COMMIT").map_err(|e| e.to_string());
-        commits.fetch_add(1, Ordering::Relaxed);
+        self.commits.fetch_add(1, Ordering::Relaxed);
         if commit.is_err() {
             let _ = db.execute_batch("ROLLBACK");
         }
@@ -222,5 +325,15 @@ pub(super) fn writer(
         for done in completions {
             done(commit.clone());
         }
+        true
     }
+}
+
+/// The writer thread: runs what is queued each time it is woken, and
+/// once more when the last handle is gone.
+pub(super) fn writer(lane: &Lane, wake: mpsc::Receiver<()>) {
+    while wake.recv().is_ok() {
+        lane.drain();
+    }
+    lane.drain();
 }

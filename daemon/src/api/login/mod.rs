@@ -1895,6 +1895,7 @@ mod tests {
     struct SlowDirectory {
         inner: crate::adapters::nss::testing::FakeUsers,
         gate: Arc<(Mutex<bool>, std::sync::Condvar)>,
+        entered: Arc<std::sync::atomic::AtomicBool>,
         answered: Arc<std::sync::atomic::AtomicBool>,
     }
 
@@ -1904,6 +1905,8 @@ mod tests {
         }
         fn uid_of(&self, name: &str) -> Option<u32> {
             if name == "slowpoke" {
+                self.entered
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
                 let (lock, cv) = &*self.gate;
                 if let Ok(guard) = lock.lock() {
                     let _ =
@@ -1928,10 +1931,33 @@ mod tests {
         }
     }
 
+    /// On either runtime: the daemon's (multi-thread, where blocking work
+    /// runs on the task's own thread and the worker's other tasks move to
+    /// another), and a current-thread one (blocking work on the pool).
     #[test]
     fn a_slow_name_service_does_not_stall_other_logins() {
+        for multi_thread in [true, false] {
+            let rt = if multi_thread {
+                // One async worker, as little as there can be.
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+            } else {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            }
+            .unwrap();
+            slow_name_service_on(&rt, multi_thread);
+        }
+    }
+
+    fn slow_name_service_on(rt: &tokio::runtime::Runtime, multi_thread: bool) {
+        use std::sync::atomic::{AtomicBool, Ordering};
         let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-        let answered = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let entered = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicBool::new(false));
         let clock = ManualClock::at(T0);
         let handles = crate::services::Handles::new(
             Config::default(),
@@ -1942,6 +1968,7 @@ mod tests {
                 users: Arc::new(SlowDirectory {
                     inner: crate::adapters::nss::testing::FakeUsers::new(&[("alice", 1000)]),
                     gate: gate.clone(),
+                    entered: entered.clone(),
                     answered: answered.clone(),
                 }),
                 reauth: Arc::new(crate::adapters::pam_reauth::testing::FakeReauth::new(&[])),
@@ -1950,23 +1977,25 @@ mod tests {
             },
         );
         let logins = Arc::new(Logins::new(&handles));
-        // One async worker thread, as little as there can be.
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
         rt.block_on(async {
             let slow = {
                 let logins = logins.clone();
                 tokio::spawn(async move { logins.begin(&root(), origin("slowpoke")).await })
             };
-            // Let the slow login start and reach its look-up.
-            tokio::task::yield_now().await;
-            let quick = logins.begin(&root(), origin("alice")).await;
-            assert!(quick.is_ok());
+            // The slow login is in its look-up, holding whatever thread it
+            // blocks.
+            while !entered.load(Ordering::SeqCst) {
+                tokio::task::yield_now().await;
+            }
+            // The quick one is a task too, so that it needs a worker.
+            let quick = {
+                let logins = logins.clone();
+                tokio::spawn(async move { logins.begin(&root(), origin("alice")).await })
+            };
+            assert!(quick.await.unwrap().is_ok());
             assert!(
-                !answered.load(std::sync::atomic::Ordering::SeqCst),
-                "alice's login waited for the slow look-up"
+                !answered.load(Ordering::SeqCst),
+                "alice's login waited for the slow look-up (multi-thread: {multi_thread})"
             );
             if let Ok(mut open) = gate.0.lock() {
                 *open = true;
