@@ -165,7 +165,7 @@ bench: module
 	$(CARGO) build --release -p twofactord -p twofactorctl -p twofactor-bench $(CARGO_LOCKED)
 	CARGO_TARGET_DIR=$(TARGET_DIR) bench/run $(BENCH_ARGS)
 
-# The benchmark once in its quick mode (24 users, a few logins per run), so
+# The benchmark once in its quick mode (80 users, a few logins per run), so
 # that it keeps working: it fails only if a login fails or the set-up does,
 # never on a time. Root only, like the benchmark.
 bench-check:
