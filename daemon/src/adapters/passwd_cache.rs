@@ -7,8 +7,8 @@
 //! few hundred lines, more with more: docs/performance.md). An answer is
 //! kept only where no other source could have given it, and only while
 //! that stays so:
-//! - the `passwd:` line of `/etc/nsswitch.conf` names `files` first and has
-//!   no `[action]` (Debian's `files systemd`): a name that `files` finds is
+//! - `/etc/nsswitch.conf` has one `passwd:` line, which names `files` first
+//!   and has no `[action]` (Debian's `files systemd`): a name that `files` finds is
 //!   never asked of a later source, and neither is the uid of its line;
 //! - `/etc/passwd` has a line for the name, whose uid is the uid the name
 //!   service gave, and the first line with that uid has the name the name
@@ -161,19 +161,19 @@ impl PasswdCache {
     }
 }
 
-/// Whether nsswitch.conf's `passwd:` line (the last one, as glibc reads
-/// it) names `files` first, with no `[action]` anywhere on it.
+/// Whether nsswitch.conf has one `passwd:` line, naming `files` first,
+/// with no `[action]` anywhere on it (two such lines, or a line written
+/// another way, are left to glibc: no cache).
 fn files_first(nsswitch: &str) -> bool {
-    let line = nsswitch
+    let mut lines = nsswitch
         .lines()
         .map(|l| l.split('#').next().unwrap_or_default().trim())
-        .filter_map(|l| l.strip_prefix("passwd:"))
-        .next_back();
-    match line {
-        Some(sources) => {
+        .filter_map(|l| l.strip_prefix("passwd:"));
+    match (lines.next(), lines.next()) {
+        (Some(sources), None) => {
             !sources.contains('[') && sources.split_whitespace().next() == Some("files")
         }
-        None => false,
+        _ => false,
     }
 }
 
@@ -340,6 +340,7 @@ mod tests {
             "passwd: compat\n",
             "group: files\n",
             "passwd: files\npasswd: ldap files\n",
+            "passwd: ldap\npasswd: files\n",
         ] {
             let files = Files::new(PASSWD, nsswitch);
             let cache = files.cache();
