@@ -825,6 +825,33 @@ mod tests {
         });
     }
 
+    /// An account `c` whose failure count the concurrency tests raise.
+    async fn seed_counter(store: &Store) {
+        store
+            .run(|c| {
+                c.execute(
+                    "INSERT INTO accounts(username, created) VALUES ('c', 0)",
+                    params![],
+                )
+            })
+            .await
+            .unwrap();
+    }
+
+    /// `c`'s failure count, as committed.
+    async fn counter(store: &Store) -> i64 {
+        store
+            .read(|c| {
+                c.query_row(
+                    "SELECT failures FROM accounts WHERE username='c'",
+                    params![],
+                    |r| r.get(0),
+                )
+            })
+            .await
+            .unwrap()
+    }
+
     /// Jobs from many tasks at once on the daemon's kind of runtime: each
     /// runs once, none is left behind by a task that found the engine
     /// taken, and they share commits (group commit) while some ran on
@@ -835,15 +862,7 @@ mod tests {
         let dir = fresh_dir("lane");
         let store = Arc::new(Store::open(&dir, keys(), Mode::Create).unwrap());
         rt.block_on(async {
-            store
-                .run(|c| {
-                    c.execute(
-                        "INSERT INTO accounts(username, created) VALUES ('c', 0)",
-                        params![],
-                    )
-                })
-                .await
-                .unwrap();
+            seed_counter(&store).await;
             let before = store.commits();
             let mut handles = Vec::new();
             for _ in 0..200 {
@@ -866,17 +885,7 @@ mod tests {
                     here += 1;
                 }
             }
-            let n: i64 = store
-                .read(|c| {
-                    c.query_row(
-                        "SELECT failures FROM accounts WHERE username='c'",
-                        params![],
-                        |r| r.get(0),
-                    )
-                })
-                .await
-                .unwrap();
-            assert_eq!(n, 200);
+            assert_eq!(counter(&store).await, 200);
             let commits = store.commits() - before;
             assert!(commits < 200, "{commits} commits for 200 jobs");
             assert!(here > 0, "no job ran on its own task's thread");
@@ -940,15 +949,7 @@ mod tests {
         let rt = rt();
         let store = Arc::new(Store::open_in_memory().unwrap());
         rt.block_on(async {
-            store
-                .run(|c| {
-                    c.execute(
-                        "INSERT INTO accounts(username, created) VALUES ('c', 0)",
-                        params![],
-                    )
-                })
-                .await
-                .unwrap();
+            seed_counter(&store).await;
             let mut handles = Vec::new();
             for _ in 0..100 {
                 let s = store.clone();
@@ -970,17 +971,11 @@ mod tests {
             for h in handles {
                 h.await.unwrap().unwrap();
             }
-            let n: i64 = store
-                .run(|c| {
-                    c.query_row(
-                        "SELECT failures FROM accounts WHERE username='c'",
-                        params![],
-                        |r| r.get(0),
-                    )
-                })
-                .await
-                .unwrap();
-            assert_eq!(n, 100, "read-modify-write jobs must not interleave");
+            assert_eq!(
+                counter(&store).await,
+                100,
+                "read-modify-write jobs must not interleave"
+            );
         });
     }
 }
